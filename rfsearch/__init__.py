@@ -1,0 +1,32 @@
+"""rfsearch: exact receptive-field geometry of CNNs, for millions of architectures at once."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .encode import Batch, chains, encode
+from .errors import SpecError
+from .evaluate import evaluate
+from .load import read_chains
+from .spec import Layer, Network, parse_network
+from .table import COLUMNS, schema, to_arrow, write_parquet
+
+try:
+    __version__ = version("rfsearch")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0"
+
+__all__ = [
+    "COLUMNS",
+    "Batch",
+    "Layer",
+    "Network",
+    "SpecError",
+    "__version__",
+    "chains",
+    "encode",
+    "evaluate",
+    "parse_network",
+    "read_chains",
+    "schema",
+    "to_arrow",
+    "write_parquet",
+]

@@ -1,0 +1,131 @@
+"""The batch driver: runs the kernel over a Batch in chunks of bounded memory.
+
+It picks the compute width per batch (int32 when every parameter is small enough
+for :data:`~rfsearch.kernel.LIMITS`, else int64), re-runs the rare rows that
+overflow int32 in int64, and turns kernel error codes into one-line messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import kernel as K
+from .encode import Batch
+from .errors import SpecError
+
+DEFAULT_CHUNK = 1 << 16
+MIN_CHUNK_BUCKET = 64
+KERNEL_FIELDS = ("op", "kernel", "stride", "dilation", "pad_before", "pad_after", "preds")
+
+
+def parse_input_size(input_size) -> tuple[int, int] | None:
+    """None, an int, (H, W) or 'HxW' -> (H, W) positive ints."""
+    if input_size is None:
+        return None
+    if isinstance(input_size, str):
+        parts = input_size.lower().split("x")
+        try:
+            values = [int(p) for p in parts]
+        except ValueError:
+            values = []
+        if len(values) not in (1, 2):
+            raise SpecError(f"input size must be N or HxW, got {input_size!r}")
+        input_size = values if len(values) == 2 else values[0]
+    pair = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int | np.integer)
+                             or not 1 <= v <= K.LIMITS[np.dtype(np.int64)].param for v in pair):
+        raise SpecError(f"input size must be a positive integer or (H, W), got {input_size!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def compute_dtype(batch: Batch, size: tuple[int, int] | None) -> str:
+    """int32 when every parameter and the input size fit its limits, else int64."""
+    small = K.LIMITS[np.dtype(np.int32)].param
+    if size is not None and max(size) > small:
+        return "int64"
+    if batch.kernel.dtype == np.int8:  # every value <= 127, so k_eff <= 127 * 126 + 1 < 2**14
+        return "int32"
+    top = max(int(np.abs(getattr(batch, f)).max(initial=0)) for f in K_PARAMS)
+    k_eff = int((batch.dilation.astype(np.int64) * (batch.kernel - 1) + 1).max(initial=1))
+    return "int32" if max(top, k_eff) <= small else "int64"
+
+
+K_PARAMS = ("kernel", "stride", "dilation", "pad_before", "pad_after")
+
+
+def chunk_bucket(n: int, chunk: int) -> int:
+    """Rows a chunk is padded to: a power of two in [MIN_CHUNK_BUCKET, chunk]."""
+    return min(chunk, max(MIN_CHUNK_BUCKET, 1 << max(0, n - 1).bit_length()))
+
+
+@dataclass
+class Raw:
+    """Host copies of kernel results for a batch: output state, errors, layer states."""
+
+    out: dict[str, np.ndarray]  # NodeState fields, [2, N]
+    err_code: np.ndarray  # [N]
+    err_node: np.ndarray  # [N]
+    layers: dict[str, np.ndarray] | None  # [L, 2, N]
+
+
+def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: str,
+         bucket: int) -> Raw:
+    """One kernel call on the given rows, padded to ``bucket`` rows."""
+    arrays = [batch.layer_major(f)[..., rows] for f in KERNEL_FIELDS]
+    output = batch.output[rows]
+    n = output.shape[0]
+    pad = bucket - n
+    if pad:
+        arrays = [np.concatenate([a, np.repeat(a[..., :1], pad, -1)], -1) for a in arrays]
+        output = np.concatenate([output, np.repeat(output[:1], pad)])
+    with jax.enable_x64(True):
+        res = K.propagate(*arrays, output, np.asarray(size or (0, 0), np.int64),
+                          chain=batch.is_chain, per_layer=per_layer, dtype=dtype)
+        res = jax.device_get(res)
+    def trim(d):
+        return ({k: np.asarray(v)[..., :n] for k, v in d._asdict().items()})
+    return Raw(trim(res.out), np.asarray(res.err_code)[:n], np.asarray(res.err_node)[:n],
+               None if res.layers is None else trim(res.layers))
+
+
+def _overwrite(raw: Raw, fix: Raw, rows: np.ndarray) -> None:
+    for key in raw.out:
+        raw.out[key][..., rows] = fix.out[key]
+        if raw.layers is not None:
+            raw.layers[key][..., rows] = fix.layers[key]
+    raw.err_code[rows] = fix.err_code
+    raw.err_node[rows] = fix.err_node
+
+
+def run_batch(batch: Batch, size, *, per_layer=False, chunk=DEFAULT_CHUNK, progress=False) -> Raw:
+    """Kernel results for a whole Batch, chunk by chunk, int32 with int64 fallback."""
+    n = len(batch)
+    dtype = compute_dtype(batch, size)
+    parts = []
+    with tqdm(total=n, unit="cand", unit_scale=True, disable=not progress,
+              desc="rfsearch") as bar:
+        for start in range(0, n, chunk):
+            rows = slice(start, min(n, start + chunk))
+            count = rows.stop - rows.start
+            raw = _run(batch, rows, size, per_layer, dtype, chunk_bucket(count, chunk))
+            overflow = np.nonzero(((raw.out["flags"] & K.OVERFLOW) != 0).any(axis=0))[0]
+            if dtype == "int32" and overflow.size:
+                sub = batch.take(overflow + start)
+                fix = _run(sub, slice(None), size, per_layer, "int64",
+                           chunk_bucket(overflow.size, chunk))
+                _overwrite(raw, fix, overflow)
+            parts.append(raw)
+            bar.update(count)
+    if not parts:
+        return _run(batch, slice(0, 0), size, per_layer, dtype, MIN_CHUNK_BUCKET)
+    cat = lambda key, d: np.concatenate([p.__dict__[d][key] for p in parts], axis=-1)  # noqa: E731
+    return Raw(
+        {k: cat(k, "out") for k in parts[0].out},
+        np.concatenate([p.err_code for p in parts]),
+        np.concatenate([p.err_node for p in parts]),
+        None if not per_layer else {k: cat(k, "layers") for k in parts[0].layers},
+    )

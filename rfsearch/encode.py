@@ -1,0 +1,253 @@
+"""Encoding: validated networks become a :class:`Batch` of padded integer arrays.
+
+The design card. A network of ``n`` layers is ``n + 1`` nodes: node 0 is the
+input, node ``i + 1`` is layer ``i``. Every node is "merge its inputs, then apply a
+window", so one set of arrays describes chains and DAGs alike:
+
+=============  ================  ==============================================
+field          shape             meaning
+=============  ================  ==============================================
+op             [N, L]            op code (:mod:`rfsearch.ops`); 0 = input node
+kernel         [N, L, 2]         kernel size (h, w); 1 for non-windowed nodes
+stride         [N, L, 2]         stride
+dilation       [N, L, 2]         dilation
+pad_before     [N, L, 2]         top / left padding, or PAD_SAME / PAD_SAME_LOWER
+pad_after      [N, L, 2]         bottom / right padding (0 for 'same' modes)
+preds          [N, L, M]         input node indices, -1 = none
+length         [N]               nodes in use (layers + 1)
+output         [N]               output node index
+=============  ================  ==============================================
+
+Nodes past ``length`` are identity layers reading the node before, so padded
+steps change nothing. L and M are rounded up to powers of two (L >= 8) so that
+a run compiles once per bucket, not once per network size. Arrays are stored
+layer-major in memory (the kernel scans over layers and vectorises over N), and
+indexed ``[N, L, ...]``: ``Batch.layer_major(name)`` gives the contiguous
+``[L, ..., N]`` view the kernel reads.
+
+Rational jumps (upsampling, transposed convolution) fit this card as one more
+op code and an ``upsample`` factor array [N, L, 2]; the kernel then carries the
+jump as a numerator / denominator pair instead of an integer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import ops
+from .errors import SpecError
+from .spec import MAX_PARAM, Network, parse_network
+
+MIN_DEPTH_BUCKET = 8
+PARAM_FIELDS = ("kernel", "stride", "dilation", "pad_before", "pad_after")
+
+
+def depth_bucket(nodes: int) -> int:
+    """Padded node count: the next power of two, at least MIN_DEPTH_BUCKET."""
+    return max(MIN_DEPTH_BUCKET, 1 << max(0, int(nodes) - 1).bit_length())
+
+
+def fan_in_bucket(fan_in: int) -> int:
+    """Padded number of input slots per node: 1, 2, 4, 8, ..."""
+    return 1 << max(0, int(fan_in) - 1).bit_length()
+
+
+def param_dtype(*arrays: np.ndarray) -> np.dtype:
+    """The narrowest signed dtype holding every value (int8, int16 or int32)."""
+    top = max((int(np.abs(a).max()) for a in arrays if a.size), default=0)
+    for dtype in (np.int8, np.int16, np.int32):
+        if top <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise SpecError(f"layer parameters must be at most {MAX_PARAM}, got {top}")
+
+
+def _layer_major(shape_nl: tuple[int, ...], dtype) -> np.ndarray:
+    """An [N, L, ...] array whose memory is laid out [L, ..., N]."""
+    n, rest = shape_nl[0], shape_nl[1:]
+    return np.moveaxis(np.empty((*rest, n), dtype), -1, 0)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Networks as padded arrays (see the module docstring for the card)."""
+
+    op: np.ndarray  # [N, L] int8
+    kernel: np.ndarray  # [N, L, 2]
+    stride: np.ndarray  # [N, L, 2]
+    dilation: np.ndarray  # [N, L, 2]
+    pad_before: np.ndarray  # [N, L, 2]
+    pad_after: np.ndarray  # [N, L, 2]
+    preds: np.ndarray  # [N, L, M] int32, -1 = none
+    length: np.ndarray  # [N] int32
+    output: np.ndarray  # [N] int32
+    names: np.ndarray  # [N] object (str)
+    layer_names: tuple[tuple[str, ...], ...] | None = None  # per network, per layer
+    layer_ops: tuple[tuple[str, ...], ...] | None = None
+    is_chain: bool = field(default=False)
+
+    def __len__(self) -> int:
+        return int(self.op.shape[0])
+
+    @property
+    def depth(self) -> int:
+        """L, the padded node count."""
+        return int(self.op.shape[1])
+
+    @property
+    def fan_in(self) -> int:
+        """M, the padded number of input slots."""
+        return int(self.preds.shape[2])
+
+    def layer_major(self, name: str) -> np.ndarray:
+        """Field ``name`` as a C-contiguous [L, ..., N] array (no copy when possible)."""
+        return np.ascontiguousarray(np.moveaxis(getattr(self, name), 0, -1))
+
+    def take(self, rows: np.ndarray | slice) -> Batch:
+        """The sub-batch of the given candidate rows."""
+        idx = np.arange(len(self))[rows]
+        def pick(t):
+            return (None if t is None else tuple(t[i] for i in idx))
+        arrays = {}
+        for name in ("op", *PARAM_FIELDS, "preds"):
+            src = getattr(self, name)
+            out = _layer_major((len(idx), *src.shape[1:]), src.dtype)
+            out[...] = src[idx]
+            arrays[name] = out
+        return Batch(
+            **arrays, length=self.length[idx], output=self.output[idx], names=self.names[idx],
+            layer_names=pick(self.layer_names), layer_ops=pick(self.layer_ops),
+            is_chain=self.is_chain,
+        )
+
+
+def encode_networks(networks: Sequence[Network]) -> Batch:
+    """Pack validated networks into one Batch (see the module docstring)."""
+    n = len(networks)
+    nodes = np.array([len(net.layers) + 1 for net in networks], dtype=np.int32)
+    L = depth_bucket(nodes.max(initial=1))
+    M = fan_in_bucket(max((len(lay.inputs) for net in networks for lay in net.layers), default=1))
+    # Flat per-layer records, then one scatter into the padded arrays.
+    rows = np.repeat(np.arange(n), nodes - 1)
+    cols = np.concatenate([np.arange(1, k) for k in nodes]) if n else np.zeros(0, int)
+    layers = [lay for net in networks for lay in net.layers]
+    flat = {
+        name: np.array([getattr(lay, name) for lay in layers], dtype=np.int64).reshape(-1, 2)
+        for name in PARAM_FIELDS
+    }
+    dtype = param_dtype(*flat.values())
+    arrays = {}
+    for name in PARAM_FIELDS:
+        arr = _layer_major((n, L, 2), dtype)
+        arr[...] = 0 if name.startswith("pad") else 1
+        arr[rows, cols] = flat[name]
+        arrays[name] = arr
+    op = _layer_major((n, L), np.int8)
+    op[...] = ops.ELEMENTWISE
+    op[:, 0] = ops.INPUT
+    op[rows, cols] = [lay.code for lay in layers]
+    preds = _layer_major((n, L, M), np.int32)
+    preds[...] = -1
+    preds[:, :, 0] = np.arange(L, dtype=np.int32) - 1  # padding nodes read the one before
+    fan = np.full((len(layers), M), -1, dtype=np.int32)
+    for i, lay in enumerate(layers):
+        fan[i, : len(lay.inputs)] = lay.inputs
+    preds[rows, cols] = fan
+    return Batch(
+        op=op, preds=preds, **arrays,
+        length=nodes,
+        output=np.array([net.output for net in networks], dtype=np.int32),
+        names=np.array([net.name for net in networks], dtype=object),
+        layer_names=tuple(tuple(lay.name for lay in net.layers) for net in networks),
+        layer_ops=tuple(tuple(lay.op for lay in net.layers) for net in networks),
+        is_chain=all(net.is_chain for net in networks),
+    )
+
+
+def encode(specs) -> Batch:
+    """Validate spec dicts (one or a list) and encode them; raise SpecError on the first bad one."""
+    if isinstance(specs, dict):
+        specs = [specs]
+    return encode_networks([parse_network(raw, i) for i, raw in enumerate(specs)])
+
+
+def _as_axes(a, name: str, shape: tuple[int, int] | None) -> np.ndarray:
+    """[N, L] or [N, L, 2] integers -> [N, L, 2] int64."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iu":
+        raise SpecError(f"{name} must be an integer array, got dtype {arr.dtype}")
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 2, axis=2)
+    if arr.ndim != 3 or arr.shape[2] != 2:
+        raise SpecError(f"{name} must have shape [N, L] or [N, L, 2], got {list(arr.shape)}")
+    if shape is not None and arr.shape[:2] != shape:
+        raise SpecError(f"{name} has shape {list(arr.shape[:2])}, expected {list(shape)}")
+    return arr.astype(np.int64, copy=False)
+
+
+def _check_range(arr: np.ndarray, name: str, minimum: int) -> None:
+    bad = (arr < minimum) | (arr > MAX_PARAM)
+    if bad.any():
+        n, layer, _ = np.argwhere(bad)[0]
+        kind = "a positive integer" if minimum == 1 else "a non-negative integer"
+        value = int(arr[n, layer].max() if arr[n, layer].max() > MAX_PARAM else arr[n, layer].min())
+        raise SpecError(f"spec #{n}, layer #{layer}: {name} must be {kind} "
+                        f"at most {MAX_PARAM}, got {value}")
+
+
+def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None) -> Batch:
+    """A Batch of chains of convolutions straight from integer arrays, without a loop.
+
+    ``kernel``, ``stride``, ``dilation``: [N, L] (square) or [N, L, 2] (h, w); scalars
+    broadcast. ``padding``: [N, L] / [N, L, 2] symmetric, or [N, L, 2, 2] as
+    (before, after) per axis. ``lengths`` [N]: layers in use per chain (default L);
+    later layers are ignored. ``names`` [N]: default 'chain{i}'.
+    """
+    k = _as_axes(kernel, "kernel", None)
+    n, depth = k.shape[:2]
+    s = _as_axes(np.broadcast_to(stride, k.shape[:2]) if np.ndim(stride) == 0 else stride,
+                 "stride", (n, depth))
+    d = _as_axes(np.broadcast_to(dilation, k.shape[:2]) if np.ndim(dilation) == 0 else dilation,
+                 "dilation", (n, depth))
+    pad = np.asarray(padding)
+    if pad.ndim == 4:
+        if pad.shape[2:] != (2, 2):
+            raise SpecError(f"padding must have shape [N, L, 2, 2], got {list(pad.shape)}")
+        before = _as_axes(pad[..., 0], "padding", (n, depth))
+        after = _as_axes(pad[..., 1], "padding", (n, depth))
+    else:
+        before = after = _as_axes(np.broadcast_to(pad, k.shape[:2]) if pad.ndim == 0 else pad,
+                                  "padding", (n, depth))
+    for arr, name, lo in ((k, "kernel", 1), (s, "stride", 1), (d, "dilation", 1),
+                          (before, "padding", 0), (after, "padding", 0)):
+        _check_range(arr, name, lo)
+    if ((d * (k - 1) + 1) > MAX_PARAM).any():
+        raise SpecError(f"dilation*(kernel-1)+1 must be at most {MAX_PARAM}")
+    used = np.full(n, depth, np.int64) if lengths is None else np.asarray(lengths, np.int64)
+    if used.shape != (n,) or (used < 1).any() or (used > depth).any():
+        raise SpecError(f"lengths must be {n} integers between 1 and {depth}")
+    L = depth_bucket(depth + 1)
+    live = np.arange(depth)[None, :] < used[:, None]  # [N, depth]
+    dtype = param_dtype(k, s, d, before, after)
+    arrays = {}
+    for name, src, fill in (("kernel", k, 1), ("stride", s, 1), ("dilation", d, 1),
+                            ("pad_before", before, 0), ("pad_after", after, 0)):
+        arr = _layer_major((n, L, 2), dtype)
+        arr[...] = fill
+        arr[:, 1 : depth + 1] = np.where(live[:, :, None], src, fill)
+        arrays[name] = arr
+    op = _layer_major((n, L), np.int8)
+    op[...] = ops.ELEMENTWISE
+    op[:, 0] = ops.INPUT
+    op[:, 1 : depth + 1] = np.where(live, ops.CONV, ops.ELEMENTWISE)
+    preds = _layer_major((n, L, 1), np.int32)
+    preds[...] = (np.arange(L, dtype=np.int32) - 1)[None, :, None]
+    if names is None:
+        names = np.char.add("chain", np.arange(n).astype(str)).astype(object)
+    return Batch(
+        op=op, preds=preds, **arrays,
+        length=(used + 1).astype(np.int32), output=(used).astype(np.int32),
+        names=np.asarray(names, dtype=object), is_chain=True,
+    )

@@ -1,0 +1,238 @@
+"""The kernel: a pure, jitted JAX function from encoded networks to receptive fields.
+
+Per node and per axis (h and w, vectorised together as a leading axis of 2) it
+propagates, in topological order, the state of the article's forward recurrence:
+
+* ``u``, ``v``: first / last input pixel read by output feature 0 (region start/end);
+* ``J``: the jump (effective stride), input pixels between neighbouring features;
+* ``rmin``: the smallest path span ``r - 1`` over all input-to-node paths;
+* ``size``: the feature-map size (0 when the input size is unknown);
+* ``flags``: bits KNOWN (padding resolved), ALIGNED, UNBOUNDED, OVERFLOW.
+
+A node merges its inputs (union: u = min, v = max) then applies its window.
+Nothing here is value-dependent: validation happens on the host, before tracing.
+Arrays are layer-major, ``[L, 2, N]``; the scan runs over L, vectorised over N.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from . import ops
+
+KNOWN, ALIGNED, UNBOUNDED, OVERFLOW = 1, 2, 4, 8
+
+# Error codes, per network: the first node where the network stops being valid.
+ERR_NONE, ERR_JUMP, ERR_EMPTY, ERR_SIZE = 0, 1, 2, 3
+
+
+class Limits(NamedTuple):
+    """Bounds that keep every intermediate exact in a given integer width.
+
+    Inputs to a node are at most ``param`` (kernel, padding, size, jump), so
+    products stay below ``param**2`` and positions below ``position`` without
+    wrapping; anything larger sets the OVERFLOW flag instead of a wrong number.
+    """
+
+    param: int
+    position: int
+
+
+LIMITS = {np.dtype(np.int32): Limits(2**14, 2**29), np.dtype(np.int64): Limits(2**30, 2**61)}
+
+
+class NodeState(NamedTuple):
+    """The per-axis state of one node for N networks: every field is [2, N]."""
+
+    u: jax.Array
+    v: jax.Array
+    J: jax.Array
+    rmin: jax.Array
+    size: jax.Array
+    flags: jax.Array
+
+
+class LayerParams(NamedTuple):
+    """One node's parameters for N networks (layer-major slices)."""
+
+    op: jax.Array  # [N]
+    kernel: jax.Array  # [2, N]
+    stride: jax.Array  # [2, N]
+    dilation: jax.Array  # [2, N]
+    pad_before: jax.Array  # [2, N]
+    pad_after: jax.Array  # [2, N]
+
+
+def effective_kernel(kernel, dilation):
+    """k_eff = d * (k - 1) + 1."""
+    return dilation * (kernel - 1) + 1
+
+
+def same_padding(k_eff, stride, size, lower):
+    """TF / ONNX 'same': total = max(k_eff - s, 0) if n % s == 0 else max(k_eff - n % s, 0).
+
+    Returns (before, after); the odd pixel goes after (SAME_UPPER) or before
+    (``lower``). With an unknown size (0) the n % s == 0 case is used.
+    """
+    rem = jnp.where(size > 0, size % stride, 0)
+    total = jnp.maximum(k_eff - jnp.where(rem == 0, stride, rem), 0)
+    before = jnp.where(lower, total - total // 2, total // 2)
+    return before, total - before
+
+
+def output_size(size, before, after, k_eff, stride):
+    """n_out = floor((n_in + p + q - k_eff) / s) + 1 (0 stays 0: unknown)."""
+    return jnp.where(size > 0, (size + before + after - k_eff) // stride + 1, 0)
+
+
+def apply_window(x: NodeState, p: LayerParams, limits: Limits) -> tuple[NodeState, jax.Array]:
+    """u' = u - p J;  v' = v + (k_eff - 1 - p) J;  J' = J s;  rmin' = rmin + (k_eff - 1) J.
+
+    Whole-map ops read a window of the current map size (unbounded when unknown);
+    'same' padding is resolved here because it may depend on the map size.
+    Returns the new state and a per-axis "map became empty" mask.
+    """
+    dt = x.u.dtype
+    k, s, d = p.kernel.astype(dt), p.stride.astype(dt), p.dilation.astype(dt)
+    before, after = p.pad_before.astype(dt), p.pad_after.astype(dt)
+    whole = (p.op == ops.GLOBAL_POOL) | (p.op == ops.DENSE)  # [N]
+    k_eff = jnp.where(whole, jnp.maximum(x.size, 1), effective_kernel(k, d))
+    same = before < 0
+    same_before, same_after = same_padding(k_eff, s, x.size, before == ops.PAD_SAME_LOWER)
+    before = jnp.where(same, same_before, before)
+    after = jnp.where(same, same_after, after)
+    unknown = same & (s > 1) & (x.size == 0)
+    unbounded = whole & (x.size == 0)
+    u = x.u - before * x.J
+    v = x.v + (k_eff - 1 - before) * x.J
+    J = x.J * s
+    rmin = x.rmin + (k_eff - 1) * x.J
+    size = output_size(x.size, before, after, k_eff, s)
+    overflow = (J > limits.param) | (-u > limits.position) | (v - u > limits.position) | (
+        size > limits.param)
+    flags = (
+        (x.flags & ~KNOWN)
+        | jnp.where(unknown, 0, x.flags & KNOWN)
+        | jnp.where(unbounded, UNBOUNDED, 0)
+        | jnp.where(overflow, OVERFLOW, 0)
+    ).astype(x.flags.dtype)
+    empty = (x.size > 0) & (size < 1)
+    return NodeState(u, v, J, rmin, size, flags), empty
+
+
+def merge(xs: NodeState, valid: jax.Array) -> tuple[NodeState, jax.Array]:
+    """Union of M inputs (fields [M, 2, N], ``valid`` [M, N]): u = min, v = max.
+
+    The jump and size are input 0's; the node is aligned when every input has the
+    same jump and the same centre (u + v) / 2. Returns the state and a per-network
+    error code (ERR_JUMP for different jumps, ERR_SIZE for different map sizes).
+    """
+    ok = valid[:, None, :]  # [M, 1, N]
+    big = jnp.iinfo(xs.u.dtype).max
+    u = jnp.min(jnp.where(ok, xs.u, big), axis=0)
+    v = jnp.max(jnp.where(ok, xs.v, -big), axis=0)
+    rmin = jnp.min(jnp.where(ok, xs.rmin, big), axis=0)
+    same_jump = jnp.all(~ok | (xs.J == xs.J[0]), axis=0)  # [2, N]
+    same_centre = jnp.all(~ok | (xs.u + xs.v == xs.u[0] + xs.v[0]), axis=0)
+    same_size = jnp.all(~ok | (xs.size == xs.size[0]), axis=0)
+    flags_and = jnp.bitwise_and.reduce(jnp.where(ok, xs.flags, KNOWN | ALIGNED), axis=0)
+    flags_or = jnp.bitwise_or.reduce(jnp.where(ok, xs.flags, 0), axis=0)
+    aligned = jnp.where(same_jump & same_centre, flags_and & ALIGNED, 0)
+    flags = (flags_and & KNOWN) | aligned | (flags_or & (UNBOUNDED | OVERFLOW))
+    code = jnp.where(
+        ~same_jump.all(axis=0), ERR_JUMP, jnp.where(~same_size.all(axis=0), ERR_SIZE, ERR_NONE)
+    )
+    state = NodeState(u, v, xs.J[0], rmin, xs.size[0], flags.astype(xs.flags.dtype))
+    return state, code
+
+
+def input_state(input_size: jax.Array, n: int, dtype) -> NodeState:
+    """Node 0: u = v = 0, J = 1, rmin = 0, size = the input size (0 = unknown)."""
+    zero = jnp.zeros((2, n), dtype)
+    size = jnp.broadcast_to(input_size.astype(dtype)[:, None], (2, n))
+    flags = jnp.full((2, n), KNOWN | ALIGNED, jnp.int8)
+    return NodeState(zero, zero, zero + 1, zero, size, flags)
+
+
+def _record_error(err, node, code):
+    """Keep the first (code, node) per network."""
+    err_code, err_node = err
+    first = (code != ERR_NONE) & (err_node < 0)
+    return jnp.where(first, code, err_code), jnp.where(first, node, err_node)
+
+
+def _chain(limits, per_layer):
+    """Chains: each node reads the one before, so the carry is one NodeState."""
+
+    def step(carry, xs):
+        x, err = carry
+        p, node = xs
+        y, empty = apply_window(x, p, limits)
+        err = _record_error(err, node, jnp.where(empty.any(axis=0), ERR_EMPTY, ERR_NONE))
+        return (y, err), (y if per_layer else None)
+
+    return step
+
+
+def _dag(limits):
+    """DAGs: the carry holds every node's state ([L, 2, N] fields); inputs are gathered."""
+
+    def step(carry, xs):
+        buf, err = carry
+        p, pred, node = xs  # pred: [M, N]
+        idx = jnp.broadcast_to(jnp.maximum(pred, 0)[:, None, :], (pred.shape[0], 2, pred.shape[1]))
+        gathered = NodeState(*(jnp.take_along_axis(f, idx, axis=0) for f in buf))
+        x, code = merge(gathered, pred >= 0)
+        y, empty = apply_window(x, p, limits)
+        code = jnp.where(code != ERR_NONE, code, jnp.where(empty.any(axis=0), ERR_EMPTY, ERR_NONE))
+        err = _record_error(err, node, code)
+        buf = jax.tree.map(lambda f, g: lax.dynamic_update_index_in_dim(f, g, node, 0), buf, y)
+        return (buf, err), None
+
+    return step
+
+
+class KernelResult(NamedTuple):
+    """Kernel output: the output node's state, per-network errors, optional per-node states."""
+
+    out: NodeState  # fields [2, N]
+    err_code: jax.Array  # [N] int32
+    err_node: jax.Array  # [N] int32, -1 = none
+    layers: NodeState | None  # fields [L, 2, N] when per_layer
+
+
+@partial(jax.jit, static_argnames=("chain", "per_layer", "dtype"))
+def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size, *,
+              chain: bool, per_layer: bool, dtype: str) -> KernelResult:
+    """Receptive-field geometry of N encoded networks.
+
+    op: [L, N]; kernel, stride, dilation, pad_before, pad_after: [L, 2, N];
+    preds: [L, M, N]; output: [N] (output node); input_size: [2] (0 = unknown).
+    ``dtype`` ('int32' or 'int64') is the compute width; see :class:`Limits`.
+    """
+    dt = np.dtype(dtype)
+    limits = LIMITS[dt]
+    L, n = op.shape
+    x0 = input_state(input_size, n, dt)
+    err0 = (jnp.zeros((n,), jnp.int32), jnp.full((n,), -1, jnp.int32))
+    params = LayerParams(op, kernel, stride, dilation, pad_before, pad_after)
+    rest = jax.tree.map(lambda a: a[1:], params)
+    nodes = jnp.arange(1, L, dtype=jnp.int32)
+    layers = None
+    if chain:
+        (out, err), ys = lax.scan(_chain(limits, per_layer), (x0, err0), (rest, nodes))
+        if per_layer:
+            layers = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), x0, ys)
+    else:
+        buf0 = jax.tree.map(lambda a: jnp.zeros((L, *a.shape), a.dtype).at[0].set(a), x0)
+        (layers, err), _ = lax.scan(_dag(limits), (buf0, err0),
+                                    (rest, preds[1:], nodes))
+        pick = jnp.broadcast_to(output[None, None, :], (1, 2, n))
+        out = jax.tree.map(lambda a: jnp.take_along_axis(a, pick, axis=0)[0], layers)
+    return KernelResult(out, err[0], err[1], layers if per_layer else None)

@@ -1,0 +1,114 @@
+"""Tables: the one declared output schema, DataFrame assembly and the Parquet writer."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import PackageNotFoundError, version
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import SpecError
+
+COLUMNS: dict[str, tuple[pa.DataType, str]] = {
+    "name": (pa.string(), "network name from the spec"),
+    "layer": (pa.int32(), "per-layer tables only: layer index in the spec (0-based)"),
+    "layer_name": (pa.string(), "per-layer tables only: layer name"),
+    "op": (pa.string(), "per-layer tables only: op name as written in the spec"),
+    "rf_h": (pa.int64(), "receptive field size, height (max-path span over the union of "
+                         "all paths); null when unbounded (global pool without input size)"),
+    "rf_w": (pa.int64(), "receptive field size, width"),
+    "rf_min_h": (pa.int64(), "smallest receptive field over input-to-output paths, height"),
+    "rf_min_w": (pa.int64(), "smallest receptive field over input-to-output paths, width"),
+    "stride_h": (pa.int32(), "effective stride S (jump), height"),
+    "stride_w": (pa.int32(), "effective stride S (jump), width"),
+    "padding_h": (pa.int64(), "effective padding P, height: feature x reads input rows "
+                              "[x*S - P, x*S - P + rf - 1]; null when 'same' padding with "
+                              "stride > 1 needs an input size"),
+    "padding_w": (pa.int64(), "effective padding P, width"),
+    "aligned": (pa.bool_(), "every merge sees inputs with equal stride and equal centre; "
+                            "null when the padding is unknown"),
+    "out_h": (pa.int32(), "output feature-map height at the input size; null without one"),
+    "out_w": (pa.int32(), "output feature-map width at the input size; null without one"),
+    "error": (pa.string(), "null when the row is valid, else a one-line message"),
+}
+NETWORK_COLUMNS = [c for c in COLUMNS if c not in ("layer", "layer_name", "op")]
+LAYER_COLUMNS = list(COLUMNS)
+
+
+def schema(per_layer: bool = False) -> pa.Schema:
+    """The declared Arrow schema of a result table (network or per-layer)."""
+    names = LAYER_COLUMNS if per_layer else NETWORK_COLUMNS
+    return pa.schema(
+        [pa.field(c, COLUMNS[c][0], metadata={"description": COLUMNS[c][1]}) for c in names]
+    )
+
+
+def _pandas_dtype(arrow_type: pa.DataType) -> str:
+    return {pa.int64(): "Int64", pa.int32(): "Int32", pa.bool_(): "boolean"}.get(
+        arrow_type, "string")
+
+
+def frame(columns: dict[str, tuple[np.ndarray, np.ndarray | None]], per_layer: bool,
+          input_size) -> pd.DataFrame:
+    """A DataFrame with the declared columns from (values, null-mask) pairs."""
+    data = {}
+    for name in LAYER_COLUMNS if per_layer else NETWORK_COLUMNS:
+        values, mask = columns[name]
+        dtype = _pandas_dtype(COLUMNS[name][0])
+        if dtype == "string":
+            data[name] = pd.array(values, dtype="string")
+        else:
+            numpy = {"Int64": np.int64, "Int32": np.int32, "boolean": np.bool_}[dtype]
+            arr = np.asarray(values).astype(numpy, copy=False)
+            m = np.zeros(arr.shape, bool) if mask is None else np.asarray(mask, bool)
+            data[name] = pd.array(arr, dtype=dtype) if not m.any() else _masked(arr, m, dtype)
+    df = pd.DataFrame(data)
+    df.attrs["input_size"] = None if input_size is None else list(input_size)
+    df.attrs["per_layer"] = per_layer
+    return df
+
+
+def _masked(values: np.ndarray, mask: np.ndarray, dtype: str):
+    if dtype == "boolean":
+        return pd.arrays.BooleanArray(values, mask)
+    return pd.arrays.IntegerArray(values, mask)
+
+
+def package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def file_metadata(input_size=None, extra: dict | None = None) -> dict[bytes, bytes]:
+    """Key-value metadata written with every table."""
+    meta = {
+        "rfsearch_version": package_version("rfsearch"),
+        "jax_version": package_version("jax"),
+        "input_size": json.dumps(None if input_size is None else list(input_size)),
+        "columns": json.dumps({c: d for c, (_, d) in COLUMNS.items()}),
+        "semantics": "Araujo, Norris, Sim, Distill 2019; union at merges; TF 'same' padding",
+        **(extra or {}),
+    }
+    return {k.encode(): str(v).encode() for k, v in meta.items()}
+
+
+def to_arrow(df: pd.DataFrame) -> pa.Table:
+    """The DataFrame as an Arrow table with the declared schema and metadata."""
+    per_layer = "layer" in df.columns
+    target = schema(per_layer)
+    missing = [c for c in target.names if c not in df.columns]
+    if missing:
+        raise SpecError(f"table lacks the result columns {missing}")
+    table = pa.Table.from_pandas(df[target.names], schema=target, preserve_index=False)
+    return table.replace_schema_metadata(file_metadata(df.attrs.get("input_size")))
+
+
+def write_parquet(data: pd.DataFrame | pa.Table, path, *, row_group_size: int = 1 << 20) -> None:
+    """Write a result table to Parquet: declared schema, metadata, zstd compression."""
+    table = data if isinstance(data, pa.Table) else to_arrow(data)
+    pq.write_table(table, str(path), compression="zstd", row_group_size=row_group_size)
