@@ -30,11 +30,19 @@ def sources(specs) -> list[Source]:
     if isinstance(specs, Mapping):
         return [from_objects([specs])]
     if isinstance(specs, str | Path):
-        return [read_source(specs)]
+        return [_read_or_error(specs)]
     specs = list(specs)
     if specs and all(isinstance(s, str | Path) for s in specs):
-        return [read_source(s) for s in specs]
+        return [_read_or_error(s) for s in specs]
     return [from_objects(specs)]
+
+
+def _read_or_error(path) -> Source:
+    """A file's specs; a file that cannot be read at all becomes one error row."""
+    try:
+        return read_source(path)
+    except SpecError as err:
+        return Source(str(path), [], [], [(0, None, str(err))], 1)
 
 
 def _layer_label(batch: Batch, row: int, node: int) -> tuple[int, str]:
