@@ -60,36 +60,56 @@ def _pairs(values) -> str:
     return "; ".join(axes)
 
 
-def explain(batch: Batch, raw_rows: Raw, rows: np.ndarray, size, label, spec_index) -> list[str]:
-    """One-line messages for rows with a kernel error (``raw_rows`` holds their layer states)."""
-    messages = []
-    for j, row in enumerate(rows):
-        code, node = int(raw_rows.err_code[j]), int(raw_rows.err_node[j])
-        flags = raw_rows.out["flags"][:, j]
-        if code == K.ERR_NONE and (flags & K.OVERFLOW).any():
-            where = Location(label, spec_index[row], str(batch.names[row]))
-            messages.append(str(SpecError(
-                "receptive-field geometry exceeds the exact integer range "
-                f"(effective stride above {K.LIMITS[np.dtype(np.int64)].param} or a region "
-                f"above {K.LIMITS[np.dtype(np.int64)].position} pixels)", where)))
-            continue
-        layer_index, layer_name = _layer_label(batch, row, node)
-        where = Location(label, spec_index[row], str(batch.names[row]), layer_index, layer_name)
-        preds = batch.preds[row, node]
-        preds = preds[preds >= 0]
-        states = raw_rows.layers
-        if code == K.ERR_JUMP:
-            jumps = states["J"][preds, :, j]
-            problem = f"inputs have different effective strides ({_pairs(jumps)})"
-        elif code == K.ERR_SIZE:
-            sizes = states["size"][preds, :, j]
-            problem = f"inputs have different feature-map sizes ({_pairs(sizes)})"
-        else:
-            h, w = (int(x) for x in states["size"][node, :, j])
-            problem = (f"output is smaller than 1 pixel at input size {size[0]}x{size[1]} "
-                       f"(got {h}x{w})")
-        messages.append(str(SpecError(problem, where)))
+def _where(batch: Batch, row: int, node: int | None, label, spec_index) -> Location:
+    if node is None:
+        return Location(label, int(spec_index[row]), str(batch.names[row]))
+    layer_index, layer_name = _layer_label(batch, row, node)
+    return Location(label, int(spec_index[row]), str(batch.names[row]), layer_index, layer_name)
+
+
+def explain(batch: Batch, raw: Raw, failed: np.ndarray, size, label, spec_index, chunk):
+    """One-line messages for the rows with a kernel error or an int64 overflow.
+
+    Empty maps (the common case in big searches) are described from the error node
+    alone; stride / size mismatches and overflows re-run their few rows per layer to
+    name the values involved.
+    """
+    messages = np.empty(len(failed), dtype=object)
+    code = raw.err_code[failed]
+    empty = code == K.ERR_EMPTY
+    if empty.any():
+        problem = f"output is smaller than 1 pixel at input size {size[0]}x{size[1]}"
+        messages[empty] = [
+            f"{_where(batch, r, int(raw.err_node[r]), label, spec_index)}: {problem}"
+            for r in failed[empty]
+        ]
+    rest = failed[~empty]
+    if rest.size:
+        detail = run_batch(batch.take(rest), size, per_layer=True, chunk=chunk)
+        messages[~empty] = [
+            str(_mismatch(batch, detail, j, r, label, spec_index)) for j, r in enumerate(rest)
+        ]
     return messages
+
+
+def _mismatch(batch: Batch, detail: Raw, j: int, row: int, label, spec_index) -> SpecError:
+    """The error of row ``row`` (column ``j`` of ``detail``): stride / size mismatch, overflow."""
+    code, node = int(detail.err_code[j]), int(detail.err_node[j])
+    if code == K.ERR_NONE:
+        limits = K.LIMITS[np.dtype(np.int64)]
+        return SpecError(
+            "receptive-field geometry exceeds the exact integer range (effective stride "
+            f"above {limits.param} or a region above {limits.position} pixels)",
+            _where(batch, row, None, label, spec_index))
+    preds = batch.preds[row, node]
+    preds = preds[preds >= 0]
+    if code == K.ERR_JUMP:
+        values = _pairs(detail.layers["J"][preds, :, j])
+        problem = f"inputs have different effective strides ({values})"
+    else:
+        values = _pairs(detail.layers["size"][preds, :, j])
+        problem = f"inputs have different feature-map sizes ({values})"
+    return SpecError(problem, _where(batch, row, node, label, spec_index))
 
 
 def _network_columns(raw: Raw, valid: np.ndarray):
@@ -123,8 +143,7 @@ def _source_table(src: Source, size, per_layer: bool, chunk: int, progress: bool
     spec_index = np.asarray(src.index, dtype=np.int64)
     messages = np.full(len(batch), None, dtype=object)
     if failed.size:
-        detail = run_batch(batch.take(failed), size, per_layer=True, chunk=chunk)
-        messages[failed] = explain(batch, detail, failed, size, src.label, spec_index)
+        messages[failed] = explain(batch, raw, failed, size, src.label, spec_index, chunk)
     valid = messages == None  # noqa: E711
     if per_layer:
         return _layer_rows(batch, raw, messages, spec_index, src)
