@@ -93,12 +93,18 @@ def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: s
 
 
 def _overwrite(raw: Raw, fix: Raw, rows: np.ndarray) -> None:
-    for key in raw.out:
-        raw.out[key][..., rows] = fix.out[key]
-        if raw.layers is not None:
-            raw.layers[key][..., rows] = fix.layers[key]
-    raw.err_code[rows] = fix.err_code
-    raw.err_node[rows] = fix.err_node
+    """Replace ``rows`` of ``raw`` with the int64 re-run ``fix`` (widening the arrays)."""
+    for mine, theirs in ((raw.out, fix.out), (raw.layers, fix.layers)):
+        if mine is None:
+            continue
+        for key, values in theirs.items():
+            merged = mine[key].astype(np.promote_types(mine[key].dtype, values.dtype))
+            merged[..., rows] = values
+            mine[key] = merged
+    for name in ("err_code", "err_node"):
+        merged = getattr(raw, name).copy()
+        merged[rows] = getattr(fix, name)
+        setattr(raw, name, merged)
 
 
 def run_batch(batch: Batch, size, *, per_layer=False, chunk=DEFAULT_CHUNK, progress=False) -> Raw:
@@ -106,7 +112,7 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk=DEFAULT_CHUNK, progr
     n = len(batch)
     dtype = compute_dtype(batch, size)
     parts = []
-    with tqdm(total=n, unit="cand", unit_scale=True, disable=not progress,
+    with tqdm(total=n, unit="cand", unit_scale=True, disable=not progress or n == 0,
               desc="rfsearch") as bar:
         for start in range(0, n, chunk):
             rows = slice(start, min(n, start + chunk))

@@ -101,7 +101,7 @@ def apply_window(x: NodeState, p: LayerParams, limits: Limits) -> tuple[NodeStat
     dt = x.u.dtype
     k, s, d = p.kernel.astype(dt), p.stride.astype(dt), p.dilation.astype(dt)
     before, after = p.pad_before.astype(dt), p.pad_after.astype(dt)
-    whole = (p.op == ops.GLOBAL_POOL) | (p.op == ops.DENSE)  # [N]
+    whole = ((p.op == ops.GLOBAL_POOL) | (p.op == ops.DENSE))[None, :]  # [1, N]
     k_eff = jnp.where(whole, jnp.maximum(x.size, 1), effective_kernel(k, d))
     same = before < 0
     same_before, same_after = same_padding(k_eff, s, x.size, before == ops.PAD_SAME_LOWER)
@@ -138,9 +138,9 @@ def merge(xs: NodeState, valid: jax.Array) -> tuple[NodeState, jax.Array]:
     u = jnp.min(jnp.where(ok, xs.u, big), axis=0)
     v = jnp.max(jnp.where(ok, xs.v, -big), axis=0)
     rmin = jnp.min(jnp.where(ok, xs.rmin, big), axis=0)
-    same_jump = jnp.all(~ok | (xs.J == xs.J[0]), axis=0)  # [2, N]
-    same_centre = jnp.all(~ok | (xs.u + xs.v == xs.u[0] + xs.v[0]), axis=0)
-    same_size = jnp.all(~ok | (xs.size == xs.size[0]), axis=0)
+    same_jump = jnp.all(~ok | (xs.J == xs.J[:1]), axis=0)  # [2, N]
+    same_centre = jnp.all(~ok | (xs.u + xs.v == xs.u[:1] + xs.v[:1]), axis=0)
+    same_size = jnp.all(~ok | (xs.size == xs.size[:1]), axis=0)
     flags_and = jnp.bitwise_and.reduce(jnp.where(ok, xs.flags, KNOWN | ALIGNED), axis=0)
     flags_or = jnp.bitwise_or.reduce(jnp.where(ok, xs.flags, 0), axis=0)
     aligned = jnp.where(same_jump & same_centre, flags_and & ALIGNED, 0)

@@ -105,7 +105,9 @@ def to_arrow(df: pd.DataFrame) -> pa.Table:
     if missing:
         raise SpecError(f"table lacks the result columns {missing}")
     table = pa.Table.from_pandas(df[target.names], schema=target, preserve_index=False)
-    return table.replace_schema_metadata(file_metadata(df.attrs.get("input_size")))
+    # Keep pyarrow's pandas metadata so pandas reads the nullable dtypes back as written.
+    meta = {**(table.schema.metadata or {}), **file_metadata(df.attrs.get("input_size"))}
+    return table.replace_schema_metadata(meta)
 
 
 def write_parquet(data: pd.DataFrame | pa.Table, path, *, row_group_size: int = 1 << 20) -> None:

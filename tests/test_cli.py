@@ -1,0 +1,78 @@
+"""The command line: exit codes, one-line messages, no tracebacks, Parquet output."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from rfsearch.cli import main
+
+EXAMPLES = "datasets/examples/classic.jsonl"
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "rfsearch.cli", *args], capture_output=True,
+                          text=True, check=False)
+
+
+def test_eval_prints_table_and_exits_0(capsys):
+    assert main(["eval", EXAMPLES, "--input-size", "224"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:3] == ["name", "rf_h", "rf_w"]
+    resnet18 = next(line for line in out.splitlines() if line.strip().startswith("resnet18"))
+    assert resnet18.split()[1:3] == ["435", "435"]
+
+
+def test_eval_writes_parquet_with_bad_rows_and_exits_1(tmp_path):
+    specs = tmp_path / "nets.jsonl"
+    specs.write_text(json.dumps({"name": "ok", "layers": [{"op": "conv", "kernel": 3}]}) + "\n"
+                     + json.dumps({"name": "foo", "layers": [
+                         {"op": "conv", "kernel": 3},
+                         {"name": "c2", "op": "conv", "kernel": 3, "stride": 0}]}) + "\n")
+    out = tmp_path / "out.parquet"
+    proc = run("eval", str(specs), "-o", str(out), "--input-size", "32x16", "--quiet")
+    assert proc.returncode == 1
+    assert proc.stderr == (
+        f"rfsearch: {specs}: spec #1 'foo', layer #1 'c2': stride must be a positive integer, "
+        "got 0\n")
+    assert "Traceback" not in proc.stderr
+    df = pd.read_parquet(out)
+    assert df["name"].tolist() == ["ok", "foo"]
+    assert df["out_h"].tolist()[0] == 30 and df["out_w"].tolist()[0] == 14
+
+
+def test_usage_errors_exit_2():
+    assert run("eval", EXAMPLES, "--input-size", "0").returncode == 2
+    assert run("eval").returncode == 2
+    assert run().returncode == 2
+    proc = run("frobnicate")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_missing_file_is_exit_1_one_line():
+    proc = run("eval", "nope.json", "--quiet")
+    assert proc.returncode == 1
+    assert proc.stderr == "rfsearch: nope.json: no such file\n"
+
+
+def test_show_prints_per_layer_table(capsys):
+    assert main(["show", "datasets/examples/toy.json", "--input-size", "224"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "toy at 224x224"
+    assert lines[1].split() == ["layer", "op", "k", "s", "d", "p", "rf", "stride", "padding",
+                                "out"]
+    assert lines[4].split() == ["b", "conv", "3x1", "1", "2", "2x0", "27x11", "4", "11x3", "56"]
+
+
+def test_show_rejects_files_with_several_specs(capsys):
+    assert main(["show", EXAMPLES]) == 1
+    assert capsys.readouterr().err == f"rfsearch: {EXAMPLES}: holds 4 specs; show takes one\n"
+
+
+@pytest.mark.parametrize("command", ["eval", "show"])
+def test_every_command_is_documented_in_the_readme(command):
+    with open("README.md") as fh:
+        readme = fh.read()
+    assert f"rfsearch {command} " in readme

@@ -1,0 +1,104 @@
+"""Encoding: the Batch card, bucketing, chains() and Parquet chain tables."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import rfsearch
+from rfsearch import ops
+from rfsearch.encode import depth_bucket, fan_in_bucket
+
+
+def test_card_shapes_and_padding(toy):
+    batch = rfsearch.encode([toy, {"name": "one", "layers": [{"op": "relu"}]}])
+    assert batch.op.shape == (2, 8) and batch.kernel.shape == (2, 8, 2)
+    assert batch.preds.shape == (2, 8, 2)
+    assert batch.length.tolist() == [5, 2] and batch.output.tolist() == [4, 1]
+    assert batch.op[0, :5].tolist() == [ops.INPUT, ops.CONV, ops.MAXPOOL, ops.CONV, ops.ADD]
+    assert batch.preds[0, 4].tolist() == [2, 3]
+    assert batch.pad_before[0, 2].tolist() == [ops.PAD_SAME] * 2
+    assert batch.pad_before[0, 3].tolist() == [2, 0] and batch.dilation[0, 3].tolist() == [2, 2]
+    # padded nodes are identity layers reading the node before
+    assert (batch.op[1, 2:] == ops.ELEMENTWISE).all()
+    assert batch.preds[1, 2:, 0].tolist() == list(range(1, 7))
+    assert (batch.kernel[1, 2:] == 1).all() and (batch.pad_after[1, 2:] == 0).all()
+    assert not batch.is_chain and rfsearch.encode(toy["layers"][:2] and {
+        "layers": toy["layers"][:2]}).is_chain
+
+
+def test_buckets():
+    assert [depth_bucket(n) for n in (1, 8, 9, 65, 128)] == [8, 8, 16, 128, 128]
+    assert [fan_in_bucket(m) for m in (1, 2, 3, 5)] == [1, 2, 4, 8]
+
+
+def test_batch_is_layer_major_in_memory():
+    batch = rfsearch.chains(np.full((5, 3), 3))
+    assert batch.kernel.shape == (5, 8, 2)
+    major = batch.layer_major("kernel")
+    assert major.shape == (8, 2, 5) and major.flags["C_CONTIGUOUS"]
+    assert np.shares_memory(major, batch.kernel)
+
+
+def test_chains_equal_encoded_specs():
+    rng = np.random.default_rng(1)
+    n, depth = 50, 6
+    k = rng.integers(1, 6, (n, depth, 2))
+    s = rng.integers(1, 3, (n, depth, 2))
+    d = rng.integers(1, 3, (n, depth, 2))
+    p = rng.integers(0, 3, (n, depth, 2, 2))
+    lengths = rng.integers(1, depth + 1, n)
+    specs = [{"name": f"chain{i}", "layers": [
+        {"op": "conv", "kernel": k[i, j].tolist(), "stride": s[i, j].tolist(),
+         "dilation": d[i, j].tolist(), "padding": p[i, j].tolist()}
+        for j in range(lengths[i])]} for i in range(n)]
+    a = rfsearch.evaluate(rfsearch.chains(k, s, d, p, lengths=lengths), input_size=64)
+    b = rfsearch.evaluate(specs, input_size=64)
+    cols = [c for c in a.columns if c != "error"]
+    assert a[cols].equals(b[cols])
+    assert (a["error"].isna() == b["error"].isna()).all()
+
+
+def test_read_chains_from_parquet_ragged(tmp_path):
+    table = pa.table({
+        "name": ["a", "b", "c"],
+        "kernel": [[3, 3], [7], [1, 3, 5]],
+        "stride": [[1, 2], [2], [1, 1, 1]],
+        "padding": [[1, 0], [3], [0, 1, 2]],
+    })
+    path = tmp_path / "chains.parquet"
+    pq.write_table(table, path)
+    df = rfsearch.evaluate(path, input_size=32)
+    assert df["name"].tolist() == ["a", "b", "c"]
+    assert df["rf_h"].tolist() == [5, 7, 7]
+    assert df["stride_h"].tolist() == [2, 2, 1]
+    assert df["padding_h"].tolist() == [1, 3, 3]
+    assert df["out_h"].tolist() == [15, 16, 32]
+    sliced = rfsearch.read_chains(table.slice(1, 2))
+    assert rfsearch.evaluate(sliced)["rf_h"].tolist() == [7, 7]
+
+
+def test_read_chains_rejects_bad_tables(tmp_path):
+    path = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"kernel": [[3, 3], [3]], "stride": [[1], [2]]}), path)
+    df = rfsearch.evaluate(path)
+    assert df["error"][0] == f"{path}: spec #0: stride has 1 entries, kernel has 2"
+    pq.write_table(pa.table({"kernel": [[3, 0]]}), path)
+    assert rfsearch.evaluate(path)["error"][0] == (
+        f"{path}: spec #0, layer #1: kernel must be a positive integer at most 1073741824, got 0")
+    pq.write_table(pa.table({"kernal": [[3]]}), path)
+    assert "needs a list column 'kernel'" in rfsearch.evaluate(path)["error"][0]
+
+
+def test_empty_and_single_batches():
+    empty = rfsearch.evaluate([])
+    assert len(empty) == 0 and "rf_h" in empty.columns
+    assert len(rfsearch.evaluate(rfsearch.chains(np.zeros((0, 4), int) + 3))) == 0
+    one = rfsearch.evaluate(rfsearch.chains([[3, 3, 3]], dilation=2))
+    assert one["rf_h"].tolist() == [13]  # published: three 3x3 convs with dilation 2
+
+
+@pytest.mark.parametrize("bad", [np.ones((2, 3)) * 1.5, np.ones((2, 3, 3), int)])
+def test_chains_validates_arrays(bad):
+    with pytest.raises(rfsearch.SpecError, match="^kernel must"):
+        rfsearch.chains(bad)

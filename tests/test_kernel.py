@@ -1,0 +1,99 @@
+"""Kernel properties: compile count per bucket, integer widths and overflow, nulls."""
+
+import numpy as np
+import pytest
+
+import rfsearch
+from rfsearch import kernel as K
+from rfsearch.driver import compute_dtype
+
+
+def random_chains(n, depth, seed=0):
+    rng = np.random.default_rng(seed)
+    return rfsearch.chains(rng.choice([1, 3, 5], (n, depth)),
+                           stride=np.where(rng.random((n, depth)) < 0.2, 2, 1), padding=1)
+
+
+def test_compile_count_is_bounded_across_chunk_sizes():
+    before = K.propagate._cache_size()
+    for n in (1, 3, 70, 200, 1000, 1500):
+        rfsearch.evaluate(random_chains(n, 12, seed=n), chunk_size=512)
+    # chunks are padded to 64, 128, 256 or 512 rows: at most four new programs
+    assert K.propagate._cache_size() - before <= 4
+    again = K.propagate._cache_size()
+    for chunk in (512, 512, 512):
+        rfsearch.evaluate(random_chains(3000, 12, seed=chunk), chunk_size=chunk)
+    assert K.propagate._cache_size() == again
+
+
+def test_chunking_does_not_change_results():
+    batch = random_chains(700, 10, seed=3)
+    whole = rfsearch.evaluate(batch, input_size=300)
+    for chunk in (64, 100, 699):
+        assert rfsearch.evaluate(batch, input_size=300, chunk_size=chunk).equals(whole)
+
+
+def test_int32_fast_path_falls_back_to_int64_exactly():
+    # 20 stride-2 layers: J = 2**20 exceeds the int32 tier's limit of 2**14
+    depth = 20
+    batch = rfsearch.chains(np.full((3, depth), 3), stride=2, padding=1)
+    assert compute_dtype(batch, None) == "int32"
+    df = rfsearch.evaluate(batch)
+    assert df["error"].isna().all()
+    assert df["stride_h"].tolist() == [2**depth] * 3
+    assert df["rf_h"].tolist() == [1 + sum(2 * 2**i for i in range(depth))] * 3  # 2**21 - 1
+    assert df["padding_h"].tolist() == [sum(2**i for i in range(depth))] * 3
+
+
+def test_overflow_is_an_error_not_a_wrapped_number():
+    batch = rfsearch.chains(np.full((2, 40), 3), stride=[[2] * 40, [1] * 40], padding=1)
+    df = rfsearch.evaluate(batch)
+    assert df["error"][0] == (
+        "spec #0 'chain0': receptive-field geometry exceeds the exact integer range "
+        "(effective stride above 1073741824 or a region above 2305843009213693952 pixels)")
+    assert df.iloc[0][["rf_h", "stride_h", "padding_h"]].isna().all()
+    assert df["rf_h"][1] == 81 and df["error"].isna()[1]
+
+
+def test_large_parameters_use_int64():
+    net = {"name": "big", "layers": [{"op": "conv", "kernel": 40000, "padding": "same"},
+                                     {"op": "global_pool"}]}
+    assert compute_dtype(rfsearch.encode(net), None) == "int64"
+    df = rfsearch.evaluate(net, input_size=100000)
+    assert df["rf_h"][0] == 40000 + 100000 - 1 and df["out_h"][0] == 1
+
+
+def test_unbounded_and_unknown_are_null_not_guesses(toy):
+    df = rfsearch.evaluate({"name": "g", "layers": [{"op": "conv", "kernel": 3},
+                                                    {"op": "global_pool"}]})
+    assert df[["rf_h", "rf_min_h", "padding_h", "out_h"]].iloc[0].isna().all()
+    assert df["stride_h"][0] == 1 and df["error"].isna()[0]
+    unknown = rfsearch.evaluate(toy)  # 'same' with stride 2 and no input size
+    assert unknown["rf_h"][0] == 27 and unknown["rf_w"][0] == 11
+    assert unknown[["padding_h", "padding_w", "aligned", "out_h"]].iloc[0].isna().all()
+    known = rfsearch.evaluate(toy, input_size=224)
+    assert known[["padding_h", "padding_w"]].iloc[0].tolist() == [11, 3]
+    assert bool(known["aligned"][0])
+
+
+def test_same_padding_stride_one_is_known_without_size():
+    df = rfsearch.evaluate({"layers": [{"op": "conv", "kernel": 4, "padding": "same"},
+                                       {"op": "conv", "kernel": 4, "padding": "same_lower"}]})
+    assert df[["rf_h", "padding_h"]].iloc[0].tolist() == [7, 1 + 2]
+
+
+def test_per_layer_last_row_matches_network_row(toy):
+    for size in (None, 64):
+        net = rfsearch.evaluate(toy, input_size=size)
+        layers = rfsearch.evaluate(toy, input_size=size, per_layer=True)
+        assert layers["layer"].tolist() == [0, 1, 2, 3]
+        assert layers["layer_name"].tolist() == ["c1", "p1", "b", "sum"]
+        last = layers.drop(columns=["layer", "layer_name", "op"]).iloc[[-1]].reset_index(drop=True)
+        assert last.equals(net)
+
+
+@pytest.mark.parametrize("output", ["a", "b"])
+def test_output_need_not_be_the_last_layer(output):
+    net = {"layers": [{"name": "a", "op": "conv", "kernel": 3},
+                      {"name": "b", "op": "conv", "kernel": 5}], "output": output}
+    assert rfsearch.evaluate(net)["rf_h"][0] == {"a": 3, "b": 7}[output]
