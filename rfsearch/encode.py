@@ -202,7 +202,8 @@ def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None)
 
     ``kernel``, ``stride``, ``dilation``: [N, L] (square) or [N, L, 2] (h, w); scalars
     broadcast. ``padding``: [N, L] / [N, L, 2] symmetric, or [N, L, 2, 2] with
-    ``padding[n, l, axis] = (before, after)``, as the spec's [[top, bottom], [left, right]]. ``lengths`` [N]: layers in use per chain (default L);
+    ``padding[n, l, axis] = (before, after)``, as the spec's [[top, bottom], [left, right]].
+    ``lengths`` [N]: layers in use per chain (default L);
     later layers are ignored. ``names`` [N]: default 'chain{i}'.
     """
     k = _as_axes(kernel, "kernel", None)

@@ -100,5 +100,5 @@ def test_empty_and_single_batches():
 
 @pytest.mark.parametrize("bad", [np.ones((2, 3)) * 1.5, np.ones((2, 3, 3), int)])
 def test_chains_validates_arrays(bad):
-    with pytest.raises(rfsearch.SpecError, match="^kernel must"):
+    with pytest.raises(rfsearch.SpecError, match=r"^kernel must"):
         rfsearch.chains(bad)
