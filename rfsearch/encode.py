@@ -57,7 +57,7 @@ def fan_in_bucket(fan_in: int) -> int:
 
 def param_dtype(*arrays: np.ndarray) -> np.dtype:
     """The narrowest signed dtype holding every value (int8, int16 or int32)."""
-    top = max((int(np.abs(a).max()) for a in arrays if a.size), default=0)
+    top = max((max(int(a.max()), -int(a.min())) for a in arrays if a.size), default=0)
     for dtype in (np.int8, np.int16, np.int32):
         if top <= np.iinfo(dtype).max:
             return np.dtype(dtype)
@@ -173,28 +173,29 @@ def encode(specs) -> Batch:
     return encode_networks([parse_network(raw, i) for i, raw in enumerate(specs)])
 
 
-def _as_axes(a, name: str, shape: tuple[int, int] | None) -> np.ndarray:
-    """[N, L] or [N, L, 2] integers -> [N, L, 2] int64."""
+def _as_axes(a, name: str, shape: tuple[int, int], minimum: int) -> np.ndarray:
+    """Scalar, [N, L] or [N, L, 2] integers in [minimum, MAX_PARAM] -> an [N, L, 2] view.
+
+    The range is checked on the array as given (before broadcasting), so checks stay
+    cheap; the result is a broadcast view (no copy, no widening).
+    """
     arr = np.asarray(a)
     if arr.dtype.kind not in "iu":
         raise SpecError(f"{name} must be an integer array, got dtype {arr.dtype}")
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 2, axis=2)
-    if arr.ndim != 3 or arr.shape[2] != 2:
-        raise SpecError(f"{name} must have shape [N, L] or [N, L, 2], got {list(arr.shape)}")
-    if shape is not None and arr.shape[:2] != shape:
-        raise SpecError(f"{name} has shape {list(arr.shape[:2])}, expected {list(shape)}")
-    return arr.astype(np.int64, copy=False)
-
-
-def _check_range(arr: np.ndarray, name: str, minimum: int) -> None:
-    bad = (arr < minimum) | (arr > MAX_PARAM)
-    if bad.any():
-        n, layer, _ = np.argwhere(bad)[0]
+    if arr.size and (arr.min() < minimum or arr.max() > MAX_PARAM):
         kind = "a positive integer" if minimum == 1 else "a non-negative integer"
-        value = int(arr[n, layer].max() if arr[n, layer].max() > MAX_PARAM else arr[n, layer].min())
-        raise SpecError(f"spec #{n}, layer #{layer}: {name} must be {kind} "
-                        f"at most {MAX_PARAM}, got {value}")
+        bad = np.argwhere(np.atleast_1d((arr < minimum) | (arr > MAX_PARAM)))[0]
+        where = f"spec #{bad[0]}, layer #{bad[1]}: " if arr.ndim >= 2 else ""
+        value = int(np.atleast_1d(arr)[tuple(bad)])
+        raise SpecError(f"{where}{name} must be {kind} at most {MAX_PARAM}, got {value}")
+    if arr.ndim == 0:
+        arr = np.broadcast_to(arr, shape)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2) or arr.shape[:2] != shape:
+        raise SpecError(f"{name} must have shape [N, L] or [N, L, 2] with N, L = "
+                        f"{shape[0]}, {shape[1]}, got {list(arr.shape)}")
+    return np.broadcast_to(arr, (*shape, 2))
 
 
 def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None) -> Batch:
@@ -203,52 +204,53 @@ def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None)
     ``kernel``, ``stride``, ``dilation``: [N, L] (square) or [N, L, 2] (h, w); scalars
     broadcast. ``padding``: [N, L] / [N, L, 2] symmetric, or [N, L, 2, 2] with
     ``padding[n, l, axis] = (before, after)``, as the spec's [[top, bottom], [left, right]].
-    ``lengths`` [N]: layers in use per chain (default L);
-    later layers are ignored. ``names`` [N]: default 'chain{i}'.
+    ``lengths`` [N]: layers in use per chain (default L); later layers are ignored.
+    ``names`` [N]: default 'chain{i}'.
     """
-    k = _as_axes(kernel, "kernel", None)
-    n, depth = k.shape[:2]
-    s = _as_axes(np.broadcast_to(stride, k.shape[:2]) if np.ndim(stride) == 0 else stride,
-                 "stride", (n, depth))
-    d = _as_axes(np.broadcast_to(dilation, k.shape[:2]) if np.ndim(dilation) == 0 else dilation,
-                 "dilation", (n, depth))
+    k = np.asarray(kernel)
+    if k.ndim not in (2, 3):
+        raise SpecError(f"kernel must have shape [N, L] or [N, L, 2], got {list(k.shape)}")
+    shape = k.shape[:2]
+    n, depth = shape
     pad = np.asarray(padding)
     if pad.ndim == 4:
         if pad.shape[2:] != (2, 2):
             raise SpecError(f"padding must have shape [N, L, 2, 2], got {list(pad.shape)}")
-        before = _as_axes(pad[..., 0], "padding", (n, depth))
-        after = _as_axes(pad[..., 1], "padding", (n, depth))
+        before = _as_axes(pad[..., 0], "padding", shape, 0)
+        after = _as_axes(pad[..., 1], "padding", shape, 0)
     else:
-        before = after = _as_axes(np.broadcast_to(pad, k.shape[:2]) if pad.ndim == 0 else pad,
-                                  "padding", (n, depth))
-    for arr, name, lo in ((k, "kernel", 1), (s, "stride", 1), (d, "dilation", 1),
-                          (before, "padding", 0), (after, "padding", 0)):
-        _check_range(arr, name, lo)
-    if ((d * (k - 1) + 1) > MAX_PARAM).any():
-        raise SpecError(f"dilation*(kernel-1)+1 must be at most {MAX_PARAM}")
+        before = after = _as_axes(pad, "padding", shape, 0)
+    fields = {"kernel": (_as_axes(k, "kernel", shape, 1), 1),
+              "stride": (_as_axes(stride, "stride", shape, 1), 1),
+              "dilation": (_as_axes(dilation, "dilation", shape, 1), 1),
+              "pad_before": (before, 0), "pad_after": (after, 0)}
+    kmax = int(k.max(initial=1))
+    dmax = int(np.max(dilation, initial=1))
+    if (kmax - 1) * dmax + 1 > MAX_PARAM:  # cheap bound first, exact check only if needed
+        k_eff = fields["dilation"][0].astype(np.int64) * (fields["kernel"][0] - 1) + 1
+        if k_eff.max() > MAX_PARAM:
+            raise SpecError(f"dilation*(kernel-1)+1 must be at most {MAX_PARAM}")
     used = np.full(n, depth, np.int64) if lengths is None else np.asarray(lengths, np.int64)
     if used.shape != (n,) or (used < 1).any() or (used > depth).any():
         raise SpecError(f"lengths must be {n} integers between 1 and {depth}")
     L = depth_bucket(depth + 1)
-    live = np.arange(depth)[None, :] < used[:, None]  # [N, depth]
-    dtype = param_dtype(k, s, d, before, after)
+    dead = (np.arange(depth)[:, None] >= used[None, :])[:, None, :]  # [depth, 1, N]
+    dtype = param_dtype(k, np.asarray(stride), np.asarray(dilation), pad)
     arrays = {}
-    for name, src, fill in (("kernel", k, 1), ("stride", s, 1), ("dilation", d, 1),
-                            ("pad_before", before, 0), ("pad_after", after, 0)):
-        arr = _layer_major((n, L, 2), dtype)
-        arr[...] = fill
-        arr[:, 1 : depth + 1] = np.where(live[:, :, None], src, fill)
-        arrays[name] = arr
-    op = _layer_major((n, L), np.int8)
-    op[...] = ops.ELEMENTWISE
-    op[:, 0] = ops.INPUT
-    op[:, 1 : depth + 1] = np.where(live, ops.CONV, ops.ELEMENTWISE)
-    preds = _layer_major((n, L, 1), np.int32)
-    preds[...] = (np.arange(L, dtype=np.int32) - 1)[None, :, None]
+    for name, (src, fill) in fields.items():
+        major = np.full((L, 2, n), fill, dtype)  # written layer-major, read strided once
+        major[1 : depth + 1] = np.moveaxis(src, 0, -1)
+        if lengths is not None:
+            np.putmask(major[1 : depth + 1], np.broadcast_to(dead, (depth, 2, n)), fill)
+        arrays[name] = np.moveaxis(major, -1, 0)
+    op = np.full((L, n), ops.ELEMENTWISE, np.int8)
+    op[0] = ops.INPUT
+    op[1 : depth + 1] = np.where(dead[:, 0], ops.ELEMENTWISE, ops.CONV)
+    preds = np.broadcast_to((np.arange(L, dtype=np.int32) - 1)[:, None, None], (L, 1, n)).copy()
     if names is None:
-        names = np.char.add("chain", np.arange(n).astype(str)).astype(object)
+        names = np.array([f"chain{i}" for i in range(n)], dtype=object)
     return Batch(
-        op=op, preds=preds, **arrays,
-        length=(used + 1).astype(np.int32), output=(used).astype(np.int32),
+        op=op.T, preds=np.moveaxis(preds, -1, 0), **arrays,
+        length=(used + 1).astype(np.int32), output=used.astype(np.int32),
         names=np.asarray(names, dtype=object), is_chain=True,
     )

@@ -128,11 +128,9 @@ def _list_column(table: pa.Table, name: str, n: int, fill: int):
         raise SpecError(f"column {name!r} must hold integers, got {col.values.type}")
     lengths = np.diff(offsets)
     depth = int(lengths.max(initial=1))
-    out = np.full((n, max(depth, 1)), fill, np.int64)
-    starts = offsets[:-1] - offsets[0]
-    rows = np.repeat(np.arange(n), lengths)
-    cols = np.arange(int(lengths.sum())) - np.repeat(starts, lengths)
-    out[rows, cols] = values[offsets[0] : offsets[-1]]
+    out = np.full((n, max(depth, 1)), fill, np.result_type(values.dtype, np.int8))
+    # Row-major boolean scatter: the mask's True cells are the flattened list values.
+    out[np.arange(out.shape[1])[None, :] < lengths[:, None]] = values[offsets[0] : offsets[-1]]
     return out, lengths
 
 
