@@ -19,8 +19,8 @@ output         [N]               output node index
 =============  ================  ==============================================
 
 Nodes past ``length`` are identity layers reading the node before, so padded
-steps change nothing. L and M are rounded up to powers of two (L >= 8) so that
-a run compiles once per bucket, not once per network size. Arrays are stored
+steps change nothing. L - 1 is rounded up to 8, 12, 16, 24, 32, 48, 64, ... and M
+to a power of two, so a run compiles once per bucket, not once per network size. Arrays are stored
 layer-major in memory (the kernel scans over layers and vectorises over N), and
 indexed ``[N, L, ...]``: ``Batch.layer_major(name)`` gives the contiguous
 ``[L, ..., N]`` view the kernel reads.
@@ -41,13 +41,19 @@ from . import ops
 from .errors import SpecError
 from .spec import MAX_PARAM, Network, parse_network
 
-MIN_DEPTH_BUCKET = 8
+MIN_LAYER_BUCKET = 8
 PARAM_FIELDS = ("kernel", "stride", "dilation", "pad_before", "pad_after")
 
 
 def depth_bucket(nodes: int) -> int:
-    """Padded node count: the next power of two, at least MIN_DEPTH_BUCKET."""
-    return max(MIN_DEPTH_BUCKET, 1 << max(0, int(nodes) - 1).bit_length())
+    """Padded node count L: the input node plus a bucketed number of layers.
+
+    Layer buckets are 8, 12, 16, 24, 32, 48, 64, 96, ... (2^k and 1.5 * 2^k), so
+    padding wastes at most a third of the scan and a run compiles a few times.
+    """
+    layers = max(int(nodes) - 1, MIN_LAYER_BUCKET)
+    power = 1 << (layers - 1).bit_length()  # next power of two >= layers
+    return 1 + (power * 3 // 4 if layers <= power * 3 // 4 else power)
 
 
 def fan_in_bucket(fan_in: int) -> int:

@@ -12,8 +12,8 @@ from rfsearch.encode import depth_bucket, fan_in_bucket
 
 def test_card_shapes_and_padding(toy):
     batch = rfsearch.encode([toy, {"name": "one", "layers": [{"op": "relu"}]}])
-    assert batch.op.shape == (2, 8) and batch.kernel.shape == (2, 8, 2)
-    assert batch.preds.shape == (2, 8, 2)
+    assert batch.op.shape == (2, 9) and batch.kernel.shape == (2, 9, 2)
+    assert batch.preds.shape == (2, 9, 2)
     assert batch.length.tolist() == [5, 2] and batch.output.tolist() == [4, 1]
     assert batch.op[0, :5].tolist() == [ops.INPUT, ops.CONV, ops.MAXPOOL, ops.CONV, ops.ADD]
     assert batch.preds[0, 4].tolist() == [2, 3]
@@ -21,22 +21,23 @@ def test_card_shapes_and_padding(toy):
     assert batch.pad_before[0, 3].tolist() == [2, 0] and batch.dilation[0, 3].tolist() == [2, 2]
     # padded nodes are identity layers reading the node before
     assert (batch.op[1, 2:] == ops.ELEMENTWISE).all()
-    assert batch.preds[1, 2:, 0].tolist() == list(range(1, 7))
+    assert batch.preds[1, 2:, 0].tolist() == list(range(1, 8))
     assert (batch.kernel[1, 2:] == 1).all() and (batch.pad_after[1, 2:] == 0).all()
     assert not batch.is_chain and rfsearch.encode(toy["layers"][:2] and {
         "layers": toy["layers"][:2]}).is_chain
 
 
 def test_buckets():
-    assert [depth_bucket(n) for n in (1, 8, 9, 65, 128)] == [8, 8, 16, 128, 128]
+    assert [depth_bucket(n) for n in (1, 9, 10, 13, 17, 25, 65, 66, 97, 98)] == [
+        9, 9, 13, 13, 17, 25, 65, 97, 97, 129]
     assert [fan_in_bucket(m) for m in (1, 2, 3, 5)] == [1, 2, 4, 8]
 
 
 def test_batch_is_layer_major_in_memory():
     batch = rfsearch.chains(np.full((5, 3), 3))
-    assert batch.kernel.shape == (5, 8, 2)
+    assert batch.kernel.shape == (5, 9, 2)
     major = batch.layer_major("kernel")
-    assert major.shape == (8, 2, 5) and major.flags["C_CONTIGUOUS"]
+    assert major.shape == (9, 2, 5) and major.flags["C_CONTIGUOUS"]
     assert np.shares_memory(major, batch.kernel)
 
 
