@@ -2,7 +2,7 @@
 
 It picks the compute width per batch (int32 when every parameter is small enough
 for :data:`~rfsearch.kernel.LIMITS`, else int64), re-runs the rare rows that
-overflow int32 in int64, and turns kernel error codes into one-line messages.
+overflow int32 in int64.
 """
 
 from __future__ import annotations
@@ -64,12 +64,20 @@ def chunk_bucket(n: int, chunk: int) -> int:
 
 @dataclass
 class Raw:
-    """Host copies of kernel results for a batch: output state, errors, layer states."""
+    """Host copies of kernel results for a batch: output and per-node states."""
 
     out: dict[str, np.ndarray]  # NodeState fields, [2, N]
-    err_code: np.ndarray  # [N]
-    err_node: np.ndarray  # [N]
     layers: dict[str, np.ndarray] | None  # [L, 2, N]
+
+    @property
+    def fault(self) -> tuple[np.ndarray, np.ndarray]:
+        """(code, node) [N] of the output's first invalid ancestor (ERR_NONE, -1 if valid)."""
+        return K.fault_code(self.out["fault"][0])
+
+    @property
+    def overflow(self) -> np.ndarray:
+        """[N] rows whose output left the exact range of the compute width."""
+        return ((self.out["flags"] & K.OVERFLOW) != 0).any(axis=0)
 
 
 def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: str,
@@ -88,8 +96,7 @@ def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: s
         res = jax.device_get(res)
     def trim(d):
         return ({k: np.asarray(v)[..., :n] for k, v in d._asdict().items()})
-    return Raw(trim(res.out), np.asarray(res.err_code)[:n], np.asarray(res.err_node)[:n],
-               None if res.layers is None else trim(res.layers))
+    return Raw(trim(res.out), None if res.layers is None else trim(res.layers))
 
 
 def _overwrite(raw: Raw, fix: Raw, rows: np.ndarray) -> None:
@@ -101,10 +108,6 @@ def _overwrite(raw: Raw, fix: Raw, rows: np.ndarray) -> None:
             merged = mine[key].astype(np.promote_types(mine[key].dtype, values.dtype))
             merged[..., rows] = values
             mine[key] = merged
-    for name in ("err_code", "err_node"):
-        merged = getattr(raw, name).copy()
-        merged[rows] = getattr(fix, name)
-        setattr(raw, name, merged)
 
 
 def run_batch(batch: Batch, size, *, per_layer=False, chunk=DEFAULT_CHUNK, progress=False) -> Raw:
@@ -118,7 +121,7 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk=DEFAULT_CHUNK, progr
             rows = slice(start, min(n, start + chunk))
             count = rows.stop - rows.start
             raw = _run(batch, rows, size, per_layer, dtype, chunk_bucket(count, chunk))
-            overflow = np.nonzero(((raw.out["flags"] & K.OVERFLOW) != 0).any(axis=0))[0]
+            overflow = np.nonzero(raw.overflow)[0]
             if dtype == "int32" and overflow.size:
                 sub = batch.take(overflow + start)
                 fix = _run(sub, slice(None), size, per_layer, "int64",
@@ -131,7 +134,5 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk=DEFAULT_CHUNK, progr
     cat = lambda key, d: np.concatenate([p.__dict__[d][key] for p in parts], axis=-1)  # noqa: E731
     return Raw(
         {k: cat(k, "out") for k in parts[0].out},
-        np.concatenate([p.err_code for p in parts]),
-        np.concatenate([p.err_node for p in parts]),
         None if not per_layer else {k: cat(k, "layers") for k in parts[0].layers},
     )

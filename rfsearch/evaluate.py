@@ -1,7 +1,7 @@
 """``evaluate``: specs (dicts, files, a Batch) in, one DataFrame out.
 
 Bad specs and invalid networks cost their own row (``error`` filled), never the
-batch. Kernel error codes become one-line messages naming the spec and layer.
+batch; :mod:`rfsearch.messages` words the kernel's faults.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import pandas as pd
 from . import kernel as K
 from .driver import DEFAULT_CHUNK, Raw, parse_input_size, run_batch
 from .encode import Batch, encode_networks
-from .errors import Location, SpecError
+from .errors import SpecError
 from .load import Source, from_objects, read_source
+from .messages import Context, messages_for
 from .ops import op_names
 from .table import NETWORK_COLUMNS, frame
 
@@ -45,92 +46,26 @@ def _read_or_error(path) -> Source:
         return Source(str(path), [], [], [(0, None, str(err))], 1)
 
 
-def _layer_label(batch: Batch, row: int, node: int) -> tuple[int, str]:
-    names = batch.layer_names
-    name = names[row][node - 1] if names is not None else f"layer{node - 1}"
-    return node - 1, name
-
-
-def _pairs(values) -> str:
-    """'h: 4 vs 2; w: 4 vs 2' from a [M, 2] array of per-input values."""
-    axes = []
-    for axis, label in enumerate("hw"):
-        vals = [str(int(v)) for v in values[:, axis]]
-        axes.append(f"{label}: {' vs '.join(vals)}")
-    return "; ".join(axes)
-
-
-def _where(batch: Batch, row: int, node: int | None, label, spec_index) -> Location:
-    if node is None:
-        return Location(label, int(spec_index[row]), str(batch.names[row]))
-    layer_index, layer_name = _layer_label(batch, row, node)
-    return Location(label, int(spec_index[row]), str(batch.names[row]), layer_index, layer_name)
-
-
-def explain(batch: Batch, raw: Raw, failed: np.ndarray, size, label, spec_index, chunk):
-    """One-line messages for the rows with a kernel error or an int64 overflow.
-
-    Empty maps (the common case in big searches) are described from the error node
-    alone; stride / size mismatches and overflows re-run their few rows per layer to
-    name the values involved.
-    """
-    messages = np.empty(len(failed), dtype=object)
-    code = raw.err_code[failed]
-    empty = code == K.ERR_EMPTY
-    if empty.any():
-        problem = f"output is smaller than 1 pixel at input size {size[0]}x{size[1]}"
-        messages[empty] = [
-            f"{_where(batch, r, int(raw.err_node[r]), label, spec_index)}: {problem}"
-            for r in failed[empty]
-        ]
-    rest = failed[~empty]
-    if rest.size:
-        detail = run_batch(batch.take(rest), size, per_layer=True, chunk=chunk)
-        messages[~empty] = [
-            str(_mismatch(batch, detail, j, r, label, spec_index)) for j, r in enumerate(rest)
-        ]
-    return messages
-
-
-def _mismatch(batch: Batch, detail: Raw, j: int, row: int, label, spec_index) -> SpecError:
-    """The error of row ``row`` (column ``j`` of ``detail``): stride / size mismatch, overflow."""
-    code, node = int(detail.err_code[j]), int(detail.err_node[j])
-    if code == K.ERR_NONE:
-        limits = K.LIMITS[np.dtype(np.int64)]
-        return SpecError(
-            "receptive-field geometry exceeds the exact integer range (effective stride "
-            f"above {limits.param} or a region above {limits.position} pixels)",
-            _where(batch, row, None, label, spec_index))
-    preds = batch.preds[row, node]
-    preds = preds[preds >= 0]
-    if code == K.ERR_JUMP:
-        values = _pairs(detail.layers["J"][preds, :, j])
-        problem = f"inputs have different effective strides ({values})"
-    else:
-        values = _pairs(detail.layers["size"][preds, :, j])
-        problem = f"inputs have different feature-map sizes ({values})"
-    return SpecError(problem, _where(batch, row, node, label, spec_index))
-
-
-def _network_columns(raw: Raw, valid: np.ndarray):
-    """(values, null mask) per numeric column from the output states."""
-    out = raw.out
-    unbounded = (out["flags"] & K.UNBOUNDED) != 0
-    known = (out["flags"] & K.KNOWN) != 0
-    bad = np.broadcast_to(~valid, out["u"].shape)
-    aligned_bits = ((out["flags"] & K.ALIGNED) != 0).all(axis=0)
+def _network_columns(states: dict[str, np.ndarray], valid: np.ndarray):
+    """(values, null mask) per numeric column from node states ([2, R] fields)."""
+    unbounded = (states["flags"] & K.UNBOUNDED) != 0
+    known = (states["flags"] & K.KNOWN) != 0
+    bad = np.broadcast_to(~valid, states["u"].shape)
     cols = {
-        "rf": (out["v"] - out["u"] + 1, bad | unbounded),
-        "rf_min": (out["rmin"] + 1, bad | unbounded),
-        "stride": (out["J"], bad),
-        "padding": (-out["u"], bad | unbounded | ~known),
-        "out": (out["size"], bad | (out["size"] <= 0)),
+        "rf": (states["v"] - states["u"] + 1, bad | unbounded),
+        "rf_min": (states["rmin"] + 1, bad | unbounded),
+        "stride": (states["J"], bad),
+        "padding": (-states["u"], bad | unbounded | ~known),
+        "out": (states["size"], bad | (states["size"] <= 0)),
     }
     result = {}
     for key, (values, mask) in cols.items():
         for axis, suffix in enumerate("hw"):
             result[f"{key}_{suffix}"] = (values[axis], mask[axis])
-    result["aligned"] = (aligned_bits, ~valid | ~known.all(axis=0))
+    # Kleene AND over the axes: an axis whose padding is unknown is unknown, not aligned.
+    aligned = (states["flags"] & K.ALIGNED) != 0
+    certainly_not = (known & ~aligned).any(axis=0)
+    result["aligned"] = (~certainly_not, ~valid | (~certainly_not & ~known.all(axis=0)))
     return result
 
 
@@ -138,19 +73,14 @@ def _source_table(src: Source, size, per_layer: bool, chunk: int, progress: bool
     """Columns for one source: kernel rows for valid networks, error rows for the rest."""
     batch = src.batch if src.batch is not None else encode_networks(src.networks)
     raw = run_batch(batch, size, per_layer=per_layer, chunk=chunk, progress=progress)
-    overflow = ((raw.out["flags"] & K.OVERFLOW) != 0).any(axis=0)
-    failed = np.nonzero((raw.err_code != K.ERR_NONE) | overflow)[0]
-    spec_index = np.asarray(src.index, dtype=np.int64)
-    messages = np.full(len(batch), None, dtype=object)
-    if failed.size:
-        messages[failed] = explain(batch, raw, failed, size, src.label, spec_index, chunk)
-    valid = messages == None  # noqa: E711
+    ctx = Context(batch, src.label, np.asarray(src.index, dtype=np.int64), size, chunk)
     if per_layer:
-        return _layer_rows(batch, raw, messages, spec_index, src)
-    cols = _network_columns(raw, valid)
+        return _layer_rows(ctx, raw, src)
+    messages = messages_for(ctx, np.arange(len(batch)), raw.out["fault"][0], raw.overflow)
+    cols = _network_columns(raw.out, messages == None)  # noqa: E711
     cols["name"] = (batch.names.astype(str), None)
     cols["error"] = (messages, None)
-    order = spec_index
+    order = ctx.spec_index
     if src.errors:
         cols, order = _with_error_rows(cols, src, order)
     return cols, order
@@ -173,16 +103,16 @@ def _with_error_rows(cols, src: Source, order, scale: int = 1):
     return merged, np.concatenate([order, [i * scale for i, _, _ in src.errors]])
 
 
-def _layer_rows(batch: Batch, raw: Raw, messages, spec_index, src: Source):
-    """Long table: one row per (network, layer) for the valid part of the batch."""
+def _layer_rows(ctx: Context, raw: Raw, src: Source):
+    """Long table: one row per (network, layer); a layer is invalid when it or an input is."""
+    batch = ctx.batch
     node = np.arange(batch.depth)[:, None]  # [L, 1]
     live = (node >= 1) & (node < batch.length[None, :])  # [L, N]
     net, nodes = np.nonzero(live.T)  # network-major order
     layers = {k: v[nodes, :, net].T for k, v in raw.layers.items()}  # [2, R]
-    errored = (messages[net] != None) & (nodes >= raw.err_node[net])  # noqa: E711
     overflow = ((layers["flags"] & K.OVERFLOW) != 0).any(axis=0)
-    valid = ~errored & ~overflow
-    cols = _network_columns(Raw(layers, None, None, None), valid)
+    messages = messages_for(ctx, net, layers["fault"][0], overflow)
+    cols = _network_columns(layers, messages == None)  # noqa: E711
     cols["name"] = (batch.names[net].astype(str), None)
     cols["layer"] = (nodes - 1, None)
     if batch.layer_names is not None:
@@ -193,8 +123,8 @@ def _layer_rows(batch: Batch, raw: Raw, messages, spec_index, src: Source):
     else:
         cols["layer_name"] = (np.char.add("layer", (nodes - 1).astype(str)).astype(object), None)
         cols["op"] = (op_names(batch.op[net, nodes]), None)
-    cols["error"] = (np.where(errored, messages[net], None), None)
-    order = spec_index[net] * LAYER_SCALE + nodes  # by spec, then by layer
+    cols["error"] = (messages, None)
+    order = ctx.spec_index[net] * LAYER_SCALE + nodes  # by spec, then by layer
     if src.errors:
         cols, order = _with_error_rows(cols, src, order, LAYER_SCALE)
     return cols, order

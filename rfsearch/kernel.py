@@ -7,7 +7,10 @@ propagates, in topological order, the state of the article's forward recurrence:
 * ``J``: the jump (effective stride), input pixels between neighbouring features;
 * ``rmin``: the smallest path span ``r - 1`` over all input-to-node paths;
 * ``size``: the feature-map size (0 when the input size is unknown);
-* ``flags``: bits KNOWN (padding resolved), ALIGNED, UNBOUNDED, OVERFLOW.
+* ``flags``: bits KNOWN (padding resolved), ALIGNED, UNBOUNDED, OVERFLOW;
+* ``fault``: the first invalid node among the node and its ancestors, encoded as
+  ``node * FAULT_CODES + code`` (NO_FAULT when there is none), so a failing branch
+  invalidates exactly the nodes that read it.
 
 A node merges its inputs (union: u = min, v = max) then applies its window.
 Nothing here is value-dependent: validation happens on the host, before tracing.
@@ -28,8 +31,10 @@ from . import ops
 
 KNOWN, ALIGNED, UNBOUNDED, OVERFLOW = 1, 2, 4, 8
 
-# Error codes, per network: the first node where the network stops being valid.
-ERR_NONE, ERR_JUMP, ERR_EMPTY, ERR_SIZE = 0, 1, 2, 3
+# Why a node is invalid. Merge problems come first when one node has two.
+ERR_NONE, ERR_JUMP, ERR_SIZE, ERR_EMPTY = 0, 1, 2, 3
+FAULT_CODES = 4
+NO_FAULT = np.iinfo(np.int32).max
 
 
 class Limits(NamedTuple):
@@ -56,6 +61,14 @@ class NodeState(NamedTuple):
     rmin: jax.Array
     size: jax.Array
     flags: jax.Array
+    fault: jax.Array  # int32; both axis rows hold the same value
+
+
+def fault_code(fault):
+    """(code, node) of an encoded fault; code ERR_NONE and node -1 when there is none."""
+    none = fault == NO_FAULT
+    return (np.where(none, ERR_NONE, fault % FAULT_CODES),
+            np.where(none, -1, fault // FAULT_CODES))
 
 
 class LayerParams(NamedTuple):
@@ -107,7 +120,7 @@ def apply_window(x: NodeState, p: LayerParams, limits: Limits) -> tuple[NodeStat
     same_before, same_after = same_padding(k_eff, s, x.size, before == ops.PAD_SAME_LOWER)
     before = jnp.where(same, same_before, before)
     after = jnp.where(same, same_after, after)
-    unknown = same & (s > 1) & (x.size == 0)
+    unknown = same & (s > 1) & (k_eff > 1) & (x.size == 0)  # k_eff = 1 pads 0 at any size
     unbounded = whole & (x.size == 0)
     u = x.u - before * x.J
     v = x.v + (k_eff - 1 - before) * x.J
@@ -123,7 +136,7 @@ def apply_window(x: NodeState, p: LayerParams, limits: Limits) -> tuple[NodeStat
         | jnp.where(overflow, OVERFLOW, 0)
     ).astype(x.flags.dtype)
     empty = (x.size > 0) & (size < 1)
-    return NodeState(u, v, J, rmin, size, flags), empty
+    return NodeState(u, v, J, rmin, size, flags, x.fault), empty
 
 
 def merge(xs: NodeState, valid: jax.Array) -> tuple[NodeState, jax.Array]:
@@ -148,7 +161,8 @@ def merge(xs: NodeState, valid: jax.Array) -> tuple[NodeState, jax.Array]:
     code = jnp.where(
         ~same_jump.all(axis=0), ERR_JUMP, jnp.where(~same_size.all(axis=0), ERR_SIZE, ERR_NONE)
     )
-    state = NodeState(u, v, xs.J[0], rmin, xs.size[0], flags.astype(xs.flags.dtype))
+    fault = jnp.min(jnp.where(ok, xs.fault, NO_FAULT), axis=0)
+    state = NodeState(u, v, xs.J[0], rmin, xs.size[0], flags.astype(xs.flags.dtype), fault)
     return state, code
 
 
@@ -157,25 +171,24 @@ def input_state(input_size: jax.Array, n: int, dtype) -> NodeState:
     zero = jnp.zeros((2, n), dtype)
     size = jnp.broadcast_to(input_size.astype(dtype)[:, None], (2, n))
     flags = jnp.full((2, n), KNOWN | ALIGNED, jnp.int8)
-    return NodeState(zero, zero, zero + 1, zero, size, flags)
+    fault = jnp.full((2, n), NO_FAULT, jnp.int32)
+    return NodeState(zero, zero, zero + 1, zero, size, flags, fault)
 
 
-def _record_error(err, node, code):
-    """Keep the first (code, node) per network."""
-    err_code, err_node = err
-    first = (code != ERR_NONE) & (err_node < 0)
-    return jnp.where(first, code, err_code), jnp.where(first, node, err_node)
+def record_fault(y: NodeState, node, code) -> NodeState:
+    """fault' = min(fault inherited from the inputs, node * FAULT_CODES + code) if code."""
+    own = jnp.where(code == ERR_NONE, NO_FAULT, node * FAULT_CODES + code)[None, :]  # [1, N]
+    return y._replace(fault=jnp.minimum(y.fault, own))
 
 
 def _chain(limits, per_layer):
     """Chains: each node reads the one before, so the carry is one NodeState."""
 
-    def step(carry, xs):
-        x, err = carry
+    def step(x, xs):
         p, node = xs
         y, empty = apply_window(x, p, limits)
-        err = _record_error(err, node, jnp.where(empty.any(axis=0), ERR_EMPTY, ERR_NONE))
-        return (y, err), (y if per_layer else None)
+        y = record_fault(y, node, jnp.where(empty.any(axis=0), ERR_EMPTY, ERR_NONE))
+        return y, (y if per_layer else None)
 
     return step
 
@@ -183,27 +196,24 @@ def _chain(limits, per_layer):
 def _dag(limits):
     """DAGs: the carry holds every node's state ([L, 2, N] fields); inputs are gathered."""
 
-    def step(carry, xs):
-        buf, err = carry
+    def step(buf, xs):
         p, pred, node = xs  # pred: [M, N]
         idx = jnp.broadcast_to(jnp.maximum(pred, 0)[:, None, :], (pred.shape[0], 2, pred.shape[1]))
         gathered = NodeState(*(jnp.take_along_axis(f, idx, axis=0) for f in buf))
         x, code = merge(gathered, pred >= 0)
         y, empty = apply_window(x, p, limits)
         code = jnp.where(code != ERR_NONE, code, jnp.where(empty.any(axis=0), ERR_EMPTY, ERR_NONE))
-        err = _record_error(err, node, code)
+        y = record_fault(y, node, code)
         buf = jax.tree.map(lambda f, g: lax.dynamic_update_index_in_dim(f, g, node, 0), buf, y)
-        return (buf, err), None
+        return buf, None
 
     return step
 
 
 class KernelResult(NamedTuple):
-    """Kernel output: the output node's state, per-network errors, optional per-node states."""
+    """Kernel output: the output node's state and, optionally, every node's state."""
 
     out: NodeState  # fields [2, N]
-    err_code: jax.Array  # [N] int32
-    err_node: jax.Array  # [N] int32, -1 = none
     layers: NodeState | None  # fields [L, 2, N] when per_layer
 
 
@@ -220,19 +230,17 @@ def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output
     limits = LIMITS[dt]
     L, n = op.shape
     x0 = input_state(input_size, n, dt)
-    err0 = (jnp.zeros((n,), jnp.int32), jnp.full((n,), -1, jnp.int32))
     params = LayerParams(op, kernel, stride, dilation, pad_before, pad_after)
     rest = jax.tree.map(lambda a: a[1:], params)
     nodes = jnp.arange(1, L, dtype=jnp.int32)
     layers = None
     if chain:
-        (out, err), ys = lax.scan(_chain(limits, per_layer), (x0, err0), (rest, nodes))
+        out, ys = lax.scan(_chain(limits, per_layer), x0, (rest, nodes))
         if per_layer:
             layers = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), x0, ys)
     else:
         buf0 = jax.tree.map(lambda a: jnp.zeros((L, *a.shape), a.dtype).at[0].set(a), x0)
-        (layers, err), _ = lax.scan(_dag(limits), (buf0, err0),
-                                    (rest, preds[1:], nodes))
+        layers, _ = lax.scan(_dag(limits), buf0, (rest, preds[1:], nodes))
         pick = jnp.broadcast_to(output[None, None, :], (1, 2, n))
         out = jax.tree.map(lambda a: jnp.take_along_axis(a, pick, axis=0)[0], layers)
-    return KernelResult(out, err[0], err[1], layers if per_layer else None)
+    return KernelResult(out, layers if per_layer else None)

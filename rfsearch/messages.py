@@ -1,0 +1,104 @@
+"""Kernel faults become one-line messages naming the file, spec, layer and values.
+
+The kernel reports, per node, the first invalid node among its ancestors (an
+encoded fault, see :mod:`rfsearch.kernel`). Turning those into text happens here,
+once per distinct (row, fault) pair, so a million vanishing maps cost a list
+comprehension, not a kernel call each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import kernel as K
+from .driver import run_batch
+from .encode import Batch
+from .errors import Location
+
+
+@dataclass
+class Context:
+    """What a message needs besides the kernel results: where the rows came from."""
+
+    batch: Batch
+    label: str | None  # file name, if any
+    spec_index: np.ndarray  # batch row -> index of the spec in its source
+    size: tuple[int, int] | None
+    chunk: int
+
+
+def where(ctx: Context, row: int, node: int | None) -> Location:
+    """The location of a batch row, and of one of its nodes (node 0 is the input)."""
+    name = str(ctx.batch.names[row])
+    if node is None:
+        return Location(ctx.label, int(ctx.spec_index[row]), name)
+    names = ctx.batch.layer_names
+    layer_name = names[row][node - 1] if names is not None else f"layer{node - 1}"
+    return Location(ctx.label, int(ctx.spec_index[row]), name, node - 1, layer_name)
+
+
+def pairs(values) -> str:
+    """'h: 4 vs 2; w: 4 vs 2' from an [M, 2] array of per-input values."""
+    return "; ".join(
+        f"{label}: {' vs '.join(str(int(v)) for v in values[:, axis])}"
+        for axis, label in enumerate("hw")
+    )
+
+
+def overflow_problem() -> str:
+    limits = K.LIMITS[np.dtype(np.int64)]
+    return ("receptive-field geometry exceeds the exact integer range (effective stride above "
+            f"{limits.param} or a region above {limits.position} pixels)")
+
+
+def explain(ctx: Context, rows: np.ndarray, faults: np.ndarray) -> np.ndarray:
+    """Messages for (batch row, encoded fault) pairs; NO_FAULT there means overflow.
+
+    Empty maps are described from the fault alone; stride / size mismatches re-run
+    their few rows per layer to name the values involved.
+    """
+    messages = np.empty(len(rows), dtype=object)
+    codes, nodes = K.fault_code(faults)
+    size = ctx.size or (0, 0)
+    for code, problem in (
+        (K.ERR_EMPTY, f"output is smaller than 1 pixel at input size {size[0]}x{size[1]}"),
+        (K.ERR_NONE, overflow_problem()),
+    ):
+        pick = codes == code
+        messages[pick] = [
+            f"{where(ctx, r, None if code == K.ERR_NONE else int(n))}: {problem}"
+            for r, n in zip(rows[pick], nodes[pick], strict=True)
+        ]
+    mismatch = (codes == K.ERR_JUMP) | (codes == K.ERR_SIZE)
+    if mismatch.any():
+        unique, column = np.unique(rows[mismatch], return_inverse=True)
+        detail = run_batch(ctx.batch.take(unique), ctx.size, per_layer=True, chunk=ctx.chunk)
+        messages[mismatch] = [
+            _mismatch(ctx, detail.layers, j, r, c, n) for j, r, c, n in zip(
+                column, rows[mismatch], codes[mismatch], nodes[mismatch], strict=True)
+        ]
+    return messages
+
+
+def _mismatch(ctx: Context, layers, j: int, row: int, code: int, node: int) -> str:
+    """A stride / size mismatch at ``node`` of ``row`` (column ``j`` of ``layers``)."""
+    preds = ctx.batch.preds[row, node]
+    preds = preds[preds >= 0]
+    field, what = ("J", "effective strides") if code == K.ERR_JUMP else (
+        "size", "feature-map sizes")
+    return (f"{where(ctx, row, int(node))}: inputs have different {what} "
+            f"({pairs(layers[field][preds, :, j])})")
+
+
+def messages_for(ctx: Context, rows: np.ndarray, fault: np.ndarray,
+                 overflow: np.ndarray) -> np.ndarray:
+    """The ``error`` column for rows with the given faults / overflow flags (None = valid)."""
+    messages = np.full(len(rows), None, dtype=object)
+    failed = (fault != K.NO_FAULT) | overflow
+    if failed.any():
+        keys = np.stack([rows[failed], fault[failed]]).astype(np.int64)
+        unique, back = np.unique(keys, axis=1, return_inverse=True)
+        messages[failed] = explain(ctx, unique[0], unique[1])[back.reshape(-1)]
+    return messages
