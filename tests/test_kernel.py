@@ -97,3 +97,20 @@ def test_output_need_not_be_the_last_layer(output):
     net = {"layers": [{"name": "a", "op": "conv", "kernel": 3},
                       {"name": "b", "op": "conv", "kernel": 5}], "output": output}
     assert rfsearch.evaluate(net)["rf_h"][0] == {"a": 3, "b": 7}[output]
+
+
+def test_a_failing_branch_invalidates_only_what_reads_it():
+    net = {"name": "branchy", "layers": [
+        {"name": "a", "op": "conv", "kernel": 3},
+        {"name": "dead", "op": "conv", "kernel": 9, "inputs": ["input"]},  # empty at 8
+        {"name": "after", "op": "relu"},
+        {"name": "b", "op": "conv", "kernel": 3, "inputs": ["a"]},
+    ], "output": "b"}
+    df = rfsearch.evaluate(net, input_size=8)
+    assert df["error"].isna()[0] and df["rf_h"][0] == 5 and df["out_h"][0] == 4
+    layers = rfsearch.evaluate(net, input_size=8, per_layer=True)
+    message = "spec #0 'branchy', layer #1 'dead': output is smaller than 1 pixel at input size 8x8"
+    assert layers["error"].fillna("").tolist() == ["", message, message, ""]
+    assert layers["rf_h"].isna().tolist() == [False, True, True, False]
+    net["output"] = "after"
+    assert rfsearch.evaluate(net, input_size=8)["error"][0] == message
