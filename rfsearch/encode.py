@@ -92,7 +92,9 @@ class Batch:
     names: np.ndarray  # [N] object (str)
     layer_names: tuple[tuple[str, ...], ...] | None = None  # per network, per layer
     layer_ops: tuple[tuple[str, ...], ...] | None = None
-    is_chain: bool = field(default=False)
+    is_chain: bool = field(default=False)  # every node reads the one before it
+    has_same: bool = field(default=True)  # some layer pads 'same' / 'same_lower'
+    has_whole: bool = field(default=True)  # some layer reads the whole map
 
     def __len__(self) -> int:
         return int(self.op.shape[0])
@@ -125,7 +127,7 @@ class Batch:
         return Batch(
             **arrays, length=self.length[idx], output=self.output[idx], names=self.names[idx],
             layer_names=pick(self.layer_names), layer_ops=pick(self.layer_ops),
-            is_chain=self.is_chain,
+            is_chain=self.is_chain, has_same=self.has_same, has_whole=self.has_whole,
         )
 
 
@@ -169,6 +171,8 @@ def encode_networks(networks: Sequence[Network]) -> Batch:
         layer_names=tuple(tuple(lay.name for lay in net.layers) for net in networks),
         layer_ops=tuple(tuple(lay.op for lay in net.layers) for net in networks),
         is_chain=all(net.is_chain for net in networks),
+        has_same=bool((flat["pad_before"] < 0).any()),
+        has_whole=any(lay.code in (ops.GLOBAL_POOL, ops.DENSE) for lay in layers),
     )
 
 
@@ -258,5 +262,5 @@ def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None)
     return Batch(
         op=op.T, preds=np.moveaxis(preds, -1, 0), **arrays,
         length=(used + 1).astype(np.int32), output=used.astype(np.int32),
-        names=np.asarray(names, dtype=object), is_chain=True,
+        names=np.asarray(names, dtype=object), is_chain=True, has_same=False, has_whole=False,
     )

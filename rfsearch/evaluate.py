@@ -76,7 +76,7 @@ def _source_table(src: Source, size, per_layer: bool, chunk: int, progress: bool
     ctx = Context(batch, src.label, np.asarray(src.index, dtype=np.int64), size, chunk)
     if per_layer:
         return _layer_rows(ctx, raw, src)
-    messages = messages_for(ctx, np.arange(len(batch)), raw.out["fault"][0], raw.overflow)
+    messages = messages_for(ctx, np.arange(len(batch)), raw.out["fault"].min(axis=0), raw.overflow)
     cols = _network_columns(raw.out, messages == None)  # noqa: E711
     cols["name"] = (batch.names.astype(str), None)
     cols["error"] = (messages, None)
@@ -111,7 +111,7 @@ def _layer_rows(ctx: Context, raw: Raw, src: Source):
     net, nodes = np.nonzero(live.T)  # network-major order
     layers = {k: v[nodes, :, net].T for k, v in raw.layers.items()}  # [2, R]
     overflow = ((layers["flags"] & K.OVERFLOW) != 0).any(axis=0)
-    messages = messages_for(ctx, net, layers["fault"][0], overflow)
+    messages = messages_for(ctx, net, layers["fault"].min(axis=0), overflow)
     cols = _network_columns(layers, messages == None)  # noqa: E711
     cols["name"] = (batch.names[net].astype(str), None)
     cols["layer"] = (nodes - 1, None)

@@ -61,11 +61,12 @@ class NodeState(NamedTuple):
     rmin: jax.Array
     size: jax.Array
     flags: jax.Array
-    fault: jax.Array  # int32; both axis rows hold the same value
+    fault: jax.Array  # int32 per axis; a node's fault is the minimum over its two axes
 
 
 def fault_code(fault):
-    """(code, node) of an encoded fault; code ERR_NONE and node -1 when there is none."""
+    """(code, node) of an encoded fault ([N], the minimum over the axes); code ERR_NONE
+    and node -1 when there is none."""
     none = fault == NO_FAULT
     return (np.where(none, ERR_NONE, fault % FAULT_CODES),
             np.where(none, -1, fault // FAULT_CODES))
@@ -91,51 +92,80 @@ def same_padding(k_eff, stride, size, lower):
     """TF / ONNX 'same': total = max(k_eff - s, 0) if n % s == 0 else max(k_eff - n % s, 0).
 
     Returns (before, after); the odd pixel goes after (SAME_UPPER) or before
-    (``lower``). With an unknown size (0) the n % s == 0 case is used.
+    (``lower``). With an unknown size (None) the n % s == 0 case is used.
     """
-    rem = jnp.where(size > 0, size % stride, 0)
+    rem = 0 if size is None else size - stride * floor_divide(size, stride)
     total = jnp.maximum(k_eff - jnp.where(rem == 0, stride, rem), 0)
     before = jnp.where(lower, total - total // 2, total // 2)
     return before, total - before
 
 
+def floor_divide(a, b):
+    """floor(a / b) for integers, b > 0.
+
+    Vectorised integer division is slow on CPUs; in int32 every operand here is
+    below 2**16 in magnitude (see :data:`LIMITS`), where a float32 quotient rounds
+    to the exact floor (operands below 2**24 suffice). int64 divides exactly.
+    """
+    if a.dtype == jnp.int32:
+        return jnp.floor(a.astype(jnp.float32) / b.astype(jnp.float32)).astype(a.dtype)
+    return a // b
+
+
 def output_size(size, before, after, k_eff, stride):
-    """n_out = floor((n_in + p + q - k_eff) / s) + 1 (0 stays 0: unknown)."""
-    return jnp.where(size > 0, (size + before + after - k_eff) // stride + 1, 0)
+    """n_out = floor((n_in + p + q - k_eff) / s) + 1."""
+    return floor_divide(size + before + after - k_eff, stride) + 1
 
 
-def apply_window(x: NodeState, p: LayerParams, limits: Limits) -> tuple[NodeState, jax.Array]:
+class Features(NamedTuple):
+    """The parts of the recurrence a batch needs; static, so each combination is one
+    program and a plain chain of convolutions pays only for u, v and J."""
+
+    sized: bool  # an input size is given: track map sizes and empty maps
+    same: bool  # some layer has 'same' / 'same_lower' padding
+    whole: bool  # some layer reads the whole map (global_pool, dense)
+
+
+def apply_window(x: NodeState, p: LayerParams, limits: Limits,
+                 features: Features) -> tuple[NodeState, jax.Array | None]:
     """u' = u - p J;  v' = v + (k_eff - 1 - p) J;  J' = J s;  rmin' = rmin + (k_eff - 1) J.
 
     Whole-map ops read a window of the current map size (unbounded when unknown);
     'same' padding is resolved here because it may depend on the map size.
-    Returns the new state and a per-axis "map became empty" mask.
+    Returns the new state and, with an input size, a per-axis "map became empty" mask.
     """
     dt = x.u.dtype
     k, s, d = p.kernel.astype(dt), p.stride.astype(dt), p.dilation.astype(dt)
     before, after = p.pad_before.astype(dt), p.pad_after.astype(dt)
-    whole = ((p.op == ops.GLOBAL_POOL) | (p.op == ops.DENSE))[None, :]  # [1, N]
-    k_eff = jnp.where(whole, jnp.maximum(x.size, 1), effective_kernel(k, d))
-    same = before < 0
-    same_before, same_after = same_padding(k_eff, s, x.size, before == ops.PAD_SAME_LOWER)
-    before = jnp.where(same, same_before, before)
-    after = jnp.where(same, same_after, after)
-    unknown = same & (s > 1) & (k_eff > 1) & (x.size == 0)  # k_eff = 1 pads 0 at any size
-    unbounded = whole & (x.size == 0)
+    k_eff = effective_kernel(k, d)
+    flags = x.flags
+    if features.whole:
+        whole = ((p.op == ops.GLOBAL_POOL) | (p.op == ops.DENSE))[None, :]  # [1, N]
+        if features.sized:
+            k_eff = jnp.where(whole, jnp.maximum(x.size, 1), k_eff)
+        else:  # the map size is unknown: the region is unbounded
+            k_eff = jnp.where(whole, 1, k_eff)
+            flags = flags | jnp.where(whole, UNBOUNDED, 0).astype(flags.dtype)
+    if features.same:
+        same = before < 0
+        size = x.size if features.sized else None
+        same_before, same_after = same_padding(k_eff, s, size, before == ops.PAD_SAME_LOWER)
+        before = jnp.where(same, same_before, before)
+        after = jnp.where(same, same_after, after)
+        if not features.sized:  # k_eff = 1 pads 0 at any size; s = 1 pads (k_eff-1)/2
+            unknown = same & (s > 1) & (k_eff > 1)
+            flags = jnp.where(unknown, flags & ~KNOWN, flags).astype(flags.dtype)
     u = x.u - before * x.J
     v = x.v + (k_eff - 1 - before) * x.J
     J = x.J * s
     rmin = x.rmin + (k_eff - 1) * x.J
-    size = output_size(x.size, before, after, k_eff, s)
-    overflow = (J > limits.param) | (-u > limits.position) | (v - u > limits.position) | (
-        size > limits.param)
-    flags = (
-        (x.flags & ~KNOWN)
-        | jnp.where(unknown, 0, x.flags & KNOWN)
-        | jnp.where(unbounded, UNBOUNDED, 0)
-        | jnp.where(overflow, OVERFLOW, 0)
-    ).astype(x.flags.dtype)
-    empty = (x.size > 0) & (size < 1)
+    overflow = (J > limits.param) | (-u > limits.position) | (v - u > limits.position)
+    size, empty = x.size, None
+    if features.sized:
+        size = output_size(x.size, before, after, k_eff, s)
+        overflow = overflow | (size > limits.param)
+        empty = size < 1
+    flags = flags | jnp.where(overflow, OVERFLOW, 0).astype(flags.dtype)
     return NodeState(u, v, J, rmin, size, flags, x.fault), empty
 
 
@@ -158,9 +188,7 @@ def merge(xs: NodeState, valid: jax.Array) -> tuple[NodeState, jax.Array]:
     flags_or = jnp.bitwise_or.reduce(jnp.where(ok, xs.flags, 0), axis=0)
     aligned = jnp.where(same_jump & same_centre, flags_and & ALIGNED, 0)
     flags = (flags_and & KNOWN) | aligned | (flags_or & (UNBOUNDED | OVERFLOW))
-    code = jnp.where(
-        ~same_jump.all(axis=0), ERR_JUMP, jnp.where(~same_size.all(axis=0), ERR_SIZE, ERR_NONE)
-    )
+    code = jnp.where(~same_jump, ERR_JUMP, jnp.where(~same_size, ERR_SIZE, ERR_NONE))  # [2, N]
     fault = jnp.min(jnp.where(ok, xs.fault, NO_FAULT), axis=0)
     state = NodeState(u, v, xs.J[0], rmin, xs.size[0], flags.astype(xs.flags.dtype), fault)
     return state, code
@@ -176,33 +204,41 @@ def input_state(input_size: jax.Array, n: int, dtype) -> NodeState:
 
 
 def record_fault(y: NodeState, node, code) -> NodeState:
-    """fault' = min(fault inherited from the inputs, node * FAULT_CODES + code) if code."""
-    own = jnp.where(code == ERR_NONE, NO_FAULT, node * FAULT_CODES + code)[None, :]  # [1, N]
+    """fault' = min(fault inherited from the inputs, node * FAULT_CODES + code) if code.
+
+    Per axis ([2, N]): the network's fault is the smaller of the two, taken on the host.
+    """
+    own = jnp.where(code == ERR_NONE, NO_FAULT, node * FAULT_CODES + code)  # [2, N]
     return y._replace(fault=jnp.minimum(y.fault, own))
 
 
-def _chain(limits, per_layer):
+def _chain(limits, features, per_layer):
     """Chains: each node reads the one before, so the carry is one NodeState."""
 
     def step(x, xs):
         p, node = xs
-        y, empty = apply_window(x, p, limits)
-        y = record_fault(y, node, jnp.where(empty.any(axis=0), ERR_EMPTY, ERR_NONE))
+        y, empty = apply_window(x, p, limits, features)
+        y = y._replace(rmin=x.rmin)  # one path: rf_min = rf, set once after the scan
+        if features.sized:
+            y = record_fault(y, node, jnp.where(empty, ERR_EMPTY, ERR_NONE))
         return y, (y if per_layer else None)
 
     return step
 
 
-def _dag(limits):
+def _dag(limits, features):
     """DAGs: the carry holds every node's state ([L, 2, N] fields); inputs are gathered."""
 
     def step(buf, xs):
         p, pred, node = xs  # pred: [M, N]
         idx = jnp.broadcast_to(jnp.maximum(pred, 0)[:, None, :], (pred.shape[0], 2, pred.shape[1]))
         gathered = NodeState(*(jnp.take_along_axis(f, idx, axis=0) for f in buf))
-        x, code = merge(gathered, pred >= 0)
-        y, empty = apply_window(x, p, limits)
-        code = jnp.where(code != ERR_NONE, code, jnp.where(empty.any(axis=0), ERR_EMPTY, ERR_NONE))
+        # slot 0 always counts: node 0 (the input, all slots -1) then re-reads itself
+        valid = (pred >= 0).at[0].set(True)  # [M, N]
+        x, code = merge(gathered, valid)
+        y, empty = apply_window(x, p, limits, features)
+        if features.sized:
+            code = jnp.where(code != ERR_NONE, code, jnp.where(empty, ERR_EMPTY, ERR_NONE))
         y = record_fault(y, node, code)
         buf = jax.tree.map(lambda f, g: lax.dynamic_update_index_in_dim(f, g, node, 0), buf, y)
         return buf, None
@@ -217,30 +253,32 @@ class KernelResult(NamedTuple):
     layers: NodeState | None  # fields [L, 2, N] when per_layer
 
 
-@partial(jax.jit, static_argnames=("chain", "per_layer", "dtype"))
+@partial(jax.jit, static_argnames=("chain", "features", "per_layer", "dtype"))
 def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size, *,
-              chain: bool, per_layer: bool, dtype: str) -> KernelResult:
+              chain: bool, features: Features, per_layer: bool, dtype: str) -> KernelResult:
     """Receptive-field geometry of N encoded networks.
 
     op: [L, N]; kernel, stride, dilation, pad_before, pad_after: [L, 2, N];
-    preds: [L, M, N]; output: [N] (output node); input_size: [2] (0 = unknown).
-    ``dtype`` ('int32' or 'int64') is the compute width; see :class:`Limits`.
+    preds: [L, M, N]; output: [N] (output node); input_size: [2] (ignored unless
+    ``features.sized``). ``dtype`` ('int32' or 'int64') is the compute width.
     """
     dt = np.dtype(dtype)
     limits = LIMITS[dt]
     L, n = op.shape
     x0 = input_state(input_size, n, dt)
     params = LayerParams(op, kernel, stride, dilation, pad_before, pad_after)
-    rest = jax.tree.map(lambda a: a[1:], params)
-    nodes = jnp.arange(1, L, dtype=jnp.int32)
+    # Node 0 is an identity layer over the input state, so the scan covers every node
+    # and reads the parameter arrays in place (no sliced copies).
+    nodes = jnp.arange(L, dtype=jnp.int32)
     layers = None
     if chain:
-        out, ys = lax.scan(_chain(limits, per_layer), x0, (rest, nodes))
+        out, ys = lax.scan(_chain(limits, features, per_layer), x0, (params, nodes))
+        out = out._replace(rmin=out.v - out.u)
         if per_layer:
-            layers = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), x0, ys)
+            layers = ys._replace(rmin=ys.v - ys.u)
     else:
         buf0 = jax.tree.map(lambda a: jnp.zeros((L, *a.shape), a.dtype).at[0].set(a), x0)
-        layers, _ = lax.scan(_dag(limits), buf0, (rest, preds[1:], nodes))
+        layers, _ = lax.scan(_dag(limits, features), buf0, (params, preds, nodes))
         pick = jnp.broadcast_to(output[None, None, :], (1, 2, n))
         out = jax.tree.map(lambda a: jnp.take_along_axis(a, pick, axis=0)[0], layers)
     return KernelResult(out, layers if per_layer else None)
