@@ -80,6 +80,13 @@ class Raw:
         return ((self.out["flags"] & K.OVERFLOW) != 0).any(axis=0)
 
 
+def topology_of(batch: Batch, preds: np.ndarray) -> str:
+    """'chain', 'shared' (every network in ``preds`` [L, M, N] has the same DAG) or 'dag'."""
+    if batch.is_chain:
+        return "chain"
+    return "shared" if (preds == preds[..., :1]).all() else "dag"
+
+
 def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: str,
          bucket: int) -> Raw:
     """One kernel call on the given rows, padded to ``bucket`` rows."""
@@ -90,11 +97,13 @@ def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: s
     if pad:
         arrays = [np.concatenate([a, np.repeat(a[..., :1], pad, -1)], -1) for a in arrays]
         output = np.concatenate([output, np.repeat(output[:1], pad)])
+    topology = topology_of(batch, arrays[-1])
+    if topology == "shared":
+        arrays[-1] = np.ascontiguousarray(arrays[-1][..., 0])  # [L, M]: one topology for all
+    features = K.Features(sized=size is not None, same=batch.has_same, whole=batch.has_whole)
     with jax.enable_x64(True):
-        features = K.Features(sized=size is not None, same=batch.has_same,
-                              whole=batch.has_whole)
         res = K.propagate(*arrays, output, np.asarray(size or (0, 0), np.int64),
-                          chain=batch.is_chain, features=features, per_layer=per_layer,
+                          topology=topology, features=features, per_layer=per_layer,
                           dtype=dtype)
         res = jax.device_get(res)
     def trim(d):

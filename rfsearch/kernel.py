@@ -173,24 +173,28 @@ def merge(xs: NodeState, valid: jax.Array) -> tuple[NodeState, jax.Array]:
     """Union of M inputs (fields [M, 2, N], ``valid`` [M, N]): u = min, v = max.
 
     The jump and size are input 0's; the node is aligned when every input has the
-    same jump and the same centre (u + v) / 2. Returns the state and a per-network
-    error code (ERR_JUMP for different jumps, ERR_SIZE for different map sizes).
+    same jump and the same centre (u + v) / 2. Returns the state and a per-axis error
+    code (ERR_JUMP for different jumps, ERR_SIZE for different map sizes).
+    Slot 0 is always an input; an empty slot repeats it, so the fold over the (few,
+    static) slots is plain element-wise min / max / compare that XLA fuses.
     """
-    ok = valid[:, None, :]  # [M, 1, N]
-    big = jnp.iinfo(xs.u.dtype).max
-    u = jnp.min(jnp.where(ok, xs.u, big), axis=0)
-    v = jnp.max(jnp.where(ok, xs.v, -big), axis=0)
-    rmin = jnp.min(jnp.where(ok, xs.rmin, big), axis=0)
-    same_jump = jnp.all(~ok | (xs.J == xs.J[:1]), axis=0)  # [2, N]
-    same_centre = jnp.all(~ok | (xs.u + xs.v == xs.u[:1] + xs.v[:1]), axis=0)
-    same_size = jnp.all(~ok | (xs.size == xs.size[:1]), axis=0)
-    flags_and = jnp.bitwise_and.reduce(jnp.where(ok, xs.flags, KNOWN | ALIGNED), axis=0)
-    flags_or = jnp.bitwise_or.reduce(jnp.where(ok, xs.flags, 0), axis=0)
+    first = NodeState(*(f[0] for f in xs))
+    u, v, rmin, fault = first.u, first.v, first.rmin, first.fault
+    flags_and = flags_or = first.flags
+    same_jump = same_centre = same_size = jnp.ones_like(first.u, dtype=bool)
+    for m in range(1, xs.u.shape[0]):
+        ok = valid[m][None, :]  # [1, N]
+        x = NodeState(*(jnp.where(ok, f[m], f0) for f, f0 in zip(xs, first, strict=True)))
+        u, v = jnp.minimum(u, x.u), jnp.maximum(v, x.v)
+        rmin, fault = jnp.minimum(rmin, x.rmin), jnp.minimum(fault, x.fault)
+        same_jump = same_jump & (x.J == first.J)
+        same_centre = same_centre & (x.u + x.v == first.u + first.v)
+        same_size = same_size & (x.size == first.size)
+        flags_and, flags_or = flags_and & x.flags, flags_or | x.flags
     aligned = jnp.where(same_jump & same_centre, flags_and & ALIGNED, 0)
     flags = (flags_and & KNOWN) | aligned | (flags_or & (UNBOUNDED | OVERFLOW))
     code = jnp.where(~same_jump, ERR_JUMP, jnp.where(~same_size, ERR_SIZE, ERR_NONE))  # [2, N]
-    fault = jnp.min(jnp.where(ok, xs.fault, NO_FAULT), axis=0)
-    state = NodeState(u, v, xs.J[0], rmin, xs.size[0], flags.astype(xs.flags.dtype), fault)
+    state = NodeState(u, v, first.J, rmin, first.size, flags.astype(first.flags.dtype), fault)
     return state, code
 
 
@@ -226,22 +230,63 @@ def _chain(limits, features, per_layer):
     return step
 
 
+def _node_step(gathered: NodeState, valid, p, node, limits, features) -> NodeState:
+    """Merge the gathered inputs ([M, 2, N] fields), apply the window, record faults."""
+    x, code = merge(gathered, valid)
+    y, empty = apply_window(x, p, limits, features)
+    if features.sized:
+        code = jnp.where(code != ERR_NONE, code, jnp.where(empty, ERR_EMPTY, ERR_NONE))
+    return record_fault(y, node, code)
+
+
+def pack(state: NodeState, dtype) -> jax.Array:
+    """NodeState ([2, N] fields) -> [N, F] rows, F = 2 * fields, so one gather fetches a node."""
+    stacked = jnp.stack([f.astype(dtype) for f in state])  # [7, 2, N]
+    return stacked.reshape(-1, stacked.shape[-1]).T  # [N, 14]
+
+
+def unpack(rows: jax.Array) -> NodeState:
+    """[..., N, F] rows -> NodeState with [..., 2, N] fields (inverse of :func:`pack`)."""
+    fields = jnp.moveaxis(rows, -1, 0).reshape(len(NodeState._fields), 2, *rows.shape[:-1])
+    return _typed(NodeState(*jnp.moveaxis(fields, 1, -2)))  # fields [..., 2, N]
+
+
+def _typed(state: NodeState) -> NodeState:
+    """Restore the narrow dtypes of flags and fault after a trip through a packed buffer."""
+    return state._replace(flags=state.flags.astype(jnp.int8), fault=state.fault.astype(jnp.int32))
+
+
 def _dag(limits, features):
-    """DAGs: the carry holds every node's state ([L, 2, N] fields); inputs are gathered."""
+    """DAGs with per-network topologies: the carry is every node's packed state [L, N, F];
+    each input slot is one row gather per network."""
 
     def step(buf, xs):
         p, pred, node = xs  # pred: [M, N]
-        idx = jnp.broadcast_to(jnp.maximum(pred, 0)[:, None, :], (pred.shape[0], 2, pred.shape[1]))
-        gathered = NodeState(*(jnp.take_along_axis(f, idx, axis=0) for f in buf))
+        n = pred.shape[1]
+        rows = buf[jnp.maximum(pred, 0), jnp.arange(n)[None, :]]  # [M, N, F]
         # slot 0 always counts: node 0 (the input, all slots -1) then re-reads itself
         valid = (pred >= 0).at[0].set(True)  # [M, N]
-        x, code = merge(gathered, valid)
-        y, empty = apply_window(x, p, limits, features)
-        if features.sized:
-            code = jnp.where(code != ERR_NONE, code, jnp.where(empty, ERR_EMPTY, ERR_NONE))
-        y = record_fault(y, node, code)
-        buf = jax.tree.map(lambda f, g: lax.dynamic_update_index_in_dim(f, g, node, 0), buf, y)
-        return buf, None
+        y = _node_step(unpack(rows), valid, p, node, limits, features)
+        return lax.dynamic_update_index_in_dim(buf, pack(y, buf.dtype), node, 0), None
+
+    return step
+
+
+def _shared_dag(limits, features):
+    """DAGs whose networks share one topology (NAS cells, repeated zoo networks): the
+    carry is [L, F, N] and each input slot is one contiguous [F, N] block, no gather."""
+
+    def step(buf, xs):
+        p, pred, node = xs  # pred: [M] node indices shared by every network
+        blocks = jnp.stack([lax.dynamic_index_in_dim(buf, jnp.maximum(i, 0), 0, False)
+                            for i in pred])  # [M, F, N]
+        fields = blocks.reshape(blocks.shape[0], -1, 2, blocks.shape[-1])  # [M, 7, 2, N]
+        gathered = _typed(NodeState(*jnp.moveaxis(fields, 1, 0)))  # fields [M, 2, N]
+        valid = jnp.broadcast_to(((pred >= 0).at[0].set(True))[:, None],
+                                 (pred.shape[0], buf.shape[-1]))  # [M, N]
+        y = _node_step(gathered, valid, p, node, limits, features)
+        block = jnp.stack([f.astype(buf.dtype) for f in y]).reshape(-1, buf.shape[-1])
+        return lax.dynamic_update_index_in_dim(buf, block, node, 0), None
 
     return step
 
@@ -253,14 +298,16 @@ class KernelResult(NamedTuple):
     layers: NodeState | None  # fields [L, 2, N] when per_layer
 
 
-@partial(jax.jit, static_argnames=("chain", "features", "per_layer", "dtype"))
+@partial(jax.jit, static_argnames=("topology", "features", "per_layer", "dtype"))
 def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size, *,
-              chain: bool, features: Features, per_layer: bool, dtype: str) -> KernelResult:
+              topology: str, features: Features, per_layer: bool, dtype: str) -> KernelResult:
     """Receptive-field geometry of N encoded networks.
 
     op: [L, N]; kernel, stride, dilation, pad_before, pad_after: [L, 2, N];
-    preds: [L, M, N]; output: [N] (output node); input_size: [2] (ignored unless
-    ``features.sized``). ``dtype`` ('int32' or 'int64') is the compute width.
+    preds: [L, M, N] ([L, M] when ``topology == 'shared'``); output: [N] (output node);
+    input_size: [2] (ignored unless ``features.sized``). ``topology``: 'chain' (each
+    node reads the one before), 'shared' (one DAG for all N) or 'dag' (one per network).
+    ``dtype`` ('int32' or 'int64') is the compute width.
     """
     dt = np.dtype(dtype)
     limits = LIMITS[dt]
@@ -271,14 +318,22 @@ def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output
     # and reads the parameter arrays in place (no sliced copies).
     nodes = jnp.arange(L, dtype=jnp.int32)
     layers = None
-    if chain:
+    if topology == "chain":
         out, ys = lax.scan(_chain(limits, features, per_layer), x0, (params, nodes))
         out = out._replace(rmin=out.v - out.u)
         if per_layer:
             layers = ys._replace(rmin=ys.v - ys.u)
     else:
-        buf0 = jax.tree.map(lambda a: jnp.zeros((L, *a.shape), a.dtype).at[0].set(a), x0)
-        layers, _ = lax.scan(_dag(limits, features), buf0, (params, preds, nodes))
+        if topology == "shared":
+            block0 = jnp.stack([f.astype(dt) for f in x0]).reshape(-1, n)  # [F, N]
+            buf0 = jnp.zeros((L, *block0.shape), dt).at[0].set(block0)  # [L, F, N]
+            blocks, _ = lax.scan(_shared_dag(limits, features), buf0, (params, preds, nodes))
+            fields = blocks.reshape(L, -1, 2, n)  # [L, 7, 2, N]
+            layers = _typed(NodeState(*jnp.moveaxis(fields, 1, 0)))
+        else:
+            buf0 = jnp.zeros((L, n, 2 * len(x0)), dt).at[0].set(pack(x0, dt))  # [L, N, F]
+            packed, _ = lax.scan(_dag(limits, features), buf0, (params, preds, nodes))
+            layers = unpack(packed)  # fields [L, 2, N]
         pick = jnp.broadcast_to(output[None, None, :], (1, 2, n))
         out = jax.tree.map(lambda a: jnp.take_along_axis(a, pick, axis=0)[0], layers)
     return KernelResult(out, layers if per_layer else None)
