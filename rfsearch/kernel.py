@@ -239,35 +239,27 @@ def _node_step(gathered: NodeState, valid, p, node, limits, features) -> NodeSta
     return record_fault(y, node, code)
 
 
-def pack(state: NodeState, dtype) -> jax.Array:
-    """NodeState ([2, N] fields) -> [N, F] rows, F = 2 * fields, so one gather fetches a node."""
-    stacked = jnp.stack([f.astype(dtype) for f in state])  # [7, 2, N]
-    return stacked.reshape(-1, stacked.shape[-1]).T  # [N, 14]
-
-
-def unpack(rows: jax.Array) -> NodeState:
-    """[..., N, F] rows -> NodeState with [..., 2, N] fields (inverse of :func:`pack`)."""
-    fields = jnp.moveaxis(rows, -1, 0).reshape(len(NodeState._fields), 2, *rows.shape[:-1])
-    return _typed(NodeState(*jnp.moveaxis(fields, 1, -2)))  # fields [..., 2, N]
-
-
 def _typed(state: NodeState) -> NodeState:
-    """Restore the narrow dtypes of flags and fault after a trip through a packed buffer."""
+    """Restore the narrow dtypes of flags and fault after a trip through the [L, F, N]
+    buffer (F = 7 fields x 2 axes, all in the compute width)."""
     return state._replace(flags=state.flags.astype(jnp.int8), fault=state.fault.astype(jnp.int32))
 
 
 def _dag(limits, features):
-    """DAGs with per-network topologies: the carry is every node's packed state [L, N, F];
-    each input slot is one row gather per network."""
+    """DAGs with per-network topologies: the carry is [L, F, N] (as for shared
+    topologies) and each input slot is an element-wise gather along L."""
 
     def step(buf, xs):
         p, pred, node = xs  # pred: [M, N]
-        n = pred.shape[1]
-        rows = buf[jnp.maximum(pred, 0), jnp.arange(n)[None, :]]  # [M, N, F]
-        # slot 0 always counts: node 0 (the input, all slots -1) then re-reads itself
-        valid = (pred >= 0).at[0].set(True)  # [M, N]
-        y = _node_step(unpack(rows), valid, p, node, limits, features)
-        return lax.dynamic_update_index_in_dim(buf, pack(y, buf.dtype), node, 0), None
+        m, f, n = pred.shape[0], buf.shape[1], buf.shape[2]
+        idx = jnp.broadcast_to(jnp.maximum(pred, 0)[:, None, :], (m, f, n))
+        blocks = jnp.take_along_axis(buf, idx, axis=0)  # [M, F, N]
+        fields = blocks.reshape(m, -1, 2, n)  # [M, 7, 2, N]
+        gathered = _typed(NodeState(*jnp.moveaxis(fields, 1, 0)))  # fields [M, 2, N]
+        valid = (pred >= 0).at[0].set(True)  # [M, N]; node 0 re-reads itself
+        y = _node_step(gathered, valid, p, node, limits, features)
+        block = jnp.stack([f.astype(buf.dtype) for f in y]).reshape(-1, n)
+        return lax.dynamic_update_index_in_dim(buf, block, node, 0), None
 
     return step
 
@@ -324,16 +316,12 @@ def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output
         if per_layer:
             layers = ys._replace(rmin=ys.v - ys.u)
     else:
-        if topology == "shared":
-            block0 = jnp.stack([f.astype(dt) for f in x0]).reshape(-1, n)  # [F, N]
-            buf0 = jnp.zeros((L, *block0.shape), dt).at[0].set(block0)  # [L, F, N]
-            blocks, _ = lax.scan(_shared_dag(limits, features), buf0, (params, preds, nodes))
-            fields = blocks.reshape(L, -1, 2, n)  # [L, 7, 2, N]
-            layers = _typed(NodeState(*jnp.moveaxis(fields, 1, 0)))
-        else:
-            buf0 = jnp.zeros((L, n, 2 * len(x0)), dt).at[0].set(pack(x0, dt))  # [L, N, F]
-            packed, _ = lax.scan(_dag(limits, features), buf0, (params, preds, nodes))
-            layers = unpack(packed)  # fields [L, 2, N]
+        step = (_shared_dag if topology == "shared" else _dag)(limits, features)
+        block0 = jnp.stack([f.astype(dt) for f in x0]).reshape(-1, n)  # [F, N]
+        buf0 = jnp.zeros((L, *block0.shape), dt).at[0].set(block0)  # [L, F, N]
+        blocks, _ = lax.scan(step, buf0, (params, preds, nodes))
+        fields = blocks.reshape(L, -1, 2, n)  # [L, 7, 2, N]
+        layers = _typed(NodeState(*jnp.moveaxis(fields, 1, 0)))
         pick = jnp.broadcast_to(output[None, None, :], (1, 2, n))
         out = jax.tree.map(lambda a: jnp.take_along_axis(a, pick, axis=0)[0], layers)
     return KernelResult(out, layers if per_layer else None)
