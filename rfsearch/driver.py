@@ -87,6 +87,14 @@ def topology_of(batch: Batch, preds: np.ndarray) -> str:
     return "shared" if (preds == preds[..., :1]).all() else "dag"
 
 
+def kernel_options(batch: Batch, preds: np.ndarray, size, per_layer: bool, dtype: str) -> dict:
+    """The static arguments of :func:`~rfsearch.kernel.propagate` for a chunk whose
+    layer-major input slots are ``preds`` [L, M, N]: one compiled program per value."""
+    features = K.Features(sized=size is not None, same=batch.has_same, whole=batch.has_whole)
+    return {"topology": topology_of(batch, preds), "features": features,
+            "per_layer": per_layer, "dtype": dtype}
+
+
 def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: str,
          bucket: int) -> Raw:
     """One kernel call on the given rows, padded to ``bucket`` rows."""
@@ -97,14 +105,11 @@ def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: s
     if pad:
         arrays = [np.concatenate([a, np.repeat(a[..., :1], pad, -1)], -1) for a in arrays]
         output = np.concatenate([output, np.repeat(output[:1], pad)])
-    topology = topology_of(batch, arrays[-1])
-    if topology == "shared":
+    options = kernel_options(batch, arrays[-1], size, per_layer, dtype)
+    if options["topology"] == "shared":
         arrays[-1] = np.ascontiguousarray(arrays[-1][..., 0])  # [L, M]: one topology for all
-    features = K.Features(sized=size is not None, same=batch.has_same, whole=batch.has_whole)
     with jax.enable_x64(True):
-        res = K.propagate(*arrays, output, np.asarray(size or (0, 0), np.int64),
-                          topology=topology, features=features, per_layer=per_layer,
-                          dtype=dtype)
+        res = K.propagate(*arrays, output, np.asarray(size or (0, 0), np.int64), **options)
         res = jax.device_get(res)
     def trim(d):
         return ({k: np.asarray(v)[..., :n] for k, v in d._asdict().items()})

@@ -1,0 +1,99 @@
+"""How long does a user wait for 10^6 chains, from a Parquet table of chains to a
+Parquet table of results? Times each stage: load (``read_chains``), evaluate
+(kernel, chunked, plus error messages and DataFrame) and write (``write_parquet``).
+
+Writes benchmarks/results/end_to_end.json and prints one summary line.
+Run: python benchmarks/end_to_end.py [--n 1000000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import rfsearch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+LOAD_TARGET_S = 1.0  # issue #2: 10^6 chains load in about a second
+
+
+def chain_table(n: int, max_layers: int, seed: int = 0) -> pa.Table:
+    """n random chains of 8..max_layers layers as list<int8> columns (ragged)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(8, max_layers + 1, n)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    total = int(lengths.sum())
+
+    def column(values):
+        return pa.ListArray.from_arrays(offsets, pa.array(values.astype(np.int8)))
+
+    return pa.table({
+        "kernel": column(rng.choice([1, 3, 5, 7], total)),
+        "stride": column(np.where(rng.random(total) < 0.15, 2, 1)),
+        "padding": column(rng.integers(0, 3, total)),
+    })
+
+
+def timed(fn, repeats: int):
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times, out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--layers", type=int, default=16, help="longest chain")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="10^4 chains, smoke test")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    n = 10_000 if args.quick else args.n
+    out = args.out or RESULTS / ("end_to_end_quick.json" if args.quick else "end_to_end.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "chains.parquet", Path(tmp) / "results.parquet"
+        pq.write_table(chain_table(n, args.layers), src)
+        rfsearch.evaluate(rfsearch.read_chains(src).take(np.arange(min(n, 100))), input_size=224)
+        load_s, load_t, batch = timed(lambda: rfsearch.read_chains(src), args.repeats)
+        eval_s, eval_t, df = timed(lambda: rfsearch.evaluate(batch, input_size=224),
+                                   args.repeats)
+        write_s, write_t, _ = timed(lambda: rfsearch.write_parquet(df, dst), args.repeats)
+        size_mb = dst.stat().st_size / 1e6
+    valid = int(df["error"].isna().sum())
+    result = {
+        "benchmark": "end_to_end", "quick": args.quick,
+        "question": "seconds from a Parquet table of chains to a Parquet table of results",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "device": str(jax.devices()[0]), "cpu_cores": os.cpu_count(),
+        "n": n, "max_layers": args.layers, "input_size": 224, "valid_rows": valid,
+        "statistic": "median", "repeats": args.repeats,
+        "load_s": load_s, "evaluate_s": eval_s, "write_s": write_s, "result_mb": size_mb,
+        "times": {"load": load_t, "evaluate": eval_t, "write": write_t},
+        "load_target_s": LOAD_TARGET_S, "load_target_met": load_s <= LOAD_TARGET_S * 1.5,
+    }
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"{n:,} chains: load {load_s:.2f} s, evaluate at 224 {eval_s:.2f} s "
+          f"({n / eval_s / 1e6:.2f} M/s end to end, {valid:,} valid), write {write_s:.2f} s "
+          f"({size_mb:.1f} MB); device {result['device']}, {result['cpu_cores']} cores"
+          + (" [--quick]" if args.quick else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

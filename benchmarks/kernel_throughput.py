@@ -1,0 +1,524 @@
+"""Kernel throughput: how many candidate networks per second does rfsearch's kernel evaluate
+on this machine's device?
+
+Three measurements, on data encoded and placed on the device before any clock starts:
+
+1. chains: 2**20 random chains of 64 conv layers (kernel 1/3/5/7, dilation 1/2, stride 2 with
+   probability 1/16, padding 0..3, square), built with ``rfsearch.chains``; the jitted kernel
+   ``rfsearch.kernel.propagate`` on chains at an unknown input size and at 224x224;
+2. the same chain recurrence written as a vectorised numpy loop over layers (int64), on the
+   same data, as a baseline; its rf / rf_min / stride / padding must equal the kernel's;
+3. DAGs: 2**18 random valid DAGs of 64 layers (65 nodes with the input) with up to 3 inputs
+   per node (conv / maxpool windows, 'add' merges), built directly as a ``rfsearch.Batch``;
+   ``propagate`` on per-network DAGs at both input sizes.
+
+Each kernel figure is the median of ``--repeats`` timed calls after a first call that pays
+for tracing and compilation (reported separately). Results go to a JSON file (default
+``benchmarks/results/kernel_throughput.json``) and one summary line is printed, saying which
+throughput targets are met.
+
+    python benchmarks/kernel_throughput.py            # full run (a few minutes on a CPU)
+    python benchmarks/kernel_throughput.py --quick    # 2**14 chains / 2**12 DAGs smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a source tree without installation
+    sys.path.insert(0, str(ROOT))
+
+import rfsearch  # noqa: E402
+from rfsearch import driver, ops  # noqa: E402
+from rfsearch import kernel as K  # noqa: E402
+from rfsearch.driver import DEFAULT_CHUNK, KERNEL_FIELDS, compute_dtype  # noqa: E402
+from rfsearch.encode import Batch, _layer_major, depth_bucket, fan_in_bucket  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGETS = {  # what "fast enough" means for this project
+    "chains_cand_per_s": 30e6,
+    "chains_speedup_vs_numpy": 3.0,
+    "dags_cand_per_s": 3e6,
+}
+CHAIN_LAYERS = 64
+DAG_LAYERS = 64  # plus node 0, the input: 65 nodes, the 64-layer depth bucket
+DAG_MAX_INPUTS = 3
+DAG_MAX_DOWNSAMPLES = 5  # 224 / 2**5 = 7: every DAG stays valid at 224x224
+STRIDE2_PROBABILITY = 1 / 16
+SIZE = 224
+CHUNKS = sorted({1 << 12, 1 << 14, 1 << 16, DEFAULT_CHUNK})  # rows per call, chunked figures
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def random_chains(n: int, layers: int, rng: np.random.Generator, chunk: int = 1 << 17) -> Batch:
+    """``n`` random square chains via ``rfsearch.chains``, built ``chunk`` rows at a time."""
+    parts = []
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        kernel = rng.choice(np.array([1, 3, 5, 7], np.int8), (m, layers))
+        dilation = rng.integers(1, 3, (m, layers), dtype=np.int8)
+        stride = np.where(rng.random((m, layers)) < STRIDE2_PROBABILITY, 2, 1).astype(np.int8)
+        padding = rng.integers(0, 4, (m, layers), dtype=np.int8)
+        names = np.char.add("chain", np.arange(start, start + m).astype(str)).astype(object)
+        parts.append(rfsearch.chains(kernel, stride, dilation, padding, names=names))
+    if len(parts) == 1:
+        return parts[0]
+    fields = {}
+    for name in ("op", "kernel", "stride", "dilation", "pad_before", "pad_after", "preds"):
+        layer_major = np.concatenate([p.layer_major(name) for p in parts], axis=-1)
+        fields[name] = np.moveaxis(layer_major, -1, 0)  # [N, L, ...] view, layer-major memory
+    return Batch(
+        **fields,
+        length=np.concatenate([p.length for p in parts]),
+        output=np.concatenate([p.output for p in parts]),
+        names=np.concatenate([p.names for p in parts]),
+        is_chain=True,
+        **{name: getattr(parts[0], name) for name in ("has_same", "has_whole")
+           if hasattr(parts[0], name)},
+    )
+
+
+def random_dags(n: int, nodes: int, rng: np.random.Generator) -> tuple[Batch, np.ndarray]:
+    """``n`` random valid DAGs of ``nodes`` nodes as a Batch, and each one's downsample count.
+
+    Node i reads node i - 1, so every node is connected and the output (the last node)
+    depends on all of them. A few single-input nodes (at most DAG_MAX_DOWNSAMPLES) have
+    stride 2; every other window keeps the map size ('same'-style padding, stride 1). A
+    merge node ('add', 2 or 3 inputs) adds inputs drawn from the nodes at or after the
+    latest stride-2 node, so its inputs share the jump and the map size at any input size.
+    """
+    L = depth_bucket(nodes)
+    M = fan_in_bucket(DAG_MAX_INPUTS)
+    param = {name: _layer_major((n, L, 2), np.int8) for name in
+             ("kernel", "stride", "dilation", "pad_before", "pad_after")}
+    for name, arr in param.items():
+        arr[...] = 0 if name.startswith("pad") else 1
+    op = _layer_major((n, L), np.int8)
+    op[...] = ops.ELEMENTWISE
+    op[:, 0] = ops.INPUT
+    preds = _layer_major((n, L, M), np.int32)
+    preds[...] = -1
+    preds[:, :, 0] = np.arange(L, dtype=np.int32) - 1  # node 0 reads nothing (-1)
+    last_down = np.zeros(n, np.int32)  # latest stride-2 node (0 = the input)
+    downs = np.zeros(n, np.int32)
+    for i in range(1, nodes):
+        down = (rng.random(n) < STRIDE2_PROBABILITY) & (downs < DAG_MAX_DOWNSAMPLES)
+        span = i - 1 - last_down  # candidates for extra inputs: last_down .. i - 2
+        extra = rng.choice(np.array([0, 0, 1, 2]), n)  # extra inputs besides node i - 1
+        merge = ~down & (extra > 0) & (span > 0)
+        first = last_down + (rng.random(n) * span).astype(np.int32)
+        second = last_down + (rng.random(n) * span).astype(np.int32)
+        preds[:, i, 1] = np.where(merge, first, -1)
+        preds[:, i, 2] = np.where(merge & (extra == 2) & (second != first), second, -1)
+        pool = rng.random(n) < 0.25
+        kernel = np.where(pool, rng.choice(np.array([2, 3]), n),
+                          rng.choice(np.array([1, 3, 5, 7]), n))
+        dilation = np.where(pool, 1, rng.integers(1, 3, n))
+        k_eff = dilation * (kernel - 1) + 1
+        before = (k_eff - 1) // 2
+        window = ~merge
+        op[:, i] = np.where(merge, ops.ADD, np.where(pool, ops.MAXPOOL, ops.CONV))
+        for name, value in (("kernel", kernel), ("dilation", dilation),
+                            ("stride", np.where(down, 2, 1)), ("pad_before", before),
+                            ("pad_after", k_eff - 1 - before)):
+            fill = 0 if name.startswith("pad") else 1
+            param[name][:, i] = np.where(window, value, fill)[:, None]
+        last_down = np.where(down, i, last_down).astype(np.int32)
+        downs += down
+    flags = {name: False for name in ("has_same", "has_whole")  # no 'same' pads, no dense
+             if name in {f.name for f in dataclasses.fields(Batch)}}
+    batch = Batch(
+        op=op, preds=preds, **param,
+        length=np.full(n, nodes, np.int32),
+        output=np.full(n, nodes - 1, np.int32),
+        names=np.char.add("dag", np.arange(n).astype(str)).astype(object),
+        is_chain=False, **flags,
+    )
+    return batch, downs
+
+
+def device_args(batch: Batch) -> list[jax.Array]:
+    """The kernel's positional arguments but the input size: layer-major, on the device."""
+    with jax.enable_x64(True):
+        args = [jax.device_put(batch.layer_major(f)) for f in KERNEL_FIELDS]
+        args.append(jax.device_put(batch.output))
+    return jax.block_until_ready(args)
+
+
+def with_size(args: list[jax.Array], size: int) -> list[jax.Array]:
+    """``args`` plus the input size (0 = unknown) as a device array."""
+    with jax.enable_x64(True):
+        return [*args, jax.block_until_ready(jax.device_put(np.array([size, size], np.int64)))]
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def kernel_options(batch: Batch, size: int) -> dict:
+    """The static keyword arguments of ``propagate``, chosen exactly as the driver does."""
+    shape = (size, size) if size else None
+    return driver.kernel_options(batch, batch.layer_major("preds"), shape, False,
+                                 compute_dtype(batch, shape))
+
+
+def describe(options: dict) -> dict:
+    """JSON-friendly copy of the kernel options."""
+    return {k: (v._asdict() if hasattr(v, "_asdict") else v) for k, v in options.items()}
+
+
+def time_kernel(args, options: dict, repeats: int) -> tuple[dict, object]:
+    """First-call and steady-state timings of ``propagate``; returns (figures, last result)."""
+    n = int(args[-2].shape[0])
+
+    def call():
+        with jax.enable_x64(True):
+            return jax.block_until_ready(K.propagate(*args, **options))
+
+    start = time.perf_counter()
+    result = call()
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    figures = {
+        "options": describe(options),
+        "first_call_s": first,
+        "compile_s": max(0.0, first - median),  # tracing + compilation, first call less a run
+        "times_s": times,
+        "median_s": median,
+        "cand_per_s": n / median,
+    }
+    return figures, result
+
+
+def time_chunked(args, options: dict, chunk: int, repeats: int) -> dict:
+    """Throughput when the batch goes through ``propagate`` ``chunk`` rows per call (as the
+    driver does), slices made on the device before timing; median of whole passes."""
+    n = int(args[-2].shape[0])
+    if chunk >= n:
+        return {"chunk": n, "calls": 1, "same_as_single_call": True}
+    with jax.enable_x64(True):
+        parts = [jax.block_until_ready([a[..., i : i + chunk] for a in args[:-1]] + [args[-1]])
+                 for i in range(0, n, chunk)]
+        start = time.perf_counter()
+        jax.block_until_ready(K.propagate(*parts[0], **options))
+        first = time.perf_counter() - start
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            jax.block_until_ready([K.propagate(*part, **options) for part in parts])
+            times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {"chunk": chunk, "calls": len(parts), "first_call_s": first,
+            "compile_s": max(0.0, first - median / len(parts)), "times_s": times,
+            "median_s": median, "cand_per_s": n / median}
+
+
+def numpy_chains(lm: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The chain recurrence in numpy, int64, over layer-major [L, 2, N] arrays (loop over L).
+
+    u -= p J;  v += (k_eff - 1 - p) J;  rmin += (k_eff - 1) J;  J *= s  (per axis).
+    """
+    steps, _, n = lm["kernel"].shape
+    u = np.zeros((2, n), np.int64)
+    v = np.zeros((2, n), np.int64)
+    rmin = np.zeros((2, n), np.int64)
+    J = np.ones((2, n), np.int64)
+    for i in range(1, steps):
+        k_eff = lm["dilation"][i].astype(np.int64) * (lm["kernel"][i] - 1) + 1
+        p = lm["pad_before"][i]
+        u -= p * J
+        v += (k_eff - 1 - p) * J
+        rmin += (k_eff - 1) * J
+        J *= lm["stride"][i]
+    return {"rf": v - u + 1, "rf_min": rmin + 1, "stride": J, "padding": -u}
+
+
+def time_numpy(batch: Batch, repeats: int) -> tuple[dict, dict]:
+    lm = {f: batch.layer_major(f) for f in ("kernel", "stride", "dilation", "pad_before")}
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = numpy_chains(lm)
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    figures = {"times_s": times, "median_s": median, "cand_per_s": len(batch) / median,
+               "steps": int(lm["kernel"].shape[0]) - 1}
+    return figures, result
+
+
+def agreement(result, reference: dict[str, np.ndarray]) -> dict:
+    """Exact comparison of kernel outputs with the numpy reference, rows without OVERFLOW."""
+    out = jax.device_get(result.out)
+    ours = {"rf": out.v.astype(np.int64) - out.u + 1, "rf_min": out.rmin.astype(np.int64) + 1,
+            "stride": out.J.astype(np.int64), "padding": -out.u.astype(np.int64)}
+    overflow = ((out.flags & K.OVERFLOW) != 0).any(axis=0)
+    rows = ~overflow
+    mismatch = np.zeros(rows.shape, bool)
+    for key, ref in reference.items():
+        mismatch |= (ours[key] != ref).any(axis=0)
+    mismatch &= rows
+    return {"rows_checked": int(rows.sum()), "overflow_rows": int(overflow.sum()),
+            "mismatched_rows": int(mismatch.sum()), "equal": not mismatch.any()}
+
+
+def invalid_rows(result) -> int:
+    """Rows the kernel marks invalid (works with either error encoding of the kernel)."""
+    if hasattr(result, "err_code"):
+        return int((np.asarray(result.err_code) != K.ERR_NONE).sum())
+    fault = np.asarray(jax.device_get(result.out.fault))
+    return int((fault != K.NO_FAULT).any(axis=0).sum())
+
+
+def verify_dags(batch: Batch, downs: np.ndarray, rows: int = 64) -> dict:
+    """rfsearch.evaluate on a few DAGs: no error, stride 2**downsamples, at both sizes."""
+    sample = batch.take(np.arange(min(rows, len(batch))))
+    expected = 2 ** downs[: len(sample)]
+    checked = {}
+    for label, size in (("unknown", None), (str(SIZE), SIZE)):
+        df = rfsearch.evaluate(sample, input_size=size)
+        errors = df["error"].notna()
+        if errors.any():
+            raise SystemExit(f"invalid generated DAG ({label} size): {df['error'][errors].iloc[0]}")
+        if not (df["stride_h"].to_numpy() == expected).all():
+            raise SystemExit(f"generated DAGs: unexpected effective stride ({label} size)")
+        checked[label] = len(df)
+    return {"rows": len(sample), "errors": 0, "stride_matches_downsamples": True,
+            "sizes": list(checked)}
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def device_info() -> dict:
+    dev = jax.devices()[0]
+    cpu_model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "platform": dev.platform,
+        "device_kind": dev.device_kind,
+        "device": str(dev),
+        "device_count": jax.device_count(),
+        "cpu_model": cpu_model,
+        "cpu_cores": cores,
+        "host": platform.node(),
+        "python": platform.python_version(),
+    }
+
+
+def source_info() -> dict:
+    """The rfsearch source measured: git commit and a digest of any local rfsearch/ changes."""
+    def git(*cmd):
+        try:
+            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    diff = git("diff", "HEAD", "--", "rfsearch")
+    return {"commit": git("rev-parse", "HEAD"),
+            "rfsearch_tree": git("rev-parse", "HEAD:rfsearch"),
+            "rfsearch_modified": None if diff is None else bool(diff),
+            "rfsearch_diff_sha1": hashlib.sha1(diff.encode()).hexdigest() if diff else None}
+
+
+def code_changed(before: dict, after: dict) -> bool:
+    """Whether rfsearch/ (committed tree or local changes) differs between two source_info()."""
+    keys = ("rfsearch_tree", "rfsearch_diff_sha1")
+    return any(before[k] != after[k] for k in keys)
+
+
+def _version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def millions(x: float) -> str:
+    return f"{x / 1e6:.3g}"
+
+
+def best_chunk(figures: list[dict]) -> dict | None:
+    """The fastest chunked figure (None when every chunk covered the whole batch)."""
+    timed = [f for f in figures if "cand_per_s" in f]
+    return max(timed, key=lambda f: f["cand_per_s"]) if timed else None
+
+
+def chunk_text(figures: list[dict]) -> str:
+    best = best_chunk(figures)
+    if best is None:
+        return ""
+    return (f", best chunked {millions(best['cand_per_s'])} M/s at "
+            f"2^{best['chunk'].bit_length() - 1} rows/call")
+
+
+def summary_line(res: dict) -> str:
+    chains, dags, t = res["chains"], res["dags"], res["targets"]
+    dev = res["device"]
+    where = dev["platform"] if dev["platform"] == "cpu" else dev["device_kind"]
+
+    def met(key):
+        return "met" if t[key]["met"] else "NOT met"
+
+    return (
+        f"chains: {millions(chains['unknown_size']['cand_per_s'])} M cand/s "
+        f"({millions(chains['size_224']['cand_per_s'])} M/s at {SIZE}"
+        f"{chunk_text(chains['chunked_unknown_size'])}; "
+        f"numpy {millions(chains['numpy']['cand_per_s'])} M/s, {chains['speedup_vs_numpy']:.2f}x); "
+        f"DAGs: {millions(dags['unknown_size']['cand_per_s'])} M cand/s "
+        f"({millions(dags['size_224']['cand_per_s'])} M/s at {SIZE}"
+        f"{chunk_text(dags['chunked_unknown_size'])}); "
+        f"device {where} ({dev['cpu_cores']} cores) — targets: "
+        f"chains >= {t['chains_cand_per_s']['target'] / 1e6:g} M/s {met('chains_cand_per_s')}, "
+        f">= {t['chains_speedup_vs_numpy']['target']:g}x numpy "
+        f"{met('chains_speedup_vs_numpy')}; "
+        f"DAGs >= {t['dags_cand_per_s']['target'] / 1e6:g} M/s {met('dags_cand_per_s')}"
+        + (" [--quick: smoke test, not representative]" if res["quick"] else "")
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--quick", action="store_true",
+                        help="2**14 chains / 2**12 DAGs: a smoke test that runs in seconds")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON output (default benchmarks/results/kernel_throughput.json, "
+                             "or kernel_throughput_quick.json with --quick)")
+    parser.add_argument("--repeats", type=int, default=7, help="timed calls per figure (>= 5)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.repeats < 5:
+        parser.error("--repeats must be at least 5")
+    out_path = args.out or RESULTS / ("kernel_throughput_quick.json" if args.quick
+                                      else "kernel_throughput.json")
+    n_chains, n_dags = (1 << 14, 1 << 12) if args.quick else (1 << 20, 1 << 18)
+    source = source_info()  # the code imported above; compared again at the end
+    rng = np.random.default_rng(args.seed)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+
+    # 1. chains
+    log(f"building {n_chains} chains of {CHAIN_LAYERS} layers ...")
+    start = time.perf_counter()
+    chains = random_chains(n_chains, CHAIN_LAYERS, rng)
+    build_chains = time.perf_counter() - start
+    chain_res = {"n": n_chains, "layers": CHAIN_LAYERS, "depth_bucket": chains.depth,
+                 "build_s": build_chains}
+    device = device_args(chains)
+    result = None
+    for label, size in (("unknown_size", 0), ("size_224", SIZE)):
+        options = kernel_options(chains, size)
+        log(f"timing the kernel on chains at input size {size or 'unknown'} ...")
+        chain_res[label], res = time_kernel(with_size(device, size), options, args.repeats)
+        chain_res[label]["input_size"] = size or None
+        if size == 0:
+            result = res
+        del res
+    log("timing the kernel on chains chunk by chunk ...")
+    options = kernel_options(chains, 0)
+    chain_res["chunked_unknown_size"] = [time_chunked(with_size(device, 0), options, c,
+                                                      args.repeats) for c in CHUNKS]
+    del device
+    # 2. numpy baseline on the same data
+    log("timing the numpy baseline ...")
+    chain_res["numpy"], reference = time_numpy(chains, args.repeats)
+    chain_res["agreement"] = agreement(result, reference)
+    chain_res["speedup_vs_numpy"] = (chain_res["unknown_size"]["cand_per_s"]
+                                     / chain_res["numpy"]["cand_per_s"])
+    del chains, result, reference
+    if not chain_res["agreement"]["equal"]:
+        log(f"MISMATCH between kernel and numpy: {chain_res['agreement']}")
+
+    # 3. DAGs
+    log(f"building {n_dags} DAGs of {DAG_LAYERS} layers ...")
+    start = time.perf_counter()
+    dags, downs = random_dags(n_dags, DAG_LAYERS + 1, rng)
+    build_dags = time.perf_counter() - start
+    live = dags.preds[:, 1 : DAG_LAYERS + 1] >= 0
+    dag_res = {
+        "n": n_dags, "layers": DAG_LAYERS, "depth_bucket": dags.depth, "fan_in_bucket": dags.fan_in,
+        "max_inputs": DAG_MAX_INPUTS, "build_s": build_dags,
+        "merge_nodes_per_dag": float((live.sum(axis=2) > 1).sum() / n_dags),
+        "inputs_per_node": float(live.sum() / (n_dags * DAG_LAYERS)),
+        "stride2_nodes_per_dag": float(downs.mean()),
+        "verified": verify_dags(dags, downs),
+    }
+    device = device_args(dags)
+    for label, size in (("unknown_size", 0), ("size_224", SIZE)):
+        options = kernel_options(dags, size)
+        log(f"timing the kernel on DAGs at input size {size or 'unknown'} ...")
+        dag_res[label], res = time_kernel(with_size(device, size), options, args.repeats)
+        dag_res[label]["input_size"] = size or None
+        dag_res[label]["invalid_rows"] = invalid_rows(res)
+        del res
+    log("timing the kernel on DAGs chunk by chunk ...")
+    options = kernel_options(dags, 0)
+    dag_res["chunked_unknown_size"] = [time_chunked(with_size(device, 0), options, c,
+                                                    args.repeats) for c in CHUNKS]
+    del device
+    if any(dag_res[k]["invalid_rows"] for k in ("unknown_size", "size_224")):
+        log("WARNING: the kernel marks some generated DAGs invalid")
+
+    values = {
+        "chains_cand_per_s": chain_res["unknown_size"]["cand_per_s"],
+        "chains_speedup_vs_numpy": chain_res["speedup_vs_numpy"],
+        "dags_cand_per_s": dag_res["unknown_size"]["cand_per_s"],
+    }
+    results = {
+        "benchmark": "kernel_throughput",
+        "question": "candidates per second of rfsearch.kernel.propagate on this machine's device",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "statistic": "median",
+        "driver_default_chunk": DEFAULT_CHUNK,
+        "device": device_info(),
+        "source": {**source, "changed_during_run": code_changed(source, source_info())},
+        "versions": {"jax": jax.__version__, "jaxlib": _version("jaxlib"),
+                     "numpy": np.__version__, "rfsearch": rfsearch.__version__},
+        "chains": chain_res,
+        "dags": dag_res,
+        "targets": {key: {"target": target, "value": values[key], "met": values[key] >= target}
+                    for key, target in TARGETS.items()},
+    }
+    results["summary"] = summary_line(results)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(out_path)
+    log(f"wrote {out_path}")
+    print(results["summary"])
+    return 0 if chain_res["agreement"]["equal"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

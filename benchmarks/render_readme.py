@@ -1,0 +1,169 @@
+"""Render the README's benchmark section: what throughput did the last kernel benchmark measure,
+and does it meet the targets?
+
+Reads ``benchmarks/results/*.json`` (files written by ``kernel_throughput.py``), picks the
+newest full run (a ``--quick`` smoke run only when there is no full one) and rewrites the
+block between ``<!-- benchmarks:start -->`` and ``<!-- benchmarks:end -->`` in README.md
+with a small table. Every number comes from the JSON; nothing else in the README changes.
+
+    python benchmarks/render_readme.py                  # README.md at the repository root
+    python benchmarks/render_readme.py --readme /tmp/README.md --results benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+BENCHMARK = "kernel_throughput"
+
+
+def load_results(folder: Path, benchmark: str = BENCHMARK) -> dict | None:
+    """The newest full result of ``benchmark`` in ``folder`` (else the newest quick one)."""
+    runs = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            print(f"render_readme: skipping {path}: {exc}", file=sys.stderr)
+            continue
+        if isinstance(data, dict) and data.get("benchmark") == benchmark:
+            runs.append((not data.get("quick", False), data.get("date", ""), data))
+    if not runs:
+        return None
+    return max(runs, key=lambda r: (r[0], r[1]))[2]
+
+
+def rate(x: float) -> str:
+    """Candidates per second in millions, three significant digits."""
+    return f"{x / 1e6:.3g} M/s"
+
+
+def seconds(x: float) -> str:
+    return f"{x:.2f} s"
+
+
+def render(res: dict) -> str:
+    """The markdown that goes between the markers."""
+    ch, dag, dev, t = res["chains"], res["dags"], res["device"], res["targets"]
+    if dev["platform"] == "cpu":
+        device = f"CPU: {dev['cpu_model']}, {dev['cpu_cores']} cores"
+    else:
+        device = f"{dev['platform']}: {dev['device_kind']} (host {dev['cpu_model']})"
+
+    def met(key: str) -> str:
+        return "met" if t[key]["met"] else "**NOT met**"
+
+    chain_what = f"{ch['n']:,} chains × {ch['layers']} layers"
+    dag_what = (f"{dag['n']:,} DAGs × {dag['layers']} layers, ≤ {dag['max_inputs']} inputs "
+                f"per node")
+    def chunked(label: str, part: dict) -> list[tuple[str, str, str, str]]:
+        return [(f"{label}, unknown size, {fig['chunk']:,} rows per call"
+                 + (" (driver default)" if fig["chunk"] == res.get("driver_default_chunk") else ""),
+                 "same",
+                 rate(fig["cand_per_s"]), seconds(fig["compile_s"]))
+                for fig in part.get("chunked_unknown_size", []) if "cand_per_s" in fig]
+
+    rows = [
+        ("Chains, unknown input size, one call", chain_what,
+         rate(ch["unknown_size"]["cand_per_s"]), seconds(ch["unknown_size"]["compile_s"])),
+        *chunked("Chains", ch),
+        ("Chains, input 224×224, one call", chain_what, rate(ch["size_224"]["cand_per_s"]),
+         seconds(ch["size_224"]["compile_s"])),
+        ("numpy baseline (same chains, int64)", chain_what, rate(ch["numpy"]["cand_per_s"]),
+         "–"),
+        ("Kernel (one call) speed-up over numpy", "", f"{ch['speedup_vs_numpy']:.2f}×", ""),
+        ("DAGs, unknown input size, one call", dag_what,
+         rate(dag["unknown_size"]["cand_per_s"]), seconds(dag["unknown_size"]["compile_s"])),
+        *chunked("DAGs", dag),
+        ("DAGs, input 224×224, one call", dag_what, rate(dag["size_224"]["cand_per_s"]),
+         seconds(dag["size_224"]["compile_s"])),
+    ]
+    lines = [
+        "Kernel throughput (`benchmarks/kernel_throughput.py`): candidates per second of "
+        "`rfsearch.kernel.propagate`, inputs already on the device, median of "
+        f"{res['repeats']} runs; compile = first call less one run.",
+        "",
+        "| what | batch | throughput | compile |",
+        "| --- | --- | ---: | ---: |",
+        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
+        "",
+        f"Device: {device}; jax {res['versions']['jax']}; {res['date']}"
+        f"{' (--quick smoke run, not representative)' if res.get('quick') else ''}.",
+        "",
+        "| target | measured | status |",
+        "| --- | ---: | --- |",
+        f"| chains ≥ {t['chains_cand_per_s']['target'] / 1e6:g} M/s "
+        f"| {rate(t['chains_cand_per_s']['value'])} | {met('chains_cand_per_s')} |",
+        f"| chains ≥ {t['chains_speedup_vs_numpy']['target']:g}× numpy "
+        f"| {t['chains_speedup_vs_numpy']['value']:.2f}× | {met('chains_speedup_vs_numpy')} |",
+        f"| DAGs ≥ {t['dags_cand_per_s']['target'] / 1e6:g} M/s "
+        f"| {rate(t['dags_cand_per_s']['value'])} | {met('dags_cand_per_s')} |",
+        "",
+        "Re-run: `python benchmarks/kernel_throughput.py && python benchmarks/end_to_end.py "
+        "&& python benchmarks/render_readme.py`.",
+    ]
+    return "\n".join(lines)
+
+
+def render_end_to_end(res: dict) -> str:
+    """The end-to-end paragraph (``benchmarks/end_to_end.py``)."""
+    status = "met" if res["load_target_met"] else "**NOT met**"
+    return "\n".join([
+        f"End to end (`benchmarks/end_to_end.py`, {res['n']:,} ragged chains of up to "
+        f"{res['max_layers']} layers, input {res['input_size']}, median of {res['repeats']}): "
+        f"load the Parquet table {seconds(res['load_s'])} (target about "
+        f"{res['load_target_s']:g} s: {status}), `evaluate` {seconds(res['evaluate_s'])} "
+        f"({rate(res['n'] / res['evaluate_s'])} including error messages and the DataFrame), "
+        f"`write_parquet` {seconds(res['write_s'])} ({res['result_mb']:.1f} MB); "
+        f"{res['device']}, {res['cpu_cores']} cores, {res['date']}"
+        f"{' (--quick smoke run, not representative)' if res.get('quick') else ''}.",
+    ])
+
+
+def replace_block(text: str, body: str) -> str | None:
+    """``text`` with the marked block's contents replaced, or None when the markers are absent."""
+    start = text.find(START)
+    end = text.find(END, start + len(START)) if start >= 0 else -1
+    if start < 0 or end < 0:
+        return None
+    return text[: start + len(START)] + "\n" + body + "\n" + text[end:]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--readme", type=Path, default=HERE.parent / "README.md")
+    parser.add_argument("--results", type=Path, default=HERE / "results",
+                        help="folder of benchmark JSON files")
+    args = parser.parse_args(argv)
+    res = load_results(args.results)
+    if res is None:
+        print(f"render_readme: no {BENCHMARK} results in {args.results}", file=sys.stderr)
+        return 1
+    try:
+        text = args.readme.read_text()
+    except OSError as exc:
+        print(f"render_readme: cannot read {args.readme}: {exc}", file=sys.stderr)
+        return 1
+    body = render(res)
+    end_to_end = load_results(args.results, "end_to_end")
+    if end_to_end is not None:
+        body = body.replace("\nRe-run:", "\n" + render_end_to_end(end_to_end) + "\n\nRe-run:")
+    new = replace_block(text, body)
+    if new is None:
+        print(f"render_readme: {args.readme} lacks the markers {START} ... {END}",
+              file=sys.stderr)
+        return 1
+    if new != text:
+        args.readme.write_text(new)
+    print(f"render_readme: {args.readme} benchmark block "
+          f"{'updated' if new != text else 'unchanged'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
