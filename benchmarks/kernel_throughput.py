@@ -406,6 +406,27 @@ def summary_line(res: dict) -> str:
     )
 
 
+def measure(batch: Batch, what: str, repeats: int, log) -> tuple[dict, object]:
+    """Kernel figures for one batch: one call at unknown size and at 224, then chunked.
+
+    Returns the figures and the unknown-size result (for the numpy comparison).
+    """
+    device = device_args(batch)
+    figures, result = {}, None
+    for label, size in (("unknown_size", 0), ("size_224", SIZE)):
+        log(f"timing the kernel on {what} at input size {size or 'unknown'} ...")
+        figures[label], res = time_kernel(with_size(device, size), kernel_options(batch, size),
+                                          repeats)
+        figures[label]["input_size"] = size or None
+        figures[label]["invalid_rows"] = invalid_rows(res)
+        result = res if size == 0 else result
+    log(f"timing the kernel on {what} chunk by chunk ...")
+    options = kernel_options(batch, 0)
+    figures["chunked_unknown_size"] = [
+        time_chunked(with_size(device, 0), options, c, repeats) for c in CHUNKS]
+    return figures, result
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--quick", action="store_true",
@@ -432,21 +453,8 @@ def main(argv=None) -> int:
     build_chains = time.perf_counter() - start
     chain_res = {"n": n_chains, "layers": CHAIN_LAYERS, "depth_bucket": chains.depth,
                  "build_s": build_chains}
-    device = device_args(chains)
-    result = None
-    for label, size in (("unknown_size", 0), ("size_224", SIZE)):
-        options = kernel_options(chains, size)
-        log(f"timing the kernel on chains at input size {size or 'unknown'} ...")
-        chain_res[label], res = time_kernel(with_size(device, size), options, args.repeats)
-        chain_res[label]["input_size"] = size or None
-        if size == 0:
-            result = res
-        del res
-    log("timing the kernel on chains chunk by chunk ...")
-    options = kernel_options(chains, 0)
-    chain_res["chunked_unknown_size"] = [time_chunked(with_size(device, 0), options, c,
-                                                      args.repeats) for c in CHUNKS]
-    del device
+    figures, result = measure(chains, "chains", args.repeats, log)
+    chain_res.update(figures)
     # 2. numpy baseline on the same data
     log("timing the numpy baseline ...")
     chain_res["numpy"], reference = time_numpy(chains, args.repeats)
@@ -471,19 +479,8 @@ def main(argv=None) -> int:
         "stride2_nodes_per_dag": float(downs.mean()),
         "verified": verify_dags(dags, downs),
     }
-    device = device_args(dags)
-    for label, size in (("unknown_size", 0), ("size_224", SIZE)):
-        options = kernel_options(dags, size)
-        log(f"timing the kernel on DAGs at input size {size or 'unknown'} ...")
-        dag_res[label], res = time_kernel(with_size(device, size), options, args.repeats)
-        dag_res[label]["input_size"] = size or None
-        dag_res[label]["invalid_rows"] = invalid_rows(res)
-        del res
-    log("timing the kernel on DAGs chunk by chunk ...")
-    options = kernel_options(dags, 0)
-    dag_res["chunked_unknown_size"] = [time_chunked(with_size(device, 0), options, c,
-                                                    args.repeats) for c in CHUNKS]
-    del device
+    figures, _ = measure(dags, "DAGs", args.repeats, log)
+    dag_res.update(figures)
     if any(dag_res[k]["invalid_rows"] for k in ("unknown_size", "size_224")):
         log("WARNING: the kernel marks some generated DAGs invalid")
 
