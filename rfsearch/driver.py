@@ -28,14 +28,16 @@ def parse_input_size(input_size) -> tuple[int, int] | None:
         return None
     if isinstance(input_size, str):
         parts = input_size.lower().split("x")
-        try:
-            values = [int(p) for p in parts]
-        except ValueError:
-            values = []
-        if len(values) not in (1, 2):
+        if len(parts) not in (1, 2) or not all(p.isascii() and p.isdigit() for p in parts):
             raise SpecError(f"input size must be N or HxW, got {input_size!r}")
+        values = [int(p) for p in parts]
         input_size = values if len(values) == 2 else values[0]
-    pair = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if isinstance(input_size, int | np.integer):
+        pair = (input_size, input_size)
+    elif isinstance(input_size, list | tuple | np.ndarray):
+        pair = tuple(input_size)
+    else:
+        raise SpecError(f"input size must be a positive integer or (H, W), got {input_size!r}")
     if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int | np.integer)
                              or not 1 <= v <= K.LIMITS[np.dtype(np.int64)].param for v in pair):
         raise SpecError(f"input size must be a positive integer or (H, W), got {input_size!r}")
@@ -76,8 +78,10 @@ class Raw:
 
     @property
     def overflow(self) -> np.ndarray:
-        """[N] rows whose output left the exact range of the compute width."""
-        return ((self.out["flags"] & K.OVERFLOW) != 0).any(axis=0)
+        """[N] rows whose output (or, with per-layer states, any node) left the exact
+        range of the compute width."""
+        flags = self.out["flags"] if self.layers is None else self.layers["flags"]
+        return ((flags & K.OVERFLOW) != 0).reshape(-1, flags.shape[-1]).any(axis=0)
 
 
 def topology_of(batch: Batch, preds: np.ndarray) -> str:

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from . import kernel as K
 from .driver import DEFAULT_CHUNK, Raw, parse_input_size, run_batch
 from .encode import Batch, encode_networks
 from .errors import SpecError
-from .load import Source, from_objects, read_source
+from .load import Source, from_objects, read_chain_source, read_source
 from .messages import Context, messages_for
 from .ops import op_names
 from .table import NETWORK_COLUMNS, frame
@@ -28,6 +29,8 @@ def sources(specs) -> list[Source]:
     """Normalise what users pass: a dict, a list of dicts, path(s), a Batch."""
     if isinstance(specs, Batch):
         return [Source(None, [], list(range(len(specs))), [], len(specs), specs)]
+    if isinstance(specs, pa.Table):
+        return [read_chain_source(specs)]
     if isinstance(specs, Mapping):
         return [from_objects([specs])]
     if isinstance(specs, str | Path):
@@ -64,7 +67,7 @@ def _network_columns(states: dict[str, np.ndarray], valid: np.ndarray):
             result[f"{key}_{suffix}"] = (values[axis], mask[axis])
     # Kleene AND over the axes: an axis whose padding is unknown is unknown, not aligned.
     aligned = (states["flags"] & K.ALIGNED) != 0
-    certainly_not = (known & ~aligned).any(axis=0)
+    certainly_not = ((known & ~aligned) | ((states["flags"] & K.MISALIGNED) != 0)).any(axis=0)
     result["aligned"] = (~certainly_not, ~valid | (~certainly_not & ~known.all(axis=0)))
     return result
 
@@ -76,7 +79,8 @@ def _source_table(src: Source, size, per_layer: bool, chunk: int, progress: bool
     ctx = Context(batch, src.label, np.asarray(src.index, dtype=np.int64), size, chunk)
     if per_layer:
         return _layer_rows(ctx, raw, src)
-    messages = messages_for(ctx, np.arange(len(batch)), raw.out["fault"].min(axis=0), raw.overflow)
+    overflow = ((raw.out["flags"] & K.OVERFLOW) != 0).any(axis=0)
+    messages = messages_for(ctx, np.arange(len(batch)), raw.out["fault"].min(axis=0), overflow)
     cols = _network_columns(raw.out, messages == None)  # noqa: E711
     cols["name"] = (batch.names.astype(str), None)
     cols["error"] = (messages, None)
@@ -135,7 +139,8 @@ def evaluate(specs, *, input_size=None, per_layer: bool = False, progress: bool 
     """Receptive-field geometry of every network in ``specs``, one row each.
 
     ``specs``: a spec dict, a list of them, a path (.json / .jsonl / .yaml /
-    .parquet) or a list of paths, or a :class:`~rfsearch.Batch`. ``input_size``:
+    .parquet) or a list of paths, a :class:`~rfsearch.Batch`, or an Arrow table of
+    chains (see :func:`~rfsearch.read_chains`). ``input_size``:
     int, (H, W) or 'HxW'. ``per_layer=True`` returns one row per (network, layer).
     Rows whose spec is bad or whose network is invalid keep a null geometry and a
     one-line ``error``; every other row is computed. See ``rfsearch.table.COLUMNS``.

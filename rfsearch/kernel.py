@@ -7,7 +7,7 @@ propagates, in topological order, the state of the article's forward recurrence:
 * ``J``: the jump (effective stride), input pixels between neighbouring features;
 * ``rmin``: the smallest path span ``r - 1`` over all input-to-node paths;
 * ``size``: the feature-map size (0 when the input size is unknown);
-* ``flags``: bits KNOWN (padding resolved), ALIGNED, UNBOUNDED, OVERFLOW;
+* ``flags``: bits KNOWN (padding resolved), ALIGNED, UNBOUNDED, OVERFLOW, MISALIGNED;
 * ``fault``: the first invalid node among the node and its ancestors, encoded as
   ``node * FAULT_CODES + code`` (NO_FAULT when there is none), so a failing branch
   invalidates exactly the nodes that read it.
@@ -29,7 +29,9 @@ from jax import lax
 
 from . import ops
 
-KNOWN, ALIGNED, UNBOUNDED, OVERFLOW = 1, 2, 4, 8
+# MISALIGNED: a merge upstream was misaligned while all its inputs' paddings were known,
+# so the network is certainly misaligned even where later padding is unknown.
+KNOWN, ALIGNED, UNBOUNDED, OVERFLOW, MISALIGNED = 1, 2, 4, 8, 16
 
 # Why a node is invalid. Merge problems come first when one node has two.
 ERR_NONE, ERR_JUMP, ERR_SIZE, ERR_EMPTY = 0, 1, 2, 3
@@ -191,8 +193,11 @@ def merge(xs: NodeState, valid: jax.Array) -> tuple[NodeState, jax.Array]:
         same_centre = same_centre & (x.u + x.v == first.u + first.v)
         same_size = same_size & (x.size == first.size)
         flags_and, flags_or = flags_and & x.flags, flags_or | x.flags
-    aligned = jnp.where(same_jump & same_centre, flags_and & ALIGNED, 0)
-    flags = (flags_and & KNOWN) | aligned | (flags_or & (UNBOUNDED | OVERFLOW))
+    centred = same_jump & same_centre
+    aligned = jnp.where(centred, flags_and & ALIGNED, 0)
+    certain = jnp.where(~centred & ((flags_and & KNOWN) != 0), MISALIGNED, 0)
+    flags = (flags_and & KNOWN) | aligned | certain | (
+        flags_or & (UNBOUNDED | OVERFLOW | MISALIGNED))
     code = jnp.where(~same_jump, ERR_JUMP, jnp.where(~same_size, ERR_SIZE, ERR_NONE))  # [2, N]
     state = NodeState(u, v, first.J, rmin, first.size, flags.astype(first.flags.dtype), fault)
     return state, code

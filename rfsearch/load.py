@@ -7,16 +7,17 @@ is validated on its own, so one bad spec costs one row, never the file.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .encode import Batch, chains
 from .errors import Location, SpecError
-from .spec import Network, parse_network
+from .spec import MAX_PARAM, Network, parse_network
 
 SPEC_SUFFIXES = (".json", ".jsonl", ".ndjson", ".yaml", ".yml", ".parquet")
 CHAIN_COLUMNS = ("kernel", "stride", "dilation", "padding")
@@ -62,6 +63,27 @@ def _as_list(data) -> list:
     return data if isinstance(data, list) else [data]
 
 
+def _read_text(path: Path, label: str) -> str:
+    """The file's text (UTF-8, a byte-order mark allowed), or a one-line SpecError."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise SpecError(f"{label}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at "
+                        f"offset {err.start})") from None
+    except OSError as err:
+        raise SpecError(f"{label}: cannot read the file ({err.strerror or err})") from None
+
+
+def _parse_json(text: str, label: str, line: int | None = None):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SpecError(_json_error(label, err, line)) from None
+    except RecursionError:
+        where = "" if line is None else f" at line {line}"
+        raise SpecError(f"{label}: invalid JSON{where}: nested too deeply") from None
+
+
 def read_source(path: str | Path) -> Source:
     """Read one spec file; a file-level problem raises SpecError naming the file."""
     path = Path(path)
@@ -70,12 +92,13 @@ def read_source(path: str | Path) -> Source:
     if suffix not in SPEC_SUFFIXES:
         raise SpecError(f"{label}: unsupported file type {suffix or '(none)'!r}; "
                         f"use one of {', '.join(SPEC_SUFFIXES)}")
-    if not path.is_file():
+    if path.is_dir():
+        raise SpecError(f"{label}: is a directory, not a spec file")
+    if not path.exists():
         raise SpecError(f"{label}: no such file")
     if suffix == ".parquet":
-        batch = read_chains(path)
-        return Source(label, [], list(range(len(batch))), [], len(batch), batch)
-    text = path.read_text(encoding="utf-8")
+        return read_chain_source(path)
+    text = _read_text(path, label)
     if not text.strip():
         raise SpecError(f"{label}: file is empty")
     if suffix in (".jsonl", ".ndjson"):
@@ -89,12 +112,10 @@ def read_source(path: str | Path) -> Source:
             mark = getattr(err, "problem_mark", None)
             at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             raise SpecError(f"{label}: invalid YAML{at}: {getattr(err, 'problem', err)}") from None
+        except RecursionError:
+            raise SpecError(f"{label}: invalid YAML: nested too deeply") from None
         return from_objects(_as_list(data), label)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SpecError(_json_error(label, err)) from None
-    return from_objects(_as_list(data), label)
+    return from_objects(_as_list(_parse_json(text, label)), label)
 
 
 def _read_json_lines(text: str, label: str) -> Source:
@@ -103,10 +124,10 @@ def _read_json_lines(text: str, label: str) -> Source:
         if not line.strip():
             continue
         try:
-            objects.append(json.loads(line))
+            objects.append(_parse_json(line, label, lineno))
             positions.append(len(positions) + len(bad))
-        except json.JSONDecodeError as err:
-            bad.append((len(positions) + len(bad), _json_error(label, err, lineno)))
+        except SpecError as err:
+            bad.append((len(positions) + len(bad), str(err)))
     src = from_objects(objects, label, positions)
     # Map indices back to positions in the file (bad lines included).
     src.index = [positions[i] for i in src.index]
@@ -115,36 +136,95 @@ def _read_json_lines(text: str, label: str) -> Source:
     return src
 
 
-def _list_column(table: pa.Table, name: str, n: int, fill: int):
-    """A list<int> column -> ([N, depth] int64 padded with ``fill``, lengths [N])."""
+LIMITS = {"kernel": 1, "stride": 1, "dilation": 1, "padding": 0}  # smallest valid value
+
+
+@dataclass
+class ListColumn:
+    """A list<int> column as a padded [N, depth] array, per-row lengths and bad rows."""
+
+    values: np.ndarray  # [N, depth], padded with the column's neutral value
+    lengths: np.ndarray  # [N]
+    null_rows: np.ndarray  # [N] bool: the list or one of its values is null
+
+
+def _list_column(table: pa.Table, name: str, fill: int) -> ListColumn:
+    """Read a list<int> column without a Python loop over rows."""
     col = table.column(name).combine_chunks()
-    if not pa.types.is_list(col.type) and not pa.types.is_large_list(col.type):
+    if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type)) or not (
+            pa.types.is_integer(col.type.value_type)):
         raise SpecError(f"column {name!r} must be a list of integers, got {col.type}")
-    if col.null_count:
-        raise SpecError(f"column {name!r} has null rows")
+    n = len(col)
+    null_rows = col.is_null().to_numpy(zero_copy_only=False)
+    col = col.fill_null(pa.scalar([], col.type))
     offsets = col.offsets.to_numpy()
-    values = col.values.to_numpy(zero_copy_only=False)
-    if values.dtype.kind not in "iu":
-        raise SpecError(f"column {name!r} must hold integers, got {col.values.type}")
+    flat = col.values.slice(offsets[0], offsets[-1] - offsets[0])
+    if flat.null_count:  # null values inside lists: mark their rows, read them as `fill`
+        parents = pc.list_parent_indices(col).to_numpy()
+        null_rows[parents[flat.is_null().to_numpy(zero_copy_only=False)]] = True
+        flat = flat.fill_null(fill)
+    values = flat.to_numpy(zero_copy_only=False)
+    if values.dtype == np.uint64:  # values above int64 are out of range anyway
+        values = np.minimum(values, MAX_PARAM + 1).astype(np.int64)
     lengths = np.diff(offsets)
-    depth = int(lengths.max(initial=1))
-    out = np.full((n, max(depth, 1)), fill, np.result_type(values.dtype, np.int8))
+    out = np.full((n, max(int(lengths.max(initial=1)), 1)), fill,
+                  np.result_type(values.dtype, np.int8))
     # Row-major boolean scatter: the mask's True cells are the flattened list values.
-    out[np.arange(out.shape[1])[None, :] < lengths[:, None]] = values[offsets[0] : offsets[-1]]
-    return out, lengths
+    out[np.arange(out.shape[1])[None, :] < lengths[:, None]] = values
+    return ListColumn(out, lengths, null_rows)
 
 
-def read_chains(path: str | Path) -> Batch:
-    """A Parquet / Arrow table of chains -> Batch, vectorised over rows (no Python per row).
+def _row_problems(columns: dict[str, ListColumn]) -> dict[int, tuple[int | None, str]]:
+    """Per-row validation, vectorised: {row: (layer or None, problem)} for bad rows."""
+    kernel = columns["kernel"]
+    problems: dict[int, tuple[int | None, str]] = {}
+
+    def flag(rows: np.ndarray, describe) -> None:
+        for row in np.nonzero(rows)[0]:
+            problems.setdefault(int(row), describe(int(row)))
+
+    for name, col in columns.items():
+        flag(col.null_rows, lambda r, name=name: (None, f"{name} is null or holds nulls"))
+    flag(kernel.lengths < 1, lambda r: (None, "kernel list is empty"))
+    for name, col in columns.items():
+        flag(col.lengths != kernel.lengths, lambda r, name=name, col=col: (
+            None, f"{name} has {col.lengths[r]} entries, kernel has {kernel.lengths[r]}"))
+    for name, col in columns.items():
+        live = np.arange(col.values.shape[1])[None, :] < col.lengths[:, None]
+        bad = live & ((col.values < LIMITS[name]) | (col.values > MAX_PARAM))
+        kind = "a positive integer" if LIMITS[name] else "a non-negative integer"
+        flag(bad.any(axis=1), lambda r, name=name, col=col, bad=bad, kind=kind: (
+            int(np.argmax(bad[r])), f"{name} must be {kind} at most {MAX_PARAM}, "
+            f"got {int(col.values[r, np.argmax(bad[r])])}"))
+    if "dilation" in columns:
+        depth = min(kernel.values.shape[1], columns["dilation"].values.shape[1])
+        k_eff = columns["dilation"].values[:, :depth].astype(np.int64) * (
+            kernel.values[:, :depth] - 1) + 1
+        big = k_eff > MAX_PARAM
+        flag(big.any(axis=1), lambda r: (
+            int(np.argmax(big[r])), f"dilation*(kernel-1)+1 must be at most {MAX_PARAM}"))
+    return problems
+
+
+def _fit(values: np.ndarray, depth: int, fill: int) -> np.ndarray:
+    """[N, d] -> [N, depth], cut or padded with ``fill`` (rows were checked to agree)."""
+    if values.shape[1] >= depth:
+        return values[:, :depth]
+    return np.pad(values, ((0, 0), (0, depth - values.shape[1])), constant_values=fill)
+
+
+def read_chain_source(path: str | Path | pa.Table) -> Source:
+    """A Parquet file (or Arrow table) of chains -> Source: a Batch of the valid rows and
+    one located error per invalid row, validated without a Python loop over good rows.
 
     Columns: ``kernel`` (list<int>, required), ``stride``, ``dilation``, ``padding``
     (list<int>, same lengths, optional), ``name`` (string, optional). Square layers;
     padding is symmetric.
     """
-    label = str(path)
+    label = "<table>" if isinstance(path, pa.Table) else str(path)
     try:
-        table = pq.read_table(path) if not isinstance(path, pa.Table) else path
-    except (pa.ArrowInvalid, OSError) as err:
+        table = path if isinstance(path, pa.Table) else pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
         raise SpecError(f"{label}: not a readable Parquet file ({err})") from None
     if "kernel" not in table.column_names:
         raise SpecError(f"{label}: a chain table needs a list column 'kernel'")
@@ -153,21 +233,39 @@ def read_chains(path: str | Path) -> Batch:
         raise SpecError(f"{label}: unknown column {sorted(unknown)[0]!r}; "
                         f"allowed: name, {', '.join(CHAIN_COLUMNS)}")
     n = table.num_rows
+    names = None
+    if "name" in table.column_names:
+        names = np.array([None if v is None else str(v) for v in
+                          table.column("name").to_pylist()], dtype=object)
     try:
-        kernel, lengths = _list_column(table, "kernel", n, 1)
-        if (lengths < 1).any():
-            raise SpecError(f"spec #{int(np.argmax(lengths < 1))}: kernel list is empty")
-        rest = {}
-        for name, fill in (("stride", 1), ("dilation", 1), ("padding", 0)):
-            if name in table.column_names:
-                rest[name], other = _list_column(table, name, n, fill)
-                if (other != lengths).any():
-                    row = int(np.argmax(other != lengths))
-                    raise SpecError(f"spec #{row}: {name} has {other[row]} entries, "
-                                    f"kernel has {lengths[row]}")
-                rest[name] = rest[name][:, : kernel.shape[1]]
-        names = (table.column("name").to_numpy(zero_copy_only=False).astype(object)
-                 if "name" in table.column_names else None)
-        return chains(kernel, **rest, lengths=lengths, names=names)
+        columns = {c: _list_column(table, c, LIMITS[c] and 1)
+                   for c in CHAIN_COLUMNS if c in table.column_names}
     except SpecError as err:
         raise err.at(Location(file=label)) from None
+    problems = _row_problems(columns)
+    good = np.setdiff1d(np.arange(n), np.fromiter(problems, int, len(problems)))
+    depth = columns["kernel"].values.shape[1]
+    arrays = {c: _fit(col.values[good], depth, LIMITS[c] and 1)
+              for c, col in columns.items() if c != "kernel"}
+    batch = chains(columns["kernel"].values[good], **arrays,
+                   lengths=np.maximum(columns["kernel"].lengths[good], 1),
+                   names=None if names is None else np.array(
+                       [f"chain{i}" if v is None else v for i, v in zip(
+                           good, names[good], strict=True)], dtype=object))
+    if names is None:  # default names follow the table row, not the row among valid ones
+        batch = replace(batch, names=np.array([f"chain{i}" for i in good], dtype=object))
+    errors = []
+    for row, (layer, problem) in sorted(problems.items()):
+        name = None if names is None else names[row]
+        where = Location(label, row, name, layer, None if layer is None else f"layer{layer}")
+        errors.append((row, name, str(SpecError(problem, where))))
+    return Source(label, [], good.tolist(), errors, n, batch)
+
+
+def read_chains(path: str | Path | pa.Table) -> Batch:
+    """A Parquet file or Arrow table of chains -> Batch (see :func:`read_chain_source`);
+    raises SpecError naming the first invalid row."""
+    src = read_chain_source(path)
+    if src.errors:
+        raise SpecError(src.errors[0][2])
+    return src.batch

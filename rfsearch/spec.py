@@ -192,6 +192,15 @@ def _parse_layer(raw, index: int, names: dict, all_names: set, name: str) -> Lay
     return Layer("", op, code, inputs, kernel, stride, dilation, before, after)
 
 
+def _auto_name(base: str, taken: set) -> str:
+    """A default layer name that no layer of the spec uses: base, base_1, base_2, ..."""
+    name, k = base, 0
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    return name
+
+
 def parse_network(raw, index: int = 0, file: str | None = None) -> Network:
     """Validate one spec dict; raise a located :class:`SpecError` on the first problem."""
     where = Location(file=file, spec_index=index)
@@ -208,7 +217,8 @@ def parse_network(raw, index: int = 0, file: str | None = None) -> Network:
     if not isinstance(layers_raw, Sequence) or isinstance(layers_raw, str) or not layers_raw:
         raise SpecError("layers must be a non-empty list", where)
     names: dict[str, int] = {"input": 0}
-    all_names = {r.get("name") for r in layers_raw if isinstance(r, Mapping)}
+    all_names = {r.get("name") for r in layers_raw
+                 if isinstance(r, Mapping) and isinstance(r.get("name"), str)}
     layers = []
     for i, layer_raw in enumerate(layers_raw):
         lname = layer_raw.get("name") if isinstance(layer_raw, Mapping) else None
@@ -217,7 +227,8 @@ def parse_network(raw, index: int = 0, file: str | None = None) -> Network:
                 raise SpecError(f"name must be a string, got {lname!r}")
             if lname is None:
                 op = layer_raw.get("op") if isinstance(layer_raw, Mapping) else None
-                lname = f"{op}{i}" if isinstance(op, str) else f"layer{i}"
+                lname = _auto_name(f"{op}{i}" if isinstance(op, str) else f"layer{i}",
+                                   all_names | set(names))
             if lname in names:
                 what = "is reserved for the network input" if lname == "input" else (
                     f"is already used by layer #{names[lname] - 1}")

@@ -71,6 +71,9 @@ class AxisState:
     rf_min: float  # smallest receptive field over input-to-node paths; math.inf if unbounded
     padding_known: bool  # False once a 'same', stride > 1 layer met an unknown size
     aligned: bool  # every merge so far saw equal jumps and equal centres u + v
+    # some merge upstream was misaligned while every input's padding was known: the
+    # network is certainly misaligned, whatever later layers leave unknown
+    misaligned_known: bool = False
 
 
 Node = tuple[AxisState, AxisState]  # (h, w)
@@ -189,6 +192,7 @@ def window_step(x: AxisState, k_eff: int, stride: int, p: int, q: int, known: bo
         rf_min=x.rf_min + (k_eff - 1) * x.jump,
         padding_known=x.padding_known and known,
         aligned=x.aligned,
+        misaligned_known=x.misaligned_known,
     )
 
 
@@ -208,7 +212,8 @@ def whole_map_layer(x: AxisState) -> AxisState:
     Without a size the region is unbounded (v = rf_min = inf) and the output size unknown.
     """
     if x.size is None:
-        return AxisState(None, x.u, math.inf, x.jump, math.inf, x.padding_known, x.aligned)
+        return AxisState(None, x.u, math.inf, x.jump, math.inf, x.padding_known, x.aligned,
+                         x.misaligned_known)
     return window_step(x, k_eff=x.size, stride=1, p=0, q=0, known=True)
 
 
@@ -224,6 +229,7 @@ def merge(xs: Sequence[AxisState]) -> AxisState:
     sizes = {x.size for x in xs}
     if len(sizes) > 1:
         raise InvalidNetwork(f"merge inputs have different sizes {sorted(sizes)}")
+    centred = len({x.u + x.v for x in xs}) == 1
     return AxisState(
         size=xs[0].size,
         u=min(x.u for x in xs),
@@ -231,7 +237,9 @@ def merge(xs: Sequence[AxisState]) -> AxisState:
         jump=xs[0].jump,
         rf_min=min(x.rf_min for x in xs),
         padding_known=all(x.padding_known for x in xs),
-        aligned=all(x.aligned for x in xs) and len({x.u + x.v for x in xs}) == 1,
+        aligned=all(x.aligned for x in xs) and centred,
+        misaligned_known=any(x.misaligned_known for x in xs)
+        or (not centred and all(x.padding_known for x in xs)),
     )
 
 
@@ -303,7 +311,8 @@ def node_row(name: str, node: Node | str) -> dict:
         row[f"stride_{suffix}"] = x.jump
         row[f"padding_{suffix}"] = -x.u if x.padding_known and bounded else None
         row[f"out_{suffix}"] = x.size
-    row["aligned"] = three_valued_and([x.aligned if x.padding_known else None for x in node])
+    row["aligned"] = three_valued_and(
+        [False if x.misaligned_known else x.aligned if x.padding_known else None for x in node])
     row["error"] = None
     return {column: row[column] for column in COLUMNS}
 

@@ -86,7 +86,8 @@ def test_read_chains_rejects_bad_tables(tmp_path):
     assert df["error"][0] == f"{path}: spec #0: stride has 1 entries, kernel has 2"
     pq.write_table(pa.table({"kernel": [[3, 0]]}), path)
     assert rfsearch.evaluate(path)["error"][0] == (
-        f"{path}: spec #0, layer #1: kernel must be a positive integer at most 1073741824, got 0")
+        f"{path}: spec #0, layer #1 'layer1': kernel must be a positive integer at most "
+        "1073741824, got 0")
     pq.write_table(pa.table({"kernal": [[3]]}), path)
     assert "needs a list column 'kernel'" in rfsearch.evaluate(path)["error"][0]
 
