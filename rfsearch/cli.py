@@ -7,12 +7,15 @@ rows carry their ``error``); 2 usage errors. Every message is one line.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 import pandas as pd
 
 from . import __version__
 from .driver import DEFAULT_CHUNK, parse_input_size
+from .encode import encode_networks
 from .errors import SpecError
 from .evaluate import evaluate, sources
 from .table import write_parquet
@@ -27,6 +30,25 @@ def _input_size(text: str):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _positive(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def _writable(path: str) -> str:
+    """Fail before hours of work, not after: the output's folder must exist and be writable."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise SpecError(f"{path}: cannot write the output: it is a directory")
+    if not folder.is_dir():
+        raise SpecError(f"{path}: cannot write the output: no folder {str(folder)!r}")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise SpecError(f"{path}: cannot write the output: permission denied")
+    return path
+
+
 def _report_errors(df: pd.DataFrame) -> int:
     """Print each error once (one line each) to stderr; return 1 if there were any."""
     errors = df["error"].dropna().drop_duplicates()
@@ -39,10 +61,15 @@ def _report_errors(df: pd.DataFrame) -> int:
 
 
 def cmd_eval(args) -> int:
+    if args.output:
+        _writable(args.output)
     df = evaluate(args.specs, input_size=args.input_size, per_layer=args.per_layer,
                   progress=not args.quiet and args.output is not None, chunk_size=args.chunk_size)
     if args.output:
-        write_parquet(df, args.output)
+        try:
+            write_parquet(df, args.output)
+        except OSError as err:
+            raise SpecError(f"{args.output}: cannot write the output ({err})") from None
         if not args.quiet:
             valid = int(df["error"].isna().sum())
             print(f"wrote {len(df)} rows ({valid} valid) to {args.output}", file=sys.stderr)
@@ -75,15 +102,18 @@ def show_table(spec, input_size) -> tuple[pd.DataFrame, pd.DataFrame]:
     src = sources(spec)[0]
     if src.errors:
         raise SpecError(src.errors[0][2])
-    if len(src.networks) != 1:
-        raise SpecError(f"{src.label}: holds {len(src.networks)} specs; show takes one")
-    df = evaluate(spec, input_size=input_size, per_layer=True)
+    if src.total != 1:
+        raise SpecError(f"{src.label}: holds {src.total} specs; show takes one")
+    batch = src.batch if src.batch is not None else encode_networks(src.networks)
+    df = evaluate(batch, input_size=input_size, per_layer=True)
+    nodes = range(1, int(batch.length[0]))
     rows = []
-    for lay, (_, r) in zip(src.networks[0].layers, df.iterrows(), strict=True):
+    for node, (_, r) in zip(nodes, df.iterrows(), strict=True):
         rows.append({
-            "layer": lay.name, "op": lay.op, "k": _fmt_pair(*lay.kernel),
-            "s": _fmt_pair(*lay.stride), "d": _fmt_pair(*lay.dilation),
-            "p": _fmt_padding(lay.pad_before, lay.pad_after),
+            "layer": r["layer_name"], "op": r["op"],
+            "k": _fmt_pair(*batch.kernel[0, node]), "s": _fmt_pair(*batch.stride[0, node]),
+            "d": _fmt_pair(*batch.dilation[0, node]),
+            "p": _fmt_padding(batch.pad_before[0, node], batch.pad_after[0, node]),
             **{c: _pair_column(r, c) for c in ("rf", "stride", "padding", "out")},
         })
     return pd.DataFrame(rows), df
@@ -91,8 +121,12 @@ def show_table(spec, input_size) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def cmd_show(args) -> int:
     table, df = show_table(args.spec, args.input_size)
-    print(f"{df['name'].iloc[0]}" + (f" at {args.input_size[0]}x{args.input_size[1]}"
-                                      if args.input_size else ""))
+    net = evaluate(args.spec, input_size=args.input_size)
+    aligned = net["aligned"].iloc[0]
+    size = f" at {args.input_size[0]}x{args.input_size[1]}" if args.input_size else ""
+    alignment = "unknown" if pd.isna(aligned) else "yes" if aligned else "no"
+    print(f"{net['name'].iloc[0]}{size}: rf_min {_pair_column(net.iloc[0], 'rf_min')}, "
+          f"aligned {alignment}")
     print(table.to_string(index=False))
     return _report_errors(df)
 
@@ -109,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-o", "--output", help="write a Parquet file instead of printing")
     ev.add_argument("--input-size", type=_input_size, help="N or HxW, e.g. 224 or 224x320")
     ev.add_argument("--per-layer", action="store_true", help="one row per (network, layer)")
-    ev.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK,
+    ev.add_argument("--chunk-size", type=_positive, default=DEFAULT_CHUNK,
                     help=f"candidates per kernel call (default {DEFAULT_CHUNK})")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     ev.set_defaults(func=cmd_eval)
@@ -129,7 +163,8 @@ def main(argv=None) -> int:
         print(f"rfsearch: {err}", file=sys.stderr)
         return 1
     except OSError as err:
-        print(f"rfsearch: {err.filename or ''}: {err.strerror or err}", file=sys.stderr)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"rfsearch: {where}{err.strerror or err}", file=sys.stderr)
         return 1
 
 

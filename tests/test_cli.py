@@ -60,7 +60,7 @@ def test_missing_file_is_exit_1_one_line():
 def test_show_prints_per_layer_table(capsys):
     assert main(["show", "datasets/examples/toy.json", "--input-size", "224"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "toy at 224x224"
+    assert lines[0] == "toy at 224x224: rf_min 11, aligned yes"
     assert lines[1].split() == ["layer", "op", "k", "s", "d", "p", "rf", "stride", "padding",
                                 "out"]
     assert lines[4].split() == ["b", "conv", "3x1", "1", "2", "2x0", "27x11", "4", "11x3", "56"]
@@ -76,3 +76,26 @@ def test_every_command_is_documented_in_the_readme(command):
     with open("README.md") as fh:
         readme = fh.read()
     assert f"rfsearch {command} " in readme
+
+
+def test_show_reads_a_one_row_chain_table(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "one.parquet"
+    pq.write_table(pa.table({"kernel": [[3, 3, 3]], "dilation": [[2, 2, 2]],
+                             "name": ["only"]}), path)
+    assert main(["show", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "only: rf_min 13, aligned yes"
+    assert lines[-1].split()[:6] == ["layer2", "conv", "3", "1", "2", "0"]
+
+
+def test_output_problems_are_found_before_the_work(tmp_path):
+    proc = run("eval", EXAMPLES, "-o", str(tmp_path / "missing" / "x.parquet"), "--quiet")
+    assert proc.returncode == 1
+    assert proc.stderr == (f"rfsearch: {tmp_path / 'missing' / 'x.parquet'}: cannot write the "
+                           f"output: no folder {str(tmp_path / 'missing')!r}\n")
+    proc = run("eval", EXAMPLES, "-o", str(tmp_path), "--quiet")
+    assert proc.stderr == f"rfsearch: {tmp_path}: cannot write the output: it is a directory\n"
+    assert run("eval", EXAMPLES, "--chunk-size", "0").returncode == 2

@@ -104,3 +104,24 @@ def test_empty_and_single_batches():
 def test_chains_validates_arrays(bad):
     with pytest.raises(rfsearch.SpecError, match=r"^kernel must"):
         rfsearch.chains(bad)
+
+
+def test_parquet_rows_fail_one_by_one(tmp_path):
+    path = tmp_path / "mixed.parquet"
+    pq.write_table(pa.table({
+        "name": ["a", "b", "c", "d", "e"],
+        "kernel": [[3], [3, 0], [5], [3, None], []],
+        "stride": [[1], [1, 1], [2], [1, 1], []],
+    }), path)
+    df = rfsearch.evaluate(path)
+    assert df["name"].tolist() == ["a", "b", "c", "d", "e"]
+    assert df["rf_h"].isna().tolist() == [False, True, False, True, True]
+    assert df["rf_h"].dropna().tolist() == [3, 5]
+    assert df["error"][1] == (f"{path}: spec #1 'b', layer #1 'layer1': kernel must be a "
+                              "positive integer at most 1073741824, got 0")
+    assert df["error"][3] == f"{path}: spec #3 'd': kernel is null or holds nulls"
+    assert df["error"][4] == f"{path}: spec #4 'e': kernel list is empty"
+    with pytest.raises(rfsearch.SpecError, match=r"^<table>: spec #1 'b'"):
+        rfsearch.read_chains(pq.read_table(path))
+    unsigned = pa.table({"kernel": pa.array([[3, 3]], pa.list_(pa.uint64()))})
+    assert rfsearch.evaluate(unsigned)["rf_h"].tolist() == [5]

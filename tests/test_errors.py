@@ -154,3 +154,43 @@ def test_bad_arguments_raise_one_spec_error():
         rfsearch.encode({"layers": [{"op": "conv", "kernel": 0}]})
     with pytest.raises(rfsearch.SpecError, match=r"stride must be a positive integer at most"):
         rfsearch.chains([[3, 3]], stride=[[1, 0]])
+
+
+def test_unreadable_inputs_are_rows_not_tracebacks(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text('{"name": "g", "layers": [{"op": "conv", "kernel": 3}]}')
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes(b'{"name": "caf\xe9", "layers": [{"op": "relu"}]}')
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000 + "]" * 100000)
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b'\xef\xbb\xbf{"name": "b", "layers": [{"op": "relu"}]}')
+    folder = tmp_path / "dir.json"
+    folder.mkdir()
+    listname = tmp_path / "listname.json"
+    listname.write_text('{"name": "l", "layers": [{"name": ["x"], "op": "relu"}]}')
+    df = rfsearch.evaluate([good, latin1, deep, bom, folder, listname])
+    assert df["error"].isna().tolist() == [True, False, False, True, False, False]
+    assert df["error"][1] == f"{latin1}: not UTF-8 text (byte 0xe9 at offset 13)"
+    assert df["error"][2] == f"{deep}: invalid JSON: nested too deeply"
+    assert df["error"][4] == f"{folder}: is a directory, not a spec file"
+    assert df["error"][5] == (f"{listname}: spec #0 'l', layer #0: name must be a string, "
+                              "got ['x']")
+
+
+def test_default_layer_names_never_collide_with_given_ones():
+    net = {"name": "n", "layers": [{"name": "conv1", "op": "conv", "kernel": 3},
+                                   {"op": "conv", "kernel": 3}]}
+    layers = rfsearch.evaluate(net, per_layer=True)
+    assert layers["layer_name"].tolist() == ["conv1", "conv1_1"]
+    assert layers["error"].isna().all()
+
+
+def test_input_size_spellings():
+    import numpy as np
+
+    for size in (np.int64(32), (np.int32(32), 32), "32", "32x32", [32, 32]):
+        assert rfsearch.evaluate(OK, input_size=size)["out_h"][0] == 30
+    for bad in (2.5, "224_000", "٣٢", "32x", "1x2x3", (32,), True):
+        with pytest.raises(rfsearch.SpecError, match=r"^input size must be"):
+            rfsearch.evaluate(OK, input_size=bad)

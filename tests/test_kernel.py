@@ -114,3 +114,27 @@ def test_a_failing_branch_invalidates_only_what_reads_it():
     assert layers["rf_h"].isna().tolist() == [False, True, True, False]
     net["output"] = "after"
     assert rfsearch.evaluate(net, input_size=8)["error"][0] == message
+
+
+def test_certain_misalignment_survives_later_unknown_padding():
+    # NB201 residual reduction: 3x3 s2 p1 main path against avg-pool 2x2 s2 + 1x1
+    block = [{"name": "a", "op": "conv", "kernel": 3, "stride": 2, "padding": 1},
+             {"name": "p", "op": "avgpool", "kernel": 2, "stride": 2, "inputs": ["input"]},
+             {"name": "c", "op": "conv", "kernel": 1},
+             {"name": "s", "op": "add", "inputs": ["a", "c"]}]
+    tail = [{"name": "t", "op": "conv", "kernel": 3, "stride": 2, "padding": "same"}]
+    for layers, size in ((block, None), (block + tail, None), (block + tail, 64)):
+        df = rfsearch.evaluate({"name": "nb", "layers": layers}, input_size=size)
+        assert df["aligned"].tolist() == [False]
+        assert df["error"].isna()[0]
+
+
+def test_per_layer_dead_branches_are_recomputed_exactly():
+    net = {"name": "x", "output": "main", "layers": [
+        {"name": "main", "op": "conv", "kernel": 3, "padding": 1},
+        {"name": "d1", "op": "conv", "kernel": 3, "stride": 200, "inputs": ["input"]},
+        {"name": "d2", "op": "conv", "kernel": 3, "stride": 200},
+        {"name": "d3", "op": "conv", "kernel": 3, "stride": 200}]}
+    layers = rfsearch.evaluate(net, per_layer=True)
+    assert layers["stride_h"].tolist() == [1, 200, 40000, 8000000]
+    assert layers["error"].isna().all()
