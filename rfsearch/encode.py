@@ -249,9 +249,9 @@ def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None)
     arrays = {}
     for name, (src, fill) in fields.items():
         major = np.full((L, 2, n), fill, dtype)  # written layer-major, read strided once
-        major[1 : depth + 1] = np.moveaxis(src, 0, -1)
-        if lengths is not None:
-            np.putmask(major[1 : depth + 1], np.broadcast_to(dead, (depth, 2, n)), fill)
+        # [depth, 2, N] view; a scalar field (every stride 0) is written as one value
+        layers = src.flat[0] if src.size and not any(src.strides) else np.moveaxis(src, 0, -1)
+        major[1 : depth + 1] = layers if lengths is None else np.where(dead, fill, layers)
         arrays[name] = np.moveaxis(major, -1, 0)
     op = np.full((L, n), ops.ELEMENTWISE, np.int8)
     op[0] = ops.INPUT

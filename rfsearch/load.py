@@ -7,7 +7,7 @@ is validated on its own, so one bad spec costs one row, never the file.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -243,17 +243,19 @@ def read_chain_source(path: str | Path | pa.Table) -> Source:
     except SpecError as err:
         raise err.at(Location(file=label)) from None
     problems = _row_problems(columns)
-    good = np.setdiff1d(np.arange(n), np.fromiter(problems, int, len(problems)))
+    keep = np.ones(n, bool)
+    keep[list(problems)] = False
+    good = np.nonzero(keep)[0]
+    rows = slice(None) if keep.all() else good  # no copies when every row is valid
     depth = columns["kernel"].values.shape[1]
-    arrays = {c: _fit(col.values[good], depth, LIMITS[c] and 1)
+    arrays = {c: _fit(col.values[rows], depth, LIMITS[c] and 1)
               for c, col in columns.items() if c != "kernel"}
-    batch = chains(columns["kernel"].values[good], **arrays,
-                   lengths=np.maximum(columns["kernel"].lengths[good], 1),
-                   names=None if names is None else np.array(
-                       [f"chain{i}" if v is None else v for i, v in zip(
-                           good, names[good], strict=True)], dtype=object))
     if names is None:  # default names follow the table row, not the row among valid ones
-        batch = replace(batch, names=np.array([f"chain{i}" for i in good], dtype=object))
+        shown = np.array([f"chain{i}" for i in good], dtype=object)
+    else:
+        shown = np.where(names[rows] == None, [f"chain{i}" for i in good], names[rows])  # noqa: E711
+    batch = chains(columns["kernel"].values[rows], **arrays,
+                   lengths=np.maximum(columns["kernel"].lengths[rows], 1), names=shown)
     errors = []
     for row, (layer, problem) in sorted(problems.items()):
         name = None if names is None else names[row]
