@@ -16,7 +16,7 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "name": (pa.string(), "network name from the spec"),
     "layer": (pa.int32(), "per-layer tables only: layer index in the spec (0-based)"),
     "layer_name": (pa.string(), "per-layer tables only: layer name"),
-    "op": (pa.string(), "per-layer tables only: op name as written in the spec"),
+    "op": (pa.string(), "per-layer tables only: op name from the spec, lower case"),
     "rf_h": (pa.int64(), "receptive field size, height (max-path span over the union of "
                          "all paths); null when unbounded (global pool without input size)"),
     "rf_w": (pa.int64(), "receptive field size, width"),
