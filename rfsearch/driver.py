@@ -136,7 +136,7 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk=DEFAULT_CHUNK, progr
     n = len(batch)
     dtype = compute_dtype(batch, size)
     parts = []
-    with tqdm(total=n, unit="cand", unit_scale=True, disable=not progress or n == 0,
+    with tqdm(total=n, unit="cand", unit_scale=n >= 10_000, disable=not progress or n == 0,
               desc="rfsearch") as bar:
         for start in range(0, n, chunk):
             rows = slice(start, min(n, start + chunk))
