@@ -20,7 +20,7 @@ output         [N]               output node index
 
 Nodes past ``length`` are identity layers reading the node before, so padded
 steps change nothing. L - 1 is rounded up to 8, 12, 16, 24, 32, 48, 64, ... and M
-to a power of two, so a run compiles once per bucket, not once per network size. Arrays are stored
+to 1, 2, 3, 4, 8, 16, ..., so a run compiles once per bucket, not once per network size. Arrays are stored
 layer-major in memory (the kernel scans over layers and vectorises over N), and
 indexed ``[N, L, ...]``: ``Batch.layer_major(name)`` gives the contiguous
 ``[L, ..., N]`` view the kernel reads.
@@ -57,8 +57,11 @@ def depth_bucket(nodes: int) -> int:
 
 
 def fan_in_bucket(fan_in: int) -> int:
-    """Padded number of input slots per node: 1, 2, 4, 8, ..."""
-    return 1 << max(0, int(fan_in) - 1).bit_length()
+    """Padded number of input slots per node: 1, 2, 3, 4, then 8, 16, ...
+
+    Every slot costs a gather per node, so the small counts NAS cells use are exact."""
+    fan_in = max(1, int(fan_in))
+    return fan_in if fan_in <= 4 else 1 << (fan_in - 1).bit_length()
 
 
 def param_dtype(*arrays: np.ndarray) -> np.dtype:

@@ -30,7 +30,7 @@ def test_card_shapes_and_padding(toy):
 def test_buckets():
     assert [depth_bucket(n) for n in (1, 9, 10, 13, 17, 25, 65, 66, 97, 98)] == [
         9, 9, 13, 13, 17, 25, 65, 97, 97, 129]
-    assert [fan_in_bucket(m) for m in (1, 2, 3, 5)] == [1, 2, 4, 8]
+    assert [fan_in_bucket(m) for m in (1, 2, 3, 4, 5, 9)] == [1, 2, 3, 4, 8, 16]
 
 
 def test_batch_is_layer_major_in_memory():
