@@ -18,6 +18,7 @@ from .encode import Batch
 from .errors import SpecError
 
 DEFAULT_CHUNK = 1 << 14  # carries stay in cache: faster than larger chunks on CPUs
+DAG_CHUNK = 1 << 12  # DAGs carry every node's state: smaller chunks keep it in cache
 MIN_CHUNK_BUCKET = 64
 KERNEL_FIELDS = ("op", "kernel", "stride", "dilation", "pad_before", "pad_after", "preds")
 
@@ -135,6 +136,7 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk=DEFAULT_CHUNK, progr
     """Kernel results for a whole Batch, chunk by chunk, int32 with int64 fallback."""
     n = len(batch)
     dtype = compute_dtype(batch, size)
+    chunk = chunk if batch.is_chain else min(chunk, DAG_CHUNK)
     parts = []
     with tqdm(total=n, unit="cand", unit_scale=n >= 10_000, disable=not progress or n == 0,
               desc="rfsearch") as bar:

@@ -20,8 +20,8 @@ output         [N]               output node index
 
 Nodes past ``length`` are identity layers reading the node before, so padded
 steps change nothing. L - 1 is rounded up to 8, 12, 16, 24, 32, 48, 64, ... and M
-to 1, 2, 3, 4, 8, 16, ..., so a run compiles once per bucket, not once per network size. Arrays are stored
-layer-major in memory (the kernel scans over layers and vectorises over N), and
+to 1, 2, 3, 4, 8, 16, ..., so a run compiles once per bucket, not once per network size.
+Arrays are stored layer-major in memory (the kernel scans over layers and vectorises over N), and
 indexed ``[N, L, ...]``: ``Batch.layer_major(name)`` gives the contiguous
 ``[L, ..., N]`` view the kernel reads.
 
