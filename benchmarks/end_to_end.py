@@ -26,6 +26,7 @@ import rfsearch
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOAD_TARGET_S = 1.0  # issue #2: 10^6 chains load in about a second
+LOAD_TOLERANCE = 1.25  # "about": within 25 %
 
 
 def chain_table(n: int, max_layers: int, seed: int = 0) -> pa.Table:
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
         "statistic": "median", "repeats": args.repeats,
         "load_s": load_s, "evaluate_s": eval_s, "write_s": write_s, "result_mb": size_mb,
         "times": {"load": load_t, "evaluate": eval_t, "write": write_t},
-        "load_target_s": LOAD_TARGET_S, "load_target_met": load_s <= LOAD_TARGET_S * 1.5,
+        "load_target_s": LOAD_TARGET_S, "load_target_met": load_s <= LOAD_TARGET_S * LOAD_TOLERANCE,
     }
 
     out.parent.mkdir(parents=True, exist_ok=True)

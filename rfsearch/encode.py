@@ -243,9 +243,13 @@ def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None)
         k_eff = fields["dilation"][0].astype(np.int64) * (fields["kernel"][0] - 1) + 1
         if k_eff.max() > MAX_PARAM:
             raise SpecError(f"dilation*(kernel-1)+1 must be at most {MAX_PARAM}")
-    used = np.full(n, depth, np.int64) if lengths is None else np.asarray(lengths, np.int64)
-    if used.shape != (n,) or (used < 1).any() or (used > depth).any():
+    given = np.asarray(lengths if lengths is not None else np.full(n, depth))
+    if (given.shape != (n,) or given.dtype.kind not in "iu" or (given < 1).any()
+            or (given > depth).any()):
         raise SpecError(f"lengths must be {n} integers between 1 and {depth}")
+    used = given.astype(np.int64)
+    if names is not None and len(names) != n:
+        raise SpecError(f"names must hold {n} names, got {len(names)}")
     L = depth_bucket(depth + 1)
     dead = (np.arange(depth)[:, None] >= used[None, :])[:, None, :]  # [depth, 1, N]
     dtype = param_dtype(k, np.asarray(stride), np.asarray(dilation), pad)

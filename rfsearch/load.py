@@ -190,13 +190,17 @@ def _row_problems(columns: dict[str, ListColumn]) -> dict[int, tuple[int | None,
         flag(col.lengths != kernel.lengths, lambda r, name=name, col=col: (
             None, f"{name} has {col.lengths[r]} entries, kernel has {kernel.lengths[r]}"))
     for name, col in columns.items():
+        if col.values.size == 0 or (col.values.min() >= LIMITS[name]
+                                    and col.values.max() <= MAX_PARAM):
+            continue  # the common case: one pass of min / max, no masks
         live = np.arange(col.values.shape[1])[None, :] < col.lengths[:, None]
         bad = live & ((col.values < LIMITS[name]) | (col.values > MAX_PARAM))
         kind = "a positive integer" if LIMITS[name] else "a non-negative integer"
         flag(bad.any(axis=1), lambda r, name=name, col=col, bad=bad, kind=kind: (
             int(np.argmax(bad[r])), f"{name} must be {kind} at most {MAX_PARAM}, "
             f"got {int(col.values[r, np.argmax(bad[r])])}"))
-    if "dilation" in columns:
+    if "dilation" in columns and (int(columns["dilation"].values.max(initial=1))
+                                  * (int(kernel.values.max(initial=1)) - 1) + 1 > MAX_PARAM):
         depth = min(kernel.values.shape[1], columns["dilation"].values.shape[1])
         k_eff = columns["dilation"].values[:, :depth].astype(np.int64) * (
             kernel.values[:, :depth] - 1) + 1

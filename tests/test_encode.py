@@ -125,3 +125,10 @@ def test_parquet_rows_fail_one_by_one(tmp_path):
         rfsearch.read_chains(pq.read_table(path))
     unsigned = pa.table({"kernel": pa.array([[3, 3]], pa.list_(pa.uint64()))})
     assert rfsearch.evaluate(unsigned)["rf_h"].tolist() == [5]
+
+
+def test_chains_validates_lengths_and_names():
+    with pytest.raises(rfsearch.SpecError, match=r"^lengths must be 2 integers between 1 and 3$"):
+        rfsearch.chains(np.full((2, 3), 3), lengths=[1.5, 2])
+    with pytest.raises(rfsearch.SpecError, match=r"^names must hold 2 names, got 1$"):
+        rfsearch.chains(np.full((2, 3), 3), names=["a"])
