@@ -498,6 +498,7 @@ def main(argv=None) -> int:
         "seed": args.seed,
         "statistic": "median",
         "driver_default_chunk": DEFAULT_CHUNK,
+        "driver_dag_chunk": driver.DAG_CHUNK,
         "device": device_info(),
         "source": {**source, "changed_during_run": code_changed(source, source_info())},
         "versions": {"jax": jax.__version__, "jaxlib": _version("jaxlib"),

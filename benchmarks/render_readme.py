@@ -62,8 +62,9 @@ def render(res: dict) -> str:
     dag_what = (f"{dag['n']:,} DAGs × {dag['layers']} layers, ≤ {dag['max_inputs']} inputs "
                 f"per node")
     def chunked(label: str, part: dict) -> list[tuple[str, str, str, str]]:
+        default = res.get("driver_default_chunk") if part is ch else res.get("driver_dag_chunk")
         return [(f"{label}, unknown size, {fig['chunk']:,} rows per call"
-                 + (" (driver default)" if fig["chunk"] == res.get("driver_default_chunk") else ""),
+                 + (" (driver default)" if fig["chunk"] == default else ""),
                  "same",
                  rate(fig["cand_per_s"]), seconds(fig["compile_s"]))
                 for fig in part.get("chunked_unknown_size", []) if "cand_per_s" in fig]

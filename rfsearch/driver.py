@@ -14,7 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import kernel as K
-from .encode import Batch
+from .encode import PARAM_FIELDS, Batch
 from .errors import SpecError
 
 DEFAULT_CHUNK = 1 << 14  # carries stay in cache: faster than larger chunks on CPUs
@@ -52,12 +52,9 @@ def compute_dtype(batch: Batch, size: tuple[int, int] | None) -> str:
         return "int64"
     if batch.kernel.dtype == np.int8:  # every value <= 127, so k_eff <= 127 * 126 + 1 < 2**14
         return "int32"
-    top = max(int(np.abs(getattr(batch, f)).max(initial=0)) for f in K_PARAMS)
+    top = max(int(np.abs(getattr(batch, f)).max(initial=0)) for f in PARAM_FIELDS)
     k_eff = int((batch.dilation.astype(np.int64) * (batch.kernel - 1) + 1).max(initial=1))
     return "int32" if max(top, k_eff) <= small else "int64"
-
-
-K_PARAMS = ("kernel", "stride", "dilation", "pad_before", "pad_after")
 
 
 def chunk_bucket(n: int, chunk: int) -> int:
