@@ -138,3 +138,17 @@ def test_per_layer_dead_branches_are_recomputed_exactly():
     layers = rfsearch.evaluate(net, per_layer=True)
     assert layers["stride_h"].tolist() == [1, 200, 40000, 8000000]
     assert layers["error"].isna().all()
+
+
+@pytest.mark.parametrize("per_layer", [False, True])
+def test_float32_chain_path_hands_inexact_rows_to_int64(per_layer):
+    # 26 stride-2 layers: J = 2**26 passes float32's exact range (2**24), not int64's
+    depth = 26
+    batch = rfsearch.chains(np.full((2, depth), 3), stride=[[2] * depth, [1] * depth],
+                            padding=1)
+    df = rfsearch.evaluate(batch, per_layer=per_layer)
+    last = df.groupby("name").tail(1) if per_layer else df
+    assert last["stride_h"].tolist() == [2**depth, 1]
+    assert last["rf_h"].tolist() == [2 ** (depth + 1) - 1, 2 * depth + 1]
+    assert last["padding_h"].tolist() == [2**depth - 1, depth]
+    assert df["error"].isna().all()
