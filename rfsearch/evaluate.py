@@ -20,15 +20,18 @@ from .errors import SpecError
 from .load import Source, from_objects, read_chain_source, read_source
 from .messages import Context, messages_for
 from .ops import op_names
-from .table import NETWORK_COLUMNS, frame
+from .table import frame
 
 LAYER_SCALE = 1 << 32  # sort key of a per-layer row: spec index * LAYER_SCALE + node
 
 
 def sources(specs) -> list[Source]:
-    """Normalise what users pass: a dict, a list of dicts, path(s), a Batch."""
+    """Normalise what users pass: a dict, a list of dicts, path(s), a Batch, or a table
+    of chains (Arrow or pandas)."""
     if isinstance(specs, Batch):
         return [Source(None, [], list(range(len(specs))), [], len(specs), specs)]
+    if isinstance(specs, pd.DataFrame):
+        specs = pa.Table.from_pandas(specs, preserve_index=False)
     if isinstance(specs, pa.Table):
         return [read_chain_source(specs)]
     if isinstance(specs, Mapping):
@@ -139,8 +142,8 @@ def evaluate(specs, *, input_size=None, per_layer: bool = False, progress: bool 
     """Receptive-field geometry of every network in ``specs``, one row each.
 
     ``specs``: a spec dict, a list of them, a path (.json / .jsonl / .yaml /
-    .parquet) or a list of paths, a :class:`~rfsearch.Batch`, or an Arrow table of
-    chains (see :func:`~rfsearch.read_chains`). ``input_size``:
+    .parquet) or a list of paths, a :class:`~rfsearch.Batch`, or an Arrow table or
+    pandas DataFrame of chains (list columns, see :func:`~rfsearch.read_chains`). ``input_size``:
     int, (H, W) or 'HxW'. ``per_layer=True`` returns one row per (network, layer).
     Rows whose spec is bad or whose network is invalid keep a null geometry and a
     one-line ``error``; every other row is computed. See ``rfsearch.table.COLUMNS``.
@@ -153,8 +156,6 @@ def evaluate(specs, *, input_size=None, per_layer: bool = False, progress: bool 
         cols, order = _source_table(src, size, per_layer, chunk_size, progress)
         df = frame(cols, per_layer, size)
         tables.append(df.iloc[np.argsort(order, kind="stable")])
-    if not tables:
-        return frame({c: (np.zeros(0), None) for c in NETWORK_COLUMNS}, per_layer, size)
     df = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
     df = df.reset_index(drop=True)
     df.attrs.update(tables[0].attrs)

@@ -132,3 +132,13 @@ def test_chains_validates_lengths_and_names():
         rfsearch.chains(np.full((2, 3), 3), lengths=[1.5, 2])
     with pytest.raises(rfsearch.SpecError, match=r"^names must hold 2 names, got 1$"):
         rfsearch.chains(np.full((2, 3), 3), names=["a"])
+
+
+def test_tables_of_chains_in_memory():
+    import pandas as pd
+
+    frame = pd.DataFrame({"name": ["a", "b"], "kernel": [[3, 3], [7]], "stride": [[1, 2], [2]]})
+    from_pandas = rfsearch.evaluate(frame, input_size=32)
+    from_arrow = rfsearch.evaluate(pa.Table.from_pandas(frame), input_size=32)
+    assert from_pandas.equals(from_arrow)
+    assert from_pandas["rf_h"].tolist() == [5, 7] and from_pandas["name"].tolist() == ["a", "b"]
