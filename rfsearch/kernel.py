@@ -225,32 +225,49 @@ EXACT_F32 = 2**24  # float32 holds every integer below this exactly
 
 
 class Spans(NamedTuple):
-    """A plain chain's state as non-decreasing spans ([2, N] float32 fields):
-    r - 1 = v - u, P = -u and J. r' = r + (k_eff - 1) J, P' = P + p J, J' = J s."""
+    """A plain chain's state in float32 ([2, N] fields). r - 1 = v - u, P = -u and J never
+    decrease: r' = r + (k_eff - 1) J, P' = P + p J, J' = J s. With an input size, also
+    the map size n, the bound B = n_in + sum(p + q) >= every n, and the first node whose
+    map became empty (``NO_EMPTY`` if none)."""
 
     span: jax.Array
     P: jax.Array
     J: jax.Array
+    size: jax.Array
+    bound: jax.Array
+    empty_at: jax.Array
+
+
+NO_EMPTY = float(2**24)
 
 
 def _spans(x0: NodeState) -> Spans:
     zero = jnp.zeros(x0.u.shape, jnp.float32)
-    return Spans(zero, zero, zero + 1)
+    size = x0.size.astype(jnp.float32)
+    return Spans(zero, zero, zero + 1, size, size, zero + NO_EMPTY)
 
 
-def _plain_chain(per_layer):
-    """Chains of windows with explicit padding and no input size: the float32 fast path.
+def _plain_chain(sized: bool, per_layer: bool):
+    """Chains with explicit padding and no whole-map layer: the float32 fast path.
 
-    Every quantity only grows along a chain (p >= 0, k_eff >= 1, s >= 1), so when the
-    final span, P and J are below 2**24 every intermediate product and sum was an
-    exact float32 integer; otherwise the row is flagged and recomputed in int64.
+    The spans and the bound only grow, so when their final values are below 2**24
+    every intermediate product, sum and floor division was exact in float32;
+    otherwise the row is flagged and recomputed in int64 (:func:`_from_spans`).
     """
 
-    def step(x, p):
+    def step(x, xs):
+        p, node = xs
         f32 = jnp.float32
         k_eff = effective_kernel(p.kernel.astype(f32), p.dilation.astype(f32))
-        y = Spans(x.span + (k_eff - 1) * x.J, x.P + p.pad_before.astype(f32) * x.J,
-                  x.J * p.stride.astype(f32))
+        before, stride = p.pad_before.astype(f32), p.stride.astype(f32)
+        y = Spans(x.span + (k_eff - 1) * x.J, x.P + before * x.J, x.J * stride,
+                  x.size, x.bound, x.empty_at)
+        if sized:
+            after = p.pad_after.astype(f32)
+            size = jnp.floor((x.size + before + after - k_eff) / stride) + 1
+            first = (size < 1) & (x.empty_at == NO_EMPTY)
+            y = y._replace(size=size, bound=x.bound + before + after,
+                           empty_at=jnp.where(first, node.astype(f32), x.empty_at))
         return y, (y if per_layer else None)
 
     return step
@@ -258,13 +275,14 @@ def _plain_chain(per_layer):
 
 def _from_spans(y: Spans) -> NodeState:
     """Spans (fields [..., 2, N]) back to a NodeState, OVERFLOW where not exact."""
-    exact = (y.span < EXACT_F32) & (y.P < EXACT_F32) & (y.J < EXACT_F32)
-    span, P, J = (a.astype(jnp.int32) for a in y)
+    exact = (y.span < EXACT_F32) & (y.P < EXACT_F32) & (y.J < EXACT_F32) & (
+        y.bound < EXACT_F32)
+    span, P, J, size = (a.astype(jnp.int32) for a in (y.span, y.P, y.J, y.size))
     u = -P
     flags = jnp.where(exact, KNOWN | ALIGNED, KNOWN | ALIGNED | OVERFLOW).astype(jnp.int8)
-    shape = span.shape
-    return NodeState(u, u + span, J, span, jnp.zeros(shape, jnp.int32), flags,
-                     jnp.full(shape, NO_FAULT, jnp.int32))
+    empty = y.empty_at < NO_EMPTY
+    fault = jnp.where(empty, y.empty_at.astype(jnp.int32) * FAULT_CODES + ERR_EMPTY, NO_FAULT)
+    return NodeState(u, u + span, J, span, size, flags, fault.astype(jnp.int32))
 
 
 def _chain(limits, features, per_layer):
@@ -367,8 +385,9 @@ def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output
     # and reads the parameter arrays in place (no sliced copies).
     nodes = jnp.arange(L, dtype=jnp.int32)
     layers = None
-    if topology == "chain" and dt == np.int32 and not any(features):
-        out, ys = lax.scan(_plain_chain(per_layer), _spans(x0), params)
+    if topology == "chain" and dt == np.int32 and not (features.same or features.whole):
+        out, ys = lax.scan(_plain_chain(features.sized, per_layer), _spans(x0),
+                           (params, nodes))
         out = _from_spans(out)
         layers = None if ys is None else _from_spans(ys)
     elif topology == "chain":
