@@ -424,6 +424,9 @@ def measure(batch: Batch, what: str, repeats: int, log) -> tuple[dict, object]:
     options = kernel_options(batch, 0)
     figures["chunked_unknown_size"] = [
         time_chunked(with_size(device, 0), options, c, repeats) for c in CHUNKS]
+    default = DEFAULT_CHUNK if batch.is_chain else driver.DAG_CHUNK
+    figures["chunked_size_224"] = [time_chunked(
+        with_size(device, SIZE), kernel_options(batch, SIZE), default, repeats)]
     return figures, result
 
 

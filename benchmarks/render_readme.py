@@ -61,13 +61,14 @@ def render(res: dict) -> str:
     chain_what = f"{ch['n']:,} chains × {ch['layers']} layers"
     dag_what = (f"{dag['n']:,} DAGs × {dag['layers']} layers, ≤ {dag['max_inputs']} inputs "
                 f"per node")
-    def chunked(label: str, part: dict) -> list[tuple[str, str, str, str]]:
+    def chunked(label: str, part: dict, key: str = "chunked_unknown_size",
+                size: str = "unknown size") -> list[tuple[str, str, str, str]]:
         default = res.get("driver_default_chunk") if part is ch else res.get("driver_dag_chunk")
-        return [(f"{label}, unknown size, {fig['chunk']:,} rows per call"
+        return [(f"{label}, {size}, {fig['chunk']:,} rows per call"
                  + (" (driver default)" if fig["chunk"] == default else ""),
                  "same",
                  rate(fig["cand_per_s"]), seconds(fig["compile_s"]))
-                for fig in part.get("chunked_unknown_size", []) if "cand_per_s" in fig]
+                for fig in part.get(key, []) if "cand_per_s" in fig]
 
     rows = [
         ("Chains, unknown input size, one call", chain_what,
@@ -75,6 +76,7 @@ def render(res: dict) -> str:
         *chunked("Chains", ch),
         ("Chains, input 224×224, one call", chain_what, rate(ch["size_224"]["cand_per_s"]),
          seconds(ch["size_224"]["compile_s"])),
+        *chunked("Chains", ch, "chunked_size_224", "input 224×224"),
         ("numpy baseline (same chains, int64)", chain_what, rate(ch["numpy"]["cand_per_s"]),
          "–"),
         ("Kernel (one call) speed-up over numpy", "", f"{ch['speedup_vs_numpy']:.2f}×", ""),
@@ -83,6 +85,7 @@ def render(res: dict) -> str:
         *chunked("DAGs", dag),
         ("DAGs, input 224×224, one call", dag_what, rate(dag["size_224"]["cand_per_s"]),
          seconds(dag["size_224"]["compile_s"])),
+        *chunked("DAGs", dag, "chunked_size_224", "input 224×224"),
     ]
     lines = [
         "Kernel throughput (`benchmarks/kernel_throughput.py`): candidates per second of "
