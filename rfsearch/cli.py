@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import __version__
+from . import __version__, ops
 from .driver import DEFAULT_CHUNK, parse_input_size
 from .encode import encode_networks
 from .errors import SpecError
@@ -21,6 +21,7 @@ from .evaluate import evaluate, sources
 from .table import write_parquet
 
 MAX_MESSAGES = 20
+WHOLE_MAP_CODES = set(ops.WHOLE_MAP.values())
 
 
 def _input_size(text: str):
@@ -111,7 +112,9 @@ def show_table(spec, input_size) -> tuple[pd.DataFrame, pd.DataFrame]:
     for node, (_, r) in zip(nodes, df.iterrows(), strict=True):
         rows.append({
             "layer": r["layer_name"], "op": r["op"],
-            "k": _fmt_pair(*batch.kernel[0, node]), "s": _fmt_pair(*batch.stride[0, node]),
+            "k": "map" if batch.op[0, node] in WHOLE_MAP_CODES else _fmt_pair(
+                *batch.kernel[0, node]),
+            "s": _fmt_pair(*batch.stride[0, node]),
             "d": _fmt_pair(*batch.dilation[0, node]),
             "p": _fmt_padding(batch.pad_before[0, node], batch.pad_after[0, node]),
             **{c: _pair_column(r, c) for c in ("rf", "stride", "padding", "out")},

@@ -106,16 +106,34 @@ def read_source(path: str | Path) -> Source:
     if suffix in (".yaml", ".yml"):
         import yaml
 
-        try:
-            data = yaml.safe_load(text)
+        try:  # several documents: each is a spec or a list of specs
+            data = [spec for doc in yaml.safe_load_all(text) for spec in _as_list(doc)]
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None)
             at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             raise SpecError(f"{label}: invalid YAML{at}: {getattr(err, 'problem', err)}") from None
         except RecursionError:
             raise SpecError(f"{label}: invalid YAML: nested too deeply") from None
-        return from_objects(_as_list(data), label)
-    return from_objects(_as_list(_parse_json(text, label)), label)
+        return from_objects(data, label)
+    try:
+        data = _parse_json(text, label)
+    except SpecError:
+        if _is_json_lines(text):  # a .json file may hold JSON Lines too
+            return _read_json_lines(text, label)
+        raise
+    return from_objects(_as_list(data), label)
+
+
+def _is_json_lines(text: str) -> bool:
+    """Whether the first non-blank line is a JSON value of its own (and more follow)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return False
+    try:
+        json.loads(lines[0])
+    except (json.JSONDecodeError, RecursionError):
+        return False
+    return True
 
 
 def _read_json_lines(text: str, label: str) -> Source:

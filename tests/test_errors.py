@@ -194,3 +194,17 @@ def test_input_size_spellings():
     for bad in (2.5, "224_000", "٣٢", "32x", "1x2x3", (32,), True):
         with pytest.raises(rfsearch.SpecError, match=r"^input size must be"):
             rfsearch.evaluate(OK, input_size=bad)
+
+
+def test_multi_document_yaml_and_json_lines_in_a_json_file(tmp_path):
+    yaml_file = tmp_path / "multi.yaml"
+    yaml_file.write_text("name: a\nlayers: [{op: conv, kernel: 3}]\n---\n"
+                         "- name: b\n  layers: [{op: conv, kernel: 5}]\n")
+    lines = tmp_path / "lines.json"
+    lines.write_text('{"name": "x", "layers": [{"op": "conv", "kernel": 3}]}\n'
+                     '{"name": "y", "layers": [{"op": "conv", "kernel": 5, "strid": 1}]}\n')
+    df = rfsearch.evaluate([yaml_file, lines])
+    assert df["name"].tolist() == ["a", "b", "x", "y"]
+    assert df["rf_h"].tolist()[:3] == [3, 5, 3]
+    assert df["error"][3] == (f"{lines}: spec #1 'y', layer #0 'conv0': unknown field 'strid' "
+                              "(did you mean 'stride'?)")
