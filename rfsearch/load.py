@@ -154,7 +154,7 @@ def _read_json_lines(text: str, label: str) -> Source:
     return src
 
 
-LIMITS = {"kernel": 1, "stride": 1, "dilation": 1, "padding": 0}  # smallest valid value
+SMALLEST = {"kernel": 1, "stride": 1, "dilation": 1, "padding": 0}  # smallest valid value
 
 
 @dataclass
@@ -208,12 +208,12 @@ def _row_problems(columns: dict[str, ListColumn]) -> dict[int, tuple[int | None,
         flag(col.lengths != kernel.lengths, lambda r, name=name, col=col: (
             None, f"{name} has {col.lengths[r]} entries, kernel has {kernel.lengths[r]}"))
     for name, col in columns.items():
-        if col.values.size == 0 or (col.values.min() >= LIMITS[name]
+        if col.values.size == 0 or (col.values.min() >= SMALLEST[name]
                                     and col.values.max() <= MAX_PARAM):
             continue  # the common case: one pass of min / max, no masks
         live = np.arange(col.values.shape[1])[None, :] < col.lengths[:, None]
-        bad = live & ((col.values < LIMITS[name]) | (col.values > MAX_PARAM))
-        kind = "a positive integer" if LIMITS[name] else "a non-negative integer"
+        bad = live & ((col.values < SMALLEST[name]) | (col.values > MAX_PARAM))
+        kind = "a positive integer" if SMALLEST[name] else "a non-negative integer"
         flag(bad.any(axis=1), lambda r, name=name, col=col, bad=bad, kind=kind: (
             int(np.argmax(bad[r])), f"{name} must be {kind} at most {MAX_PARAM}, "
             f"got {int(col.values[r, np.argmax(bad[r])])}"))
@@ -260,7 +260,7 @@ def read_chain_source(path: str | Path | pa.Table) -> Source:
         names = np.array([None if v is None else str(v) for v in
                           table.column("name").to_pylist()], dtype=object)
     try:
-        columns = {c: _list_column(table, c, LIMITS[c] and 1)
+        columns = {c: _list_column(table, c, SMALLEST[c] and 1)
                    for c in CHAIN_COLUMNS if c in table.column_names}
     except SpecError as err:
         raise err.at(Location(file=label)) from None
@@ -270,7 +270,7 @@ def read_chain_source(path: str | Path | pa.Table) -> Source:
     good = np.nonzero(keep)[0]
     rows = slice(None) if keep.all() else good  # no copies when every row is valid
     depth = columns["kernel"].values.shape[1]
-    arrays = {c: _fit(col.values[rows], depth, LIMITS[c] and 1)
+    arrays = {c: _fit(col.values[rows], depth, SMALLEST[c] and 1)
               for c, col in columns.items() if c != "kernel"}
     if names is None:  # default names follow the table row, not the row among valid ones
         shown = np.array([f"chain{i}" for i in good], dtype=object)
