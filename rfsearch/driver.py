@@ -70,11 +70,6 @@ class Raw:
     layers: dict[str, np.ndarray] | None  # [L, 2, N]
 
     @property
-    def fault(self) -> tuple[np.ndarray, np.ndarray]:
-        """(code, node) [N] of the output's first invalid ancestor (ERR_NONE, -1 if valid)."""
-        return K.fault_code(self.out["fault"].min(axis=0))
-
-    @property
     def overflow(self) -> np.ndarray:
         """[N] rows whose output (or, with per-layer states, any node) left the exact
         range of the compute width."""

@@ -308,6 +308,17 @@ def _node_step(gathered: NodeState, valid, p, node, limits, features) -> NodeSta
     return record_fault(y, node, code)
 
 
+def _to_block(state: NodeState, dtype) -> jax.Array:
+    """A node's state ([2, N] fields) as one [F, N] block of the buffer, F = 7 x 2."""
+    return jnp.stack([f.astype(dtype) for f in state]).reshape(-1, state.u.shape[-1])
+
+
+def _from_blocks(blocks: jax.Array) -> NodeState:
+    """[..., F, N] blocks -> NodeState with [..., 2, N] fields (inverse of _to_block)."""
+    fields = blocks.reshape(*blocks.shape[:-2], -1, 2, blocks.shape[-1])  # [..., 7, 2, N]
+    return _typed(NodeState(*jnp.moveaxis(fields, -3, 0)))
+
+
 def _typed(state: NodeState) -> NodeState:
     """Restore the narrow dtypes of flags and fault after a trip through the [L, F, N]
     buffer (F = 7 fields x 2 axes, all in the compute width)."""
@@ -318,8 +329,7 @@ def _write_block(buf: jax.Array, y: NodeState, node) -> jax.Array:
     """Store a node's state as one [F, N] block of the [L, F, N] buffer. (Per-field
     updates measured slower on random DAGs, and make XLA copy the buffer each step for
     shared topologies.)"""
-    block = jnp.stack([f.astype(buf.dtype) for f in y]).reshape(-1, buf.shape[-1])
-    return lax.dynamic_update_index_in_dim(buf, block, node, 0)
+    return lax.dynamic_update_index_in_dim(buf, _to_block(y, buf.dtype), node, 0)
 
 
 def _dag(limits, features):
@@ -331,8 +341,7 @@ def _dag(limits, features):
         m, f, n = pred.shape[0], buf.shape[1], buf.shape[2]
         idx = jnp.broadcast_to(jnp.maximum(pred, 0)[:, None, :], (m, f, n))
         blocks = jnp.take_along_axis(buf, idx, axis=0)  # [M, F, N]
-        fields = blocks.reshape(m, -1, 2, n)  # [M, 7, 2, N]
-        gathered = _typed(NodeState(*jnp.moveaxis(fields, 1, 0)))  # fields [M, 2, N]
+        gathered = _from_blocks(blocks)  # fields [M, 2, N]
         valid = (pred >= 0).at[0].set(True)  # [M, N]; node 0 re-reads itself
         y = _node_step(gathered, valid, p, node, limits, features)
         return _write_block(buf, y, node), None
@@ -348,8 +357,7 @@ def _shared_dag(limits, features):
         p, pred, node = xs  # pred: [M] node indices shared by every network
         blocks = jnp.stack([lax.dynamic_index_in_dim(buf, jnp.maximum(i, 0), 0, False)
                             for i in pred])  # [M, F, N]
-        fields = blocks.reshape(blocks.shape[0], -1, 2, blocks.shape[-1])  # [M, 7, 2, N]
-        gathered = _typed(NodeState(*jnp.moveaxis(fields, 1, 0)))  # fields [M, 2, N]
+        gathered = _from_blocks(blocks)  # fields [M, 2, N]
         valid = jnp.broadcast_to(((pred >= 0).at[0].set(True))[:, None],
                                  (pred.shape[0], buf.shape[-1]))  # [M, N]
         y = _node_step(gathered, valid, p, node, limits, features)
@@ -397,11 +405,10 @@ def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output
             layers = ys._replace(rmin=ys.v - ys.u)
     else:
         step = (_shared_dag if topology == "shared" else _dag)(limits, features)
-        block0 = jnp.stack([f.astype(dt) for f in x0]).reshape(-1, n)  # [F, N]
+        block0 = _to_block(x0, dt)  # [F, N]
         buf0 = jnp.zeros((L, *block0.shape), dt).at[0].set(block0)  # [L, F, N]
         blocks, _ = lax.scan(step, buf0, (params, preds, nodes))
-        fields = blocks.reshape(L, -1, 2, n)  # [L, 7, 2, N]
-        layers = _typed(NodeState(*jnp.moveaxis(fields, 1, 0)))
+        layers = _from_blocks(blocks)  # fields [L, 2, N]
         pick = jnp.broadcast_to(output[None, None, :], (1, 2, n))
         out = jax.tree.map(lambda a: jnp.take_along_axis(a, pick, axis=0)[0], layers)
     return KernelResult(out, layers if per_layer else None)
