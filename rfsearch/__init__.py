@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import zoo
 from .encode import Batch, chains, encode
 from .errors import SpecError
 from .evaluate import evaluate
@@ -29,4 +30,5 @@ __all__ = [
     "schema",
     "to_arrow",
     "write_parquet",
+    "zoo",
 ]

@@ -7,13 +7,14 @@ rows carry their ``error``); 2 usage errors. Every message is one line.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from . import __version__, ops
+from . import __version__, ops, zoo
 from .driver import DEFAULT_CHUNK, parse_input_size
 from .encode import encode_networks
 from .errors import SpecError
@@ -98,6 +99,16 @@ def _pair_column(row, column: str) -> str:
     return "-" if pd.isna(h) or pd.isna(w) else _fmt_pair(h, w)
 
 
+def _left_aligned(table: pd.DataFrame, columns) -> pd.DataFrame:
+    """Text columns padded on the right, so ``to_string`` prints them left-aligned."""
+    table = table.copy()
+    for column in columns:
+        width = max([len(column), *table[column].str.len()]) if len(table) else len(column)
+        table[column] = table[column].str.ljust(width)
+        table = table.rename(columns={column: column.ljust(width)})
+    return table
+
+
 def show_table(spec, input_size) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The per-layer table of one network, as shown by ``rfsearch show``."""
     src = sources(spec)[0]
@@ -119,19 +130,82 @@ def show_table(spec, input_size) -> tuple[pd.DataFrame, pd.DataFrame]:
             "p": _fmt_padding(batch.pad_before[0, node], batch.pad_after[0, node]),
             **{c: _pair_column(r, c) for c in ("rf", "stride", "padding", "out")},
         })
-    return pd.DataFrame(rows), df
+    return _left_aligned(pd.DataFrame(rows), ["layer", "op"]), df
 
 
 def cmd_show(args) -> int:
     table, df = show_table(args.spec, args.input_size)
-    net = evaluate(args.spec, input_size=args.input_size)
-    aligned = net["aligned"].iloc[0]
-    size = f" at {args.input_size[0]}x{args.input_size[1]}" if args.input_size else ""
-    alignment = "unknown" if pd.isna(aligned) else "yes" if aligned else "no"
-    print(f"{net['name'].iloc[0]}{size}: rf_min {_pair_column(net.iloc[0], 'rf_min')}, "
-          f"aligned {alignment}")
+    net = evaluate(args.spec, input_size=args.input_size).iloc[0]
+    print(_summary_line(net, args.input_size))
     print(table.to_string(index=False))
     return _report_errors(df)
+
+
+def _summary_line(net: pd.Series, input_size) -> str:
+    """``name at HxW: rf ..., stride ..., padding ..., aligned ..., out ...`` for one row."""
+    size = f" at {input_size[0]}x{input_size[1]}" if input_size else ""
+    if not pd.isna(net["error"]):
+        return f"{net['name']}{size}: invalid"
+    aligned = net["aligned"]
+    alignment = "unknown" if pd.isna(aligned) else "yes" if aligned else "no"
+    parts = [f"{c} {_pair_column(net, c)}"
+             for c in ("rf", "rf_min", "stride", "padding", "out") if c != "out" or input_size]
+    return f"{net['name']}{size}: {', '.join(parts)}, aligned {alignment}"
+
+
+def cmd_zoo_list(args) -> int:
+    rows = [{"name": name, "family": entry.family,
+             "arguments": ", ".join(entry.parameters()) or "-",
+             "description": entry.builder(**entry.kwargs).get("description", "")}
+            for name, entry in zoo.REGISTRY.items()]
+    table = pd.DataFrame(rows)
+    if not args.verbose:
+        table = table.drop(columns="description")
+    print(_left_aligned(table, list(table.columns)).to_string(index=False))
+    return 0
+
+
+def cmd_zoo_show(args) -> int:
+    spec = zoo.build(args.name)
+    net = evaluate(spec, input_size=args.input_size).iloc[0]
+    print(_summary_line(net, args.input_size))
+    if args.per_layer:
+        table, df = show_table(spec, args.input_size)
+        print(table.to_string(index=False))
+        return _report_errors(df)
+    return _report_errors(net.to_frame().T)
+
+
+def cmd_zoo_export(args) -> int:
+    spec = zoo.build(args.name)
+    text = json.dumps(spec, indent=1) + "\n"
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+        return 0
+    _writable(args.output)
+    Path(args.output).write_text(text, encoding="utf-8")
+    if not args.quiet:
+        print(f"wrote {spec['name']} ({len(spec['layers'])} layers) to {args.output}",
+              file=sys.stderr)
+    return 0
+
+
+def _zoo_parser(sub) -> None:
+    zp = sub.add_parser("zoo", help="well-known CNNs: list, show, export")
+    zsub = zp.add_subparsers(dest="zoo_command", required=True)
+    ls = zsub.add_parser("list", help="the registered networks and their arguments")
+    ls.add_argument("-v", "--verbose", action="store_true", help="add a description column")
+    ls.set_defaults(func=cmd_zoo_list)
+    sh = zsub.add_parser("show", help="geometry of one zoo network")
+    sh.add_argument("name", help="NAME or NAME(key=value,...), e.g. 'resnet50(stride_in=last)'")
+    sh.add_argument("--input-size", type=_input_size, help="N or HxW")
+    sh.add_argument("--per-layer", action="store_true", help="the per-layer table")
+    sh.set_defaults(func=cmd_zoo_show)
+    ex = zsub.add_parser("export", help="write the network's spec (JSON) to edit it")
+    ex.add_argument("name", help="NAME or NAME(key=value,...)")
+    ex.add_argument("-o", "--output", help="output .json file (default: standard output)")
+    ex.add_argument("-q", "--quiet", action="store_true", help="no summary line")
+    ex.set_defaults(func=cmd_zoo_export)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     ev = sub.add_parser("eval", help="evaluate spec files into a table (Parquet with -o)")
-    ev.add_argument("specs", nargs="+", help="spec files: .json, .jsonl, .yaml, .parquet")
+    ev.add_argument("specs", nargs="+",
+                    help="spec files (.json, .jsonl, .yaml, .parquet) or zoo:NAME")
     ev.add_argument("-o", "--output", help="write a Parquet file instead of printing")
     ev.add_argument("--input-size", type=_input_size, help="N or HxW, e.g. 224 or 224x320")
     ev.add_argument("--per-layer", action="store_true", help="one row per (network, layer)")
@@ -152,9 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     sh = sub.add_parser("show", help="per-layer table of one network")
-    sh.add_argument("spec", help="a spec file holding one network")
+    sh.add_argument("spec", help="a spec file holding one network, or zoo:NAME")
     sh.add_argument("--input-size", type=_input_size, help="N or HxW")
     sh.set_defaults(func=cmd_show)
+    _zoo_parser(sub)
     return parser
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 from . import kernel as K
+from . import zoo
 from .driver import DEFAULT_CHUNK, Raw, parse_input_size, run_batch
 from .encode import Batch, encode_networks
 from .errors import SpecError
@@ -45,8 +46,11 @@ def sources(specs) -> list[Source]:
 
 
 def _read_or_error(path) -> Source:
-    """A file's specs; a file that cannot be read at all becomes one error row."""
+    """A file's specs (or a ``zoo:NAME`` network); a file that cannot be read at all
+    becomes one error row."""
     try:
+        if isinstance(path, str) and path.startswith(zoo.PREFIX):
+            return from_objects([zoo.build(path)], label=path)
         return read_source(path)
     except SpecError as err:
         return Source(str(path), [], [], [(0, None, str(err))], 1)

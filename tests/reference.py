@@ -45,7 +45,7 @@ INPUT = "input"
 WINDOW_OPS = frozenset({"conv", "maxpool", "avgpool"})
 WHOLE_MAP_OPS = frozenset({"global_pool", "dense"})
 MERGE_OPS = frozenset({"add", "concat"})
-ELEMENTWISE_OPS = frozenset({"identity", "relu", "batchnorm"})
+ELEMENTWISE_OPS = frozenset({"identity", "relu", "batchnorm", "squeeze_excite"})
 
 GEOMETRY_COLUMNS = (
     "rf_h", "rf_w", "rf_min_h", "rf_min_w", "stride_h", "stride_w",

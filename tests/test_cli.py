@@ -60,7 +60,8 @@ def test_missing_file_is_exit_1_one_line():
 def test_show_prints_per_layer_table(capsys):
     assert main(["show", "datasets/examples/toy.json", "--input-size", "224"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "toy at 224x224: rf_min 11, aligned yes"
+    assert lines[0] == ("toy at 224x224: rf 27x11, rf_min 11, stride 4, padding 11x3, out 56, "
+                        "aligned yes")
     assert lines[1].split() == ["layer", "op", "k", "s", "d", "p", "rf", "stride", "padding",
                                 "out"]
     assert lines[4].split() == ["b", "conv", "3x1", "1", "2", "2x0", "27x11", "4", "11x3", "56"]
@@ -71,7 +72,7 @@ def test_show_rejects_files_with_several_specs(capsys):
     assert capsys.readouterr().err == f"rfsearch: {EXAMPLES}: holds 4 specs; show takes one\n"
 
 
-@pytest.mark.parametrize("command", ["eval", "show"])
+@pytest.mark.parametrize("command", ["eval", "show", "zoo list", "zoo show", "zoo export"])
 def test_every_command_is_documented_in_the_readme(command):
     with open("README.md") as fh:
         readme = fh.read()
@@ -87,7 +88,7 @@ def test_show_reads_a_one_row_chain_table(tmp_path, capsys):
                              "name": ["only"]}), path)
     assert main(["show", str(path)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "only: rf_min 13, aligned yes"
+    assert lines[0] == "only: rf 13, rf_min 13, stride 1, padding 0, aligned yes"
     assert lines[-1].split()[:6] == ["layer2", "conv", "3", "1", "2", "0"]
 
 
@@ -99,3 +100,43 @@ def test_output_problems_are_found_before_the_work(tmp_path):
     proc = run("eval", EXAMPLES, "-o", str(tmp_path), "--quiet")
     assert proc.stderr == f"rfsearch: {tmp_path}: cannot write the output: it is a directory\n"
     assert run("eval", EXAMPLES, "--chunk-size", "0").returncode == 2
+
+
+def test_zoo_list_names_every_network(capsys):
+    from rfsearch import zoo
+
+    assert main(["zoo", "list"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert names == zoo.names()
+
+
+def test_zoo_show_fits_a_100_column_terminal(capsys):
+    assert main(["zoo", "show", "resnet50", "--input-size", "224", "--per-layer"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("resnet50 at 224x224: rf 427, rf_min 11, stride 32, padding 213, "
+                        "out 7, aligned yes")
+    assert max(map(len, lines)) <= 100
+    layer4 = next(line for line in lines if line.startswith("layer4 "))
+    assert layer4.split() == ["layer4", "relu", "1", "1", "1", "0", "427", "32", "213", "7"]
+
+
+def test_zoo_show_reports_misalignment_without_failing(capsys):
+    assert main(["zoo", "show", "nasbench201", "--input-size", "32"]) == 0
+    assert capsys.readouterr().out.strip().endswith("aligned no")
+
+
+def test_zoo_export_then_eval(tmp_path, capsys):
+    path = tmp_path / "v3.json"
+    assert main(["zoo", "export", "inception_v3", "-o", str(path), "-q"]) == 0
+    assert json.loads(path.read_text())["name"] == "inception_v3"
+    assert main(["eval", str(path), "zoo:inception_v3", "--input-size", "299"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [row.split()[1] for row in rows] == ["1311", "1311"]
+
+
+def test_bad_zoo_names_are_one_line_errors():
+    proc = run("zoo", "show", "resnet5")
+    assert (proc.returncode, proc.stderr) == (
+        1, "rfsearch: unknown zoo network 'resnet5' (did you mean 'resnet50'?)\n")
+    proc = run("eval", "zoo:vgg_17", "--quiet")
+    assert proc.returncode == 1 and proc.stderr.startswith("rfsearch: unknown zoo network")
