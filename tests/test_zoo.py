@@ -162,3 +162,12 @@ def test_export_round_trips_through_json(tmp_path):
 def test_zoo_references_are_accepted_as_spec_paths():
     df = rfsearch.evaluate(["zoo:resnet18", "zoo:vgg_16"], input_size=224)
     assert list(df["rf_h"]) == [435, 212]
+
+
+def test_readme_zoo_table_is_generated_and_current():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "datasets/zoo_table.py", "--check"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
