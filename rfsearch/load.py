@@ -104,16 +104,8 @@ def read_source(path: str | Path) -> Source:
     if suffix in (".jsonl", ".ndjson"):
         return _read_json_lines(text, label)
     if suffix in (".yaml", ".yml"):
-        import yaml
-
-        try:  # several documents: each is a spec or a list of specs
-            data = [spec for doc in yaml.safe_load_all(text) for spec in _as_list(doc)]
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise SpecError(f"{label}: invalid YAML{at}: {getattr(err, 'problem', err)}") from None
-        except RecursionError:
-            raise SpecError(f"{label}: invalid YAML: nested too deeply") from None
+        # several documents: each is a spec or a list of specs
+        data = [spec for doc in _yaml_documents(text, label) for spec in _as_list(doc)]
         return from_objects(data, label)
     try:
         data = _parse_json(text, label)
@@ -122,6 +114,40 @@ def read_source(path: str | Path) -> Source:
             return _read_json_lines(text, label)
         raise
     return from_objects(_as_list(data), label)
+
+
+def _yaml_documents(text: str, label: str) -> list:
+    """Every document of a YAML text (``safe_load_all``: data only, nothing evaluated)."""
+    import yaml
+
+    try:
+        return list(yaml.safe_load_all(text))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{label}: invalid YAML{at}: {getattr(err, 'problem', err)}") from None
+    except RecursionError:
+        raise SpecError(f"{label}: invalid YAML: nested too deeply") from None
+
+
+def read_document(path: str | Path) -> object:
+    """One JSON or YAML document (a grid, say), read as data; errors name the file."""
+    path = Path(path)
+    label = str(path)
+    if path.suffix.lower() not in (".json", ".yaml", ".yml"):
+        raise SpecError(f"{label}: unsupported file type {path.suffix or '(none)'!r}; "
+                        "use .yaml, .yml or .json")
+    if not path.is_file():
+        raise SpecError(f"{label}: no such file")
+    text = _read_text(path, label)
+    if not text.strip():
+        raise SpecError(f"{label}: file is empty")
+    if path.suffix.lower() == ".json":
+        return _parse_json(text, label)
+    docs = [d for d in _yaml_documents(text, label) if d is not None]
+    if len(docs) != 1:
+        raise SpecError(f"{label}: expected one YAML document, found {len(docs)}")
+    return docs[0]
 
 
 def _is_json_lines(text: str) -> bool:

@@ -1,0 +1,308 @@
+"""``search``: walk or sample a space on the device, filter there, stream matches to Parquet.
+
+Exhaustive mode walks the id range in chunks of whole suffix spans (see
+:func:`rfsearch.spaces.device.walk`); sampling mode draws ids per chunk from a
+generator seeded by (seed, chunk), so any chunk can be recomputed alone. Only the
+rows that pass ``where`` (or the chunk's top K) are decoded and leave the device.
+
+Output folder: ``part-NNNNNN.parquet`` per chunk with matches, and ``_manifest.json``
+(rewritten atomically after each chunk) naming the finished chunks and the run's
+parameters. Re-running the same command resumes: finished chunks are skipped, a part
+written but not yet recorded is rewritten, so no candidate is lost or duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from .driver import parse_input_size
+from .errors import SpecError
+from .filter import Node, parse_filter
+from .spaces import device as D
+from .spaces.registry import resolve_space
+from .spaces.space import Plan, Space, plan
+from .table import COLUMNS, file_metadata
+
+DEFAULT_CHUNK = 1 << 22
+MIN_BUCKET = 1 << 10
+MANIFEST = "_manifest.json"
+RESULT_COLUMNS = ("rf_h", "rf_w", "rf_min_h", "rf_min_w", "stride_h", "stride_w",
+                  "padding_h", "padding_w", "aligned", "out_h", "out_w", "valid")
+
+
+@dataclass
+class SearchSummary:
+    """What a run did: candidates evaluated, rows written, seconds, where."""
+
+    space: str
+    candidates: int
+    matches: int
+    chunks: int
+    seconds: float
+    output: str | None
+
+
+def filter_schema(space: Space) -> dict[str, str]:
+    """Columns a ``where`` filter may use, with their types."""
+    schema = {c: "bool" if c in ("aligned", "valid") else "number" for c in RESULT_COLUMNS}
+    schema["candidate_id"] = "number"
+    for var in space.variables:
+        if all(isinstance(x, int | float) and not isinstance(x, bool) for x in var.labels):
+            schema[var.name] = "number"
+    return schema
+
+
+def _bucket(n: int, smallest: int = MIN_BUCKET) -> int:
+    """Padded length: a power of two, so a run compiles a few times."""
+    return max(smallest, 1 << max(0, n - 1).bit_length())
+
+
+def _shard(array: np.ndarray):
+    """Spread the leading axis over the local devices (a no-op with one device)."""
+    devices = jax.local_devices()
+    if len(devices) == 1 or array.shape[0] % len(devices):
+        return array
+    mesh = jax.sharding.Mesh(np.array(devices), ("d",))
+    return jax.device_put(array, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d")))
+
+
+def rows_of(plan_: Plan, t: D.DeviceTables, ids: np.ndarray) -> pd.DataFrame:
+    """The result rows of ``ids``: candidate_id, native keys, choices, geometry."""
+    ids = np.asarray(ids, dtype=np.int64)
+    n = ids.size
+    padded = np.concatenate([ids, np.repeat(ids[:1], _bucket(n) - n)]) if n else np.zeros(
+        MIN_BUCKET, np.int64)
+    with jax.enable_x64(True):
+        cols, _ = D.evaluate_ids(_shard(padded), t.groups, t=t, names=RESULT_COLUMNS,
+                                 where=None)
+        cols = jax.device_get(cols)
+    space = plan_.space
+    data = {"candidate_id": ids}
+    if space.keys is not None:
+        data.update(space.keys(ids))
+    data.update(space.choice_columns(ids))
+    for name in RESULT_COLUMNS:
+        value, known = cols[name]
+        value = np.broadcast_to(np.asarray(value), padded.shape)[:n]
+        known = np.broadcast_to(np.asarray(known), padded.shape)[:n]
+        if name == "valid":
+            data[name] = value.astype(bool)
+            continue
+        dtype = {"Int64": np.int64, "Int32": np.int32, "boolean": np.bool_}[
+            "boolean" if name == "aligned" else "Int32" if name[:3] in ("str", "out")
+            else "Int64"]
+        arr = value.astype(dtype)
+        data[name] = (pd.arrays.BooleanArray(arr, ~known) if dtype is np.bool_
+                      else pd.arrays.IntegerArray(arr, ~known))
+    return pd.DataFrame(data)
+
+
+class _Run:
+    """One search: the plan, the filter, the chunks, the output folder."""
+
+    def __init__(self, space: Space, size, where: Node | None, where_text, sample, seed,
+                 chunk, top, output):
+        self.space, self.where, self.where_text = space, where, where_text
+        self.plan = plan(space, size)
+        self.t = D.device_tables(self.plan)
+        self.sample, self.seed, self.top, self.output = sample, seed, top, output
+        if sample is None:
+            self.start, self.suffix = D.suffix_tables(self.plan, self.t.axes)
+            self.width = int(self.suffix["V"].shape[-1])
+            self.prefixes = space.size // self.width
+            self.reps = min(max(1, chunk // self.width), _bucket(self.prefixes, 1))
+            self.chunks = -(-self.prefixes // self.reps)
+            self.total = space.size
+        else:
+            self.chunk = chunk
+            self.chunks = -(-sample // chunk)
+            self.total = sample
+
+    def params(self) -> dict:
+        return {"space": self.space.name, "fingerprint": self.space.fingerprint(),
+                "input_size": None if self.plan.input_size is None else list(
+                    self.plan.input_size), "where": self.where_text, "sample": self.sample,
+                "seed": self.seed, "top": None if self.top is None else list(self.top),
+                "chunk_candidates": self.chunk_candidates(), "chunks": self.chunks}
+
+    def chunk_candidates(self) -> int:
+        return self.chunk if self.sample is not None else self.reps * self.width
+
+    def count_of(self, c: int) -> int:
+        """Candidates chunk c evaluates."""
+        if self.sample is not None:
+            return min(self.chunk, self.sample - c * self.chunk)
+        return (min(self.prefixes, (c + 1) * self.reps) - c * self.reps) * self.width
+
+    def ids_of(self, c: int) -> tuple[np.ndarray | None, int]:
+        """Sampled ids of chunk c (None in exhaustive mode) and its candidate count."""
+        if self.sample is None:
+            lo, hi = c * self.reps, min(self.prefixes, (c + 1) * self.reps)
+            return None, (hi - lo) * self.width
+        n = min(self.chunk, self.sample - c * self.chunk)
+        rng = np.random.default_rng([self.seed, c])
+        return np.unique(rng.integers(0, self.space.size, n, dtype=np.int64)), n
+
+    def matches(self, c: int) -> np.ndarray:
+        """Ids of chunk c that pass the filter (or its top K), computed on the device."""
+        ids, _ = self.ids_of(c)
+        with jax.enable_x64(True):
+            if ids is None:
+                lo = c * self.reps
+                real = min(self.prefixes, lo + self.reps) - lo
+                prefix = np.arange(lo, lo + self.reps, dtype=np.int64)
+                prefix[real:] = prefix[0]
+                mask, top = D.walk(_shard(prefix), real, self.suffix, self.t.groups[:self.start],
+                                   t=self.t, start=self.start, where=self.where, top=self.top)
+                if top is not None:
+                    best, index = jax.device_get(top)
+                    index = index[np.isfinite(best) & (index < real * self.width)]
+                    return np.sort(prefix[index // self.width] * self.width + index % self.width)
+                mask = np.asarray(mask)[:real].reshape(-1)
+                hits = np.flatnonzero(mask)
+                return prefix[hits // self.width] * self.width + hits % self.width
+            n = ids.size
+            padded = np.concatenate([ids, np.repeat(ids[:1], _bucket(n) - n)])
+            cols, mask = D.evaluate_ids(_shard(padded), self.t.groups, t=self.t,
+                                        names=() if self.top is None else (self.top[0],),
+                                        where=self.where)
+            mask = np.asarray(mask)[:n]
+            if self.top is None:
+                return ids[mask]
+            value, known = cols[self.top[0]]
+            value = np.broadcast_to(np.asarray(value), padded.shape)[:n].astype(float)
+            keep = mask & np.broadcast_to(np.asarray(known), padded.shape)[:n]
+            order = np.lexsort((ids, -value if self.top[2] else value))
+            order = order[keep[order]][: self.top[1]]
+            return np.sort(ids[order])
+
+
+def _top_rows(df: pd.DataFrame, top) -> pd.DataFrame:
+    column, k, largest = top
+    df = df[df[column].notna()]
+    key = df[column].astype("float64").to_numpy()
+    order = np.lexsort((df["candidate_id"].to_numpy(), -key if largest else key))
+    return df.iloc[order[:k]].reset_index(drop=True)
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _arrow(df: pd.DataFrame, run: _Run) -> pa.Table:
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    fields = [f.with_metadata({"description": COLUMNS[f.name][1]}) if f.name in COLUMNS
+              else f for f in table.schema]
+    meta = {**(table.schema.metadata or {}), **file_metadata(run.plan.input_size, {
+        "space": run.space.name, "space_fingerprint": run.space.fingerprint(),
+        "space_definition": json.dumps(run.space.definition, default=str),
+        "search": json.dumps(run.params())})}
+    return table.cast(pa.schema(fields)).replace_schema_metadata(meta)
+
+
+def _manifest(folder: Path, run: _Run) -> set[int]:
+    """Finished chunks of a previous identical run; a different run is refused."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / MANIFEST
+    if not path.exists():
+        if any(folder.glob("part-*.parquet")):
+            raise SpecError(f"{folder}: holds part files but no {MANIFEST}; use an empty folder")
+        return set()
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise SpecError(f"{path}: unreadable manifest ({err})") from None
+    if old.get("params") != run.params():
+        raise SpecError(f"{folder}: holds a different search ({old.get('params', {}).get('space')}"
+                        "); use another folder or delete it")
+    return set(old.get("done", []))
+
+
+def _save_manifest(folder: Path, run: _Run, done: set[int], complete: bool) -> None:
+    text = json.dumps({"params": run.params(), "done": sorted(done), "complete": complete})
+    _write_atomic(folder / MANIFEST, lambda p: p.write_text(text))
+
+
+def search(space, *, output=None, where: str | None = None, sample: int | None = None,
+           seed: int = 0, input_size=None, chunk: int = DEFAULT_CHUNK, top: int | None = None,
+           by: str | None = None, ascending: bool = False, progress: bool = False):
+    """Evaluate a space (built-in name, grid file or dict, or :class:`Space`).
+
+    Without ``output`` returns a DataFrame of the matching rows (for spaces small
+    enough to hold); with ``output`` writes a Parquet dataset folder and returns a
+    :class:`SearchSummary`. ``where``: filter expression (default: the grid's own);
+    ``sample``: draw that many ids (seeded) instead of walking all; ``top``/``by``:
+    keep the K rows with the largest (``ascending``: smallest) ``by``.
+    """
+    space_obj, default_where = resolve_space(space)
+    where_text = where if where is not None else default_where
+    node = parse_filter(where_text, filter_schema(space_obj)) if where_text else None
+    for name, value, low in (("chunk", chunk, 1), ("sample", sample, 1), ("top", top, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < low):
+            raise SpecError(f"{name} must be a positive integer, got {value!r}")
+    if (top is None) != (by is None):
+        raise SpecError("top and by go together: keep the K rows with the best 'by' column")
+    if by is not None and filter_schema(space_obj).get(by) != "number":
+        raise SpecError(f"by must name a numeric column, got {by!r}")
+    top_spec = None if top is None else (by, top, not ascending)
+    size = parse_input_size(input_size) if input_size is not None else None
+    run = _Run(space_obj, size, node, where_text, sample, seed, chunk, top_spec, output)
+    folder = Path(output) if output is not None else None
+    done = _manifest(folder, run) if folder else set()
+    frames, matches, t0 = [], 0, time.perf_counter()
+    with tqdm(total=run.total, unit="cand", unit_scale=True, disable=not progress,
+              desc=space_obj.name) as bar:
+        for c in range(run.chunks):
+            count = run.count_of(c)
+            if c in done:
+                bar.update(count)
+                continue
+            ids = run.matches(c)
+            df = rows_of(run.plan, run.t, ids) if ids.size else None
+            matches += 0 if df is None else len(df)
+            if folder is not None:
+                if df is not None:
+                    _write_atomic(folder / f"part-{c:06d}.parquet", lambda p, df=df: pq.write_table(
+                        _arrow(df, run), p, compression="zstd"))
+                done.add(c)
+                _save_manifest(folder, run, done, False)
+            elif df is not None:
+                frames.append(df)
+            bar.update(count)
+            bar.set_postfix(matches=matches)
+    seconds = time.perf_counter() - t0
+    if folder is None:
+        df = pd.concat(frames, ignore_index=True) if frames else rows_of(
+            run.plan, run.t, np.zeros(0, np.int64))
+        return _top_rows(df, top_spec) if top_spec else df
+    if top_spec is not None:
+        _finish_top(folder, run)
+    _save_manifest(folder, run, done, True)
+    return SearchSummary(space_obj.name, run.total, matches, run.chunks, seconds, str(folder))
+
+
+def _finish_top(folder: Path, run: _Run) -> None:
+    """Keep the global top K of the per-chunk tops in one part file."""
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        return
+    df = _top_rows(pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True), run.top)
+    _write_atomic(folder / "part-top.parquet",
+                  lambda p: pq.write_table(_arrow(df, run), p, compression="zstd"))
+    for p in parts:
+        if p.name != "part-top.parquet":
+            p.unlink()

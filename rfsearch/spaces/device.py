@@ -1,0 +1,206 @@
+"""Jitted evaluation of candidate ids on the device: decode, look up, compose, filter.
+
+Two programs, both pure functions of their array arguments (tables are arguments, not
+constants, so a space compiles once per chunk shape):
+
+* :func:`evaluate_ids` decodes any ids (mixed radix) into one table entry per group and
+  folds them with :func:`~rfsearch.spaces.tables.combine` (sampling, and the rows of
+  matches);
+* :func:`walk` scores a contiguous id range: the prefix groups give one state per row of
+  ``[rows, suffix]`` and the precomposed suffix table is broadcast against it, a few
+  multiply-adds per candidate whatever the depth (the exhaustive walk).
+
+Columns are built lazily, so a filter on ``rf_h`` never computes padding or sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import kernel as K
+from ..filter import Node, evaluate_filter
+from .space import Plan
+from .tables import FIELDS, Table, combine, identity_state
+
+GEOMETRY = ("rf_h", "rf_w", "rf_min_h", "rf_min_w", "stride_h", "stride_w", "padding_h",
+            "padding_w", "aligned", "out_h", "out_w", "valid")
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: a static argument of the programs
+class DeviceTables:
+    """A plan's tables as device-ready arrays (one axis when the space is isotropic)."""
+
+    groups: tuple  # per group: dict of fields [axes, K*C] and "nxt" [K*C]
+    layout: tuple  # per group: (radix, below)
+    sizes: np.ndarray  # [classes, 2] output sizes (zeros without an input size)
+    sized: bool
+    axes: int  # 1 when h and w are identical everywhere, else 2
+    labels: tuple  # per variable: numeric labels array, or None
+    var_layout: tuple  # per variable: (radix, below)
+    var_names: tuple
+    dtype: str
+
+
+def _flat(table: Table, axes: int, dtype) -> dict:
+    k, c = table.shape
+    out = {f: getattr(table, f)[:axes].reshape(axes, k * c).astype(
+        np.int32 if f == "F" else dtype) for f in FIELDS}
+    out["V"] = table.V.reshape(k * c)
+    out["nxt"] = table.nxt.reshape(k * c).astype(np.int32)
+    return out
+
+
+def _isotropic(plan: Plan) -> bool:
+    size = plan.input_size
+    if size is not None and size[0] != size[1]:
+        return False
+    return all((getattr(g.table, f)[0] == getattr(g.table, f)[1]).all()
+               for g in plan.groups for f in FIELDS)
+
+
+def device_tables(plan: Plan) -> DeviceTables:
+    axes = 1 if _isotropic(plan) else 2
+    dtype = np.dtype(plan.dtype)
+    space = plan.space
+    below = np.append(np.cumprod(space.radices[::-1])[::-1][1:], 1)
+    labels = []
+    for var in space.variables:
+        numeric = all(isinstance(x, int | float | np.number) and not isinstance(x, bool)
+                      for x in var.labels)
+        labels.append(np.asarray(var.labels) if numeric else None)
+    sized = plan.input_size is not None
+    sizes = np.array(plan.sizes_out if sized else [(0, 0)], dtype=np.int32)
+    return DeviceTables(
+        groups=tuple(_flat(g.table, axes, dtype) for g in plan.groups),
+        layout=tuple((g.radix, g.below) for g in plan.groups), sizes=sizes, sized=sized,
+        axes=axes, labels=tuple(labels),
+        var_layout=tuple((int(r), int(b)) for r, b in zip(space.radices, below, strict=True)),
+        var_names=tuple(v.name for v in space.variables), dtype=plan.dtype)
+
+
+def suffix_tables(plan: Plan, axes: int) -> tuple[int, dict]:
+    """(first suffix group, suffix table fields [axes, K, C], V [K, C])."""
+    start, table = plan.suffix()
+    dtype = np.dtype(plan.dtype)
+    fields = {f: getattr(table, f)[:axes].astype(np.int32 if f == "F" else dtype)
+              for f in FIELDS}
+    return start, fields | {"V": table.V, "nxt": table.nxt.astype(np.int32)}
+
+
+def _fold(ids, groups, layout, dtype, axes):
+    """State and size class after every group, for ids [...]."""
+    state = identity_state(jnp, ids.shape, np.dtype(dtype))
+    state = {k: v[:axes] if k != "V" else v for k, v in state.items()}
+    cls = jnp.zeros(ids.shape, jnp.int32)
+    for (radix, below), tab in zip(layout, groups, strict=True):
+        flat = cls * radix + ((ids // below) % radix).astype(jnp.int32)
+        entry = {f: jnp.take(tab[f], flat, axis=-1) for f in (*FIELDS, "V")}
+        state = combine(jnp, state, entry)
+        cls = jnp.take(tab["nxt"], flat)
+    return state, cls
+
+
+class Columns:
+    """Result columns computed on demand from a folded state: name -> (value, known)."""
+
+    def __init__(self, state, cls, ids, t: DeviceTables, ids_fn=None):
+        self.s, self.cls, self.t, self._ids, self._ids_fn = state, cls, t, ids, ids_fn
+        self.cache = {}
+
+    def ids(self):
+        if self._ids is None:
+            self._ids = self._ids_fn()
+        return self._ids
+
+    def __getitem__(self, name: str):
+        if name not in self.cache:
+            self.cache[name] = self._compute(name)
+        return self.cache[name]
+
+    def _axis(self, suffix: str) -> int:
+        return 0 if self.t.axes == 1 else "hw".index(suffix)
+
+    def _compute(self, name: str):
+        s, valid = self.s, self.s["V"]
+        flags = s["F"]
+        if name == "valid":
+            return valid, True
+        if name == "candidate_id":
+            return self.ids(), True
+        if name == "aligned":
+            certainly_not = ((flags & K.KNOWN) != 0) & ((flags & K.ALIGNED) == 0)
+            certainly_not = (certainly_not | ((flags & K.MISALIGNED) != 0)).any(axis=0)
+            known = ((flags & K.KNOWN) != 0).all(axis=0)
+            return ~certainly_not, valid & (certainly_not | known)
+        if name in GEOMETRY:
+            base, suffix = name.rsplit("_", 1)
+            a = self._axis(suffix)
+            bounded = valid & ((flags[a] & K.UNBOUNDED) == 0)
+            if base == "rf":
+                return s["B"][a] - s["A"][a] + 1, bounded
+            if base == "rf_min":
+                return s["M"][a] + 1, bounded
+            if base == "stride":
+                return s["S"][a], valid
+            if base == "padding":
+                return -s["A"][a], bounded & ((flags[a] & K.KNOWN) != 0)
+            out = jnp.take(jnp.asarray(self.t.sizes[:, "hw".index(suffix)]), self.cls)
+            return out, valid & self.t.sized
+        j = self.t.var_names.index(name)
+        radix, below = self.t.var_layout[j]
+        digit = (self.ids() // below) % radix
+        return jnp.take(jnp.asarray(self.t.labels[j]), digit), True
+
+
+def _columns_for(state, cls, ids, t, names):
+    cols = Columns(state, cls, ids, t)
+    return {n: cols[n] for n in names}
+
+
+@partial(jax.jit, static_argnames=("t", "names", "where"))
+def evaluate_ids(ids, groups, *, t, names: tuple, where: Node | None):
+    """Columns ``names`` (value, known) and the filter mask for ids [N]."""
+    state, cls = _fold(ids, groups, t.layout, t.dtype, t.axes)
+    cols = Columns(state, cls, ids, t)
+    mask = jnp.ones(ids.shape, bool) if where is None else _mask(where, cols)
+    return {n: cols[n] for n in names}, mask
+
+
+def _mask(where: Node, cols: Columns):
+    value, known = evaluate_filter(where, cols, jnp)
+    return jnp.asarray(value) & known
+
+
+@partial(jax.jit, static_argnames=("t", "start", "where", "top"))
+def walk(prefix_ids, real, suffix, prefix_groups, *, t, start: int, where: Node | None,
+         top: tuple | None):
+    """Filter mask [R, C] (and top-k scores) for ids ``prefix_ids[:, None] * C + arange(C)``;
+    rows from ``real`` on are padding and never match."""
+    layout = t.layout[:start]
+    state, cls = _fold(prefix_ids, prefix_groups, layout, t.dtype, t.axes)  # [axes, R]
+    width = suffix["V"].shape[-1]
+    if suffix["V"].shape[0] == 1:
+        entry = {f: suffix[f][..., 0, None, :] for f in (*FIELDS, "V")}  # [axes, 1, C]
+        nxt = suffix["nxt"][0][None, :]
+    else:
+        entry = {f: jnp.take(suffix[f], cls, axis=-2) for f in (*FIELDS, "V")}  # [axes, R, C]
+        nxt = jnp.take(suffix["nxt"], cls, axis=0)
+    wide = {k: v[..., None] for k, v in state.items()}
+    full = combine(jnp, wide, entry)
+    cols = Columns(full, nxt, None, t,
+                   ids_fn=lambda: prefix_ids[:, None] * width + jnp.arange(width)[None, :])
+    rows = (jnp.arange(prefix_ids.shape[0]) < real)[:, None]
+    mask = rows & (True if where is None else _mask(where, cols))
+    if top is None:
+        return mask, None
+    column, k, largest = top
+    value, known = cols[column]
+    value = jnp.broadcast_to(value, mask.shape).astype(jnp.float64)
+    score = jnp.where(mask & known, value if largest else -value, -jnp.inf).reshape(-1)
+    best, index = jax.lax.top_k(score, k)
+    return mask, (best, index)

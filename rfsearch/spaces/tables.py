@@ -1,0 +1,125 @@
+"""Block summaries: a chain of blocks composes like affine maps, so a search space is a
+few small tables instead of millions of networks.
+
+A block (one layer, a residual block, a NAS cell) maps the state of feature 0 of its
+input, per axis, to that of its output. Relative to its own input it reads
+``[A, B]`` (in units of its input's jump), its shortest path spans ``M + 1`` input
+features, and it multiplies the jump by ``S``. Entering with state (u, v, m, J)::
+
+    u' = u + A * J        v' = v + B * J        m' = m + M * J        J' = J * S
+
+(the union of a block's paths is a min / max over affine maps with the same positive
+J, so it stays affine). Composing two summaries is the same rule, so summaries of
+many blocks fold into one. Flags compose bitwise (KNOWN and ALIGNED by AND,
+UNBOUNDED and MISALIGNED by OR), validity by AND.
+
+The summaries depend on the block's input size only through 'same' padding and the
+output size, so a :class:`Table` is indexed by (incoming size class, option) and
+names the outgoing size class: sizes then follow each candidate exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import kernel as K
+from ..driver import run_batch
+from ..encode import encode_networks
+from ..spec import parse_network
+
+AND_FLAGS = K.KNOWN | K.ALIGNED
+OR_FLAGS = K.UNBOUNDED | K.MISALIGNED
+FIELDS = ("A", "B", "M", "S", "F")  # per axis: [2, ...]
+
+
+@dataclass
+class Table:
+    """Summaries of one block per (size class, option).
+
+    A, B, M, S, F: [2, K, C] (axis, incoming size class, option); V: [K, C] valid;
+    nxt: [K, C] the outgoing size class; ``sizes_out[k]`` is its (h, w) or None.
+    """
+
+    A: np.ndarray
+    B: np.ndarray
+    M: np.ndarray
+    S: np.ndarray
+    F: np.ndarray
+    V: np.ndarray
+    nxt: np.ndarray
+    sizes_out: list
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.V.shape
+
+    def entries(self) -> int:
+        return self.V.size
+
+
+def combine(xp, left: dict, right: dict) -> dict:
+    """Left block then right block (the rule in the module docstring), broadcasting."""
+    J = left["S"]
+    return {
+        "A": left["A"] + right["A"] * J,
+        "B": left["B"] + right["B"] * J,
+        "M": left["M"] + right["M"] * J,
+        "S": J * right["S"],
+        "F": (left["F"] & right["F"] & AND_FLAGS) | ((left["F"] | right["F"]) & OR_FLAGS),
+        "V": left["V"] & right["V"],
+    }
+
+
+def identity_state(xp, n: int | tuple = (), dtype=np.int64) -> dict:
+    """The state at the network input: reads [0, 0], jump 1, known and aligned."""
+    shape = (2, *((n,) if isinstance(n, int) else n))
+    zeros = xp.zeros(shape, dtype)
+    return {"A": zeros, "B": zeros, "M": zeros, "S": xp.ones(shape, dtype),
+            "F": xp.full(shape, K.KNOWN | K.ALIGNED, np.int32),
+            "V": xp.ones(shape[1:], bool)}
+
+
+def chain(left: Table, right: Table, left_index: np.ndarray, right_index: np.ndarray) -> Table:
+    """Table whose option c is ``left`` option ``left_index[c]`` followed by ``right``
+    option ``right_index[c]``, for every incoming size class of ``left``."""
+    Kl = left.shape[0]
+    li = np.broadcast_to(left_index[None, :], (Kl, left_index.size))  # [K, C]
+    ks = np.broadcast_to(np.arange(Kl)[:, None], li.shape)
+    lhs = {f: getattr(left, f)[:, ks, li] for f in FIELDS} | {"V": left.V[ks, li]}
+    mid = left.nxt[ks, li]  # [K, C] size class entering the right block
+    ri = np.broadcast_to(right_index[None, :], li.shape)
+    rhs = {f: getattr(right, f)[:, mid, ri] for f in FIELDS} | {"V": right.V[mid, ri]}
+    out = combine(np, lhs, rhs)
+    return Table(**out, nxt=right.nxt[mid, ri], sizes_out=right.sizes_out)
+
+
+def outer(left: Table, right: Table) -> Table:
+    """Every option of ``left`` followed by every option of ``right`` (left-major)."""
+    cl, cr = left.shape[1], right.shape[1]
+    return chain(left, right, np.repeat(np.arange(cl), cr), np.tile(np.arange(cr), cl))
+
+
+def block_table(blocks: list[dict], sizes_in: list) -> Table:
+    """Summaries of block specs (one per option) at every incoming size, computed by the
+    core kernel: a block is a small network whose input is the block's input."""
+    networks = [parse_network(b, i) for i, b in enumerate(blocks)]
+    batch = encode_networks(networks)
+    raws = [run_batch(batch, size).out for size in sizes_in]
+    k, c = len(sizes_in), len(blocks)
+    fields = {f: np.stack([raw[src].astype(np.int64) for raw in raws], axis=1)  # [2, K, C]
+              for f, src in (("A", "u"), ("B", "v"), ("M", "rmin"), ("S", "J"))}
+    fields["F"] = np.stack([raw["flags"].astype(np.int32) for raw in raws], axis=1)
+    valid = np.stack([(raw["fault"] == K.NO_FAULT).all(axis=0)
+                      & ((raw["flags"] & K.OVERFLOW) == 0).all(axis=0) for raw in raws])
+    sizes = np.stack([raw["size"].astype(np.int64) for raw in raws], axis=1)  # [2, K, C]
+    if sizes_in[0] is None:
+        sizes_out, nxt = [None], np.zeros((k, c), np.int32)
+    else:
+        pairs = sizes[0] * (1 << 32) + sizes[1]  # [K, C] one key per (h, w)
+        keys, inverse = np.unique(np.where(valid, pairs, pairs[valid].min(initial=0)),
+                                  return_inverse=True)
+        sizes_out = [(int(key >> 32), int(key & 0xFFFFFFFF)) for key in keys]
+        nxt = inverse.reshape(k, c).astype(np.int32)
+    return Table(**fields, V=valid, nxt=nxt, sizes_out=sizes_out)
