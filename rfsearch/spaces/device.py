@@ -195,7 +195,8 @@ def walk(prefix_ids, real, suffix, prefix_groups, *, t, start: int, where: Node 
     cols = Columns(full, nxt, None, t,
                    ids_fn=lambda: prefix_ids[:, None] * width + jnp.arange(width)[None, :])
     rows = (jnp.arange(prefix_ids.shape[0]) < real)[:, None]
-    mask = rows & (True if where is None else _mask(where, cols))
+    mask = jnp.broadcast_to(rows & (True if where is None else _mask(where, cols)),
+                            (prefix_ids.shape[0], width))
     if top is None:
         return mask, None
     column, k, largest = top

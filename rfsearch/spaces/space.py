@@ -235,7 +235,7 @@ def plan(space: Space, input_size=None) -> Plan:
     sizes = [size]
     tables = {}
     for i, slot in enumerate(space.slots):
-        tables[i] = block_table(list(slot.blocks), sizes)
+        tables[i] = block_table(slot.blocks, sizes)
         sizes = tables[i].sizes_out
     groups: list[Group] = []
     sizes = [size]

@@ -101,17 +101,47 @@ def outer(left: Table, right: Table) -> Table:
     return chain(left, right, np.repeat(np.arange(cl), cr), np.tile(np.arange(cr), cl))
 
 
-def block_table(blocks: list[dict], sizes_in: list) -> Table:
+_IDENTITY = {"name": "invalid", "layers": [{"name": "id", "op": "identity"}]}
+_ENCODED: dict = {}  # id(blocks tuple) -> (blocks, encoded): specs are parsed once per space
+
+
+def encode_blocks(blocks) -> tuple:
+    """(Batch of the distinct blocks, index of each block in it, usable mask).
+
+    Blocks that are the same object are encoded once (spaces reuse one dict for equal
+    geometry); ``None`` marks an option that is not a network (flagged invalid).
+    """
+    key = id(blocks)
+    if key in _ENCODED and _ENCODED[key][0] is blocks:
+        return _ENCODED[key][1]
+    first: dict[int, int] = {}
+    distinct, index = [], np.empty(len(blocks), np.int64)
+    for j, block in enumerate(blocks):
+        block = _IDENTITY if block is None else block
+        if id(block) not in first:
+            first[id(block)] = len(distinct)
+            distinct.append(parse_network(block, len(distinct)))
+        index[j] = first[id(block)]
+    usable = np.array([b is not None for b in blocks], bool)
+    encoded = (encode_networks(distinct), index, usable)
+    if isinstance(blocks, tuple):
+        while len(_ENCODED) >= 16:  # a few recent slot kinds: bounded memory
+            _ENCODED.pop(next(iter(_ENCODED)))
+        _ENCODED[key] = (blocks, encoded)
+    return encoded
+
+
+def block_table(blocks, sizes_in: list) -> Table:
     """Summaries of block specs (one per option) at every incoming size, computed by the
     core kernel: a block is a small network whose input is the block's input."""
-    networks = [parse_network(b, i) for i, b in enumerate(blocks)]
-    batch = encode_networks(networks)
-    raws = [run_batch(batch, size).out for size in sizes_in]
+    batch, index, usable = encode_blocks(blocks)
+    raws = [{key: value[..., index] for key, value in run_batch(batch, size).out.items()}
+            for size in sizes_in]
     k, c = len(sizes_in), len(blocks)
     fields = {f: np.stack([raw[src].astype(np.int64) for raw in raws], axis=1)  # [2, K, C]
               for f, src in (("A", "u"), ("B", "v"), ("M", "rmin"), ("S", "J"))}
     fields["F"] = np.stack([raw["flags"].astype(np.int32) for raw in raws], axis=1)
-    valid = np.stack([(raw["fault"] == K.NO_FAULT).all(axis=0)
+    valid = np.stack([(raw["fault"] == K.NO_FAULT).all(axis=0) & usable
                       & ((raw["flags"] & K.OVERFLOW) == 0).all(axis=0) for raw in raws])
     sizes = np.stack([raw["size"].astype(np.int64) for raw in raws], axis=1)  # [2, K, C]
     if sizes_in[0] is None:

@@ -1,0 +1,104 @@
+"""NAS benchmark spaces with their native keys: NAS-Bench-201 and NATS-Bench (size).
+
+``nasbench201``: ``candidate_id`` is the official architecture index (``nb201_index``):
+the 15,625 cells in product order (node-major; within a node the edge from node 0
+varies slowest; ops none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3), then
+``random.seed(88); random.shuffle``. The cell is tied across all 15 cell positions of
+the skeleton (:func:`rfsearch.zoo.nasbench201`); cells with no input-to-output path
+are flagged ``valid == False``.
+
+``natsbench-sss``: NATS-Bench's size space, 8 channel counts for each of 5 layers
+(``C1:C2:C3:C4:C5``, index in product order) around its fixed cell, in xautodl's
+``InferTinyCellNet`` skeleton with one cell per stage. Channels do not change the
+geometry, so every candidate has the same receptive field; the space is there so that
+RF columns join NATS-Bench tables on their native key.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from functools import cache
+
+import numpy as np
+
+from ..errors import SpecError
+from ..zoo.graph import Graph
+from ..zoo.nas import NB201_OPS, _nb201_cell, _nb201_reduction, parse_arch_str
+from .space import Slot, Space, Variable
+
+NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+SSS_CHANNELS = (8, 16, 24, 32, 40, 48, 56, 64)
+SSS_CELL = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+            "+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|")
+
+
+@cache
+def nb201_arch_strings() -> tuple[str, ...]:
+    """The 15,625 NAS-Bench-201 arch strings in official index order."""
+    archs = []
+    for ops in itertools.product(NB201_OPS, repeat=len(NB201_EDGES)):
+        edges = dict(zip(NB201_EDGES, ops, strict=True))
+        nodes = ["|" + "|".join(f"{edges[(j, i)]}~{i}" for i in range(j)) + "|"
+                 for j in (1, 2, 3)]
+        archs.append("+".join(nodes))
+    random.Random(88).shuffle(archs)
+    return tuple(archs)
+
+
+def _stem() -> dict:
+    g = Graph("stem")
+    g.conv("stem", 3, 1, 1)
+    return g.spec()
+
+
+def _cell(arch: str) -> dict | None:
+    """One cell as a block spec, or None when it has no input-to-output path."""
+    g = Graph("cell")
+    try:
+        _nb201_cell(g, "c", parse_arch_str(arch), Graph.INPUT)
+    except SpecError:
+        return None
+    return g.spec()
+
+
+def _reduction() -> dict:
+    g = Graph("reduction")
+    _nb201_reduction(g, "r", Graph.INPUT)
+    return g.spec()
+
+
+def _positions(cells_per_stage: int) -> list[tuple[str, bool]]:
+    """(slot name, is a reduction) after the stem: 3 stages joined by 2 reductions."""
+    kinds = [False] * cells_per_stage + [True] + [False] * cells_per_stage + [True] + [
+        False] * cells_per_stage
+    return [(f"cells.{i}", red) for i, red in enumerate(kinds)]
+
+
+def nasbench201() -> Space:
+    archs = nb201_arch_strings()
+    blocks = tuple(_cell(a) for a in archs)
+    slots = [Slot("stem", (), (_stem(),))] + [
+        Slot(name, (), (_reduction(),)) if red else Slot(name, (0,), blocks)
+        for name, red in _positions(5)]
+    return Space("nasbench201", [Variable("arch_str", archs)], slots, input_size=(32, 32),
+                 definition={"space": "nasbench201", "skeleton": "5 cells x 3 stages"},
+                 description="NAS-Bench-201 cells in their skeleton",
+                 keys=lambda ids: {"nb201_index": np.asarray(ids, np.int64)})
+
+
+def natsbench_sss() -> Space:
+    cell, reduction, n = _cell(SSS_CELL), _reduction(), len(SSS_CHANNELS)
+    variables = [Variable(f"C{i + 1}", SSS_CHANNELS) for i in range(5)]
+    slots = [Slot("stem", (), (_stem(),))] + [  # channel C_k belongs to layer k
+        Slot(name, (k,), ((reduction if red else cell),) * n)
+        for k, (name, red) in enumerate(_positions(1))]
+
+    def keys(ids):
+        digits = (np.asarray(ids, np.int64)[:, None] // 8 ** np.arange(4, -1, -1)) % 8
+        channels = np.asarray(SSS_CHANNELS)[digits].astype(str)
+        return {"sss_index": np.asarray(ids, np.int64),
+                "sss_key": np.array([":".join(row) for row in channels], dtype=object)}
+    return Space("natsbench-sss", variables, slots, input_size=(32, 32),
+                 definition={"space": "natsbench-sss", "cell": SSS_CELL},
+                 description="NATS-Bench size search space", keys=keys)
