@@ -7,6 +7,7 @@ from .encode import Batch, chains, encode
 from .errors import SpecError
 from .evaluate import evaluate
 from .load import read_chains
+from .search import SearchSummary, search
 from .spec import Layer, Network, parse_network
 from .table import COLUMNS, schema, to_arrow, write_parquet
 
@@ -20,6 +21,7 @@ __all__ = [
     "Batch",
     "Layer",
     "Network",
+    "SearchSummary",
     "SpecError",
     "__version__",
     "chains",
@@ -28,6 +30,7 @@ __all__ = [
     "parse_network",
     "read_chains",
     "schema",
+    "search",
     "to_arrow",
     "write_parquet",
     "zoo",

@@ -190,6 +190,68 @@ def cmd_zoo_export(args) -> int:
     return 0
 
 
+def _id_range(text: str) -> tuple[int, int]:
+    start, sep, stop = text.partition(":")
+    if not sep or not all(p.strip().isdigit() for p in (start, stop)):
+        raise argparse.ArgumentTypeError(f"must be START:STOP, got {text!r}")
+    return int(start), int(stop)
+
+
+def cmd_search(args) -> int:
+    from .search import search
+
+    if args.output:
+        target = Path(args.output)
+        if target.exists() and not target.is_dir():
+            raise SpecError(f"{args.output}: cannot write the output: not a folder")
+        _writable(str(target / "_manifest.json") if target.is_dir() else args.output)
+    result = search(args.space, output=args.output, where=args.where, sample=args.sample,
+                    seed=args.seed, input_size=args.input_size, chunk=args.chunk,
+                    top=args.top, by=args.by, ascending=args.ascending, ids=args.ids,
+                    progress=not args.quiet and args.output is not None)
+    if args.output is None:
+        with pd.option_context("display.max_rows", 50, "display.width", 200):
+            print(result.to_string(index=False) if len(result) else "(no rows)")
+    elif not args.quiet:
+        print(f"{result.space}: {result.candidates} candidates, {result.matches} rows written "
+              f"to {result.output} in {result.seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_spaces(args) -> int:
+    from .spaces import BUILTIN
+    from .spaces.families import space_sizes
+
+    sizes = space_sizes() | {"nasbench201": 15625, "natsbench-sss": 32768}
+    rows = [{"space": name, "candidates": f"{sizes[name]:,}", "description": desc}
+            for name, (_, _, desc) in BUILTIN.items()]
+    table = pd.DataFrame(rows)
+    print(_left_aligned(table, ["space", "description"]).to_string(index=False))
+    return 0
+
+
+def _search_parser(sub) -> None:
+    se = sub.add_parser("search", help="walk or sample a search space or grid, filter, "
+                                       "write a Parquet dataset")
+    se.add_argument("space", help="a built-in space (see 'rfsearch spaces') or a grid file")
+    se.add_argument("-o", "--output", help="output folder (Parquet parts + manifest; "
+                                           "resumable); default: print the rows")
+    se.add_argument("--where", help="filter, e.g. 'rf_h >= 200 and rf_h <= 400 and aligned'")
+    se.add_argument("--sample", type=_positive, help="draw N candidate ids instead of all")
+    se.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    se.add_argument("--input-size", type=_input_size, help="N or HxW (default: the space's)")
+    se.add_argument("--chunk", type=_positive, default=1 << 22,
+                    help="candidates per device call (default 4194304)")
+    se.add_argument("--top", type=_positive, help="keep the K best rows by --by")
+    se.add_argument("--by", help="column ranking --top (largest first)")
+    se.add_argument("--ascending", action="store_true", help="--top keeps the smallest")
+    se.add_argument("--ids", type=_id_range, help="only candidate ids START:STOP")
+    se.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    se.set_defaults(func=cmd_search)
+    sp = sub.add_parser("spaces", help="list the built-in search spaces")
+    sp.set_defaults(func=cmd_spaces)
+
+
 def _zoo_parser(sub) -> None:
     zp = sub.add_parser("zoo", help="well-known CNNs: list, show, export")
     zsub = zp.add_subparsers(dest="zoo_command", required=True)
@@ -231,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--input-size", type=_input_size, help="N or HxW")
     sh.set_defaults(func=cmd_show)
     _zoo_parser(sub)
+    _search_parser(sub)
     return parser
 
 

@@ -43,7 +43,7 @@ RESULT_COLUMNS = ("rf_h", "rf_w", "rf_min_h", "rf_min_w", "stride_h", "stride_w"
 
 @dataclass
 class SearchSummary:
-    """What a run did: candidates evaluated, rows written, seconds, where."""
+    """What a run did: candidates covered, rows in the output, chunks, seconds, where."""
 
     space: str
     candidates: int
@@ -112,18 +112,23 @@ class _Run:
     """One search: the plan, the filter, the chunks, the output folder."""
 
     def __init__(self, space: Space, size, where: Node | None, where_text, sample, seed,
-                 chunk, top, output):
+                 chunk, top, output, ids=None):
         self.space, self.where, self.where_text = space, where, where_text
         self.plan = plan(space, size)
         self.t = D.device_tables(self.plan)
         self.sample, self.seed, self.top, self.output = sample, seed, top, output
+        self.lo, self.hi = (0, space.size) if ids is None else ids
+        if not 0 <= self.lo < self.hi <= space.size:
+            raise SpecError(f"ids must be a range within [0, {space.size}), got "
+                            f"{self.lo}:{self.hi}")
         if sample is None:
             self.start, self.suffix = D.suffix_tables(self.plan, self.t.axes)
             self.width = int(self.suffix["V"].shape[-1])
-            self.prefixes = space.size // self.width
+            self.first = self.lo // self.width
+            self.prefixes = -(-self.hi // self.width) - self.first
             self.reps = min(max(1, chunk // self.width), _bucket(self.prefixes, 1))
             self.chunks = -(-self.prefixes // self.reps)
-            self.total = space.size
+            self.total = self.hi - self.lo
         else:
             self.chunk = chunk
             self.chunks = -(-sample // chunk)
@@ -134,7 +139,8 @@ class _Run:
                 "input_size": None if self.plan.input_size is None else list(
                     self.plan.input_size), "where": self.where_text, "sample": self.sample,
                 "seed": self.seed, "top": None if self.top is None else list(self.top),
-                "chunk_candidates": self.chunk_candidates(), "chunks": self.chunks}
+                "ids": [self.lo, self.hi], "chunk_candidates": self.chunk_candidates(),
+                "chunks": self.chunks}
 
     def chunk_candidates(self) -> int:
         return self.chunk if self.sample is not None else self.reps * self.width
@@ -143,16 +149,17 @@ class _Run:
         """Candidates chunk c evaluates."""
         if self.sample is not None:
             return min(self.chunk, self.sample - c * self.chunk)
-        return (min(self.prefixes, (c + 1) * self.reps) - c * self.reps) * self.width
+        first = (self.first + c * self.reps) * self.width
+        last = (self.first + min(self.prefixes, (c + 1) * self.reps)) * self.width
+        return min(last, self.hi) - max(first, self.lo)
 
     def ids_of(self, c: int) -> tuple[np.ndarray | None, int]:
         """Sampled ids of chunk c (None in exhaustive mode) and its candidate count."""
         if self.sample is None:
-            lo, hi = c * self.reps, min(self.prefixes, (c + 1) * self.reps)
-            return None, (hi - lo) * self.width
-        n = min(self.chunk, self.sample - c * self.chunk)
+            return None, self.count_of(c)
+        n = self.count_of(c)
         rng = np.random.default_rng([self.seed, c])
-        return np.unique(rng.integers(0, self.space.size, n, dtype=np.int64)), n
+        return np.unique(rng.integers(self.lo, self.hi, n, dtype=np.int64)), n
 
     def matches(self, c: int) -> np.ndarray:
         """Ids of chunk c that pass the filter (or its top K), computed on the device."""
@@ -161,13 +168,18 @@ class _Run:
             if ids is None:
                 lo = c * self.reps
                 real = min(self.prefixes, lo + self.reps) - lo
-                prefix = np.arange(lo, lo + self.reps, dtype=np.int64)
+                prefix = np.arange(lo, lo + self.reps, dtype=np.int64) + self.first
                 prefix[real:] = prefix[0]
-                mask, top = D.walk(_shard(prefix), real, self.suffix, self.t.groups[:self.start],
-                                   t=self.t, start=self.start, where=self.where, top=self.top)
+                bounded = (self.lo, self.hi) != (0, self.space.size)
+                mask, top = D.walk(_shard(prefix), real, np.array([self.lo, self.hi], np.int64),
+                                   self.suffix, self.t.groups[:self.start], t=self.t,
+                                   start=self.start, where=self.where, bounded=bounded,
+                                   top=None if self.top is None else (
+                                       self.top[0], min(self.top[1], self.reps * self.width),
+                                       self.top[2]))
                 if top is not None:
                     best, index = jax.device_get(top)
-                    index = index[np.isfinite(best) & (index < real * self.width)]
+                    index = index[np.isfinite(best)]
                     return np.sort(prefix[index // self.width] * self.width + index % self.width)
                 mask = np.asarray(mask)[:real].reshape(-1)
                 hits = np.flatnonzero(mask)
@@ -238,14 +250,16 @@ def _save_manifest(folder: Path, run: _Run, done: set[int], complete: bool) -> N
 
 def search(space, *, output=None, where: str | None = None, sample: int | None = None,
            seed: int = 0, input_size=None, chunk: int = DEFAULT_CHUNK, top: int | None = None,
-           by: str | None = None, ascending: bool = False, progress: bool = False):
+           by: str | None = None, ascending: bool = False, ids: tuple[int, int] | None = None,
+           progress: bool = False):
     """Evaluate a space (built-in name, grid file or dict, or :class:`Space`).
 
     Without ``output`` returns a DataFrame of the matching rows (for spaces small
     enough to hold); with ``output`` writes a Parquet dataset folder and returns a
     :class:`SearchSummary`. ``where``: filter expression (default: the grid's own);
     ``sample``: draw that many ids (seeded) instead of walking all; ``top``/``by``:
-    keep the K rows with the largest (``ascending``: smallest) ``by``.
+    keep the K rows with the largest (``ascending``: smallest) ``by``; ``ids``: only the
+    candidates in ``[start, stop)`` (walked, or sampled from).
     """
     space_obj, default_where = resolve_space(space)
     where_text = where if where is not None else default_where
@@ -260,7 +274,7 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
         raise SpecError(f"by must name a numeric column, got {by!r}")
     top_spec = None if top is None else (by, top, not ascending)
     size = parse_input_size(input_size) if input_size is not None else None
-    run = _Run(space_obj, size, node, where_text, sample, seed, chunk, top_spec, output)
+    run = _Run(space_obj, size, node, where_text, sample, seed, chunk, top_spec, output, ids)
     folder = Path(output) if output is not None else None
     done = _manifest(folder, run) if folder else set()
     frames, matches, t0 = [], 0, time.perf_counter()
@@ -292,7 +306,8 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
     if top_spec is not None:
         _finish_top(folder, run)
     _save_manifest(folder, run, done, True)
-    return SearchSummary(space_obj.name, run.total, matches, run.chunks, seconds, str(folder))
+    rows = sum(pq.read_metadata(p).num_rows for p in folder.glob("part-*.parquet"))
+    return SearchSummary(space_obj.name, run.total, rows, run.chunks, seconds, str(folder))
 
 
 def _finish_top(folder: Path, run: _Run) -> None:

@@ -176,14 +176,15 @@ def _mask(where: Node, cols: Columns):
     return jnp.asarray(value) & known
 
 
-@partial(jax.jit, static_argnames=("t", "start", "where", "top"))
-def walk(prefix_ids, real, suffix, prefix_groups, *, t, start: int, where: Node | None,
-         top: tuple | None):
+@partial(jax.jit, static_argnames=("t", "start", "where", "top", "bounded"))
+def walk(prefix_ids, real, bounds, suffix, prefix_groups, *, t, start: int,
+         where: Node | None, top: tuple | None, bounded: bool):
     """Filter mask [R, C] (and top-k scores) for ids ``prefix_ids[:, None] * C + arange(C)``;
-    rows from ``real`` on are padding and never match."""
-    layout = t.layout[:start]
-    state, cls = _fold(prefix_ids, prefix_groups, layout, t.dtype, t.axes)  # [axes, R]
+    rows from ``real`` on are padding, and with ``bounded`` ids outside
+    ``[bounds[0], bounds[1])`` never match."""
     width = suffix["V"].shape[-1]
+    layout = tuple((radix, below // width) for radix, below in t.layout[:start])  # prefix ids
+    state, cls = _fold(prefix_ids, prefix_groups, layout, t.dtype, t.axes)  # [axes, R]
     if suffix["V"].shape[0] == 1:
         entry = {f: suffix[f][..., 0, None, :] for f in (*FIELDS, "V")}  # [axes, 1, C]
         nxt = suffix["nxt"][0][None, :]
@@ -195,6 +196,9 @@ def walk(prefix_ids, real, suffix, prefix_groups, *, t, start: int, where: Node 
     cols = Columns(full, nxt, None, t,
                    ids_fn=lambda: prefix_ids[:, None] * width + jnp.arange(width)[None, :])
     rows = (jnp.arange(prefix_ids.shape[0]) < real)[:, None]
+    if bounded:
+        ids = cols.ids()
+        rows = rows & (ids >= bounds[0]) & (ids < bounds[1])
     mask = jnp.broadcast_to(rows & (True if where is None else _mask(where, cols)),
                             (prefix_ids.shape[0], width))
     if top is None:
