@@ -32,7 +32,7 @@ import jax
 import numpy as np
 
 import rfsearch
-from rfsearch import search as S
+from rfsearch import searcher as S
 from rfsearch.filter import parse_filter
 from rfsearch.spaces import builtin, grid_space
 from rfsearch.spaces import device as D

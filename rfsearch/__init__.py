@@ -7,7 +7,7 @@ from .encode import Batch, chains, encode
 from .errors import SpecError
 from .evaluate import evaluate
 from .load import read_chains
-from .search import SearchSummary, search
+from .searcher import SearchSummary, search
 from .spec import Layer, Network, parse_network
 from .table import COLUMNS, schema, to_arrow, write_parquet
 

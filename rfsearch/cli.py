@@ -198,7 +198,7 @@ def _id_range(text: str) -> tuple[int, int]:
 
 
 def cmd_search(args) -> int:
-    from .search import search
+    from .searcher import search
 
     if args.output:
         target = Path(args.output)

@@ -74,6 +74,8 @@ def _positive_int(value, field: str, minimum: int = 1) -> int:
 
 def _pair(value, field: str, minimum: int = 1) -> Pair:
     """An int (both axes) or [h, w]."""
+    if type(value) is int and minimum <= value <= MAX_PARAM:  # the common case, fast
+        return (value, value)
     if isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) != 2:
             raise SpecError(f"{field} must be an int or [h, w], got {list(value)!r}")
@@ -128,10 +130,14 @@ def _parse_op(raw) -> tuple[str, int]:
     return op, ops.OP_CODES[op]
 
 
+_PLAIN_KEYS = frozenset(COMMON_KEYS + NON_GEOMETRIC_KEYS)
+_WINDOW_LAYER_KEYS = _PLAIN_KEYS | frozenset(WINDOW_KEYS)
+
+
 def _check_keys(layer: Mapping, op: str, code: int) -> None:
-    allowed = set(COMMON_KEYS) | set(NON_GEOMETRIC_KEYS)
-    if op in ops.WINDOWED:
-        allowed |= set(WINDOW_KEYS)
+    allowed = _WINDOW_LAYER_KEYS if op in ops.WINDOWED else _PLAIN_KEYS
+    if allowed.issuperset(layer):
+        return
     for key in layer:
         if key in allowed:
             continue
@@ -146,7 +152,8 @@ def _resolve_inputs(raw, index, names: dict[str, int], all_names: set, own_name:
         inputs = (index,)  # the previous node (node `index` is layer index-1, or the input)
     else:
         refs = [raw] if isinstance(raw, str) else raw
-        if not isinstance(refs, Sequence) or not all(isinstance(r, str) for r in refs):
+        if (type(refs) not in (list, tuple) and not isinstance(refs, Sequence)) or not all(
+                isinstance(r, str) for r in refs):
             raise SpecError(f"inputs must be a layer name or a list of names, got {raw!r}")
         resolved = []
         for ref in refs:
@@ -179,7 +186,7 @@ def _parse_layer(raw, index: int, names: dict, all_names: set, name: str) -> Lay
     _check_keys(raw, op, code)
     inputs = _resolve_inputs(raw.get("inputs"), index, names, all_names, name, op, code)
     if op not in ops.WINDOWED:
-        return Layer(name="", op=op, code=code, inputs=inputs)
+        return Layer(name=name, op=op, code=code, inputs=inputs)
     if "kernel" not in raw:
         raise SpecError("missing field 'kernel'")
     kernel = _pair(raw["kernel"], "kernel")
@@ -189,7 +196,7 @@ def _parse_layer(raw, index: int, names: dict, all_names: set, name: str) -> Lay
         if dilation[axis] * (kernel[axis] - 1) + 1 > MAX_PARAM:
             raise SpecError(f"dilation*(kernel-1)+1 must be at most {MAX_PARAM}")
     before, after = parse_padding(raw.get("padding", 0))
-    return Layer("", op, code, inputs, kernel, stride, dilation, before, after)
+    return Layer(name, op, code, inputs, kernel, stride, dilation, before, after)
 
 
 def _auto_name(base: str, taken: set) -> str:
@@ -238,7 +245,7 @@ def parse_network(raw, index: int = 0, file: str | None = None) -> Network:
             shown = lname if isinstance(lname, str) else None
             raise err.at(replace(where, layer_index=i, layer_name=shown)) from None
         names[lname] = i + 1
-        layers.append(replace(layer, name=lname))
+        layers.append(layer)
     output = raw.get("output", layers[-1].name)
     if not isinstance(output, str) or output not in names or output == "input":
         raise SpecError(f"output {output!r} is not a layer name", where)

@@ -14,6 +14,8 @@ from .space import Space
 BUILTIN: dict[str, tuple[str, str, str]] = {
     "nasbench201": ("nas", "nasbench201", "NAS-Bench-201: 15,625 cells in the 5-cell x 3-stage "
                     "skeleton, input 32"),
+    "nasbench101": ("nasbench101", "nasbench101", "NAS-Bench-101: all 423,624 unique cells "
+                    "(module_hash) in the 3-stack skeleton, input 32"),
     "natsbench-sss": ("nas", "natsbench_sss", "NATS-Bench size space: 32,768 channel "
                       "configurations (one geometry), input 32"),
     "ofa-mbv3": ("families", "ofa_mbv3", "Once-for-All MobileNetV3: per-stage depth {2,3,4} x "

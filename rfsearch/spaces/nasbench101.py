@@ -1,0 +1,162 @@
+"""NAS-Bench-101: every unique cell (423,624) with its official module hash.
+
+Generation follows google-research/nasbench ``scripts/generate_graphs.py``: for 2..7
+vertices, every upper-triangular adjacency bit string (edge (x, y), x < y, is bit
+``x + y*(y-1)/2``) whose graph has no dangling vertex and at most 9 edges, with every
+labelling of the inner vertices by 3 ops, in that order; graphs that hash alike are one
+cell, represented by the first enumerated. The hash is ``graph_util.hash_module``:
+per vertex md5 of (out-degree, in-degree, label), then as many rounds as vertices of
+md5(sorted in-neighbour hashes | sorted out-neighbour hashes | own), then md5 of the
+sorted list.
+
+Isomorphic graphs hash alike, and the hash does not merge non-isomorphic cells here (the
+count comes out at the published 423,624), so the grouping is computed exactly with an
+isomorphism-invariant canonical code (minimum over the 5! orders of the inner
+vertices), vectorised per adjacency matrix, and md5 runs only once per cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SpecError
+
+OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
+MAX_VERTICES, MAX_EDGES = 7, 9
+CACHE = Path(__file__).resolve().parents[2] / "datasets" / "nasbench101" / "cells.npz"
+COUNT = 423_624
+
+
+def hash_module(matrix: np.ndarray, labeling: list[int]) -> str:
+    """nasbench ``graph_util.hash_module`` (labels: -1 input, -2 output, op index)."""
+    rows = np.asarray(matrix).tolist()
+    n = len(labeling)
+    ins = [[w for w in range(n) if rows[w][v]] for v in range(n)]
+    outs = [[w for w in range(n) if rows[v][w]] for v in range(n)]
+    md5 = hashlib.md5
+    hashes = [md5(str((len(outs[v]), len(ins[v]), labeling[v])).encode()).hexdigest()
+              for v in range(n)]
+    for _ in range(n):
+        hashes = [md5(("".join(sorted(hashes[w] for w in ins[v])) + "|"
+                       + "".join(sorted(hashes[w] for w in outs[v])) + "|"
+                       + hashes[v]).encode()).hexdigest() for v in range(n)]
+    return md5(str(sorted(hashes)).encode()).hexdigest()
+
+
+def _valid_matrices(n: int) -> np.ndarray:
+    """[K, n, n] adjacency matrices of n vertices in bit-string order: at most MAX_EDGES
+    edges, and every vertex but the output has an out-edge, every one but the input an
+    in-edge (``graph_util.is_full_dag``); vectorised over all 2^(n(n-1)/2) strings."""
+    pairs = [(x, y) for y in range(1, n) for x in range(y)]  # bit x + y(y-1)/2
+    bits = np.arange(2 ** len(pairs), dtype=np.int64)
+    edges = ((bits[:, None] >> np.arange(len(pairs))) & 1).astype(np.int8)  # [B, E]
+    keep = edges.sum(axis=1) <= MAX_EDGES
+    edges = edges[keep]
+    m = np.zeros((len(edges), n, n), np.int8)
+    xs, ys = np.array(pairs, np.int64).reshape(-1, 2).T if pairs else (np.zeros(0, int),) * 2
+    m[:, xs, ys] = edges
+    full = m[:, :-1].any(axis=2).all(axis=1) & m[:, :, 1:].any(axis=1).all(axis=1)
+    return m[full]
+
+
+def _canonical(m: np.ndarray, labelings: np.ndarray) -> tuple[int, np.ndarray]:
+    """Isomorphism-invariant code of m with each labelling [L, n-2]: (matrix code, [L]
+    label codes), the smallest over the orders of the inner vertices."""
+    n = len(m)
+    inner = list(itertools.permutations(range(1, n - 1)))
+    perms = np.array([[0, *p, n - 1] for p in inner], np.int64)  # [P, n]
+    permuted = m[perms[:, :, None], perms[:, None, :]].reshape(len(perms), -1)  # [P, n*n]
+    weights = 1 << np.arange(n * n, dtype=np.int64)
+    codes = permuted.astype(np.int64) @ weights  # [P]
+    best = perms[codes == codes.min()]  # the orders giving the smallest matrix code
+    labels = labelings[:, best[:, 1:-1] - 1]  # [L, B, n-2] labels in each best order
+    lab_code = (labels * 3 ** np.arange(n - 2)[::-1]).sum(axis=-1).min(axis=1)  # [L]
+    return int(codes.min()), lab_code
+
+
+def generate() -> dict[str, np.ndarray]:
+    """All unique cells: ``matrix`` [C, 7, 7] int8 (zero-padded), ``ops`` [C, 7] int8
+    (-1 input, -2 output, 0..2 op, -3 padding), ``vertices`` [C], ``hash`` [C] (hex)."""
+    matrices, labels, vertices, seen = [], [], [], set()
+    for n in range(2, MAX_VERTICES + 1):
+        labelings = np.array(list(itertools.product(range(len(OPS)), repeat=n - 2)),
+                             np.int64).reshape(3 ** (n - 2), n - 2)
+        for m in _valid_matrices(n):
+            code, label_codes = _canonical(m, labelings)
+            for j, lab in enumerate(label_codes.tolist()):
+                if (n, code, lab) not in seen:
+                    seen.add((n, code, lab))
+                    matrices.append(m)
+                    labels.append(labelings[j])
+                    vertices.append(n)
+    count = len(matrices)
+    matrix = np.zeros((count, MAX_VERTICES, MAX_VERTICES), np.int8)
+    ops = np.full((count, MAX_VERTICES), -3, np.int8)
+    for i, (m, lab, n) in enumerate(zip(matrices, labels, vertices, strict=True)):
+        matrix[i, :n, :n] = m
+        ops[i, :n] = [-1, *lab, -2]
+    hashes = np.array([hash_module(matrix[i, :n, :n], ops[i, :n].tolist())
+                       for i, n in enumerate(vertices)])
+    return {"matrix": matrix, "ops": ops, "vertices": np.array(vertices, np.int8),
+            "hash": hashes}
+
+
+def cells(cache: Path | None = CACHE) -> dict[str, np.ndarray]:
+    """The cells, from the cache file when present (else generated, and cached)."""
+    if cache is not None and cache.exists():
+        with np.load(cache) as data:
+            out = {k: data[k] for k in data.files}
+    else:
+        out = generate()
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(cache, **out)
+    if len(out["hash"]) != COUNT:
+        raise SpecError(f"NAS-Bench-101: expected {COUNT} cells, got {len(out['hash'])}")
+    return out
+
+
+def _cell_block(matrix: np.ndarray, ops: list[str]) -> dict:
+    """One NAS-Bench-101 cell as a block spec (see :func:`rfsearch.zoo.nasbench101`)."""
+    from ..zoo.graph import Graph
+    from ..zoo.nas import _nb101_cell
+
+    g = Graph("cell")
+    out = _nb101_cell(g, "c", matrix.tolist(), ops, Graph.INPUT)
+    return g.spec(output=out)
+
+
+def nasbench101(cache: Path | None = CACHE):
+    """The space of all 423,624 cells (``candidate_id``: generation order, key
+    ``module_hash``) in the NAS-Bench-101 skeleton: stem 3x3, 3 stacks of 3 cells
+    joined by 2x2/2 max pools ('same'), input 32. conv3x3 and maxpool3x3 share one
+    window (3x3, stride 1, 'same'), so cells are tabulated once per geometry."""
+    from ..zoo.graph import Graph
+    from .space import Slot, Space, Variable
+
+    data = cells(cache)
+    names = ["input", *OPS, "output"]
+    blocks, by_geometry = [], {}
+    for m, lab, n in zip(data["matrix"], data["ops"], data["vertices"], strict=True):
+        n = int(n)
+        key = (n, m[:n, :n].tobytes(), tuple(int(x) == 1 for x in lab[1:n - 1]))
+        if key not in by_geometry:
+            ops = ["input", *(names[int(x) + 1] for x in lab[1:n - 1]), "output"]
+            by_geometry[key] = _cell_block(m[:n, :n], ops)
+        blocks.append(by_geometry[key])
+    blocks = tuple(blocks)
+    stem, pool = Graph("stem"), Graph("pool")
+    stem.conv("stem", 3, 1, "same")
+    pool.maxpool("downsample", 2, 2, "same")
+    slots = [Slot("stem", (), (stem.spec(),))]
+    for stack in range(3):
+        if stack:
+            slots.append(Slot(f"downsample{stack}", (), (pool.spec(),)))
+        slots += [Slot(f"stack{stack}.cell{c}", (0,), blocks) for c in range(3)]
+    return Space("nasbench101", [Variable("module_hash", tuple(data["hash"].tolist()))], slots,
+                 input_size=(32, 32), definition={"space": "nasbench101", "cells": COUNT},
+                 description="NAS-Bench-101 cells in their skeleton")
