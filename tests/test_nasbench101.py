@@ -1,0 +1,63 @@
+"""NAS-Bench-101: the exact cell enumeration, the official module hash, the space.
+
+Golden values: 423,624 unique cells (google-research/nasbench generate_graphs.py and
+the NAS-Bench-101 paper); the README example cell hashes to
+28cfc7874f6d200472e1a9dcd8650aa0 (the hash google-research's NAS-Bench-101 tools use for
+that cell). In a clean checkout the first test generates the cache (about 40 s).
+"""
+
+import numpy as np
+import pytest
+
+import rfsearch
+from rfsearch.searcher import search
+from rfsearch.spaces import nasbench101 as nb101
+
+README_MATRIX = np.array([[0, 1, 1, 1, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1],
+                          [0, 0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1],
+                          [0, 0, 0, 0, 0, 0, 0]])
+README_LABELS = [-1, 1, 0, 0, 0, 2, -2]  # conv1x1, conv3x3 x3, maxpool3x3
+
+
+@pytest.fixture(scope="module")
+def cells():
+    return nb101.cells()
+
+
+def test_hash_module_matches_the_official_hash():
+    assert nb101.hash_module(README_MATRIX, README_LABELS) == "28cfc7874f6d200472e1a9dcd8650aa0"
+
+
+def test_hash_is_invariant_under_reordering_the_inner_vertices():
+    perm = [0, 5, 3, 2, 4, 1, 6]
+    m = README_MATRIX[np.ix_(perm, perm)]
+    labels = [README_LABELS[p] for p in perm]
+    assert nb101.hash_module(m, labels) == nb101.hash_module(README_MATRIX, README_LABELS)
+
+
+def test_the_enumeration_finds_exactly_423624_cells(cells):
+    assert len(cells["hash"]) == nb101.COUNT == 423_624
+    assert len(set(cells["hash"].tolist())) == 423_624
+    assert "28cfc7874f6d200472e1a9dcd8650aa0" in set(cells["hash"].tolist())
+    assert (np.bincount(cells["vertices"])[2:] > 0).all()  # 2 .. 7 vertices
+    edges = cells["matrix"].reshape(len(cells["hash"]), -1).sum(axis=1)
+    assert edges.max() == 9 and np.triu(cells["matrix"], 1).sum() == cells["matrix"].sum()
+
+
+def test_stored_hashes_are_recomputable(cells):
+    rng = np.random.default_rng(0)
+    for i in rng.choice(len(cells["hash"]), 50, replace=False):
+        n = int(cells["vertices"][i])
+        m, labels = cells["matrix"][i, :n, :n], cells["ops"][i, :n].tolist()
+        assert nb101.hash_module(m, labels) == cells["hash"][i]
+
+
+def test_space_rows_agree_with_evaluate(cells):
+    space = nb101.nasbench101()
+    assert space.size == 423_624
+    df = search(space, sample=64, seed=3)
+    specs = [space.spec(int(i)) for i in df["candidate_id"]]
+    want = rfsearch.evaluate(specs, input_size=32)
+    for column in ("rf_h", "rf_min_h", "stride_h", "padding_h", "out_h", "aligned"):
+        assert df[column].tolist() == want[column].tolist(), column
+    assert df["module_hash"].tolist() == [cells["hash"][i] for i in df["candidate_id"]]
