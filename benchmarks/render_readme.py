@@ -109,7 +109,7 @@ def render(res: dict) -> str:
         f"| {rate(t['dags_cand_per_s']['value'])} | {met('dags_cand_per_s')} |",
         "",
         "Re-run: `python benchmarks/kernel_throughput.py && python benchmarks/end_to_end.py "
-        "&& python benchmarks/render_readme.py`.",
+        "&& python benchmarks/search_throughput.py && python benchmarks/render_readme.py`.",
     ]
     return "\n".join(lines)
 
@@ -125,6 +125,55 @@ def render_end_to_end(res: dict) -> str:
         f"({rate(res['n'] / res['evaluate_s'])} including error messages and the DataFrame), "
         f"`write_parquet` {seconds(res['write_s'])} ({res['result_mb']:.1f} MB); "
         f"{res['device']}, {res['cpu_cores']} cores, {res['date']}"
+        f"{' (--quick smoke run, not representative)' if res.get('quick') else ''}.",
+    ])
+
+
+def render_search(res: dict) -> str:
+    """The search section (``benchmarks/search_throughput.py``)."""
+    g, t = res["grid"], res["targets"]
+    k, e, ofa = g["kernel"], g["end_to_end"], res["ofa"]
+
+    def status(ok: bool) -> str:
+        return "met" if ok else "**NOT met**"
+    ofa_full = ofa.get("exhaustive")
+    ofa_s = ofa_full["seconds"] if ofa_full else ofa["projected_exhaustive_s"]
+    ofa_how = "measured" if ofa_full else "projected from the walk's rate"
+    small = res["small"]
+    nb101 = small.get("nasbench101")
+    rows = [
+        (f"64-layer grid walk, filter `{g['where']}` (kernel only)",
+         f"{k['per_s'] / 1e6:,.0f} M cand/s", f"≥ {t['grid_kernel_per_s'] / 1e6:g} M/s",
+         status(k["per_s"] >= t["grid_kernel_per_s"])),
+        (f"{e['candidates']:.0e} candidates of that grid to Parquet ({e['rows']:,} rows)",
+         seconds(e["seconds"]), f"≤ {t['grid_end_to_end_s']:g} s",
+         status(e["seconds"] <= t["grid_end_to_end_s"])),
+        (f"ofa-mbv3 exhaustive ({ofa['size']:.3g} candidates, {ofa_how})", seconds(ofa_s),
+         f"≤ {t['ofa_exhaustive_s']:g} s", status(ofa_s <= t["ofa_exhaustive_s"])),
+        *((f"`rfsearch search {name} -o DIR` (whole space, Python start-up included)",
+           seconds(fig["seconds"]), f"≤ {t['small_spaces_s']:g} s",
+           status(fig["seconds"] <= t["small_spaces_s"]))
+          for name, fig in small.items() if name != "nasbench101"),
+    ]
+    if nb101:
+        rows.append(("`rfsearch search nasbench101 -o DIR` from the cache",
+                     seconds(nb101["seconds"]), "≤ 10 s", status(nb101["seconds"] <= 10)))
+    if "nasbench101_generate_s" in res:
+        gen = res["nasbench101_generate_s"]
+        rows.append(("NAS-Bench-101 cell generation (423,624 cells)", seconds(gen),
+                     "≤ 120 s with the search", status(gen + (nb101 or {}).get(
+                         "seconds", 0) <= 120)))
+    return "\n".join([
+        "Search (`benchmarks/search_throughput.py`): the walk times device calls of "
+        f"{k['candidates_per_call']:,} candidates (median of {k['calls']}, compile "
+        f"{seconds(k['first_call_s'])} apart); end to end includes tabulating, compiling, "
+        "decoding matches and writing Parquet.",
+        "",
+        "| what | measured | target | status |",
+        "| --- | ---: | ---: | --- |",
+        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
+        "",
+        f"Device: {res['device']}, {res['cpu_cores']} cores; {res['date']}"
         f"{' (--quick smoke run, not representative)' if res.get('quick') else ''}.",
     ])
 
@@ -157,6 +206,9 @@ def main(argv=None) -> int:
     end_to_end = load_results(args.results, "end_to_end")
     if end_to_end is not None:
         body = body.replace("\nRe-run:", "\n" + render_end_to_end(end_to_end) + "\n\nRe-run:")
+    search = load_results(args.results, "search_throughput")
+    if search is not None:
+        body = body.replace("\nRe-run:", "\n" + render_search(search) + "\n\nRe-run:")
     new = replace_block(text, body)
     if new is None:
         print(f"render_readme: {args.readme} lacks the markers {START} ... {END}",
