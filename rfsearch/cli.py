@@ -222,7 +222,8 @@ def cmd_spaces(args) -> int:
     from .spaces import BUILTIN
     from .spaces.families import space_sizes
 
-    sizes = space_sizes() | {"nasbench201": 15625, "natsbench-sss": 32768}
+    sizes = space_sizes() | {"nasbench201": 15625, "natsbench-sss": 32768,
+                             "nasbench101": 423_624}
     rows = [{"space": name, "candidates": f"{sizes[name]:,}", "description": desc}
             for name, (_, _, desc) in BUILTIN.items()]
     table = pd.DataFrame(rows)

@@ -57,6 +57,8 @@ def filter_schema(space: Space) -> dict[str, str]:
     """Columns a ``where`` filter may use, with their types."""
     schema = {c: "bool" if c in ("aligned", "valid") else "number" for c in RESULT_COLUMNS}
     schema["candidate_id"] = "number"
+    for alias in space.id_aliases:
+        schema[alias] = "number"
     for var in space.variables:
         if all(isinstance(x, int | float) and not isinstance(x, bool) for x in var.labels):
             schema[var.name] = "number"
@@ -243,8 +245,10 @@ def _manifest(folder: Path, run: _Run) -> set[int]:
     return set(old.get("done", []))
 
 
-def _save_manifest(folder: Path, run: _Run, done: set[int], complete: bool) -> None:
-    text = json.dumps({"params": run.params(), "done": sorted(done), "complete": complete})
+def _save_manifest(folder: Path, run: _Run, done: set[int], complete: bool,
+                   top_merged: bool = False) -> None:
+    text = json.dumps({"params": run.params(), "done": sorted(done), "complete": complete,
+                       "top_merged": top_merged})
     _write_atomic(folder / MANIFEST, lambda p: p.write_text(text))
 
 
@@ -304,20 +308,25 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
             run.plan, run.t, np.zeros(0, np.int64))
         return _top_rows(df, top_spec) if top_spec else df
     if top_spec is not None:
-        _finish_top(folder, run)
-    _save_manifest(folder, run, done, True)
+        _finish_top(folder, run, done)
+    _save_manifest(folder, run, done, True, top_merged=top_spec is not None)
     rows = sum(pq.read_metadata(p).num_rows for p in folder.glob("part-*.parquet"))
     return SearchSummary(space_obj.name, run.total, rows, run.chunks, seconds, str(folder))
 
 
-def _finish_top(folder: Path, run: _Run) -> None:
-    """Keep the global top K of the per-chunk tops in one part file."""
-    parts = sorted(folder.glob("part-*.parquet"))
-    if not parts:
-        return
-    df = _top_rows(pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True), run.top)
-    _write_atomic(folder / "part-top.parquet",
-                  lambda p: pq.write_table(_arrow(df, run), p, compression="zstd"))
+def _finish_top(folder: Path, run: _Run, done: set[int]) -> None:
+    """Keep the global top K of the per-chunk tops in one part file. The manifest says
+    when the merged file is complete, so a crash while deleting the chunk parts is
+    resumed by deleting the rest."""
+    manifest = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).exists() \
+        else {}
+    parts = sorted(p for p in folder.glob("part-*.parquet") if p.name != "part-top.parquet")
+    if not manifest.get("top_merged"):
+        frames = [pd.read_parquet(p) for p in parts]
+        if frames:
+            df = _top_rows(pd.concat(frames, ignore_index=True), run.top)
+            _write_atomic(folder / "part-top.parquet",
+                          lambda p: pq.write_table(_arrow(df, run), p, compression="zstd"))
+        _save_manifest(folder, run, done, False, top_merged=True)
     for p in parts:
-        if p.name != "part-top.parquet":
-            p.unlink()
+        p.unlink(missing_ok=True)

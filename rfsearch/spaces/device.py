@@ -43,6 +43,7 @@ class DeviceTables:
     labels: tuple  # per variable: numeric labels array, or None
     var_layout: tuple  # per variable: (radix, below)
     var_names: tuple
+    id_aliases: tuple  # key columns equal to candidate_id (nb201_index, ...)
     dtype: str
 
 
@@ -80,7 +81,8 @@ def device_tables(plan: Plan) -> DeviceTables:
         layout=tuple((g.radix, g.below) for g in plan.groups), sizes=sizes, sized=sized,
         axes=axes, labels=tuple(labels),
         var_layout=tuple((int(r), int(b)) for r, b in zip(space.radices, below, strict=True)),
-        var_names=tuple(v.name for v in space.variables), dtype=plan.dtype)
+        var_names=tuple(v.name for v in space.variables), id_aliases=space.id_aliases,
+        dtype=plan.dtype)
 
 
 def suffix_tables(plan: Plan, axes: int) -> tuple[int, dict]:
@@ -130,7 +132,7 @@ class Columns:
         flags = s["F"]
         if name == "valid":
             return valid, True
-        if name == "candidate_id":
+        if name == "candidate_id" or name in self.t.id_aliases:
             return self.ids(), True
         if name == "aligned":
             certainly_not = ((flags & K.KNOWN) != 0) & ((flags & K.ALIGNED) == 0)
@@ -167,7 +169,7 @@ def evaluate_ids(ids, groups, *, t, names: tuple, where: Node | None):
     """Columns ``names`` (value, known) and the filter mask for ids [N]."""
     state, cls = _fold(ids, groups, t.layout, t.dtype, t.axes)
     cols = Columns(state, cls, ids, t)
-    mask = jnp.ones(ids.shape, bool) if where is None else _mask(where, cols)
+    mask = jnp.broadcast_to(True if where is None else _mask(where, cols), ids.shape)
     return {n: cols[n] for n in names}, mask
 
 

@@ -84,7 +84,8 @@ def nasbench201() -> Space:
     return Space("nasbench201", [Variable("arch_str", archs)], slots, input_size=(32, 32),
                  definition={"space": "nasbench201", "skeleton": "5 cells x 3 stages"},
                  description="NAS-Bench-201 cells in their skeleton",
-                 keys=lambda ids: {"nb201_index": np.asarray(ids, np.int64)})
+                 keys=lambda ids: {"nb201_index": np.asarray(ids, np.int64)},
+                 id_aliases=("nb201_index",))
 
 
 def natsbench_sss() -> Space:
@@ -101,4 +102,5 @@ def natsbench_sss() -> Space:
                 "sss_key": np.array([":".join(row) for row in channels], dtype=object)}
     return Space("natsbench-sss", variables, slots, input_size=(32, 32),
                  definition={"space": "natsbench-sss", "cell": SSS_CELL},
-                 description="NATS-Bench size search space", keys=keys)
+                 description="NATS-Bench size search space", keys=keys,
+                 id_aliases=("sss_index",))

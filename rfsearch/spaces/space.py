@@ -27,6 +27,8 @@ from ..driver import parse_input_size
 from ..errors import SpecError
 from .tables import Table, block_table, chain, outer
 
+RESERVED = frozenset({"candidate_id", "valid", "aligned", *(
+    f"{c}_{a}" for c in ("rf", "rf_min", "stride", "padding", "out") for a in "hw")})
 GROUP_OPTIONS = 4096  # merge neighbouring groups while their joint options stay this small
 SUFFIX_ENTRIES = 1 << 21  # the exhaustive walk's precomposed suffix table: bounded memory
 MAX_GROUP_ENTRIES = 1 << 24
@@ -65,8 +67,13 @@ class Space:
     definition: dict = field(default_factory=dict)
     description: str = ""
     keys: Callable[[np.ndarray], dict] | None = None  # ids -> native key columns
+    id_aliases: tuple[str, ...] = ()  # key columns that equal candidate_id (filterable)
 
     def __post_init__(self):
+        for var in self.variables:
+            if var.name in RESERVED or var.name in self.id_aliases:
+                raise SpecError(f"space {self.name!r}: choice name {var.name!r} is a result "
+                                "column; name it differently")
         seen: list[int] = []
         for slot in self.slots:
             joint = math.prod(self.variables[v].size for v in slot.variables)
@@ -129,10 +136,12 @@ class Space:
         cols = {}
         for j, var in enumerate(self.variables):
             labels = np.asarray(var.labels, dtype=object)
-            values = labels[digits[:, j]]
-            if all(isinstance(x, int | np.integer) and not isinstance(x, bool) for x in var.labels):
-                values = values.astype(np.int64)
-            cols[var.name] = values
+            kinds = {type(x) for x in var.labels}
+            if kinds <= {int, np.int64} or kinds <= {float, int}:
+                labels = labels.astype(np.int64 if kinds <= {int, np.int64} else np.float64)
+            else:  # mixed or text labels: one string column
+                labels = np.array([str(x) for x in var.labels], dtype=object)
+            cols[var.name] = labels[digits[:, j]]
         return cols
 
 

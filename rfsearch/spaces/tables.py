@@ -11,7 +11,8 @@ features, and it multiplies the jump by ``S``. Entering with state (u, v, m, J):
 (the union of a block's paths is a min / max over affine maps with the same positive
 J, so it stays affine). Composing two summaries is the same rule, so summaries of
 many blocks fold into one. Flags compose bitwise (KNOWN and ALIGNED by AND,
-UNBOUNDED and MISALIGNED by OR), validity by AND.
+UNBOUNDED by OR; a block's MISALIGNED counts only where the padding entering it is
+known, as in the kernel), validity by AND.
 
 The summaries depend on the block's input size only through 'same' padding and the
 output size, so a :class:`Table` is indexed by (incoming size class, option) and
@@ -30,7 +31,6 @@ from ..encode import encode_networks
 from ..spec import parse_network
 
 AND_FLAGS = K.KNOWN | K.ALIGNED
-OR_FLAGS = K.UNBOUNDED | K.MISALIGNED
 FIELDS = ("A", "B", "M", "S", "F")  # per axis: [2, ...]
 
 
@@ -67,7 +67,9 @@ def combine(xp, left: dict, right: dict) -> dict:
         "B": left["B"] + right["B"] * J,
         "M": left["M"] + right["M"] * J,
         "S": J * right["S"],
-        "F": (left["F"] & right["F"] & AND_FLAGS) | ((left["F"] | right["F"]) & OR_FLAGS),
+        "F": (left["F"] & right["F"] & AND_FLAGS) | ((left["F"] | right["F"]) & K.UNBOUNDED)
+        | (left["F"] & K.MISALIGNED) | xp.where((left["F"] & K.KNOWN) != 0,
+                                                 right["F"] & K.MISALIGNED, 0),
         "V": left["V"] & right["V"],
     }
 
