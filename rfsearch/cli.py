@@ -66,7 +66,8 @@ def cmd_eval(args) -> int:
     if args.output:
         _writable(args.output)
     df = evaluate(args.specs, input_size=args.input_size, per_layer=args.per_layer,
-                  progress=not args.quiet and args.output is not None, chunk_size=args.chunk_size)
+                  progress=not args.quiet and args.output is not None, chunk_size=args.chunk_size,
+                  analysis=args.analysis, exempt_1x1=args.exempt_1x1)
     if args.output:
         try:
             write_parquet(df, args.output)
@@ -284,6 +285,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-o", "--output", help="write a Parquet file instead of printing")
     ev.add_argument("--input-size", type=_input_size, help="N or HxW, e.g. 224 or 224x320")
     ev.add_argument("--per-layer", action="store_true", help="one row per (network, layer)")
+    ev.add_argument("--analysis", action="store_true",
+                    help="add border / unproductive / critical layers, feasible input range, "
+                         "RF at strides 8/16/32 and rf_ratio")
+    ev.add_argument("--exempt-1x1", action="store_true",
+                    help="with --analysis: 1x1 layers are never unproductive by the rf_min rule")
     ev.add_argument("--chunk-size", type=_positive, default=DEFAULT_CHUNK,
                     help=f"candidates per kernel call (default {DEFAULT_CHUNK})")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")

@@ -15,13 +15,14 @@ import pyarrow as pa
 
 from . import kernel as K
 from . import zoo
+from .analysis import analyze, rule
 from .driver import DEFAULT_CHUNK, Raw, parse_input_size, run_batch
 from .encode import Batch, encode_networks
 from .errors import SpecError
 from .load import Source, from_objects, read_chain_source, read_source
 from .messages import Context, messages_for
 from .ops import op_names
-from .table import frame
+from .table import ANALYSIS_LAYER, frame
 
 LAYER_SCALE = 1 << 32  # sort key of a per-layer row: spec index * LAYER_SCALE + node
 
@@ -79,18 +80,28 @@ def _network_columns(states: dict[str, np.ndarray], valid: np.ndarray):
     return result
 
 
-def _source_table(src: Source, size, per_layer: bool, chunk: int, progress: bool):
+def _source_table(src: Source, size, per_layer: bool, chunk: int, progress: bool,
+                  analysis: dict | None = None):
     """Columns for one source: kernel rows for valid networks, error rows for the rest."""
     batch = src.batch if src.batch is not None else encode_networks(src.networks)
-    raw = run_batch(batch, size, per_layer=per_layer, chunk=chunk, progress=progress)
+    raw = run_batch(batch, size, per_layer=per_layer or analysis is not None, chunk=chunk,
+                    progress=progress)
     ctx = Context(batch, src.label, np.asarray(src.index, dtype=np.int64), size, chunk)
+    found = None if analysis is None else analyze(batch, raw.layers, size, **analysis)
     if per_layer:
-        return _layer_rows(ctx, raw, src)
+        return _layer_rows(ctx, raw, src, found)
     overflow = ((raw.out["flags"] & K.OVERFLOW) != 0).any(axis=0)
     messages = messages_for(ctx, np.arange(len(batch)), raw.out["fault"].min(axis=0), overflow)
     cols = _network_columns(raw.out, messages == None)  # noqa: E711
     cols["name"] = (batch.names.astype(str), None)
     cols["error"] = (messages, None)
+    if found is not None:
+        invalid = messages != None  # noqa: E711
+        for key, (values, mask) in found.network.items():
+            mask = mask | invalid
+            cols[key] = ((np.where(mask, None, values), None) if values.dtype == object
+                         else (values, mask))
+        cols["rf_ratio"] = _ratio(cols, size)
     order = ctx.spec_index
     if src.errors:
         cols, order = _with_error_rows(cols, src, order)
@@ -114,7 +125,15 @@ def _with_error_rows(cols, src: Source, order, scale: int = 1):
     return merged, np.concatenate([order, [i * scale for i, _, _ in src.errors]])
 
 
-def _layer_rows(ctx: Context, raw: Raw, src: Source):
+def _ratio(cols: dict, size):
+    """rf_ratio: the output's receptive field over the input size (smaller axis)."""
+    (h, hm), (w, wm) = cols["rf_h"], cols["rf_w"]
+    if size is None:
+        return np.zeros(len(h)), np.ones(len(h), bool)
+    return np.minimum(h / size[0], w / size[1]), hm | wm
+
+
+def _layer_rows(ctx: Context, raw: Raw, src: Source, found=None):
     """Long table: one row per (network, layer); a layer is invalid when it or an input is."""
     batch = ctx.batch
     node = np.arange(batch.depth)[:, None]  # [L, 1]
@@ -135,6 +154,10 @@ def _layer_rows(ctx: Context, raw: Raw, src: Source):
         cols["layer_name"] = (np.char.add("layer", (nodes - 1).astype(str)).astype(object), None)
         cols["op"] = (op_names(batch.op[net, nodes]), None)
     cols["error"] = (messages, None)
+    if found is not None:
+        for key in ANALYSIS_LAYER:
+            values, mask = found.layer.get(key, (np.zeros_like(live), np.ones_like(live)))
+            cols[key] = (values[nodes, net], mask[nodes, net])
     order = ctx.spec_index[net] * LAYER_SCALE + nodes  # by spec, then by layer
     if src.errors:
         cols, order = _with_error_rows(cols, src, order, LAYER_SCALE)
@@ -142,7 +165,8 @@ def _layer_rows(ctx: Context, raw: Raw, src: Source):
 
 
 def evaluate(specs, *, input_size=None, per_layer: bool = False, progress: bool = False,
-             chunk_size: int = DEFAULT_CHUNK) -> pd.DataFrame:
+             chunk_size: int = DEFAULT_CHUNK, analysis: bool = False,
+             exempt_1x1: bool = False) -> pd.DataFrame:
     """Receptive-field geometry of every network in ``specs``, one row each.
 
     ``specs``: a spec dict, a list of them, a path (.json / .jsonl / .yaml /
@@ -151,14 +175,19 @@ def evaluate(specs, *, input_size=None, per_layer: bool = False, progress: bool 
     int, (H, W) or 'HxW'. ``per_layer=True`` returns one row per (network, layer).
     Rows whose spec is bad or whose network is invalid keep a null geometry and a
     one-line ``error``; every other row is computed. See ``rfsearch.table.COLUMNS``.
+    ``analysis=True`` adds the resolution-aware columns of :mod:`rfsearch.analysis`
+    (``exempt_1x1``: 1x1 layers are never unproductive by the rf_min rule).
     """
     size = parse_input_size(input_size)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise SpecError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     tables = []
+    options = {"exempt_1x1": bool(exempt_1x1)} if analysis else None
     for src in sources(specs):
-        cols, order = _source_table(src, size, per_layer, chunk_size, progress)
+        cols, order = _source_table(src, size, per_layer, chunk_size, progress, options)
         df = frame(cols, per_layer, size)
+        if analysis:
+            df.attrs["analysis_rule"] = rule(bool(exempt_1x1))
         tables.append(df.iloc[np.argsort(order, kind="stable")])
     df = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
     df = df.reset_index(drop=True)

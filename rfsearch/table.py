@@ -33,35 +33,66 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "out_h": (pa.int32(), "output feature-map height at the input size; null without one"),
     "out_w": (pa.int32(), "output feature-map width at the input size; null without one"),
     "error": (pa.string(), "null when the row is valid, else a one-line message"),
+    # analysis=True only (rfsearch.analysis; the rule variant is in the file metadata)
+    "border": (pa.bool_(), "per layer: the first layer whose receptive field exceeds the "
+                           "input (rf > input size on both axes)"),
+    "unproductive": (pa.bool_(), "per layer: unproductive at this input size (rfa-toolbox "
+                                 "is_border rule)"),
+    "critical": (pa.bool_(), "per layer: its smallest receptive field exceeds the input"),
+    "border_layer": (pa.string(), "name of the border layer; null when none"),
+    "n_unproductive": (pa.int32(), "number of unproductive layers at the input size"),
+    "n_critical": (pa.int32(), "number of critical layers at the input size"),
+    "feasible_min": (pa.int64(), "smallest input size with no unproductive layer (largest "
+                                 "rf_min of any layer)"),
+    "feasible_max": (pa.int64(), "largest input size some layer still covers (largest rf)"),
+    "rf_at_stride_8": (pa.int64(), "receptive field (height) of the last layer with "
+                                   "effective stride 8; null when none"),
+    "rf_at_stride_16": (pa.int64(), "the same at effective stride 16"),
+    "rf_at_stride_32": (pa.int64(), "the same at effective stride 32"),
+    "rf_ratio": (pa.float64(), "output receptive field over the input size (smaller axis)"),
 }
-NETWORK_COLUMNS = [c for c in COLUMNS if c not in ("layer", "layer_name", "op")]
-LAYER_COLUMNS = list(COLUMNS)
+ANALYSIS_LAYER = ["border", "unproductive", "critical"]
+ANALYSIS_NETWORK = ["border_layer", "n_unproductive", "n_critical", "feasible_min",
+                    "feasible_max", "rf_at_stride_8", "rf_at_stride_16", "rf_at_stride_32",
+                    "rf_ratio"]
+NETWORK_COLUMNS = [c for c in COLUMNS if c not in ("layer", "layer_name", "op",
+                                                  *ANALYSIS_LAYER, *ANALYSIS_NETWORK)]
+LAYER_COLUMNS = [c for c in COLUMNS if c not in (*ANALYSIS_LAYER, *ANALYSIS_NETWORK)]
 
 
-def schema(per_layer: bool = False) -> pa.Schema:
-    """The declared Arrow schema of a result table (network or per-layer)."""
+def column_names(per_layer: bool, analysis: bool = False) -> list[str]:
+    """The declared columns of a result table, in order."""
     names = LAYER_COLUMNS if per_layer else NETWORK_COLUMNS
+    if analysis:
+        names = [*names[:-1], *(ANALYSIS_LAYER if per_layer else ANALYSIS_NETWORK), names[-1]]
+    return names
+
+
+def schema(per_layer: bool = False, analysis: bool = False) -> pa.Schema:
+    """The declared Arrow schema of a result table (network or per-layer)."""
+    names = column_names(per_layer, analysis)
     return pa.schema(
         [pa.field(c, COLUMNS[c][0], metadata={"description": COLUMNS[c][1]}) for c in names]
     )
 
 
 def _pandas_dtype(arrow_type: pa.DataType) -> str:
-    return {pa.int64(): "Int64", pa.int32(): "Int32", pa.bool_(): "boolean"}.get(
-        arrow_type, "string")
+    return {pa.int64(): "Int64", pa.int32(): "Int32", pa.bool_(): "boolean",
+            pa.float64(): "Float64"}.get(arrow_type, "string")
 
 
 def frame(columns: dict[str, tuple[np.ndarray, np.ndarray | None]], per_layer: bool,
           input_size) -> pd.DataFrame:
     """A DataFrame with the declared columns from (values, null-mask) pairs."""
     data = {}
-    for name in LAYER_COLUMNS if per_layer else NETWORK_COLUMNS:
+    for name in column_names(per_layer, "feasible_max" in columns or "border" in columns):
         values, mask = columns[name]
         dtype = _pandas_dtype(COLUMNS[name][0])
         if dtype == "string":
             data[name] = pd.array(values, dtype="string")
         else:
-            numpy = {"Int64": np.int64, "Int32": np.int32, "boolean": np.bool_}[dtype]
+            numpy = {"Int64": np.int64, "Int32": np.int32, "boolean": np.bool_,
+                     "Float64": np.float64}[dtype]
             arr = np.asarray(values).astype(numpy, copy=False)
             m = np.zeros(arr.shape, bool) if mask is None else np.asarray(mask, bool)
             data[name] = pd.array(arr, dtype=dtype) if not m.any() else _masked(arr, m, dtype)
@@ -74,6 +105,8 @@ def frame(columns: dict[str, tuple[np.ndarray, np.ndarray | None]], per_layer: b
 def _masked(values: np.ndarray, mask: np.ndarray, dtype: str):
     if dtype == "boolean":
         return pd.arrays.BooleanArray(values, mask)
+    if dtype == "Float64":
+        return pd.arrays.FloatingArray(values, mask)
     return pd.arrays.IntegerArray(values, mask)
 
 
@@ -100,13 +133,14 @@ def file_metadata(input_size=None, extra: dict | None = None) -> dict[bytes, byt
 def to_arrow(df: pd.DataFrame) -> pa.Table:
     """The DataFrame as an Arrow table with the declared schema and metadata."""
     per_layer = "layer" in df.columns
-    target = schema(per_layer)
+    target = schema(per_layer, "feasible_max" in df.columns or "border" in df.columns)
     missing = [c for c in target.names if c not in df.columns]
     if missing:
         raise SpecError(f"table lacks the result columns {missing}")
     table = pa.Table.from_pandas(df[target.names], schema=target, preserve_index=False)
     # Keep pyarrow's pandas metadata so pandas reads the nullable dtypes back as written.
-    meta = {**(table.schema.metadata or {}), **file_metadata(df.attrs.get("input_size"))}
+    extra = {"analysis_rule": df.attrs["analysis_rule"]} if "analysis_rule" in df.attrs else {}
+    meta = {**(table.schema.metadata or {}), **file_metadata(df.attrs.get("input_size"), extra)}
     return table.replace_schema_metadata(meta)
 
 
