@@ -254,6 +254,60 @@ def _search_parser(sub) -> None:
     sp.set_defaults(func=cmd_spaces)
 
 
+def _pixels(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT in pixels, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def _feature(text: str) -> tuple[int, int]:
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"a feature is Y,X (output coordinates), got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def cmd_plot(args) -> int:
+    from . import plot
+
+    _writable(args.output)
+    size = {"size": args.size} if args.size else {}
+    if args.plot == "growth":
+        path = plot.growth(args.specs, args.output, input_size=args.input_size, **size)
+    elif args.plot == "boxes":
+        path = plot.boxes(args.spec, args.output, image=args.image, features=args.features,
+                          input_size=args.input_size, erf=args.erf, **size)
+    else:
+        path = plot.results(args.folder, args.output, x=args.x, y=args.y, hue=args.hue, **size)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _plot_parser(sub) -> None:
+    pp = sub.add_parser("plot", help="pictures: growth, boxes, results (needs rfsearch[plot])")
+    psub = pp.add_subparsers(dest="plot", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-o", "--output", required=True, help="output .png or .svg")
+    common.add_argument("--size", type=_pixels, help="WIDTHxHEIGHT in pixels")
+    gr = psub.add_parser("growth", parents=[common], help="RF per layer of networks")
+    gr.add_argument("specs", nargs="+", help="spec files or zoo:NAME")
+    gr.add_argument("--input-size", type=_input_size, help="draw it and mark border layers")
+    bx = psub.add_parser("boxes", parents=[common], help="RFs of output features on an image")
+    bx.add_argument("spec", help="a spec file or zoo:NAME")
+    bx.add_argument("--image", help="PNG/JPEG (default: a synthetic image)")
+    bx.add_argument("--features", type=_feature, nargs="+", help="output features Y,X")
+    bx.add_argument("--input-size", type=_input_size, help="without --image (default 224)")
+    bx.add_argument("--erf", action="store_true", help="overlay a Gaussian effective-RF proxy")
+    rs = psub.add_parser("results", parents=[common], help="columns of a search result")
+    rs.add_argument("folder", help="a search output folder (or Parquet file)")
+    rs.add_argument("-x", required=True, help="column on the x axis")
+    rs.add_argument("-y", help="column on the y axis (default: a histogram of x)")
+    rs.add_argument("--hue", help="colour points by this column (small results)")
+    for p in (gr, bx, rs):
+        p.set_defaults(func=cmd_plot)
+
+
 def _zoo_parser(sub) -> None:
     zp = sub.add_parser("zoo", help="well-known CNNs: list, show, export")
     zsub = zp.add_subparsers(dest="zoo_command", required=True)
@@ -301,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh.set_defaults(func=cmd_show)
     _zoo_parser(sub)
     _search_parser(sub)
+    _plot_parser(sub)
     return parser
 
 

@@ -1,0 +1,239 @@
+"""Pictures (optional extra ``rfsearch[plot]``: matplotlib, headless ``Agg`` backend).
+
+* :func:`growth`: receptive field (h and w) per layer of one or several networks, log
+  scale, with the input size as a line and the border layer marked;
+* :func:`boxes`: the receptive fields of chosen output features drawn over an image
+  (a built-in synthetic one when none is given) with the effective-stride grid of
+  feature centres, optionally a Gaussian effective-RF *proxy* heat map;
+* :func:`results`: scatter / hexbin-like 2-D histogram / histogram of columns of a
+  search result folder, read in batches (bounded memory, whatever the row count).
+
+Each writes a PNG or SVG of ``size`` = (width, height) pixels and returns the path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .coords import ReceptiveField
+from .driver import parse_input_size
+from .errors import SpecError
+from .evaluate import evaluate, sources
+
+DPI = 100
+SCATTER_ROWS = 200_000  # above this a result plot is a 2-D histogram, never all points
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise SpecError("plots need matplotlib: pip install 'rfsearch[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _figure(size: tuple[int, int]):
+    width, height = size
+    if width < 100 or height < 100:
+        raise SpecError(f"plot size must be at least 100x100 pixels, got {width}x{height}")
+    plt = _pyplot()
+    return plt, plt.figure(figsize=(width / DPI, height / DPI), dpi=DPI)
+
+
+def _save(plt, fig, output) -> Path:
+    path = Path(output)
+    if path.suffix.lower() not in (".png", ".svg"):
+        raise SpecError(f"{output}: plots are written as .png or .svg")
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def growth(specs, output, *, input_size=None, size=(900, 540)) -> Path:
+    """RF per layer (h solid, w dashed) for every network in ``specs``."""
+    plt, fig = _figure(size)
+    ax = fig.add_subplot()
+    df = evaluate(specs, input_size=input_size, per_layer=True,
+                  analysis=input_size is not None)
+    if df["error"].notna().all():
+        raise SpecError(f"nothing to plot: {df['error'].dropna().iloc[0]}")
+    for (name, rows), color in zip(df[df["error"].isna()].groupby("name", sort=False),
+                                   plt.rcParams["axes.prop_cycle"].by_key()["color"] * 10,
+                                   strict=False):
+        x = rows["layer"].to_numpy()
+        ax.plot(x, rows["rf_h"].to_numpy(dtype=float), color=color, label=f"{name} (h)")
+        if not rows["rf_h"].equals(rows["rf_w"]):
+            ax.plot(x, rows["rf_w"].to_numpy(dtype=float), color=color, ls="--",
+                    label=f"{name} (w)")
+        if "border" in rows and rows["border"].fillna(False).any():
+            b = rows[rows["border"].fillna(False).astype(bool)].iloc[0]
+            ax.plot([b["layer"]], [b["rf_h"]], "o", color=color, ms=8,
+                    label=f"{name}: border {b['layer_name']}")
+    if input_size is not None:
+        h, _ = parse_input_size(input_size)
+        ax.axhline(h, color="grey", lw=1, ls=":", label=f"input {h} px")
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (spec order)")
+    ax.set_ylabel("receptive field (px)")
+    ax.set_title("Receptive field growth")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(plt, fig, output)
+
+
+def synthetic_image(height: int, width: int) -> np.ndarray:
+    """A grey checkerboard with a soft radial gradient ([H, W, 3] floats in [0, 1])."""
+    y, x = np.mgrid[0:height, 0:width]
+    checker = ((y // 16 + x // 16) % 2) * 0.25 + 0.5
+    r = np.hypot(y - height / 2, x - width / 2) / max(height, width)
+    return np.clip(np.stack([checker - 0.3 * r, checker, checker + 0.2 * r], -1), 0, 1)
+
+
+def _load_image(image):
+    plt = _pyplot()
+    try:
+        img = plt.imread(str(image))
+    except (OSError, ValueError, SyntaxError) as err:
+        raise SpecError(f"{image}: cannot read the image ({err})") from None
+    img = img.astype(float) / (255.0 if img.dtype == np.uint8 else 1.0)
+    return img if img.ndim == 3 else np.stack([img] * 3, -1)
+
+
+def boxes(spec, output, *, image=None, features=None, input_size=None, erf=False,
+          size=(800, 800)) -> Path:
+    """Receptive fields of ``features`` [(y, x), ...] over ``image`` (default: the output
+    corners and centre) at the image's size (or ``input_size``, or 224)."""
+    img = _load_image(image) if image is not None else None
+    if img is not None:
+        h, w = img.shape[:2]
+    else:
+        h, w = parse_input_size(input_size) if input_size is not None else (224, 224)
+        img = synthetic_image(h, w)
+    src = sources(spec)[0]
+    if src.errors or src.total != 1:
+        raise SpecError(src.errors[0][2] if src.errors else
+                        f"{src.label}: holds {src.total} specs; boxes takes one")
+    row = evaluate(spec, input_size=(h, w)).iloc[0]
+    if isinstance(row["error"], str):
+        raise SpecError(row["error"])
+    rf = ReceptiveField.from_row(row)
+    out_h, out_w = int(row["out_h"]), int(row["out_w"])
+    if features is None:
+        features = [(0, 0), (out_h // 2, out_w // 2), (out_h - 1, out_w - 1)]
+    feats = np.array(features, dtype=np.int64).reshape(-1, 2)
+    bad = (feats < 0).any(axis=1) | (feats[:, 0] >= out_h) | (feats[:, 1] >= out_w)
+    if bad.any():
+        fy, fx = (int(v) for v in feats[bad][0])
+        raise SpecError(f"feature ({fy}, {fx}) is outside the {out_h}x{out_w} output")
+    plt, fig = _figure(size)
+    ax = fig.add_subplot()
+    ax.imshow(img, extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+    gy, gx = np.meshgrid(np.arange(out_h), np.arange(out_w), indexing="ij")
+    centres = rf.center(gy.ravel(), gx.ravel())
+    ax.plot(centres.x, centres.y, ".", color="white", ms=2, alpha=0.6,
+            label=f"feature centres (stride {rf.stride[0]}x{rf.stride[1]})")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for (fy, fx), color in zip(feats, colors * 10, strict=False):
+        box = rf.box(fy, fx)
+        ax.add_patch(plt.Rectangle((box.left - 0.5, box.top - 0.5), rf.rf[1], rf.rf[0],
+                                   fill=False, lw=2, ec=color,
+                                   label=f"feature ({fy}, {fx}): {rf.rf[0]}x{rf.rf[1]} px"))
+        if erf:
+            c = rf.center(fy, fx)
+            yy, xx = np.mgrid[0:h, 0:w]
+            sigma = np.array(rf.rf, float) / 6  # a proxy: most mass within the centre third
+            heat = np.exp(-((yy - c.y) ** 2 / (2 * sigma[0] ** 2)
+                            + (xx - c.x) ** 2 / (2 * sigma[1] ** 2)))
+            ax.imshow(np.ma.masked_less(heat, 0.05), cmap="magma", alpha=0.45,
+                      extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+    ax.set_xlim(min(-0.5, float(np.min(rf.box(feats[:, 0], feats[:, 1]).left)) - 2),
+                max(w - 0.5, float(np.max(rf.box(feats[:, 0], feats[:, 1]).right)) + 2))
+    ax.set_ylim(max(h - 0.5, float(np.max(rf.box(feats[:, 0], feats[:, 1]).bottom)) + 2),
+                min(-0.5, float(np.min(rf.box(feats[:, 0], feats[:, 1]).top)) - 2))
+    title = f"{row['name']} at {h}x{w}: receptive fields of output features"
+    if erf:
+        title += "\n(heat: Gaussian effective-RF PROXY, sigma = RF/6, not measured)"
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _save(plt, fig, output)
+
+
+def _scan(folder, columns: list[str]):
+    """Record batches of ``columns`` from a result folder (or file)."""
+    import pyarrow.dataset as ds
+
+    if not Path(folder).exists():
+        raise SpecError(f"{folder}: no such file or folder")
+    try:
+        dataset = ds.dataset(str(folder), format="parquet", exclude_invalid_files=True)
+    except (OSError, ValueError) as err:
+        raise SpecError(f"{folder}: cannot read a Parquet dataset ({err})") from None
+    missing = [c for c in columns if c not in dataset.schema.names]
+    if missing:
+        raise SpecError(f"{folder}: no column {missing[0]!r} (columns: "
+                        f"{', '.join(dataset.schema.names)})")
+    return dataset, dataset.scanner(columns=columns, batch_size=1 << 16)
+
+
+def results(folder, output, *, x: str, y: str | None = None, hue: str | None = None,
+            bins: int = 60, size=(900, 600)) -> Path:
+    """Histogram of ``x`` (no ``y``), else a scatter (small results) or a 2-D histogram,
+    computed over record batches so memory stays bounded."""
+    columns = [c for c in (x, y, hue) if c is not None]
+    dataset, scanner = _scan(folder, columns)
+    rows = dataset.count_rows()
+    if rows == 0:
+        raise SpecError(f"{folder}: no rows to plot")
+    lo = {c: np.inf for c in columns}
+    hi = {c: -np.inf for c in columns}
+    for batch in scanner.to_batches():  # pass 1: ranges
+        for c in columns:
+            v = batch.column(c).to_numpy(zero_copy_only=False).astype(float)
+            v = v[np.isfinite(v)]
+            if v.size:
+                lo[c], hi[c] = min(lo[c], v.min()), max(hi[c], v.max())
+    plt, fig = _figure(size)
+    ax = fig.add_subplot()
+    edges = {c: np.linspace(lo[c], hi[c] + (1 if hi[c] == lo[c] else 0), bins + 1)
+             for c in columns if np.isfinite(lo[c])}
+    if x not in edges or (y is not None and y not in edges):
+        raise SpecError(f"{folder}: the plotted columns hold no values")
+    if y is None:
+        counts = np.zeros(bins)
+        for batch in dataset.scanner(columns=[x], batch_size=1 << 16).to_batches():
+            v = batch.column(x).to_numpy(zero_copy_only=False).astype(float)
+            counts += np.histogram(v[np.isfinite(v)], edges[x])[0]
+        ax.stairs(counts, edges[x], fill=True)
+        ax.set_ylabel("candidates")
+    elif rows <= SCATTER_ROWS:
+        table = dataset.to_table(columns=columns)
+        xs = table.column(x).to_numpy(zero_copy_only=False).astype(float)
+        ys = table.column(y).to_numpy(zero_copy_only=False).astype(float)
+        cs = (table.column(hue).to_numpy(zero_copy_only=False).astype(float)
+              if hue else None)
+        points = ax.scatter(xs, ys, c=cs, s=6, alpha=0.6, cmap="viridis")
+        if hue:
+            fig.colorbar(points, ax=ax, label=hue)
+        ax.set_ylabel(y)
+    else:
+        counts = np.zeros((bins, bins))
+        for batch in scanner.to_batches():
+            xs = batch.column(x).to_numpy(zero_copy_only=False).astype(float)
+            ys = batch.column(y).to_numpy(zero_copy_only=False).astype(float)
+            ok = np.isfinite(xs) & np.isfinite(ys)
+            counts += np.histogram2d(xs[ok], ys[ok], [edges[x], edges[y]])[0]
+        mesh = ax.pcolormesh(edges[x], edges[y], np.ma.masked_equal(counts.T, 0),
+                             cmap="viridis", norm="log")
+        fig.colorbar(mesh, ax=ax, label="candidates per bin")
+        ax.set_ylabel(y)
+    ax.set_xlabel(x)
+    ax.set_title(f"{Path(folder).name}: {rows:,} rows")
+    fig.tight_layout()
+    return _save(plt, fig, output)

@@ -1,0 +1,57 @@
+"""Pictures: every plot command writes a valid, non-blank image of the requested size
+(headless Agg backend); bad requests are one-line errors."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+import matplotlib.pyplot as plt
+
+import rfsearch
+from rfsearch import SpecError, plot, zoo
+from rfsearch.cli import main
+
+
+def assert_image(path, width, height):
+    img = plt.imread(str(path))
+    assert img.shape[:2] == (height, width)
+    assert img[..., :3].std() > 0.02  # not blank
+
+
+def test_growth(tmp_path):
+    out = plot.growth([zoo.build("resnet18"), zoo.build("vgg16")], tmp_path / "g.png",
+                      input_size=224, size=(640, 400))
+    assert_image(out, 640, 400)
+
+
+def test_boxes_with_erf_proxy_and_an_image(tmp_path):
+    photo = tmp_path / "photo.png"
+    plt.imsave(photo, np.random.default_rng(0).random((96, 128, 3)))
+    out = plot.boxes(zoo.build("vgg16"), tmp_path / "b.png", image=photo,
+                     features=[(0, 0), (1, 2)], erf=True, size=(500, 500))
+    assert_image(out, 500, 500)
+    with pytest.raises(SpecError, match=r"feature \(9, 9\) is outside the 3x4 output"):
+        plot.boxes(zoo.build("vgg16"), tmp_path / "c.png", image=photo, features=[(9, 9)])
+
+
+def test_results_scatter_histogram_and_2d_histogram(tmp_path, monkeypatch):
+    folder = tmp_path / "nb"
+    rfsearch.search("nasbench201", output=folder, where="valid")
+    assert_image(plot.results(folder, tmp_path / "s.png", x="rf_h", y="rf_min_h",
+                              hue="padding_h", size=(600, 450)), 600, 450)
+    assert_image(plot.results(folder, tmp_path / "h.png", x="rf_h"), 900, 600)
+    monkeypatch.setattr(plot, "SCATTER_ROWS", 10)  # force the bounded-memory 2-D histogram
+    assert_image(plot.results(folder, tmp_path / "2d.png", x="rf_h", y="rf_min_h"), 900, 600)
+    with pytest.raises(SpecError, match="no column 'rf'"):
+        plot.results(folder, tmp_path / "x.png", x="rf")
+
+
+def test_cli_writes_svg_and_reports_errors(tmp_path, capsys):
+    svg = tmp_path / "g.svg"
+    assert main(["plot", "growth", "zoo:alexnet", "-o", str(svg)]) == 0
+    assert svg.read_text().lstrip().startswith("<?xml")
+    assert main(["plot", "growth", "zoo:alexnet", "-o", str(tmp_path / "g.gif")]) == 1
+    assert "plots are written as .png or .svg" in capsys.readouterr().err
+    assert main(["plot", "boxes", "zoo:vgg16", "-o", str(tmp_path / "b.png"),
+                 "--size", "300x200"]) == 0
+    assert_image(tmp_path / "b.png", 300, 200)
