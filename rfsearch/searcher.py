@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 from .driver import parse_input_size
 from .errors import SpecError
-from .filter import Node, parse_filter
+from .evaluate import evaluate
+from .filter import Node, filter_mask, parse_filter, split_filter
 from .spaces import device as D
 from .spaces.registry import resolve_space
 from .spaces.space import Plan, Space, plan
@@ -37,6 +38,11 @@ from .table import COLUMNS, file_metadata
 DEFAULT_CHUNK = 1 << 22
 MIN_BUCKET = 1 << 10
 MANIFEST = "_manifest.json"
+# Analysis columns need every layer: evaluated on the host for the device's survivors.
+HOST_COLUMNS = ("n_unproductive", "n_critical", "feasible_min", "feasible_max",
+                "rf_at_stride_8", "rf_at_stride_16", "rf_at_stride_32")
+HOST_BATCH = 20_000
+HOST_LIMIT = 1_000_000  # candidates a filter may send to the host stage unfiltered
 RESULT_COLUMNS = ("rf_h", "rf_w", "rf_min_h", "rf_min_w", "stride_h", "stride_w",
                   "padding_h", "padding_w", "aligned", "out_h", "out_w", "valid")
 
@@ -62,6 +68,9 @@ def filter_schema(space: Space) -> dict[str, str]:
     for var in space.variables:
         if all(isinstance(x, int | float) and not isinstance(x, bool) for x in var.labels):
             schema[var.name] = "number"
+    schema["rf_ratio"] = "number"
+    for column in HOST_COLUMNS:
+        schema[column] = "number"
     return schema
 
 
@@ -115,7 +124,9 @@ class _Run:
 
     def __init__(self, space: Space, size, where: Node | None, where_text, sample, seed,
                  chunk, top, output, ids=None):
-        self.space, self.where, self.where_text = space, where, where_text
+        self.where_text = where_text
+        self.where, self.host = split_filter(where, set(HOST_COLUMNS))
+        self.space = space
         self.plan = plan(space, size)
         self.t = D.device_tables(self.plan)
         self.sample, self.seed, self.top, self.output = sample, seed, top, output
@@ -163,8 +174,45 @@ class _Run:
         rng = np.random.default_rng([self.seed, c])
         return np.unique(rng.integers(self.lo, self.hi, n, dtype=np.int64)), n
 
+    def analysis_of(self, ids: np.ndarray) -> pd.DataFrame:
+        """Analysis columns of ``ids`` (index candidate_id), from their full specs."""
+        frames = []
+        for lo in range(0, ids.size, HOST_BATCH):
+            part, specs = ids[lo:lo + HOST_BATCH], []
+            for i in part:
+                try:
+                    specs.append(self.space.spec(int(i)))
+                except SpecError:  # not a network (invalid choice): null analysis
+                    specs.append({"name": "invalid", "layers": []})
+            df = evaluate(specs, input_size=self.plan.input_size, analysis=True)
+            frames.append(df[list(HOST_COLUMNS)].set_index(pd.Index(part, name="candidate_id")))
+        return pd.concat(frames) if frames else pd.DataFrame(
+            columns=list(HOST_COLUMNS), index=pd.Index([], name="candidate_id"))
+
     def matches(self, c: int) -> np.ndarray:
-        """Ids of chunk c that pass the filter (or its top K), computed on the device."""
+        """Ids of chunk c that pass the filter (or its top K): the device filters, then
+        any analysis terms run on the host for the survivors."""
+        if self.host is None:
+            return self._device_matches(c, self.top)
+        ids = self._device_matches(c, None)
+        table = self.analysis_of(ids)
+        cols = {name: (table[name].to_numpy(dtype=float, na_value=0.0),
+                       table[name].notna().to_numpy()) for name in HOST_COLUMNS}
+        if self.host.columns() - set(HOST_COLUMNS):
+            rows = rows_of(self.plan, self.t, ids)
+            for name in self.host.columns() - set(HOST_COLUMNS):
+                values = rows[name]
+                cols[name] = (values.to_numpy(dtype=float, na_value=0.0)
+                              if values.dtype != bool else values.to_numpy(),
+                              values.notna().to_numpy())
+        ids = ids[filter_mask(self.host, cols, np)]
+        if self.top is not None and ids.size:
+            ids = np.sort(_top_rows(rows_of(self.plan, self.t, ids), self.top)["candidate_id"]
+                          .to_numpy())
+        self.last_analysis = table.loc[ids]
+        return ids
+
+    def _device_matches(self, c: int, top) -> np.ndarray:
         ids, _ = self.ids_of(c)
         with jax.enable_x64(True):
             if ids is None:
@@ -176,9 +224,8 @@ class _Run:
                 mask, top = D.walk(_shard(prefix), real, np.array([self.lo, self.hi], np.int64),
                                    self.suffix, self.t.groups[:self.start], t=self.t,
                                    start=self.start, where=self.where, bounded=bounded,
-                                   top=None if self.top is None else (
-                                       self.top[0], min(self.top[1], self.reps * self.width),
-                                       self.top[2]))
+                                   top=None if top is None else (
+                                       top[0], min(top[1], self.reps * self.width), top[2]))
                 if top is not None:
                     best, index = jax.device_get(top)
                     index = index[np.isfinite(best)]
@@ -189,16 +236,16 @@ class _Run:
             n = ids.size
             padded = np.concatenate([ids, np.repeat(ids[:1], _bucket(n) - n)])
             cols, mask = D.evaluate_ids(_shard(padded), self.t.groups, t=self.t,
-                                        names=() if self.top is None else (self.top[0],),
+                                        names=() if top is None else (top[0],),
                                         where=self.where)
             mask = np.asarray(mask)[:n]
-            if self.top is None:
+            if top is None:
                 return ids[mask]
-            value, known = cols[self.top[0]]
+            value, known = cols[top[0]]
             value = np.broadcast_to(np.asarray(value), padded.shape)[:n].astype(float)
             keep = mask & np.broadcast_to(np.asarray(known), padded.shape)[:n]
-            order = np.lexsort((ids, -value if self.top[2] else value))
-            order = order[keep[order]][: self.top[1]]
+            order = np.lexsort((ids, -value if top[2] else value))
+            order = order[keep[order]][: top[1]]
             return np.sort(ids[order])
 
 
@@ -279,6 +326,10 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
     top_spec = None if top is None else (by, top, not ascending)
     size = parse_input_size(input_size) if input_size is not None else None
     run = _Run(space_obj, size, node, where_text, sample, seed, chunk, top_spec, output, ids)
+    if run.host is not None and run.where is None and run.total > HOST_LIMIT:
+        raise SpecError(f"where: the analysis columns are computed per candidate on the host; "
+                        f"add a cheaper condition (e.g. on rf_h) with 'and' to search "
+                        f"{run.total:,} candidates")
     folder = Path(output) if output is not None else None
     done = _manifest(folder, run) if folder else set()
     frames, matches, t0 = [], 0, time.perf_counter()
@@ -291,6 +342,9 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
                 continue
             ids = run.matches(c)
             df = rows_of(run.plan, run.t, ids) if ids.size else None
+            if df is not None and run.host is not None:  # the analysis columns it used
+                extra = run.last_analysis.reset_index(drop=True)
+                df = pd.concat([df, extra.astype({c: "Int64" for c in extra.columns})], axis=1)
             matches += 0 if df is None else len(df)
             if folder is not None:
                 if df is not None:

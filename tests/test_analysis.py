@@ -164,3 +164,39 @@ def test_unknown_geometry_cannot_map_coordinates():
     row = rfsearch.evaluate(zoo.build("mobilenet_v1")).iloc[0]  # 'same': padding unknown
     with pytest.raises(SpecError, match="padding_h, padding_w unknown"):
         ReceptiveField.from_row(row)
+
+
+GRID = {"name": "g", "input_size": 32, "layers": [
+    {"op": "conv", "kernel": [3, 7], "stride": 2, "padding": 1},
+    {"repeat": [1, 2, 3], "layers": [{"op": "conv", "kernel": [1, 3, 5], "padding": "same"}]},
+    {"op": "maxpool", "kernel": 2, "stride": 2},
+    {"op": "conv", "kernel": [3, 5], "dilation": [1, 2], "padding": "same"}]}
+
+
+def test_search_filters_on_analysis_columns_like_evaluate():
+    from rfsearch.spaces import grid_space
+
+    space, _ = grid_space(GRID)
+    where = "valid and rf_h > 20 and n_unproductive <= 1 and feasible_min < 40"
+    got = rfsearch.search(GRID, where=where)
+    specs = [space.spec(i) for i in range(space.size)]
+    ev = rfsearch.evaluate(specs, input_size=32, analysis=True)
+    keep = ev["error"].isna() & (ev["rf_h"] > 20) & (ev["n_unproductive"] <= 1) & (
+        ev["feasible_min"] < 40)
+    assert got["candidate_id"].tolist() == np.flatnonzero(keep.to_numpy()).tolist()
+    assert got["n_unproductive"].tolist() == ev.loc[keep, "n_unproductive"].tolist()
+    top = rfsearch.search(GRID, where="n_critical == 0 and valid", top=2, by="rf_h")
+    want = ev[ev["n_critical"] == 0].sort_values(["rf_h"], ascending=False, kind="stable")
+    assert top["rf_h"].tolist() == want["rf_h"].head(2).tolist()
+
+
+def test_rf_ratio_filters_on_the_device():
+    got = rfsearch.search(GRID, where="rf_ratio >= 1.5")
+    assert (got["rf_h"] / 32 >= 1.5).all() and len(got) > 0
+    every = rfsearch.search(GRID, where="valid")
+    assert len(got) == int((every["rf_h"] / 32 >= 1.5).sum())
+
+
+def test_analysis_only_filters_need_a_device_condition_on_large_spaces():
+    with pytest.raises(SpecError, match="add a cheaper condition"):
+        rfsearch.search("ofa-mbv3", where="n_unproductive == 0")

@@ -39,6 +39,7 @@ class DeviceTables:
     layout: tuple  # per group: (radix, below)
     sizes: np.ndarray  # [classes, 2] output sizes (zeros without an input size)
     sized: bool
+    input_size: tuple  # (H, W), (1, 1) without one
     axes: int  # 1 when h and w are identical everywhere, else 2
     labels: tuple  # per variable: numeric labels array, or None
     var_layout: tuple  # per variable: (radix, below)
@@ -79,6 +80,7 @@ def device_tables(plan: Plan) -> DeviceTables:
     return DeviceTables(
         groups=tuple(_flat(g.table, axes, dtype) for g in plan.groups),
         layout=tuple((g.radix, g.below) for g in plan.groups), sizes=sizes, sized=sized,
+        input_size=tuple(plan.input_size) if sized else (1, 1),
         axes=axes, labels=tuple(labels),
         var_layout=tuple((int(r), int(b)) for r, b in zip(space.radices, below, strict=True)),
         var_names=tuple(v.name for v in space.variables), id_aliases=space.id_aliases,
@@ -134,6 +136,10 @@ class Columns:
             return valid, True
         if name == "candidate_id" or name in self.t.id_aliases:
             return self.ids(), True
+        if name == "rf_ratio":  # the smaller of rf / input over the axes
+            (h, hk), (w, wk) = self["rf_h"], self["rf_w"]
+            ratio = jnp.minimum(h / self.t.input_size[0], w / self.t.input_size[1])
+            return ratio, hk & wk & self.t.sized
         if name == "aligned":
             certainly_not = ((flags & K.KNOWN) != 0) & ((flags & K.ALIGNED) == 0)
             certainly_not = (certainly_not | ((flags & K.MISALIGNED) != 0)).any(axis=0)

@@ -119,6 +119,9 @@ class Space:
             for v in slot.variables:
                 index = index * self.variables[v].size + int(digits[v])
             block = slot.blocks[index]
+            if block is None:
+                raise SpecError(f"candidate {int(candidate_id)} of {self.name!r} is not a "
+                                f"network: slot {slot.name!r} has no valid block for its choice")
             rename, last = {"input": prev}, prev
             for layer in block["layers"]:
                 name = f"{slot.name}/{layer['name']}"
