@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +131,79 @@ def _cell_block(matrix: np.ndarray, ops: list[str]) -> dict:
     return g.spec(output=out)
 
 
+ENCODED = CACHE.with_name("cells_encoded.npz")
+BATCH_ARRAYS = ("op", "kernel", "stride", "dilation", "pad_before", "pad_after", "preds",
+                "length", "output")
+
+
+class CellBlocks(Sequence):
+    """The 423,624 cells as block specs, built on demand (``space.spec``), with the
+    encoding of their distinct geometries precomputed (conv3x3 and maxpool3x3 share a
+    window), so tabulating the space parses no spec."""
+
+    def __init__(self, data: dict, geometry: np.ndarray, encoded: tuple):
+        self.data, self.geometry, self.encoded = data, geometry, encoded
+        self._built: dict[int, dict] = {}
+
+    def __len__(self) -> int:
+        return len(self.geometry)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        g = int(self.geometry[i])
+        if g not in self._built:
+            n = int(self.data["vertices"][i])
+            names = ["input", *OPS, "output"]
+            ops = ["input", *(names[int(x) + 1] for x in self.data["ops"][i, 1:n - 1]),
+                   "output"]
+            self._built[g] = _cell_block(self.data["matrix"][i, :n, :n], ops)
+        return self._built[g]
+
+
+def _geometry(data: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(geometry id per cell, one representative cell per geometry): cells with the same
+    adjacency and the same 1x1 / 3x3 vertices have the same receptive fields."""
+    m = data["matrix"].reshape(len(data["matrix"]), -1).astype(np.int64)
+    key = np.stack([data["vertices"].astype(np.int64), m @ (1 << np.arange(49)),
+                    (data["ops"] == 1).astype(np.int64) @ (1 << np.arange(7))], axis=1)
+    _, first, geometry = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    return geometry.reshape(-1), first
+
+
+def _layer_major_copy(a: np.ndarray) -> np.ndarray:
+    """``a`` [N, L, ...] stored layer-major, as Batch arrays are (kernel chunks read in place)."""
+    if a.ndim < 2:
+        return a
+    out = np.moveaxis(np.empty((*a.shape[1:], a.shape[0]), a.dtype), -1, 0)
+    out[...] = a
+    return out
+
+
+def _encoded(data: dict, cache: Path | None):
+    """The Batch of the distinct cell geometries (cached next to the cells)."""
+    from ..encode import Batch, encode_networks
+    from ..spec import parse_network
+
+    geometry, first = _geometry(data)
+    path = None if cache is None else cache.with_name(ENCODED.name)
+    if path is not None and path.exists():
+        with np.load(path) as z:
+            arrays = {k: _layer_major_copy(z[k]) for k in BATCH_ARRAYS}
+            flags = z["flags"].tolist()
+        batch = Batch(**arrays, names=np.array([f"cell{g}" for g in range(len(first))], object),
+                      is_chain=bool(flags[0]), has_same=bool(flags[1]), has_whole=bool(flags[2]))
+    else:
+        blocks = CellBlocks(data, geometry, None)
+        batch = encode_networks([parse_network(blocks[int(i)], g)
+                                 for g, i in enumerate(first)])
+        if path is not None:
+            np.savez_compressed(path, **{k: getattr(batch, k) for k in BATCH_ARRAYS},
+                                flags=np.array([batch.is_chain, batch.has_same,
+                                                batch.has_whole]))
+    return geometry, (batch, geometry.astype(np.int64), np.ones(len(geometry), bool))
+
+
 def nasbench101(cache: Path | None = CACHE):
     """The space of all 423,624 cells (``candidate_id``: generation order, key
     ``module_hash``) in the NAS-Bench-101 skeleton: stem 3x3, 3 stacks of 3 cells
@@ -139,16 +213,8 @@ def nasbench101(cache: Path | None = CACHE):
     from .space import Slot, Space, Variable
 
     data = cells(cache)
-    names = ["input", *OPS, "output"]
-    blocks, by_geometry = [], {}
-    for m, lab, n in zip(data["matrix"], data["ops"], data["vertices"], strict=True):
-        n = int(n)
-        key = (n, m[:n, :n].tobytes(), tuple(int(x) == 1 for x in lab[1:n - 1]))
-        if key not in by_geometry:
-            ops = ["input", *(names[int(x) + 1] for x in lab[1:n - 1]), "output"]
-            by_geometry[key] = _cell_block(m[:n, :n], ops)
-        blocks.append(by_geometry[key])
-    blocks = tuple(blocks)
+    geometry, encoded = _encoded(data, cache)
+    blocks = CellBlocks(data, geometry, encoded)
     stem, pool = Graph("stem"), Graph("pool")
     stem.conv("stem", 3, 1, "same")
     pool.maxpool("downsample", 2, 2, "same")

@@ -245,9 +245,12 @@ def plan(space: Space, input_size=None) -> Plan:
     """Tabulate ``space`` at ``input_size`` (default: the space's own)."""
     size = parse_input_size(input_size) if input_size is not None else space.input_size
     sizes = [size]
-    tables = {}
+    tables, memo = {}, {}
     for i, slot in enumerate(space.slots):
-        tables[i] = block_table(slot.blocks, sizes)
+        key = (id(slot.blocks), tuple(sizes))  # repeated cells at one size: tabulate once
+        if key not in memo:
+            memo[key] = block_table(slot.blocks, sizes)
+        tables[i] = memo[key]
         sizes = tables[i].sizes_out
     groups: list[Group] = []
     sizes = [size]

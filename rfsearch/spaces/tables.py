@@ -113,6 +113,8 @@ def encode_blocks(blocks) -> tuple:
     Blocks that are the same object are encoded once (spaces reuse one dict for equal
     geometry); ``None`` marks an option that is not a network (flagged invalid).
     """
+    if getattr(blocks, "encoded", None) is not None:  # a space that ships its encoding
+        return blocks.encoded
     key = id(blocks)
     if key in _ENCODED and _ENCODED[key][0] is blocks:
         return _ENCODED[key][1]
