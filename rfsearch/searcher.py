@@ -5,10 +5,11 @@ Exhaustive mode walks the id range in chunks of whole suffix spans (see
 generator seeded by (seed, chunk), so any chunk can be recomputed alone. Only the
 rows that pass ``where`` (or the chunk's top K) are decoded and leave the device.
 
-Output folder: ``part-NNNNNN.parquet`` per chunk with matches, and ``_manifest.json``
-(rewritten atomically after each chunk) naming the finished chunks and the run's
-parameters. Re-running the same command resumes: finished chunks are skipped, a part
-written but not yet recorded is rewritten, so no candidate is lost or duplicated.
+Output folder: ``part-NNNNNN.parquet`` files, each holding the matches of consecutive
+chunks (NNNNNN: the first), and ``_manifest.json``, rewritten atomically after each part,
+naming the finished chunks and the run's parameters. Re-running the same command
+resumes: finished chunks are skipped, and a part written but not yet recorded starts at
+the first unfinished chunk, so it is rewritten: no candidate is lost or duplicated.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from .table import COLUMNS, file_metadata
 DEFAULT_CHUNK = 1 << 22
 MIN_BUCKET = 1 << 10
 MANIFEST = "_manifest.json"
+# Finished chunks are written together (one part file, one manifest update) when this
+# many rows or chunks have gathered, or this many seconds have passed.
+FLUSH_ROWS, FLUSH_CHUNKS, FLUSH_SECONDS = 1 << 20, 512, 5.0
 # Analysis columns need every layer: evaluated on the host for the device's survivors.
 HOST_COLUMNS = ("n_unproductive", "n_critical", "feasible_min", "feasible_max",
                 "rf_at_stride_8", "rf_at_stride_16", "rf_at_stride_32")
@@ -289,12 +293,23 @@ def _manifest(folder: Path, run: _Run) -> set[int]:
     if old.get("params") != run.params():
         raise SpecError(f"{folder}: holds a different search ({old.get('params', {}).get('space')}"
                         "); use another folder or delete it")
-    return set(old.get("done", []))
+    return {c for lo, hi in old.get("done", []) for c in range(lo, hi)}
+
+
+def _ranges(chunks: set[int]) -> list[list[int]]:
+    """Sorted chunk numbers as [start, stop) ranges (a small manifest for long runs)."""
+    out: list[list[int]] = []
+    for c in sorted(chunks):
+        if out and out[-1][1] == c:
+            out[-1][1] = c + 1
+        else:
+            out.append([c, c + 1])
+    return out
 
 
 def _save_manifest(folder: Path, run: _Run, done: set[int], complete: bool,
                    top_merged: bool = False) -> None:
-    text = json.dumps({"params": run.params(), "done": sorted(done), "complete": complete,
+    text = json.dumps({"params": run.params(), "done": _ranges(done), "complete": complete,
                        "top_merged": top_merged})
     _write_atomic(folder / MANIFEST, lambda p: p.write_text(text))
 
@@ -335,27 +350,50 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
     frames, matches, t0 = [], 0, time.perf_counter()
     with tqdm(total=run.total, unit="cand", unit_scale=True, disable=not progress,
               desc=space_obj.name) as bar:
+        pending: list[pd.DataFrame] = []  # rows of finished chunks not yet written
+        pending_chunks: list[int] = []
+        last_flush = time.perf_counter()
+
+        def flush():
+            nonlocal last_flush
+            if pending:
+                table = pd.concat(pending, ignore_index=True)
+                _write_atomic(folder / f"part-{pending_chunks[0]:06d}.parquet",
+                              lambda p: pq.write_table(_arrow(table, run), p,
+                                                       compression="zstd"))
+            done.update(pending_chunks)
+            _save_manifest(folder, run, done, False)
+            pending.clear()
+            pending_chunks.clear()
+            last_flush = time.perf_counter()
+
         for c in range(run.chunks):
             count = run.count_of(c)
             if c in done:
+                if pending_chunks and folder is not None:
+                    flush()  # a part file holds consecutive chunks only
                 bar.update(count)
                 continue
             ids = run.matches(c)
             df = rows_of(run.plan, run.t, ids) if ids.size else None
             if df is not None and run.host is not None:  # the analysis columns it used
                 extra = run.last_analysis.reset_index(drop=True)
-                df = pd.concat([df, extra.astype({c: "Int64" for c in extra.columns})], axis=1)
+                df = pd.concat([df, extra.astype(dict.fromkeys(extra.columns, "Int64"))],
+                               axis=1)
             matches += 0 if df is None else len(df)
             if folder is not None:
+                pending_chunks.append(c)
                 if df is not None:
-                    _write_atomic(folder / f"part-{c:06d}.parquet", lambda p, df=df: pq.write_table(
-                        _arrow(df, run), p, compression="zstd"))
-                done.add(c)
-                _save_manifest(folder, run, done, False)
+                    pending.append(df)
+                if (sum(map(len, pending)) >= FLUSH_ROWS or len(pending_chunks) >= FLUSH_CHUNKS
+                        or time.perf_counter() - last_flush >= FLUSH_SECONDS):
+                    flush()
             elif df is not None:
                 frames.append(df)
             bar.update(count)
             bar.set_postfix(matches=matches)
+        if folder is not None and pending_chunks:
+            flush()
     seconds = time.perf_counter() - t0
     if folder is None:
         df = pd.concat(frames, ignore_index=True) if frames else rows_of(

@@ -430,7 +430,7 @@ def test_output_folder_holds_the_same_rows(full, tmp_path):
     assert isinstance(summary, rfsearch.SearchSummary)
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["complete"] is True
-    assert sorted(manifest["done"]) == list(range(summary.chunks))
+    assert done_chunks(out) == list(range(summary.chunks))
     assert any(p.name.startswith("part-") for p in out.iterdir())
     want = df[df["valid"]].reset_index(drop=True)
     pd.testing.assert_frame_equal(read_folder(out), want)
@@ -438,7 +438,10 @@ def test_output_folder_holds_the_same_rows(full, tmp_path):
     assert summary.output == str(out) and summary.space == "valid"
 
 
-def test_rerun_changes_nothing_and_a_different_run_is_refused(tmp_path):
+def test_rerun_changes_nothing_and_a_different_run_is_refused(tmp_path, monkeypatch):
+    from rfsearch import searcher
+
+    monkeypatch.setattr(searcher, "FLUSH_CHUNKS", 2)  # several part files
     space = space_of(BIG)
     out = tmp_path / "run"
     kwargs = {"ids": (0, BIG_WIDTH * 6), "chunk": BIG_WIDTH, "where": "rf_h >= 29"}
@@ -482,6 +485,9 @@ def test_top_into_a_folder(full, tmp_path):
 
 
 def test_top_resume_after_crash_while_merging(tmp_path, monkeypatch):
+    from rfsearch import searcher
+
+    monkeypatch.setattr(searcher, "FLUSH_CHUNKS", 1)  # a part per chunk: several to delete
     space = space_of(BIG)
     out = tmp_path / "top"
     kwargs = {"ids": (0, BIG_WIDTH * 4), "chunk": BIG_WIDTH, "top": 3, "by": "rf_h"}
@@ -538,8 +544,9 @@ RESUME_ARGS = {"ids": [BIG_WIDTH, BIG_WIDTH * 41], "chunk": BIG_WIDTH,
 SLOW_CHILD = textwrap.dedent("""
     import json, sys, time
     import pyarrow.parquet as pq
-    from rfsearch import search
+    from rfsearch import search, searcher
     from rfsearch.spaces import grid_space
+    searcher.FLUSH_CHUNKS = 1  # a part file and a manifest update per chunk
     write_table = pq.write_table
     def slow(*args, **kwargs):  # every chunk writes a part: 50 ms each
         time.sleep(0.05)
@@ -558,10 +565,12 @@ def run_child(script: str, *args) -> subprocess.Popen:
 
 
 def done_chunks(folder) -> list[int] | None:
+    """Finished chunks named by the manifest (stored as [start, stop) ranges)."""
     try:
-        return json.loads((folder / MANIFEST).read_text())["done"]
+        ranges = json.loads((folder / MANIFEST).read_text())["done"]
     except (OSError, ValueError, KeyError):
         return None
+    return [c for lo, hi in ranges for c in range(lo, hi)]
 
 
 def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path):
@@ -597,7 +606,8 @@ def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path):
 
 KILL_BETWEEN_PART_AND_MANIFEST = textwrap.dedent("""
     import json, os, signal, sys
-    from rfsearch import search
+    from rfsearch import search, searcher
+    searcher.FLUSH_CHUNKS = 1  # a part file and a manifest update per chunk
     replace = os.replace
     manifests = []
     def replace_or_die(src, dst):
