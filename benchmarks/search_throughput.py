@@ -122,6 +122,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10^7 candidates end to end")
     parser.add_argument("--ofa-full", action="store_true", help="walk all of ofa-mbv3")
+    parser.add_argument("--fresh-nasbench101", action="store_true",
+                        help="delete the NAS-Bench-101 caches first (time the generation)")
     parser.add_argument("--chunk", type=int, default=S.DEFAULT_CHUNK)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
@@ -150,6 +152,9 @@ def main(argv=None) -> int:
         res["ofa"]["exhaustive"] = end_to_end(ofa, ofa_where, None, args.chunk)
     from rfsearch.spaces import nasbench101
 
+    if args.fresh_nasbench101:
+        nasbench101.CACHE.unlink(missing_ok=True)
+        nasbench101.ENCODED.unlink(missing_ok=True)
     if not nasbench101.CACHE.exists():
         t0 = time.perf_counter()
         nasbench101.cells()
