@@ -156,16 +156,13 @@ def render_search(res: dict) -> str:
           for name, fig in small.items() if name != "nasbench101"),
     ]
     if nb101:
-        rows.append(("`rfsearch search nasbench101 -o DIR`" + (
-                         " (encodes its cells on first use)" if "nasbench101_generate_s" in res
-                         else " from the cache"),
+        rows.append(("`rfsearch search nasbench101 -o DIR` from the cache",
                      seconds(nb101["seconds"]), "≤ 10 s", status(nb101["seconds"] <= 10)))
     if "nasbench101_generate_s" in res:
-        gen = res["nasbench101_generate_s"]
-        total = gen + (nb101 or {}).get("seconds", 0)
-        rows.append(("NAS-Bench-101 cell generation (423,624 cells) + that search",
-                     f"{seconds(gen)} + {seconds(total - gen)}", "≤ 120 s",
-                     status(total <= 120)))
+        gen, first = res["nasbench101_generate_s"], res.get("nasbench101_first_search_s", 0)
+        rows.append(("NAS-Bench-101: generate the 423,624 cells, then the first search "
+                     "(which encodes the cells)", f"{seconds(gen)} + {seconds(first)}",
+                     "≤ 120 s", status(gen + first <= 120)))
     return "\n".join([
         "Search (`benchmarks/search_throughput.py`): the walk times device calls of "
         f"{k['candidates_per_call']:,} candidates (median of {k['calls']}, compile "

@@ -14,8 +14,6 @@ the first unfinished chunk, so it is rewritten: no candidate is lost or duplicat
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +21,17 @@ from pathlib import Path
 import jax
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from .dataset import (
+    finish_top,
+    read_manifest,
+    save_manifest,
+    to_arrow,
+    top_rows,
+    write_atomic,
+)
 from .driver import parse_input_size
 from .errors import SpecError
 from .evaluate import evaluate
@@ -34,11 +39,9 @@ from .filter import Node, filter_mask, parse_filter, split_filter
 from .spaces import device as D
 from .spaces.registry import resolve_space
 from .spaces.space import Plan, Space, plan
-from .table import COLUMNS, file_metadata
 
 DEFAULT_CHUNK = 1 << 22
 MIN_BUCKET = 1 << 10
-MANIFEST = "_manifest.json"
 # Finished chunks are written together (one part file, one manifest update) when this
 # many rows or chunks have gathered, or this many seconds have passed.
 FLUSH_ROWS, FLUSH_CHUNKS, FLUSH_SECONDS = 1 << 20, 512, 5.0
@@ -211,7 +214,7 @@ class _Run:
                               values.notna().to_numpy())
         ids = ids[filter_mask(self.host, cols, np)]
         if self.top is not None and ids.size:
-            ids = np.sort(_top_rows(rows_of(self.plan, self.t, ids), self.top)["candidate_id"]
+            ids = np.sort(top_rows(rows_of(self.plan, self.t, ids), self.top)["candidate_id"]
                           .to_numpy())
         self.last_analysis = table.loc[ids]
         return ids
@@ -253,65 +256,10 @@ class _Run:
             return np.sort(ids[order])
 
 
-def _top_rows(df: pd.DataFrame, top) -> pd.DataFrame:
-    column, k, largest = top
-    df = df[df[column].notna()]
-    key = df[column].astype("float64").to_numpy()
-    order = np.lexsort((df["candidate_id"].to_numpy(), -key if largest else key))
-    return df.iloc[order[:k]].reset_index(drop=True)
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
-def _arrow(df: pd.DataFrame, run: _Run) -> pa.Table:
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    fields = [f.with_metadata({"description": COLUMNS[f.name][1]}) if f.name in COLUMNS
-              else f for f in table.schema]
-    meta = {**(table.schema.metadata or {}), **file_metadata(run.plan.input_size, {
-        "space": run.space.name, "space_fingerprint": run.space.fingerprint(),
-        "space_definition": json.dumps(run.space.definition, default=str),
-        "search": json.dumps(run.params())})}
-    return table.cast(pa.schema(fields)).replace_schema_metadata(meta)
-
-
-def _manifest(folder: Path, run: _Run) -> set[int]:
-    """Finished chunks of a previous identical run; a different run is refused."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / MANIFEST
-    if not path.exists():
-        if any(folder.glob("part-*.parquet")):
-            raise SpecError(f"{folder}: holds part files but no {MANIFEST}; use an empty folder")
-        return set()
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise SpecError(f"{path}: unreadable manifest ({err})") from None
-    if old.get("params") != run.params():
-        raise SpecError(f"{folder}: holds a different search ({old.get('params', {}).get('space')}"
-                        "); use another folder or delete it")
-    return {c for lo, hi in old.get("done", []) for c in range(lo, hi)}
-
-
-def _ranges(chunks: set[int]) -> list[list[int]]:
-    """Sorted chunk numbers as [start, stop) ranges (a small manifest for long runs)."""
-    out: list[list[int]] = []
-    for c in sorted(chunks):
-        if out and out[-1][1] == c:
-            out[-1][1] = c + 1
-        else:
-            out.append([c, c + 1])
-    return out
-
-
-def _save_manifest(folder: Path, run: _Run, done: set[int], complete: bool,
-                   top_merged: bool = False) -> None:
-    text = json.dumps({"params": run.params(), "done": _ranges(done), "complete": complete,
-                       "top_merged": top_merged})
-    _write_atomic(folder / MANIFEST, lambda p: p.write_text(text))
 
 
 def search(space, *, output=None, where: str | None = None, sample: int | None = None,
@@ -346,7 +294,7 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
                         f"add a cheaper condition (e.g. on rf_h) with 'and' to search "
                         f"{run.total:,} candidates")
     folder = Path(output) if output is not None else None
-    done = _manifest(folder, run) if folder else set()
+    done = read_manifest(folder, run) if folder else set()
     frames, matches, t0 = [], 0, time.perf_counter()
     with tqdm(total=run.total, unit="cand", unit_scale=True, disable=not progress,
               desc=space_obj.name) as bar:
@@ -358,11 +306,11 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
             nonlocal last_flush
             if pending:
                 table = pd.concat(pending, ignore_index=True)
-                _write_atomic(folder / f"part-{pending_chunks[0]:06d}.parquet",
-                              lambda p: pq.write_table(_arrow(table, run), p,
+                write_atomic(folder / f"part-{pending_chunks[0]:06d}.parquet",
+                              lambda p: pq.write_table(to_arrow(table, run), p,
                                                        compression="zstd"))
             done.update(pending_chunks)
-            _save_manifest(folder, run, done, False)
+            save_manifest(folder, run, done, False)
             pending.clear()
             pending_chunks.clear()
             last_flush = time.perf_counter()
@@ -398,27 +346,9 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
     if folder is None:
         df = pd.concat(frames, ignore_index=True) if frames else rows_of(
             run.plan, run.t, np.zeros(0, np.int64))
-        return _top_rows(df, top_spec) if top_spec else df
+        return top_rows(df, top_spec) if top_spec else df
     if top_spec is not None:
-        _finish_top(folder, run, done)
-    _save_manifest(folder, run, done, True, top_merged=top_spec is not None)
+        finish_top(folder, run, done)
+    save_manifest(folder, run, done, True, top_merged=top_spec is not None)
     rows = sum(pq.read_metadata(p).num_rows for p in folder.glob("part-*.parquet"))
     return SearchSummary(space_obj.name, run.total, rows, run.chunks, seconds, str(folder))
-
-
-def _finish_top(folder: Path, run: _Run, done: set[int]) -> None:
-    """Keep the global top K of the per-chunk tops in one part file. The manifest says
-    when the merged file is complete, so a crash while deleting the chunk parts is
-    resumed by deleting the rest."""
-    manifest = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).exists() \
-        else {}
-    parts = sorted(p for p in folder.glob("part-*.parquet") if p.name != "part-top.parquet")
-    if not manifest.get("top_merged"):
-        frames = [pd.read_parquet(p) for p in parts]
-        if frames:
-            df = _top_rows(pd.concat(frames, ignore_index=True), run.top)
-            _write_atomic(folder / "part-top.parquet",
-                          lambda p: pq.write_table(_arrow(df, run), p, compression="zstd"))
-        _save_manifest(folder, run, done, False, top_merged=True)
-    for p in parts:
-        p.unlink(missing_ok=True)
