@@ -224,7 +224,7 @@ def cmd_spaces(args) -> int:
     from .spaces.families import space_sizes
 
     sizes = space_sizes() | {"nasbench201": 15625, "natsbench-sss": 32768,
-                             "nasbench101": 423_624}
+                             "nasbench101": 423_624, "darts": (1 * 3 * 6 * 10 * 49 ** 4) ** 2}
     rows = [{"space": name, "candidates": f"{sizes[name]:,}", "description": desc}
             for name, (_, _, desc) in BUILTIN.items()]
     table = pd.DataFrame(rows)

@@ -36,6 +36,7 @@ from .driver import parse_input_size
 from .errors import SpecError
 from .evaluate import evaluate
 from .filter import Node, filter_mask, parse_filter, split_filter
+from .host import HostRun
 from .spaces import device as D
 from .spaces.registry import resolve_space
 from .spaces.space import Plan, Space, plan
@@ -181,6 +182,14 @@ class _Run:
         rng = np.random.default_rng([self.seed, c])
         return np.unique(rng.integers(self.lo, self.hi, n, dtype=np.int64)), n
 
+    def rows(self, ids: np.ndarray) -> pd.DataFrame:
+        """Result rows of matching ids (with the analysis columns a host filter used)."""
+        df = rows_of(self.plan, self.t, ids)
+        if self.host is not None:
+            extra = self.last_analysis.reset_index(drop=True)
+            df = pd.concat([df, extra.astype(dict.fromkeys(extra.columns, "Int64"))], axis=1)
+        return df
+
     def analysis_of(self, ids: np.ndarray) -> pd.DataFrame:
         """Analysis columns of ``ids`` (index candidate_id), from their full specs."""
         frames = []
@@ -288,7 +297,8 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
         raise SpecError(f"by must name a numeric column, got {by!r}")
     top_spec = None if top is None else (by, top, not ascending)
     size = parse_input_size(input_size) if input_size is not None else None
-    run = _Run(space_obj, size, node, where_text, sample, seed, chunk, top_spec, output, ids)
+    kind = _Run if space_obj.builder is None else HostRun
+    run = kind(space_obj, size, node, where_text, sample, seed, chunk, top_spec, output, ids)
     if run.host is not None and run.where is None and run.total > HOST_LIMIT:
         raise SpecError(f"where: the analysis columns are computed per candidate on the host; "
                         f"add a cheaper condition (e.g. on rf_h) with 'and' to search "
@@ -323,11 +333,7 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
                 bar.update(count)
                 continue
             ids = run.matches(c)
-            df = rows_of(run.plan, run.t, ids) if ids.size else None
-            if df is not None and run.host is not None:  # the analysis columns it used
-                extra = run.last_analysis.reset_index(drop=True)
-                df = pd.concat([df, extra.astype(dict.fromkeys(extra.columns, "Int64"))],
-                               axis=1)
+            df = run.rows(ids) if ids.size else None
             matches += 0 if df is None else len(df)
             if folder is not None:
                 pending_chunks.append(c)
@@ -344,8 +350,8 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
             flush()
     seconds = time.perf_counter() - t0
     if folder is None:
-        df = pd.concat(frames, ignore_index=True) if frames else rows_of(
-            run.plan, run.t, np.zeros(0, np.int64))
+        df = pd.concat(frames, ignore_index=True) if frames else run.rows(
+            np.zeros(0, np.int64))
         return top_rows(df, top_spec) if top_spec else df
     if top_spec is not None:
         finish_top(folder, run, done)

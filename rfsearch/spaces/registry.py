@@ -23,6 +23,8 @@ BUILTIN: dict[str, tuple[str, str, str]] = {
     "anynet": ("families", "anynet_space", "AnyNetX: stage depths 1..16 for 4 stages, input 224"),
     "regnet": ("families", "regnet_space", "RegNetX generator grid (w0, wa, wm, depth), "
                "input 224"),
+    "darts": ("darts", "darts", "DARTS genotypes (normal + reduction cell, 7 ops) in the "
+              "20-cell CIFAR network: 1.08e18, sampling only, input 32"),
     "efficientnet": ("families", "efficientnet_space", "EfficientNet compound scaling: depth "
                      "coefficient grid around B0-B7, input 224"),
 }

@@ -68,12 +68,20 @@ class Space:
     description: str = ""
     keys: Callable[[np.ndarray], dict] | None = None  # ids -> native key columns
     id_aliases: tuple[str, ...] = ()  # key columns that equal candidate_id (filterable)
+    # A space whose macro structure is not a chain of blocks (DARTS: each cell reads the
+    # two before it) builds each candidate's spec from its digits instead of slots; it is
+    # evaluated candidate by candidate on the host (sampling).
+    builder: Callable[[np.ndarray], dict] | None = None
 
     def __post_init__(self):
         for var in self.variables:
             if var.name in RESERVED or var.name in self.id_aliases:
                 raise SpecError(f"space {self.name!r}: choice name {var.name!r} is a result "
                                 "column; name it differently")
+        if self.builder is not None:
+            if self.slots:
+                raise SpecError(f"space {self.name!r}: a builder space has no slots")
+            return
         seen: list[int] = []
         for slot in self.slots:
             joint = math.prod(self.variables[v].size for v in slot.variables)
@@ -113,6 +121,8 @@ class Space:
         if not 0 <= int(candidate_id) < self.size:
             raise SpecError(f"candidate_id must be in [0, {self.size}), got {candidate_id!r}")
         digits = self.digits(np.array([int(candidate_id)]))[0]
+        if self.builder is not None:
+            return dict(self.builder(digits), name=f"{self.name}#{int(candidate_id)}")
         layers, prev = [], "input"
         for slot in self.slots:
             index = 0
@@ -244,6 +254,8 @@ def _bound_dtype(groups: list[Group]) -> str:
 def plan(space: Space, input_size=None) -> Plan:
     """Tabulate ``space`` at ``input_size`` (default: the space's own)."""
     size = parse_input_size(input_size) if input_size is not None else space.input_size
+    if space.builder is not None:
+        raise SpecError(f"space {space.name!r} is evaluated per candidate, not tabulated")
     sizes = [size]
     tables, memo = {}, {}
     for i, slot in enumerate(space.slots):
