@@ -134,6 +134,7 @@ class _Run:
                  chunk, top, output, ids=None):
         self.where_text = where_text
         self.where, self.host = split_filter(where, set(HOST_COLUMNS))
+        self.uses_host = self.host is not None or (top is not None and top[0] in HOST_COLUMNS)
         self.space = space
         self.plan = plan(space, size)
         self.t = D.device_tables(self.plan)
@@ -185,7 +186,7 @@ class _Run:
     def rows(self, ids: np.ndarray) -> pd.DataFrame:
         """Result rows of matching ids (with the analysis columns a host filter used)."""
         df = rows_of(self.plan, self.t, ids)
-        if self.host is not None:
+        if self.uses_host:
             extra = self.last_analysis.reset_index(drop=True)
             df = pd.concat([df, extra.astype(dict.fromkeys(extra.columns, "Int64"))], axis=1)
         return df
@@ -208,23 +209,27 @@ class _Run:
     def matches(self, c: int) -> np.ndarray:
         """Ids of chunk c that pass the filter (or its top K): the device filters, then
         any analysis terms run on the host for the survivors."""
-        if self.host is None:
+        if not self.uses_host:
             return self._device_matches(c, self.top)
         ids = self._device_matches(c, None)
         table = self.analysis_of(ids)
         cols = {name: (table[name].to_numpy(dtype=float, na_value=0.0),
                        table[name].notna().to_numpy()) for name in HOST_COLUMNS}
-        if self.host.columns() - set(HOST_COLUMNS):
+        others = (self.host.columns() if self.host is not None else set()) - set(HOST_COLUMNS)
+        if others:
             rows = rows_of(self.plan, self.t, ids)
-            for name in self.host.columns() - set(HOST_COLUMNS):
+            for name in others:
                 values = rows[name]
                 cols[name] = (values.to_numpy(dtype=float, na_value=0.0)
                               if values.dtype != bool else values.to_numpy(),
                               values.notna().to_numpy())
-        ids = ids[filter_mask(self.host, cols, np)]
+        if self.host is not None:
+            ids = ids[filter_mask(self.host, cols, np)]
         if self.top is not None and ids.size:
-            ids = np.sort(top_rows(rows_of(self.plan, self.t, ids), self.top)["candidate_id"]
-                          .to_numpy())
+            ranked = rows_of(self.plan, self.t, ids)
+            for name in HOST_COLUMNS:
+                ranked[name] = table.loc[ids, name].to_numpy()
+            ids = np.sort(top_rows(ranked, self.top)["candidate_id"].to_numpy())
         self.last_analysis = table.loc[ids]
         return ids
 
@@ -299,7 +304,7 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
     size = parse_input_size(input_size) if input_size is not None else None
     kind = _Run if space_obj.builder is None else HostRun
     run = kind(space_obj, size, node, where_text, sample, seed, chunk, top_spec, output, ids)
-    if run.host is not None and run.where is None and run.total > HOST_LIMIT:
+    if getattr(run, "uses_host", False) and run.where is None and run.total > HOST_LIMIT:
         raise SpecError(f"where: the analysis columns are computed per candidate on the host; "
                         f"add a cheaper condition (e.g. on rf_h) with 'and' to search "
                         f"{run.total:,} candidates")

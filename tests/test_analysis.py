@@ -200,3 +200,16 @@ def test_rf_ratio_filters_on_the_device():
 def test_analysis_only_filters_need_a_device_condition_on_large_spaces():
     with pytest.raises(SpecError, match="add a cheaper condition"):
         rfsearch.search("ofa-mbv3", where="n_unproductive == 0")
+
+
+def test_top_by_an_analysis_column():
+    from rfsearch.spaces import grid_space
+
+    space, _ = grid_space(GRID)
+    got = rfsearch.search(GRID, where="valid", top=4, by="feasible_min", ascending=True)
+    ev = rfsearch.evaluate([space.spec(i) for i in range(space.size)], input_size=32,
+                           analysis=True)
+    ev["candidate_id"] = range(space.size)
+    want = ev[ev["error"].isna()].sort_values(["feasible_min", "candidate_id"]).head(4)
+    assert got["candidate_id"].tolist() == want["candidate_id"].tolist()
+    assert got["feasible_min"].tolist() == want["feasible_min"].tolist()
