@@ -40,7 +40,7 @@ class HostRun:
             raise SpecError(f"ids must be a range within [0, {space.size}), got "
                             f"{self.lo}:{self.hi}")
         self.chunk = min(chunk, HOST_CHUNK)
-        self.total = sample if sample is not None else self.hi - self.lo
+        self.total = min(sample, self.hi - self.lo) if sample is not None else self.hi - self.lo
         if sample is None and self.total > EXHAUSTIVE_LIMIT:
             raise SpecError(f"space {space.name!r} is evaluated per candidate: use --sample N "
                             f"(or --ids) for its {self.total:,} candidates")
@@ -66,8 +66,9 @@ class HostRun:
         if self.sample is None:
             start = self.lo + c * self.chunk
             return np.arange(start, start + n, dtype=np.int64)
-        rng = np.random.default_rng([self.seed, c])
-        return np.unique(rng.integers(self.lo, self.hi, n, dtype=np.int64))
+        from .searcher import sample_ids
+
+        return sample_ids(self.lo, self.hi, c * self.chunk, n, self.seed)
 
     def evaluate(self, ids: np.ndarray) -> pd.DataFrame:
         """Result rows of ``ids``: keys, choices, geometry, valid (and analysis)."""
@@ -82,6 +83,12 @@ class HostRun:
         for column in (*GEOMETRY, *(ANALYSIS if self.analysis else ())):
             df[column] = ev[column].to_numpy() if column in ev else pd.NA
         df["valid"] = ev["error"].isna().to_numpy()
+        if not self.analysis:
+            size = self.plan.input_size
+            df["rf_ratio"] = pd.array(np.minimum(
+                df["rf_h"].to_numpy(dtype=float, na_value=np.nan) / size[0],
+                df["rf_w"].to_numpy(dtype=float, na_value=np.nan) / size[1])
+                if size is not None and len(df) else np.full(len(df), np.nan), dtype="Float64")
         return df
 
     def matches(self, c: int) -> np.ndarray:

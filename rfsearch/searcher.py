@@ -82,6 +82,33 @@ def filter_schema(space: Space) -> dict[str, str]:
     return schema
 
 
+def _feistel(x: np.ndarray, half: int, keys: np.ndarray) -> np.ndarray:
+    """A keyed bijection of [0, 2**(2*half)): four Feistel rounds on uint64."""
+    mask = np.uint64((1 << half) - 1)
+    left, right = x >> np.uint64(half), x & mask
+    for key in keys:
+        mixed = (right * np.uint64(0x9E3779B97F4A7C15) + key) & np.uint64(0xFFFFFFFFFFFFFFFF)
+        mixed ^= mixed >> np.uint64(29)
+        left, right = right, left ^ (mixed & mask)
+    return (left << np.uint64(half)) | right
+
+
+def sample_ids(lo: int, hi: int, start: int, count: int, seed: int) -> np.ndarray:
+    """Positions [start, start + count) of a seeded random permutation of [lo, hi), sorted:
+    chunks of a sample never share an id (sampling without replacement), and each chunk
+    can be recomputed alone."""
+    n = hi - lo
+    half = max(1, (max(n - 1, 1).bit_length() + 1) // 2)
+    keys = np.random.default_rng([seed, 0x5EED]).integers(0, 2**63, 4, dtype=np.int64)
+    keys = keys.astype(np.uint64)
+    y = _feistel(np.arange(start, start + count, dtype=np.uint64), half, keys)
+    out = y >= np.uint64(n)
+    while out.any():  # cycle-walk back into [0, n): the domain is under 4n
+        y[out] = _feistel(y[out], half, keys)
+        out = y >= np.uint64(n)
+    return np.sort(y.astype(np.int64) + lo)
+
+
 def _bucket(n: int, smallest: int = MIN_BUCKET) -> int:
     """Padded length: a power of two, so a run compiles a few times."""
     return max(smallest, 1 << max(0, n - 1).bit_length())
@@ -111,7 +138,15 @@ def rows_of(plan_: Plan, t: D.DeviceTables, ids: np.ndarray) -> pd.DataFrame:
     if space.keys is not None:
         data.update(space.keys(ids))
     data.update(space.choice_columns(ids))
-    for name in RESULT_COLUMNS:
+    for name in (*RESULT_COLUMNS, "rf_ratio"):
+        if name == "rf_ratio":  # the output's RF over the input size, the smaller axis
+            size = plan_.input_size
+            h, w = data["rf_h"], data["rf_w"]
+            ratio = (np.minimum(h.to_numpy(dtype=float, na_value=np.nan) / size[0],
+                                w.to_numpy(dtype=float, na_value=np.nan) / size[1])
+                     if size is not None else np.full(n, np.nan))
+            data[name] = pd.array(ratio, dtype="Float64")
+            continue
         value, known = cols[name]
         value = np.broadcast_to(np.asarray(value), padded.shape)[:n]
         known = np.broadcast_to(np.asarray(known), padded.shape)[:n]
@@ -139,6 +174,9 @@ class _Run:
         self.plan = plan(space, size)
         self.t = D.device_tables(self.plan)
         self.sample, self.seed, self.top, self.output = sample, seed, top, output
+        if space.size >= 1 << 63:
+            raise SpecError(f"space {space.name!r} has {space.size:.3g} candidates, more than "
+                            "64-bit ids can number; split it")
         self.lo, self.hi = (0, space.size) if ids is None else ids
         if not 0 <= self.lo < self.hi <= space.size:
             raise SpecError(f"ids must be a range within [0, {space.size}), got "
@@ -153,8 +191,8 @@ class _Run:
             self.total = self.hi - self.lo
         else:
             self.chunk = chunk
-            self.chunks = -(-sample // chunk)
-            self.total = sample
+            self.total = min(sample, self.hi - self.lo)  # without replacement
+            self.chunks = -(-self.total // chunk)
 
     def params(self) -> dict:
         return {"space": self.space.name, "fingerprint": self.space.fingerprint(),
@@ -170,7 +208,7 @@ class _Run:
     def count_of(self, c: int) -> int:
         """Candidates chunk c evaluates."""
         if self.sample is not None:
-            return min(self.chunk, self.sample - c * self.chunk)
+            return min(self.chunk, self.total - c * self.chunk)
         first = (self.first + c * self.reps) * self.width
         last = (self.first + min(self.prefixes, (c + 1) * self.reps)) * self.width
         return min(last, self.hi) - max(first, self.lo)
@@ -180,8 +218,7 @@ class _Run:
         if self.sample is None:
             return None, self.count_of(c)
         n = self.count_of(c)
-        rng = np.random.default_rng([self.seed, c])
-        return np.unique(rng.integers(self.lo, self.hi, n, dtype=np.int64)), n
+        return sample_ids(self.lo, self.hi, c * self.chunk, n, self.seed), n
 
     def rows(self, ids: np.ndarray) -> pd.DataFrame:
         """Result rows of matching ids (with the analysis columns a host filter used)."""
@@ -220,8 +257,9 @@ class _Run:
             rows = rows_of(self.plan, self.t, ids)
             for name in others:
                 values = rows[name]
-                cols[name] = (values.to_numpy(dtype=float, na_value=0.0)
-                              if values.dtype != bool else values.to_numpy(),
+                boolean = str(values.dtype) in ("bool", "boolean")
+                cols[name] = (values.fillna(False).to_numpy(dtype=bool) if boolean
+                              else values.to_numpy(dtype=float, na_value=0.0),
                               values.notna().to_numpy())
         if self.host is not None:
             ids = ids[filter_mask(self.host, cols, np)]
@@ -360,6 +398,10 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
         return top_rows(df, top_spec) if top_spec else df
     if top_spec is not None:
         finish_top(folder, run, done)
+    if not any(folder.glob("part-*.parquet")):  # no match at all: keep the schema readable
+        empty = run.rows(np.zeros(0, np.int64))
+        write_atomic(folder / "part-000000.parquet",
+                     lambda p: pq.write_table(to_arrow(empty, run), p, compression="zstd"))
     save_manifest(folder, run, done, True, top_merged=top_spec is not None)
     rows = sum(pq.read_metadata(p).num_rows for p in folder.glob("part-*.parquet"))
     return SearchSummary(space_obj.name, run.total, rows, run.chunks, seconds, str(folder))

@@ -69,7 +69,7 @@ def device_tables(plan: Plan) -> DeviceTables:
     axes = 1 if _isotropic(plan) else 2
     dtype = np.dtype(plan.dtype)
     space = plan.space
-    below = np.append(np.cumprod(space.radices[::-1])[::-1][1:], 1)
+    below = np.append(np.cumprod(space.radices[::-1])[::-1][1:], 1)[:len(space.radices)]
     labels = []
     for var in space.variables:
         numeric = all(isinstance(x, int | float | np.number) and not isinstance(x, bool)
@@ -126,14 +126,27 @@ class Columns:
             self.cache[name] = self._compute(name)
         return self.cache[name]
 
+    def _valid(self):
+        """Valid, and within the core kernel's exact range (its int64 limits): a
+        candidate that evaluate() would reject for overflow is invalid here too."""
+        if "valid" not in self.cache:
+            s, valid = self.s, self.s["V"]
+            if np.dtype(self.t.dtype) == np.int64:
+                lim = K.LIMITS[np.dtype(np.int64)]
+                fits = (s["S"] <= lim.param) & (-s["A"] <= lim.position) & (
+                    s["B"] - s["A"] <= lim.position)
+                valid = valid & fits.all(axis=0)
+            self.cache["valid"] = (valid, True)
+        return self.cache["valid"][0]
+
     def _axis(self, suffix: str) -> int:
         return 0 if self.t.axes == 1 else "hw".index(suffix)
 
     def _compute(self, name: str):
-        s, valid = self.s, self.s["V"]
+        s, valid = self.s, self._valid()
         flags = s["F"]
         if name == "valid":
-            return valid, True
+            return valid, True  # (cached by _valid)
         if name == "candidate_id" or name in self.t.id_aliases:
             return self.ids(), True
         if name == "rf_ratio":  # the smaller of rf / input over the axes

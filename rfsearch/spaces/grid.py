@@ -169,8 +169,11 @@ def _entries(b: _Builder, raw_list, templates: dict, prefix: str, where: str, de
         name = f"{prefix}{raw.get('name', f'layer{i}') if isinstance(raw, dict) else i}"
         if isinstance(raw, dict) and "template" in raw:
             key = raw["template"]
-            if key not in templates or depth > 8:
+            if key not in templates:
                 b.fail(f"{where} #{i}", f"unknown template {key!r}")
+            if depth > 8:
+                b.fail(f"{where} #{i}", f"templates nested more than 8 deep (does {key!r} "
+                                        "use itself?)")
             yield from _entries(b, templates[key], templates, f"{name}.", f"template {key!r}",
                                 depth + 1)
         else:

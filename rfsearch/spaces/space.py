@@ -238,7 +238,7 @@ def _group_table(space: Space, slots: list[int], tables: dict[int, Table], sizes
 
 
 def _bound_dtype(groups: list[Group]) -> str:
-    """int32 when no candidate's |u|, |v|, |m| or J can reach 2**31, else int64."""
+    """int32 when no candidate's |u|, |v|, |m|, J or rf can reach 2**31, else int64."""
     big, jump = 0, 1
     for g in groups:
         t = g.table
@@ -248,7 +248,7 @@ def _bound_dtype(groups: list[Group]) -> str:
     top = max(big, jump)
     if top >= 1 << 62:
         raise SpecError("the geometry of this space can exceed int64; split it")
-    return "int32" if top < 1 << 31 else "int64"
+    return "int32" if 2 * top + 1 < 1 << 31 else "int64"  # rf = B - A + 1 fits too
 
 
 def plan(space: Space, input_size=None) -> Plan:
@@ -261,7 +261,10 @@ def plan(space: Space, input_size=None) -> Plan:
     for i, slot in enumerate(space.slots):
         key = (id(slot.blocks), tuple(sizes))  # repeated cells at one size: tabulate once
         if key not in memo:
-            memo[key] = block_table(slot.blocks, sizes)
+            try:
+                memo[key] = block_table(slot.blocks, sizes)
+            except SpecError as err:  # name the slot: block-local names mean little
+                raise SpecError(f"space {space.name!r}, slot {slot.name!r}: {err}") from None
         tables[i] = memo[key]
         sizes = tables[i].sizes_out
     groups: list[Group] = []
