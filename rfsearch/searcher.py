@@ -1,8 +1,9 @@
 """``search``: walk or sample a space on the device, filter there, stream matches to Parquet.
 
 Exhaustive mode walks the id range in chunks of whole suffix spans (see
-:func:`rfsearch.spaces.device.walk`); sampling mode draws ids per chunk from a
-generator seeded by (seed, chunk), so any chunk can be recomputed alone. Only the
+:func:`rfsearch.spaces.device.walk`); sampling mode takes consecutive positions of a
+seeded random permutation of the ids (:func:`sample_ids`), so chunks never overlap and
+any chunk can be recomputed alone. Only the
 rows that pass ``where`` (or the chunk's top K) are decoded and leave the device.
 
 Output folder: ``part-NNNNNN.parquet`` files, each holding the matches of consecutive
@@ -323,7 +324,7 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
     Without ``output`` returns a DataFrame of the matching rows (for spaces small
     enough to hold); with ``output`` writes a Parquet dataset folder and returns a
     :class:`SearchSummary`. ``where``: filter expression (default: the grid's own);
-    ``sample``: draw that many ids (seeded) instead of walking all; ``top``/``by``:
+    ``sample``: draw that many distinct ids (seeded) instead of walking all; ``top``/``by``:
     keep the K rows with the largest (``ascending``: smallest) ``by``; ``ids``: only the
     candidates in ``[start, stop)`` (walked, or sampled from).
     """
