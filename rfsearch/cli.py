@@ -209,6 +209,7 @@ def cmd_search(args) -> int:
     result = search(args.space, output=args.output, where=args.where, sample=args.sample,
                     seed=args.seed, input_size=args.input_size, chunk=args.chunk,
                     top=args.top, by=args.by, ascending=args.ascending, ids=args.ids,
+                    partition_by=args.partition_by or (),
                     progress=not args.quiet and args.output is not None)
     if args.output is None:
         with pd.option_context("display.max_rows", 50, "display.width", 200):
@@ -248,6 +249,8 @@ def _search_parser(sub) -> None:
     se.add_argument("--by", help="column ranking --top (largest first)")
     se.add_argument("--ascending", action="store_true", help="--top keeps the smallest")
     se.add_argument("--ids", type=_id_range, help="only candidate ids START:STOP")
+    se.add_argument("--partition-by", nargs="+", metavar="COL",
+                    help="hive-partition the output folder by these choice columns")
     se.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     se.set_defaults(func=cmd_search)
     sp = sub.add_parser("spaces", help="list the built-in search spaces")

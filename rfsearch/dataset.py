@@ -103,3 +103,25 @@ def finish_top(folder: Path, run, done: set[int]) -> None:
         save_manifest(folder, run, done, False, top_merged=True)
     for p in parts:
         p.unlink(missing_ok=True)
+
+
+def write_part(folder: Path, first_chunk: int, df: pd.DataFrame, run,
+               partition_by: tuple[str, ...] = ()) -> None:
+    """Write the rows of consecutive chunks starting at ``first_chunk``: one file, or with
+    ``partition_by`` one file per hive directory ``col=value/...`` (the same name in each,
+    so a rerun of the same chunks overwrites exactly what it wrote before)."""
+    name = f"part-{first_chunk:06d}.parquet"
+    if not partition_by:
+        write_atomic(folder / name, lambda p: pq.write_table(to_arrow(df, run), p,
+                                                             compression="zstd"))
+        return
+    from urllib.parse import quote
+
+    for key, group in df.groupby(list(partition_by), sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        sub = folder.joinpath(*(f"{c}={quote(str(v), safe='')}"
+                                for c, v in zip(partition_by, key, strict=True)))
+        sub.mkdir(parents=True, exist_ok=True)
+        rows = group.drop(columns=list(partition_by)).reset_index(drop=True)
+        write_atomic(sub / name, lambda p, rows=rows: pq.write_table(
+            to_arrow(rows, run), p, compression="zstd"))

@@ -56,7 +56,8 @@ class HostRun:
                 "input_size": None if size is None else list(size), "where": self.where_text,
                 "sample": self.sample, "seed": self.seed,
                 "top": None if self.top is None else list(self.top), "ids": [self.lo, self.hi],
-                "chunk_candidates": self.chunk, "chunks": self.chunks}
+                "chunk_candidates": self.chunk, "chunks": self.chunks,
+                "partition_by": list(getattr(self, "partition_by", ()))}
 
     def count_of(self, c: int) -> int:
         return min(self.chunk, self.total - c * self.chunk)

@@ -32,6 +32,7 @@ from .dataset import (
     to_arrow,
     top_rows,
     write_atomic,
+    write_part,
 )
 from .driver import parse_input_size
 from .errors import SpecError
@@ -201,7 +202,8 @@ class _Run:
                     self.plan.input_size), "where": self.where_text, "sample": self.sample,
                 "seed": self.seed, "top": None if self.top is None else list(self.top),
                 "ids": [self.lo, self.hi], "chunk_candidates": self.chunk_candidates(),
-                "chunks": self.chunks}
+                "chunks": self.chunks,
+                "partition_by": list(getattr(self, "partition_by", ()))}
 
     def chunk_candidates(self) -> int:
         return self.chunk if self.sample is not None else self.reps * self.width
@@ -318,7 +320,7 @@ class _Run:
 def search(space, *, output=None, where: str | None = None, sample: int | None = None,
            seed: int = 0, input_size=None, chunk: int = DEFAULT_CHUNK, top: int | None = None,
            by: str | None = None, ascending: bool = False, ids: tuple[int, int] | None = None,
-           progress: bool = False):
+           partition_by=(), progress: bool = False):
     """Evaluate a space (built-in name, grid file or dict, or :class:`Space`).
 
     Without ``output`` returns a DataFrame of the matching rows (for spaces small
@@ -326,7 +328,8 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
     :class:`SearchSummary`. ``where``: filter expression (default: the grid's own);
     ``sample``: draw that many distinct ids (seeded) instead of walking all; ``top``/``by``:
     keep the K rows with the largest (``ascending``: smallest) ``by``; ``ids``: only the
-    candidates in ``[start, stop)`` (walked, or sampled from).
+    candidates in ``[start, stop)`` (walked, or sampled from); ``partition_by``: choice
+    columns to hive-partition the output folder by (``col=value/`` directories).
     """
     space_obj, default_where = resolve_space(space)
     where_text = where if where is not None else default_where
@@ -341,12 +344,21 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
         raise SpecError(f"by must name a numeric column, got {by!r}")
     top_spec = None if top is None else (by, top, not ascending)
     size = parse_input_size(input_size) if input_size is not None else None
+    partition = (partition_by,) if isinstance(partition_by, str) else tuple(partition_by)
+    choices = {v.name for v in space_obj.variables}
+    for column in partition:
+        if column not in choices:
+            raise SpecError(f"partition_by: {column!r} is not a choice column of "
+                            f"{space_obj.name!r} (choices: {', '.join(sorted(choices))})")
+    if partition and (output is None or top is not None):
+        raise SpecError("partition_by needs an output folder and no top")
     kind = _Run if space_obj.builder is None else HostRun
     run = kind(space_obj, size, node, where_text, sample, seed, chunk, top_spec, output, ids)
     if getattr(run, "uses_host", False) and run.where is None and run.total > HOST_LIMIT:
         raise SpecError(f"where: the analysis columns are computed per candidate on the host; "
                         f"add a cheaper condition (e.g. on rf_h) with 'and' to search "
                         f"{run.total:,} candidates")
+    run.partition_by = partition
     folder = Path(output) if output is not None else None
     done = read_manifest(folder, run) if folder else set()
     frames, matches, t0 = [], 0, time.perf_counter()
@@ -359,10 +371,8 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
         def flush():
             nonlocal last_flush
             if pending:
-                table = pd.concat(pending, ignore_index=True)
-                write_atomic(folder / f"part-{pending_chunks[0]:06d}.parquet",
-                              lambda p: pq.write_table(to_arrow(table, run), p,
-                                                       compression="zstd"))
+                write_part(folder, pending_chunks[0], pd.concat(pending, ignore_index=True),
+                           run, partition)
             done.update(pending_chunks)
             save_manifest(folder, run, done, False)
             pending.clear()
@@ -384,7 +394,8 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
                 if df is not None:
                     pending.append(df)
                 if (sum(map(len, pending)) >= FLUSH_ROWS or len(pending_chunks) >= FLUSH_CHUNKS
-                        or time.perf_counter() - last_flush >= FLUSH_SECONDS):
+                        or (not partition  # partitioned groups must not depend on time
+                            and time.perf_counter() - last_flush >= FLUSH_SECONDS)):
                     flush()
             elif df is not None:
                 frames.append(df)
@@ -399,10 +410,10 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
         return top_rows(df, top_spec) if top_spec else df
     if top_spec is not None:
         finish_top(folder, run, done)
-    if not any(folder.glob("part-*.parquet")):  # no match at all: keep the schema readable
+    if not any(folder.rglob("part-*.parquet")):  # no match at all: keep the schema readable
         empty = run.rows(np.zeros(0, np.int64))
         write_atomic(folder / "part-000000.parquet",
                      lambda p: pq.write_table(to_arrow(empty, run), p, compression="zstd"))
     save_manifest(folder, run, done, True, top_merged=top_spec is not None)
-    rows = sum(pq.read_metadata(p).num_rows for p in folder.glob("part-*.parquet"))
+    rows = sum(pq.read_metadata(p).num_rows for p in folder.rglob("part-*.parquet"))
     return SearchSummary(space_obj.name, run.total, rows, run.chunks, seconds, str(folder))
