@@ -37,6 +37,8 @@ STRIDES = (8, 16, 32)
 LAYER_COLUMNS = ("border", "unproductive", "critical")
 NETWORK_COLUMNS = ("border_layer", "n_unproductive", "n_critical", "feasible_min",
                    "feasible_max", *(f"rf_at_stride_{s}" for s in STRIDES), "rf_ratio")
+# the numeric ones that need every layer (rf_ratio needs only the output)
+LAYERWISE_COLUMNS = tuple(c for c in NETWORK_COLUMNS if c not in ("border_layer", "rf_ratio"))
 
 
 def rule(exempt_1x1: bool) -> str:
@@ -114,3 +116,12 @@ def analyze(batch: Batch, layers: dict[str, np.ndarray], size, exempt_1x1: bool 
         last = L - 1 - np.argmax(at[::-1], axis=0)
         net[f"rf_at_stride_{s}"] = (rf[last, 0, np.arange(n)], ~at.any(axis=0) | bad)
     return Analysis(lay, net)
+
+
+def rf_ratio(rf_h, rf_w, size) -> np.ndarray:
+    """The output's receptive field over the input size, the smaller axis (NaN where the
+    RF or the size is unknown)."""
+    h, w = (np.asarray(a, dtype=np.float64) for a in (rf_h, rf_w))
+    if size is None:
+        return np.full(h.shape, np.nan)
+    return np.minimum(h / size[0], w / size[1])

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from . import kernel as K
 from . import zoo
-from .analysis import analyze, rule
+from .analysis import analyze, rf_ratio, rule
 from .driver import DEFAULT_CHUNK, Raw, parse_input_size, run_batch
 from .encode import Batch, encode_networks
 from .errors import SpecError
@@ -126,11 +126,10 @@ def _with_error_rows(cols, src: Source, order, scale: int = 1):
 
 
 def _ratio(cols: dict, size):
-    """rf_ratio: the output's receptive field over the input size (smaller axis)."""
+    """rf_ratio (values, null mask) from the rf columns."""
     (h, hm), (w, wm) = cols["rf_h"], cols["rf_w"]
-    if size is None:
-        return np.zeros(len(h)), np.ones(len(h), bool)
-    return np.minimum(h / size[0], w / size[1]), hm | wm
+    ratio = rf_ratio(h, w, size)
+    return np.nan_to_num(ratio), hm | wm | np.isnan(ratio)
 
 
 def _layer_rows(ctx: Context, raw: Raw, src: Source, found=None):

@@ -14,16 +14,16 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
+from .analysis import LAYERWISE_COLUMNS, rf_ratio
 from .errors import SpecError
 from .evaluate import evaluate
 from .filter import Node, filter_mask
+from .spaces.device import GEOMETRY as RESULT_GEOMETRY
 
 HOST_CHUNK = 4096
 EXHAUSTIVE_LIMIT = 1_000_000
-GEOMETRY = ("rf_h", "rf_w", "rf_min_h", "rf_min_w", "stride_h", "stride_w", "padding_h",
-            "padding_w", "aligned", "out_h", "out_w")
-ANALYSIS = ("n_unproductive", "n_critical", "feasible_min", "feasible_max",
-            "rf_at_stride_8", "rf_at_stride_16", "rf_at_stride_32", "rf_ratio")
+GEOMETRY = tuple(c for c in RESULT_GEOMETRY if c != "valid")
+ANALYSIS = (*LAYERWISE_COLUMNS, "rf_ratio")
 
 
 class HostRun:
@@ -85,11 +85,9 @@ class HostRun:
             df[column] = ev[column].to_numpy() if column in ev else pd.NA
         df["valid"] = ev["error"].isna().to_numpy()
         if not self.analysis:
-            size = self.plan.input_size
-            df["rf_ratio"] = pd.array(np.minimum(
-                df["rf_h"].to_numpy(dtype=float, na_value=np.nan) / size[0],
-                df["rf_w"].to_numpy(dtype=float, na_value=np.nan) / size[1])
-                if size is not None and len(df) else np.full(len(df), np.nan), dtype="Float64")
+            df["rf_ratio"] = pd.array(rf_ratio(*(df[c].to_numpy(dtype=float, na_value=np.nan)
+                                                 for c in ("rf_h", "rf_w")),
+                                               self.plan.input_size), dtype="Float64")
         return df
 
     def matches(self, c: int) -> np.ndarray:

@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from .analysis import LAYERWISE_COLUMNS, rf_ratio
 from .dataset import (
     finish_top,
     read_manifest,
@@ -49,12 +50,10 @@ MIN_BUCKET = 1 << 10
 # many rows or chunks have gathered, or this many seconds have passed.
 FLUSH_ROWS, FLUSH_CHUNKS, FLUSH_SECONDS = 1 << 20, 512, 5.0
 # Analysis columns need every layer: evaluated on the host for the device's survivors.
-HOST_COLUMNS = ("n_unproductive", "n_critical", "feasible_min", "feasible_max",
-                "rf_at_stride_8", "rf_at_stride_16", "rf_at_stride_32")
+HOST_COLUMNS = LAYERWISE_COLUMNS
 HOST_BATCH = 20_000
 HOST_LIMIT = 1_000_000  # candidates a filter may send to the host stage unfiltered
-RESULT_COLUMNS = ("rf_h", "rf_w", "rf_min_h", "rf_min_w", "stride_h", "stride_w",
-                  "padding_h", "padding_w", "aligned", "out_h", "out_w", "valid")
+RESULT_COLUMNS = D.GEOMETRY
 
 
 @dataclass
@@ -141,12 +140,9 @@ def rows_of(plan_: Plan, t: D.DeviceTables, ids: np.ndarray) -> pd.DataFrame:
         data.update(space.keys(ids))
     data.update(space.choice_columns(ids))
     for name in (*RESULT_COLUMNS, "rf_ratio"):
-        if name == "rf_ratio":  # the output's RF over the input size, the smaller axis
-            size = plan_.input_size
-            h, w = data["rf_h"], data["rf_w"]
-            ratio = (np.minimum(h.to_numpy(dtype=float, na_value=np.nan) / size[0],
-                                w.to_numpy(dtype=float, na_value=np.nan) / size[1])
-                     if size is not None else np.full(n, np.nan))
+        if name == "rf_ratio":
+            ratio = rf_ratio(*(data[c].to_numpy(dtype=float, na_value=np.nan)
+                               for c in ("rf_h", "rf_w")), plan_.input_size)
             data[name] = pd.array(ratio, dtype="Float64")
             continue
         value, known = cols[name]

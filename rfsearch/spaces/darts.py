@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import SpecError
 from ..zoo.graph import Graph
-from .space import Space, Variable
+from .space import Space, Variable, mixed_radix
 
 OPS = ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
        "dil_conv_3x3", "dil_conv_5x5")
@@ -134,11 +134,10 @@ def darts() -> Space:
         normal, reduce = genes(digits)
         return network(normal, reduce)
 
-    radices = np.array([v.size for v in variables], dtype=np.int64)
-    below = np.append(np.cumprod(radices[::-1])[::-1][1:], 1)
+    radices = [v.size for v in variables]
 
     def keys(ids):
-        digits = (np.asarray(ids, np.int64)[:, None] // below) % radices
+        digits = mixed_radix(ids, radices)
         out = []
         for row in digits:
             normal, reduce = genes(row)

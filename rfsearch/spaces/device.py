@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import kernel as K
 from ..filter import Node, evaluate_filter
-from .space import Plan
+from .space import Plan, place_values
 from .tables import FIELDS, Table, combine, identity_state
 
 GEOMETRY = ("rf_h", "rf_w", "rf_min_h", "rf_min_w", "stride_h", "stride_w", "padding_h",
@@ -69,7 +69,7 @@ def device_tables(plan: Plan) -> DeviceTables:
     axes = 1 if _isotropic(plan) else 2
     dtype = np.dtype(plan.dtype)
     space = plan.space
-    below = np.append(np.cumprod(space.radices[::-1])[::-1][1:], 1)[:len(space.radices)]
+    below = place_values(space.radices)
     labels = []
     for var in space.variables:
         numeric = all(isinstance(x, int | float | np.number) and not isinstance(x, bool)

@@ -14,7 +14,7 @@ import numpy as np
 from ..zoo.efficientnet import VARIANTS, efficientnet
 from ..zoo.graph import Graph
 from ..zoo.regnet import regnet_stages
-from .space import Slot, Space, Variable
+from .space import Slot, Space, Variable, mixed_radix
 
 # --- Once-for-All MobileNetV3 ----------------------------------------------------------
 OFA_STRIDES = (2, 2, 2, 1, 2)
@@ -57,7 +57,7 @@ def ofa_mbv3() -> Space:
         kernels[j, :len(ks)] = ks
 
     def keys(ids):
-        digits = (np.asarray(ids, np.int64)[:, None] // 117 ** np.arange(4, -1, -1)) % 117
+        digits = mixed_radix(ids, [len(options)] * 5)
         return {"d": list(depth[digits]), "ks": list(kernels[digits].reshape(len(ids), 20))}
     return Space("ofa-mbv3", [Variable(f"stage{i + 1}", labels) for i in range(5)], slots,
                  input_size=(224, 224), definition={"space": "ofa-mbv3", "depths": OFA_DEPTHS,

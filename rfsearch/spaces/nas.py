@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import SpecError
 from ..zoo.graph import Graph
 from ..zoo.nas import NB201_OPS, _nb201_cell, _nb201_reduction, parse_arch_str
-from .space import Slot, Space, Variable
+from .space import Slot, Space, Variable, mixed_radix
 
 NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 SSS_CHANNELS = (8, 16, 24, 32, 40, 48, 56, 64)
@@ -96,7 +96,7 @@ def natsbench_sss() -> Space:
         for k, (name, red) in enumerate(_positions(1))]
 
     def keys(ids):
-        digits = (np.asarray(ids, np.int64)[:, None] // 8 ** np.arange(4, -1, -1)) % 8
+        digits = mixed_radix(ids, [n] * 5)
         channels = np.asarray(SSS_CHANNELS)[digits].astype(str)
         return {"sss_index": np.asarray(ids, np.int64),
                 "sss_key": np.array([":".join(row) for row in channels], dtype=object)}

@@ -34,6 +34,18 @@ SUFFIX_ENTRIES = 1 << 21  # the exhaustive walk's precomposed suffix table: boun
 MAX_GROUP_ENTRIES = 1 << 24
 
 
+def place_values(radices) -> np.ndarray:
+    """Mixed-radix place values, the first digit most significant: id = sum(d_i * place_i)."""
+    radices = np.asarray(radices, dtype=np.int64)
+    return np.append(np.cumprod(radices[::-1])[::-1][1:], 1)[:len(radices)]
+
+
+def mixed_radix(ids, radices) -> np.ndarray:
+    """Digits [N, V] of ids [N] (vectorised; the first digit most significant)."""
+    radices = np.asarray(radices, dtype=np.int64)
+    return (np.asarray(ids, dtype=np.int64)[:, None] // place_values(radices)) % radices
+
+
 @dataclass(frozen=True)
 class Variable:
     """One choice: its column name and the value written for each option."""
@@ -111,10 +123,7 @@ class Space:
 
     def digits(self, ids: np.ndarray) -> np.ndarray:
         """Option index per variable: [N, V] for ids [N] (vectorised mixed radix)."""
-        ids = np.asarray(ids, dtype=np.int64)
-        below = np.cumprod(self.radices[::-1])[::-1]
-        below = np.append(below[1:], 1)
-        return (ids[:, None] // below[None, :]) % self.radices[None, :]
+        return mixed_radix(ids, self.radices)
 
     def spec(self, candidate_id: int) -> dict:
         """The full network spec of one candidate (its slots' blocks, chained)."""
@@ -224,9 +233,8 @@ def _group_table(space: Space, slots: list[int], tables: dict[int, Table], sizes
         names = ", ".join(space.slots[i].name for i in slots[:3])
         raise SpecError(f"space {space.name!r}: slots {names}... share choices with "
                         f"{options} joint options; too many to tabulate")
-    combos = np.arange(options, dtype=np.int64)
-    below = np.append(np.cumprod(radices[::-1])[::-1][1:], 1) if radices else np.ones(0, int)
-    digit = {v: (combos // below[j]) % radices[j] for j, v in enumerate(variables)}
+    digits = mixed_radix(np.arange(options), radices)  # [options, V]
+    digit = {v: digits[:, j] for j, v in enumerate(variables)}
     table = _identity_table(sizes_in, options)
     for i in slots:
         slot = space.slots[i]
