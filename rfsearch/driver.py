@@ -92,10 +92,24 @@ def kernel_options(batch: Batch, preds: np.ndarray, size, per_layer: bool, dtype
             "per_layer": per_layer, "dtype": dtype}
 
 
+def state_axes(batch: Batch, size) -> int:
+    """Axes the kernel computes: 1 for a square batch at a square or unknown input size
+    (h and w are then equal everywhere), else 2."""
+    return 1 if batch.square and (size is None or size[0] == size[1]) else 2
+
+
+def kernel_arrays(batch: Batch, rows: slice | np.ndarray, axes: int) -> list[np.ndarray]:
+    """The kernel's layer-major inputs for ``rows``: op [L, n], parameters [L, axes, n],
+    preds [L, M, n] (views where possible; the device transfer makes them contiguous)."""
+    return [batch.axes_major(f, axes)[..., rows] if f in PARAM_FIELDS
+            else batch.layer_major(f)[..., rows] for f in KERNEL_FIELDS]
+
+
 def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: str,
          bucket: int) -> Raw:
     """One kernel call on the given rows, padded to ``bucket`` rows."""
-    arrays = [batch.layer_major(f)[..., rows] for f in KERNEL_FIELDS]
+    axes = state_axes(batch, size)
+    arrays = kernel_arrays(batch, rows, axes)
     output = batch.output[rows]
     n = output.shape[0]
     pad = bucket - n
@@ -108,8 +122,9 @@ def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: s
     with jax.enable_x64(True):
         res = K.propagate(*arrays, output, np.asarray(size or (0, 0), np.int64), **options)
         res = jax.device_get(res)
-    def trim(d):
-        return ({k: np.asarray(v)[..., :n] for k, v in d._asdict().items()})
+    def trim(d):  # [..., axes, bucket] -> [..., 2, n]
+        return {k: np.repeat(np.asarray(v)[..., :n], 3 - axes, axis=-2)
+                for k, v in d._asdict().items()}
     return Raw(trim(res.out), None if res.layers is None else trim(res.layers))
 
 

@@ -23,7 +23,10 @@ steps change nothing. L - 1 is rounded up to 8, 12, 16, 24, 32, 48, 64, ... and 
 to 1, 2, 3, 4, 8, 16, ..., so a run compiles once per bucket, not once per network size.
 Arrays are stored layer-major in memory (the kernel scans over layers and vectorises over N), and
 indexed ``[N, L, ...]``: ``Batch.layer_major(name)`` gives the contiguous
-``[L, ..., N]`` view the kernel reads.
+``[L, ..., N]`` view the kernel reads. When every layer of every network is square
+(h = w for each parameter, the common case), the five parameter fields store one axis
+and are read-only broadcast views on the last axis (stride 0, ``Batch.square``): half the
+memory, and the kernel then computes one axis at a square or unknown input size.
 
 Rational jumps (upsampling, transposed convolution) fit this card as one more
 op code and an ``upsample`` factor array [N, L, 2]; the kernel then carries the
@@ -79,6 +82,13 @@ def _layer_major(shape_nl: tuple[int, ...], dtype) -> np.ndarray:
     return np.moveaxis(np.empty((*rest, n), dtype), -1, 0)
 
 
+def square_view(major: np.ndarray) -> np.ndarray:
+    """A layer-major [L, 1, N] parameter array as the [N, L, 2] field of a square Batch:
+    a read-only view whose h and w entries are the same memory."""
+    depth, _, n = major.shape
+    return np.moveaxis(np.broadcast_to(major, (depth, 2, n)), -1, 0)
+
+
 @dataclass(frozen=True)
 class Batch:
     """Networks as padded arrays (see the module docstring for the card)."""
@@ -112,18 +122,33 @@ class Batch:
         """M, the padded number of input slots."""
         return int(self.preds.shape[2])
 
+    @property
+    def square(self) -> bool:
+        """Every parameter field stores one axis for both (see :func:`square_view`)."""
+        return all(getattr(self, name).strides[-1] == 0 for name in PARAM_FIELDS)
+
     def layer_major(self, name: str) -> np.ndarray:
         """Field ``name`` as a C-contiguous [L, ..., N] array (no copy when possible)."""
         return np.ascontiguousarray(np.moveaxis(getattr(self, name), 0, -1))
 
+    def axes_major(self, name: str, axes: int) -> np.ndarray:
+        """Parameter field ``name`` as a layer-major [L, axes, N] view (no copy); one axis
+        (the h entries) is only meaningful for a square batch."""
+        return np.moveaxis(getattr(self, name), 0, -1)[:, :axes]
+
     def take(self, rows: np.ndarray | slice) -> Batch:
-        """The sub-batch of the given candidate rows."""
+        """The sub-batch of the given candidate rows (square storage is kept)."""
         idx = np.arange(len(self))[rows]
         def pick(t):
             return (None if t is None else tuple(t[i] for i in idx))
+        square = self.square
         arrays = {}
         for name in ("op", *PARAM_FIELDS, "preds"):
             src = getattr(self, name)
+            if square and name in PARAM_FIELDS:
+                arrays[name] = square_view(np.ascontiguousarray(
+                    self.axes_major(name, 1)[..., idx]))
+                continue
             out = _layer_major((len(idx), *src.shape[1:]), src.dtype)
             out[...] = src[idx]
             arrays[name] = out
@@ -149,8 +174,14 @@ def encode_networks(networks: Sequence[Network]) -> Batch:
         for name in PARAM_FIELDS
     }
     dtype = param_dtype(*flat.values())
+    square = all((v[:, 0] == v[:, 1]).all() for v in flat.values())
     arrays = {}
     for name in PARAM_FIELDS:
+        if square:
+            major = np.full((L, 1, n), 0 if name.startswith("pad") else 1, dtype)
+            major[cols, 0, rows] = flat[name][:, 0]
+            arrays[name] = square_view(major)
+            continue
         arr = _layer_major((n, L, 2), dtype)
         arr[...] = 0 if name.startswith("pad") else 1
         arr[rows, cols] = flat[name]
@@ -218,7 +249,8 @@ def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None)
     broadcast. ``padding``: [N, L] / [N, L, 2] symmetric, or [N, L, 2, 2] with
     ``padding[n, l, axis] = (before, after)``, as the spec's [[top, bottom], [left, right]].
     ``lengths`` [N]: layers in use per chain (default L); later layers are ignored.
-    ``names`` [N]: default 'chain{i}'.
+    ``names`` [N]: default 'chain{i}'. When every field is square ([N, L] or scalar), the
+    Batch stores one axis (``Batch.square``).
     """
     k = np.asarray(kernel)
     if k.ndim not in (2, 3):
@@ -253,13 +285,15 @@ def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None)
     L = depth_bucket(depth + 1)
     dead = (np.arange(depth)[:, None] >= used[None, :])[:, None, :]  # [depth, 1, N]
     dtype = param_dtype(k, np.asarray(stride), np.asarray(dilation), pad)
+    axes = 1 if all(src.strides[-1] == 0 for src, _ in fields.values()) else 2
     arrays = {}
     for name, (src, fill) in fields.items():
-        major = np.full((L, 2, n), fill, dtype)  # written layer-major, read strided once
-        # [depth, 2, N] view; a scalar field (every stride 0) is written as one value
-        layers = src.flat[0] if src.size and not any(src.strides) else np.moveaxis(src, 0, -1)
+        major = np.full((L, axes, n), fill, dtype)  # written layer-major, read strided once
+        # [depth, axes, N] view; a scalar field (every stride 0) is written as one value
+        layers = (src.flat[0] if src.size and not any(src.strides)
+                  else np.moveaxis(src, 0, -1)[:, :axes])
         major[1 : depth + 1] = layers if lengths is None else np.where(dead, fill, layers)
-        arrays[name] = np.moveaxis(major, -1, 0)
+        arrays[name] = square_view(major) if axes == 1 else np.moveaxis(major, -1, 0)
     op = np.full((L, n), ops.ELEMENTWISE, np.int8)
     op[0] = ops.INPUT
     op[1 : depth + 1] = np.where(dead[:, 0], ops.ELEMENTWISE, ops.CONV)

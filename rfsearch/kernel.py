@@ -1,7 +1,7 @@
 """The kernel: a pure, jitted JAX function from encoded networks to receptive fields.
 
-Per node and per axis (h and w, vectorised together as a leading axis of 2) it
-propagates, in topological order, the state of the article's forward recurrence:
+Per node and per axis (h and w, vectorised together as a leading axis A of 2, or of 1
+for square networks at a square or unknown input size) it propagates, in topological order, the state of the article's forward recurrence:
 
 * ``u``, ``v``: first / last input pixel read by output feature 0 (region start/end);
 * ``J``: the jump (effective stride), input pixels between neighbouring features;
@@ -14,7 +14,10 @@ propagates, in topological order, the state of the article's forward recurrence:
 
 A node merges its inputs (union: u = min, v = max) then applies its window.
 Nothing here is value-dependent: validation happens on the host, before tracing.
-Arrays are layer-major, ``[L, 2, N]``; the scan runs over L, vectorised over N.
+Arrays are layer-major, ``[L, A, N]``; the scan runs over L, vectorised over N. Chains
+of up to :data:`UNROLL_DEPTH` nodes are fully unrolled: XLA then fuses every layer into
+one loop over N whose state stays in registers (a rolled scan re-reads and re-writes
+the state of all N networks from memory at every layer, several times slower on CPUs).
 """
 
 from __future__ import annotations
@@ -54,8 +57,11 @@ class Limits(NamedTuple):
 LIMITS = {np.dtype(np.int32): Limits(2**14, 2**29), np.dtype(np.int64): Limits(2**30, 2**61)}
 
 
+UNROLL_DEPTH = 129  # chains this deep or shallower are unrolled (compile time stays < 1 s)
+
+
 class NodeState(NamedTuple):
-    """The per-axis state of one node for N networks: every field is [2, N]."""
+    """The per-axis state of one node for N networks: every field is [A, N]."""
 
     u: jax.Array
     v: jax.Array
@@ -78,11 +84,11 @@ class LayerParams(NamedTuple):
     """One node's parameters for N networks (layer-major slices)."""
 
     op: jax.Array  # [N]
-    kernel: jax.Array  # [2, N]
-    stride: jax.Array  # [2, N]
-    dilation: jax.Array  # [2, N]
-    pad_before: jax.Array  # [2, N]
-    pad_after: jax.Array  # [2, N]
+    kernel: jax.Array  # [A, N]
+    stride: jax.Array  # [A, N]
+    dilation: jax.Array  # [A, N]
+    pad_before: jax.Array  # [A, N]
+    pad_after: jax.Array  # [A, N]
 
 
 def effective_kernel(kernel, dilation):
@@ -172,7 +178,7 @@ def apply_window(x: NodeState, p: LayerParams, limits: Limits,
 
 
 def merge(xs: NodeState, valid: jax.Array) -> tuple[NodeState, jax.Array]:
-    """Union of M inputs (fields [M, 2, N], ``valid`` [M, N]): u = min, v = max.
+    """Union of M inputs (fields [M, A, N], ``valid`` [M, N]): u = min, v = max.
 
     The jump and size are input 0's; the node is aligned when every input has the
     same jump and the same centre (u + v) / 2. Returns the state and a per-axis error
@@ -198,26 +204,28 @@ def merge(xs: NodeState, valid: jax.Array) -> tuple[NodeState, jax.Array]:
     certain = jnp.where(~centred & ((flags_and & KNOWN) != 0), MISALIGNED, 0)
     flags = (flags_and & KNOWN) | aligned | certain | (
         flags_or & (UNBOUNDED | OVERFLOW | MISALIGNED))
-    code = jnp.where(~same_jump, ERR_JUMP, jnp.where(~same_size, ERR_SIZE, ERR_NONE))  # [2, N]
+    code = jnp.where(~same_jump, ERR_JUMP, jnp.where(~same_size, ERR_SIZE, ERR_NONE))  # [A, N]
     state = NodeState(u, v, first.J, rmin, first.size, flags.astype(first.flags.dtype), fault)
     return state, code
 
 
-def input_state(input_size: jax.Array, n: int, dtype) -> NodeState:
-    """Node 0: u = v = 0, J = 1, rmin = 0, size = the input size (0 = unknown)."""
-    zero = jnp.zeros((2, n), dtype)
-    size = jnp.broadcast_to(input_size.astype(dtype)[:, None], (2, n))
-    flags = jnp.full((2, n), KNOWN | ALIGNED, jnp.int8)
-    fault = jnp.full((2, n), NO_FAULT, jnp.int32)
+def input_state(input_size: jax.Array, axes: int, n: int, dtype) -> NodeState:
+    """Node 0: u = v = 0, J = 1, rmin = 0, size = the input size (0 = unknown).
+
+    With one axis (square networks) the input size is square and its first entry is used."""
+    zero = jnp.zeros((axes, n), dtype)
+    size = jnp.broadcast_to(input_size[:axes].astype(dtype)[:, None], (axes, n))
+    flags = jnp.full((axes, n), KNOWN | ALIGNED, jnp.int8)
+    fault = jnp.full((axes, n), NO_FAULT, jnp.int32)
     return NodeState(zero, zero, zero + 1, zero, size, flags, fault)
 
 
 def record_fault(y: NodeState, node, code) -> NodeState:
     """fault' = min(fault inherited from the inputs, node * FAULT_CODES + code) if code.
 
-    Per axis ([2, N]): the network's fault is the smaller of the two, taken on the host.
+    Per axis ([A, N]): the network's fault is the smaller of the two, taken on the host.
     """
-    own = jnp.where(code == ERR_NONE, NO_FAULT, node * FAULT_CODES + code)  # [2, N]
+    own = jnp.where(code == ERR_NONE, NO_FAULT, node * FAULT_CODES + code)  # [A, N]
     return y._replace(fault=jnp.minimum(y.fault, own))
 
 
@@ -225,7 +233,7 @@ EXACT_F32 = 2**24  # float32 holds every integer below this exactly
 
 
 class Spans(NamedTuple):
-    """A plain chain's state in float32 ([2, N] fields). r - 1 = v - u, P = -u and J never
+    """A plain chain's state in float32 ([A, N] fields). r - 1 = v - u, P = -u and J never
     decrease: r' = r + (k_eff - 1) J, P' = P + p J, J' = J s. With an input size, also
     the map size n, the bound B = n_in + sum(p + q) >= every n, and the first node whose
     map became empty (``NO_EMPTY`` if none)."""
@@ -274,7 +282,7 @@ def _plain_chain(sized: bool, per_layer: bool):
 
 
 def _from_spans(y: Spans) -> NodeState:
-    """Spans (fields [..., 2, N]) back to a NodeState, OVERFLOW where not exact."""
+    """Spans (fields [..., A, N]) back to a NodeState, OVERFLOW where not exact."""
     exact = (y.span < EXACT_F32) & (y.P < EXACT_F32) & (y.J < EXACT_F32) & (
         y.bound < EXACT_F32)
     span, P, J, size = (a.astype(jnp.int32) for a in (y.span, y.P, y.J, y.size))
@@ -300,7 +308,7 @@ def _chain(limits, features, per_layer):
 
 
 def _node_step(gathered: NodeState, valid, p, node, limits, features) -> NodeState:
-    """Merge the gathered inputs ([M, 2, N] fields), apply the window, record faults."""
+    """Merge the gathered inputs ([M, A, N] fields), apply the window, record faults."""
     x, code = merge(gathered, valid)
     y, empty = apply_window(x, p, limits, features)
     if features.sized:
@@ -309,13 +317,14 @@ def _node_step(gathered: NodeState, valid, p, node, limits, features) -> NodeSta
 
 
 def _to_block(state: NodeState, dtype) -> jax.Array:
-    """A node's state ([2, N] fields) as one [F, N] block of the buffer, F = 7 x 2."""
+    """A node's state ([A, N] fields) as one [F, N] block of the buffer, F = 7 x A."""
     return jnp.stack([f.astype(dtype) for f in state]).reshape(-1, state.u.shape[-1])
 
 
 def _from_blocks(blocks: jax.Array) -> NodeState:
-    """[..., F, N] blocks -> NodeState with [..., 2, N] fields (inverse of _to_block)."""
-    fields = blocks.reshape(*blocks.shape[:-2], -1, 2, blocks.shape[-1])  # [..., 7, 2, N]
+    """[..., F, N] blocks -> NodeState with [..., A, N] fields (inverse of _to_block)."""
+    axes = blocks.shape[-2] // len(NodeState._fields)
+    fields = blocks.reshape(*blocks.shape[:-2], -1, axes, blocks.shape[-1])  # [..., 7, A, N]
     return _typed(NodeState(*jnp.moveaxis(fields, -3, 0)))
 
 
@@ -341,7 +350,7 @@ def _dag(limits, features):
         m, f, n = pred.shape[0], buf.shape[1], buf.shape[2]
         idx = jnp.broadcast_to(jnp.maximum(pred, 0)[:, None, :], (m, f, n))
         blocks = jnp.take_along_axis(buf, idx, axis=0)  # [M, F, N]
-        gathered = _from_blocks(blocks)  # fields [M, 2, N]
+        gathered = _from_blocks(blocks)  # fields [M, A, N]
         valid = (pred >= 0).at[0].set(True)  # [M, N]; node 0 re-reads itself
         y = _node_step(gathered, valid, p, node, limits, features)
         return _write_block(buf, y, node), None
@@ -357,7 +366,7 @@ def _shared_dag(limits, features):
         p, pred, node = xs  # pred: [M] node indices shared by every network
         blocks = jnp.stack([lax.dynamic_index_in_dim(buf, jnp.maximum(i, 0), 0, False)
                             for i in pred])  # [M, F, N]
-        gathered = _from_blocks(blocks)  # fields [M, 2, N]
+        gathered = _from_blocks(blocks)  # fields [M, A, N]
         valid = jnp.broadcast_to(((pred >= 0).at[0].set(True))[:, None],
                                  (pred.shape[0], buf.shape[-1]))  # [M, N]
         y = _node_step(gathered, valid, p, node, limits, features)
@@ -369,8 +378,8 @@ def _shared_dag(limits, features):
 class KernelResult(NamedTuple):
     """Kernel output: the output node's state and, optionally, every node's state."""
 
-    out: NodeState  # fields [2, N]
-    layers: NodeState | None  # fields [L, 2, N] when per_layer
+    out: NodeState  # fields [A, N]
+    layers: NodeState | None  # fields [L, A, N] when per_layer
 
 
 @partial(jax.jit, static_argnames=("topology", "features", "per_layer", "dtype"))
@@ -378,28 +387,32 @@ def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output
               topology: str, features: Features, per_layer: bool, dtype: str) -> KernelResult:
     """Receptive-field geometry of N encoded networks.
 
-    op: [L, N]; kernel, stride, dilation, pad_before, pad_after: [L, 2, N];
+    op: [L, N]; kernel, stride, dilation, pad_before, pad_after: [L, A, N], where A = 2
+    (h, w) or A = 1 for square networks (the input size is then square or unknown);
     preds: [L, M, N] ([L, M] when ``topology == 'shared'``); output: [N] (output node);
     input_size: [2] (ignored unless ``features.sized``). ``topology``: 'chain' (each
     node reads the one before), 'shared' (one DAG for all N) or 'dag' (one per network).
-    ``dtype`` ('int32' or 'int64') is the compute width.
+    ``dtype`` ('int32' or 'int64') is the compute width. Result fields are [A, N].
     """
     dt = np.dtype(dtype)
     limits = LIMITS[dt]
     L, n = op.shape
-    x0 = input_state(input_size, n, dt)
+    axes = kernel.shape[1]
+    x0 = input_state(input_size, axes, n, dt)
     params = LayerParams(op, kernel, stride, dilation, pad_before, pad_after)
     # Node 0 is an identity layer over the input state, so the scan covers every node
     # and reads the parameter arrays in place (no sliced copies).
     nodes = jnp.arange(L, dtype=jnp.int32)
     layers = None
+    unroll = L <= UNROLL_DEPTH
     if topology == "chain" and dt == np.int32 and not (features.same or features.whole):
         out, ys = lax.scan(_plain_chain(features.sized, per_layer), _spans(x0),
-                           (params, nodes))
+                           (params, nodes), unroll=unroll)
         out = _from_spans(out)
         layers = None if ys is None else _from_spans(ys)
     elif topology == "chain":
-        out, ys = lax.scan(_chain(limits, features, per_layer), x0, (params, nodes))
+        out, ys = lax.scan(_chain(limits, features, per_layer), x0, (params, nodes),
+                           unroll=unroll)
         out = out._replace(rmin=out.v - out.u)
         if per_layer:
             layers = ys._replace(rmin=ys.v - ys.u)
@@ -408,7 +421,7 @@ def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output
         block0 = _to_block(x0, dt)  # [F, N]
         buf0 = jnp.zeros((L, *block0.shape), dt).at[0].set(block0)  # [L, F, N]
         blocks, _ = lax.scan(step, buf0, (params, preds, nodes))
-        layers = _from_blocks(blocks)  # fields [L, 2, N]
-        pick = jnp.broadcast_to(output[None, None, :], (1, 2, n))
+        layers = _from_blocks(blocks)  # fields [L, A, N]
+        pick = jnp.broadcast_to(output[None, None, :], (1, axes, n))
         out = jax.tree.map(lambda a: jnp.take_along_axis(a, pick, axis=0)[0], layers)
     return KernelResult(out, layers if per_layer else None)

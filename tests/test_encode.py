@@ -1,6 +1,7 @@
 """Encoding: the Batch card, bucketing, chains() and Parquet chain tables."""
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -34,11 +35,34 @@ def test_buckets():
 
 
 def test_batch_is_layer_major_in_memory():
-    batch = rfsearch.chains(np.full((5, 3), 3))
-    assert batch.kernel.shape == (5, 9, 2)
+    batch = rfsearch.chains(np.full((5, 3, 2), [3, 1]))
+    assert batch.kernel.shape == (5, 9, 2) and not batch.square
     major = batch.layer_major("kernel")
     assert major.shape == (9, 2, 5) and major.flags["C_CONTIGUOUS"]
     assert np.shares_memory(major, batch.kernel)
+
+
+def test_square_batches_store_one_axis():
+    square = rfsearch.chains(np.full((5, 3), 3), stride=2, padding=1)
+    assert square.square and square.kernel.shape == (5, 9, 2)
+    assert square.kernel.strides[-1] == 0 and not square.kernel.flags.writeable
+    one = square.axes_major("stride", 1)
+    assert one.shape == (9, 1, 5) and one.flags["C_CONTIGUOUS"]
+    assert np.shares_memory(one, square.stride)
+    assert (square.kernel[..., 0] == square.kernel[..., 1]).all()
+    assert square.take([4, 1]).square
+    spec = {"layers": [{"op": "conv", "kernel": 3, "stride": 2, "padding": 1}]}
+    assert rfsearch.encode(spec).square
+    wide = {"layers": [{"op": "conv", "kernel": [3, 1]}]}
+    assert not rfsearch.encode(wide).square
+    assert not rfsearch.chains(np.full((5, 3), 3), padding=np.zeros((5, 3, 2, 2), int)
+                               + [[1, 1], [0, 0]]).square
+    # same answers either way, at square, unknown and non-square input sizes
+    wide_copy = rfsearch.chains(np.full((5, 3, 2), 3), stride=2, padding=1)
+    for size in (None, 32, (32, 48)):
+        a = rfsearch.evaluate(square, input_size=size).drop(columns="name")
+        b = rfsearch.evaluate(wide_copy, input_size=size).drop(columns="name")
+        pd.testing.assert_frame_equal(a, b)
 
 
 def test_chains_equal_encoded_specs():
