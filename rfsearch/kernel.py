@@ -1,7 +1,8 @@
 """The kernel: a pure, jitted JAX function from encoded networks to receptive fields.
 
 Per node and per axis (h and w, vectorised together as a leading axis A of 2, or of 1
-for square networks at a square or unknown input size) it propagates, in topological order, the state of the article's forward recurrence:
+for square networks at a square or unknown input size) it propagates, in topological
+order, the state of the article's forward recurrence:
 
 * ``u``, ``v``: first / last input pixel read by output feature 0 (region start/end);
 * ``J``: the jump (effective stride), input pixels between neighbouring features;
@@ -14,10 +15,12 @@ for square networks at a square or unknown input size) it propagates, in topolog
 
 A node merges its inputs (union: u = min, v = max) then applies its window.
 Nothing here is value-dependent: validation happens on the host, before tracing.
-Arrays are layer-major, ``[L, A, N]``; the scan runs over L, vectorised over N. Chains
-of up to :data:`UNROLL_DEPTH` nodes are fully unrolled: XLA then fuses every layer into
-one loop over N whose state stays in registers (a rolled scan re-reads and re-writes
-the state of all N networks from memory at every layer, several times slower on CPUs).
+Arrays are layer-major, ``[L, A, N]``; the scan runs over L, vectorised over N. Plain
+chains at an unknown input size (the float32 path, without per-layer output) of up to
+:data:`UNROLL_DEPTH` nodes are fully unrolled: XLA then fuses the layers into a loop over
+N that keeps the state in registers, where a rolled scan re-reads and re-writes the state
+of all N networks at every layer. (Unrolling the map-size recurrence measured slower:
+its floor divisions are not fused across layers.)
 """
 
 from __future__ import annotations
@@ -349,7 +352,7 @@ def _dag(limits, features):
         p, pred, node = xs  # pred: [M, N]
         m, f, n = pred.shape[0], buf.shape[1], buf.shape[2]
         idx = jnp.broadcast_to(jnp.maximum(pred, 0)[:, None, :], (m, f, n))
-        blocks = jnp.take_along_axis(buf, idx, axis=0)  # [M, F, N]
+        blocks = jnp.take_along_axis(buf, idx, axis=0, mode="promise_in_bounds")  # [M, F, N]
         gathered = _from_blocks(blocks)  # fields [M, A, N]
         valid = (pred >= 0).at[0].set(True)  # [M, N]; node 0 re-reads itself
         y = _node_step(gathered, valid, p, node, limits, features)
@@ -383,7 +386,7 @@ class KernelResult(NamedTuple):
 
 
 @partial(jax.jit, static_argnames=("topology", "features", "per_layer", "dtype"))
-def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size, *,
+def _propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size, *,
               topology: str, features: Features, per_layer: bool, dtype: str) -> KernelResult:
     """Receptive-field geometry of N encoded networks.
 
@@ -404,15 +407,16 @@ def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output
     # and reads the parameter arrays in place (no sliced copies).
     nodes = jnp.arange(L, dtype=jnp.int32)
     layers = None
-    unroll = L <= UNROLL_DEPTH
     if topology == "chain" and dt == np.int32 and not (features.same or features.whole):
+        unroll = L <= UNROLL_DEPTH and not (features.sized or per_layer)
         out, ys = lax.scan(_plain_chain(features.sized, per_layer), _spans(x0),
                            (params, nodes), unroll=unroll)
+        if unroll:  # converted by a second program: see propagate
+            return KernelResult(out, None)
         out = _from_spans(out)
         layers = None if ys is None else _from_spans(ys)
     elif topology == "chain":
-        out, ys = lax.scan(_chain(limits, features, per_layer), x0, (params, nodes),
-                           unroll=unroll)
+        out, ys = lax.scan(_chain(limits, features, per_layer), x0, (params, nodes))
         out = out._replace(rmin=out.v - out.u)
         if per_layer:
             layers = ys._replace(rmin=ys.v - ys.u)
@@ -425,3 +429,25 @@ def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output
         pick = jnp.broadcast_to(output[None, None, :], (1, axes, n))
         out = jax.tree.map(lambda a: jnp.take_along_axis(a, pick, axis=0)[0], layers)
     return KernelResult(out, layers if per_layer else None)
+
+
+_states_from_spans = jax.jit(_from_spans)
+
+
+def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size,
+              **static) -> KernelResult:
+    """Receptive-field geometry of N encoded networks (see :func:`_propagate` for the
+    arguments; the keyword arguments are static, one compiled program per value).
+
+    An unrolled chain returns its float32 spans, converted to node states by a second,
+    separate program: XLA does not fuse sibling outputs on CPUs, so converting inside
+    the unrolled program would re-read every layer's parameters once per state field.
+    """
+    res = _propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output,
+                     input_size, **static)
+    if isinstance(res.out, Spans):
+        res = KernelResult(_states_from_spans(res.out), None)
+    return res
+
+
+propagate._cache_size = _propagate._cache_size  # compiled programs (tests bound it)

@@ -55,8 +55,8 @@ def test_square_batches_store_one_axis():
     assert rfsearch.encode(spec).square
     wide = {"layers": [{"op": "conv", "kernel": [3, 1]}]}
     assert not rfsearch.encode(wide).square
-    assert not rfsearch.chains(np.full((5, 3), 3), padding=np.zeros((5, 3, 2, 2), int)
-                               + [[1, 1], [0, 0]]).square
+    uneven = np.broadcast_to([[1, 1], [0, 0]], (5, 3, 2, 2))
+    assert not rfsearch.chains(np.full((5, 3), 3), padding=uneven).square
     # same answers either way, at square, unknown and non-square input sizes
     wide_copy = rfsearch.chains(np.full((5, 3, 2), 3), stride=2, padding=1)
     for size in (None, 32, (32, 48)):
