@@ -102,7 +102,7 @@ def kernel_arrays(batch: Batch, rows: slice | np.ndarray, axes: int) -> list[np.
     """The kernel's layer-major inputs for ``rows``: op [L, n], parameters [L, axes, n],
     preds [L, M, n] (views where possible; the device transfer makes them contiguous)."""
     return [batch.axes_major(f, axes)[..., rows] if f in PARAM_FIELDS
-            else batch.layer_major(f)[..., rows] for f in KERNEL_FIELDS]
+            else np.moveaxis(getattr(batch, f), 0, -1)[..., rows] for f in KERNEL_FIELDS]
 
 
 def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: str,

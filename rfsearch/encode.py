@@ -242,15 +242,41 @@ def _as_axes(a, name: str, shape: tuple[int, int], minimum: int) -> np.ndarray:
     return np.broadcast_to(arr, (*shape, 2))
 
 
-def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None) -> Batch:
+TRANSPOSE_BLOCK = 4096  # candidates per block: [N, L] -> [L, N] copies stay in cache
+
+
+def _write_layers(dst: np.ndarray, src: np.ndarray, fill, used: np.ndarray | None) -> None:
+    """dst [depth, A, N] <- src [N, depth, A] (a transposing copy, block by block), then
+    ``fill`` where a layer is past the chain's length ``used`` [N] (when given)."""
+    depth, n = dst.shape[0], dst.shape[-1]
+    layer = np.arange(depth)[:, None, None]
+    for start in range(0, n, TRANSPOSE_BLOCK):
+        block = slice(start, min(n, start + TRANSPOSE_BLOCK))
+        out = dst[..., block]
+        out[...] = np.moveaxis(src[block], 0, -1)
+        if used is not None:
+            np.copyto(out, np.asarray(fill, out.dtype), where=layer >= used[block])
+
+
+def default_names(rows: np.ndarray) -> np.ndarray:
+    """'chain{i}' for each row index, as an object array."""
+    return np.fromiter(map("chain{}".format, np.asarray(rows).tolist()), dtype=object,
+                       count=len(rows))
+
+
+def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None,
+           padded=False) -> Batch:
     """A Batch of chains of convolutions straight from integer arrays, without a loop.
 
     ``kernel``, ``stride``, ``dilation``: [N, L] (square) or [N, L, 2] (h, w); scalars
     broadcast. ``padding``: [N, L] / [N, L, 2] symmetric, or [N, L, 2, 2] with
     ``padding[n, l, axis] = (before, after)``, as the spec's [[top, bottom], [left, right]].
-    ``lengths`` [N]: layers in use per chain (default L); later layers are ignored.
-    ``names`` [N]: default 'chain{i}'. When every field is square ([N, L] or scalar), the
-    Batch stores one axis (``Batch.square``).
+    ``lengths`` [N]: layers in use per chain (default L); later layers are ignored, or,
+    with ``padded=True``, promised to hold identity values already (kernel, stride and
+    dilation 1, padding 0, as ragged tables read by :func:`rfsearch.read_chains` do), which
+    saves rewriting them. ``names`` [N]: default 'chain{i}'. When every field is square
+    ([N, L] or scalar), the Batch stores one axis (``Batch.square``). The input slots of a
+    chain's nodes are one shared read-only array.
     """
     k = np.asarray(kernel)
     if k.ndim not in (2, 3):
@@ -283,23 +309,28 @@ def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None)
     if names is not None and len(names) != n:
         raise SpecError(f"names must hold {n} names, got {len(names)}")
     L = depth_bucket(depth + 1)
-    dead = (np.arange(depth)[:, None] >= used[None, :])[:, None, :]  # [depth, 1, N]
     dtype = param_dtype(k, np.asarray(stride), np.asarray(dilation), pad)
     axes = 1 if all(src.strides[-1] == 0 for src, _ in fields.values()) else 2
+    cut = None if lengths is None else used
     arrays = {}
+    param_cut = None if padded else cut
     for name, (src, fill) in fields.items():
-        major = np.full((L, axes, n), fill, dtype)  # written layer-major, read strided once
-        # [depth, axes, N] view; a scalar field (every stride 0) is written as one value
-        layers = (src.flat[0] if src.size and not any(src.strides)
-                  else np.moveaxis(src, 0, -1)[:, :axes])
-        major[1 : depth + 1] = layers if lengths is None else np.where(dead, fill, layers)
+        if name == "pad_after" and after is before and axes == 1:  # symmetric: one array
+            arrays[name] = arrays["pad_before"]
+            continue
+        major = np.full((L, axes, n), fill, dtype)  # written layer-major
+        scalar = src.size and not any(src.strides)
+        if src.size and not (scalar and src.flat[0] == fill and param_cut is None):
+            _write_layers(major[1 : depth + 1], src[..., :axes], fill,
+                          None if scalar and src.flat[0] == fill else param_cut)
         arrays[name] = square_view(major) if axes == 1 else np.moveaxis(major, -1, 0)
     op = np.full((L, n), ops.ELEMENTWISE, np.int8)
     op[0] = ops.INPUT
-    op[1 : depth + 1] = np.where(dead[:, 0], ops.ELEMENTWISE, ops.CONV)
-    preds = np.broadcast_to((np.arange(L, dtype=np.int32) - 1)[:, None, None], (L, 1, n)).copy()
+    _write_layers(op[1 : depth + 1, None], np.broadcast_to(np.int8(ops.CONV), (n, depth, 1)),
+                  ops.ELEMENTWISE, cut)
+    preds = np.broadcast_to((np.arange(L, dtype=np.int32) - 1)[:, None, None], (L, 1, n))
     if names is None:
-        names = np.array([f"chain{i}" for i in range(n)], dtype=object)
+        names = default_names(np.arange(n))
     return Batch(
         op=op.T, preds=np.moveaxis(preds, -1, 0), **arrays,
         length=(used + 1).astype(np.int32), output=used.astype(np.int32),

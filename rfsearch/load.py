@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .encode import Batch, chains
+from .encode import Batch, chains, default_names
 from .errors import Location, SpecError
 from .spec import MAX_PARAM, Network, parse_network
 
@@ -299,11 +299,13 @@ def read_chain_source(path: str | Path | pa.Table) -> Source:
     arrays = {c: _fit(col.values[rows], depth, SMALLEST[c] and 1)
               for c, col in columns.items() if c != "kernel"}
     if names is None:  # default names follow the table row, not the row among valid ones
-        shown = np.array([f"chain{i}" for i in good], dtype=object)
+        shown = default_names(good)
     else:
-        shown = np.where(names[rows] == None, [f"chain{i}" for i in good], names[rows])  # noqa: E711
+        shown = np.where(names[rows] == None, default_names(good), names[rows])  # noqa: E711
+    # _list_column filled every layer past a row's length with identity values
     batch = chains(columns["kernel"].values[rows], **arrays,
-                   lengths=np.maximum(columns["kernel"].lengths[rows], 1), names=shown)
+                   lengths=np.maximum(columns["kernel"].lengths[rows], 1), names=shown,
+                   padded=True)
     errors = []
     for row, (layer, problem) in sorted(problems.items()):
         name = None if names is None else names[row]

@@ -1,5 +1,7 @@
 """Encoding: the Batch card, bucketing, chains() and Parquet chain tables."""
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -166,3 +168,28 @@ def test_tables_of_chains_in_memory():
     from_arrow = rfsearch.evaluate(pa.Table.from_pandas(frame), input_size=32)
     assert from_pandas.equals(from_arrow)
     assert from_pandas["rf_h"].tolist() == [5, 7] and from_pandas["name"].tolist() == ["a", "b"]
+
+
+def test_chain_layers_past_lengths_are_identity_across_transpose_blocks(monkeypatch):
+    monkeypatch.setattr(sys.modules["rfsearch.encode"], "TRANSPOSE_BLOCK", 7)  # many blocks
+    rng = np.random.default_rng(5)
+    n, depth = 50, 6
+    k = rng.integers(1, 6, (n, depth))
+    s = rng.integers(1, 3, (n, depth))
+    p = rng.integers(0, 3, (n, depth))
+    lengths = rng.integers(1, depth + 1, n)
+    got = rfsearch.chains(k, s, 2, p, lengths=lengths)
+    layer = np.arange(depth)[None, :]
+    alive = layer < lengths[:, None]
+    filled = rfsearch.chains(np.where(alive, k, 1), np.where(alive, s, 1), 2,
+                             np.where(alive, p, 0), lengths=lengths, padded=True)
+    specs = [{"layers": [{"op": "conv", "kernel": int(k[i, j]), "stride": int(s[i, j]),
+                          "dilation": 2, "padding": int(p[i, j])} for j in range(lengths[i])]}
+             for i in range(n)]
+    want = rfsearch.evaluate(specs, input_size=64).drop(columns="name")
+    for batch in (got, filled):
+        assert batch.square
+        assert (batch.op[:, 1:depth + 1] == np.where(alive, ops.CONV, ops.ELEMENTWISE)).all()
+        assert (batch.kernel[:, 1:depth + 1, 0] == np.where(alive, k, 1)).all()
+        have = rfsearch.evaluate(batch, input_size=64).drop(columns="name")
+        pd.testing.assert_frame_equal(have, want, check_dtype=False)
