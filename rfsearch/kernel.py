@@ -320,39 +320,40 @@ def _node_step(gathered: NodeState, valid, p, node, limits, features) -> NodeSta
 
 
 def _to_block(state: NodeState, dtype) -> jax.Array:
-    """A node's state ([A, N] fields) as one [F, N] block of the buffer, F = 7 x A."""
-    return jnp.stack([f.astype(dtype) for f in state]).reshape(-1, state.u.shape[-1])
+    """A node's state ([A, N] fields) as one [N, F] block of the buffer, F = 7 x A: each
+    network's state is F contiguous words, so one input slot is one gathered slice."""
+    return jnp.stack([f.astype(dtype) for f in state]).reshape(-1, state.u.shape[-1]).T
 
 
 def _from_blocks(blocks: jax.Array) -> NodeState:
-    """[..., F, N] blocks -> NodeState with [..., A, N] fields (inverse of _to_block)."""
-    axes = blocks.shape[-2] // len(NodeState._fields)
-    fields = blocks.reshape(*blocks.shape[:-2], -1, axes, blocks.shape[-1])  # [..., 7, A, N]
-    return _typed(NodeState(*jnp.moveaxis(fields, -3, 0)))
+    """[..., N, F] blocks -> NodeState with [..., A, N] fields (inverse of _to_block)."""
+    axes = blocks.shape[-1] // len(NodeState._fields)
+    fields = blocks.reshape(*blocks.shape[:-1], -1, axes)  # [..., N, 7, A]
+    return _typed(NodeState(*jnp.moveaxis(fields, (-2, -1, -3), (0, -2, -1))))
 
 
 def _typed(state: NodeState) -> NodeState:
-    """Restore the narrow dtypes of flags and fault after a trip through the [L, F, N]
-    buffer (F = 7 fields x 2 axes, all in the compute width)."""
+    """Restore the narrow dtypes of flags and fault after a trip through the [L, N, F]
+    buffer (F = 7 fields x A axes, all in the compute width)."""
     return state._replace(flags=state.flags.astype(jnp.int8), fault=state.fault.astype(jnp.int32))
 
 
 def _write_block(buf: jax.Array, y: NodeState, node) -> jax.Array:
-    """Store a node's state as one [F, N] block of the [L, F, N] buffer. (Per-field
+    """Store a node's state as one [N, F] block of the [L, N, F] buffer. (Per-field
     updates measured slower on random DAGs, and make XLA copy the buffer each step for
     shared topologies.)"""
     return lax.dynamic_update_index_in_dim(buf, _to_block(y, buf.dtype), node, 0)
 
 
 def _dag(limits, features):
-    """DAGs with per-network topologies: the carry is [L, F, N] (as for shared
-    topologies) and each input slot is an element-wise gather along L."""
+    """DAGs with per-network topologies: the carry is [L, N, F] and each input slot is a
+    gather of one F-word slice per network (2.5x faster on CPUs than gathering F
+    separate words from an [L, F, N] buffer)."""
 
     def step(buf, xs):
         p, pred, node = xs  # pred: [M, N]
-        m, f, n = pred.shape[0], buf.shape[1], buf.shape[2]
-        idx = jnp.broadcast_to(jnp.maximum(pred, 0)[:, None, :], (m, f, n))
-        blocks = jnp.take_along_axis(buf, idx, axis=0, mode="promise_in_bounds")  # [M, F, N]
+        idx = jnp.maximum(pred, 0)[:, :, None]  # [M, N, 1]: the slice along F is whole
+        blocks = jnp.take_along_axis(buf, idx, axis=0, mode="promise_in_bounds")  # [M, N, F]
         gathered = _from_blocks(blocks)  # fields [M, A, N]
         valid = (pred >= 0).at[0].set(True)  # [M, N]; node 0 re-reads itself
         y = _node_step(gathered, valid, p, node, limits, features)
@@ -363,15 +364,15 @@ def _dag(limits, features):
 
 def _shared_dag(limits, features):
     """DAGs whose networks share one topology (NAS cells, repeated zoo networks): the
-    carry is [L, F, N] and each input slot is one contiguous [F, N] block, no gather."""
+    carry is [L, N, F] and each input slot is one contiguous [N, F] block, no gather."""
 
     def step(buf, xs):
         p, pred, node = xs  # pred: [M] node indices shared by every network
         blocks = jnp.stack([lax.dynamic_index_in_dim(buf, jnp.maximum(i, 0), 0, False)
-                            for i in pred])  # [M, F, N]
+                            for i in pred])  # [M, N, F]
         gathered = _from_blocks(blocks)  # fields [M, A, N]
         valid = jnp.broadcast_to(((pred >= 0).at[0].set(True))[:, None],
-                                 (pred.shape[0], buf.shape[-1]))  # [M, N]
+                                 (pred.shape[0], buf.shape[1]))  # [M, N]
         y = _node_step(gathered, valid, p, node, limits, features)
         return _write_block(buf, y, node), None
 
@@ -422,12 +423,11 @@ def _propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, outpu
             layers = ys._replace(rmin=ys.v - ys.u)
     else:
         step = (_shared_dag if topology == "shared" else _dag)(limits, features)
-        block0 = _to_block(x0, dt)  # [F, N]
-        buf0 = jnp.zeros((L, *block0.shape), dt).at[0].set(block0)  # [L, F, N]
+        block0 = _to_block(x0, dt)  # [N, F]
+        buf0 = jnp.zeros((L, *block0.shape), dt).at[0].set(block0)  # [L, N, F]
         blocks, _ = lax.scan(step, buf0, (params, preds, nodes))
-        layers = _from_blocks(blocks)  # fields [L, A, N]
-        pick = jnp.broadcast_to(output[None, None, :], (1, axes, n))
-        out = jax.tree.map(lambda a: jnp.take_along_axis(a, pick, axis=0)[0], layers)
+        out = _from_blocks(jnp.take_along_axis(blocks, output[None, :, None], axis=0)[0])
+        layers = _from_blocks(blocks) if per_layer else None  # fields [L, A, N]
     return KernelResult(out, layers if per_layer else None)
 
 
