@@ -319,30 +319,38 @@ def _node_step(gathered: NodeState, valid, p, node, limits, features) -> NodeSta
     return record_fault(y, node, code)
 
 
-def _to_block(state: NodeState, dtype) -> jax.Array:
-    """A node's state ([A, N] fields) as one [N, F] block of the buffer, F = 7 x A: each
-    network's state is F contiguous words, so one input slot is one gathered slice."""
-    return jnp.stack([f.astype(dtype) for f in state]).reshape(-1, state.u.shape[-1]).T
+FLAG_BITS = 5  # KNOWN | ALIGNED | UNBOUNDED | OVERFLOW | MISALIGNED
+PACKED_NO_FAULT = (1 << 26) - 1  # NO_FAULT in a buffer word (fault << FLAG_BITS | flags)
 
 
-def _from_blocks(blocks: jax.Array) -> NodeState:
+def _to_block(state: NodeState, dtype, sized: bool) -> jax.Array:
+    """A node's state ([A, N] fields) as one [N, F] block of the buffer: each network's
+    state is F contiguous words, so one input slot is one gathered slice. The words are
+    u, v, J, rmin, the map size (only when ``sized``; it is 0 otherwise) and
+    fault << FLAG_BITS | flags: F = 5 or 6 words per axis."""
+    fault = jnp.minimum(state.fault, PACKED_NO_FAULT).astype(dtype)
+    word = (fault << FLAG_BITS) | state.flags.astype(dtype)
+    fields = [state.u, state.v, state.J, state.rmin, *([state.size] if sized else []), word]
+    return jnp.stack([f.astype(dtype) for f in fields]).reshape(-1, state.u.shape[-1]).T
+
+
+def _from_blocks(blocks: jax.Array, sized: bool) -> NodeState:
     """[..., N, F] blocks -> NodeState with [..., A, N] fields (inverse of _to_block)."""
-    axes = blocks.shape[-1] // len(NodeState._fields)
-    fields = blocks.reshape(*blocks.shape[:-1], -1, axes)  # [..., N, 7, A]
-    return _typed(NodeState(*jnp.moveaxis(fields, (-2, -1, -3), (0, -2, -1))))
+    words = 6 if sized else 5
+    axes = blocks.shape[-1] // words
+    fields = blocks.reshape(*blocks.shape[:-1], words, axes)  # [..., N, words, A]
+    u, v, J, rmin, *size, word = jnp.moveaxis(fields, (-2, -1, -3), (0, -2, -1))
+    fault = (word >> FLAG_BITS).astype(jnp.int32)
+    return NodeState(u, v, J, rmin, size[0] if sized else jnp.zeros_like(u),
+                     (word & ((1 << FLAG_BITS) - 1)).astype(jnp.int8),
+                     jnp.where(fault == PACKED_NO_FAULT, NO_FAULT, fault))
 
 
-def _typed(state: NodeState) -> NodeState:
-    """Restore the narrow dtypes of flags and fault after a trip through the [L, N, F]
-    buffer (F = 7 fields x A axes, all in the compute width)."""
-    return state._replace(flags=state.flags.astype(jnp.int8), fault=state.fault.astype(jnp.int32))
-
-
-def _write_block(buf: jax.Array, y: NodeState, node) -> jax.Array:
+def _write_block(buf: jax.Array, y: NodeState, node, sized: bool) -> jax.Array:
     """Store a node's state as one [N, F] block of the [L, N, F] buffer. (Per-field
     updates measured slower on random DAGs, and make XLA copy the buffer each step for
     shared topologies.)"""
-    return lax.dynamic_update_index_in_dim(buf, _to_block(y, buf.dtype), node, 0)
+    return lax.dynamic_update_index_in_dim(buf, _to_block(y, buf.dtype, sized), node, 0)
 
 
 def _dag(limits, features):
@@ -354,10 +362,10 @@ def _dag(limits, features):
         p, pred, node = xs  # pred: [M, N]
         idx = jnp.maximum(pred, 0)[:, :, None]  # [M, N, 1]: the slice along F is whole
         blocks = jnp.take_along_axis(buf, idx, axis=0, mode="promise_in_bounds")  # [M, N, F]
-        gathered = _from_blocks(blocks)  # fields [M, A, N]
+        gathered = _from_blocks(blocks, features.sized)  # fields [M, A, N]
         valid = (pred >= 0).at[0].set(True)  # [M, N]; node 0 re-reads itself
         y = _node_step(gathered, valid, p, node, limits, features)
-        return _write_block(buf, y, node), None
+        return _write_block(buf, y, node, features.sized), None
 
     return step
 
@@ -370,11 +378,11 @@ def _shared_dag(limits, features):
         p, pred, node = xs  # pred: [M] node indices shared by every network
         blocks = jnp.stack([lax.dynamic_index_in_dim(buf, jnp.maximum(i, 0), 0, False)
                             for i in pred])  # [M, N, F]
-        gathered = _from_blocks(blocks)  # fields [M, A, N]
+        gathered = _from_blocks(blocks, features.sized)  # fields [M, A, N]
         valid = jnp.broadcast_to(((pred >= 0).at[0].set(True))[:, None],
                                  (pred.shape[0], buf.shape[1]))  # [M, N]
         y = _node_step(gathered, valid, p, node, limits, features)
-        return _write_block(buf, y, node), None
+        return _write_block(buf, y, node, features.sized), None
 
     return step
 
@@ -423,11 +431,14 @@ def _propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, outpu
             layers = ys._replace(rmin=ys.v - ys.u)
     else:
         step = (_shared_dag if topology == "shared" else _dag)(limits, features)
-        block0 = _to_block(x0, dt)  # [N, F]
+        if L * FAULT_CODES >= PACKED_NO_FAULT:
+            raise ValueError(f"networks of {L} nodes are too deep for the DAG kernel")
+        block0 = _to_block(x0, dt, features.sized)  # [N, F]
         buf0 = jnp.zeros((L, *block0.shape), dt).at[0].set(block0)  # [L, N, F]
         blocks, _ = lax.scan(step, buf0, (params, preds, nodes))
-        out = _from_blocks(jnp.take_along_axis(blocks, output[None, :, None], axis=0)[0])
-        layers = _from_blocks(blocks) if per_layer else None  # fields [L, A, N]
+        out = _from_blocks(jnp.take_along_axis(blocks, output[None, :, None], axis=0)[0],
+                           features.sized)
+        layers = _from_blocks(blocks, features.sized) if per_layer else None  # [L, A, N]
     return KernelResult(out, layers if per_layer else None)
 
 

@@ -1,5 +1,7 @@
 """Kernel properties: compile count per bucket, integer widths and overflow, nulls."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -152,3 +154,30 @@ def test_float32_chain_path_hands_inexact_rows_to_int64(per_layer):
     assert last["rf_h"].tolist() == [2 ** (depth + 1) - 1, 2 * depth + 1]
     assert last["padding_h"].tolist() == [2**depth - 1, depth]
     assert df["error"].isna().all()
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("sized", [False, True])
+def test_dag_buffer_words_round_trip(dtype, sized):
+    """A node state survives the packed [N, F] buffer block: every flag bit, no fault,
+    the largest fault a network can have, and values at the compute width's limits."""
+    big = K.LIMITS[np.dtype(dtype)].position
+    n = 6
+    state = K.NodeState(
+        u=np.array([[-big, 0, -1, 5, -7, 0]], dtype),
+        v=np.array([[big, 0, 3, 9, 7, 1]], dtype),
+        J=np.array([[1, 2, 4, 8, 16, 2**13]], dtype),
+        rmin=np.array([[0, 1, 2, 3, 4, big]], dtype),
+        size=np.array([[224, 1, 0, 7, 2**14, 3]], dtype) if sized else np.zeros((1, n), dtype),
+        flags=np.array([[0, K.KNOWN, K.ALIGNED | K.KNOWN, 31, K.OVERFLOW, K.MISALIGNED]],
+                       np.int8),
+        fault=np.array([[K.NO_FAULT, 0, 5 * K.FAULT_CODES + K.ERR_JUMP,
+                         K.PACKED_NO_FAULT - 1, K.NO_FAULT, 3]], np.int32),
+    )
+    with jax.enable_x64(True):
+        block = K._to_block(K.NodeState(*map(jnp.asarray, state)), dtype, sized)
+        assert block.shape == (n, 6 if sized else 5)
+        back = K._from_blocks(block, sized)
+    for name, want in state._asdict().items():
+        got = np.asarray(getattr(back, name))
+        assert got.dtype == want.dtype and (got == want).all(), name
