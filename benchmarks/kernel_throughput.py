@@ -72,7 +72,7 @@ DAG_MAX_INPUTS = 3
 DAG_MAX_DOWNSAMPLES = 5  # 224 / 2**5 = 7: every DAG stays valid at 224x224
 STRIDE2_PROBABILITY = 1 / 16
 SIZE = 224
-CHUNKS = sorted({1 << 12, 1 << 14, 1 << 16, 1 << 17, DEFAULT_CHUNK})  # rows per call
+CHUNKS = sorted({1 << 12, 1 << 14, DEFAULT_CHUNK, 1 << 16, 1 << 17})  # rows per call
 
 
 # ----------------------------------------------------------------------------- data
@@ -442,7 +442,7 @@ def measure(batch: Batch, what: str, repeats: int, log) -> tuple[dict, object]:
         result = res if size == 0 else result
     log(f"timing the kernel on {what} chunk by chunk ...")
     options = kernel_options(batch, 0)
-    default = DEFAULT_CHUNK if batch.is_chain else driver.DAG_CHUNK
+    default = driver.default_chunk(batch, None, False)
     figures["chunked_unknown_size"] = [
         time_chunked(with_size(device, 0), options, c, repeats) for c in sorted({*CHUNKS, default})]
     driven = [f for f in figures["chunked_unknown_size"] if f["chunk"] == min(default, len(batch))]
@@ -450,7 +450,8 @@ def measure(batch: Batch, what: str, repeats: int, log) -> tuple[dict, object]:
     figures["driver_unknown_size"] = ({**figures["unknown_size"], "chunk": len(batch)}
                                       if "cand_per_s" not in driven[0] else driven[0])
     figures["chunked_size_224"] = [time_chunked(
-        with_size(device, SIZE), kernel_options(batch, SIZE), default, repeats)]
+        with_size(device, SIZE), kernel_options(batch, SIZE),
+        driver.default_chunk(batch, (SIZE, SIZE), False), repeats)]
     return figures, result
 
 
@@ -525,6 +526,7 @@ def main(argv=None) -> int:
         "seed": args.seed,
         "statistic": "median",
         "driver_default_chunk": DEFAULT_CHUNK,
+        "driver_wide_chunk": driver.WIDE_CHUNK,
         "driver_dag_chunk": driver.DAG_CHUNK,
         "device": device_info(),
         "source": {**source, "changed_during_run": code_changed(source, source_info())},

@@ -63,12 +63,19 @@ def render(res: dict) -> str:
                 f"per node")
     def chunked(label: str, part: dict, key: str = "chunked_unknown_size",
                 size: str = "unknown size") -> list[tuple[str, str, str, str]]:
-        default = res.get("driver_default_chunk") if part is ch else res.get("driver_dag_chunk")
+        figures = [fig for fig in part.get(key, []) if "cand_per_s" in fig]
+        if key == "chunked_unknown_size" and "driver_unknown_size" in part:
+            default = part["driver_unknown_size"]["chunk"]
+        elif key == "chunked_size_224":
+            default = figures[0]["chunk"] if figures else None  # only the driver's chunk
+        else:  # results written before the driver chose chunks per program
+            default = (res.get("driver_default_chunk") if part is ch
+                       else res.get("driver_dag_chunk"))
         return [(f"{label}, {size}, {fig['chunk']:,} rows per call"
                  + (" (driver default)" if fig["chunk"] == default else ""),
                  "same",
                  rate(fig["cand_per_s"]), seconds(fig["compile_s"]))
-                for fig in part.get(key, []) if "cand_per_s" in fig]
+                for fig in figures]
 
     rows = [
         ("Chains, unknown input size, one call", chain_what,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__, ops, zoo
-from .driver import DEFAULT_CHUNK, parse_input_size
+from .driver import parse_input_size
 from .encode import encode_networks
 from .errors import SpecError
 from .evaluate import evaluate, sources
@@ -347,8 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "RF at strides 8/16/32 and rf_ratio")
     ev.add_argument("--exempt-1x1", action="store_true",
                     help="with --analysis: 1x1 layers are never unproductive by the rf_min rule")
-    ev.add_argument("--chunk-size", type=_positive, default=DEFAULT_CHUNK,
-                    help=f"candidates per kernel call (default {DEFAULT_CHUNK})")
+    ev.add_argument("--chunk-size", type=_positive, default=None,
+                    help="candidates per kernel call (default: the measured best for "
+                         "the batch, 4,096 to 131,072)")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     ev.set_defaults(func=cmd_eval)
 

@@ -17,8 +17,18 @@ from . import kernel as K
 from .encode import PARAM_FIELDS, Batch
 from .errors import SpecError
 
-DEFAULT_CHUNK = 1 << 15  # measured best for chains on a 2-core CPU (2^14..2^17 tried)
+DEFAULT_CHUNK = 1 << 15  # chains: measured best on a 2-core CPU (2^14..2^17 tried)
+WIDE_CHUNK = 1 << 17  # unrolled chains (unknown size, no per-layer states): larger is faster
 DAG_CHUNK = 1 << 12  # DAGs carry every node's state: smaller chunks keep it in cache
+
+
+def default_chunk(batch: Batch, size, per_layer: bool) -> int:
+    """Rows per kernel call when the caller does not choose: the measured best per program
+    (see benchmarks/kernel_throughput.py)."""
+    if not batch.is_chain:
+        return DAG_CHUNK
+    plain = not (batch.has_same or batch.has_whole)
+    return WIDE_CHUNK if size is None and plain and not per_layer else DEFAULT_CHUNK
 MIN_CHUNK_BUCKET = 64
 KERNEL_FIELDS = ("op", "kernel", "stride", "dilation", "pad_before", "pad_after", "preds")
 
@@ -139,10 +149,16 @@ def _overwrite(raw: Raw, fix: Raw, rows: np.ndarray) -> None:
             mine[key] = merged
 
 
-def run_batch(batch: Batch, size, *, per_layer=False, chunk=DEFAULT_CHUNK, progress=False) -> Raw:
-    """Kernel results for a whole Batch, chunk by chunk, int32 with int64 fallback."""
+def run_batch(batch: Batch, size, *, per_layer=False, chunk: int | None = None,
+              progress=False) -> Raw:
+    """Kernel results for a whole Batch, chunk by chunk, int32 with int64 fallback.
+
+    ``chunk``: rows per kernel call (None: :func:`default_chunk`; DAGs use at most
+    DAG_CHUNK)."""
     n = len(batch)
     dtype = compute_dtype(batch, size)
+    if chunk is None:
+        chunk = default_chunk(batch, size, per_layer)
     chunk = chunk if batch.is_chain else min(chunk, DAG_CHUNK)
     parts = []
     with tqdm(total=n, unit="cand", unit_scale=n >= 10_000, disable=not progress or n == 0,

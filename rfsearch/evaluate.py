@@ -16,7 +16,7 @@ import pyarrow as pa
 from . import kernel as K
 from . import zoo
 from .analysis import analyze, rf_ratio, rule
-from .driver import DEFAULT_CHUNK, Raw, parse_input_size, run_batch
+from .driver import Raw, parse_input_size, run_batch
 from .encode import Batch, encode_networks
 from .errors import SpecError
 from .load import Source, from_objects, read_chain_source, read_source
@@ -164,7 +164,7 @@ def _layer_rows(ctx: Context, raw: Raw, src: Source, found=None):
 
 
 def evaluate(specs, *, input_size=None, per_layer: bool = False, progress: bool = False,
-             chunk_size: int = DEFAULT_CHUNK, analysis: bool = False,
+             chunk_size: int | None = None, analysis: bool = False,
              exempt_1x1: bool = False) -> pd.DataFrame:
     """Receptive-field geometry of every network in ``specs``, one row each.
 
@@ -176,9 +176,12 @@ def evaluate(specs, *, input_size=None, per_layer: bool = False, progress: bool 
     one-line ``error``; every other row is computed. See ``rfsearch.table.COLUMNS``.
     ``analysis=True`` adds the resolution-aware columns of :mod:`rfsearch.analysis`
     (``exempt_1x1``: 1x1 layers are never unproductive by the rf_min rule).
+    ``chunk_size``: networks per kernel call (memory is bounded by it); None picks the
+    measured best for the batch (:func:`rfsearch.driver.default_chunk`).
     """
     size = parse_input_size(input_size)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+    if chunk_size is not None and (isinstance(chunk_size, bool)
+                                   or not isinstance(chunk_size, int) or chunk_size < 1):
         raise SpecError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     tables = []
     options = {"exempt_1x1": bool(exempt_1x1)} if analysis else None
