@@ -99,8 +99,10 @@ def render(res: dict) -> str:
         "Kernel throughput (`benchmarks/kernel_throughput.py`): candidates per second of "
         "`rfsearch.kernel.propagate`, inputs already on the device, laid out as the driver "
         "lays them out (these random networks are square: one stored axis), median of "
-        f"{res['repeats']} runs; compile = first call less one run. Targets are judged at "
-        "the driver's chunk size, the way `evaluate` calls the kernel.",
+        f"{res['repeats']} runs; compile = first call less one run. Chunked rows run "
+        f"{res.get('driver_workers', 1)} calls at a time, as the driver does (one per CPU "
+        "core). Targets are judged at the driver's chunk size, the way `evaluate` calls "
+        "the kernel.",
         "",
         "| what | batch | throughput | compile |",
         "| --- | --- | ---: | ---: |",

@@ -2,11 +2,17 @@
 
 It picks the compute width per batch (int32 when every parameter is small enough
 for :data:`~rfsearch.kernel.LIMITS`, else int64), re-runs the rare rows that
-overflow int32 in int64.
+overflow int32 in int64. On CPUs, chunks run on one thread per core: XLA's own
+threading leaves cores idle between the steps of a scan and during transfers, and
+concurrent calls measured 1.2x (unrolled chains) to 1.7x (DAGs) faster on 2 cores.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import jax
@@ -20,6 +26,43 @@ from .errors import SpecError
 DEFAULT_CHUNK = 1 << 15  # chains: measured best on a 2-core CPU (2^14..2^17 tried)
 WIDE_CHUNK = 1 << 17  # unrolled chains (unknown size, no per-layer states): larger is faster
 DAG_CHUNK = 1 << 12  # DAGs carry every node's state: smaller chunks keep it in cache
+
+
+MAX_WORKERS = 8  # concurrent kernel calls at most (each holds one chunk in memory)
+
+
+def workers() -> int:
+    """Concurrent kernel calls: one per usable CPU core on the CPU backend, else one."""
+    if jax.default_backend() != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, MAX_WORKERS))
+
+
+_POOL: ThreadPoolExecutor | None = None  # created on first use, its threads reused
+_POOL_LOCK = threading.Lock()
+_THREAD_PREFIX = "rfsearch-chunk"
+
+
+def _pool(count: int) -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers != count:
+            _POOL = ThreadPoolExecutor(count, thread_name_prefix=_THREAD_PREFIX)
+        return _POOL
+
+
+def concurrently(fn: Callable, items: Iterable) -> Iterator:
+    """``map(fn, items)`` in order, with :func:`workers` calls in flight at a time.
+
+    The threads live in one reused pool (JAX's dispatch caches are per thread, so fresh
+    threads would pay for them on every call); from a pool thread it runs serially."""
+    items = list(items)
+    count = workers()
+    if count <= 1 or len(items) <= 1 or threading.current_thread().name.startswith(
+            _THREAD_PREFIX):
+        return map(fn, items)
+    return _pool(count).map(fn, items)
 
 
 def default_chunk(batch: Batch, size, per_layer: bool) -> int:
@@ -160,21 +203,23 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk: int | None = None,
     if chunk is None:
         chunk = default_chunk(batch, size, per_layer)
     chunk = chunk if batch.is_chain else min(chunk, DAG_CHUNK)
+    def chunk_result(start: int) -> Raw:
+        rows = slice(start, min(n, start + chunk))
+        raw = _run(batch, rows, size, per_layer, dtype, chunk_bucket(rows.stop - start, chunk))
+        overflow = np.nonzero(raw.overflow)[0]
+        if dtype == "int32" and overflow.size:
+            sub = batch.take(overflow + start)
+            fix = _run(sub, slice(None), size, per_layer, "int64",
+                       chunk_bucket(overflow.size, chunk))
+            _overwrite(raw, fix, overflow)
+        return raw
+
     parts = []
     with tqdm(total=n, unit="cand", unit_scale=n >= 10_000, disable=not progress or n == 0,
               desc="rfsearch") as bar:
-        for start in range(0, n, chunk):
-            rows = slice(start, min(n, start + chunk))
-            count = rows.stop - rows.start
-            raw = _run(batch, rows, size, per_layer, dtype, chunk_bucket(count, chunk))
-            overflow = np.nonzero(raw.overflow)[0]
-            if dtype == "int32" and overflow.size:
-                sub = batch.take(overflow + start)
-                fix = _run(sub, slice(None), size, per_layer, "int64",
-                           chunk_bucket(overflow.size, chunk))
-                _overwrite(raw, fix, overflow)
+        for raw in concurrently(chunk_result, range(0, n, chunk)):
             parts.append(raw)
-            bar.update(count)
+            bar.update(raw.out["u"].shape[-1])
     if not parts:
         return _run(batch, slice(0, 0), size, per_layer, dtype, MIN_CHUNK_BUCKET)
     cat = lambda key, d: np.concatenate([p.__dict__[d][key] for p in parts], axis=-1)  # noqa: E731
