@@ -70,8 +70,9 @@ def default_chunk(batch: Batch, size, per_layer: bool) -> int:
     (see benchmarks/kernel_throughput.py)."""
     if not batch.is_chain:
         return DAG_CHUNK
-    plain = not (batch.has_same or batch.has_whole)
-    return WIDE_CHUNK if size is None and plain and not per_layer else DEFAULT_CHUNK
+    unrolled = (size is None and not (batch.has_same or batch.has_whole or per_layer)
+                and batch.depth <= K.UNROLL_DEPTH)
+    return WIDE_CHUNK if unrolled else DEFAULT_CHUNK
 MIN_CHUNK_BUCKET = 64
 KERNEL_FIELDS = ("op", "kernel", "stride", "dilation", "pad_before", "pad_after", "preds")
 
@@ -170,6 +171,8 @@ def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: s
         arrays = [np.concatenate([a, np.repeat(a[..., :1], pad, -1)], -1) for a in arrays]
         output = np.concatenate([output, np.repeat(output[:1], pad)])
     options = kernel_options(batch, arrays[-1], size, per_layer, dtype)
+    if options["topology"] == "chain":  # not read: one column instead of bucket columns
+        arrays[-1] = np.ascontiguousarray(arrays[-1][..., :1])
     if options["topology"] == "shared":
         arrays[-1] = np.ascontiguousarray(arrays[-1][..., 0])  # [L, M]: one topology for all
     with jax.enable_x64(True):

@@ -89,9 +89,22 @@ def square_view(major: np.ndarray) -> np.ndarray:
     return np.moveaxis(np.broadcast_to(major, (depth, 2, n)), -1, 0)
 
 
+def squared(fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Parameter fields ([N, L, 2] each) in square storage when every h entry equals its
+    w entry, else unchanged."""
+    if not all((a[..., 0] == a[..., 1]).all() for a in fields.values()):
+        return fields
+    return {name: square_view(np.ascontiguousarray(np.moveaxis(a[..., :1], 0, -1)))
+            for name, a in fields.items()}
+
+
 @dataclass(frozen=True)
 class Batch:
-    """Networks as padded arrays (see the module docstring for the card)."""
+    """Networks as padded arrays (see the module docstring for the card).
+
+    Batches built by :func:`encode` and :func:`chains` are data to read: square parameter
+    fields and chain input slots are read-only views (several fields may share memory).
+    Build a new Batch (``dataclasses.replace``) rather than writing into one."""
 
     op: np.ndarray  # [N, L] int8
     kernel: np.ndarray  # [N, L, 2]
@@ -125,7 +138,8 @@ class Batch:
     @property
     def square(self) -> bool:
         """Every parameter field stores one axis for both (see :func:`square_view`)."""
-        return all(getattr(self, name).strides[-1] == 0 for name in PARAM_FIELDS)
+        return all(isinstance(a, np.ndarray) and a.strides[-1] == 0
+                   for a in (getattr(self, name) for name in PARAM_FIELDS))
 
     def layer_major(self, name: str) -> np.ndarray:
         """Field ``name`` as a C-contiguous [L, ..., N] array (no copy when possible)."""

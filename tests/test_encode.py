@@ -193,3 +193,17 @@ def test_chain_layers_past_lengths_are_identity_across_transpose_blocks(monkeypa
         assert (batch.kernel[:, 1:depth + 1, 0] == np.where(alive, k, 1)).all()
         have = rfsearch.evaluate(batch, input_size=64).drop(columns="name")
         pd.testing.assert_frame_equal(have, want, check_dtype=False)
+
+
+def test_a_batch_of_jax_arrays_still_evaluates():
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    batch = rfsearch.encode([{"name": "a", "layers": [{"op": "conv", "kernel": 3, "stride": 2}]}])
+    fields = ("op", "kernel", "stride", "dilation", "pad_before", "pad_after", "preds")
+    on_device = dataclasses.replace(
+        batch, **{f: jnp.asarray(np.ascontiguousarray(getattr(batch, f))) for f in fields})
+    assert not on_device.square
+    got = rfsearch.evaluate(on_device, input_size=32)
+    assert got[["rf_h", "out_h"]].values.tolist() == [[3, 15]]

@@ -182,7 +182,7 @@ def _layer_major_copy(a: np.ndarray) -> np.ndarray:
 
 def _encoded(data: dict, cache: Path | None):
     """The Batch of the distinct cell geometries (cached next to the cells)."""
-    from ..encode import Batch, encode_networks
+    from ..encode import PARAM_FIELDS, Batch, encode_networks, squared
     from ..spec import parse_network
 
     geometry, first = _geometry(data)
@@ -191,6 +191,7 @@ def _encoded(data: dict, cache: Path | None):
         with np.load(path) as z:
             arrays = {k: _layer_major_copy(z[k]) for k in BATCH_ARRAYS}
             flags = z["flags"].tolist()
+        arrays.update(squared({k: arrays[k] for k in PARAM_FIELDS}))
         batch = Batch(**arrays, names=np.array([f"cell{g}" for g in range(len(first))], object),
                       is_chain=bool(flags[0]), has_same=bool(flags[1]), has_whole=bool(flags[2]))
     else:
