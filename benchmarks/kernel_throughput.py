@@ -448,7 +448,7 @@ def measure(batch: Batch, what: str, repeats: int, log) -> tuple[dict, object]:
         result = res if size == 0 else result
     log(f"timing the kernel on {what} chunk by chunk ...")
     options = kernel_options(batch, 0)
-    default = driver.default_chunk(batch, None, False)
+    default = driver.default_chunk(batch)
     figures["chunked_unknown_size"] = [
         time_chunked(with_size(device, 0), options, c, repeats) for c in sorted({*CHUNKS, default})]
     driven = [f for f in figures["chunked_unknown_size"] if f["chunk"] == min(default, len(batch))]
@@ -457,7 +457,7 @@ def measure(batch: Batch, what: str, repeats: int, log) -> tuple[dict, object]:
                                       if "cand_per_s" not in driven[0] else driven[0])
     figures["chunked_size_224"] = [time_chunked(
         with_size(device, SIZE), kernel_options(batch, SIZE),
-        driver.default_chunk(batch, (SIZE, SIZE), False), repeats)]
+        driver.default_chunk(batch), repeats)]
     return figures, result
 
 
@@ -532,7 +532,6 @@ def main(argv=None) -> int:
         "seed": args.seed,
         "statistic": "median",
         "driver_default_chunk": DEFAULT_CHUNK,
-        "driver_wide_chunk": driver.WIDE_CHUNK,
         "driver_workers": driver.workers(),
         "driver_dag_chunk": driver.DAG_CHUNK,
         "device": device_info(),

@@ -23,11 +23,10 @@ from . import kernel as K
 from .encode import PARAM_FIELDS, Batch
 from .errors import SpecError
 
-DEFAULT_CHUNK = 1 << 15  # chains: measured best on a 2-core CPU (2^14..2^17 tried)
-WIDE_CHUNK = 1 << 17  # unrolled chains (unknown size, no per-layer states): larger is faster
+DEFAULT_CHUNK = 1 << 15  # chains: 2^15..2^17 measured alike on 2 cores with 2 workers
 DAG_CHUNK = 1 << 12  # DAGs carry every node's state: smaller chunks keep it in cache
-
-
+MIN_CHUNK_BUCKET = 64
+KERNEL_FIELDS = ("op", "kernel", "stride", "dilation", "pad_before", "pad_after", "preds")
 MAX_WORKERS = 8  # concurrent kernel calls at most (each holds one chunk in memory)
 
 
@@ -65,16 +64,10 @@ def concurrently(fn: Callable, items: Iterable) -> Iterator:
     return _pool(count).map(fn, items)
 
 
-def default_chunk(batch: Batch, size, per_layer: bool) -> int:
-    """Rows per kernel call when the caller does not choose: the measured best per program
-    (see benchmarks/kernel_throughput.py)."""
-    if not batch.is_chain:
-        return DAG_CHUNK
-    unrolled = (size is None and not (batch.has_same or batch.has_whole or per_layer)
-                and batch.depth <= K.UNROLL_DEPTH)
-    return WIDE_CHUNK if unrolled else DEFAULT_CHUNK
-MIN_CHUNK_BUCKET = 64
-KERNEL_FIELDS = ("op", "kernel", "stride", "dilation", "pad_before", "pad_after", "preds")
+def default_chunk(batch: Batch) -> int:
+    """Rows per kernel call when the caller does not choose (measured in
+    benchmarks/kernel_throughput.py): DAG_CHUNK for DAGs, DEFAULT_CHUNK for chains."""
+    return DEFAULT_CHUNK if batch.is_chain else DAG_CHUNK
 
 
 def parse_input_size(input_size) -> tuple[int, int] | None:
@@ -204,7 +197,7 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk: int | None = None,
     n = len(batch)
     dtype = compute_dtype(batch, size)
     if chunk is None:
-        chunk = default_chunk(batch, size, per_layer)
+        chunk = default_chunk(batch)
     chunk = chunk if batch.is_chain else min(chunk, DAG_CHUNK)
     def chunk_result(start: int) -> Raw:
         rows = slice(start, min(n, start + chunk))
