@@ -35,6 +35,23 @@ def test_chunking_does_not_change_results():
         assert rfsearch.evaluate(batch, input_size=300, chunk_size=chunk).equals(whole)
 
 
+@pytest.mark.parametrize("workers", [1, 3])
+def test_concurrent_chunks_keep_order_and_results(monkeypatch, workers):
+    from rfsearch import driver
+
+    deep = rfsearch.chains(np.full((5, 20), 3), stride=2, padding=1)  # int64 re-runs
+    rows = np.concatenate([np.arange(700), np.arange(5)])
+    mixed = random_chains(700, 20, seed=4)
+    serial = [rfsearch.evaluate(b, input_size=size, chunk_size=64)
+              for b in (mixed, deep) for size in (None, 300)]
+    monkeypatch.setattr(driver, "workers", lambda: workers)
+    again = [rfsearch.evaluate(b, input_size=size, chunk_size=64)
+             for b in (mixed, deep) for size in (None, 300)]
+    for a, b in zip(serial, again, strict=True):
+        assert a.equals(b)
+    assert list(driver.concurrently(lambda x: x * x, rows)) == (rows * rows).tolist()
+
+
 def test_int32_fast_path_falls_back_to_int64_exactly():
     # 20 stride-2 layers: J = 2**20 exceeds the int32 tier's limit of 2**14
     depth = 20
