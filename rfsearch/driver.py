@@ -4,7 +4,8 @@ It picks the compute width per batch (int32 when every parameter is small enough
 for :data:`~rfsearch.kernel.LIMITS`, else int64), re-runs the rare rows that
 overflow int32 in int64. On CPUs, chunks run on one thread per core: XLA's own
 threading leaves cores idle between the steps of a scan and during transfers, and
-concurrent calls measured 1.2x (unrolled chains) to 1.7x (DAGs) faster on 2 cores.
+concurrent calls measured 1.1x (unrolled chains) to 2x (sized chains, DAGs) faster on
+2 cores.
 """
 
 from __future__ import annotations
@@ -154,25 +155,27 @@ def kernel_arrays(batch: Batch, rows: slice | np.ndarray, axes: int) -> list[np.
 
 def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: str,
          bucket: int) -> Raw:
-    """One kernel call on the given rows, padded to ``bucket`` rows."""
+    """One kernel call on the given rows, padded to ``bucket`` rows (copies of the first)."""
     axes = state_axes(batch, size)
-    arrays = kernel_arrays(batch, rows, axes)
+    *fields, preds = kernel_arrays(batch, rows, axes)
     output = batch.output[rows]
     n = output.shape[0]
-    pad = bucket - n
-    if pad:
-        arrays = [np.concatenate([a, np.repeat(a[..., :1], pad, -1)], -1) for a in arrays]
-        output = np.concatenate([output, np.repeat(output[:1], pad)])
-    options = kernel_options(batch, arrays[-1], size, per_layer, dtype)
-    if options["topology"] == "chain":  # not read: one column instead of bucket columns
-        arrays[-1] = np.ascontiguousarray(arrays[-1][..., :1])
+
+    def padded(a):
+        return np.concatenate([a, np.repeat(a[..., :1], bucket - n, -1)], -1) if bucket > n else a
+
+    fields, output = [padded(a) for a in fields], padded(output)
+    # a chain program never reads its input slots: one column stands in for them
+    preds = np.ascontiguousarray(preds[..., :1]) if batch.is_chain else padded(preds)
+    options = kernel_options(batch, preds, size, per_layer, dtype)
     if options["topology"] == "shared":
-        arrays[-1] = np.ascontiguousarray(arrays[-1][..., 0])  # [L, M]: one topology for all
+        preds = np.ascontiguousarray(preds[..., 0])  # [L, M]: one topology for all
     with jax.enable_x64(True):
-        res = K.propagate(*arrays, output, np.asarray(size or (0, 0), np.int64), **options)
+        res = K.propagate(*fields, preds, output, np.asarray(size or (0, 0), np.int64),
+                          **options)
         res = jax.device_get(res)
     def trim(d):  # [..., axes, bucket] -> [..., 2, n]
-        return {k: np.repeat(np.asarray(v)[..., :n], 3 - axes, axis=-2)
+        return {k: np.repeat(np.asarray(v)[..., :n], 2 // axes, axis=-2)
                 for k, v in d._asdict().items()}
     return Raw(trim(res.out), None if res.layers is None else trim(res.layers))
 

@@ -188,18 +188,13 @@ def encode_networks(networks: Sequence[Network]) -> Batch:
         for name in PARAM_FIELDS
     }
     dtype = param_dtype(*flat.values())
-    square = all((v[:, 0] == v[:, 1]).all() for v in flat.values())
     arrays = {}
     for name in PARAM_FIELDS:
-        if square:
-            major = np.full((L, 1, n), 0 if name.startswith("pad") else 1, dtype)
-            major[cols, 0, rows] = flat[name][:, 0]
-            arrays[name] = square_view(major)
-            continue
         arr = _layer_major((n, L, 2), dtype)
         arr[...] = 0 if name.startswith("pad") else 1
         arr[rows, cols] = flat[name]
         arrays[name] = arr
+    arrays = squared(arrays)
     op = _layer_major((n, L), np.int8)
     op[...] = ops.ELEMENTWISE
     op[:, 0] = ops.INPUT
@@ -333,10 +328,8 @@ def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None,
             arrays[name] = arrays["pad_before"]
             continue
         major = np.full((L, axes, n), fill, dtype)  # written layer-major
-        scalar = src.size and not any(src.strides)
-        if src.size and not (scalar and src.flat[0] == fill and param_cut is None):
-            _write_layers(major[1 : depth + 1], src[..., :axes], fill,
-                          None if scalar and src.flat[0] == fill else param_cut)
+        if src.size and not (not any(src.strides) and src.flat[0] == fill):  # else all fill
+            _write_layers(major[1 : depth + 1], src[..., :axes], fill, param_cut)
         arrays[name] = square_view(major) if axes == 1 else np.moveaxis(major, -1, 0)
     op = np.full((L, n), ops.ELEMENTWISE, np.int8)
     op[0] = ops.INPUT
