@@ -44,6 +44,16 @@ _POOL_LOCK = threading.Lock()
 _THREAD_PREFIX = "rfsearch-chunk"
 
 
+def _forget_pool() -> None:
+    """In a forked child the pool's threads are gone: start a new pool there."""
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _pool(count: int) -> ThreadPoolExecutor:
     global _POOL
     with _POOL_LOCK:
