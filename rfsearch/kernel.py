@@ -36,7 +36,6 @@ from .recurrence import (  # noqa: F401  (re-exported: callers use kernel.NAME)
     UNBOUNDED,
     Features,
     LayerParams,
-    Limits,
     NodeState,
     apply_window,
     effective_kernel,
