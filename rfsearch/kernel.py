@@ -13,7 +13,7 @@ its floor divisions are not fused across layers.)
 
 from __future__ import annotations
 
-from functools import partial
+from functools import cache
 from typing import NamedTuple
 
 import jax
@@ -210,9 +210,8 @@ class KernelResult(NamedTuple):
     layers: NodeState | None  # fields [L, A, N] when per_layer
 
 
-@partial(jax.jit, static_argnames=("topology", "features", "per_layer", "dtype"))
-def _propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size, *,
-              topology: str, features: Features, per_layer: bool, dtype: str) -> KernelResult:
+def _program(op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size, *,
+             topology: str, features: Features, per_layer: bool, dtype: str) -> KernelResult:
     """Receptive-field geometry of N encoded networks.
 
     op: [L, N]; kernel, stride, dilation, pad_before, pad_after: [L, A, N], where A = 2
@@ -233,7 +232,7 @@ def _propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, outpu
     nodes = jnp.arange(L, dtype=jnp.int32)
     layers = None
     if topology == "chain" and dt == np.int32 and not (features.same or features.whole):
-        unroll = L <= UNROLL_DEPTH and not (features.sized or per_layer)
+        unroll = unrolled(L, topology, features, per_layer, dtype)
         out, ys = lax.scan(_plain_chain(features.sized, per_layer), _spans(x0),
                            (params, nodes), unroll=unroll)
         if unroll:  # converted by a second program: see propagate
@@ -258,23 +257,65 @@ def _propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, outpu
     return KernelResult(out, layers if per_layer else None)
 
 
+_STATIC = ("topology", "features", "per_layer", "dtype")
+_propagate = jax.jit(_program, static_argnames=_STATIC)
 _states_from_spans = jax.jit(_from_spans)
+
+# XLA's older CPU loop emitter (its "fusion emitters" off) compiles some programs much
+# faster than the default: measured on 2 cores, 2.6x for per-network DAGs and 1.6x for
+# unrolled chains (with their span conversion), but 2x to 4x slower for the rolled
+# chain scans. Each program is compiled with the emitter that measured faster.
+LOOP_EMITTER = {"xla_cpu_use_fusion_emitters": False}
+_propagate_loop = jax.jit(_program, static_argnames=_STATIC, compiler_options=LOOP_EMITTER)
+_states_from_spans_loop = jax.jit(_from_spans, compiler_options=LOOP_EMITTER)
+
+
+@cache
+def loop_emitter_available() -> bool:
+    """True on the CPU backend when this XLA still has the option (it is a debug option
+    of XLA, so a later version may drop it: the default emitter is then used)."""
+    if jax.default_backend() != "cpu":
+        return False
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=LOOP_EMITTER)(np.zeros(1, np.int32))
+    except jax.errors.JaxRuntimeError:
+        return False
+    return True
+
+
+def unrolled(depth: int, topology: str, features: Features, per_layer: bool, dtype: str) -> bool:
+    """Whether :func:`_program` unrolls this chain program (it then returns Spans)."""
+    return (topology == "chain" and np.dtype(dtype) == np.int32 and depth <= UNROLL_DEPTH
+            and not (features.same or features.whole or features.sized or per_layer))
+
+
+def prefers_loop_emitter(depth: int, **static) -> bool:
+    """The programs measured faster with the loop emitter: per-network DAGs and
+    unrolled chains (benchmarks/kernel_throughput.py)."""
+    return static["topology"] == "dag" or unrolled(depth, **static)
 
 
 def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size,
               **static) -> KernelResult:
-    """Receptive-field geometry of N encoded networks (see :func:`_propagate` for the
+    """Receptive-field geometry of N encoded networks (see :func:`_program` for the
     arguments; the keyword arguments are static, one compiled program per value).
 
     An unrolled chain returns its float32 spans, converted to node states by a second,
     separate program: XLA does not fuse sibling outputs on CPUs, so converting inside
     the unrolled program would re-read every layer's parameters once per state field.
     """
-    res = _propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output,
-                     input_size, **static)
+    loop = prefers_loop_emitter(op.shape[0], **static) and loop_emitter_available()
+    res = (_propagate_loop if loop else _propagate)(
+        op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size, **static)
     if isinstance(res.out, Spans):
-        res = KernelResult(_states_from_spans(res.out), None)
+        res = KernelResult((_states_from_spans_loop if loop else _states_from_spans)(res.out),
+                           None)
     return res
 
 
-propagate._cache_size = _propagate._cache_size  # compiled programs (tests bound it)
+def _cache_size() -> int:
+    """Compiled programs (tests bound it)."""
+    return _propagate._cache_size() + _propagate_loop._cache_size()
+
+
+propagate._cache_size = _cache_size
