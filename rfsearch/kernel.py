@@ -40,6 +40,7 @@ from .recurrence import (  # noqa: F401  (re-exported: callers use kernel.NAME)
     apply_window,
     effective_kernel,
     fault_code,
+    input_slots,
     input_state,
     merge,
     record_fault,
@@ -126,9 +127,9 @@ def _chain(limits, features, per_layer):
     return step
 
 
-def _node_step(gathered: NodeState, valid, p, node, limits, features) -> NodeState:
+def _node_step(gathered: NodeState, p, node, limits, features) -> NodeState:
     """Merge the gathered inputs ([M, A, N] fields), apply the window, record faults."""
-    x, code = merge(gathered, valid)
+    x, code = merge(gathered)
     y, empty = apply_window(x, p, limits, features)
     if features.sized:
         code = jnp.where(code != ERR_NONE, code, jnp.where(empty, ERR_EMPTY, ERR_NONE))
@@ -176,11 +177,10 @@ def _dag(limits, features):
 
     def step(buf, xs):
         p, pred, node = xs  # pred: [M, N]
-        idx = jnp.maximum(pred, 0)[:, :, None]  # [M, N, 1]: the slice along F is whole
+        idx = input_slots(pred)[:, :, None]  # [M, N, 1]: the slice along F is whole
         blocks = jnp.take_along_axis(buf, idx, axis=0, mode="promise_in_bounds")  # [M, N, F]
         gathered = _from_blocks(blocks, features.sized)  # fields [M, A, N]
-        valid = (pred >= 0).at[0].set(True)  # [M, N]; node 0 re-reads itself
-        y = _node_step(gathered, valid, p, node, limits, features)
+        y = _node_step(gathered, p, node, limits, features)
         return _write_block(buf, y, node, features.sized), None
 
     return step
@@ -192,12 +192,10 @@ def _shared_dag(limits, features):
 
     def step(buf, xs):
         p, pred, node = xs  # pred: [M] node indices shared by every network
-        blocks = jnp.stack([lax.dynamic_index_in_dim(buf, jnp.maximum(i, 0), 0, False)
-                            for i in pred])  # [M, N, F]
+        blocks = jnp.stack([lax.dynamic_index_in_dim(buf, i, 0, False)
+                            for i in input_slots(pred)])  # [M, N, F]
         gathered = _from_blocks(blocks, features.sized)  # fields [M, A, N]
-        valid = jnp.broadcast_to(((pred >= 0).at[0].set(True))[:, None],
-                                 (pred.shape[0], buf.shape[1]))  # [M, N]
-        y = _node_step(gathered, valid, p, node, limits, features)
+        y = _node_step(gathered, p, node, limits, features)
         return _write_block(buf, y, node, features.sized), None
 
     return step

@@ -169,22 +169,22 @@ def apply_window(x: NodeState, p: LayerParams, limits: Limits,
     return NodeState(u, v, J, rmin, size, flags, x.fault), empty
 
 
-def merge(xs: NodeState, valid: jax.Array) -> tuple[NodeState, jax.Array]:
-    """Union of M inputs (fields [M, A, N], ``valid`` [M, N]): u = min, v = max.
+def merge(xs: NodeState) -> tuple[NodeState, jax.Array]:
+    """Union of M inputs (fields [M, A, N]): u = min, v = max.
 
     The jump and size are input 0's; the node is aligned when every input has the
     same jump and the same centre (u + v) / 2. Returns the state and a per-axis error
     code (ERR_JUMP for different jumps, ERR_SIZE for different map sizes).
-    Slot 0 is always an input; an empty slot repeats it, so the fold over the (few,
-    static) slots is plain element-wise min / max / compare that XLA fuses.
+    Slot 0 is always an input and an empty slot repeats it (see :func:`input_slots`):
+    the union is idempotent, so the fold over the (few, static) slots is plain
+    element-wise min / max / compare that XLA fuses, with no masks.
     """
     first = NodeState(*(f[0] for f in xs))
     u, v, rmin, fault = first.u, first.v, first.rmin, first.fault
     flags_and = flags_or = first.flags
     same_jump = same_centre = same_size = jnp.ones_like(first.u, dtype=bool)
     for m in range(1, xs.u.shape[0]):
-        ok = valid[m][None, :]  # [1, N]
-        x = NodeState(*(jnp.where(ok, f[m], f0) for f, f0 in zip(xs, first, strict=True)))
+        x = NodeState(*(f[m] for f in xs))
         u, v = jnp.minimum(u, x.u), jnp.maximum(v, x.v)
         rmin, fault = jnp.minimum(rmin, x.rmin), jnp.minimum(fault, x.fault)
         same_jump = same_jump & (x.J == first.J)
@@ -199,6 +199,13 @@ def merge(xs: NodeState, valid: jax.Array) -> tuple[NodeState, jax.Array]:
     code = jnp.where(~same_jump, ERR_JUMP, jnp.where(~same_size, ERR_SIZE, ERR_NONE))  # [A, N]
     state = NodeState(u, v, first.J, rmin, first.size, flags.astype(first.flags.dtype), fault)
     return state, code
+
+
+def input_slots(pred: jax.Array) -> jax.Array:
+    """Node indices to read for input slots ``pred`` ([M, ...], -1 = empty): an empty
+    slot repeats slot 0, and node 0 (no inputs) reads itself, the input state."""
+    first = jnp.maximum(pred[0], 0)
+    return jnp.where(pred >= 0, pred, first)
 
 
 def input_state(input_size: jax.Array, axes: int, n: int, dtype) -> NodeState:
