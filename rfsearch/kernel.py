@@ -259,13 +259,11 @@ _STATIC = ("topology", "features", "per_layer", "dtype")
 _propagate = jax.jit(_program, static_argnames=_STATIC)
 _states_from_spans = jax.jit(_from_spans)
 
-# XLA's older CPU loop emitter (its "fusion emitters" off) compiles some programs much
-# faster than the default: measured on 2 cores, 2.6x for per-network DAGs and 1.6x for
-# unrolled chains (with their span conversion), but 2x to 4x slower for the rolled
-# chain scans. Each program is compiled with the emitter that measured faster.
+# XLA's older CPU loop emitter (its "fusion emitters" off) compiles the per-network DAG
+# programs 1.5x to 2.6x faster on CPUs (2 cores; gather + merge per node), while the
+# chain programs gain nothing or run 2x to 4x slower (rolled scans): only DAGs use it.
 LOOP_EMITTER = {"xla_cpu_use_fusion_emitters": False}
 _propagate_loop = jax.jit(_program, static_argnames=_STATIC, compiler_options=LOOP_EMITTER)
-_states_from_spans_loop = jax.jit(_from_spans, compiler_options=LOOP_EMITTER)
 
 
 @cache
@@ -287,12 +285,6 @@ def unrolled(depth: int, topology: str, features: Features, per_layer: bool, dty
             and not (features.same or features.whole or features.sized or per_layer))
 
 
-def prefers_loop_emitter(depth: int, **static) -> bool:
-    """The programs measured faster with the loop emitter: per-network DAGs and
-    unrolled chains (benchmarks/kernel_throughput.py)."""
-    return static["topology"] == "dag" or unrolled(depth, **static)
-
-
 def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size,
               **static) -> KernelResult:
     """Receptive-field geometry of N encoded networks (see :func:`_program` for the
@@ -302,12 +294,11 @@ def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output
     separate program: XLA does not fuse sibling outputs on CPUs, so converting inside
     the unrolled program would re-read every layer's parameters once per state field.
     """
-    loop = prefers_loop_emitter(op.shape[0], **static) and loop_emitter_available()
+    loop = static["topology"] == "dag" and loop_emitter_available()
     res = (_propagate_loop if loop else _propagate)(
         op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size, **static)
     if isinstance(res.out, Spans):
-        res = KernelResult((_states_from_spans_loop if loop else _states_from_spans)(res.out),
-                           None)
+        res = KernelResult(_states_from_spans(res.out), None)
     return res
 
 
