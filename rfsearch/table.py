@@ -89,7 +89,7 @@ def frame(columns: dict[str, tuple[np.ndarray, np.ndarray | None]], per_layer: b
         values, mask = columns[name]
         dtype = _pandas_dtype(COLUMNS[name][0])
         if dtype == "string":
-            data[name] = pd.array(values, dtype="string")
+            data[name] = _strings(values)
         else:
             numpy = {"Int64": np.int64, "Int32": np.int32, "boolean": np.bool_,
                      "Float64": np.float64}[dtype]
@@ -100,6 +100,18 @@ def frame(columns: dict[str, tuple[np.ndarray, np.ndarray | None]], per_layer: b
     df.attrs["input_size"] = None if input_size is None else list(input_size)
     df.attrs["per_layer"] = per_layer
     return df
+
+
+def _strings(values) -> pd.api.extensions.ExtensionArray:
+    """pandas' "string" array of ``values`` (None = missing). Arrow converts an object
+    array 2x to 6x faster than ``pd.array(values, dtype="string")``."""
+    if pd.StringDtype().storage == "pyarrow":
+        try:
+            return pd.arrays.ArrowStringArray(pa.array(
+                np.asarray(values, dtype=object), type=pa.large_string(), from_pandas=True))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all str: pandas converts them
+            pass
+    return pd.array(values, dtype="string")
 
 
 def _masked(values: np.ndarray, mask: np.ndarray, dtype: str):
