@@ -8,7 +8,8 @@ chains at an unknown input size (the float32 path, without per-layer output) of 
 :data:`UNROLL_DEPTH` nodes are fully unrolled: XLA then fuses the layers into a loop over
 N that keeps the state in registers, where a rolled scan re-reads and re-writes the state
 of all N networks at every layer. (Unrolling the map-size recurrence measured slower:
-its floor divisions are not fused across layers.)
+its floor divisions are not fused across layers.) On CPUs, the per-network DAG programs
+are compiled with XLA's older loop emitter, which measured faster for them alone.
 """
 
 from __future__ import annotations
@@ -208,6 +209,12 @@ class KernelResult(NamedTuple):
     layers: NodeState | None  # fields [L, A, N] when per_layer
 
 
+def unrolled(depth: int, topology: str, features: Features, per_layer: bool, dtype: str) -> bool:
+    """Whether :func:`_program` unrolls this chain program (it then returns Spans)."""
+    return (topology == "chain" and np.dtype(dtype) == np.int32 and depth <= UNROLL_DEPTH
+            and not (features.same or features.whole or features.sized or per_layer))
+
+
 def _program(op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size, *,
              topology: str, features: Features, per_layer: bool, dtype: str) -> KernelResult:
     """Receptive-field geometry of N encoded networks.
@@ -277,12 +284,6 @@ def loop_emitter_available() -> bool:
     except jax.errors.JaxRuntimeError:
         return False
     return True
-
-
-def unrolled(depth: int, topology: str, features: Features, per_layer: bool, dtype: str) -> bool:
-    """Whether :func:`_program` unrolls this chain program (it then returns Spans)."""
-    return (topology == "chain" and np.dtype(dtype) == np.int32 and depth <= UNROLL_DEPTH
-            and not (features.same or features.whole or features.sized or per_layer))
 
 
 def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size,
