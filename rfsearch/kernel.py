@@ -8,8 +8,8 @@ chains at an unknown input size (the float32 path, without per-layer output) of 
 :data:`UNROLL_DEPTH` nodes are fully unrolled: XLA then fuses the layers into a loop over
 N that keeps the state in registers, where a rolled scan re-reads and re-writes the state
 of all N networks at every layer. (Unrolling the map-size recurrence measured slower:
-its floor divisions are not fused across layers.) On CPUs, the per-network DAG programs
-are compiled with XLA's older loop emitter, which measured faster for them alone.
+its floor divisions are not fused across layers.) On CPUs, the DAG programs are
+compiled with XLA's older loop emitter, which measured faster for them alone.
 """
 
 from __future__ import annotations
@@ -141,34 +141,40 @@ FLAG_BITS = 5  # KNOWN | ALIGNED | UNBOUNDED | OVERFLOW | MISALIGNED
 PACKED_NO_FAULT = (1 << 26) - 1  # NO_FAULT in a buffer word (fault << FLAG_BITS | flags)
 
 
-def _to_block(state: NodeState, dtype, sized: bool) -> jax.Array:
-    """A node's state ([A, N] fields) as one [N, F] block of the buffer: each network's
-    state is F contiguous words, so one input slot is one gathered slice. The words are
-    u, v, J, rmin, the map size (only when ``sized``; it is 0 otherwise) and
-    fault << FLAG_BITS | flags: F = 5 or 6 words per axis."""
+def _to_block(state: NodeState, dtype, sized: bool, rows: bool) -> jax.Array:
+    """A node's state ([A, N] fields) as one block of the buffer: [N, F] (each network's
+    state is F contiguous words, so one input slot is one gathered slice) or, with
+    ``rows``, [F, N] (one row per word: contiguous, vectorised reads and writes when no
+    gather is needed). The words are u, v, J, rmin, the map size (only when ``sized``;
+    it is 0 otherwise) and fault << FLAG_BITS | flags: F = 5 or 6 words per axis."""
     fault = jnp.minimum(state.fault, PACKED_NO_FAULT).astype(dtype)
     word = (fault << FLAG_BITS) | state.flags.astype(dtype)
     fields = [state.u, state.v, state.J, state.rmin, *([state.size] if sized else []), word]
-    return jnp.stack([f.astype(dtype) for f in fields]).reshape(-1, state.u.shape[-1]).T
+    block = jnp.stack([f.astype(dtype) for f in fields]).reshape(-1, state.u.shape[-1])
+    return block if rows else block.T
 
 
-def _from_blocks(blocks: jax.Array, sized: bool) -> NodeState:
-    """[..., N, F] blocks -> NodeState with [..., A, N] fields (inverse of _to_block)."""
+def _from_blocks(blocks: jax.Array, sized: bool, rows: bool) -> NodeState:
+    """[..., N, F] blocks ([..., F, N] with ``rows``) -> NodeState with [..., A, N]
+    fields (inverse of _to_block)."""
     words = 6 if sized else 5
-    axes = blocks.shape[-1] // words
-    fields = blocks.reshape(*blocks.shape[:-1], words, axes)  # [..., N, words, A]
-    u, v, J, rmin, *size, word = jnp.moveaxis(fields, (-2, -1, -3), (0, -2, -1))
+    if rows:
+        fields = blocks.reshape(*blocks.shape[:-2], words, -1, blocks.shape[-1])
+        u, v, J, rmin, *size, word = jnp.moveaxis(fields, -3, 0)  # each [..., A, N]
+    else:
+        fields = blocks.reshape(*blocks.shape[:-1], words, -1)  # [..., N, words, A]
+        u, v, J, rmin, *size, word = jnp.moveaxis(fields, (-2, -1, -3), (0, -2, -1))
     fault = (word >> FLAG_BITS).astype(jnp.int32)
     return NodeState(u, v, J, rmin, size[0] if sized else jnp.zeros_like(u),
                      (word & ((1 << FLAG_BITS) - 1)).astype(jnp.int8),
                      jnp.where(fault == PACKED_NO_FAULT, NO_FAULT, fault))
 
 
-def _write_block(buf: jax.Array, y: NodeState, node, sized: bool) -> jax.Array:
-    """Store a node's state as one [N, F] block of the [L, N, F] buffer. (Per-field
-    updates measured slower on random DAGs, and make XLA copy the buffer each step for
-    shared topologies.)"""
-    return lax.dynamic_update_index_in_dim(buf, _to_block(y, buf.dtype, sized), node, 0)
+def _write_block(buf: jax.Array, y: NodeState, node, sized: bool, rows: bool) -> jax.Array:
+    """Store a node's state as one block of the [L, N, F] (or [L, F, N]) buffer.
+    (Per-field updates measured slower on random DAGs, and make XLA copy the buffer
+    each step for shared topologies.)"""
+    return lax.dynamic_update_index_in_dim(buf, _to_block(y, buf.dtype, sized, rows), node, 0)
 
 
 def _dag(limits, features):
@@ -180,24 +186,24 @@ def _dag(limits, features):
         p, pred, node = xs  # pred: [M, N]
         idx = input_slots(pred)[:, :, None]  # [M, N, 1]: the slice along F is whole
         blocks = jnp.take_along_axis(buf, idx, axis=0, mode="promise_in_bounds")  # [M, N, F]
-        gathered = _from_blocks(blocks, features.sized)  # fields [M, A, N]
+        gathered = _from_blocks(blocks, features.sized, False)  # fields [M, A, N]
         y = _node_step(gathered, p, node, limits, features)
-        return _write_block(buf, y, node, features.sized), None
+        return _write_block(buf, y, node, features.sized, False), None
 
     return step
 
 
 def _shared_dag(limits, features):
     """DAGs whose networks share one topology (NAS cells, repeated zoo networks): the
-    carry is [L, N, F] and each input slot is one contiguous [N, F] block, no gather."""
+    carry is [L, F, N] and each input slot is one contiguous [F, N] block, no gather."""
 
     def step(buf, xs):
         p, pred, node = xs  # pred: [M] node indices shared by every network
         blocks = jnp.stack([lax.dynamic_index_in_dim(buf, i, 0, False)
-                            for i in input_slots(pred)])  # [M, N, F]
-        gathered = _from_blocks(blocks, features.sized)  # fields [M, A, N]
+                            for i in input_slots(pred)])  # [M, F, N]
+        gathered = _from_blocks(blocks, features.sized, True)  # fields [M, A, N]
         y = _node_step(gathered, p, node, limits, features)
-        return _write_block(buf, y, node, features.sized), None
+        return _write_block(buf, y, node, features.sized, True), None
 
     return step
 
@@ -253,12 +259,13 @@ def _program(op, kernel, stride, dilation, pad_before, pad_after, preds, output,
         step = (_shared_dag if topology == "shared" else _dag)(limits, features)
         if L * FAULT_CODES >= PACKED_NO_FAULT:
             raise ValueError(f"networks of {L} nodes are too deep for the DAG kernel")
-        block0 = _to_block(x0, dt, features.sized)  # [N, F]
-        buf0 = jnp.zeros((L, *block0.shape), dt).at[0].set(block0)  # [L, N, F]
+        rows = topology == "shared"  # its [L, F, N] buffer is read without a gather
+        block0 = _to_block(x0, dt, features.sized, rows)  # [N, F] ([F, N] with rows)
+        buf0 = jnp.zeros((L, *block0.shape), dt).at[0].set(block0)  # [L, N, F] / [L, F, N]
         blocks, _ = lax.scan(step, buf0, (params, preds, nodes))
-        out = _from_blocks(jnp.take_along_axis(blocks, output[None, :, None], axis=0)[0],
-                           features.sized)
-        layers = _from_blocks(blocks, features.sized) if per_layer else None  # [L, A, N]
+        at = output[None, None, :] if rows else output[None, :, None]
+        out = _from_blocks(jnp.take_along_axis(blocks, at, axis=0)[0], features.sized, rows)
+        layers = _from_blocks(blocks, features.sized, rows) if per_layer else None
     return KernelResult(out, layers if per_layer else None)
 
 
@@ -266,10 +273,11 @@ _STATIC = ("topology", "features", "per_layer", "dtype")
 _propagate = jax.jit(_program, static_argnames=_STATIC)
 _states_from_spans = jax.jit(_from_spans)
 
-# XLA's older CPU loop emitter (its "fusion emitters" off) compiles the per-network DAG
-# programs 1.5x to 2.6x faster on CPUs (2 cores; gather + merge per node), while the
-# chain programs gain nothing or run 2x to 4x slower (rolled scans): only DAGs use it.
+# XLA's older CPU loop emitter (its "fusion emitters" off) compiles the DAG programs
+# 1.4x to 4.7x faster on CPUs (measured on 2 cores, per-network and shared topologies),
+# while the chain programs gain nothing or run 2x to 4x slower (rolled scans).
 LOOP_EMITTER = {"xla_cpu_use_fusion_emitters": False}
+LOOP_TOPOLOGIES = ("dag", "shared")
 _propagate_loop = jax.jit(_program, static_argnames=_STATIC, compiler_options=LOOP_EMITTER)
 
 
@@ -295,7 +303,7 @@ def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output
     separate program: XLA does not fuse sibling outputs on CPUs, so converting inside
     the unrolled program would re-read every layer's parameters once per state field.
     """
-    loop = static["topology"] == "dag" and loop_emitter_available()
+    loop = static["topology"] in LOOP_TOPOLOGIES and loop_emitter_available()
     res = (_propagate_loop if loop else _propagate)(
         op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size, **static)
     if isinstance(res.out, Spans):

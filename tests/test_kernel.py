@@ -175,9 +175,10 @@ def test_float32_chain_path_hands_inexact_rows_to_int64(per_layer):
 
 @pytest.mark.parametrize("dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("sized", [False, True])
-def test_dag_buffer_words_round_trip(dtype, sized):
-    """A node state survives the packed [N, F] buffer block: every flag bit, no fault,
-    the largest fault a network can have, and values at the compute width's limits."""
+@pytest.mark.parametrize("rows", [False, True])
+def test_dag_buffer_words_round_trip(dtype, sized, rows):
+    """A node state survives the packed [N, F] (or [F, N]) buffer block: every flag bit,
+    no fault, the largest fault a network can have, and values at the width's limits."""
     big = K.LIMITS[np.dtype(dtype)].position
     n = 6
     state = K.NodeState(
@@ -192,9 +193,10 @@ def test_dag_buffer_words_round_trip(dtype, sized):
                          K.PACKED_NO_FAULT - 1, K.NO_FAULT, 3]], np.int32),
     )
     with jax.enable_x64(True):
-        block = K._to_block(K.NodeState(*map(jnp.asarray, state)), dtype, sized)
-        assert block.shape == (n, 6 if sized else 5)
-        back = K._from_blocks(block, sized)
+        block = K._to_block(K.NodeState(*map(jnp.asarray, state)), dtype, sized, rows)
+        words = 6 if sized else 5
+        assert block.shape == ((words, n) if rows else (n, words))
+        back = K._from_blocks(block, sized, rows)
     for name, want in state._asdict().items():
         got = np.asarray(getattr(back, name))
         assert got.dtype == want.dtype and (got == want).all(), name

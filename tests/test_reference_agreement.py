@@ -9,6 +9,7 @@ error and a null geometry. Error messages are checked elsewhere.
 from __future__ import annotations
 
 import jax
+import numpy as np
 import pandas as pd
 import pytest
 from frames import frame_rows
@@ -171,29 +172,31 @@ def test_unjitted_kernel_agrees(batch):
 @settings(max_examples=10, deadline=None)
 @given(batches(kind=dags, min_size=2, max_size=4))
 def test_both_cpu_emitters_agree(batch):
-    """Per-network DAGs compile with XLA's CPU loop emitter where it is available; the
-    default emitter (GPUs, or an XLA without the option) gives the same rows."""
+    """DAG programs compile with XLA's CPU loop emitter where it is available; the
+    default emitter (GPUs, or an XLA without the option) gives the same rows, for
+    per-network topologies and for a topology the whole chunk shares."""
     from rfsearch import kernel as K
+    from rfsearch.driver import topology_of
 
     if not K.loop_emitter_available():
         pytest.skip("this XLA has no loop-emitter option")
-    from rfsearch.driver import topology_of
-
     specs, input_size = batch
-    batch = rfsearch.encode(specs)
-    assume(topology_of(batch, batch.layer_major("preds")) == "dag")
+    mixed = rfsearch.encode(specs)
+    assume(topology_of(mixed, mixed.layer_major("preds")) == "dag")
+    shared = mixed.take(np.zeros(5, int))  # network 0, five times: one shared topology
     calls, program = [], K._propagate_loop
 
     def counted(*args, **static):
-        calls.append(static["per_layer"])
+        calls.append((static["topology"], static["per_layer"]))
         return program(*args, **static)
 
-    for per_layer in (False, True):
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(K, "_propagate_loop", counted)
-            loop = rfsearch.evaluate(batch, input_size=input_size, per_layer=per_layer)
-        assert per_layer in calls  # the loop-emitter program computed these rows
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(K, "loop_emitter_available", lambda: False)
-            default = rfsearch.evaluate(batch, input_size=input_size, per_layer=per_layer)
-        pd.testing.assert_frame_equal(default, loop)
+    for batch, topology in ((mixed, "dag"), (shared, "shared")):
+        for per_layer in (False, True):
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(K, "_propagate_loop", counted)
+                loop = rfsearch.evaluate(batch, input_size=input_size, per_layer=per_layer)
+            assert (topology, per_layer) in calls  # the loop-emitter program ran
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(K, "loop_emitter_available", lambda: False)
+                default = rfsearch.evaluate(batch, input_size=input_size, per_layer=per_layer)
+            pd.testing.assert_frame_equal(default, loop)
