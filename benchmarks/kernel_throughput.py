@@ -238,7 +238,8 @@ def time_chunked(args, options: dict, chunk: int, repeats: int) -> dict:
             return jax.block_until_ready(K.propagate(*part, **options))
 
     with jax.enable_x64(True):
-        parts = [jax.block_until_ready([a[..., i : i + chunk] for a in args[:-1]] + [args[-1]])
+        parts = [jax.block_until_ready(  # shared input slots ([L, M]) are not per row
+            [a[..., i : i + chunk] if a.shape[-1] == n else a for a in args[:-1]] + [args[-1]])
                  for i in range(0, n, chunk)]
     start = time.perf_counter()
     call(parts[0])
@@ -461,6 +462,27 @@ def measure(batch: Batch, what: str, repeats: int, log) -> tuple[dict, object]:
     return figures, result
 
 
+def measure_shared(dags: Batch, repeats: int, log) -> dict:
+    """DAGs that share one topology (NAS cells, repeated zoo networks): network 0 of the
+    random DAGs repeated, in the driver's chunks at both input sizes. The kernel reads
+    their input slots as contiguous blocks, without a gather."""
+    shared = dags.take(np.zeros(len(dags), np.int64))
+    axes = driver.state_axes(shared, (SIZE, SIZE))
+    device = device_args(shared, axes)
+    with jax.enable_x64(True):
+        device[-2] = jax.device_put(np.ascontiguousarray(shared.layer_major("preds")[..., 0]))
+    figures = {"n": len(shared), "network": 0, "state_axes": axes}
+    for label, size in (("driver_unknown_size", 0), ("driver_size_224", SIZE)):
+        log(f"timing the kernel on DAGs sharing one topology at input size {size or 'unknown'} ...")
+        options, args = kernel_options(shared, size), with_size(device, size)
+        assert options["topology"] == "shared", options
+        timed = time_chunked(args, options, driver.default_chunk(shared), repeats)
+        if "cand_per_s" not in timed:  # one chunk (--quick): a single call
+            timed = {**time_kernel(args, options, repeats)[0], "chunk": len(shared)}
+        figures[label] = {**timed, "options": describe(options)}
+    return figures
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--quick", action="store_true",
@@ -517,6 +539,7 @@ def main(argv=None) -> int:
     dag_res.update(figures)
     if any(dag_res[k]["invalid_rows"] for k in ("unknown_size", "size_224")):
         log("WARNING: the kernel marks some generated DAGs invalid")
+    dag_res["shared_topology"] = measure_shared(dags, args.repeats, log)
 
     values = {
         "chains_cand_per_s": chain_res["driver_unknown_size"]["cand_per_s"],

@@ -47,6 +47,20 @@ def seconds(x: float) -> str:
     return f"{x:.2f} s"
 
 
+def shared_rows(dag: dict) -> list[tuple[str, str, str, str]]:
+    """Rows for DAGs that share one topology (absent from older results)."""
+    shared = dag.get("shared_topology")
+    if not shared:
+        return []
+    what = f"DAG #{shared['network']} of those, {shared['n']:,} times (one topology)"
+    figures = (("unknown size", shared["driver_unknown_size"]),
+               ("input 224×224", shared["driver_size_224"]))
+    return [(f"DAGs sharing one topology, {size}, {fig['chunk']:,} rows per call "
+             "(driver default)", what if i == 0 else "same", rate(fig["cand_per_s"]),
+             seconds(fig["compile_s"]))
+            for i, (size, fig) in enumerate(figures)]
+
+
 def render(res: dict) -> str:
     """The markdown that goes between the markers."""
     ch, dag, dev, t = res["chains"], res["dags"], res["device"], res["targets"]
@@ -94,6 +108,7 @@ def render(res: dict) -> str:
         ("DAGs, input 224×224, one call", dag_what, rate(dag["size_224"]["cand_per_s"]),
          seconds(dag["size_224"]["compile_s"])),
         *chunked("DAGs", dag, "chunked_size_224", "input 224×224"),
+        *shared_rows(dag),
     ]
     lines = [
         "Kernel throughput (`benchmarks/kernel_throughput.py`): candidates per second of "
