@@ -136,7 +136,8 @@ def render(res: dict) -> str:
         f"| {rate(t['dags_cand_per_s']['value'])} | {met('dags_cand_per_s')} |",
         "",
         "Re-run: `python benchmarks/kernel_throughput.py && python benchmarks/end_to_end.py "
-        "&& python benchmarks/search_throughput.py && python benchmarks/render_readme.py`.",
+        "&& python benchmarks/kernel_anatomy.py && python benchmarks/search_throughput.py "
+        "&& python benchmarks/render_readme.py`.",
     ]
     return "\n".join(lines)
 
@@ -205,6 +206,39 @@ def render_search(res: dict) -> str:
     ])
 
 
+def render_anatomy(res: dict) -> str:
+    """Where the kernel's time goes (benchmarks/kernel_anatomy.py)."""
+    c, d = res["chains"], res["dags"]
+    emitter = "XLA's loop emitter" if d.get("loop_emitter") else "XLA's default emitter"
+    rows = [
+        ("Chains: span recurrence alone, layer-major `[L, 1, N]` (as stored)",
+         f"{c['n']:,} × {c['layers']} layers", rate(c["layer_major_spans"]["cand_per_s"])),
+        (f"Chains: the same step on tiles of {c['tile']} chains `[N/{c['tile']}, L, "
+         f"{c['tile']}]` (spans agree: {'yes' if c['spans_agree'] else 'NO'})", "same",
+         rate(c["tiled_spans"]["cand_per_s"])),
+        ("DAGs: the kernel, per-network topologies", f"{d['n']:,} × {d['nodes']} nodes",
+         rate(d["kernel"]["cand_per_s"])),
+        (f"DAGs: gather alone ({d['slot_words']}-word slices from `[L, N, F]`)", "same",
+         rate(d["gather_only"]["cand_per_s"])),
+        ("DAGs: node arithmetic alone, `[L, N, F]` buffer (no gather)", "same",
+         rate(d["arithmetic_only_LNF"]["cand_per_s"])),
+        ("DAGs: node arithmetic alone, field-major `[L, F, N]` buffer", "same",
+         rate(d["arithmetic_only_LFN"]["cand_per_s"])),
+    ]
+    return "\n".join([
+        "Where the kernel's time goes (`benchmarks/kernel_anatomy.py`; chunks of "
+        f"{c['chunk']:,} chains / {d['chunk']:,} DAGs, {res['workers']} calls at a time, "
+        f"median of {res['repeats']}; DAG programs compiled with {emitter}):",
+        "",
+        "| what | batch | throughput |",
+        "| --- | --- | ---: |",
+        *(f"| {a} | {b} | {c_} |" for a, b, c_ in rows),
+        "",
+        f"Device: {res['device']['platform']}, {res['device']['cpu_cores']} cores; "
+        f"{res['date']}{' (--quick smoke run, not representative)' if res.get('quick') else ''}.",
+    ])
+
+
 def replace_block(text: str, body: str) -> str | None:
     """``text`` with the marked block's contents replaced, or None when the markers are absent."""
     start = text.find(START)
@@ -233,6 +267,9 @@ def main(argv=None) -> int:
     end_to_end = load_results(args.results, "end_to_end")
     if end_to_end is not None:
         body = body.replace("\nRe-run:", "\n" + render_end_to_end(end_to_end) + "\n\nRe-run:")
+    anatomy = load_results(args.results, "kernel_anatomy")
+    if anatomy is not None:
+        body = body.replace("\nRe-run:", "\n" + render_anatomy(anatomy) + "\n\nRe-run:")
     search = load_results(args.results, "search_throughput")
     if search is not None:
         body = body.replace("\nRe-run:", "\n" + render_search(search) + "\n\nRe-run:")

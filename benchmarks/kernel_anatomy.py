@@ -1,0 +1,219 @@
+"""Where the kernel's time goes on this machine's device: the measurements behind the
+README's "Why two kernel targets are not met".
+
+1. Chains (``--chains`` random 64-layer chains, built as ``kernel_throughput.py`` builds
+   them): the plain-chain span recurrence alone (the first of the kernel's two programs,
+   ``rfsearch.kernel._propagate``), on the layer-major layout a ``Batch`` stores
+   (``[L, 1, N]`` per parameter), and the same recurrence step on a tiled copy of the same
+   arrays (``[N / 64, L, 64]``: every layer of 64 chains contiguous). The spans must agree.
+2. DAGs (``--dags`` random 64-layer DAGs with per-network topologies, built as
+   ``kernel_throughput.py`` builds them): ``rfsearch.kernel.propagate`` as it is; the
+   gather alone (three 5-word slices per node read from the ``[L, N, F]`` buffer, summed
+   and written back); the node arithmetic alone (every input slot reads the previous
+   node's block, no gather) with the kernel's ``[L, N, F]`` buffer and with a field-major
+   ``[L, F, N]`` buffer (the layout of shared topologies). The DAG programs are compiled
+   as the kernel compiles them (XLA's loop emitter on CPUs, where available).
+
+Every figure: candidates per second, chunks of the driver's size run ``driver.workers()``
+at a time, median of ``--repeats`` passes. Writes ``benchmarks/results/kernel_anatomy.json``
+and prints one summary line.
+
+    python benchmarks/kernel_anatomy.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kernel_throughput as kt
+
+from rfsearch import driver
+from rfsearch import kernel as K
+
+TILE = 64  # chains per tile in the tiled layout
+SLOT_WORDS = 5  # u, v, J, rmin, fault|flags: the unsized buffer's words per axis
+
+
+def passes(call, parts, rows: int, repeats: int) -> dict:
+    """Median candidates/s of whole passes over ``parts`` (``rows`` candidates in all; one
+    call per part, driver.workers() calls in flight), after a first call that compiles."""
+    call(parts[0])
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        list(driver.concurrently(call, parts))
+        times.append(time.perf_counter() - start)
+    return {"rows": rows, "times_s": times, "cand_per_s": rows / statistics.median(times)}
+
+
+# ----------------------------------------------------------------------------- chains
+
+def _tiled_spans(kernel, stride, dilation, pad_before):
+    """The kernel's plain-chain step over tiles: parameters [T, L, TILE], spans [T, TILE]."""
+    step = K._plain_chain(False, False)
+    zero = jnp.zeros((kernel.shape[0], TILE), jnp.float32)
+    x = K.Spans(zero, zero, zero + 1, zero, zero, zero + K.NO_EMPTY)
+    for layer in range(kernel.shape[1]):
+        p = K.LayerParams(None, kernel[:, layer], stride[:, layer], dilation[:, layer],
+                          pad_before[:, layer], None)
+        x, _ = step(x, (p, layer))
+    return x.span, x.P, x.J
+
+
+tiled_spans = jax.jit(_tiled_spans)
+
+
+def tiles(layer_major: np.ndarray) -> np.ndarray:
+    """[L, 1, N] -> [N / TILE, L, TILE] (a copy)."""
+    depth, _, n = layer_major.shape
+    return np.ascontiguousarray(layer_major[:, 0].reshape(depth, n // TILE, TILE).swapaxes(0, 1))
+
+
+def chain_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
+    batch = kt.random_chains(n, kt.CHAIN_LAYERS, rng)
+    args = kt.with_size(kt.device_args(batch, 1), 0)
+    options = kt.kernel_options(batch, 0)
+    assert K.unrolled(args[0].shape[0], **options), options
+    names = ("kernel", "stride", "dilation", "pad_before")
+    tiled = [jax.device_put(tiles(batch.axes_major(f, 1))) for f in names]
+    with jax.enable_x64(True):
+        layer_parts = [[a[..., i : i + chunk] for a in args[:-1]] + [args[-1]]
+                       for i in range(0, n, chunk)]
+    tile_parts = [[a[i : i + chunk // TILE] for a in tiled]
+                  for i in range(0, n // TILE, chunk // TILE)]
+
+    def layer_call(part):
+        with jax.enable_x64(True):
+            return jax.block_until_ready(K._propagate(*part, **options).out)
+
+    def tile_call(part):
+        return jax.block_until_ready(tiled_spans(*part))
+
+    want = layer_call(layer_parts[0])
+    got = tile_call(tile_parts[0])
+    agree = all(np.array_equal(np.asarray(w).reshape(-1), np.asarray(g).reshape(-1))
+                for w, g in zip((want.span, want.P, want.J), got, strict=True))
+    return {"n": n, "layers": kt.CHAIN_LAYERS, "chunk": chunk, "tile": TILE,
+            "spans_agree": agree,
+            "layer_major_spans": passes(layer_call, layer_parts, n, repeats),
+            "tiled_spans": passes(tile_call, tile_parts, n, repeats)}
+
+
+# ----------------------------------------------------------------------------- DAGs
+
+def _gather_only(buf, xs):
+    _, pred, node = xs
+    idx = K.input_slots(pred)[:, :, None]
+    blocks = jnp.take_along_axis(buf, idx, axis=0, mode="promise_in_bounds")  # [M, N, F]
+    return lax.dynamic_update_index_in_dim(buf, blocks.sum(0) + node, node, 0), None
+
+
+def _arithmetic_only(rows: bool):
+    features = K.Features(sized=False, same=False, whole=False)
+    limits = K.LIMITS[np.dtype(np.int32)]
+
+    def step(buf, xs):
+        p, pred, node = xs
+        previous = lax.dynamic_index_in_dim(buf, jnp.maximum(node - 1, 0), 0, False)
+        blocks = jnp.stack([previous] * pred.shape[0])  # every slot: the previous node
+        y = K._node_step(K._from_blocks(blocks, False, rows), p, node, limits, features)
+        return K._write_block(buf, y, node, False, rows), None
+
+    return step
+
+
+def _dag_program(step, rows: bool):
+    """A scan of ``step`` over the nodes, with the kernel's unsized int32 buffer."""
+
+    def run(op, kernel, stride, dilation, pad_before, pad_after, preds):
+        depth, n = op.shape
+        x0 = K.input_state(jnp.zeros(2, jnp.int32), kernel.shape[1], n, np.int32)
+        block0 = K._to_block(x0, np.int32, False, rows)
+        buf0 = jnp.zeros((depth, *block0.shape), jnp.int32).at[0].set(block0)
+        params = K.LayerParams(op, kernel, stride, dilation, pad_before, pad_after)
+        buf, _ = lax.scan(step, buf0, (params, preds, jnp.arange(depth, dtype=jnp.int32)))
+        return buf[-1]
+
+    options = K.LOOP_EMITTER if K.loop_emitter_available() else None
+    return jax.jit(run, compiler_options=options)
+
+
+def dag_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
+    batch, _ = kt.random_dags(n, kt.DAG_LAYERS + 1, rng)
+    args = kt.with_size(kt.device_args(batch, 1), 0)
+    options = kt.kernel_options(batch, 0)
+    assert options["topology"] == "dag", options
+    with jax.enable_x64(True):
+        parts = [[a[..., i : i + chunk] for a in args[:-1]] + [args[-1]]
+                 for i in range(0, n, chunk)]
+
+    def kernel_call(part):
+        with jax.enable_x64(True):
+            return jax.block_until_ready(K.propagate(*part, **options))
+
+    programs = {"gather_only": _dag_program(_gather_only, False),
+                "arithmetic_only_LNF": _dag_program(_arithmetic_only(False), False),
+                "arithmetic_only_LFN": _dag_program(_arithmetic_only(True), True)}
+    out = {"n": n, "nodes": kt.DAG_LAYERS + 1, "chunk": chunk, "slot_words": SLOT_WORDS,
+           "loop_emitter": K.loop_emitter_available(),
+           "kernel": passes(kernel_call, parts, n, repeats)}
+    for name, program in programs.items():
+        out[name] = passes(lambda part, f=program: jax.block_until_ready(f(*part[:7])),
+                           parts, n, repeats)
+    return out
+
+
+def summary_line(res: dict) -> str:
+    c, d = res["chains"], res["dags"]
+
+    def m(fig):
+        return f"{fig['cand_per_s'] / 1e6:.3g} M/s"
+
+    return (f"chain spans: layer-major {m(c['layer_major_spans'])}, tiled {m(c['tiled_spans'])}"
+            f" (agree: {c['spans_agree']}); DAGs: kernel {m(d['kernel'])}, gather only "
+            f"{m(d['gather_only'])}, arithmetic only {m(d['arithmetic_only_LNF'])} "
+            f"([L, N, F]) / {m(d['arithmetic_only_LFN'])} ([L, F, N]); "
+            f"device {res['device']['platform']} ({res['device']['cpu_cores']} cores)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    parser.add_argument("--quick", action="store_true", help="2**15 chains / 2**13 DAGs")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    n_chains, n_dags = (1 << 15, 1 << 13) if args.quick else (1 << 20, 1 << 16)
+    res = {
+        "benchmark": "kernel_anatomy",
+        "question": "where the kernel's time goes: layouts and gather versus arithmetic",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "quick": args.quick, "repeats": args.repeats, "seed": args.seed,
+        "statistic": "median", "workers": driver.workers(), "device": kt.device_info(),
+        "chains": chain_anatomy(n_chains, kt.DEFAULT_CHUNK, args.repeats, rng),
+        "dags": dag_anatomy(n_dags, driver.DAG_CHUNK, args.repeats, rng),
+    }
+    res["summary"] = summary_line(res)
+    out = args.out or kt.RESULTS / ("kernel_anatomy_quick.json" if args.quick
+                                    else "kernel_anatomy.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    print(res["summary"])
+    return 0 if res["chains"]["spans_agree"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
