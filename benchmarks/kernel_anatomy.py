@@ -94,9 +94,12 @@ def chain_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
     tile_parts = [[a[i : i + chunk // TILE] for a in tiled]
                   for i in range(0, n // TILE, chunk // TILE)]
 
-    def layer_call(part):
+    def layer_call(part, program=K._propagate):
         with jax.enable_x64(True):
-            return jax.block_until_ready(K._propagate(*part, **options).out)
+            return jax.block_until_ready(program(*part, **options).out)
+
+    def layer_call_loop(part):
+        return layer_call(part, K._propagate_loop)
 
     def tile_call(part):
         return jax.block_until_ready(tiled_spans(*part))
@@ -108,6 +111,8 @@ def chain_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
     return {"n": n, "layers": kt.CHAIN_LAYERS, "chunk": chunk, "tile": TILE,
             "spans_agree": agree,
             "layer_major_spans": passes(layer_call, layer_parts, n, repeats),
+            "layer_major_spans_loop_emitter": (passes(layer_call_loop, layer_parts, n, repeats)
+                                               if K.loop_emitter_available() else None),
             "tiled_spans": passes(tile_call, tile_parts, n, repeats)}
 
 
@@ -150,25 +155,52 @@ def _dag_program(step, rows: bool):
     return jax.jit(run, compiler_options=options)
 
 
+def kernel_figures(batch, chunk: int, repeats: int) -> dict:
+    """``propagate`` on ``batch`` in chunks at an unknown input size, with the emitter it
+    picks and, on CPUs, with the default emitter."""
+    options = kt.kernel_options(batch, 0)
+    args = kt.with_size(kt.device_args(batch, 1), 0)
+    if options["topology"] == "shared":
+        with jax.enable_x64(True):
+            args[-3] = jax.device_put(np.ascontiguousarray(batch.layer_major("preds")[..., 0]))
+    n = len(batch)
+    with jax.enable_x64(True):
+        parts = [[a[..., i : i + chunk] if a.shape[-1] == n else a for a in args[:-1]]
+                 + [args[-1]] for i in range(0, n, chunk)]
+
+    def call(part):
+        with jax.enable_x64(True):
+            return jax.block_until_ready(K.propagate(*part, **options))
+
+    figures = {"topology": options["topology"], "kernel": passes(call, parts, n, repeats)}
+    if K.loop_emitter_available():
+        available, K.loop_emitter_available = K.loop_emitter_available, lambda: False
+        try:
+            figures["default_emitter"] = passes(call, parts, n, repeats)
+        finally:
+            K.loop_emitter_available = available
+    return figures
+
+
 def dag_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
     batch, _ = kt.random_dags(n, kt.DAG_LAYERS + 1, rng)
     args = kt.with_size(kt.device_args(batch, 1), 0)
-    options = kt.kernel_options(batch, 0)
-    assert options["topology"] == "dag", options
+    assert kt.kernel_options(batch, 0)["topology"] == "dag"
     with jax.enable_x64(True):
         parts = [[a[..., i : i + chunk] for a in args[:-1]] + [args[-1]]
                  for i in range(0, n, chunk)]
 
-    def kernel_call(part):
-        with jax.enable_x64(True):
-            return jax.block_until_ready(K.propagate(*part, **options))
-
     programs = {"gather_only": _dag_program(_gather_only, False),
                 "arithmetic_only_LNF": _dag_program(_arithmetic_only(False), False),
                 "arithmetic_only_LFN": _dag_program(_arithmetic_only(True), True)}
+    per_network = kernel_figures(batch, chunk, repeats)
+    shared = kernel_figures(batch.take(np.zeros(n, np.int64)), chunk, repeats)
     out = {"n": n, "nodes": kt.DAG_LAYERS + 1, "chunk": chunk, "slot_words": SLOT_WORDS,
            "loop_emitter": K.loop_emitter_available(),
-           "kernel": passes(kernel_call, parts, n, repeats)}
+           "kernel": per_network["kernel"],
+           "kernel_default_emitter": per_network.get("default_emitter"),
+           "shared_kernel": shared["kernel"],
+           "shared_kernel_default_emitter": shared.get("default_emitter")}
     for name, program in programs.items():
         out[name] = passes(lambda part, f=program: jax.block_until_ready(f(*part[:7])),
                            parts, n, repeats)

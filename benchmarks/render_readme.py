@@ -209,26 +209,37 @@ def render_search(res: dict) -> str:
 def render_anatomy(res: dict) -> str:
     """Where the kernel's time goes (benchmarks/kernel_anatomy.py)."""
     c, d = res["chains"], res["dags"]
-    emitter = "XLA's loop emitter" if d.get("loop_emitter") else "XLA's default emitter"
+    def optional(label: str, fig: dict | None, batch: str = "same") -> list[tuple]:
+        return [] if not fig else [(label, batch, rate(fig["cand_per_s"]))]
+
+    used = "loop" if d.get("loop_emitter") else "default"
     rows = [
         ("Chains: span recurrence alone, layer-major `[L, 1, N]` (as stored)",
          f"{c['n']:,} × {c['layers']} layers", rate(c["layer_major_spans"]["cand_per_s"])),
+        *optional("Chains: the same, compiled with XLA's loop emitter (not used for chains)",
+                  c.get("layer_major_spans_loop_emitter")),
         (f"Chains: the same step on tiles of {c['tile']} chains `[N/{c['tile']}, L, "
          f"{c['tile']}]` (spans agree: {'yes' if c['spans_agree'] else 'NO'})", "same",
          rate(c["tiled_spans"]["cand_per_s"])),
-        ("DAGs: the kernel, per-network topologies", f"{d['n']:,} × {d['nodes']} nodes",
-         rate(d["kernel"]["cand_per_s"])),
+        (f"DAGs: the kernel, per-network topologies ({used} emitter)",
+         f"{d['n']:,} × {d['nodes']} nodes", rate(d["kernel"]["cand_per_s"])),
+        *optional("DAGs: the same kernel with XLA's default emitter",
+                  d.get("kernel_default_emitter")),
         (f"DAGs: gather alone ({d['slot_words']}-word slices from `[L, N, F]`)", "same",
          rate(d["gather_only"]["cand_per_s"])),
         ("DAGs: node arithmetic alone, `[L, N, F]` buffer (no gather)", "same",
          rate(d["arithmetic_only_LNF"]["cand_per_s"])),
         ("DAGs: node arithmetic alone, field-major `[L, F, N]` buffer", "same",
          rate(d["arithmetic_only_LFN"]["cand_per_s"])),
+        *optional(f"DAGs sharing one topology (DAG #0 repeated): the kernel ({used} emitter)",
+                  d.get("shared_kernel")),
+        *optional("DAGs sharing one topology: the same kernel with XLA's default emitter",
+                  d.get("shared_kernel_default_emitter")),
     ]
     return "\n".join([
         "Where the kernel's time goes (`benchmarks/kernel_anatomy.py`; chunks of "
         f"{c['chunk']:,} chains / {d['chunk']:,} DAGs, {res['workers']} calls at a time, "
-        f"median of {res['repeats']}; DAG programs compiled with {emitter}):",
+        f"median of {res['repeats']}; unknown input size):",
         "",
         "| what | batch | throughput |",
         "| --- | --- | ---: |",
