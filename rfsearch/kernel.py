@@ -275,7 +275,8 @@ _states_from_spans = jax.jit(_from_spans)
 
 # The DAG programs compiled by XLA's older CPU loop emitter (its "fusion emitters" off)
 # run 1.4x to 4.7x faster on CPUs (measured on 2 cores, per-network and shared
-# topologies), while the chain programs gain nothing or run 2x to 4x slower (rolled scans).
+# topologies), while the chain programs gain nothing or run 2x to 4x slower (rolled
+# scans). benchmarks/kernel_anatomy.py compares the two emitters.
 LOOP_EMITTER = {"xla_cpu_use_fusion_emitters": False}
 LOOP_TOPOLOGIES = ("dag", "shared")
 _propagate_loop = jax.jit(_program, static_argnames=_STATIC, compiler_options=LOOP_EMITTER)
