@@ -157,26 +157,15 @@ def _dag_program(step, rows: bool):
 
 def kernel_figures(batch, chunk: int, repeats: int) -> dict:
     """``propagate`` on ``batch`` in chunks at an unknown input size, with the emitter it
-    picks and, on CPUs, with the default emitter."""
+    picks and, on CPUs, with the default emitter (kernel_throughput.time_chunked)."""
     options = kt.kernel_options(batch, 0)
     args = kt.with_size(kt.device_args(batch, 1), 0)
-    if options["topology"] == "shared":
-        with jax.enable_x64(True):
-            args[-3] = jax.device_put(np.ascontiguousarray(batch.layer_major("preds")[..., 0]))
-    n = len(batch)
-    with jax.enable_x64(True):
-        parts = [[a[..., i : i + chunk] if a.shape[-1] == n else a for a in args[:-1]]
-                 + [args[-1]] for i in range(0, n, chunk)]
-
-    def call(part):
-        with jax.enable_x64(True):
-            return jax.block_until_ready(K.propagate(*part, **options))
-
-    figures = {"topology": options["topology"], "kernel": passes(call, parts, n, repeats)}
+    figures = {"topology": options["topology"],
+               "kernel": kt.time_chunked(args, options, chunk, repeats)}
     if K.loop_emitter_available():
         available, K.loop_emitter_available = K.loop_emitter_available, lambda: False
         try:
-            figures["default_emitter"] = passes(call, parts, n, repeats)
+            figures["default_emitter"] = kt.time_chunked(args, options, chunk, repeats)
         finally:
             K.loop_emitter_available = available
     return figures

@@ -169,9 +169,11 @@ def random_dags(n: int, nodes: int, rng: np.random.Generator) -> tuple[Batch, np
 def device_args(batch: Batch, axes: int) -> list[jax.Array]:
     """The kernel's positional arguments but the input size, on the device, laid out as
     the driver lays them out (parameters [L, axes, N]: one axis for square batches)."""
+    arrays = driver.kernel_arrays(batch, slice(None), axes)
+    if driver.topology_of(batch, arrays[-1]) == "shared":
+        arrays[-1] = arrays[-1][..., 0]  # [L, M]: one topology for all, as the driver sends it
     with jax.enable_x64(True):
-        args = [jax.device_put(np.ascontiguousarray(a))
-                for a in driver.kernel_arrays(batch, slice(None), axes)]
+        args = [jax.device_put(np.ascontiguousarray(a)) for a in arrays]
         args.append(jax.device_put(batch.output))
     return jax.block_until_ready(args)
 
@@ -469,8 +471,6 @@ def measure_shared(dags: Batch, repeats: int, log) -> dict:
     shared = dags.take(np.zeros(len(dags), np.int64))
     axes = driver.state_axes(shared, (SIZE, SIZE))
     device = device_args(shared, axes)
-    with jax.enable_x64(True):
-        device[-2] = jax.device_put(np.ascontiguousarray(shared.layer_major("preds")[..., 0]))
     figures = {"n": len(shared), "network": 0, "state_axes": axes}
     for label, size in (("driver_unknown_size", 0), ("driver_size_224", SIZE)):
         log(f"timing the kernel on DAGs sharing one topology at input size {size or 'unknown'} ...")
