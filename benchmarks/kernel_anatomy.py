@@ -1,11 +1,13 @@
 """Where the kernel's time goes on this machine's device: the measurements behind the
 README's "Why two kernel targets are not met".
 
-1. Chains (``--chains`` random 64-layer chains, built as ``kernel_throughput.py`` builds
-   them): the plain-chain span recurrence alone (the first of the kernel's two programs,
-   ``rfsearch.kernel._propagate``), on the layer-major layout a ``Batch`` stores
-   (``[L, 1, N]`` per parameter), and the same recurrence step on a tiled copy of the same
-   arrays (``[N / 64, L, 64]``: every layer of 64 chains contiguous). The spans must agree.
+1. Chains (random 64-layer chains, built as ``kernel_throughput.py`` builds them): the
+   plain-chain span recurrence alone (the first of the kernel's two programs,
+   ``rfsearch.kernel._propagate``) on the tiled parameters the driver sends it
+   (``[N / T, L, 1, T]``: every layer of T chains contiguous), for tile widths T of 16,
+   ``rfsearch.kernel.TILE`` and 256, compiled by XLA's default and (on CPUs) its loop
+   emitter; and the same recurrence on the layer-major layout a ``Batch`` stores
+   (``[L, 1, N]`` per parameter), which the kernel read before. The spans must agree.
 2. DAGs (``--dags`` random 64-layer DAGs with per-network topologies, built as
    ``kernel_throughput.py`` builds them): ``rfsearch.kernel.propagate`` as it is; the
    gather alone (three 5-word slices per node read from the ``[L, N, F]`` buffer, summed
@@ -41,8 +43,8 @@ import kernel_throughput as kt
 
 from rfsearch import driver
 from rfsearch import kernel as K
+from rfsearch.encode import tiled
 
-TILE = 64  # chains per tile in the tiled layout
 SLOT_WORDS = 5  # u, v, J, rmin, fault|flags: the unsized buffer's words per axis
 
 
@@ -60,60 +62,65 @@ def passes(call, parts, rows: int, repeats: int) -> dict:
 
 # ----------------------------------------------------------------------------- chains
 
-def _tiled_spans(kernel, stride, dilation, pad_before):
-    """The kernel's plain-chain step over tiles: parameters [T, L, TILE], spans [T, TILE]."""
-    step = K._plain_chain(False, False)
-    zero = jnp.zeros((kernel.shape[0], TILE), jnp.float32)
-    x = K.Spans(zero, zero, zero + 1, zero, zero, zero + K.NO_EMPTY)
-    for layer in range(kernel.shape[1]):
-        p = K.LayerParams(None, kernel[:, layer], stride[:, layer], dilation[:, layer],
-                          pad_before[:, layer], None)
-        x, _ = step(x, (p, layer))
-    return x.span, x.P, x.J
+SPAN_FIELDS = ("kernel", "stride", "dilation", "pad_before")
 
 
-tiled_spans = jax.jit(_tiled_spans)
+def _layer_major_spans(kernel, stride, dilation, pad_before):
+    """The kernel's plain-chain recurrence on layer-major parameters ([L, 1, N]), unrolled
+    the same way; spans [1, N]."""
+    zero = jnp.zeros(kernel.shape[1:], jnp.float32)
+    x0 = K.Spans(zero, zero, zero + 1, zero, zero, zero + K.NO_EMPTY)
+    params = K.LayerParams(None, kernel, stride, dilation, pad_before, None)
+    nodes = jnp.arange(kernel.shape[0], dtype=jnp.int32)
+    spans, _ = lax.scan(K._plain_chain(False, False), x0, (params, nodes), unroll=True)
+    return spans
 
 
-def tiles(layer_major: np.ndarray) -> np.ndarray:
-    """[L, 1, N] -> [N / TILE, L, TILE] (a copy)."""
-    depth, _, n = layer_major.shape
-    return np.ascontiguousarray(layer_major[:, 0].reshape(depth, n // TILE, TILE).swapaxes(0, 1))
+layer_major_spans = jax.jit(_layer_major_spans)
 
 
 def chain_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
     batch = kt.random_chains(n, kt.CHAIN_LAYERS, rng)
-    args = kt.with_size(kt.device_args(batch, 1), 0)
-    options = kt.kernel_options(batch, 0)
+    args, options = kt.device_inputs(batch, 0)
     assert K.unrolled(args[0].shape[0], **options), options
-    names = ("kernel", "stride", "dilation", "pad_before")
-    tiled = [jax.device_put(tiles(batch.axes_major(f, 1))) for f in names]
-    with jax.enable_x64(True):
-        layer_parts = [[a[..., i : i + chunk] for a in args[:-1]] + [args[-1]]
-                       for i in range(0, n, chunk)]
-    tile_parts = [[a[i : i + chunk // TILE] for a in tiled]
-                  for i in range(0, n // TILE, chunk // TILE)]
+    major = [jax.device_put(np.ascontiguousarray(batch.axes_major(f, 1))) for f in SPAN_FIELDS]
 
-    def layer_call(part, program=K._propagate):
+    def chunks(arrays):
+        with jax.enable_x64(True):
+            return [jax.block_until_ready([kt.rows_of(a, i, chunk, n) for a in arrays])
+                    for i in range(0, n, chunk)]
+
+    def kernel_call(part, program=K._propagate):
         with jax.enable_x64(True):
             return jax.block_until_ready(program(*part, **options).out)
 
-    def layer_call_loop(part):
-        return layer_call(part, K._propagate_loop)
+    def major_call(part):
+        return jax.block_until_ready(layer_major_spans(*part))
 
-    def tile_call(part):
-        return jax.block_until_ready(tiled_spans(*part))
+    def flat(spans):
+        return [np.asarray(f).swapaxes(0, 1).reshape(-1) if f.ndim == 3
+                else np.asarray(f).reshape(-1) for f in (spans.span, spans.P, spans.J)]
 
-    want = layer_call(layer_parts[0])
-    got = tile_call(tile_parts[0])
-    agree = all(np.array_equal(np.asarray(w).reshape(-1), np.asarray(g).reshape(-1))
-                for w, g in zip((want.span, want.P, want.J), got, strict=True))
-    return {"n": n, "layers": kt.CHAIN_LAYERS, "chunk": chunk, "tile": TILE,
-            "spans_agree": agree,
-            "layer_major_spans": passes(layer_call, layer_parts, n, repeats),
-            "layer_major_spans_loop_emitter": (passes(layer_call_loop, layer_parts, n, repeats)
-                                               if K.loop_emitter_available() else None),
-            "tiled_spans": passes(tile_call, tile_parts, n, repeats)}
+    major_parts = chunks(major)
+    agree = all(np.array_equal(a, b) for a, b in zip(
+        flat(kernel_call(chunks(args)[0])), flat(major_call(major_parts[0])), strict=True))
+    out = {"n": n, "layers": kt.CHAIN_LAYERS, "chunk": chunk, "tile": K.TILE,
+           "spans_agree": agree, "tiled_spans": {},
+           "layer_major_spans": passes(major_call, major_parts, n, repeats)}
+    for width in sorted({16, K.TILE, 256}):
+        tiled = [args[0], *(jax.device_put(tiled_copy(batch, f, width)) for f in
+                            ("kernel", "stride", "dilation", "pad_before", "pad_after")),
+                 *args[6:]]
+        out["tiled_spans"][str(width)] = passes(kernel_call, chunks(tiled), n, repeats)
+        if width == K.TILE and K.loop_emitter_available():
+            out["tiled_spans_loop_emitter"] = passes(
+                lambda part: kernel_call(part, K._propagate_loop), chunks(tiled), n, repeats)
+    return out
+
+
+def tiled_copy(batch, field: str, width: int) -> np.ndarray:
+    """A parameter of a square batch tiled ``width`` chains at a time, [N / width, L, 1, width]."""
+    return tiled(np.ascontiguousarray(batch.axes_major(field, 1)), width)
 
 
 # ----------------------------------------------------------------------------- DAGs
@@ -202,7 +209,8 @@ def summary_line(res: dict) -> str:
     def m(fig):
         return f"{fig['cand_per_s'] / 1e6:.3g} M/s"
 
-    return (f"chain spans: layer-major {m(c['layer_major_spans'])}, tiled {m(c['tiled_spans'])}"
+    return (f"chain spans: layer-major {m(c['layer_major_spans'])}, tiled "
+            f"{m(c['tiled_spans'][str(c['tile'])])}"
             f" (agree: {c['spans_agree']}); DAGs: kernel {m(d['kernel'])}, gather only "
             f"{m(d['gather_only'])}, arithmetic only {m(d['arithmetic_only_LNF'])} "
             f"([L, N, F]) / {m(d['arithmetic_only_LFN'])} ([L, F, N]); "

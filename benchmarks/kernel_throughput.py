@@ -166,32 +166,38 @@ def random_dags(n: int, nodes: int, rng: np.random.Generator) -> tuple[Batch, np
     return batch, downs
 
 
-def device_args(batch: Batch, axes: int) -> list[jax.Array]:
-    """The kernel's positional arguments but the input size, on the device, laid out as
-    the driver lays them out (parameters [L, axes, N]: one axis for square batches)."""
-    arrays = driver.kernel_arrays(batch, slice(None), axes)
-    if driver.topology_of(batch, arrays[-1]) == "shared":
-        arrays[-1] = arrays[-1][..., 0]  # [L, M]: one topology for all, as the driver sends it
+def device_inputs(batch: Batch, size: int) -> tuple[list[jax.Array], dict]:
+    """The kernel's positional arguments on the device, laid out exactly as the driver lays
+    them out for the whole batch (``driver.kernel_inputs``: one stored axis for square
+    batches, tiled parameters for the unrolled chain program, [L, M] input slots for a
+    shared topology), and its static options."""
+    shape = (size, size) if size else None
+    arrays, options = driver.kernel_inputs(batch, slice(None), shape, False,
+                                           compute_dtype(batch, shape), len(batch))
     with jax.enable_x64(True):
-        args = [jax.device_put(np.ascontiguousarray(a)) for a in arrays]
-        args.append(jax.device_put(batch.output))
-    return jax.block_until_ready(args)
+        args = [None if a is None else jax.device_put(np.ascontiguousarray(a)) for a in arrays]
+    return jax.block_until_ready(args), options
 
 
-def with_size(args: list[jax.Array], size: int) -> list[jax.Array]:
-    """``args`` plus the input size (0 = unknown) as a device array."""
-    with jax.enable_x64(True):
-        return [*args, jax.block_until_ready(jax.device_put(np.array([size, size], np.int64)))]
+def rows_in(args) -> int:
+    """Networks in a list of kernel arguments (the kernel parameter is [L, A, N] or tiled)."""
+    kernel = args[1]
+    return kernel.shape[0] * kernel.shape[-1] if kernel.ndim == 4 else kernel.shape[-1]
+
+
+def rows_of(a: jax.Array, start: int, count: int, n: int) -> jax.Array:
+    """Rows ``start .. start + count`` of a kernel argument for ``n`` networks: along the
+    last axis, or along the first for tiled parameters ([n / T, L, A, T]); arguments not
+    per row (shared input slots, the input size) and absent ones (None) are returned whole."""
+    if a is None:
+        return a
+    if a.ndim == 4:
+        width = a.shape[-1]
+        return a[start // width : (start + count) // width]
+    return a[..., start : start + count] if a.shape[-1] == n else a
 
 
 # ----------------------------------------------------------------------------- timing
-
-
-def kernel_options(batch: Batch, size: int) -> dict:
-    """The static keyword arguments of ``propagate``, chosen exactly as the driver does."""
-    shape = (size, size) if size else None
-    return driver.kernel_options(batch, batch.layer_major("preds"), shape, False,
-                                 compute_dtype(batch, shape))
 
 
 def describe(options: dict) -> dict:
@@ -201,7 +207,7 @@ def describe(options: dict) -> dict:
 
 def time_kernel(args, options: dict, repeats: int) -> tuple[dict, object]:
     """First-call and steady-state timings of ``propagate``; returns (figures, last result)."""
-    n = int(args[-2].shape[0])
+    n = rows_in(args)
 
     def call():
         with jax.enable_x64(True):
@@ -231,7 +237,7 @@ def time_chunked(args, options: dict, chunk: int, repeats: int) -> dict:
     """Throughput when the batch goes through ``propagate`` ``chunk`` rows per call, as the
     driver calls it: slices made on the device before timing, ``driver.workers()`` calls
     in flight at a time (one per CPU core); median of whole passes."""
-    n = int(args[-2].shape[0])
+    n = rows_in(args)
     if chunk >= n:
         return {"chunk": n, "calls": 1, "same_as_single_call": True}
 
@@ -240,8 +246,7 @@ def time_chunked(args, options: dict, chunk: int, repeats: int) -> dict:
             return jax.block_until_ready(K.propagate(*part, **options))
 
     with jax.enable_x64(True):
-        parts = [jax.block_until_ready(  # shared input slots ([L, M]) are not per row
-            [a[..., i : i + chunk] if a.shape[-1] == n else a for a in args[:-1]] + [args[-1]])
+        parts = [jax.block_until_ready([rows_of(a, i, chunk, n) for a in args])
                  for i in range(0, n, chunk)]
     start = time.perf_counter()
     call(parts[0])
@@ -440,27 +445,24 @@ def measure(batch: Batch, what: str, repeats: int, log) -> tuple[dict, object]:
     Returns the figures and the unknown-size result (for the numpy comparison).
     """
     axes = driver.state_axes(batch, (SIZE, SIZE))  # the same at an unknown (square) size
-    device = device_args(batch, axes)
     figures, result = {"state_axes": axes}, None
     for label, size in (("unknown_size", 0), ("size_224", SIZE)):
         log(f"timing the kernel on {what} at input size {size or 'unknown'} ...")
-        figures[label], res = time_kernel(with_size(device, size), kernel_options(batch, size),
-                                          repeats)
+        figures[label], res = time_kernel(*device_inputs(batch, size), repeats)
         figures[label]["input_size"] = size or None
         figures[label]["invalid_rows"] = invalid_rows(res)
         result = res if size == 0 else result
     log(f"timing the kernel on {what} chunk by chunk ...")
-    options = kernel_options(batch, 0)
+    args, options = device_inputs(batch, 0)
     default = driver.default_chunk(batch)
     figures["chunked_unknown_size"] = [
-        time_chunked(with_size(device, 0), options, c, repeats) for c in sorted({*CHUNKS, default})]
+        time_chunked(args, options, c, repeats) for c in sorted({*CHUNKS, default})]
     driven = [f for f in figures["chunked_unknown_size"] if f["chunk"] == min(default, len(batch))]
     # the figure that counts: the kernel called as the driver calls it (its chunk size)
     figures["driver_unknown_size"] = ({**figures["unknown_size"], "chunk": len(batch)}
                                       if "cand_per_s" not in driven[0] else driven[0])
     figures["chunked_size_224"] = [time_chunked(
-        with_size(device, SIZE), kernel_options(batch, SIZE),
-        driver.default_chunk(batch), repeats)]
+        *device_inputs(batch, SIZE), driver.default_chunk(batch), repeats)]
     return figures, result
 
 
@@ -470,11 +472,10 @@ def measure_shared(dags: Batch, repeats: int, log) -> dict:
     their input slots as contiguous blocks, without a gather."""
     shared = dags.take(np.zeros(len(dags), np.int64))
     axes = driver.state_axes(shared, (SIZE, SIZE))
-    device = device_args(shared, axes)
     figures = {"n": len(shared), "network": 0, "state_axes": axes}
     for label, size in (("driver_unknown_size", 0), ("driver_size_224", SIZE)):
         log(f"timing the kernel on DAGs sharing one topology at input size {size or 'unknown'} ...")
-        options, args = kernel_options(shared, size), with_size(device, size)
+        args, options = device_inputs(shared, size)
         assert options["topology"] == "shared", options
         timed = time_chunked(args, options, driver.default_chunk(shared), repeats)
         if "cand_per_s" not in timed:  # one chunk (--quick): a single call

@@ -213,14 +213,18 @@ def render_anatomy(res: dict) -> str:
         return [] if not fig else [(label, batch, rate(fig["cand_per_s"]))]
 
     used = "loop" if d.get("loop_emitter") else "default"
+    tile = str(c["tile"])
     rows = [
-        ("Chains: span recurrence alone, layer-major `[L, 1, N]` (as stored)",
-         f"{c['n']:,} × {c['layers']} layers", rate(c["layer_major_spans"]["cand_per_s"])),
-        *optional("Chains: the same, compiled with XLA's loop emitter (not used for chains)",
-                  c.get("layer_major_spans_loop_emitter")),
-        (f"Chains: the same step on tiles of {c['tile']} chains `[N/{c['tile']}, L, "
-         f"{c['tile']}]` (spans agree: {'yes' if c['spans_agree'] else 'NO'})", "same",
-         rate(c["tiled_spans"]["cand_per_s"])),
+        (f"Chains: span program (the kernel's first), tiles of {tile} chains `[N/{tile}, L, 1, "
+         f"{tile}]` (as the driver sends them)", f"{c['n']:,} × {c['layers']} layers",
+         rate(c["tiled_spans"][tile]["cand_per_s"])),
+        *((f"Chains: the same program on tiles of {w} chains", "same", rate(f["cand_per_s"]))
+          for w, f in c["tiled_spans"].items() if w != tile),
+        *optional("Chains: the same program compiled with XLA's loop emitter (not used for "
+                  "chains)", c.get("tiled_spans_loop_emitter")),
+        ("Chains: the same recurrence on the layer-major layout `[L, 1, N]` a Batch stores "
+         f"(spans agree: {'yes' if c['spans_agree'] else 'NO'})", "same",
+         rate(c["layer_major_spans"]["cand_per_s"])),
         (f"DAGs: the kernel, per-network topologies ({used} emitter)",
          f"{d['n']:,} × {d['nodes']} nodes", rate(d["kernel"]["cand_per_s"])),
         *optional("DAGs: the same kernel with XLA's default emitter",

@@ -10,6 +10,7 @@ concurrent calls measured 1.1x (unrolled chains) to 2x (sized chains, DAGs) fast
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -21,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import kernel as K
-from .encode import PARAM_FIELDS, Batch
+from .encode import PARAM_FIELDS, Batch, tiled
 from .errors import SpecError
 
 DEFAULT_CHUNK = 1 << 15  # chains: 2^15..2^17 measured alike on 2 cores with 2 workers
@@ -163,9 +164,11 @@ def kernel_arrays(batch: Batch, rows: slice | np.ndarray, axes: int) -> list[np.
             else np.moveaxis(getattr(batch, f), 0, -1)[..., rows] for f in KERNEL_FIELDS]
 
 
-def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: str,
-         bucket: int) -> Raw:
-    """One kernel call on the given rows, padded to ``bucket`` rows (copies of the first)."""
+def kernel_inputs(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: str,
+                  bucket: int) -> tuple[list[np.ndarray], dict]:
+    """The positional arguments of :func:`~rfsearch.kernel.propagate` for ``rows`` padded to
+    ``bucket`` rows (copies of the first), laid out as the chosen program reads them, and
+    its static options."""
     axes = state_axes(batch, size)
     *fields, preds = kernel_arrays(batch, rows, axes)
     output = batch.output[rows]
@@ -174,16 +177,29 @@ def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: s
     def padded(a):
         return np.concatenate([a, np.repeat(a[..., :1], bucket - n, -1)], -1) if bucket > n else a
 
-    fields, output = [padded(a) for a in fields], padded(output)
     # a chain program never reads its input slots: one column stands in for them
     preds = np.ascontiguousarray(preds[..., :1]) if batch.is_chain else padded(preds)
     options = kernel_options(batch, preds, size, per_layer, dtype)
+    if K.unrolled(batch.depth, **options):  # it reads four tiled parameters, nothing else
+        width = math.gcd(K.TILE, bucket)
+        kernel, stride, dilation, pad_before = (tiled(padded(a), width) for a in fields[1:5])
+        return [None, kernel, stride, dilation, pad_before, None, None, None,
+                np.zeros(2, np.int64)], options
+    fields, output = [padded(a) for a in fields], padded(output)
     if options["topology"] == "shared":
         preds = np.ascontiguousarray(preds[..., 0])  # [L, M]: one topology for all
+    return [*fields, preds, output, np.asarray(size or (0, 0), np.int64)], options
+
+
+def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: str,
+         bucket: int) -> Raw:
+    """One kernel call on the given rows, padded to ``bucket`` rows."""
+    args, options = kernel_inputs(batch, rows, size, per_layer, dtype, bucket)
+    n = len(batch.output[rows])
+    axes = state_axes(batch, size)
     with jax.enable_x64(True):
-        res = K.propagate(*fields, preds, output, np.asarray(size or (0, 0), np.int64),
-                          **options)
-        res = jax.device_get(res)
+        res = jax.device_get(K.propagate(*args, **options))
+
     def trim(d):  # [..., axes, bucket] -> [..., 2, n]
         return {k: np.repeat(np.asarray(v)[..., :n], 2 // axes, axis=-2)
                 for k, v in d._asdict().items()}

@@ -89,6 +89,14 @@ def square_view(major: np.ndarray) -> np.ndarray:
     return np.moveaxis(np.broadcast_to(major, (depth, 2, n)), -1, 0)
 
 
+def tiled(major: np.ndarray, width: int) -> np.ndarray:
+    """A layer-major [L, A, N] array viewed as [N / width, L, A, width] (N a multiple of
+    ``width``; no copy). The device transfer makes it contiguous, every layer of ``width``
+    networks in one block, and copies these views faster than layer-major rows."""
+    depth, axes, n = major.shape
+    return major.reshape(depth, axes, n // width, width).transpose(2, 0, 1, 3)
+
+
 def squared(fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Parameter fields ([N, L, 2] each) in square storage when every h entry equals its
     w entry, else unchanged."""

@@ -8,8 +8,12 @@ chains at an unknown input size (the float32 path, without per-layer output) of 
 :data:`UNROLL_DEPTH` nodes are fully unrolled: XLA then fuses the layers into a loop over
 N that keeps the state in registers, where a rolled scan re-reads and re-writes the state
 of all N networks at every layer. (Unrolling the map-size recurrence measured slower:
-its floor divisions are not fused across layers.) On CPUs, the DAG programs are
-compiled with XLA's older loop emitter, which measured faster for them alone.
+its floor divisions are not fused across layers.) That loop reads every layer's
+parameters at each step, so those programs take them tiled, ``[N / T, L, A, T]``
+(:func:`rfsearch.encode.tiled`): the layers of T networks are then one contiguous block
+instead of L * A rows far apart, which the memory system streams much faster. On CPUs,
+the DAG programs are compiled with XLA's older loop emitter, which measured faster for
+them alone.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from .recurrence import (  # noqa: F401  (re-exported: callers use kernel.NAME)
 )
 
 UNROLL_DEPTH = 129  # chains this deep or shallower are unrolled (compile time stays < 1 s)
+TILE = 64  # networks per tile of an unrolled chain program's parameters (see tiled())
 
 
 EXACT_F32 = 2**24  # float32 holds every integer below this exactly
@@ -100,6 +105,31 @@ def _plain_chain(sized: bool, per_layer: bool):
         return y, (y if per_layer else None)
 
     return step
+
+
+def _tiled_chain(params: LayerParams) -> Spans:
+    """The unrolled plain-chain program: kernel, stride, dilation and pad_before tiled
+    [N / T, L, A, T] (nothing else is read), spans [N / T, A, T]. Node 0 is the input:
+    its identity parameters change nothing."""
+    tiles, depth, axes, width = params.kernel.shape
+    zero = jnp.zeros((tiles, axes, width), jnp.float32)
+    x0 = Spans(zero, zero, zero + 1, zero, zero, zero + NO_EMPTY)
+    step = _plain_chain(False, False)
+
+    def tiled_step(x, node):
+        def layer_of(a):
+            return lax.dynamic_index_in_dim(a, node, 1, keepdims=False)
+        layer = LayerParams(None, layer_of(params.kernel), layer_of(params.stride),
+                            layer_of(params.dilation), layer_of(params.pad_before), None)
+        return step(x, (layer, node))
+
+    spans, _ = lax.scan(tiled_step, x0, jnp.arange(depth, dtype=jnp.int32), unroll=True)
+    return spans
+
+
+def _untiled(y: Spans) -> Spans:
+    """[N / T, A, T] fields -> [A, N]."""
+    return Spans(*(f.swapaxes(0, 1).reshape(f.shape[1], -1) for f in y))
 
 
 def _from_spans(y: Spans) -> NodeState:
@@ -216,7 +246,8 @@ class KernelResult(NamedTuple):
 
 
 def unrolled(depth: int, topology: str, features: Features, per_layer: bool, dtype: str) -> bool:
-    """Whether :func:`_program` unrolls this chain program (it then returns Spans)."""
+    """Whether :func:`_program` unrolls this chain program. It then reads its parameters
+    tiled (:func:`rfsearch.encode.tiled`) and returns Spans."""
     return (topology == "chain" and np.dtype(dtype) == np.int32 and depth <= UNROLL_DEPTH
             and not (features.same or features.whole or features.sized or per_layer))
 
@@ -227,27 +258,30 @@ def _program(op, kernel, stride, dilation, pad_before, pad_after, preds, output,
 
     op: [L, N]; kernel, stride, dilation, pad_before, pad_after: [L, A, N], where A = 2
     (h, w) or A = 1 for square networks (the input size is then square or unknown);
-    preds: [L, M, N] ([L, M] when ``topology == 'shared'``); output: [N] (output node);
+    preds: [L, M, N] ([L, M] when ``topology == 'shared'``); output: [N] (output node).
+    The unrolled chain program (:func:`unrolled`) reads only kernel, stride, dilation and
+    pad_before, tiled: [N / T, L, A, T] (:func:`rfsearch.encode.tiled`); the driver then
+    sends None for op, pad_after, preds and output.
     input_size: [2] (ignored unless ``features.sized``). ``topology``: 'chain' (each
     node reads the one before), 'shared' (one DAG for all N) or 'dag' (one per network).
     ``dtype`` ('int32' or 'int64') is the compute width. Result fields are [A, N].
     """
     dt = np.dtype(dtype)
     limits = LIMITS[dt]
+    params = LayerParams(op, kernel, stride, dilation, pad_before, pad_after)
+    if kernel.ndim == 4:  # tiled: the unrolled chain program, converted by a second
+        if not unrolled(kernel.shape[1], topology, features, per_layer, dtype):
+            raise ValueError("only the unrolled chain program reads tiled parameters")
+        return KernelResult(_tiled_chain(params), None)  # program: see propagate
     L, n = op.shape
     axes = kernel.shape[1]
     x0 = input_state(input_size, axes, n, dt)
-    params = LayerParams(op, kernel, stride, dilation, pad_before, pad_after)
     # Node 0 is an identity layer over the input state, so the scan covers every node
     # and reads the parameter arrays in place (no sliced copies).
     nodes = jnp.arange(L, dtype=jnp.int32)
     layers = None
     if topology == "chain" and dt == np.int32 and not (features.same or features.whole):
-        unroll = unrolled(L, topology, features, per_layer, dtype)
-        out, ys = lax.scan(_plain_chain(features.sized, per_layer), _spans(x0),
-                           (params, nodes), unroll=unroll)
-        if unroll:  # converted by a second program: see propagate
-            return KernelResult(out, None)
+        out, ys = lax.scan(_plain_chain(features.sized, per_layer), _spans(x0), (params, nodes))
         out = _from_spans(out)
         layers = None if ys is None else _from_spans(ys)
     elif topology == "chain":
@@ -271,7 +305,7 @@ def _program(op, kernel, stride, dilation, pad_before, pad_after, preds, output,
 
 _STATIC = ("topology", "features", "per_layer", "dtype")
 _propagate = jax.jit(_program, static_argnames=_STATIC)
-_states_from_spans = jax.jit(_from_spans)
+_states_from_tiles = jax.jit(lambda y: _from_spans(_untiled(y)))
 
 # The DAG programs compiled by XLA's older CPU loop emitter (its "fusion emitters" off)
 # run 1.4x to 4.7x faster on CPUs (measured on 2 cores, per-network and shared
@@ -309,7 +343,7 @@ def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output
     res = (_propagate_loop if loop else _propagate)(
         op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size, **static)
     if isinstance(res.out, Spans):
-        res = KernelResult(_states_from_spans(res.out), None)
+        res = KernelResult(_states_from_tiles(res.out), None)
     return res
 
 

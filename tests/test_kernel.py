@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from frames import frame_rows
+from reference import reference_evaluate
 
 import rfsearch
 from rfsearch import kernel as K
@@ -28,11 +30,26 @@ def test_compile_count_is_bounded_across_chunk_sizes():
     assert K.propagate._cache_size() == again
 
 
-def test_chunking_does_not_change_results():
-    batch = random_chains(700, 10, seed=3)
-    whole = rfsearch.evaluate(batch, input_size=300)
+@pytest.mark.parametrize("square", [True, False])
+@pytest.mark.parametrize("size", [None, 300])
+def test_chunking_does_not_change_results(size, square):
+    # at an unknown size the unrolled chain program reads tiles of gcd(TILE, rows) chains:
+    # chunks of 64, 100 and 699 rows make tiles of 64, 4 and 1
+    rng = np.random.default_rng(3)
+    shape = (700, 10) if square else (700, 10, 2)
+    params = {"kernel": rng.choice([1, 2, 3, 5], shape), "stride": rng.choice([1, 1, 2], shape),
+              "dilation": rng.choice([1, 2], shape), "padding": rng.choice([0, 1], shape)}
+    batch = rfsearch.chains(**params)
+    assert batch.square == square
+    whole = rfsearch.evaluate(batch, input_size=size)
     for chunk in (64, 100, 699):
-        assert rfsearch.evaluate(batch, input_size=300, chunk_size=chunk).equals(whole)
+        assert rfsearch.evaluate(batch, input_size=size, chunk_size=chunk).equals(whole)
+    for row in (0, 63, 64, 65, 399, 699):  # first, tile edges, last
+        spec = {"name": whole["name"][row], "layers": [
+            {"op": "conv", **{k: np.broadcast_to(v[row, i], (2,)).tolist()
+                              for k, v in params.items()}} for i in range(shape[1])]}
+        expected = reference_evaluate(spec, size)
+        assert frame_rows(whole.iloc[[row]])[0] == expected, row
 
 
 @pytest.mark.parametrize("workers", [1, 3])
