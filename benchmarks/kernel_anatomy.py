@@ -82,7 +82,7 @@ layer_major_spans = jax.jit(_layer_major_spans)
 def chain_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
     batch = kt.random_chains(n, kt.CHAIN_LAYERS, rng)
     args, options = kt.device_inputs(batch, 0)
-    assert K.unrolled(args[0].shape[0], **options), options
+    assert args[1].ndim == 4 and K.unrolled(args[1].shape[1], **options), options
     major = [jax.device_put(np.ascontiguousarray(batch.axes_major(f, 1))) for f in SPAN_FIELDS]
 
     def chunks(arrays):
@@ -108,9 +108,8 @@ def chain_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
            "spans_agree": agree, "tiled_spans": {},
            "layer_major_spans": passes(major_call, major_parts, n, repeats)}
     for width in sorted({16, K.TILE, 256}):
-        tiled = [args[0], *(jax.device_put(tiled_copy(batch, f, width)) for f in
-                            ("kernel", "stride", "dilation", "pad_before", "pad_after")),
-                 *args[6:]]
+        tiled = [None, *(jax.device_put(tiled_view(batch, f, width)) for f in SPAN_FIELDS),
+                 *args[5:]]
         out["tiled_spans"][str(width)] = passes(kernel_call, chunks(tiled), n, repeats)
         if width == K.TILE and K.loop_emitter_available():
             out["tiled_spans_loop_emitter"] = passes(
@@ -118,9 +117,9 @@ def chain_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
     return out
 
 
-def tiled_copy(batch, field: str, width: int) -> np.ndarray:
+def tiled_view(batch, field: str, width: int) -> np.ndarray:
     """A parameter of a square batch tiled ``width`` chains at a time, [N / width, L, 1, width]."""
-    return tiled(np.ascontiguousarray(batch.axes_major(field, 1)), width)
+    return tiled(batch.axes_major(field, 1), width)
 
 
 # ----------------------------------------------------------------------------- DAGs
@@ -165,8 +164,7 @@ def _dag_program(step, rows: bool):
 def kernel_figures(batch, chunk: int, repeats: int) -> dict:
     """``propagate`` on ``batch`` in chunks at an unknown input size, with the emitter it
     picks and, on CPUs, with the default emitter (kernel_throughput.time_chunked)."""
-    options = kt.kernel_options(batch, 0)
-    args = kt.with_size(kt.device_args(batch, 1), 0)
+    args, options = kt.device_inputs(batch, 0)
     figures = {"topology": options["topology"],
                "kernel": kt.time_chunked(args, options, chunk, repeats)}
     if K.loop_emitter_available():
@@ -180,8 +178,8 @@ def kernel_figures(batch, chunk: int, repeats: int) -> dict:
 
 def dag_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
     batch, _ = kt.random_dags(n, kt.DAG_LAYERS + 1, rng)
-    args = kt.with_size(kt.device_args(batch, 1), 0)
-    assert kt.kernel_options(batch, 0)["topology"] == "dag"
+    args, options = kt.device_inputs(batch, 0)
+    assert options["topology"] == "dag"
     with jax.enable_x64(True):
         parts = [[a[..., i : i + chunk] for a in args[:-1]] + [args[-1]]
                  for i in range(0, n, chunk)]

@@ -27,6 +27,8 @@ indexed ``[N, L, ...]``: ``Batch.layer_major(name)`` gives the contiguous
 (h = w for each parameter, the common case), the five parameter fields store one axis
 and are read-only broadcast views on the last axis (stride 0, ``Batch.square``): half the
 memory, and the kernel then computes one axis at a square or unknown input size.
+The unrolled chain program reads its parameters through :func:`tiled` views instead
+(``[N / T, L, A, T]``), which the device transfer copies into contiguous tiles.
 
 Rational jumps (upsampling, transposed convolution) fit this card as one more
 op code and an ``upsample`` factor array [N, L, 2]; the kernel then carries the
@@ -92,7 +94,7 @@ def square_view(major: np.ndarray) -> np.ndarray:
 def tiled(major: np.ndarray, width: int) -> np.ndarray:
     """A layer-major [L, A, N] array viewed as [N / width, L, A, width] (N a multiple of
     ``width``; no copy). The device transfer makes it contiguous, every layer of ``width``
-    networks in one block, and copies these views faster than layer-major rows."""
+    networks in one block, and copies these views as fast as layer-major rows."""
     depth, axes, n = major.shape
     return major.reshape(depth, axes, n // width, width).transpose(2, 0, 1, 3)
 
