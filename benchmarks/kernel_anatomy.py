@@ -1,5 +1,6 @@
 """Where the kernel's time goes on this machine's device: the measurements behind the
-README's "Why two kernel targets are not met".
+README's account of the kernel targets (how the chain target was met, why the DAG
+target is not).
 
 1. Chains (random 64-layer chains, built as ``kernel_throughput.py`` builds them): the
    plain-chain span recurrence alone (the first of the kernel's two programs,
