@@ -261,7 +261,8 @@ def _program(op, kernel, stride, dilation, pad_before, pad_after, preds, output,
     preds: [L, M, N] ([L, M] when ``topology == 'shared'``); output: [N] (output node).
     The unrolled chain program (:func:`unrolled`) reads only kernel, stride, dilation and
     pad_before, tiled: [N / T, L, A, T] (:func:`rfsearch.encode.tiled`); the driver then
-    sends None for op, pad_after, preds and output.
+    sends None for op, pad_after, preds and output. (Given layer-major arrays instead,
+    the same recurrence runs as a rolled scan: the same numbers, slower.)
     input_size: [2] (ignored unless ``features.sized``). ``topology``: 'chain' (each
     node reads the one before), 'shared' (one DAG for all N) or 'dag' (one per network).
     ``dtype`` ('int32' or 'int64') is the compute width. Result fields are [A, N].

@@ -217,3 +217,24 @@ def test_dag_buffer_words_round_trip(dtype, sized, rows):
     for name, want in state._asdict().items():
         got = np.asarray(getattr(back, name))
         assert got.dtype == want.dtype and (got == want).all(), name
+
+
+def test_tiled_and_layer_major_chain_programs_agree():
+    """The driver sends the unrolled chain program tiled views; layer-major arrays with the
+    same options run the recurrence as a rolled scan. Both give the same states."""
+    from rfsearch import driver
+
+    rng = np.random.default_rng(1)
+    batch = rfsearch.chains(rng.choice([1, 3, 5], (300, 20, 2)),
+                            stride=rng.choice([1, 2], (300, 20)),
+                            dilation=rng.choice([1, 2], (300, 20)), padding=1)
+    args, options = driver.kernel_inputs(batch, slice(None), None, False, "int32", 320)
+    assert args[1].shape == (320 // 64, batch.depth, 2, 64)  # tiles of 64 chains
+    assert K.unrolled(batch.depth, **options)
+    major = driver.kernel_arrays(batch, slice(None), 2)
+    with jax.enable_x64(True):
+        tiled = K.propagate(*args, **options).out
+        rolled = K.propagate(*major[:6], major[6][..., :1], batch.output,
+                             np.zeros(2, np.int64), **options).out
+    for name, a, b in zip(tiled._fields, tiled, rolled, strict=True):
+        assert np.array_equal(np.asarray(a)[:, :300], np.asarray(b)), name
