@@ -137,6 +137,7 @@ def render(res: dict) -> str:
         "",
         "Re-run: `python benchmarks/kernel_throughput.py && python benchmarks/end_to_end.py "
         "&& python benchmarks/kernel_anatomy.py && python benchmarks/search_throughput.py "
+        "--ofa-full --fresh-nasbench101 "
         "&& python benchmarks/render_readme.py`.",
     ]
     return "\n".join(lines)
