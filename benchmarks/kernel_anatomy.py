@@ -69,8 +69,7 @@ SPAN_FIELDS = ("kernel", "stride", "dilation", "pad_before")
 def _layer_major_spans(kernel, stride, dilation, pad_before):
     """The kernel's plain-chain recurrence on layer-major parameters ([L, 1, N]), unrolled
     the same way; spans [1, N]."""
-    zero = jnp.zeros(kernel.shape[1:], jnp.float32)
-    x0 = K.Spans(zero, zero, zero + 1, zero, zero, zero + K.NO_EMPTY)
+    x0 = K._spans(jnp.zeros(kernel.shape[1:]))
     params = K.LayerParams(None, kernel, stride, dilation, pad_before, None)
     nodes = jnp.arange(kernel.shape[0], dtype=jnp.int32)
     spans, _ = lax.scan(K._plain_chain(False, False), x0, (params, nodes), unroll=True)

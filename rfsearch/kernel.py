@@ -75,9 +75,11 @@ class Spans(NamedTuple):
 NO_EMPTY = float(2**24)
 
 
-def _spans(x0: NodeState) -> Spans:
-    zero = jnp.zeros(x0.u.shape, jnp.float32)
-    size = x0.size.astype(jnp.float32)
+def _spans(size: jax.Array) -> Spans:
+    """The input's spans: r - 1 = P = 0, J = 1, map size ``size`` (0 = unknown; its
+    shape is the fields' shape)."""
+    size = size.astype(jnp.float32)
+    zero = jnp.zeros_like(size)
     return Spans(zero, zero, zero + 1, size, size, zero + NO_EMPTY)
 
 
@@ -112,8 +114,7 @@ def _tiled_chain(params: LayerParams) -> Spans:
     [N / T, L, A, T] (nothing else is read), spans [N / T, A, T]. Node 0 is the input:
     its identity parameters change nothing."""
     tiles, depth, axes, width = params.kernel.shape
-    zero = jnp.zeros((tiles, axes, width), jnp.float32)
-    x0 = Spans(zero, zero, zero + 1, zero, zero, zero + NO_EMPTY)
+    x0 = _spans(jnp.zeros((tiles, axes, width)))
     step = _plain_chain(False, False)
 
     def tiled_step(x, node):
@@ -282,7 +283,8 @@ def _program(op, kernel, stride, dilation, pad_before, pad_after, preds, output,
     nodes = jnp.arange(L, dtype=jnp.int32)
     layers = None
     if topology == "chain" and dt == np.int32 and not (features.same or features.whole):
-        out, ys = lax.scan(_plain_chain(features.sized, per_layer), _spans(x0), (params, nodes))
+        step = _plain_chain(features.sized, per_layer)
+        out, ys = lax.scan(step, _spans(x0.size), (params, nodes))
         out = _from_spans(out)
         layers = None if ys is None else _from_spans(ys)
     elif topology == "chain":
