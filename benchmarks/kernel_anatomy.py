@@ -2,20 +2,20 @@
 README's account of the kernel targets (how the chain target was met, why the DAG
 target is not).
 
-1. Chains (random 64-layer chains, built as ``kernel_throughput.py`` builds them): the
-   plain-chain span recurrence alone (the first of the kernel's two programs,
+1. Chains (random 64-layer chains, built by ``workloads.py``): the plain-chain span
+   recurrence alone (the first of the kernel's two programs,
    ``rfsearch.kernel._propagate``) on the tiled parameters the driver sends it
    (``[N / T, L, 1, T]``: every layer of T chains contiguous), for tile widths T of 16,
    ``rfsearch.kernel.TILE`` and 256, compiled by XLA's default and (on CPUs) its loop
    emitter; and the same recurrence on the layer-major layout a ``Batch`` stores
    (``[L, 1, N]`` per parameter), which the kernel read before. The spans must agree.
-2. DAGs (``--dags`` random 64-layer DAGs with per-network topologies, built as
-   ``kernel_throughput.py`` builds them): ``rfsearch.kernel.propagate`` as it is; the
-   gather alone (three 5-word slices per node read from the ``[L, N, F]`` buffer, summed
-   and written back); the node arithmetic alone (every input slot reads the previous
-   node's block, no gather) with the kernel's ``[L, N, F]`` buffer and with a field-major
-   ``[L, F, N]`` buffer (the layout of shared topologies). The DAG programs are compiled
-   as the kernel compiles them (XLA's loop emitter on CPUs, where available).
+2. DAGs (random 64-layer DAGs with per-network topologies, built by ``workloads.py``):
+   ``rfsearch.kernel.propagate`` as it is; the gather alone (three 5-word slices per
+   node read from the ``[L, N, F]`` buffer, summed and written back); the node
+   arithmetic alone (every input slot reads the previous node's block, no gather) with
+   the kernel's ``[L, N, F]`` buffer and with a field-major ``[L, F, N]`` buffer (the
+   layout of shared topologies). The DAG programs are compiled as the kernel compiles
+   them (XLA's loop emitter on CPUs, where available).
 
 Every figure: candidates per second, chunks of the driver's size run ``driver.workers()``
 at a time, median of ``--repeats`` passes. Writes ``benchmarks/results/kernel_anatomy.json``
@@ -40,7 +40,7 @@ import numpy as np
 from jax import lax
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import kernel_throughput as kt
+import workloads as W
 
 from rfsearch import driver
 from rfsearch import kernel as K
@@ -80,14 +80,14 @@ layer_major_spans = jax.jit(_layer_major_spans)
 
 
 def chain_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
-    batch = kt.random_chains(n, kt.CHAIN_LAYERS, rng)
-    args, options = kt.device_inputs(batch, 0)
+    batch = W.random_chains(n, W.CHAIN_LAYERS, rng)
+    args, options = W.device_inputs(batch, 0)
     assert args[1].ndim == 4 and K.unrolled(args[1].shape[1], **options), options
     major = [jax.device_put(np.ascontiguousarray(batch.axes_major(f, 1))) for f in SPAN_FIELDS]
 
     def chunks(arrays):
         with jax.enable_x64(True):
-            return [jax.block_until_ready([kt.rows_of(a, i, chunk, n) for a in arrays])
+            return [jax.block_until_ready([W.rows_of(a, i, chunk, n) for a in arrays])
                     for i in range(0, n, chunk)]
 
     def kernel_call(part, program=K._propagate):
@@ -104,7 +104,7 @@ def chain_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
     major_parts = chunks(major)
     agree = all(np.array_equal(a, b) for a, b in zip(
         flat(kernel_call(chunks(args)[0])), flat(major_call(major_parts[0])), strict=True))
-    out = {"n": n, "layers": kt.CHAIN_LAYERS, "chunk": chunk, "tile": K.TILE,
+    out = {"n": n, "layers": W.CHAIN_LAYERS, "chunk": chunk, "tile": K.TILE,
            "spans_agree": agree, "tiled_spans": {},
            "layer_major_spans": passes(major_call, major_parts, n, repeats)}
     for width in sorted({16, K.TILE, 256}):
@@ -163,22 +163,22 @@ def _dag_program(step, rows: bool):
 
 def kernel_figures(batch, chunk: int, repeats: int) -> dict:
     """``propagate`` on ``batch`` in chunks at an unknown input size, with the emitter it
-    picks and, on CPUs, with the default emitter (kernel_throughput.time_chunked)."""
-    args, options = kt.device_inputs(batch, 0)
+    picks and, on CPUs, with the default emitter (workloads.time_chunked)."""
+    args, options = W.device_inputs(batch, 0)
     figures = {"topology": options["topology"],
-               "kernel": kt.time_chunked(args, options, chunk, repeats)}
+               "kernel": W.time_chunked(args, options, chunk, repeats)}
     if K.loop_emitter_available():
         available, K.loop_emitter_available = K.loop_emitter_available, lambda: False
         try:
-            figures["default_emitter"] = kt.time_chunked(args, options, chunk, repeats)
+            figures["default_emitter"] = W.time_chunked(args, options, chunk, repeats)
         finally:
             K.loop_emitter_available = available
     return figures
 
 
 def dag_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
-    batch, _ = kt.random_dags(n, kt.DAG_LAYERS + 1, rng)
-    args, options = kt.device_inputs(batch, 0)
+    batch, _ = W.random_dags(n, W.DAG_LAYERS + 1, rng)
+    args, options = W.device_inputs(batch, 0)
     assert options["topology"] == "dag"
     with jax.enable_x64(True):
         parts = [[a[..., i : i + chunk] for a in args[:-1]] + [args[-1]]
@@ -189,7 +189,7 @@ def dag_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
                 "arithmetic_only_LFN": _dag_program(_arithmetic_only(True), True)}
     per_network = kernel_figures(batch, chunk, repeats)
     shared = kernel_figures(batch.take(np.zeros(n, np.int64)), chunk, repeats)
-    out = {"n": n, "nodes": kt.DAG_LAYERS + 1, "chunk": chunk, "slot_words": SLOT_WORDS,
+    out = {"n": n, "nodes": W.DAG_LAYERS + 1, "chunk": chunk, "slot_words": SLOT_WORDS,
            "loop_emitter": K.loop_emitter_available(),
            "kernel": per_network["kernel"],
            "kernel_default_emitter": per_network.get("default_emitter"),
@@ -229,12 +229,12 @@ def main(argv=None) -> int:
         "question": "where the kernel's time goes: layouts and gather versus arithmetic",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "quick": args.quick, "repeats": args.repeats, "seed": args.seed,
-        "statistic": "median", "workers": driver.workers(), "device": kt.device_info(),
-        "chains": chain_anatomy(n_chains, kt.DEFAULT_CHUNK, args.repeats, rng),
+        "statistic": "median", "workers": driver.workers(), "device": W.device_info(),
+        "chains": chain_anatomy(n_chains, driver.DEFAULT_CHUNK, args.repeats, rng),
         "dags": dag_anatomy(n_dags, driver.DAG_CHUNK, args.repeats, rng),
     }
     res["summary"] = summary_line(res)
-    out = args.out or kt.RESULTS / ("kernel_anatomy_quick.json" if args.quick
+    out = args.out or W.RESULTS / ("kernel_anatomy_quick.json" if args.quick
                                     else "kernel_anatomy.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")

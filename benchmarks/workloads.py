@@ -1,0 +1,253 @@
+"""Workloads and timing shared by the kernel benchmarks (``kernel_throughput.py`` and
+``kernel_anatomy.py``): random square chains and DAGs built as ``rfsearch`` encodes them,
+their kernel arguments laid out on the device exactly as the driver lays them out, and
+timed calls of ``rfsearch.kernel.propagate`` (single and chunked, as the driver calls it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a source tree without installation
+    sys.path.insert(0, str(ROOT))
+
+import rfsearch  # noqa: E402
+from rfsearch import driver, ops  # noqa: E402
+from rfsearch import kernel as K  # noqa: E402
+from rfsearch.driver import compute_dtype  # noqa: E402
+from rfsearch.encode import (  # noqa: E402
+    PARAM_FIELDS,
+    Batch,
+    _layer_major,
+    depth_bucket,
+    fan_in_bucket,
+    square_view,
+)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CHAIN_LAYERS = 64
+DAG_LAYERS = 64  # plus node 0, the input: 65 nodes, the 64-layer depth bucket
+DAG_MAX_INPUTS = 3
+DAG_MAX_DOWNSAMPLES = 5  # 224 / 2**5 = 7: every DAG stays valid at 224x224
+STRIDE2_PROBABILITY = 1 / 16
+SIZE = 224
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def random_chains(n: int, layers: int, rng: np.random.Generator, chunk: int = 1 << 17) -> Batch:
+    """``n`` random square chains via ``rfsearch.chains``, built ``chunk`` rows at a time."""
+    parts = []
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        kernel = rng.choice(np.array([1, 3, 5, 7], np.int8), (m, layers))
+        dilation = rng.integers(1, 3, (m, layers), dtype=np.int8)
+        stride = np.where(rng.random((m, layers)) < STRIDE2_PROBABILITY, 2, 1).astype(np.int8)
+        padding = rng.integers(0, 4, (m, layers), dtype=np.int8)
+        names = np.char.add("chain", np.arange(start, start + m).astype(str)).astype(object)
+        parts.append(rfsearch.chains(kernel, stride, dilation, padding, names=names))
+    if len(parts) == 1:
+        return parts[0]
+    fields = {}
+    for name in ("op", "preds"):
+        layer_major = np.concatenate([p.layer_major(name) for p in parts], axis=-1)
+        fields[name] = np.moveaxis(layer_major, -1, 0)  # [N, L, ...] view, layer-major memory
+    for name in PARAM_FIELDS:  # square chains: one stored axis, as rfsearch.chains keeps it
+        fields[name] = square_view(np.concatenate([p.axes_major(name, 1) for p in parts], -1))
+    return Batch(
+        **fields,
+        length=np.concatenate([p.length for p in parts]),
+        output=np.concatenate([p.output for p in parts]),
+        names=np.concatenate([p.names for p in parts]),
+        is_chain=True,
+        **{name: getattr(parts[0], name) for name in ("has_same", "has_whole")
+           if hasattr(parts[0], name)},
+    )
+
+
+def random_dags(n: int, nodes: int, rng: np.random.Generator) -> tuple[Batch, np.ndarray]:
+    """``n`` random valid DAGs of ``nodes`` nodes as a Batch, and each one's downsample count.
+
+    Node i reads node i - 1, so every node is connected and the output (the last node)
+    depends on all of them. A few single-input nodes (at most DAG_MAX_DOWNSAMPLES) have
+    stride 2; every other window keeps the map size ('same'-style padding, stride 1). A
+    merge node ('add', 2 or 3 inputs) adds inputs drawn from the nodes at or after the
+    latest stride-2 node, so its inputs share the jump and the map size at any input size.
+    """
+    L = depth_bucket(nodes)
+    M = fan_in_bucket(DAG_MAX_INPUTS)
+    # square windows: one stored axis per parameter ([L, 1, N]), as rfsearch.encode keeps it
+    major = {name: np.full((L, 1, n), 0 if name.startswith("pad") else 1, np.int8)
+             for name in PARAM_FIELDS}
+    op = _layer_major((n, L), np.int8)
+    op[...] = ops.ELEMENTWISE
+    op[:, 0] = ops.INPUT
+    preds = _layer_major((n, L, M), np.int32)
+    preds[...] = -1
+    preds[:, :, 0] = np.arange(L, dtype=np.int32) - 1  # node 0 reads nothing (-1)
+    last_down = np.zeros(n, np.int32)  # latest stride-2 node (0 = the input)
+    downs = np.zeros(n, np.int32)
+    for i in range(1, nodes):
+        down = (rng.random(n) < STRIDE2_PROBABILITY) & (downs < DAG_MAX_DOWNSAMPLES)
+        span = i - 1 - last_down  # candidates for extra inputs: last_down .. i - 2
+        extra = rng.choice(np.array([0, 0, 1, 2]), n)  # extra inputs besides node i - 1
+        merge = ~down & (extra > 0) & (span > 0)
+        first = last_down + (rng.random(n) * span).astype(np.int32)
+        second = last_down + (rng.random(n) * span).astype(np.int32)
+        preds[:, i, 1] = np.where(merge, first, -1)
+        preds[:, i, 2] = np.where(merge & (extra == 2) & (second != first), second, -1)
+        pool = rng.random(n) < 0.25
+        kernel = np.where(pool, rng.choice(np.array([2, 3]), n),
+                          rng.choice(np.array([1, 3, 5, 7]), n))
+        dilation = np.where(pool, 1, rng.integers(1, 3, n))
+        k_eff = dilation * (kernel - 1) + 1
+        before = (k_eff - 1) // 2
+        window = ~merge
+        op[:, i] = np.where(merge, ops.ADD, np.where(pool, ops.MAXPOOL, ops.CONV))
+        for name, value in (("kernel", kernel), ("dilation", dilation),
+                            ("stride", np.where(down, 2, 1)), ("pad_before", before),
+                            ("pad_after", k_eff - 1 - before)):
+            fill = 0 if name.startswith("pad") else 1
+            major[name][i, 0] = np.where(window, value, fill)
+        last_down = np.where(down, i, last_down).astype(np.int32)
+        downs += down
+    flags = {name: False for name in ("has_same", "has_whole")  # no 'same' pads, no dense
+             if name in {f.name for f in dataclasses.fields(Batch)}}
+    batch = Batch(
+        op=op, preds=preds, **{name: square_view(a) for name, a in major.items()},
+        length=np.full(n, nodes, np.int32),
+        output=np.full(n, nodes - 1, np.int32),
+        names=np.char.add("dag", np.arange(n).astype(str)).astype(object),
+        is_chain=False, **flags,
+    )
+    return batch, downs
+
+
+def device_inputs(batch: Batch, size: int) -> tuple[list[jax.Array], dict]:
+    """The kernel's positional arguments on the device, laid out exactly as the driver lays
+    them out for the whole batch (``driver.kernel_inputs``: one stored axis for square
+    batches, tiled parameters for the unrolled chain program, [L, M] input slots for a
+    shared topology), and its static options."""
+    shape = (size, size) if size else None
+    arrays, options = driver.kernel_inputs(batch, slice(None), shape, False,
+                                           compute_dtype(batch, shape), len(batch))
+    with jax.enable_x64(True):
+        args = [None if a is None else jax.device_put(np.ascontiguousarray(a)) for a in arrays]
+    return jax.block_until_ready(args), options
+
+
+def rows_in(args) -> int:
+    """Networks in a list of kernel arguments (the kernel parameter is [L, A, N] or tiled)."""
+    kernel = args[1]
+    return kernel.shape[0] * kernel.shape[-1] if kernel.ndim == 4 else kernel.shape[-1]
+
+
+def rows_of(a: jax.Array, start: int, count: int, n: int) -> jax.Array:
+    """Rows ``start .. start + count`` of a kernel argument for ``n`` networks: along the
+    last axis, or along the first for tiled parameters ([n / T, L, A, T]); arguments not
+    per row (shared input slots, the input size) and absent ones (None) are returned whole."""
+    if a is None:
+        return a
+    if a.ndim == 4:
+        width = a.shape[-1]
+        return a[start // width : (start + count) // width]
+    return a[..., start : start + count] if a.shape[-1] == n else a
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def describe(options: dict) -> dict:
+    """JSON-friendly copy of the kernel options."""
+    return {k: (v._asdict() if hasattr(v, "_asdict") else v) for k, v in options.items()}
+
+
+def time_kernel(args, options: dict, repeats: int) -> tuple[dict, object]:
+    """First-call and steady-state timings of ``propagate``; returns (figures, last result)."""
+    n = rows_in(args)
+
+    def call():
+        with jax.enable_x64(True):
+            return jax.block_until_ready(K.propagate(*args, **options))
+
+    start = time.perf_counter()
+    result = call()
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    figures = {
+        "options": describe(options),
+        "first_call_s": first,
+        "compile_s": max(0.0, first - median),  # tracing + compilation, first call less a run
+        "times_s": times,
+        "median_s": median,
+        "cand_per_s": n / median,
+    }
+    return figures, result
+
+
+def time_chunked(args, options: dict, chunk: int, repeats: int) -> dict:
+    """Throughput when the batch goes through ``propagate`` ``chunk`` rows per call, as the
+    driver calls it: slices made on the device before timing, ``driver.workers()`` calls
+    in flight at a time (one per CPU core); median of whole passes."""
+    n = rows_in(args)
+    if chunk >= n:
+        return {"chunk": n, "calls": 1, "same_as_single_call": True}
+
+    def call(part):
+        with jax.enable_x64(True):
+            return jax.block_until_ready(K.propagate(*part, **options))
+
+    with jax.enable_x64(True):
+        parts = [jax.block_until_ready([rows_of(a, i, chunk, n) for a in args])
+                 for i in range(0, n, chunk)]
+    start = time.perf_counter()
+    call(parts[0])
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        list(driver.concurrently(call, parts))
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {"chunk": chunk, "calls": len(parts), "workers": driver.workers(),
+            "first_call_s": first, "compile_s": max(0.0, first - median / len(parts)),
+            "times_s": times, "median_s": median, "cand_per_s": n / median}
+
+
+def device_info() -> dict:
+    dev = jax.devices()[0]
+    cpu_model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "platform": dev.platform,
+        "device_kind": dev.device_kind,
+        "device": str(dev),
+        "device_count": jax.device_count(),
+        "cpu_model": cpu_model,
+        "cpu_cores": cores,
+        "host": platform.node(),
+        "python": platform.python_version(),
+    }
