@@ -19,7 +19,7 @@ target is not).
 
 Every figure: candidates per second, chunks of the driver's size run ``driver.workers()``
 at a time, median of ``--repeats`` passes. Writes ``benchmarks/results/kernel_anatomy.json``
-and prints one summary line.
+(``kernel_anatomy_quick.json`` with ``--quick``) and prints one summary line.
 
     python benchmarks/kernel_anatomy.py [--quick]
 """
@@ -108,12 +108,12 @@ def chain_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
            "spans_agree": agree, "tiled_spans": {},
            "layer_major_spans": passes(major_call, major_parts, n, repeats)}
     for width in sorted({16, K.TILE, 256}):
-        tiled = [None, *(jax.device_put(tiled_view(batch, f, width)) for f in SPAN_FIELDS),
+        tiles = [None, *(jax.device_put(tiled_view(batch, f, width)) for f in SPAN_FIELDS),
                  *args[5:]]
-        out["tiled_spans"][str(width)] = passes(kernel_call, chunks(tiled), n, repeats)
+        out["tiled_spans"][str(width)] = passes(kernel_call, chunks(tiles), n, repeats)
         if width == K.TILE and K.loop_emitter_available():
             out["tiled_spans_loop_emitter"] = passes(
-                lambda part: kernel_call(part, K._propagate_loop), chunks(tiled), n, repeats)
+                lambda part: kernel_call(part, K._propagate_loop), chunks(tiles), n, repeats)
     return out
 
 

@@ -215,12 +215,15 @@ def render_anatomy(res: dict) -> str:
 
     used = "loop" if d.get("loop_emitter") else "default"
     tile = str(c["tile"])
+    widths = c["tiled_spans"]
+    if "cand_per_s" in widths:  # results from before the kernel read tiles: one width
+        widths = {tile: widths}
     rows = [
         (f"Chains: span program (the kernel's first), tiles of {tile} chains `[N/{tile}, L, 1, "
          f"{tile}]` (as the driver sends them)", f"{c['n']:,} × {c['layers']} layers",
-         rate(c["tiled_spans"][tile]["cand_per_s"])),
+         rate(widths[tile]["cand_per_s"])),
         *((f"Chains: the same program on tiles of {w} chains", "same", rate(f["cand_per_s"]))
-          for w, f in c["tiled_spans"].items() if w != tile),
+          for w, f in widths.items() if w != tile),
         *optional("Chains: the same program compiled with XLA's loop emitter (not used for "
                   "chains)", c.get("tiled_spans_loop_emitter")),
         ("Chains: the same recurrence on the layer-major layout `[L, 1, N]` a Batch stores "

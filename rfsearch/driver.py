@@ -10,7 +10,6 @@ concurrent calls measured 1.1x (unrolled chains) to 2x (sized chains, DAGs) fast
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -167,22 +166,24 @@ def kernel_arrays(batch: Batch, rows: slice | np.ndarray, axes: int) -> list[np.
 def kernel_inputs(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: str,
                   bucket: int) -> tuple[list[np.ndarray], dict]:
     """The positional arguments of :func:`~rfsearch.kernel.propagate` for ``rows`` padded to
-    ``bucket`` rows (copies of the first), laid out as the chosen program reads them, and
+    ``bucket`` rows (copies of the first; the unrolled chain program's to whole tiles of
+    :data:`~rfsearch.kernel.TILE` rows), laid out as the chosen program reads them, and
     its static options."""
     axes = state_axes(batch, size)
     *fields, preds = kernel_arrays(batch, rows, axes)
     output = batch.output[rows]
     n = output.shape[0]
 
-    def padded(a):
-        return np.concatenate([a, np.repeat(a[..., :1], bucket - n, -1)], -1) if bucket > n else a
+    def padded(a, rows=bucket):
+        return np.concatenate([a, np.repeat(a[..., :1], rows - n, -1)], -1) if rows > n else a
 
     # a chain program never reads its input slots: one column stands in for them
     preds = np.ascontiguousarray(preds[..., :1]) if batch.is_chain else padded(preds)
     options = kernel_options(batch, preds, size, per_layer, dtype)
     if K.unrolled(batch.depth, **options):  # it reads four tiled parameters, nothing else
-        width = math.gcd(K.TILE, bucket)
-        kernel, stride, dilation, pad_before = (tiled(padded(a), width) for a in fields[1:5])
+        whole = -(-bucket // K.TILE) * K.TILE  # whole tiles (narrow ones run slowly)
+        kernel, stride, dilation, pad_before = (tiled(padded(a, whole), K.TILE)
+                                                for a in fields[1:5])
         return [None, kernel, stride, dilation, pad_before, None, None, None,
                 np.zeros(2, np.int64)], options
     fields, output = [padded(a) for a in fields], padded(output)
@@ -222,12 +223,14 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk: int | None = None,
     """Kernel results for a whole Batch, chunk by chunk, int32 with int64 fallback.
 
     ``chunk``: rows per kernel call (None: :func:`default_chunk`; DAGs use at most
-    DAG_CHUNK)."""
+    DAG_CHUNK; chains a multiple of the unrolled program's tile, TILE rows)."""
     n = len(batch)
     dtype = compute_dtype(batch, size)
     if chunk is None:
         chunk = default_chunk(batch)
     chunk = chunk if batch.is_chain else min(chunk, DAG_CHUNK)
+    if batch.is_chain and chunk > K.TILE:  # whole tiles: no padded copy per chunk
+        chunk -= chunk % K.TILE
     def chunk_result(start: int) -> Raw:
         rows = slice(start, min(n, start + chunk))
         raw = _run(batch, rows, size, per_layer, dtype, chunk_bucket(rows.stop - start, chunk))

@@ -176,8 +176,9 @@ def evaluate(specs, *, input_size=None, per_layer: bool = False, progress: bool 
     one-line ``error``; every other row is computed. See ``rfsearch.table.COLUMNS``.
     ``analysis=True`` adds the resolution-aware columns of :mod:`rfsearch.analysis`
     (``exempt_1x1``: 1x1 layers are never unproductive by the rf_min rule).
-    ``chunk_size``: networks per kernel call (memory is bounded by it); None picks the
-    default for the batch (:func:`rfsearch.driver.default_chunk`).
+    ``chunk_size``: networks per kernel call (memory is bounded by it; chains round it
+    down to a multiple of 64); None picks the default for the batch
+    (:func:`rfsearch.driver.default_chunk`).
     """
     size = parse_input_size(input_size)
     if chunk_size is not None and (isinstance(chunk_size, bool)

@@ -247,8 +247,9 @@ class KernelResult(NamedTuple):
 
 
 def unrolled(depth: int, topology: str, features: Features, per_layer: bool, dtype: str) -> bool:
-    """Whether :func:`_program` unrolls this chain program. It then reads its parameters
-    tiled (:func:`rfsearch.encode.tiled`) and returns Spans."""
+    """Whether this is the unrolled chain program: :func:`_program` then expects its
+    parameters tiled (:func:`rfsearch.encode.tiled`) and returns Spans. (Given layer-major
+    arrays with the same options, it runs a rolled scan and returns node states.)"""
     return (topology == "chain" and np.dtype(dtype) == np.int32 and depth <= UNROLL_DEPTH
             and not (features.same or features.whole or features.sized or per_layer))
 

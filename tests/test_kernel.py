@@ -33,8 +33,8 @@ def test_compile_count_is_bounded_across_chunk_sizes():
 @pytest.mark.parametrize("square", [True, False])
 @pytest.mark.parametrize("size", [None, 300])
 def test_chunking_does_not_change_results(size, square):
-    # at an unknown size the unrolled chain program reads tiles of gcd(TILE, rows) chains:
-    # chunks of 64, 100 and 699 rows make tiles of 64, 4 and 1
+    # at an unknown size the unrolled chain program reads tiles of TILE chains: chunks of
+    # 64, 100 and 699 rows run as 64, 64 and 640 rows per call, the last one padded
     rng = np.random.default_rng(3)
     shape = (700, 10) if square else (700, 10, 2)
     params = {"kernel": rng.choice([1, 2, 3, 5], shape), "stride": rng.choice([1, 1, 2], shape),
@@ -231,6 +231,8 @@ def test_tiled_and_layer_major_chain_programs_agree():
     args, options = driver.kernel_inputs(batch, slice(None), None, False, "int32", 320)
     assert args[1].shape == (320 // 64, batch.depth, 2, 64)  # tiles of 64 chains
     assert K.unrolled(batch.depth, **options)
+    odd, _ = driver.kernel_inputs(batch, slice(0, 299), None, False, "int32", 299)
+    assert odd[1].shape == (5, batch.depth, 2, 64)  # padded to whole tiles
     major = driver.kernel_arrays(batch, slice(None), 2)
     with jax.enable_x64(True):
         tiled = K.propagate(*args, **options).out
