@@ -79,8 +79,9 @@ def _layer_major_spans(kernel, stride, dilation, pad_before):
 layer_major_spans = jax.jit(_layer_major_spans)
 
 
-def chain_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
+def chain_anatomy(n: int, repeats: int, rng) -> dict:
     batch = W.random_chains(n, W.CHAIN_LAYERS, rng)
+    chunk = min(n, driver.default_chunk(batch))
     args, options = W.device_inputs(batch, 0)
     assert args[1].ndim == 4 and K.unrolled(args[1].shape[1], **options), options
     major = [jax.device_put(np.ascontiguousarray(batch.axes_major(f, 1))) for f in SPAN_FIELDS]
@@ -230,7 +231,7 @@ def main(argv=None) -> int:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "quick": args.quick, "repeats": args.repeats, "seed": args.seed,
         "statistic": "median", "workers": driver.workers(), "device": W.device_info(),
-        "chains": chain_anatomy(n_chains, driver.DEFAULT_CHUNK, args.repeats, rng),
+        "chains": chain_anatomy(n_chains, args.repeats, rng),
         "dags": dag_anatomy(n_dags, driver.DAG_CHUNK, args.repeats, rng),
     }
     res["summary"] = summary_line(res)

@@ -252,7 +252,7 @@ def measure(batch: Batch, what: str, repeats: int, log) -> tuple[dict, object]:
     figures["driver_unknown_size"] = ({**figures["unknown_size"], "chunk": len(batch)}
                                       if "cand_per_s" not in driven[0] else driven[0])
     figures["chunked_size_224"] = [time_chunked(
-        *device_inputs(batch, SIZE), driver.default_chunk(batch), repeats)]
+        *device_inputs(batch, SIZE), driver.default_chunk(batch, (SIZE, SIZE)), repeats)]
     return figures, result
 
 
@@ -267,7 +267,8 @@ def measure_shared(dags: Batch, repeats: int, log) -> dict:
         log(f"timing the kernel on DAGs sharing one topology at input size {size or 'unknown'} ...")
         args, options = device_inputs(shared, size)
         assert options["topology"] == "shared", options
-        timed = time_chunked(args, options, driver.default_chunk(shared), repeats)
+        timed = time_chunked(args, options, driver.default_chunk(shared, (size, size) if size
+                                                                 else None), repeats)
         if "cand_per_s" not in timed:  # one chunk (--quick): a single call
             timed = {**time_kernel(args, options, repeats)[0], "chunk": len(shared)}
         figures[label] = {**timed, "options": describe(options)}
@@ -346,6 +347,7 @@ def main(argv=None) -> int:
         "seed": args.seed,
         "statistic": "median",
         "driver_default_chunk": DEFAULT_CHUNK,
+        "driver_unrolled_chunk": driver.UNROLLED_CHUNK,
         "driver_workers": driver.workers(),
         "driver_dag_chunk": driver.DAG_CHUNK,
         "device": device_info(),

@@ -24,7 +24,8 @@ from . import kernel as K
 from .encode import PARAM_FIELDS, Batch, tiled
 from .errors import SpecError
 
-DEFAULT_CHUNK = 1 << 15  # chains: 2^15..2^17 measured alike on 2 cores with 2 workers
+DEFAULT_CHUNK = 1 << 15  # chains: rolled scans keep their state in cache at 2^15
+UNROLLED_CHUNK = 1 << 17  # the unrolled chain program keeps it in registers (see default_chunk)
 DAG_CHUNK = 1 << 12  # DAGs carry every node's state: smaller chunks keep it in cache
 MIN_CHUNK_BUCKET = 64
 KERNEL_FIELDS = ("op", "kernel", "stride", "dilation", "pad_before", "pad_after", "preds")
@@ -75,10 +76,19 @@ def concurrently(fn: Callable, items: Iterable) -> Iterator:
     return _pool(count).map(fn, items)
 
 
-def default_chunk(batch: Batch) -> int:
-    """Rows per kernel call when the caller does not choose (measured in
-    benchmarks/kernel_throughput.py): DAG_CHUNK for DAGs, DEFAULT_CHUNK for chains."""
-    return DEFAULT_CHUNK if batch.is_chain else DAG_CHUNK
+def default_chunk(batch: Batch, size=None, per_layer: bool = False) -> int:
+    """Rows per kernel call when the caller does not choose: DAG_CHUNK for DAGs,
+    UNROLLED_CHUNK for chains that run the unrolled program (unknown input size), else
+    DEFAULT_CHUNK. Measured on 2 cores with 2 workers (benchmarks/kernel_throughput.py
+    and run_batch end to end): the rolled scans of sized chains and DAGs slow down once
+    a chunk's state leaves the cache (``evaluate`` at 224 took 0.35 s for 10^6 chains
+    in chunks of 2^15, 0.43-0.53 s with 2^16), while run_batch at an unknown size took
+    0.087 s for 2^20 chains of 64 layers in chunks of 2^15 and 0.075 s with 2^17
+    (0.045 s and 0.030 s for 16 layers)."""
+    if not batch.is_chain:
+        return DAG_CHUNK
+    options = kernel_options(batch, None, size, per_layer, compute_dtype(batch, size))
+    return UNROLLED_CHUNK if K.unrolled(batch.depth, **options) else DEFAULT_CHUNK
 
 
 def parse_input_size(input_size) -> tuple[int, int] | None:
@@ -142,9 +152,11 @@ def topology_of(batch: Batch, preds: np.ndarray) -> str:
     return "shared" if (preds == preds[..., :1]).all() else "dag"
 
 
-def kernel_options(batch: Batch, preds: np.ndarray, size, per_layer: bool, dtype: str) -> dict:
+def kernel_options(batch: Batch, preds: np.ndarray | None, size, per_layer: bool,
+                   dtype: str) -> dict:
     """The static arguments of :func:`~rfsearch.kernel.propagate` for a chunk whose
-    layer-major input slots are ``preds`` [L, M, N]: one compiled program per value."""
+    layer-major input slots are ``preds`` [L, M, N] (not read for chains): one compiled
+    program per value."""
     features = K.Features(sized=size is not None, same=batch.has_same, whole=batch.has_whole)
     return {"topology": topology_of(batch, preds), "features": features,
             "per_layer": per_layer, "dtype": dtype}
@@ -227,7 +239,7 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk: int | None = None,
     n = len(batch)
     dtype = compute_dtype(batch, size)
     if chunk is None:
-        chunk = default_chunk(batch)
+        chunk = default_chunk(batch, size, per_layer)
     chunk = chunk if batch.is_chain else min(chunk, DAG_CHUNK)
     if batch.is_chain and chunk > K.TILE:  # whole tiles: no padded copy per chunk
         chunk -= chunk % K.TILE

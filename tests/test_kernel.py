@@ -240,3 +240,19 @@ def test_tiled_and_layer_major_chain_programs_agree():
                              np.zeros(2, np.int64), **options).out
     for name, a, b in zip(tiled._fields, tiled, rolled, strict=True):
         assert np.array_equal(np.asarray(a)[:, :300], np.asarray(b)), name
+
+
+def test_default_chunk_follows_the_program():
+    from rfsearch import driver
+
+    chains = random_chains(10, 12)
+    assert driver.default_chunk(chains) == driver.UNROLLED_CHUNK  # unrolled: state in registers
+    assert driver.default_chunk(chains, (224, 224)) == driver.DEFAULT_CHUNK  # rolled scans
+    assert driver.default_chunk(chains, None, per_layer=True) == driver.DEFAULT_CHUNK
+    deep = random_chains(10, K.UNROLL_DEPTH + 10)
+    assert driver.default_chunk(deep) == driver.DEFAULT_CHUNK
+    dag = rfsearch.encode([{"name": "d", "layers": [
+        {"name": "a", "op": "conv", "kernel": 3, "padding": 1},
+        {"name": "b", "op": "conv", "kernel": 3, "padding": 1},
+        {"name": "s", "op": "add", "inputs": ["a", "b"]}]}])
+    assert driver.default_chunk(dag) == driver.DAG_CHUNK
