@@ -24,7 +24,7 @@ from . import kernel as K
 from .encode import PARAM_FIELDS, Batch, tiled
 from .errors import SpecError
 
-DEFAULT_CHUNK = 1 << 15  # chains: rolled scans keep their state in cache at 2^15
+DEFAULT_CHUNK = 1 << 15  # chains with a rolled scan (see default_chunk)
 UNROLLED_CHUNK = 1 << 17  # the unrolled chain program keeps it in registers (see default_chunk)
 DAG_CHUNK = 1 << 12  # DAGs carry every node's state: smaller chunks keep it in cache
 MIN_CHUNK_BUCKET = 64
@@ -79,12 +79,11 @@ def concurrently(fn: Callable, items: Iterable) -> Iterator:
 def default_chunk(batch: Batch, size=None, per_layer: bool = False) -> int:
     """Rows per kernel call when the caller does not choose: DAG_CHUNK for DAGs,
     UNROLLED_CHUNK for chains that run the unrolled program (unknown input size), else
-    DEFAULT_CHUNK. Measured on 2 cores with 2 workers (benchmarks/kernel_throughput.py
-    and run_batch end to end): the rolled scans of sized chains and DAGs slow down once
-    a chunk's state leaves the cache (``evaluate`` at 224 took 0.35 s for 10^6 chains
-    in chunks of 2^15, 0.43-0.53 s with 2^16), while run_batch at an unknown size took
-    0.087 s for 2^20 chains of 64 layers in chunks of 2^15 and 0.075 s with 2^17
-    (0.045 s and 0.030 s for 16 layers)."""
+    DEFAULT_CHUNK. Measured with run_batch on 2 cores, 2 workers, 2^20 random chains:
+    at an unknown size, 64 layers took 0.087 s in chunks of 2^15 and 0.075 s in chunks
+    of 2^17 (16 layers: 0.045 and 0.030 s); at 224, whose rolled scan re-reads its state
+    every layer, 64 layers took 0.11 s with 2^15, 0.13 s with 2^16 and 0.15 s with 2^17
+    (16 layers: 0.05 s each). DAG_CHUNK: see benchmarks/kernel_throughput.py."""
     if not batch.is_chain:
         return DAG_CHUNK
     options = kernel_options(batch, None, size, per_layer, compute_dtype(batch, size))
