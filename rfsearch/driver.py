@@ -25,7 +25,7 @@ from .encode import PARAM_FIELDS, Batch, tiled
 from .errors import SpecError
 
 DEFAULT_CHUNK = 1 << 15  # chains with a rolled scan (see default_chunk)
-UNROLLED_CHUNK = 1 << 17  # the unrolled chain program keeps it in registers (see default_chunk)
+UNROLLED_CHUNK = 1 << 17  # the unrolled chain program: state in registers (see default_chunk)
 DAG_CHUNK = 1 << 12  # DAGs carry every node's state: smaller chunks keep it in cache
 MIN_CHUNK_BUCKET = 64
 KERNEL_FIELDS = ("op", "kernel", "stride", "dilation", "pad_before", "pad_after", "preds")
