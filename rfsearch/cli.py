@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--exempt-1x1", action="store_true",
                     help="with --analysis: 1x1 layers are never unproductive by the rf_min rule")
     ev.add_argument("--chunk-size", type=_positive, default=None,
-                    help="candidates per kernel call (default: 131,072 for chains at an "
+                    help="candidates per kernel call (default: 131,072 for plain chains at an "
                          "unknown input size, 32,768 for other chains, 4,096 for DAGs; "
                          "chains round it down to a multiple of 64)")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
