@@ -69,6 +69,7 @@ TARGETS = {  # what "fast enough" means for this project
     "dags_cand_per_s": 3e6,
 }
 CHUNKS = sorted({1 << 12, 1 << 14, DEFAULT_CHUNK, 1 << 16, 1 << 17})  # rows per call
+DRIVER_CHUNKS = (1 << 15, 1 << 16, 1 << 17)  # run_batch end to end: how the defaults were chosen
 
 
 # ----------------------------------------------------------------------------- baseline
@@ -256,6 +257,28 @@ def measure(batch: Batch, what: str, repeats: int, log) -> tuple[dict, object]:
     return figures, result
 
 
+def time_driver(batch: Batch, repeats: int, log) -> list[dict]:
+    """``driver.run_batch`` end to end (host layout, transfer, kernel, results back on the
+    host) per chunk size in DRIVER_CHUNKS, at an unknown size and at 224: the measurement
+    behind ``driver.default_chunk`` for chains. Median of ``repeats`` after a warm-up."""
+    figures = []
+    for size in (None, (SIZE, SIZE)):
+        log(f"timing driver.run_batch at input size {size[0] if size else 'unknown'} ...")
+        default = driver.default_chunk(batch, size)
+        for chunk in DRIVER_CHUNKS:
+            driver.run_batch(batch, size, chunk=chunk)  # compiles
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                driver.run_batch(batch, size, chunk=chunk)
+                times.append(time.perf_counter() - start)
+            median = statistics.median(times)
+            figures.append({"input_size": size[0] if size else None, "chunk": chunk,
+                            "driver_default": chunk == default, "times_s": times,
+                            "median_s": median, "cand_per_s": len(batch) / median})
+    return figures
+
+
 def measure_shared(dags: Batch, repeats: int, log) -> dict:
     """DAGs that share one topology (NAS cells, repeated zoo networks): network 0 of the
     random DAGs repeated, in the driver's chunks at both input sizes. The kernel reads
@@ -309,6 +332,7 @@ def main(argv=None) -> int:
     chain_res["agreement"] = agreement(result, reference)
     chain_res["speedup_vs_numpy"] = (chain_res["driver_unknown_size"]["cand_per_s"]
                                      / chain_res["numpy"]["cand_per_s"])
+    chain_res["run_batch"] = time_driver(chains, args.repeats, log)
     del chains, result, reference
     if not chain_res["agreement"]["equal"]:
         log(f"MISMATCH between kernel and numpy: {chain_res['agreement']}")

@@ -135,12 +135,31 @@ def render(res: dict) -> str:
         f"| DAGs ≥ {t['dags_cand_per_s']['target'] / 1e6:g} M/s "
         f"| {rate(t['dags_cand_per_s']['value'])} | {met('dags_cand_per_s')} |",
         "",
+        *render_run_batch(ch, res["repeats"]),
         "Re-run: `python benchmarks/kernel_throughput.py && python benchmarks/end_to_end.py "
         "&& python benchmarks/kernel_anatomy.py && python benchmarks/search_throughput.py "
         "--ofa-full --fresh-nasbench101 "
         "&& python benchmarks/render_readme.py`.",
     ]
     return "\n".join(lines)
+
+
+def render_run_batch(ch: dict, repeats: int) -> list[str]:
+    """The driver end to end per chunk size (absent from older results)."""
+    if not ch.get("run_batch"):
+        return []
+    return [
+        f"`driver.run_batch` on the same {ch['n']:,} chains, end to end (host layout, "
+        "transfer, kernel, results back on the host), by rows per call: how the driver's "
+        f"default chunk sizes were chosen (median of {repeats}).",
+        "",
+        "| input size | rows per call | time | throughput |",
+        "| --- | ---: | ---: | ---: |",
+        *(f"| {fig['input_size'] or 'unknown'} | {fig['chunk']:,}"
+          f"{' (driver default)' if fig['driver_default'] else ''} | "
+          f"{fig['median_s']:.3f} s | {rate(fig['cand_per_s'])} |" for fig in ch["run_batch"]),
+        "",
+    ]
 
 
 def render_end_to_end(res: dict) -> str:
