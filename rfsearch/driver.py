@@ -76,7 +76,8 @@ def concurrently(fn: Callable, items: Iterable) -> Iterator:
     return _pool(count).map(fn, items)
 
 
-def default_chunk(batch: Batch, size=None, per_layer: bool = False) -> int:
+def default_chunk(batch: Batch, size=None, per_layer: bool = False,
+                  dtype: str | None = None) -> int:
     """Rows per kernel call when the caller does not choose: DAG_CHUNK for DAGs,
     UNROLLED_CHUNK for chains that run the unrolled program (unknown input size), else
     DEFAULT_CHUNK. benchmarks/kernel_throughput.py times run_batch by chunk size; on
@@ -87,7 +88,8 @@ def default_chunk(batch: Batch, size=None, per_layer: bool = False) -> int:
     (16 layers: 0.05 s each). DAG_CHUNK: see benchmarks/kernel_throughput.py."""
     if not batch.is_chain:
         return DAG_CHUNK
-    options = kernel_options(batch, None, size, per_layer, compute_dtype(batch, size))
+    dtype = dtype or compute_dtype(batch, size)  # run_batch has it already
+    options = kernel_options(batch, None, size, per_layer, dtype)
     return UNROLLED_CHUNK if K.unrolled(batch.depth, **options) else DEFAULT_CHUNK
 
 
@@ -239,7 +241,7 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk: int | None = None,
     n = len(batch)
     dtype = compute_dtype(batch, size)
     if chunk is None:
-        chunk = default_chunk(batch, size, per_layer)
+        chunk = default_chunk(batch, size, per_layer, dtype)
     chunk = chunk if batch.is_chain else min(chunk, DAG_CHUNK)
     if batch.is_chain and chunk > K.TILE:  # whole tiles: no padded copy per chunk
         chunk -= chunk % K.TILE
