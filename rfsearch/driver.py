@@ -21,6 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import kernel as K
+from . import native
 from .encode import PARAM_FIELDS, Batch, tiled
 from .errors import SpecError
 
@@ -192,6 +193,7 @@ def kernel_inputs(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool,
         return np.concatenate([a, np.repeat(a[..., :1], rows - n, -1)], -1) if rows > n else a
 
     # a chain program never reads its input slots: one column stands in for them
+    slots = preds
     preds = np.ascontiguousarray(preds[..., :1]) if batch.is_chain else padded(preds)
     options = kernel_options(batch, preds, size, per_layer, dtype)
     if K.unrolled(batch.depth, **options):  # it reads four tiled parameters, nothing else
@@ -200,8 +202,18 @@ def kernel_inputs(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool,
                                                 for a in fields[1:5])
         return [None, kernel, stride, dilation, pad_before, None, None, None,
                 np.zeros(2, np.int64)], options
+    shared = options["topology"] == "shared"
+    if K.uses_native(options["topology"], per_layer, preds.shape[1]):
+        # the compiled DAG kernel reads each tile of LANES networks as one block
+        whole = -(-bucket // native.LANES) * native.LANES
+        op, *params = (tiled(padded(a, whole), native.LANES)
+                       for a in (fields[0][:, None], *fields[1:]))
+        preds = (np.ascontiguousarray(preds[..., 0]) if shared
+                 else tiled(padded(slots, whole), native.LANES))
+        return [op, *params, preds, padded(output, whole),
+                np.asarray(size or (0, 0), np.int64)], options
     fields, output = [padded(a) for a in fields], padded(output)
-    if options["topology"] == "shared":
+    if shared:
         preds = np.ascontiguousarray(preds[..., 0])  # [L, M]: one topology for all
     return [*fields, preds, output, np.asarray(size or (0, 0), np.int64)], options
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from . import native
 from .recurrence import (  # noqa: F401  (re-exported: callers use kernel.NAME)
     ALIGNED,
     ERR_EMPTY,
@@ -334,6 +335,29 @@ def loop_emitter_available() -> bool:
     return True
 
 
+def _native_program(op, kernel, stride, dilation, pad_before, pad_after, preds, output,
+                    input_size, *, topology: str, features: Features, per_layer: bool,
+                    dtype: str) -> KernelResult:
+    """The DAG programs' compiled CPU kernel (:mod:`rfsearch.native`): the arguments of
+    :func:`_program`, layer-major or tiled (:func:`rfsearch.native.dag_states`); the
+    output node's state only."""
+    del topology, per_layer  # DAGs (per-network or shared), no per-layer states
+    out = native.dag_states(op, kernel, stride, dilation, pad_before, pad_after, preds,
+                            output, input_size, features=features, dtype=dtype)
+    return KernelResult(out, None)
+
+
+_propagate_native = jax.jit(_native_program, static_argnames=_STATIC)
+
+
+def uses_native(topology: str, per_layer: bool, slots: int) -> bool:
+    """Whether :func:`propagate` runs the compiled CPU kernel (:mod:`rfsearch.native`) for
+    these options and ``slots`` input slots per node; it then reads tiled arguments
+    fastest (``rfsearch.driver.kernel_inputs`` lays them out)."""
+    return (topology in LOOP_TOPOLOGIES and not per_layer and slots in native.SLOTS
+            and native.available())
+
+
 def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size,
               **static) -> KernelResult:
     """Receptive-field geometry of N encoded networks (see :func:`_program` for the
@@ -343,8 +367,15 @@ def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output
     separate program: XLA does not fuse sibling outputs on CPUs, so converting inside
     the unrolled program would re-read every layer's parameters once per state field.
     """
-    loop = static["topology"] in LOOP_TOPOLOGIES and loop_emitter_available()
-    res = (_propagate_loop if loop else _propagate)(
+    slots = preds.shape[2] if preds is not None and preds.ndim == 4 else (
+        preds.shape[1] if preds is not None else 1)
+    if uses_native(static["topology"], static["per_layer"], slots):
+        program = _propagate_native
+    elif static["topology"] in LOOP_TOPOLOGIES and loop_emitter_available():
+        program = _propagate_loop
+    else:
+        program = _propagate
+    res = program(
         op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size, **static)
     if isinstance(res.out, Spans):
         res = KernelResult(_states_from_tiles(res.out), None)
@@ -353,7 +384,7 @@ def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output
 
 def _cache_size() -> int:
     """Compiled programs (tests bound it)."""
-    return _propagate._cache_size() + _propagate_loop._cache_size()
+    return sum(p._cache_size() for p in (_propagate, _propagate_loop, _propagate_native))
 
 
 propagate._cache_size = _cache_size

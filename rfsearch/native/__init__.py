@@ -1,0 +1,173 @@
+"""The DAG recurrence as a compiled XLA FFI custom call, for CPUs.
+
+XLA's CPU gather moves one element at a time, and the DAG programs of
+:mod:`rfsearch.kernel` gather every input of every node of every network: measured, the
+gather alone caps them near 2 M networks/s on 2 cores. ``dag.cc`` computes the same
+recurrence one network at a time, with that network's node states in the L1 cache, as
+an XLA custom call inside the jitted program. It is compiled from source with the
+system's C++ compiler on first use (a few seconds, once per machine and jaxlib version)
+into a cache directory; without a compiler, or with ``RFSEARCH_NATIVE=0``, the XLA
+program runs instead. Both compute the same numbers, bit for bit (tests/test_native.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from functools import cache
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+import numpy as np
+
+from .. import ops
+from .. import recurrence as R
+
+SOURCE = Path(__file__).with_name("dag.cc")
+TARGET = "rfsearch_dag"
+# -fwrapv: signed arithmetic wraps, as XLA's does; -march=native: the binary is built
+# for, and cached per, this machine's CPU.
+FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fwrapv", "-march=native")
+SLOTS = (1, 2, 3, 4, 8)  # input slots per node the compiled kernel handles
+ENV_SWITCH = "RFSEARCH_NATIVE"  # "0" turns the compiled kernel off
+ENV_CACHE = "RFSEARCH_CACHE"  # where compiled kernels are kept
+
+# dag.cc hard-codes these; a change on the Python side must not go unnoticed.
+_CONSTANTS = (R.KNOWN, R.ALIGNED, R.UNBOUNDED, R.OVERFLOW, R.MISALIGNED, R.ERR_NONE,
+              R.ERR_JUMP, R.ERR_SIZE, R.ERR_EMPTY, R.FAULT_CODES, R.NO_FAULT,
+              ops.GLOBAL_POOL, ops.DENSE, ops.PAD_SAME_LOWER,
+              R.LIMITS[np.dtype(np.int32)], R.LIMITS[np.dtype(np.int64)])
+_EXPECTED = (1, 2, 4, 8, 16, 0, 1, 2, 3, 4, 2**31 - 1, 7, 8, -2,
+             (2**14, 2**29), (2**30, 2**61))
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept: $RFSEARCH_CACHE, else the user's cache dir."""
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rfsearch"
+
+
+def compiler() -> str | None:
+    """The C++ compiler: $CXX, else c++, g++ or clang++ on the PATH."""
+    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _library_path(cxx: str) -> Path:
+    """A cache path naming everything the binary depends on."""
+    key = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), jaxlib.__version__.encode(), cxx.encode(),
+                 " ".join(FLAGS).encode(), platform.machine().encode(), _cpu().encode()):
+        key.update(part)
+        key.update(b"\0")
+    return cache_dir() / f"rfsearch_dag-{key.hexdigest()[:16]}.so"
+
+
+def _cpu() -> str:
+    """The CPU's model and features (-march=native builds for them)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return "\n".join(sorted({line for line in info if line.startswith(("model name", "flags"))}))
+
+
+def build(cxx: str) -> Path:
+    """Compile dag.cc (unless cached) and return the shared library's path. Raises
+    CalledProcessError when the compiler fails."""
+    path = _library_path(cxx)
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # compile next to the target and rename: concurrent builds never see a partial file
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    os.close(fd)
+    try:
+        subprocess.run([cxx, *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", tmp],
+                       check=True, capture_output=True, text=True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+@cache
+def available() -> bool:
+    """True when the compiled kernel is registered with XLA for the CPU backend (built
+    on first call). False without a compiler, on other backends, with RFSEARCH_NATIVE=0,
+    or when the build fails (then with one warning naming the cause)."""
+    if os.environ.get(ENV_SWITCH, "1") == "0" or jax.default_backend() != "cpu":
+        return False
+    if _CONSTANTS != _EXPECTED:
+        raise AssertionError("rfsearch/native/dag.cc is out of date with rfsearch.recurrence")
+    cxx = compiler()
+    if cxx is None:
+        return False
+    try:
+        import ctypes
+
+        library = ctypes.cdll.LoadLibrary(str(build(cxx)))
+        jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(library.RfsearchDag),
+                                    platform="cpu")
+    except (OSError, subprocess.CalledProcessError) as err:
+        detail = getattr(err, "stderr", "") or str(err)
+        first = next((line for line in detail.splitlines() if "error" in line), detail)
+        warnings.warn(f"rfsearch: compiled DAG kernel unavailable, using XLA's ({first.strip()})",
+                      RuntimeWarning, stacklevel=2)
+        return False
+    return True
+
+
+LANES = 16  # networks per tile (dag.cc)
+
+
+def tile_layer_major(a: jax.Array) -> jax.Array:
+    """A layer-major [L, ..., N] array as the kernel reads it, [N / LANES, L, ..., LANES]
+    (N padded to whole tiles by repeating the last network)."""
+    n = a.shape[-1]
+    a = jnp.concatenate([a, jnp.repeat(a[..., -1:], -n % LANES, -1)], -1) if n % LANES else a
+    a = a.reshape(*a.shape[:-1], -1, LANES)
+    return jnp.moveaxis(a, -2, 0)
+
+
+def dag_states(op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size,
+               *, features: R.Features, dtype: str) -> R.NodeState:
+    """The output node's state ([A, N] fields) of N networks; call inside a jitted function.
+
+    Arguments as :func:`rfsearch.kernel._program` takes them (layer-major) or, faster,
+    tiled as ``dag.cc`` reads them (:func:`rfsearch.encode.tiled` with LANES: op
+    [N / LANES, L, 1, LANES], parameters [N / LANES, L, A, LANES], preds [N / LANES, L, M,
+    LANES], or [L, M] shared by every network)."""
+    n = output.shape[0]
+    if kernel.ndim == 3:  # layer-major: tile here (a copy)
+        shared = preds.ndim == 2
+        op, kernel, stride, dilation, pad_before, pad_after = (
+            tile_layer_major(a) for a in (op[:, None], kernel, stride, dilation, pad_before,
+                                          pad_after))
+        preds = preds if shared else tile_layer_major(preds)
+    whole = kernel.shape[0] * LANES
+    output = jnp.concatenate([output, jnp.repeat(output[-1:], whole - n)]) if whole > n else output
+    dt = jnp.dtype(dtype)
+    axes = kernel.shape[2]
+    field = jax.ShapeDtypeStruct((axes, whole), dt)
+    results = (field,) * 5 + (jax.ShapeDtypeStruct((axes, whole), jnp.int8),
+                              jax.ShapeDtypeStruct((axes, whole), jnp.int32))
+    param = jnp.result_type(kernel, stride, dilation, pad_before, pad_after)
+    params = (a.astype(param) for a in (kernel, stride, dilation, pad_before, pad_after))
+    call = jax.ffi.ffi_call(TARGET, results)
+    out = call(op.astype(jnp.int8), *params, preds.astype(jnp.int32), output.astype(jnp.int32),
+               input_size.astype(jnp.int32),
+               sized=features.sized, same=features.same, whole=features.whole)
+    return R.NodeState(*(f[:, :n] for f in out))

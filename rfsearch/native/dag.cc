@@ -1,0 +1,418 @@
+// The DAG recurrence of rfsearch.recurrence as one XLA FFI custom call for CPUs.
+//
+// XLA's CPU gather moves one element at a time, and the DAG program of rfsearch.kernel
+// gathers every input slot of every node of every network from a buffer far larger than
+// the caches. This kernel walks LANES networks at a time through all their nodes: their
+// node states (a few KiB per network) stay in the L1 cache, each step is a handful of
+// vector instructions over the LANES networks, and reading an input is one vector gather
+// per state word. It computes what rfsearch.kernel._dag computes, in the same width:
+// every row without the OVERFLOW flag is identical (overflowing int32 rows are computed
+// again in int64 by the driver).
+//
+// Arguments, tiled LANES networks at a time (rfsearch.encode.tiled) so that a tile's
+// inputs are one contiguous block: op [N / LANES, L, 1, LANES] int8; kernel, stride,
+// dilation, pad_before, pad_after [N / LANES, L, A, LANES] (one of int8, int16, int32);
+// preds [N / LANES, L, M, LANES] int32 ([L, M] when every network shares one topology);
+// output [N] int32; input_size [2] int32. Results: u, v, J, rmin, size [A, N] in the compute width (int32 or int64),
+// flags [A, N] int8, fault [A, N] int32. Built with -fwrapv: signed arithmetic wraps,
+// as XLA's does.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+// rfsearch.recurrence and rfsearch.ops constants (rfsearch.native checks them).
+constexpr int32_t KNOWN = 1, ALIGNED = 2, UNBOUNDED = 4, OVERFLOW = 8, MISALIGNED = 16;
+constexpr int32_t ERR_NONE = 0, ERR_JUMP = 1, ERR_SIZE = 2, ERR_EMPTY = 3, FAULT_CODES = 4;
+constexpr int32_t NO_FAULT = std::numeric_limits<int32_t>::max();
+constexpr int32_t GLOBAL_POOL = 7, DENSE = 8, PAD_SAME_LOWER = -2;
+// A node's flags and fault share one stored word, fault << FLAG_BITS | flags (as in
+// rfsearch.kernel), so that reading an input takes one gather fewer.
+constexpr int FLAG_BITS = 5;
+constexpr int32_t PACKED_NO_FAULT = (1 << 26) - 1;
+
+template <typename T>
+struct Limits;  // rfsearch.recurrence.LIMITS
+template <>
+struct Limits<int32_t> {
+  static constexpr int32_t param = 1 << 14, position = 1 << 29;
+};
+template <>
+struct Limits<int64_t> {
+  static constexpr int64_t param = int64_t{1} << 30, position = int64_t{1} << 61;
+};
+
+// ---------------------------------------------------------------- vectors of LANES networks
+
+constexpr int64_t LANES = 16;
+template <typename E>
+using Vec [[gnu::vector_size(LANES * sizeof(E))]] = E;
+using I32 = Vec<int32_t>;
+
+template <typename To, typename V>
+inline Vec<To> convert(V x) {
+  if constexpr (std::is_same_v<V, Vec<To>>) {
+    return x;
+  } else {
+    return __builtin_convertvector(x, Vec<To>);
+  }
+}
+template <typename V>
+inline V vmin(V a, V b) { return a < b ? a : b; }
+template <typename V>
+inline V vmax(V a, V b) { return a > b ? a : b; }
+// A comparison's lane mask (all ones or zero) of width T as a mask of int32 lanes.
+template <typename M>
+inline I32 mask32(M m) { return convert<int32_t>(m); }
+
+// base[offset[t]] for every lane t.
+template <typename E>
+inline Vec<E> gather(const E* base, I32 offset) {
+#if defined(__AVX512F__)
+  if constexpr (sizeof(E) == 4) {
+    return reinterpret_cast<Vec<E>>(
+        _mm512_i32gather_epi32(reinterpret_cast<__m512i>(offset), base, 4));
+  } else if constexpr (sizeof(E) == 8) {
+    const __m512i all = reinterpret_cast<__m512i>(offset);
+    const __m512i lo = _mm512_i32gather_epi64(_mm512_castsi512_si256(all), base, 8);
+    const __m512i hi = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(all, 1), base, 8);
+    Vec<E> out;
+    std::memcpy(&out, &lo, sizeof(lo));
+    std::memcpy(reinterpret_cast<char*>(&out) + sizeof(lo), &hi, sizeof(hi));
+    return out;
+  }
+#endif
+  Vec<E> out;
+  for (int64_t t = 0; t < LANES; ++t) out[t] = base[offset[t]];
+  return out;
+}
+
+// LANES consecutive values, widened to T.
+template <typename T, typename E>
+inline Vec<T> load(const E* at) {
+  Vec<E> raw;
+  std::memcpy(&raw, at, sizeof(raw));
+  return convert<T>(raw);
+}
+
+// rfsearch.recurrence.floor_divide, b > 0: int32 in float32 (exact wherever no
+// overflow is flagged), int64 exactly.
+inline I32 floor_divide(I32 a, I32 b) {
+  const Vec<float> q = convert<float>(a) / convert<float>(b);
+  const I32 t = convert<int32_t>(q);  // truncated towards zero
+  return t + (convert<float>(t) > q);  // a true mask is -1
+}
+inline Vec<int64_t> floor_divide(Vec<int64_t> a, Vec<int64_t> b) {
+  Vec<int64_t> out;
+  for (int64_t t = 0; t < LANES; ++t) {
+    const int64_t q = a[t] / b[t];
+    out[t] = (a[t] % b[t] != 0 && a[t] < 0) ? q - 1 : q;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- the recurrence
+
+template <typename T>
+struct State {  // rfsearch.recurrence.NodeState of one node and axis, for LANES networks
+  Vec<T> u, v, J, rmin, size;
+  I32 flags, fault;
+};
+
+template <typename T>
+struct Window {  // one node's parameters, for LANES networks
+  Vec<T> kernel, stride, dilation, before, after, op;
+};
+
+// merge(): union of the input slots (u = min, v = max); slot 0 gives jump and size,
+// and the node is aligned when every input has its jump and centre.
+template <typename T, int64_t M>
+inline State<T> merge(const State<T> (&in)[M], I32* code) {
+  const State<T>& first = in[0];
+  State<T> x = first;
+  I32 flags_and = first.flags, flags_or = first.flags;
+  Vec<T> same_jump = first.J == first.J, same_centre = same_jump, same_size = same_jump;
+  const Vec<T> centre = first.u + first.v;
+  for (int64_t m = 1; m < M; ++m) {
+    const State<T>& y = in[m];
+    x.u = vmin(x.u, y.u);
+    x.v = vmax(x.v, y.v);
+    x.rmin = vmin(x.rmin, y.rmin);
+    x.fault = vmin(x.fault, y.fault);
+    same_jump &= y.J == first.J;
+    same_centre &= (y.u + y.v) == centre;
+    same_size &= y.size == first.size;
+    flags_and &= y.flags;
+    flags_or |= y.flags;
+  }
+  const I32 centred = mask32(same_jump & same_centre);
+  const I32 aligned = centred & flags_and & ALIGNED;
+  const I32 certain = ~centred & ((flags_and & KNOWN) != 0) & MISALIGNED;
+  x.flags = (flags_and & KNOWN) | aligned | certain | (flags_or & (UNBOUNDED | OVERFLOW | MISALIGNED));
+  const I32 none = I32{} + ERR_NONE;
+  *code = mask32(same_jump) ? (mask32(same_size) ? none : none + ERR_SIZE) : none + ERR_JUMP;
+  return x;
+}
+
+// apply_window(): u' = u - p J, v' = v + (k_eff - 1 - p) J, J' = J s,
+// rmin' = rmin + (k_eff - 1) J, resolving whole-map windows and 'same' padding first.
+// Returns the mask of lanes whose map became empty (zero unless sized).
+template <typename T, bool SIZED>
+inline I32 apply_window(State<T>& x, Window<T> w, bool same, bool whole) {
+  using L = Limits<T>;
+  const Vec<T> one = Vec<T>{} + 1;
+  Vec<T> k_eff = w.dilation * (w.kernel - 1) + 1;
+  if (whole) {
+    const auto is_whole = (w.op == GLOBAL_POOL) | (w.op == DENSE);
+    if constexpr (SIZED) {
+      k_eff = is_whole ? vmax(x.size, one) : k_eff;
+    } else {  // the map size is unknown: the region is unbounded
+      k_eff = is_whole ? one : k_eff;
+      x.flags |= mask32(is_whole) & UNBOUNDED;
+    }
+  }
+  if (same) {  // same_padding(); an unknown size takes the n % s == 0 case
+    const auto is_same = w.before < 0;
+    const auto lower = w.before == PAD_SAME_LOWER;
+    Vec<T> rem{};
+    if constexpr (SIZED) rem = x.size - w.stride * floor_divide(x.size, w.stride);
+    const Vec<T> total = vmax(k_eff - (rem == 0 ? w.stride : rem), Vec<T>{});
+    const Vec<T> half = total >> 1;  // total >= 0
+    const Vec<T> before = lower ? total - half : half;
+    w.after = is_same ? total - before : w.after;
+    w.before = is_same ? before : w.before;
+    if constexpr (!SIZED) {
+      const I32 unknown = mask32(is_same & (w.stride > 1) & (k_eff > 1));
+      x.flags &= ~(unknown & KNOWN);
+    }
+  }
+  const Vec<T> J = x.J;
+  x.u = x.u - w.before * J;
+  x.v = x.v + (k_eff - 1 - w.before) * J;
+  x.J = J * w.stride;
+  x.rmin = x.rmin + (k_eff - 1) * J;
+  auto overflow = (x.J > L::param) | (-x.u > L::position) | ((x.v - x.u) > L::position);
+  I32 empty{};
+  if constexpr (SIZED) {
+    x.size = floor_divide(x.size + w.before + w.after - k_eff, w.stride) + 1;
+    overflow |= x.size > L::param;
+    empty = mask32(x.size < 1);
+  }
+  x.flags |= mask32(overflow) & OVERFLOW;
+  return empty;
+}
+
+// ---------------------------------------------------------------- batches
+
+template <typename P>
+struct Inputs {
+  const int8_t* op;
+  const P *kernel, *stride, *dilation, *pad_before, *pad_after;
+  const int32_t* preds;
+  bool shared;  // preds is [L, M]
+  const int32_t *output, *input_size;
+  int64_t L, A, N;
+  bool same, whole;
+};
+
+template <typename T>
+struct Outputs {
+  T *u, *v, *J, *rmin, *size;
+  int8_t* flags;
+  int32_t* fault;
+};
+
+// The node states of one tile: [L, A] cells of LANES lanes per word.
+template <typename T>
+struct Tile {
+  std::vector<T> u, v, J, rmin, size;
+  std::vector<int32_t> word;
+  explicit Tile(int64_t cells)
+      : u(cells * LANES), v(cells * LANES), J(cells * LANES), rmin(cells * LANES),
+        size(cells * LANES), word(cells * LANES) {}
+
+  template <bool SIZED>
+  State<T> read(I32 offset) const {  // lane t reads cell offset[t] / LANES
+    State<T> s{gather(u.data(), offset), gather(v.data(), offset), gather(J.data(), offset),
+               gather(rmin.data(), offset), Vec<T>{}, I32{}, I32{}};
+    if constexpr (SIZED) s.size = gather(size.data(), offset);
+    const I32 word_ = gather(word.data(), offset);
+    const I32 fault = word_ >> FLAG_BITS;
+    s.flags = word_ & ((1 << FLAG_BITS) - 1);
+    s.fault = fault == PACKED_NO_FAULT ? I32{} + NO_FAULT : fault;
+    return s;
+  }
+  void write(int64_t cell, const State<T>& s) {
+    const int64_t at = cell * LANES;
+    std::memcpy(&u[at], &s.u, sizeof(s.u));
+    std::memcpy(&v[at], &s.v, sizeof(s.v));
+    std::memcpy(&J[at], &s.J, sizeof(s.J));
+    std::memcpy(&rmin[at], &s.rmin, sizeof(s.rmin));
+    std::memcpy(&size[at], &s.size, sizeof(s.size));
+    const I32 word_ = (vmin(s.fault, I32{} + PACKED_NO_FAULT) << FLAG_BITS) | s.flags;
+    std::memcpy(&word[at], &word_, sizeof(word_));
+  }
+};
+
+// Every node of the networks of tile b, [b * LANES, (b + 1) * LANES), in topological order.
+template <typename T, typename P, int64_t M, bool SIZED>
+void run_tile(const Inputs<P>& in, int64_t b, Tile<T>& tile, const Outputs<T>& out) {
+  const int64_t L = in.L, A = in.A, N = in.N, n0 = b * LANES;
+  I32 lane;
+  for (int64_t t = 0; t < LANES; ++t) lane[t] = static_cast<int32_t>(t);
+  for (int64_t a = 0; a < A; ++a) {  // node 0 reads the input state (input_state())
+    const Vec<T> size = Vec<T>{} + (SIZED ? static_cast<T>(in.input_size[a]) : T{0});
+    tile.write(a, State<T>{Vec<T>{}, Vec<T>{}, Vec<T>{} + 1, Vec<T>{}, size,
+                           I32{} + (KNOWN | ALIGNED), I32{} + NO_FAULT});
+  }
+  for (int64_t j = 0; j < L; ++j) {
+    const I32 last = I32{} + static_cast<int32_t>(std::max<int64_t>(j - 1, 0));
+    I32 slot[M];  // input_slots(): an empty slot repeats slot 0; clamped to a valid input
+    for (int64_t m = 0; m < M; ++m) {
+      slot[m] = in.shared ? I32{} + in.preds[j * M + m]
+                          : load<int32_t>(in.preds + ((b * L + j) * M + m) * LANES);
+    }
+    const I32 first = vmin(vmax(slot[0], I32{}), last);
+    for (int64_t m = 0; m < M; ++m) slot[m] = slot[m] >= 0 ? vmin(slot[m], last) : first;
+    const Vec<T> op = load<T>(in.op + (b * L + j) * LANES);
+    for (int64_t a = 0; a < A; ++a) {
+      State<T> inputs[M];
+      for (int64_t m = 0; m < M; ++m) {
+        const I32 cell = slot[m] * static_cast<int32_t>(A) + static_cast<int32_t>(a);
+        inputs[m] = tile.template read<SIZED>(cell * static_cast<int32_t>(LANES) + lane);
+      }
+      I32 code;
+      State<T> x = merge<T, M>(inputs, &code);
+      const int64_t at = ((b * L + j) * A + a) * LANES;
+      const Window<T> w{load<T>(in.kernel + at), load<T>(in.stride + at),
+                        load<T>(in.dilation + at), load<T>(in.pad_before + at),
+                        load<T>(in.pad_after + at), op};
+      const I32 empty = apply_window<T, SIZED>(x, w, in.same, in.whole);
+      code = (code == ERR_NONE) & empty ? I32{} + ERR_EMPTY : code;  // record_fault()
+      const I32 own = code == ERR_NONE ? I32{} + NO_FAULT : code + static_cast<int32_t>(j) * FAULT_CODES;
+      x.fault = vmin(x.fault, own);
+      tile.write(j * A + a, x);
+    }
+  }
+  for (int64_t t = 0; t < LANES; ++t) {  // the output node's state
+    const int64_t n = n0 + t;
+    const int64_t node = std::min<int64_t>(std::max(in.output[n], 0), L - 1);
+    for (int64_t a = 0; a < A; ++a) {
+      const int64_t cell = (node * A + a) * LANES + t, at = a * N + n;
+      const int32_t fault = tile.word[cell] >> FLAG_BITS;
+      out.u[at] = tile.u[cell], out.v[at] = tile.v[cell], out.J[at] = tile.J[cell];
+      out.rmin[at] = tile.rmin[cell], out.size[at] = SIZED ? tile.size[cell] : T{0};
+      out.flags[at] = static_cast<int8_t>(tile.word[cell] & ((1 << FLAG_BITS) - 1));
+      out.fault[at] = fault == PACKED_NO_FAULT ? NO_FAULT : fault;
+    }
+  }
+}
+
+template <typename T, typename P, int64_t M, bool SIZED>
+void run(const Inputs<P>& in, const Outputs<T>& out) {
+  Tile<T> tile(in.L * in.A);
+  for (int64_t b = 0; b < in.N / LANES; ++b) run_tile<T, P, M, SIZED>(in, b, tile, out);
+}
+
+// ---------------------------------------------------------------- the FFI handler
+
+using Buffer = ffi::AnyBuffer;
+using Result = ffi::Result<ffi::AnyBuffer>;
+
+template <typename T>
+ffi::Error dispatch(Buffer op, Buffer kernel, Buffer stride, Buffer dilation,
+                    Buffer pad_before, Buffer pad_after, Buffer preds, Buffer output,
+                    Buffer input_size, bool sized, bool same, bool whole, Result u, Result v,
+                    Result J, Result rmin, Result size, Result flags, Result fault) {
+  const auto dims = kernel.dimensions();
+  const auto pdims = preds.dimensions();
+  const bool shared = pdims.size() == 2;
+  if (dims.size() != 4 || dims[3] != LANES || (!shared && pdims.size() != 4))
+    return ffi::Error::InvalidArgument("rfsearch_dag: arguments are not tiled");
+  const int64_t L = dims[1], A = dims[2], N = dims[0] * LANES, M = shared ? pdims[1] : pdims[2];
+  if (L * FAULT_CODES >= PACKED_NO_FAULT)
+    return ffi::Error::InvalidArgument("rfsearch_dag: too many nodes");
+  const Outputs<T> outs{u->typed_data<T>(), v->typed_data<T>(), J->typed_data<T>(),
+                        rmin->typed_data<T>(), size->typed_data<T>(),
+                        flags->typed_data<int8_t>(), fault->typed_data<int32_t>()};
+  auto go = [&](auto param, auto slots, auto sized_) {
+    using P = decltype(param);
+    const Inputs<P> in{op.typed_data<int8_t>(), kernel.typed_data<P>(),
+                       stride.typed_data<P>(), dilation.typed_data<P>(),
+                       pad_before.typed_data<P>(), pad_after.typed_data<P>(),
+                       preds.typed_data<int32_t>(), shared,
+                       output.typed_data<int32_t>(), input_size.typed_data<int32_t>(),
+                       L, A, N, same, whole};
+    run<T, P, decltype(slots)::value, decltype(sized_)::value>(in, outs);
+    return true;
+  };
+  auto with_slots = [&](auto param, auto sized_) {
+    switch (M) {
+      case 1: return go(param, std::integral_constant<int64_t, 1>{}, sized_);
+      case 2: return go(param, std::integral_constant<int64_t, 2>{}, sized_);
+      case 3: return go(param, std::integral_constant<int64_t, 3>{}, sized_);
+      case 4: return go(param, std::integral_constant<int64_t, 4>{}, sized_);
+      case 8: return go(param, std::integral_constant<int64_t, 8>{}, sized_);
+      default: return false;
+    }
+  };
+  auto with_param = [&](auto sized_) {
+    switch (kernel.element_type()) {
+      case ffi::DataType::S8: return with_slots(int8_t{}, sized_);
+      case ffi::DataType::S16: return with_slots(int16_t{}, sized_);
+      case ffi::DataType::S32: return with_slots(int32_t{}, sized_);
+      default: return false;
+    }
+  };
+  if (!(sized ? with_param(std::true_type{}) : with_param(std::false_type{})))
+    return ffi::Error::InvalidArgument("rfsearch_dag: unsupported parameter type or fan-in");
+  return ffi::Error::Success();
+}
+
+ffi::Error dag(Buffer op, Buffer kernel, Buffer stride, Buffer dilation, Buffer pad_before,
+               Buffer pad_after, Buffer preds, Buffer output, Buffer input_size, Result u,
+               Result v, Result J, Result rmin, Result size, Result flags, Result fault,
+               bool sized, bool same, bool whole) {
+  if (u->element_type() == ffi::DataType::S32)
+    return dispatch<int32_t>(op, kernel, stride, dilation, pad_before, pad_after, preds, output,
+                             input_size, sized, same, whole, u, v, J, rmin, size, flags, fault);
+  return dispatch<int64_t>(op, kernel, stride, dilation, pad_before, pad_after, preds, output,
+                           input_size, sized, same, whole, u, v, J, rmin, size, flags, fault);
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RfsearchDag, dag,
+                              ffi::Ffi::Bind()
+                                  .Arg<Buffer>()  // op
+                                  .Arg<Buffer>()  // kernel
+                                  .Arg<Buffer>()  // stride
+                                  .Arg<Buffer>()  // dilation
+                                  .Arg<Buffer>()  // pad_before
+                                  .Arg<Buffer>()  // pad_after
+                                  .Arg<Buffer>()  // preds
+                                  .Arg<Buffer>()  // output
+                                  .Arg<Buffer>()  // input_size
+                                  .Ret<Buffer>()  // u
+                                  .Ret<Buffer>()  // v
+                                  .Ret<Buffer>()  // J
+                                  .Ret<Buffer>()  // rmin
+                                  .Ret<Buffer>()  // size
+                                  .Ret<Buffer>()  // flags
+                                  .Ret<Buffer>()  // fault
+                                  .Attr<bool>("sized")
+                                  .Attr<bool>("same")
+                                  .Attr<bool>("whole"));
