@@ -12,12 +12,16 @@ program runs instead. Both compute the same numbers, bit for bit (tests/test_nat
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import logging
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 import warnings
 from functools import cache
 from pathlib import Path
@@ -30,6 +34,7 @@ import numpy as np
 from .. import ops
 from .. import recurrence as R
 
+_log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("dag.cc")
 TARGET = "rfsearch_dag"
 # -fwrapv: signed arithmetic wraps, as XLA's does; -march=native: the binary is built
@@ -93,21 +98,31 @@ def build(cxx: str) -> Path:
     # compile next to the target and rename: concurrent builds never see a partial file
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
     os.close(fd)
+    start = time.perf_counter()
     try:
         subprocess.run([cxx, *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", tmp],
                        check=True, capture_output=True, text=True)
         os.replace(tmp, path)
+        _log.info("compiled %s in %.1f s: %s", SOURCE.name, time.perf_counter() - start, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
 
 
-@cache
+_LOCK = threading.Lock()  # the driver's worker threads may ask at the same time
+
+
 def available() -> bool:
     """True when the compiled kernel is registered with XLA for the CPU backend (built
     on first call). False without a compiler, on other backends, with RFSEARCH_NATIVE=0,
     or when the build fails (then with one warning naming the cause)."""
+    with _LOCK:
+        return _register()
+
+
+@cache
+def _register() -> bool:
     if os.environ.get(ENV_SWITCH, "1") == "0" or jax.default_backend() != "cpu":
         return False
     if _CONSTANTS != _EXPECTED:
@@ -116,8 +131,6 @@ def available() -> bool:
     if cxx is None:
         return False
     try:
-        import ctypes
-
         library = ctypes.cdll.LoadLibrary(str(build(cxx)))
         jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(library.RfsearchDag),
                                     platform="cpu")
@@ -125,7 +138,7 @@ def available() -> bool:
         detail = getattr(err, "stderr", "") or str(err)
         first = next((line for line in detail.splitlines() if "error" in line), detail)
         warnings.warn(f"rfsearch: compiled DAG kernel unavailable, using XLA's ({first.strip()})",
-                      RuntimeWarning, stacklevel=2)
+                      RuntimeWarning, stacklevel=4)
         return False
     return True
 

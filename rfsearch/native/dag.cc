@@ -217,16 +217,26 @@ inline I32 apply_window(State<T>& x, Window<T> w, bool same, bool whole) {
 
 // ---------------------------------------------------------------- batches
 
-template <typename P>
 struct Inputs {
   const int8_t* op;
-  const P *kernel, *stride, *dilation, *pad_before, *pad_after;
+  const void *kernel, *stride, *dilation, *pad_before, *pad_after;
+  int param_bytes;  // the parameters' width: 1, 2 or 4 bytes
   const int32_t* preds;
   bool shared;  // preds is [L, M]
   const int32_t *output, *input_size;
   int64_t L, A, N;
   bool same, whole;
 };
+
+// LANES parameters at element ``at`` of a parameter array, widened to T.
+template <typename T>
+inline Vec<T> param(const Inputs& in, const void* base, int64_t at) {
+  switch (in.param_bytes) {
+    case 1: return load<T>(static_cast<const int8_t*>(base) + at);
+    case 2: return load<T>(static_cast<const int16_t*>(base) + at);
+    default: return load<T>(static_cast<const int32_t*>(base) + at);
+  }
+}
 
 template <typename T>
 struct Outputs {
@@ -268,8 +278,8 @@ struct Tile {
 };
 
 // Every node of the networks of tile b, [b * LANES, (b + 1) * LANES), in topological order.
-template <typename T, typename P, int64_t M, bool SIZED>
-void run_tile(const Inputs<P>& in, int64_t b, Tile<T>& tile, const Outputs<T>& out) {
+template <typename T, int64_t M, bool SIZED>
+void run_tile(const Inputs& in, int64_t b, Tile<T>& tile, const Outputs<T>& out) {
   const int64_t L = in.L, A = in.A, N = in.N, n0 = b * LANES;
   I32 lane;
   for (int64_t t = 0; t < LANES; ++t) lane[t] = static_cast<int32_t>(t);
@@ -297,9 +307,9 @@ void run_tile(const Inputs<P>& in, int64_t b, Tile<T>& tile, const Outputs<T>& o
       I32 code;
       State<T> x = merge<T, M>(inputs, &code);
       const int64_t at = ((b * L + j) * A + a) * LANES;
-      const Window<T> w{load<T>(in.kernel + at), load<T>(in.stride + at),
-                        load<T>(in.dilation + at), load<T>(in.pad_before + at),
-                        load<T>(in.pad_after + at), op};
+      const Window<T> w{param<T>(in, in.kernel, at), param<T>(in, in.stride, at),
+                        param<T>(in, in.dilation, at), param<T>(in, in.pad_before, at),
+                        param<T>(in, in.pad_after, at), op};
       const I32 empty = apply_window<T, SIZED>(x, w, in.same, in.whole);
       code = (code == ERR_NONE) & empty ? I32{} + ERR_EMPTY : code;  // record_fault()
       const I32 own = code == ERR_NONE ? I32{} + NO_FAULT : code + static_cast<int32_t>(j) * FAULT_CODES;
@@ -321,10 +331,10 @@ void run_tile(const Inputs<P>& in, int64_t b, Tile<T>& tile, const Outputs<T>& o
   }
 }
 
-template <typename T, typename P, int64_t M, bool SIZED>
-void run(const Inputs<P>& in, const Outputs<T>& out) {
+template <typename T, int64_t M, bool SIZED>
+void run(const Inputs& in, const Outputs<T>& out) {
   Tile<T> tile(in.L * in.A);
-  for (int64_t b = 0; b < in.N / LANES; ++b) run_tile<T, P, M, SIZED>(in, b, tile, out);
+  for (int64_t b = 0; b < in.N / LANES; ++b) run_tile<T, M, SIZED>(in, b, tile, out);
 }
 
 // ---------------------------------------------------------------- the FFI handler
@@ -348,37 +358,34 @@ ffi::Error dispatch(Buffer op, Buffer kernel, Buffer stride, Buffer dilation,
   const Outputs<T> outs{u->typed_data<T>(), v->typed_data<T>(), J->typed_data<T>(),
                         rmin->typed_data<T>(), size->typed_data<T>(),
                         flags->typed_data<int8_t>(), fault->typed_data<int32_t>()};
-  auto go = [&](auto param, auto slots, auto sized_) {
-    using P = decltype(param);
-    const Inputs<P> in{op.typed_data<int8_t>(), kernel.typed_data<P>(),
-                       stride.typed_data<P>(), dilation.typed_data<P>(),
-                       pad_before.typed_data<P>(), pad_after.typed_data<P>(),
-                       preds.typed_data<int32_t>(), shared,
-                       output.typed_data<int32_t>(), input_size.typed_data<int32_t>(),
-                       L, A, N, same, whole};
-    run<T, P, decltype(slots)::value, decltype(sized_)::value>(in, outs);
+  int param_bytes = 0;
+  switch (kernel.element_type()) {
+    case ffi::DataType::S8: param_bytes = 1; break;
+    case ffi::DataType::S16: param_bytes = 2; break;
+    case ffi::DataType::S32: param_bytes = 4; break;
+    default: return ffi::Error::InvalidArgument("rfsearch_dag: parameters are not int8/16/32");
+  }
+  const Inputs in{op.typed_data<int8_t>(), kernel.untyped_data(), stride.untyped_data(),
+                  dilation.untyped_data(), pad_before.untyped_data(), pad_after.untyped_data(),
+                  param_bytes, preds.typed_data<int32_t>(), shared,
+                  output.typed_data<int32_t>(), input_size.typed_data<int32_t>(),
+                  L, A, N, same, whole};
+  auto go = [&](auto slots, auto sized_) {
+    run<T, decltype(slots)::value, decltype(sized_)::value>(in, outs);
     return true;
   };
-  auto with_slots = [&](auto param, auto sized_) {
+  auto with_slots = [&](auto sized_) {
     switch (M) {
-      case 1: return go(param, std::integral_constant<int64_t, 1>{}, sized_);
-      case 2: return go(param, std::integral_constant<int64_t, 2>{}, sized_);
-      case 3: return go(param, std::integral_constant<int64_t, 3>{}, sized_);
-      case 4: return go(param, std::integral_constant<int64_t, 4>{}, sized_);
-      case 8: return go(param, std::integral_constant<int64_t, 8>{}, sized_);
+      case 1: return go(std::integral_constant<int64_t, 1>{}, sized_);
+      case 2: return go(std::integral_constant<int64_t, 2>{}, sized_);
+      case 3: return go(std::integral_constant<int64_t, 3>{}, sized_);
+      case 4: return go(std::integral_constant<int64_t, 4>{}, sized_);
+      case 8: return go(std::integral_constant<int64_t, 8>{}, sized_);
       default: return false;
     }
   };
-  auto with_param = [&](auto sized_) {
-    switch (kernel.element_type()) {
-      case ffi::DataType::S8: return with_slots(int8_t{}, sized_);
-      case ffi::DataType::S16: return with_slots(int16_t{}, sized_);
-      case ffi::DataType::S32: return with_slots(int32_t{}, sized_);
-      default: return false;
-    }
-  };
-  if (!(sized ? with_param(std::true_type{}) : with_param(std::false_type{})))
-    return ffi::Error::InvalidArgument("rfsearch_dag: unsupported parameter type or fan-in");
+  if (!(sized ? with_slots(std::true_type{}) : with_slots(std::false_type{})))
+    return ffi::Error::InvalidArgument("rfsearch_dag: unsupported fan-in");
   return ffi::Error::Success();
 }
 
