@@ -1,6 +1,6 @@
 """Where the kernel's time goes on this machine's device: the measurements behind the
-README's account of the kernel targets (how the chain target was met, why the DAG
-target is not).
+README's account of the kernel targets (how the chain target was met, and why the DAG
+target needed a compiled CPU kernel).
 
 1. Chains (random 64-layer chains, built by ``workloads.py``): the plain-chain span
    recurrence alone (the first of the kernel's two programs,
@@ -10,7 +10,10 @@ target is not).
    emitter; and the same recurrence on the layer-major layout a ``Batch`` stores
    (``[L, 1, N]`` per parameter), which the kernel read before. The spans must agree.
 2. DAGs (random 64-layer DAGs with per-network topologies, built by ``workloads.py``):
-   ``rfsearch.kernel.propagate`` as it is; the gather alone (three 5-word slices per
+   the compiled CPU kernel (``rfsearch.native``, where a C++ compiler is available: its
+   build time from scratch, and its throughput in XLA's chunk size and in its own);
+   XLA's DAG program (``rfsearch.kernel.propagate`` with the compiled kernel off); the
+   gather alone (three 5-word slices per
    node read from the ``[L, N, F]`` buffer, summed and written back); the node
    arithmetic alone (every input slot reads the previous node's block, no gather) with
    the kernel's ``[L, N, F]`` buffer and with a field-major ``[L, F, N]`` buffer (the
@@ -29,8 +32,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,7 +47,7 @@ from jax import lax
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import workloads as W
 
-from rfsearch import driver
+from rfsearch import driver, native
 from rfsearch import kernel as K
 from rfsearch.encode import tiled
 
@@ -163,8 +168,14 @@ def _dag_program(step, rows: bool):
 
 
 def kernel_figures(batch, chunk: int, repeats: int) -> dict:
-    """``propagate`` on ``batch`` in chunks at an unknown input size, with the emitter it
-    picks and, on CPUs, with the default emitter (workloads.time_chunked)."""
+    """XLA's program (``propagate`` with the compiled kernel off) on ``batch`` in chunks at
+    an unknown input size, with the emitter it picks and, on CPUs, with the default
+    emitter (workloads.time_chunked)."""
+    with W.xla_programs():
+        return _xla_figures(batch, chunk, repeats)
+
+
+def _xla_figures(batch, chunk: int, repeats: int) -> dict:
     args, options = W.device_inputs(batch, 0)
     figures = {"topology": options["topology"],
                "kernel": W.time_chunked(args, options, chunk, repeats)}
@@ -199,7 +210,31 @@ def dag_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
     for name, program in programs.items():
         out[name] = passes(lambda part, f=program: jax.block_until_ready(f(*part[:7])),
                            parts, n, repeats)
+    if W.program(batch) == "native":
+        out["native"] = native_figures(batch, chunk, repeats)
     return out
+
+
+def native_figures(batch, chunk: int, repeats: int) -> dict:
+    """The compiled CPU DAG kernel: its build from scratch (a fresh cache directory), and
+    its throughput in XLA's chunk size and in the driver's chunk size for it."""
+    with tempfile.TemporaryDirectory() as cache:
+        saved = os.environ.get(native.ENV_CACHE)
+        os.environ[native.ENV_CACHE] = cache
+        try:
+            start = time.perf_counter()
+            native.build(native.compiler())
+            build_s = time.perf_counter() - start
+        finally:
+            if saved is None:
+                del os.environ[native.ENV_CACHE]
+            else:
+                os.environ[native.ENV_CACHE] = saved
+    args, options = W.device_inputs(batch, 0)
+    return {"build_s": build_s, "compiler": native.compiler(), "flags": list(native.FLAGS),
+            "lanes": native.LANES,
+            "xla_chunk": W.time_chunked(args, options, chunk, repeats),
+            "driver_chunk": W.time_chunked(args, options, driver.NATIVE_DAG_CHUNK, repeats)}
 
 
 def summary_line(res: dict) -> str:
@@ -210,7 +245,10 @@ def summary_line(res: dict) -> str:
 
     return (f"chain spans: layer-major {m(c['layer_major_spans'])}, tiled "
             f"{m(c['tiled_spans'][str(c['tile'])])}"
-            f" (agree: {c['spans_agree']}); DAGs: kernel {m(d['kernel'])}, gather only "
+            f" (agree: {c['spans_agree']}); DAGs: "
+            + (f"compiled kernel {m(d['native']['driver_chunk'])} (built in "
+               f"{d['native']['build_s']:.1f} s), " if "native" in d else "")
+            + f"XLA's program {m(d['kernel'])}, gather only "
             f"{m(d['gather_only'])}, arithmetic only {m(d['arithmetic_only_LNF'])} "
             f"([L, N, F]) / {m(d['arithmetic_only_LFN'])} ([L, F, N]); "
             f"device {res['device']['platform']} ({res['device']['cpu_cores']} cores)")

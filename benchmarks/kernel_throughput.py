@@ -11,7 +11,9 @@ Three measurements, on data encoded and placed on the device before any clock st
    / stride / padding must equal the kernel's;
 3. DAGs: 2**18 random valid DAGs of 64 layers (65 nodes with the input) with up to 3 inputs
    per node (conv / maxpool windows, 'add' merges), built directly as a ``rfsearch.Batch``;
-   ``propagate`` on per-network DAGs at both input sizes.
+   ``propagate`` on per-network DAGs at both input sizes. On CPUs with a C++ compiler that
+   is the compiled DAG kernel (``rfsearch.native``); XLA's DAG program, which GPUs and
+   machines without a compiler run, is timed too (``dags.xla_program``).
 
 Each kernel figure is the median of ``--repeats`` timed calls after a first call that pays
 for tracing and compilation (reported separately). The targets are judged on the kernel
@@ -51,10 +53,12 @@ from workloads import (
     describe,
     device_info,
     device_inputs,
+    program,
     random_chains,
     random_dags,
     time_chunked,
     time_kernel,
+    xla_programs,
 )
 
 import rfsearch
@@ -220,7 +224,10 @@ def summary_line(res: dict) -> str:
     return (
         f"chains: {driven(chains)}; "
         f"numpy {millions(chains['numpy']['cand_per_s'])} M/s, {chains['speedup_vs_numpy']:.2f}x); "
-        f"DAGs: {driven(dags)}); "
+        f"DAGs ({'compiled CPU kernel' if dags.get('program') == 'native' else 'XLA'}): "
+        f"{driven(dags)}"
+        + (f"; XLA's program {millions(dags['xla_program']['driver_unknown_size']['cand_per_s'])}"
+           " M/s" if "xla_program" in dags else "") + "); "
         f"device {where} ({dev['cpu_cores']} cores) — targets: "
         f"chains >= {t['chains_cand_per_s']['target'] / 1e6:g} M/s {met('chains_cand_per_s')}, "
         f">= {t['chains_speedup_vs_numpy']['target']:g}x numpy "
@@ -276,6 +283,22 @@ def time_driver(batch: Batch, repeats: int, log) -> list[dict]:
             figures.append({"input_size": size[0] if size else None, "chunk": chunk,
                             "driver_default": chunk == default, "times_s": times,
                             "median_s": median, "cand_per_s": len(batch) / median})
+    return figures
+
+
+def measure_xla_dags(dags: Batch, repeats: int, log) -> dict:
+    """XLA's DAG program (the rfsearch.native kernel off) in its driver chunks, at both
+    input sizes: what GPUs and CPUs without a C++ compiler run."""
+    figures = {}
+    with xla_programs():
+        for label, size in (("driver_unknown_size", 0), ("driver_size_224", SIZE)):
+            log(f"timing XLA's DAG program at input size {size or 'unknown'} ...")
+            args, options = device_inputs(dags, size)
+            chunk = driver.default_chunk(dags, (size, size) if size else None)
+            timed = time_chunked(args, options, chunk, repeats)
+            if "cand_per_s" not in timed:  # one chunk (--quick): a single call
+                timed = {**time_kernel(args, options, repeats)[0], "chunk": len(dags)}
+            figures[label] = timed
     return figures
 
 
@@ -356,6 +379,9 @@ def main(argv=None) -> int:
     if any(dag_res[k]["invalid_rows"] for k in ("unknown_size", "size_224")):
         log("WARNING: the kernel marks some generated DAGs invalid")
     dag_res["shared_topology"] = measure_shared(dags, args.repeats, log)
+    dag_res["program"] = program(dags)
+    if dag_res["program"] == "native":
+        dag_res["xla_program"] = measure_xla_dags(dags, args.repeats, log)
 
     values = {
         "chains_cand_per_s": chain_res["driver_unknown_size"]["cand_per_s"],
@@ -374,6 +400,7 @@ def main(argv=None) -> int:
         "driver_unrolled_chunk": driver.UNROLLED_CHUNK,
         "driver_workers": driver.workers(),
         "driver_dag_chunk": driver.DAG_CHUNK,
+        "driver_native_dag_chunk": driver.NATIVE_DAG_CHUNK,
         "device": device_info(),
         "source": {**source, "changed_during_run": code_changed(source, source_info())},
         "versions": {"jax": jax.__version__, "jaxlib": _version("jaxlib"),

@@ -61,6 +61,18 @@ def shared_rows(dag: dict) -> list[tuple[str, str, str, str]]:
             for i, (size, fig) in enumerate(figures)]
 
 
+def xla_rows(dag: dict) -> list[tuple[str, str, str, str]]:
+    """Rows for XLA's DAG program where the compiled CPU kernel ran (absent otherwise)."""
+    xla = dag.get("xla_program")
+    if not xla:
+        return []
+    figures = (("unknown size", xla["driver_unknown_size"]),
+               ("input 224×224", xla["driver_size_224"]))
+    return [(f"DAGs, XLA's program (GPUs; CPUs without a C++ compiler), {size}, "
+             f"{fig['chunk']:,} rows per call (its driver default)", "same",
+             rate(fig["cand_per_s"]), seconds(fig["compile_s"])) for size, fig in figures]
+
+
 def render(res: dict) -> str:
     """The markdown that goes between the markers."""
     ch, dag, dev, t = res["chains"], res["dags"], res["device"], res["targets"]
@@ -73,6 +85,7 @@ def render(res: dict) -> str:
         return "met" if t[key]["met"] else "**NOT met**"
 
     chain_what = f"{ch['n']:,} chains × {ch['layers']} layers"
+    dags = "DAGs (compiled CPU kernel)" if dag.get("program") == "native" else "DAGs"
     dag_what = (f"{dag['n']:,} DAGs × {dag['layers']} layers, ≤ {dag['max_inputs']} inputs "
                 f"per node")
     def chunked(label: str, part: dict, key: str = "chunked_unknown_size",
@@ -102,12 +115,13 @@ def render(res: dict) -> str:
          "–"),
         ("Kernel (driver chunks) speed-up over numpy", "", f"{ch['speedup_vs_numpy']:.2f}×",
          ""),
-        ("DAGs, unknown input size, one call", dag_what,
+        (f"{dags}, unknown input size, one call", dag_what,
          rate(dag["unknown_size"]["cand_per_s"]), seconds(dag["unknown_size"]["compile_s"])),
-        *chunked("DAGs", dag),
-        ("DAGs, input 224×224, one call", dag_what, rate(dag["size_224"]["cand_per_s"]),
+        *chunked(dags, dag),
+        (f"{dags}, input 224×224, one call", dag_what, rate(dag["size_224"]["cand_per_s"]),
          seconds(dag["size_224"]["compile_s"])),
-        *chunked("DAGs", dag, "chunked_size_224", "input 224×224"),
+        *chunked(dags, dag, "chunked_size_224", "input 224×224"),
+        *xla_rows(dag),
         *shared_rows(dag),
     ]
     lines = [
@@ -226,6 +240,19 @@ def render_search(res: dict) -> str:
     ])
 
 
+def native_rows(d: dict) -> list[tuple[str, str, str]]:
+    """The compiled CPU DAG kernel's rows (absent without a compiler, or from older runs)."""
+    nat = d.get("native")
+    if not nat:
+        return []
+    what = f"{d['n']:,} × {d['nodes']} nodes"
+    return [(f"DAGs: the compiled CPU kernel (`rfsearch.native`, built in "
+             f"{nat['build_s']:.1f} s), chunks of {nat['driver_chunk']['chunk']:,} (its "
+             "driver default)", what, rate(nat["driver_chunk"]["cand_per_s"])),
+            (f"DAGs: the compiled CPU kernel, chunks of {nat['xla_chunk']['chunk']:,}", "same",
+             rate(nat["xla_chunk"]["cand_per_s"]))]
+
+
 def render_anatomy(res: dict) -> str:
     """Where the kernel's time goes (benchmarks/kernel_anatomy.py)."""
     c, d = res["chains"], res["dags"]
@@ -248,9 +275,11 @@ def render_anatomy(res: dict) -> str:
         ("Chains: the same recurrence on the layer-major layout `[L, 1, N]` a Batch stores "
          f"(spans agree: {'yes' if c['spans_agree'] else 'NO'})", "same",
          rate(c["layer_major_spans"]["cand_per_s"])),
-        (f"DAGs: the kernel, per-network topologies ({used} emitter)",
-         f"{d['n']:,} × {d['nodes']} nodes", rate(d["kernel"]["cand_per_s"])),
-        *optional("DAGs: the same kernel with XLA's default emitter",
+        *native_rows(d),
+        (f"DAGs: XLA's program, per-network topologies ({used} emitter)",
+         "same" if "native" in d else f"{d['n']:,} × {d['nodes']} nodes",
+         rate(d["kernel"]["cand_per_s"])),
+        *optional("DAGs: XLA's program with its default emitter",
                   d.get("kernel_default_emitter")),
         (f"DAGs: gather alone ({d['slot_words']}-word slices from `[L, N, F]`)", "same",
          rate(d["gather_only"]["cand_per_s"])),
@@ -258,9 +287,9 @@ def render_anatomy(res: dict) -> str:
          rate(d["arithmetic_only_LNF"]["cand_per_s"])),
         ("DAGs: node arithmetic alone, field-major `[L, F, N]` buffer", "same",
          rate(d["arithmetic_only_LFN"]["cand_per_s"])),
-        *optional(f"DAGs sharing one topology (DAG #0 repeated): the kernel ({used} emitter)",
-                  d.get("shared_kernel")),
-        *optional("DAGs sharing one topology: the same kernel with XLA's default emitter",
+        *optional(f"DAGs sharing one topology (DAG #0 repeated): XLA's program ({used} "
+                  "emitter)", d.get("shared_kernel")),
+        *optional("DAGs sharing one topology: XLA's program with its default emitter",
                   d.get("shared_kernel_default_emitter")),
     ]
     return "\n".join([

@@ -6,6 +6,7 @@ timed calls of ``rfsearch.kernel.propagate`` (single and chunked, as the driver 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -171,6 +172,25 @@ def rows_of(a: jax.Array, start: int, count: int, n: int) -> jax.Array:
 def describe(options: dict) -> dict:
     """JSON-friendly copy of the kernel options."""
     return {k: (v._asdict() if hasattr(v, "_asdict") else v) for k, v in options.items()}
+
+
+def program(batch: Batch) -> str:
+    """Which program ``propagate`` runs for ``batch`` without per-layer states: the
+    compiled CPU DAG kernel ('native', rfsearch.native) or XLA's ('xla')."""
+    native = not batch.is_chain and K.uses_native("dag", False, batch.fan_in)
+    return "native" if native else "xla"
+
+
+@contextlib.contextmanager
+def xla_programs():
+    """Within: ``propagate`` and the driver run XLA's programs only, as on GPUs or
+    without a C++ compiler (rfsearch.native off)."""
+    saved = K.uses_native
+    K.uses_native = lambda *args: False
+    try:
+        yield
+    finally:
+        K.uses_native = saved
 
 
 def time_kernel(args, options: dict, repeats: int) -> tuple[dict, object]:

@@ -349,7 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --analysis: 1x1 layers are never unproductive by the rf_min rule")
     ev.add_argument("--chunk-size", type=_positive, default=None,
                     help="candidates per kernel call (default: 131,072 for plain chains at an "
-                         "unknown input size, 32,768 for other chains, 4,096 for DAGs; "
+                         "unknown input size, 32,768 for other chains, 16,384 for DAGs on the "
+                         "compiled CPU kernel, 4,096 for other DAGs, which it also caps; "
                          "chains round it down to a multiple of 64)")
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     ev.set_defaults(func=cmd_eval)

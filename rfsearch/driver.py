@@ -27,7 +27,8 @@ from .errors import SpecError
 
 DEFAULT_CHUNK = 1 << 15  # chains with a rolled scan (see default_chunk)
 UNROLLED_CHUNK = 1 << 17  # the unrolled chain program: state in registers (see default_chunk)
-DAG_CHUNK = 1 << 12  # DAGs carry every node's state: smaller chunks keep it in cache
+DAG_CHUNK = 1 << 12  # XLA's DAG programs carry every node's state: small chunks stay in cache
+NATIVE_DAG_CHUNK = 1 << 14  # the compiled DAG kernel keeps 16 networks' states at a time
 MIN_CHUNK_BUCKET = 64
 KERNEL_FIELDS = ("op", "kernel", "stride", "dilation", "pad_before", "pad_after", "preds")
 MAX_WORKERS = 8  # concurrent kernel calls at most (each holds one chunk in memory)
@@ -86,9 +87,10 @@ def default_chunk(batch: Batch, size=None, per_layer: bool = False,
     at an unknown size, 64 layers took 0.087 s in chunks of 2^15 and 0.075 s in chunks
     of 2^17 (16 layers: 0.045 and 0.030 s); at 224, whose rolled scan re-reads its state
     every layer, 64 layers took 0.11 s with 2^15, 0.13 s with 2^16 and 0.15 s with 2^17
-    (16 layers: 0.05 s each). DAG_CHUNK: see benchmarks/kernel_throughput.py."""
+    (16 layers: 0.05 s each). DAGs: NATIVE_DAG_CHUNK for the compiled CPU kernel, else
+    DAG_CHUNK; benchmarks/kernel_throughput.py times both by chunk size."""
     if not batch.is_chain:
-        return DAG_CHUNK
+        return NATIVE_DAG_CHUNK if K.uses_native("dag", per_layer, batch.fan_in) else DAG_CHUNK
     dtype = dtype or compute_dtype(batch, size)  # run_batch has it already
     options = kernel_options(batch, None, size, per_layer, dtype)
     return UNROLLED_CHUNK if K.unrolled(batch.depth, **options) else DEFAULT_CHUNK
@@ -248,13 +250,13 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk: int | None = None,
               progress=False) -> Raw:
     """Kernel results for a whole Batch, chunk by chunk, int32 with int64 fallback.
 
-    ``chunk``: rows per kernel call (None: :func:`default_chunk`; DAGs use at most
-    DAG_CHUNK; chains a multiple of the unrolled program's tile, TILE rows)."""
+    ``chunk``: rows per kernel call (None: :func:`default_chunk`; DAGs use at most their
+    default, which bounds the memory of a call; chains a multiple of the unrolled
+    program's tile, TILE rows)."""
     n = len(batch)
     dtype = compute_dtype(batch, size)
-    if chunk is None:
-        chunk = default_chunk(batch, size, per_layer, dtype)
-    chunk = chunk if batch.is_chain else min(chunk, DAG_CHUNK)
+    best = default_chunk(batch, size, per_layer, dtype)
+    chunk = best if chunk is None else chunk if batch.is_chain else min(chunk, best)
     if batch.is_chain and chunk > K.TILE:  # whole tiles: no padded copy per chunk
         chunk -= chunk % K.TILE
     def chunk_result(start: int) -> Raw:

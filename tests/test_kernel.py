@@ -255,4 +255,6 @@ def test_default_chunk_follows_the_program():
         {"name": "a", "op": "conv", "kernel": 3, "padding": 1},
         {"name": "b", "op": "conv", "kernel": 3, "padding": 1},
         {"name": "s", "op": "add", "inputs": ["a", "b"]}]}])
-    assert driver.default_chunk(dag) == driver.DAG_CHUNK
+    native = K.uses_native("dag", False, dag.fan_in)
+    assert driver.default_chunk(dag) == (driver.NATIVE_DAG_CHUNK if native else driver.DAG_CHUNK)
+    assert driver.default_chunk(dag, per_layer=True) == driver.DAG_CHUNK  # XLA's program
