@@ -171,32 +171,52 @@ def test_unjitted_kernel_agrees(batch):
 
 @settings(max_examples=10, deadline=None)
 @given(batches(kind=dags, min_size=2, max_size=4))
-def test_both_cpu_emitters_agree(batch):
-    """DAG programs compile with XLA's CPU loop emitter where it is available; the
-    default emitter (GPUs, or an XLA without the option) gives the same rows, for
-    per-network topologies and for a topology the whole chunk shares."""
+def test_dag_programs_agree(batch):
+    """Every DAG program gives the same rows: the compiled CPU kernel (rfsearch.native,
+    where available; per_layer=False only), XLA's program compiled by the CPU loop
+    emitter (where this XLA has it) and by the default emitter (GPUs, or an XLA without
+    the option), for per-network topologies and for a topology the whole chunk shares,
+    with and without per-layer rows. Each program is checked to have run."""
     from rfsearch import kernel as K
+    from rfsearch import native
     from rfsearch.driver import topology_of
 
-    if not K.loop_emitter_available():
-        pytest.skip("this XLA has no loop-emitter option")
     specs, input_size = batch
     mixed = rfsearch.encode(specs)
     assume(topology_of(mixed, mixed.layer_major("preds")) == "dag")
     shared = mixed.take(np.zeros(5, int))  # network 0, five times: one shared topology
-    calls, program = [], K._propagate_loop
+    calls = []
 
-    def counted(*args, **static):
-        calls.append((static["topology"], static["per_layer"]))
-        return program(*args, **static)
+    def counted(name, program):
+        def run(*args, **static):
+            calls.append((name, static["topology"], static["per_layer"]))
+            return program(*args, **static)
+        return run
 
+    programs = {name: getattr(K, attr) for name, attr in (
+        ("native", "_propagate_native"), ("loop", "_propagate_loop"), ("default", "_propagate"))}
     for batch, topology in ((mixed, "dag"), (shared, "shared")):
         for per_layer in (False, True):
-            with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(K, "_propagate_loop", counted)
-                loop = rfsearch.evaluate(batch, input_size=input_size, per_layer=per_layer)
-            assert (topology, per_layer) in calls  # the loop-emitter program ran
-            with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(K, "loop_emitter_available", lambda: False)
-                default = rfsearch.evaluate(batch, input_size=input_size, per_layer=per_layer)
-            pd.testing.assert_frame_equal(default, loop)
+            expected = {"default"}
+            if K.loop_emitter_available():
+                expected.add("loop")
+            if not per_layer and native.available() and batch.fan_in in native.SLOTS:
+                expected.add("native")
+            frames = {}
+            for name in sorted(expected):
+                calls.clear()
+                with pytest.MonkeyPatch.context() as mp:
+                    for other, program in programs.items():
+                        mp.setattr(K, f"_propagate{'' if other == 'default' else '_' + other}",
+                                   counted(other, program))
+                    if name != "native":  # force XLA's program
+                        mp.setattr(K, "uses_native", lambda *a: False)
+                    if name == "default":
+                        mp.setattr(K, "loop_emitter_available", lambda: False)
+                    frames[name] = rfsearch.evaluate(batch, input_size=input_size,
+                                                     per_layer=per_layer)
+                ran = {c[0] for c in calls if c[1:] == (topology, per_layer)}
+                assert ran == {name}, f"{name} ({topology}, per_layer={per_layer}) ran {ran}"
+            first, *others = sorted(frames)
+            for name in others:
+                pd.testing.assert_frame_equal(frames[name], frames[first], obj=f"{name} vs {first}")

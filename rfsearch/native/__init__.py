@@ -111,6 +111,7 @@ def build(cxx: str) -> Path:
 
 
 _LOCK = threading.Lock()  # the driver's worker threads may ask at the same time
+_REGISTERED: list[Path] = []  # the library registered with XLA in this process
 
 
 def available() -> bool:
@@ -131,14 +132,17 @@ def _register() -> bool:
     if cxx is None:
         return False
     try:
-        library = ctypes.cdll.LoadLibrary(str(build(cxx)))
-        jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(library.RfsearchDag),
-                                    platform="cpu")
+        path = build(cxx)
+        if not _REGISTERED:  # XLA keeps one handler per name for the process's lifetime
+            library = ctypes.cdll.LoadLibrary(str(path))
+            jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(library.RfsearchDag),
+                                        platform="cpu")
+            _REGISTERED.append(path)
     except (OSError, subprocess.CalledProcessError) as err:
         detail = getattr(err, "stderr", "") or str(err)
         first = next((line for line in detail.splitlines() if "error" in line), detail)
         warnings.warn(f"rfsearch: compiled DAG kernel unavailable, using XLA's ({first.strip()})",
-                      RuntimeWarning, stacklevel=4)
+                      RuntimeWarning, stacklevel=2)
         return False
     return True
 
