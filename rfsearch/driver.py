@@ -154,7 +154,10 @@ def topology_of(batch: Batch, preds: np.ndarray) -> str:
     """'chain', 'shared' (every network in ``preds`` [L, M, N] has the same DAG) or 'dag'."""
     if batch.is_chain:
         return "chain"
-    return "shared" if (preds == preds[..., :1]).all() else "dag"
+    first = preds[..., :1]
+    if not (preds[..., -1:] == first).all():  # per-network topologies: usually known here
+        return "dag"
+    return "shared" if (preds == first).all() else "dag"
 
 
 def kernel_options(batch: Batch, preds: np.ndarray | None, size, per_layer: bool,
