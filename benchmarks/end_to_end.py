@@ -1,6 +1,9 @@
 """How long does a user wait for 10^6 chains, from a Parquet table of chains to a
 Parquet table of results? Times each stage: load (``read_chains``), evaluate
 (kernel, chunked, plus error messages and DataFrame) and write (``write_parquet``).
+Also ``evaluate`` on 2^18 random DAGs of 64 layers (``workloads.random_dags``, already
+encoded) at 224, with the compiled CPU DAG kernel (``rfsearch.native``, where a C++
+compiler is available) and with XLA's DAG program.
 
 Writes benchmarks/results/end_to_end.json and prints one summary line.
 Run: python benchmarks/end_to_end.py [--n 1000000] [--quick]
@@ -9,10 +12,12 @@ Run: python benchmarks/end_to_end.py [--n 1000000] [--quick]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +28,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import rfsearch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import workloads as W
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOAD_TARGET_S = 1.0  # issue #2: 10^6 chains load in about a second
@@ -55,6 +63,21 @@ def timed(fn, repeats: int):
     return statistics.median(times), times, out
 
 
+def dag_figures(n: int, repeats: int) -> dict:
+    """``evaluate`` at 224 on ``n`` random DAGs: each program's median seconds."""
+    batch, _ = W.random_dags(n, W.DAG_LAYERS + 1, np.random.default_rng(1))
+    figures = {"n": n, "layers": W.DAG_LAYERS, "input_size": 224, "program": W.program(batch)}
+    programs = {"xla": W.xla_programs}
+    if figures["program"] == "native":
+        programs = {"native": contextlib.nullcontext, **programs}
+    for name, within in programs.items():
+        with within():
+            rfsearch.evaluate(batch.take(np.arange(64)), input_size=224)  # compiles
+            figures[f"{name}_evaluate_s"], figures[f"{name}_times"], _ = timed(
+                lambda b=batch: rfsearch.evaluate(b, input_size=224), repeats)
+    return figures
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -85,6 +108,7 @@ def main(argv=None) -> int:
         "load_s": load_s, "evaluate_s": eval_s, "write_s": write_s, "result_mb": size_mb,
         "times": {"load": load_t, "evaluate": eval_t, "write": write_t},
         "load_target_s": LOAD_TARGET_S, "load_target_met": load_s <= LOAD_TARGET_S * LOAD_TOLERANCE,
+        "dags": dag_figures(1 << (12 if args.quick else 18), args.repeats),
     }
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +117,11 @@ def main(argv=None) -> int:
           f"({n / eval_s / 1e6:.2f} M/s end to end, {valid:,} valid), write {write_s:.2f} s "
           f"({size_mb:.1f} MB); device {result['device']}, {result['cpu_cores']} cores"
           + (" [--quick]" if args.quick else ""))
+    d = result["dags"]
+    print(f"{d['n']:,} DAGs: evaluate at 224 "
+          + ", ".join(f"{name} {d[f'{name}_evaluate_s']:.2f} s "
+                      f"({d['n'] / d[f'{name}_evaluate_s'] / 1e6:.2f} M/s)"
+                      for name in ("native", "xla") if f"{name}_evaluate_s" in d))
     return 0
 
 

@@ -190,7 +190,8 @@ def _xla_figures(batch, chunk: int, repeats: int) -> dict:
 
 def dag_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
     batch, _ = W.random_dags(n, W.DAG_LAYERS + 1, rng)
-    args, options = W.device_inputs(batch, 0)
+    with W.xla_programs():  # the parts of XLA's program read its layer-major layout
+        args, options = W.device_inputs(batch, 0)
     assert options["topology"] == "dag"
     with jax.enable_x64(True):
         parts = [[a[..., i : i + chunk] for a in args[:-1]] + [args[-1]]

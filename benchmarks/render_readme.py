@@ -185,10 +185,26 @@ def render_end_to_end(res: dict) -> str:
         f"load the Parquet table {seconds(res['load_s'])} (target about "
         f"{res['load_target_s']:g} s: {status}), `evaluate` {seconds(res['evaluate_s'])} "
         f"({rate(res['n'] / res['evaluate_s'])} including error messages and the DataFrame), "
-        f"`write_parquet` {seconds(res['write_s'])} ({res['result_mb']:.1f} MB); "
+        f"`write_parquet` {seconds(res['write_s'])} ({res['result_mb']:.1f} MB)"
+        f"{render_dag_end_to_end(res.get('dags'))}; "
         f"{res['device']}, {res['cpu_cores']} cores, {res['date']}"
         f"{' (--quick smoke run, not representative)' if res.get('quick') else ''}.",
     ])
+
+
+def render_dag_end_to_end(d: dict | None) -> str:
+    """The DAG clause of the end-to-end paragraph (absent from older results)."""
+    if not d:
+        return ""
+    def figure(name: str) -> str:
+        s = d[f"{name}_evaluate_s"]
+        return f"{seconds(s)} ({rate(d['n'] / s)})"
+    text = (f". `evaluate` on {d['n']:,} random DAGs of {d['layers']} layers at "
+            f"{d['input_size']}: ")
+    if "native_evaluate_s" in d:
+        return (text + f"{figure('native')} with the compiled CPU kernel, {figure('xla')} "
+                "with XLA's program")
+    return text + f"{figure('xla')} (XLA's program)"
 
 
 def render_search(res: dict) -> str:
