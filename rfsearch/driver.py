@@ -90,7 +90,8 @@ def default_chunk(batch: Batch, size=None, per_layer: bool = False,
     (16 layers: 0.05 s each). DAGs: NATIVE_DAG_CHUNK for the compiled CPU kernel, else
     DAG_CHUNK; benchmarks/kernel_throughput.py times both by chunk size."""
     if not batch.is_chain:
-        return NATIVE_DAG_CHUNK if K.uses_native("dag", per_layer, batch.fan_in) else DAG_CHUNK
+        native = K.uses_native("dag", per_layer, batch.fan_in, len(batch))
+        return NATIVE_DAG_CHUNK if native else DAG_CHUNK
     dtype = dtype or compute_dtype(batch, size)  # run_batch has it already
     options = kernel_options(batch, None, size, per_layer, dtype)
     return UNROLLED_CHUNK if K.unrolled(batch.depth, **options) else DEFAULT_CHUNK
@@ -208,7 +209,7 @@ def kernel_inputs(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool,
         return [None, kernel, stride, dilation, pad_before, None, None, None,
                 np.zeros(2, np.int64)], options
     shared = options["topology"] == "shared"
-    if K.uses_native(options["topology"], per_layer, preds.shape[1]):
+    if K.uses_native(options["topology"], per_layer, preds.shape[1], len(batch)):
         # the compiled DAG kernel reads each tile of LANES networks as one block
         whole = -(-bucket // native.LANES) * native.LANES
         op, *params = (tiled(padded(a, whole), native.LANES)

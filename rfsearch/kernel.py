@@ -350,12 +350,14 @@ def _native_program(op, kernel, stride, dilation, pad_before, pad_after, preds, 
 _propagate_native = jax.jit(_native_program, static_argnames=_STATIC)
 
 
-def uses_native(topology: str, per_layer: bool, slots: int) -> bool:
+def uses_native(topology: str, per_layer: bool, slots: int, rows: int | None = None) -> bool:
     """Whether :func:`propagate` runs the compiled CPU kernel (:mod:`rfsearch.native`) for
     these options and ``slots`` input slots per node; it then reads tiled arguments
-    fastest (``rfsearch.driver.kernel_inputs`` lays them out)."""
+    fastest (``rfsearch.driver.kernel_inputs`` lays them out). ``rows``: the batch's
+    networks, which decide whether the kernel is worth building if it is not built yet
+    (:func:`rfsearch.native.available`; 0: never build)."""
     return (topology in LOOP_TOPOLOGIES and not per_layer and slots in native.SLOTS
-            and native.available())
+            and native.available(rows))
 
 
 def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size,
@@ -369,7 +371,7 @@ def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output
     """
     slots = preds.shape[2] if preds is not None and preds.ndim == 4 else (
         preds.shape[1] if preds is not None else 1)
-    if uses_native(static["topology"], static["per_layer"], slots):
+    if uses_native(static["topology"], static["per_layer"], slots, rows=0):  # never builds
         program = _propagate_native
     elif static["topology"] in LOOP_TOPOLOGIES and loop_emitter_available():
         program = _propagate_loop

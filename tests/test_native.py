@@ -89,7 +89,7 @@ def layer_major_args(batch, size, dtype, topology=None):
     when shared) for the whole batch, unpadded; ``topology`` 'dag' keeps per-network
     preds even when every network shares one topology."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(K, "uses_native", lambda *a: False)
+        mp.setattr(K, "uses_native", lambda *a, **k: False)
         args, options = driver.kernel_inputs(batch, slice(None), size, False, dtype, len(batch))
     if topology == "dag" and options["topology"] == "shared":
         preds = driver.kernel_arrays(batch, slice(None), driver.state_axes(batch, size))[-1]
@@ -381,7 +381,7 @@ def test_int32_overflow_is_flagged_and_rerun_in_int64(size):
         on = rfsearch.evaluate(OVERFLOW_SPECS, input_size=size)
     assert calls == ["int32", "int64"]  # the chunk, then its overflow rows
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(K, "uses_native", lambda *a: False)
+        mp.setattr(K, "uses_native", lambda *a, **k: False)
         off = rfsearch.evaluate(OVERFLOW_SPECS, input_size=size)
     pd.testing.assert_frame_equal(on, off)
     assert on["stride_h"][0] == 2**15 and on["error"].isna()[0]
@@ -445,7 +445,7 @@ def test_evaluate_is_the_same_with_native_on_and_off(batch, data):
     assert calls, "the native program did not run"
     ran = len(calls)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(K, "uses_native", lambda *a: False)
+        mp.setattr(K, "uses_native", lambda *a, **k: False)
         mp.setattr(K, "_propagate_native", counted)
         off = rfsearch.evaluate(encoded, input_size=input_size)
     assert len(calls) == ran, "the native program ran with uses_native off"
@@ -531,6 +531,42 @@ def test_a_second_library_keeps_the_first_registration(reregister, tmp_path):
     assert native.available() is True
     jax.clear_caches()
     tiny_dag_check()
+
+
+def test_small_batches_do_not_wait_for_a_build(reregister, tmp_path):
+    """With nothing built yet, a batch below BUILD_MIN_ROWS runs XLA's program instead of
+    compiling dag.cc (seconds), and gives the same table; a cached build is simply
+    loaded, and a batch of BUILD_MIN_ROWS networks builds."""
+    built = native.build(native.compiler())
+    reregister.setenv(native.ENV_CACHE, str(tmp_path))
+    builds = []
+
+    def build(cxx):
+        builds.append(cxx)
+        return built
+
+    reregister.setattr(native, "build", build)
+    assert not native._library_path(native.compiler()).exists()
+    assert native.available(rows=native.BUILD_MIN_ROWS - 1) is False
+    assert native.available(rows=0) is False
+    assert not builds and not native._register.cache_info().currsize
+    calls = []
+    program = K._propagate_native
+    reregister.setattr(K, "_propagate_native",
+                       lambda *a, **k: calls.append(1) or program(*a, **k))
+    frame = rfsearch.evaluate(FEATURE_SPECS, input_size=16)
+    assert not calls and not builds  # XLA's program ran, nothing was compiled
+    assert_reference_rows(frame, FEATURE_SPECS, 16)
+
+    cached = native._library_path(native.compiler())
+    cached.write_bytes(built.read_bytes())  # as if an earlier run had built it
+    assert native.available(rows=1) is True
+    assert builds  # build() only found the cached file (it would compile otherwise)
+    native._register.cache_clear()
+    cached.unlink()
+    builds.clear()
+    assert native.available(rows=native.BUILD_MIN_ROWS) is True
+    assert builds
 
 
 def test_failing_compiler_warns_once_and_falls_back(reregister, tmp_path):

@@ -3,11 +3,12 @@
 XLA's CPU gather moves one element at a time, and the DAG programs of
 :mod:`rfsearch.kernel` gather every input of every node of every network: measured, the
 gather alone caps them near 2 M networks/s on 2 cores. ``dag.cc`` computes the same
-recurrence one network at a time, with that network's node states in the L1 cache, as
-an XLA custom call inside the jitted program. It is compiled from source with the
-system's C++ compiler on first use (a few seconds, once per machine and jaxlib version)
-into a cache directory; without a compiler, or with ``RFSEARCH_NATIVE=0``, the XLA
-program runs instead. Both compute the same numbers, bit for bit (tests/test_native.py).
+recurrence 16 networks at a time, with their node states in the L1 cache, as an XLA
+custom call inside the jitted program. It is compiled from source with the
+system's C++ compiler when a batch of at least BUILD_MIN_ROWS DAGs first needs it (a few
+seconds, once per machine and jaxlib version) into a cache directory; without a compiler,
+or with ``RFSEARCH_NATIVE=0``, the XLA program runs instead. Both compute the same
+numbers (tests/test_native.py).
 """
 
 from __future__ import annotations
@@ -114,12 +115,25 @@ _LOCK = threading.Lock()  # the driver's worker threads may ask at the same time
 _REGISTERED: list[Path] = []  # the library registered with XLA in this process
 
 
-def available() -> bool:
-    """True when the compiled kernel is registered with XLA for the CPU backend (built
-    on first call). False without a compiler, on other backends, with RFSEARCH_NATIVE=0,
-    or when the build fails (then with one warning naming the cause)."""
+BUILD_MIN_ROWS = 1 << 16  # smaller DAG batches run XLA's program rather than wait for a build
+
+
+def available(rows: int | None = None) -> bool:
+    """True when the compiled kernel is registered with XLA for the CPU backend. False
+    without a compiler, on other backends, with RFSEARCH_NATIVE=0, or when the build
+    fails (then with one warning naming the cause).
+
+    The first call that needs it builds it (a few seconds, then cached on disk), unless
+    ``rows`` (the networks about to be evaluated) is below BUILD_MIN_ROWS: a small batch
+    is not worth the wait, so it then runs XLA's program (``rows=0``: never build, only
+    load a cached build)."""
     with _LOCK:
-        return _register()
+        if _register.cache_info().currsize or rows is None or rows >= BUILD_MIN_ROWS:
+            return _register()
+        if os.environ.get(ENV_SWITCH, "1") == "0" or jax.default_backend() != "cpu":
+            return False
+        cxx = compiler()
+        return cxx is not None and _library_path(cxx).exists() and _register()
 
 
 @cache
