@@ -233,7 +233,7 @@ def native_figures(batch, chunk: int, repeats: int) -> dict:
                 os.environ[native.ENV_CACHE] = saved
     args, options = W.device_inputs(batch, 0)
     return {"build_s": build_s, "compiler": native.compiler(), "flags": list(native.FLAGS),
-            "lanes": native.LANES,
+            "lanes": native.lanes(),
             "xla_chunk": W.time_chunked(args, options, chunk, repeats),
             "driver_chunk": W.time_chunked(args, options, driver.NATIVE_DAG_CHUNK, repeats)}
 

@@ -28,7 +28,7 @@ from .errors import SpecError
 DEFAULT_CHUNK = 1 << 15  # chains with a rolled scan (see default_chunk)
 UNROLLED_CHUNK = 1 << 17  # the unrolled chain program: state in registers (see default_chunk)
 DAG_CHUNK = 1 << 12  # XLA's DAG programs carry every node's state: small chunks stay in cache
-NATIVE_DAG_CHUNK = 1 << 14  # the compiled DAG kernel keeps 16 networks' states at a time
+NATIVE_DAG_CHUNK = 1 << 14  # the compiled DAG kernel keeps one tile's states at a time
 MIN_CHUNK_BUCKET = 64
 KERNEL_FIELDS = ("op", "kernel", "stride", "dilation", "pad_before", "pad_after", "preds")
 MAX_WORKERS = 8  # concurrent kernel calls at most (each holds one chunk in memory)
@@ -80,9 +80,10 @@ def concurrently(fn: Callable, items: Iterable) -> Iterator:
 
 def default_chunk(batch: Batch, size=None, per_layer: bool = False,
                   dtype: str | None = None) -> int:
-    """Rows per kernel call when the caller does not choose: DAG_CHUNK for DAGs,
-    UNROLLED_CHUNK for chains that run the unrolled program (unknown input size), else
-    DEFAULT_CHUNK. benchmarks/kernel_throughput.py times run_batch by chunk size; on
+    """Rows per kernel call when the caller does not choose: NATIVE_DAG_CHUNK for DAGs on
+    the compiled CPU kernel, DAG_CHUNK for other DAGs, UNROLLED_CHUNK for chains that run
+    the unrolled program (unknown input size), else DEFAULT_CHUNK.
+    benchmarks/kernel_throughput.py times run_batch by chunk size; on
     2 cores, 2 workers, 2^20 random chains:
     at an unknown size, 64 layers took 0.087 s in chunks of 2^15 and 0.075 s in chunks
     of 2^17 (16 layers: 0.045 and 0.030 s); at 224, whose rolled scan re-reads its state
@@ -210,12 +211,12 @@ def kernel_inputs(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool,
                 np.zeros(2, np.int64)], options
     shared = options["topology"] == "shared"
     if K.uses_native(options["topology"], per_layer, preds.shape[1], len(batch)):
-        # the compiled DAG kernel reads each tile of LANES networks as one block
-        whole = -(-bucket // native.LANES) * native.LANES
-        op, *params = (tiled(padded(a, whole), native.LANES)
-                       for a in (fields[0][:, None], *fields[1:]))
+        # the compiled DAG kernel reads each tile of networks as one block
+        width = native.lanes()
+        whole = -(-bucket // width) * width
+        op, *params = (tiled(padded(a, whole), width) for a in (fields[0][:, None], *fields[1:]))
         preds = (np.ascontiguousarray(preds[..., 0]) if shared
-                 else tiled(padded(slots, whole), native.LANES))
+                 else tiled(padded(slots, whole), width))
         return [op, *params, preds, padded(output, whole),
                 np.asarray(size or (0, 0), np.int64)], options
     fields, output = [padded(a) for a in fields], padded(output)

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import ast
 import operator
+import os
+import platform
 import re
 import subprocess
+import sys
 import types
 import warnings
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -587,7 +591,7 @@ def test_failing_compiler_warns_once_and_falls_back(reregister, tmp_path):
         assert not K.uses_native("shared", False, 2)
     assert [w.category for w in caught] == [RuntimeWarning], [str(w.message) for w in caught]
     assert str(caught[0].message).startswith("rfsearch: compiled DAG kernel unavailable")
-    assert list(cache.iterdir()) == []
+    assert list(cache.glob("*.so")) == []  # no partial library (only the build's lock file)
     assert_reference_rows(rfsearch.evaluate(FEATURE_SPECS[0], input_size=8),
                           FEATURE_SPECS[:1], 8)
 
@@ -729,3 +733,69 @@ def test_cpp_value_parses_dag_cc_spellings():
     assert cpp_value("4 * LANES", {"LANES": 16}) == 64
     with pytest.raises(ValueError):
         cpp_value("sizeof(int)")
+
+
+# ---------------------------------------------------------------- hardening and portability
+
+def test_inconsistent_arguments_are_refused_not_read():
+    """The handler checks every argument's shape and type against the parameters': a
+    mismatch is an error from XLA, never an out-of-bounds read."""
+    batch = rfsearch.encode(FEATURE_SPECS[:2]).take(np.arange(40) % 2)
+    args, options = driver_args(batch, None, "int32")
+    assert args[1].ndim == 4 and args[1].shape[-1] == native.lanes()
+    one_tile = [args[0][:1], *args[1:]]  # op for one tile, parameters for several
+    with jax.enable_x64(True), pytest.raises(jax.errors.JaxRuntimeError, match="mismatch"):
+        jax.block_until_ready(K._propagate_native(*one_tile, **options))
+
+
+def test_zero_stride_in_int64_does_not_trap():
+    """A hand-built Batch can hold stride 0 (the encoder refuses it): the int64 division
+    must not trap (SIGFPE would kill the process), whatever the row then says."""
+    batch = rfsearch.encode(FEATURE_SPECS[:1]).take(np.zeros(16, int))
+    args, options = driver_args(batch, (16, 16), "int64")
+    stride = np.array(args[2])
+    stride[:, 1] = 0  # every network's first layer
+    args[2] = stride
+    with jax.enable_x64(True):
+        out = jax.block_until_ready(K._propagate_native(*args, **options))
+    assert out.out.u.shape[-1] >= 16
+
+
+def test_small_batch_with_an_unusable_cache_path_falls_back(reregister):
+    """Deciding whether a cached build exists must not raise (here a path component too
+    long for the file system): the batch runs XLA's program."""
+    reregister.setenv(native.ENV_CACHE, "/tmp/" + "x" * 300 + "/cache")
+    assert native.available(rows=1) is False
+    frame = rfsearch.evaluate(FEATURE_SPECS, input_size=16)
+    assert_reference_rows(frame, FEATURE_SPECS, 16)
+
+
+PORTABLE_BUILD = """
+import sys, numpy as np, jax
+sys.path[:0] = [{tests!r}]
+from rfsearch import native
+native.FLAGS = tuple(f for f in native.FLAGS if not f.startswith("-march")) + ("-march={march}",)
+assert native.available(), "no build"
+print("lanes", native.lanes())
+import rfsearch
+from test_native import FEATURE_SPECS, check_programs
+batch = rfsearch.encode(FEATURE_SPECS).take(np.arange(37) % len(FEATURE_SPECS))
+for size in (None, (16, 16), (16, 9)):
+    check_programs(batch, size, "int32", "driver")
+check_programs(batch, (16, 9), "int64", "driver")
+print("agree")
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 ISA levels")
+@pytest.mark.parametrize(("march", "lanes"), [("x86-64-v3", 8), ("x86-64", 4)])
+def test_builds_without_avx512_agree_with_xla(march, lanes, tmp_path):
+    """Builds for CPUs without AVX-512 (AVX2: 8 lanes and its gathers; baseline x86-64:
+    4 lanes, gathers lane by lane) compute the same rows as XLA's program. In a fresh
+    process: XLA keeps the first kernel registered for the process's lifetime."""
+    code = PORTABLE_BUILD.format(tests=str(Path(__file__).parent), march=march)
+    env = {**os.environ, native.ENV_CACHE: str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"lanes {lanes}" in done.stdout and "agree" in done.stdout

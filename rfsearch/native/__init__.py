@@ -3,16 +3,17 @@
 XLA's CPU gather moves one element at a time, and the DAG programs of
 :mod:`rfsearch.kernel` gather every input of every node of every network: measured, the
 gather alone caps them near 2 M networks/s on 2 cores. ``dag.cc`` computes the same
-recurrence 16 networks at a time, with their node states in the L1 cache, as an XLA
-custom call inside the jitted program. It is compiled from source with the
-system's C++ compiler when a batch of at least BUILD_MIN_ROWS DAGs first needs it (a few
-seconds, once per machine and jaxlib version) into a cache directory; without a compiler,
-or with ``RFSEARCH_NATIVE=0``, the XLA program runs instead. Both compute the same
-numbers (tests/test_native.py).
+recurrence for a tile of networks at a time (one vector register of lanes), with their
+node states in the L1 cache, as an XLA custom call inside the jitted program. It is
+compiled from source with the system's C++ compiler when a batch of at least
+BUILD_MIN_ROWS DAGs first needs it (a few seconds, once per machine, compiler and jaxlib
+version) into a cache directory; without a compiler, or with ``RFSEARCH_NATIVE=0``, the
+XLA program runs instead. Both compute the same numbers (tests/test_native.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import logging
@@ -26,6 +27,11 @@ import time
 import warnings
 from functools import cache
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: concurrent first builds each compile, then one rename wins
+    fcntl = None
 
 import jax
 import jax.numpy as jnp
@@ -72,12 +78,21 @@ def compiler() -> str | None:
 
 def _library_path(cxx: str) -> Path:
     """A cache path naming everything the binary depends on."""
+    return cache_dir() / f"rfsearch_dag-{_key(SOURCE, cxx, FLAGS)}.so"
+
+
+@cache
+def _key(source: Path, cxx: str, flags: tuple[str, ...]) -> str:
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), jaxlib.__version__.encode(), cxx.encode(),
-                 " ".join(FLAGS).encode(), platform.machine().encode(), _cpu().encode()):
+    for part in (source.read_bytes(), jaxlib.__version__.encode(), cxx.encode(),
+                 " ".join(flags).encode(), platform.machine().encode(), _cpu().encode()):
         key.update(part)
         key.update(b"\0")
-    return cache_dir() / f"rfsearch_dag-{key.hexdigest()[:16]}.so"
+    return key.hexdigest()[:16]
+
+
+CPU_FIELDS = ("model name", "flags", "Features", "CPU implementer", "CPU architecture",
+              "CPU variant", "CPU part")  # /proc/cpuinfo on x86 and on ARM
 
 
 def _cpu() -> str:
@@ -85,34 +100,49 @@ def _cpu() -> str:
     try:
         info = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return platform.processor()
-    return "\n".join(sorted({line for line in info if line.startswith(("model name", "flags"))}))
+        return f"{platform.processor()} {platform.platform()}"
+    return "\n".join(sorted({line for line in info if line.startswith(CPU_FIELDS)}))
+
+
+BUILD_TIMEOUT_S = 600
+STALE_S = 3600  # a temporary file this old is left by a build that was killed
 
 
 def build(cxx: str) -> Path:
     """Compile dag.cc (unless cached) and return the shared library's path. Raises
-    CalledProcessError when the compiler fails."""
+    CalledProcessError or TimeoutExpired when the compiler fails, OSError when the cache
+    directory is not writable. Concurrent processes wait for one build (a lock file)."""
     path = _library_path(cxx)
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    # compile next to the target and rename: concurrent builds never see a partial file
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
-    os.close(fd)
-    start = time.perf_counter()
-    try:
-        subprocess.run([cxx, *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", tmp],
-                       check=True, capture_output=True, text=True)
-        os.replace(tmp, path)
-        _log.info("compiled %s in %.1f s: %s", SOURCE.name, time.perf_counter() - start, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():  # another process built it meanwhile
+            return path
+        for old in path.parent.glob("tmp*.so"):
+            with contextlib.suppress(OSError):
+                if time.time() - old.stat().st_mtime > STALE_S:
+                    old.unlink()
+        # compile next to the target and rename: a reader never sees a partial file
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+        os.close(fd)
+        start = time.perf_counter()
+        try:
+            subprocess.run([cxx, *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", tmp],
+                           check=True, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+            os.chmod(tmp, 0o755)  # mkstemp's 0600 would hide it from other users of the cache
+            os.replace(tmp, path)
+            _log.info("compiled %s in %.1f s: %s", SOURCE.name, time.perf_counter() - start, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     return path
 
 
 _LOCK = threading.Lock()  # the driver's worker threads may ask at the same time
-_REGISTERED: list[Path] = []  # the library registered with XLA in this process
+_REGISTERED: list[tuple[Path, int]] = []  # the library registered in this process, its lanes
 
 
 BUILD_MIN_ROWS = 1 << 16  # smaller DAG batches run XLA's program rather than wait for a build
@@ -133,7 +163,11 @@ def available(rows: int | None = None) -> bool:
         if os.environ.get(ENV_SWITCH, "1") == "0" or jax.default_backend() != "cpu":
             return False
         cxx = compiler()
-        return cxx is not None and _library_path(cxx).exists() and _register()
+        try:
+            built = cxx is not None and _library_path(cxx).exists()
+        except OSError:  # an unreadable source or cache directory: _register() would warn
+            return False
+        return built and _register()
 
 
 @cache
@@ -149,10 +183,13 @@ def _register() -> bool:
         path = build(cxx)
         if not _REGISTERED:  # XLA keeps one handler per name for the process's lifetime
             library = ctypes.cdll.LoadLibrary(str(path))
+            library.RfsearchDagLanes.restype = ctypes.c_int64
+            lanes = int(library.RfsearchDagLanes())
             jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(library.RfsearchDag),
                                         platform="cpu")
-            _REGISTERED.append(path)
-    except (OSError, subprocess.CalledProcessError) as err:
+            _REGISTERED.append((path, lanes))
+    except (OSError, AttributeError, subprocess.SubprocessError,
+            jax.errors.JaxRuntimeError) as err:
         detail = getattr(err, "stderr", "") or str(err)
         first = next((line for line in detail.splitlines() if "error" in line), detail)
         warnings.warn(f"rfsearch: compiled DAG kernel unavailable, using XLA's ({first.strip()})",
@@ -161,15 +198,20 @@ def _register() -> bool:
     return True
 
 
-LANES = 16  # networks per tile (dag.cc)
+def lanes() -> int:
+    """Networks per tile of the registered kernel (one vector register of int32 lanes:
+    16 with AVX-512, 8 with AVX2, else 4); the arguments are laid out in such tiles."""
+    if not _REGISTERED:
+        raise RuntimeError("rfsearch: the compiled DAG kernel is not registered")
+    return _REGISTERED[0][1]
 
 
 def tile_layer_major(a: jax.Array) -> jax.Array:
-    """A layer-major [L, ..., N] array as the kernel reads it, [N / LANES, L, ..., LANES]
-    (N padded to whole tiles by repeating the last network)."""
-    n = a.shape[-1]
-    a = jnp.concatenate([a, jnp.repeat(a[..., -1:], -n % LANES, -1)], -1) if n % LANES else a
-    a = a.reshape(*a.shape[:-1], -1, LANES)
+    """A layer-major [L, ..., N] array as the kernel reads it, [N / T, L, ..., T] for T =
+    :func:`lanes` (N padded to whole tiles by repeating the last network)."""
+    n, width = a.shape[-1], lanes()
+    a = jnp.concatenate([a, jnp.repeat(a[..., -1:], -n % width, -1)], -1) if n % width else a
+    a = a.reshape(*a.shape[:-1], -1, width)
     return jnp.moveaxis(a, -2, 0)
 
 
@@ -178,9 +220,9 @@ def dag_states(op, kernel, stride, dilation, pad_before, pad_after, preds, outpu
     """The output node's state ([A, N] fields) of N networks; call inside a jitted function.
 
     Arguments as :func:`rfsearch.kernel._program` takes them (layer-major) or, faster,
-    tiled as ``dag.cc`` reads them (:func:`rfsearch.encode.tiled` with LANES: op
-    [N / LANES, L, 1, LANES], parameters [N / LANES, L, A, LANES], preds [N / LANES, L, M,
-    LANES], or [L, M] shared by every network)."""
+    tiled as ``dag.cc`` reads them (:func:`rfsearch.encode.tiled` with T = :func:`lanes`:
+    op [N / T, L, 1, T], parameters [N / T, L, A, T], preds [N / T, L, M, T], or [L, M]
+    shared by every network)."""
     n = output.shape[0]
     if kernel.ndim == 3:  # layer-major: tile here (a copy)
         shared = preds.ndim == 2
@@ -188,7 +230,7 @@ def dag_states(op, kernel, stride, dilation, pad_before, pad_after, preds, outpu
             tile_layer_major(a) for a in (op[:, None], kernel, stride, dilation, pad_before,
                                           pad_after))
         preds = preds if shared else tile_layer_major(preds)
-    whole = kernel.shape[0] * LANES
+    whole = kernel.shape[0] * kernel.shape[-1]
     output = jnp.concatenate([output, jnp.repeat(output[-1:], whole - n)]) if whole > n else output
     dt = jnp.dtype(dtype)
     axes = kernel.shape[2]

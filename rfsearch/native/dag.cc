@@ -20,11 +20,12 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <type_traits>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -57,7 +58,15 @@ struct Limits<int64_t> {
 
 // ---------------------------------------------------------------- vectors of LANES networks
 
+// Networks per tile: one vector register of int32 lanes (16 with AVX-512, 8 with AVX2,
+// else 4: wider vectors without the registers for them spill and run slower).
+#if defined(__AVX512F__)
 constexpr int64_t LANES = 16;
+#elif defined(__AVX2__)
+constexpr int64_t LANES = 8;
+#else
+constexpr int64_t LANES = 4;
+#endif
 template <typename E>
 using Vec [[gnu::vector_size(LANES * sizeof(E))]] = E;
 using I32 = Vec<int32_t>;
@@ -78,10 +87,11 @@ inline V vmax(V a, V b) { return a > b ? a : b; }
 template <typename M>
 inline I32 mask32(M m) { return convert<int32_t>(m); }
 
-// base[offset[t]] for every lane t.
+// base[offset[t]] for every lane t (hardware gathers where the ISA has them).
 template <typename E>
 inline Vec<E> gather(const E* base, I32 offset) {
 #if defined(__AVX512F__)
+  static_assert(sizeof(I32) == sizeof(__m512i));
   if constexpr (sizeof(E) == 4) {
     return reinterpret_cast<Vec<E>>(
         _mm512_i32gather_epi32(reinterpret_cast<__m512i>(offset), base, 4));
@@ -89,6 +99,21 @@ inline Vec<E> gather(const E* base, I32 offset) {
     const __m512i all = reinterpret_cast<__m512i>(offset);
     const __m512i lo = _mm512_i32gather_epi64(_mm512_castsi512_si256(all), base, 8);
     const __m512i hi = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(all, 1), base, 8);
+    Vec<E> out;
+    std::memcpy(&out, &lo, sizeof(lo));
+    std::memcpy(reinterpret_cast<char*>(&out) + sizeof(lo), &hi, sizeof(hi));
+    return out;
+  }
+#elif defined(__AVX2__)
+  static_assert(sizeof(I32) == sizeof(__m256i));
+  if constexpr (sizeof(E) == 4) {
+    return reinterpret_cast<Vec<E>>(_mm256_i32gather_epi32(
+        reinterpret_cast<const int*>(base), reinterpret_cast<__m256i>(offset), 4));
+  } else if constexpr (sizeof(E) == 8) {
+    const __m256i all = reinterpret_cast<__m256i>(offset);
+    const auto* base64 = reinterpret_cast<const long long*>(base);
+    const __m256i lo = _mm256_i32gather_epi64(base64, _mm256_castsi256_si128(all), 8);
+    const __m256i hi = _mm256_i32gather_epi64(base64, _mm256_extracti128_si256(all, 1), 8);
     Vec<E> out;
     std::memcpy(&out, &lo, sizeof(lo));
     std::memcpy(reinterpret_cast<char*>(&out) + sizeof(lo), &hi, sizeof(hi));
@@ -118,6 +143,10 @@ inline I32 floor_divide(I32 a, I32 b) {
 inline Vec<int64_t> floor_divide(Vec<int64_t> a, Vec<int64_t> b) {
   Vec<int64_t> out;
   for (int64_t t = 0; t < LANES; ++t) {
+    if (b[t] <= 0) {  // never from the encoder (strides are >= 1): no trap, like XLA
+      out[t] = -1;
+      continue;
+    }
     const int64_t q = a[t] / b[t];
     out[t] = (a[t] % b[t] != 0 && a[t] < 0) ? q - 1 : q;
   }
@@ -290,7 +319,10 @@ void run_tile(const Inputs& in, int64_t b, Tile<T>& tile, const Outputs<T>& out)
   }
   for (int64_t j = 0; j < L; ++j) {
     const I32 last = I32{} + static_cast<int32_t>(std::max<int64_t>(j - 1, 0));
-    I32 slot[M];  // input_slots(): an empty slot repeats slot 0; clamped to a valid input
+    // input_slots(): an empty slot repeats slot 0. Slots are clamped to nodes already
+    // computed, for memory safety; the encoder never writes others (XLA's program would
+    // read a zero state there instead).
+    I32 slot[M];
     for (int64_t m = 0; m < M; ++m) {
       slot[m] = in.shared ? I32{} + in.preds[j * M + m]
                           : load<int32_t>(in.preds + ((b * L + j) * M + m) * LANES);
@@ -331,8 +363,10 @@ void run_tile(const Inputs& in, int64_t b, Tile<T>& tile, const Outputs<T>& out)
   }
 }
 
+// Not inlined into the handler: measured, inlining it there made GCC 12 allocate the hot
+// loop's registers worse (25 % slower).
 template <typename T, int64_t M, bool SIZED>
-void run(const Inputs& in, const Outputs<T>& out) {
+[[gnu::noinline]] void run(const Inputs& in, const Outputs<T>& out) {
   Tile<T> tile(in.L * in.A);
   for (int64_t b = 0; b < in.N / LANES; ++b) run_tile<T, M, SIZED>(in, b, tile, out);
 }
@@ -341,6 +375,17 @@ void run(const Inputs& in, const Outputs<T>& out) {
 
 using Buffer = ffi::AnyBuffer;
 using Result = ffi::Result<ffi::AnyBuffer>;
+
+// Whether an argument has exactly these dimensions.
+inline bool same_dims(const Buffer& a, std::initializer_list<int64_t> expected) {
+  const auto dims = a.dimensions();
+  if (dims.size() != expected.size()) return false;
+  int64_t i = 0;
+  for (int64_t d : expected) {
+    if (dims[i++] != d) return false;
+  }
+  return true;
+}
 
 template <typename T>
 ffi::Error dispatch(Buffer op, Buffer kernel, Buffer stride, Buffer dilation,
@@ -352,9 +397,20 @@ ffi::Error dispatch(Buffer op, Buffer kernel, Buffer stride, Buffer dilation,
   const bool shared = pdims.size() == 2;
   if (dims.size() != 4 || dims[3] != LANES || (!shared && pdims.size() != 4))
     return ffi::Error::InvalidArgument("rfsearch_dag: arguments are not tiled");
-  const int64_t L = dims[1], A = dims[2], N = dims[0] * LANES, M = shared ? pdims[1] : pdims[2];
-  if (L * FAULT_CODES >= PACKED_NO_FAULT)
-    return ffi::Error::InvalidArgument("rfsearch_dag: too many nodes");
+  const int64_t tiles = dims[0], L = dims[1], A = dims[2], N = tiles * LANES;
+  const int64_t M = shared ? pdims[1] : pdims[2];
+  if (L < 1 || A < 1 || M < 1 || L * FAULT_CODES >= PACKED_NO_FAULT)
+    return ffi::Error::InvalidArgument("rfsearch_dag: bad node, axis or slot count");
+  for (const Buffer* p : {&stride, &dilation, &pad_before, &pad_after}) {
+    if (p->element_type() != kernel.element_type() || !same_dims(*p, {tiles, L, A, LANES}))
+      return ffi::Error::InvalidArgument("rfsearch_dag: parameters differ in shape or type");
+  }
+  const bool preds_ok = shared ? same_dims(preds, {L, M}) : same_dims(preds, {tiles, L, M, LANES});
+  if (!same_dims(op, {tiles, L, 1, LANES}) || !preds_ok || !same_dims(output, {N}) ||
+      input_size.element_count() < 2 || op.element_type() != ffi::DataType::S8 ||
+      preds.element_type() != ffi::DataType::S32 || output.element_type() != ffi::DataType::S32 ||
+      input_size.element_type() != ffi::DataType::S32)
+    return ffi::Error::InvalidArgument("rfsearch_dag: op, preds, output or input_size mismatch");
   const Outputs<T> outs{u->typed_data<T>(), v->typed_data<T>(), J->typed_data<T>(),
                         rmin->typed_data<T>(), size->typed_data<T>(),
                         flags->typed_data<int8_t>(), fault->typed_data<int32_t>()};
@@ -401,6 +457,9 @@ ffi::Error dag(Buffer op, Buffer kernel, Buffer stride, Buffer dilation, Buffer 
 }
 
 }  // namespace
+
+// Networks per tile of this build (the Python side lays its arguments out in tiles of it).
+extern "C" int64_t RfsearchDagLanes() { return LANES; }
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RfsearchDag, dag,
                               ffi::Ffi::Bind()
