@@ -156,6 +156,8 @@ def topology_of(batch: Batch, preds: np.ndarray) -> str:
     """'chain', 'shared' (every network in ``preds`` [L, M, N] has the same DAG) or 'dag'."""
     if batch.is_chain:
         return "chain"
+    if preds.shape[-1] == 0:  # no networks (an empty batch)
+        return "dag"
     first = preds[..., :1]
     if not (preds[..., -1:] == first).all():  # per-network topologies: usually known here
         return "dag"
@@ -251,6 +253,15 @@ def _overwrite(raw: Raw, fix: Raw, rows: np.ndarray) -> None:
             mine[key] = merged
 
 
+def _empty(batch: Batch, dtype: str, per_layer: bool) -> Raw:
+    """The results of a batch without networks: every field [..., 2, 0], typed as the
+    kernel types them."""
+    def fields(*lead):
+        return {name: np.zeros((*lead, 2, 0), {"flags": np.int8, "fault": np.int32}.get(
+            name, dtype)) for name in K.NodeState._fields}
+    return Raw(fields(), fields(batch.depth) if per_layer else None)
+
+
 def run_batch(batch: Batch, size, *, per_layer=False, chunk: int | None = None,
               progress=False) -> Raw:
     """Kernel results for a whole Batch, chunk by chunk, int32 with int64 fallback.
@@ -282,7 +293,7 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk: int | None = None,
             parts.append(raw)
             bar.update(raw.out["u"].shape[-1])
     if not parts:
-        return _run(batch, slice(0, 0), size, per_layer, dtype, MIN_CHUNK_BUCKET)
+        return _empty(batch, dtype, per_layer)
     cat = lambda key, d: np.concatenate([p.__dict__[d][key] for p in parts], axis=-1)  # noqa: E731
     return Raw(
         {k: cat(k, "out") for k in parts[0].out},

@@ -149,6 +149,24 @@ def test_empty_batch():
     assert set(COLUMNS) | set(LAYER_COLUMNS) == set(per_layer.columns)
 
 
+def test_empty_dag_batch():
+    """A DAG Batch with no rows left (``take([])``) gives the same empty tables as an
+    empty list of specs, with either DAG program."""
+    from rfsearch import kernel as K
+
+    spec = {"name": "d", "layers": [
+        {"name": "a", "op": "conv", "kernel": 3}, {"name": "b", "op": "conv", "kernel": 3},
+        {"name": "s", "op": "add", "inputs": ["a", "b"]}]}
+    empty = rfsearch.encode([spec]).take(np.array([], int))
+    for native in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            if not native:
+                mp.setattr(K, "uses_native", lambda *a, **k: False)
+            for kwargs in ({}, {"input_size": 32}, {"per_layer": True}):
+                pd.testing.assert_frame_equal(rfsearch.evaluate(empty, **kwargs),
+                                              rfsearch.evaluate([], **kwargs))
+
+
 def test_geometry_columns_are_nullable():
     """Numeric and boolean columns use pandas' nullable extension dtypes (pd.NA for null)."""
     frame = rfsearch.evaluate([{"name": "n", "layers": [{"name": "gp", "op": "global_pool"}]}])
