@@ -88,8 +88,7 @@ def default_chunk(batch: Batch, size=None, per_layer: bool = False,
     at an unknown size, 64 layers took 0.087 s in chunks of 2^15 and 0.075 s in chunks
     of 2^17 (16 layers: 0.045 and 0.030 s); at 224, whose rolled scan re-reads its state
     every layer, 64 layers took 0.11 s with 2^15, 0.13 s with 2^16 and 0.15 s with 2^17
-    (16 layers: 0.05 s each). DAGs: NATIVE_DAG_CHUNK for the compiled CPU kernel, else
-    DAG_CHUNK; benchmarks/kernel_throughput.py times both by chunk size."""
+    (16 layers: 0.05 s each). For DAGs it times both DAG programs by chunk size."""
     if not batch.is_chain:
         native = K.uses_native("dag", per_layer, batch.fan_in, len(batch))
         return NATIVE_DAG_CHUNK if native else DAG_CHUNK
@@ -201,25 +200,24 @@ def kernel_inputs(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool,
     def padded(a, rows=bucket):
         return np.concatenate([a, np.repeat(a[..., :1], rows - n, -1)], -1) if rows > n else a
 
+    def tiles(a, width):  # [N / width, ..., width], whole tiles (narrow ones run slowly)
+        return tiled(padded(a, -(-bucket // width) * width), width)
+
     # a chain program never reads its input slots: one column stands in for them
     slots = preds
     preds = np.ascontiguousarray(preds[..., :1]) if batch.is_chain else padded(preds)
     options = kernel_options(batch, preds, size, per_layer, dtype)
     if K.unrolled(batch.depth, **options):  # it reads four tiled parameters, nothing else
-        whole = -(-bucket // K.TILE) * K.TILE  # whole tiles (narrow ones run slowly)
-        kernel, stride, dilation, pad_before = (tiled(padded(a, whole), K.TILE)
-                                                for a in fields[1:5])
+        kernel, stride, dilation, pad_before = (tiles(a, K.TILE) for a in fields[1:5])
         return [None, kernel, stride, dilation, pad_before, None, None, None,
                 np.zeros(2, np.int64)], options
     shared = options["topology"] == "shared"
     if K.uses_native(options["topology"], per_layer, preds.shape[1], len(batch)):
         # the compiled DAG kernel reads each tile of networks as one block
         width = native.lanes()
-        whole = -(-bucket // width) * width
-        op, *params = (tiled(padded(a, whole), width) for a in (fields[0][:, None], *fields[1:]))
-        preds = (np.ascontiguousarray(preds[..., 0]) if shared
-                 else tiled(padded(slots, whole), width))
-        return [op, *params, preds, padded(output, whole),
+        op, *params = (tiles(a, width) for a in (fields[0][:, None], *fields[1:]))
+        preds = np.ascontiguousarray(preds[..., 0]) if shared else tiles(slots, width)
+        return [op, *params, preds, padded(output, op.shape[0] * width),
                 np.asarray(size or (0, 0), np.int64)], options
     fields, output = [padded(a) for a in fields], padded(output)
     if shared:
