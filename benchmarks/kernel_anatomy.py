@@ -49,6 +49,8 @@ import workloads as W
 
 from rfsearch import driver, native
 from rfsearch import kernel as K
+from rfsearch import recurrence as R
+from rfsearch.cache import ENV_CACHE
 from rfsearch.encode import tiled
 
 SLOT_WORDS = 5  # u, v, J, rmin, fault|flags: the unsized buffer's words per axis
@@ -75,7 +77,7 @@ def _layer_major_spans(kernel, stride, dilation, pad_before):
     """The kernel's plain-chain recurrence on layer-major parameters ([L, 1, N]), unrolled
     the same way; spans [1, N]."""
     x0 = K._spans(jnp.zeros(kernel.shape[1:]))
-    params = K.LayerParams(None, kernel, stride, dilation, pad_before, None)
+    params = R.LayerParams(None, kernel, stride, dilation, pad_before, None)
     nodes = jnp.arange(kernel.shape[0], dtype=jnp.int32)
     spans, _ = lax.scan(K._plain_chain(False, False), x0, (params, nodes), unroll=True)
     return spans
@@ -132,14 +134,14 @@ def tiled_view(batch, field: str, width: int) -> np.ndarray:
 
 def _gather_only(buf, xs):
     _, pred, node = xs
-    idx = K.input_slots(pred)[:, :, None]
+    idx = R.input_slots(pred)[:, :, None]
     blocks = jnp.take_along_axis(buf, idx, axis=0, mode="promise_in_bounds")  # [M, N, F]
     return lax.dynamic_update_index_in_dim(buf, blocks.sum(0) + node, node, 0), None
 
 
 def _arithmetic_only(rows: bool):
-    features = K.Features(sized=False, same=False, whole=False)
-    limits = K.LIMITS[np.dtype(np.int32)]
+    features = R.Features(sized=False, same=False, whole=False)
+    limits = R.LIMITS[np.dtype(np.int32)]
 
     def step(buf, xs):
         p, pred, node = xs
@@ -156,10 +158,10 @@ def _dag_program(step, rows: bool):
 
     def run(op, kernel, stride, dilation, pad_before, pad_after, preds):
         depth, n = op.shape
-        x0 = K.input_state(jnp.zeros(2, jnp.int32), kernel.shape[1], n, np.int32)
+        x0 = R.input_state(jnp.zeros(2, jnp.int32), kernel.shape[1], n, np.int32)
         block0 = K._to_block(x0, np.int32, False, rows)
         buf0 = jnp.zeros((depth, *block0.shape), jnp.int32).at[0].set(block0)
-        params = K.LayerParams(op, kernel, stride, dilation, pad_before, pad_after)
+        params = R.LayerParams(op, kernel, stride, dilation, pad_before, pad_after)
         buf, _ = lax.scan(step, buf0, (params, preds, jnp.arange(depth, dtype=jnp.int32)))
         return buf[-1]
 
@@ -220,17 +222,17 @@ def native_figures(batch, chunk: int, repeats: int) -> dict:
     """The compiled CPU DAG kernel: its build from scratch (a fresh cache directory), and
     its throughput in XLA's chunk size and in the driver's chunk size for it."""
     with tempfile.TemporaryDirectory() as cache:
-        saved = os.environ.get(native.ENV_CACHE)
-        os.environ[native.ENV_CACHE] = cache
+        saved = os.environ.get(ENV_CACHE)
+        os.environ[ENV_CACHE] = cache
         try:
             start = time.perf_counter()
             native.build(native.compiler())
             build_s = time.perf_counter() - start
         finally:
             if saved is None:
-                del os.environ[native.ENV_CACHE]
+                del os.environ[ENV_CACHE]
             else:
-                os.environ[native.ENV_CACHE] = saved
+                os.environ[ENV_CACHE] = saved
     args, options = W.device_inputs(batch, 0)
     return {"build_s": build_s, "compiler": native.compiler(), "flags": list(native.FLAGS),
             "lanes": native.lanes(),

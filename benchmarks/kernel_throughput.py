@@ -63,7 +63,7 @@ from workloads import (
 
 import rfsearch
 from rfsearch import driver
-from rfsearch import kernel as K
+from rfsearch import recurrence as R
 from rfsearch.driver import DEFAULT_CHUNK
 from rfsearch.encode import Batch
 
@@ -121,7 +121,7 @@ def agreement(result, reference: dict[str, np.ndarray]) -> dict:
     out = jax.device_get(result.out)
     ours = {"rf": out.v.astype(np.int64) - out.u + 1, "rf_min": out.rmin.astype(np.int64) + 1,
             "stride": out.J.astype(np.int64), "padding": -out.u.astype(np.int64)}
-    overflow = ((out.flags & K.OVERFLOW) != 0).any(axis=0)
+    overflow = ((out.flags & R.OVERFLOW) != 0).any(axis=0)
     rows = ~overflow
     mismatch = np.zeros(rows.shape, bool)
     for key, ref in reference.items():
@@ -134,9 +134,9 @@ def agreement(result, reference: dict[str, np.ndarray]) -> dict:
 def invalid_rows(result) -> int:
     """Rows the kernel marks invalid (works with either error encoding of the kernel)."""
     if hasattr(result, "err_code"):
-        return int((np.asarray(result.err_code) != K.ERR_NONE).sum())
+        return int((np.asarray(result.err_code) != R.ERR_NONE).sum())
     fault = np.asarray(jax.device_get(result.out.fault))
-    return int((fault != K.NO_FAULT).any(axis=0).sum())
+    return int((fault != R.NO_FAULT).any(axis=0).sum())
 
 
 def verify_dags(batch: Batch, downs: np.ndarray, rows: int = 64) -> dict:

@@ -32,10 +32,11 @@ import jax
 import numpy as np
 
 import rfsearch
-from rfsearch import searcher as S
-from rfsearch.filter import parse_filter
+from rfsearch.search import runner as S
+from rfsearch.search import walk as D
+from rfsearch.search.device_run import DeviceRun
+from rfsearch.search.filter import parse_filter
 from rfsearch.spaces import builtin, grid_space
-from rfsearch.spaces import device as D
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"grid_kernel_per_s": 100e6, "grid_end_to_end_s": 60.0, "ofa_exhaustive_s": 600.0,
@@ -58,7 +59,7 @@ def bench_grid() -> dict:
 def time_walk(space, where: str, chunks: int, chunk: int, ids=None) -> dict:
     """Median seconds per device call of the walk (mask computed, ready), compile apart."""
     node = parse_filter(where, S.filter_schema(space))
-    run = S._Run(space, None, node, where, None, 0, chunk, None, None, ids)
+    run = DeviceRun(space, None, node, where, None, 0, chunk, None, ids)
     args = []
     for c in range(min(chunks + 1, run.chunks)):
         lo = c * run.reps
@@ -153,9 +154,9 @@ def main(argv=None) -> int:
     from rfsearch.spaces import nasbench101
 
     if args.fresh_nasbench101:
-        nasbench101.CACHE.unlink(missing_ok=True)
-        nasbench101.ENCODED.unlink(missing_ok=True)
-    if not nasbench101.CACHE.exists():
+        nasbench101.cache_file().unlink(missing_ok=True)
+        nasbench101.cache_file(nasbench101.ENCODED).unlink(missing_ok=True)
+    if not nasbench101.cache_file().exists():
         t0 = time.perf_counter()
         nasbench101.cells()
         res["nasbench101_generate_s"] = time.perf_counter() - t0

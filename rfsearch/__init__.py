@@ -6,8 +6,8 @@ from . import zoo
 from .encode import Batch, chains, encode
 from .errors import SpecError
 from .evaluate import evaluate
-from .load import read_chains
-from .searcher import SearchSummary, search
+from .search import SearchSummary, search
+from .sources import read_chains
 from .spec import Layer, Network, parse_network
 from .table import COLUMNS, schema, to_arrow, write_parquet
 

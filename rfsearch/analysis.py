@@ -26,19 +26,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernel as K
 from . import ops
+from . import recurrence as R
 from .encode import Batch
+from .table import RF_AT_STRIDES
 
 RULE = ("rfa-toolbox 1.7 is_border (feature-map rule, then rf_min rule; 1x1 layers "
         "{exempt}); feasible range: largest rf_min .. largest rf (rfa-toolbox README); "
         "whole-map layers excluded")
-STRIDES = (8, 16, 32)
-LAYER_COLUMNS = ("border", "unproductive", "critical")
-NETWORK_COLUMNS = ("border_layer", "n_unproductive", "n_critical", "feasible_min",
-                   "feasible_max", *(f"rf_at_stride_{s}" for s in STRIDES), "rf_ratio")
-# the numeric ones that need every layer (rf_ratio needs only the output)
-LAYERWISE_COLUMNS = tuple(c for c in NETWORK_COLUMNS if c not in ("border_layer", "rf_ratio"))
+
 
 
 def rule(exempt_1x1: bool) -> str:
@@ -68,9 +64,9 @@ def analyze(batch: Batch, layers: dict[str, np.ndarray], size, exempt_1x1: bool 
     L, n = batch.depth, len(batch)
     node = np.arange(L)[:, None]
     live = (node >= 1) & (node < batch.length[None, :])  # [L, N]
-    valid = live & (layers["fault"] == K.NO_FAULT).all(axis=1)
+    valid = live & (layers["fault"] == R.NO_FAULT).all(axis=1)
     whole = np.isin(batch.layer_major("op"), list(ops.WHOLE_MAP.values()))  # [L, N]
-    counted = valid & ~whole & ((layers["flags"] & K.UNBOUNDED) == 0).all(axis=1)
+    counted = valid & ~whole & ((layers["flags"] & R.UNBOUNDED) == 0).all(axis=1)
     rf = layers["v"].astype(np.int64) - layers["u"] + 1  # [L, 2, N]
     rf_min = layers["rmin"].astype(np.int64) + 1
     jump = layers["J"].astype(np.int64)
@@ -111,17 +107,16 @@ def analyze(batch: Batch, layers: dict[str, np.ndarray], size, exempt_1x1: bool 
     bad = ~counted.any(axis=0) | (live & ~valid).any(axis=0)
     net["feasible_min"] = (np.where(counted, rf_min.max(axis=1), 0).max(axis=0), bad)
     net["feasible_max"] = (np.where(counted, rf.max(axis=1), 0).max(axis=0), bad)
-    for s in STRIDES:
+    for s in RF_AT_STRIDES:
         at = counted & (jump[:, 0] == s)  # [L, N]
         last = L - 1 - np.argmax(at[::-1], axis=0)
         net[f"rf_at_stride_{s}"] = (rf[last, 0, np.arange(n)], ~at.any(axis=0) | bad)
     return Analysis(lay, net)
 
 
-def rf_ratio(rf_h, rf_w, size) -> np.ndarray:
+def rf_ratio(rf_h, rf_w, size, xp=np):
     """The output's receptive field over the input size, the smaller axis (NaN where the
-    RF or the size is unknown)."""
-    h, w = (np.asarray(a, dtype=np.float64) for a in (rf_h, rf_w))
+    RF or the size is unknown; ``xp``: numpy or jax.numpy)."""
     if size is None:
-        return np.full(h.shape, np.nan)
-    return np.minimum(h / size[0], w / size[1])
+        return xp.full(xp.shape(rf_h), np.nan)
+    return xp.minimum(rf_h / size[0], rf_w / size[1])

@@ -15,10 +15,17 @@ from pathlib import Path
 import pandas as pd
 
 from . import __version__, ops, zoo
-from .driver import parse_input_size
+from .driver import DAG_CHUNK, NATIVE_DAG_CHUNK, UNROLLED_CHUNK
+from .driver import DEFAULT_CHUNK as DEFAULT_CHUNK_ROWS
 from .encode import encode_networks
 from .errors import SpecError
-from .evaluate import evaluate, sources
+from .evaluate import evaluate
+from .kernel import TILE
+from .search import search
+from .search.runner import DEFAULT_CHUNK
+from .sources import resolve
+from .spaces import BUILTIN, candidates
+from .spec import parse_input_size
 from .table import write_parquet
 
 MAX_MESSAGES = 20
@@ -62,11 +69,26 @@ def _report_errors(df: pd.DataFrame) -> int:
     return 1 if len(errors) else 0
 
 
+def _progress_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--progress", action="store_true",
+                       help="draw a progress bar even when standard error is not a terminal")
+    group.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+
+def _progress(args) -> bool:
+    """A bar while writing a file: on a terminal only, unless --progress asks for it (a
+    bar drawn into a pipe or a log file leaves carriage-return frames there)."""
+    if args.quiet or args.output is None:
+        return False
+    return args.progress or sys.stderr.isatty()
+
+
 def cmd_eval(args) -> int:
     if args.output:
         _writable(args.output)
     df = evaluate(args.specs, input_size=args.input_size, per_layer=args.per_layer,
-                  progress=not args.quiet and args.output is not None, chunk_size=args.chunk_size,
+                  progress=_progress(args), chunk_size=args.chunk_size,
                   analysis=args.analysis, exempt_1x1=args.exempt_1x1)
     if args.output:
         try:
@@ -112,7 +134,7 @@ def _left_aligned(table: pd.DataFrame, columns) -> pd.DataFrame:
 
 def show_table(spec, input_size) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The per-layer table of one network, as shown by ``rfsearch show``."""
-    src = sources(spec)[0]
+    src = resolve(spec)[0]
     if src.errors:
         raise SpecError(src.errors[0][2])
     if src.total != 1:
@@ -199,8 +221,6 @@ def _id_range(text: str) -> tuple[int, int]:
 
 
 def cmd_search(args) -> int:
-    from .searcher import search
-
     if args.output:
         target = Path(args.output)
         if target.exists() and not target.is_dir():
@@ -209,8 +229,7 @@ def cmd_search(args) -> int:
     result = search(args.space, output=args.output, where=args.where, sample=args.sample,
                     seed=args.seed, input_size=args.input_size, chunk=args.chunk,
                     top=args.top, by=args.by, ascending=args.ascending, ids=args.ids,
-                    partition_by=args.partition_by or (),
-                    progress=not args.quiet and args.output is not None)
+                    partition_by=args.partition_by or (), progress=_progress(args))
     if args.output is None:
         with pd.option_context("display.max_rows", 50, "display.width", 200):
             print(result.to_string(index=False) if len(result) else "(no rows)")
@@ -221,13 +240,8 @@ def cmd_search(args) -> int:
 
 
 def cmd_spaces(args) -> int:
-    from .spaces import BUILTIN
-    from .spaces.families import space_sizes
-
-    sizes = space_sizes() | {"nasbench201": 15625, "natsbench-sss": 32768,
-                             "nasbench101": 423_624, "darts": (1 * 3 * 6 * 10 * 49 ** 4) ** 2}
-    rows = [{"space": name, "candidates": f"{sizes[name]:,}", "description": desc}
-            for name, (_, _, desc) in BUILTIN.items()]
+    rows = [{"space": name, "candidates": f"{candidates(name):,}",
+             "description": entry.description} for name, entry in BUILTIN.items()]
     table = pd.DataFrame(rows)
     print(_left_aligned(table, ["space", "description"]).to_string(index=False))
     return 0
@@ -243,15 +257,15 @@ def _search_parser(sub) -> None:
     se.add_argument("--sample", type=_positive, help="draw N candidate ids instead of all")
     se.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     se.add_argument("--input-size", type=_input_size, help="N or HxW (default: the space's)")
-    se.add_argument("--chunk", type=_positive, default=1 << 22,
-                    help="candidates per device call (default 4194304)")
+    se.add_argument("--chunk", type=_positive, default=DEFAULT_CHUNK,
+                    help=f"candidates per device call (default {DEFAULT_CHUNK:,})")
     se.add_argument("--top", type=_positive, help="keep the K best rows by --by")
     se.add_argument("--by", help="column ranking --top (largest first)")
     se.add_argument("--ascending", action="store_true", help="--top keeps the smallest")
     se.add_argument("--ids", type=_id_range, help="only candidate ids START:STOP")
     se.add_argument("--partition-by", nargs="+", metavar="COL",
                     help="hive-partition the output folder by these choice columns")
-    se.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    _progress_options(se)
     se.set_defaults(func=cmd_search)
     sp = sub.add_parser("spaces", help="list the built-in search spaces")
     sp.set_defaults(func=cmd_spaces)
@@ -348,11 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--exempt-1x1", action="store_true",
                     help="with --analysis: 1x1 layers are never unproductive by the rf_min rule")
     ev.add_argument("--chunk-size", type=_positive, default=None,
-                    help="candidates per kernel call (default: 131,072 for plain chains at an "
-                         "unknown input size, 32,768 for other chains, 16,384 for DAGs on the "
-                         "compiled CPU kernel, 4,096 for other DAGs, which it also caps; "
-                         "chains round it down to a multiple of 64)")
-    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+                    help=f"candidates per kernel call (default: {UNROLLED_CHUNK:,} for plain "
+                         f"chains at an unknown input size, {DEFAULT_CHUNK_ROWS:,} for other "
+                         f"chains, {NATIVE_DAG_CHUNK:,} for DAGs on the compiled CPU kernel, "
+                         f"{DAG_CHUNK:,} for other DAGs, which it also caps; chains round it "
+                         f"down to a multiple of {TILE})")
+    _progress_options(ev)
     ev.set_defaults(func=cmd_eval)
 
     sh = sub.add_parser("show", help="per-layer table of one network")

@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 
 from . import kernel as K
 from . import native
+from . import recurrence as R
 from .encode import PARAM_FIELDS, Batch, tiled
-from .errors import SpecError
 
 DEFAULT_CHUNK = 1 << 15  # chains with a rolled scan (see default_chunk)
 UNROLLED_CHUNK = 1 << 17  # the unrolled chain program: state in registers (see default_chunk)
@@ -97,31 +97,9 @@ def default_chunk(batch: Batch, size=None, per_layer: bool = False,
     return UNROLLED_CHUNK if K.unrolled(batch.depth, **options) else DEFAULT_CHUNK
 
 
-def parse_input_size(input_size) -> tuple[int, int] | None:
-    """None, an int, (H, W) or 'HxW' -> (H, W) positive ints."""
-    if input_size is None:
-        return None
-    if isinstance(input_size, str):
-        parts = input_size.lower().split("x")
-        if len(parts) not in (1, 2) or not all(p.isascii() and p.isdigit() for p in parts):
-            raise SpecError(f"input size must be N or HxW, got {input_size!r}")
-        values = [int(p) for p in parts]
-        input_size = values if len(values) == 2 else values[0]
-    if isinstance(input_size, int | np.integer):
-        pair = (input_size, input_size)
-    elif isinstance(input_size, list | tuple | np.ndarray):
-        pair = tuple(input_size)
-    else:
-        raise SpecError(f"input size must be a positive integer or (H, W), got {input_size!r}")
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int | np.integer)
-                             or not 1 <= v <= K.LIMITS[np.dtype(np.int64)].param for v in pair):
-        raise SpecError(f"input size must be a positive integer or (H, W), got {input_size!r}")
-    return int(pair[0]), int(pair[1])
-
-
 def compute_dtype(batch: Batch, size: tuple[int, int] | None) -> str:
     """int32 when every parameter and the input size fit its limits, else int64."""
-    small = K.LIMITS[np.dtype(np.int32)].param
+    small = R.LIMITS[np.dtype(np.int32)].param
     if size is not None and max(size) > small:
         return "int64"
     if batch.kernel.dtype == np.int8:  # every value <= 127, so k_eff <= 127 * 126 + 1 < 2**14
@@ -148,7 +126,7 @@ class Raw:
         """[N] rows whose output (or, with per-layer states, any node) left the exact
         range of the compute width."""
         flags = self.out["flags"] if self.layers is None else self.layers["flags"]
-        return ((flags & K.OVERFLOW) != 0).reshape(-1, flags.shape[-1]).any(axis=0)
+        return ((flags & R.OVERFLOW) != 0).reshape(-1, flags.shape[-1]).any(axis=0)
 
 
 def topology_of(batch: Batch, preds: np.ndarray) -> str:
@@ -168,7 +146,7 @@ def kernel_options(batch: Batch, preds: np.ndarray | None, size, per_layer: bool
     """The static arguments of :func:`~rfsearch.kernel.propagate` for a chunk whose
     layer-major input slots are ``preds`` [L, M, N] (not read for chains): one compiled
     program per value."""
-    features = K.Features(sized=size is not None, same=batch.has_same, whole=batch.has_whole)
+    features = R.Features(sized=size is not None, same=batch.has_same, whole=batch.has_whole)
     return {"topology": topology_of(batch, preds), "features": features,
             "per_layer": per_layer, "dtype": dtype}
 
@@ -256,7 +234,7 @@ def _empty(batch: Batch, dtype: str, per_layer: bool) -> Raw:
     kernel types them."""
     def fields(*lead):
         return {name: np.zeros((*lead, 2, 0), {"flags": np.int8, "fault": np.int32}.get(
-            name, dtype)) for name in K.NodeState._fields}
+            name, dtype)) for name in R.NodeState._fields}
     return Raw(fields(), fields(batch.depth) if per_layer else None)
 
 

@@ -1,66 +1,32 @@
 """``evaluate``: specs (dicts, files, a Batch) in, one DataFrame out.
 
 Bad specs and invalid networks cost their own row (``error`` filled), never the
-batch; :mod:`rfsearch.messages` words the kernel's faults.
+batch; :mod:`rfsearch.faults` words the kernel's faults.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from . import kernel as K
-from . import zoo
+from . import recurrence as R
 from .analysis import analyze, rf_ratio, rule
-from .driver import Raw, parse_input_size, run_batch
-from .encode import Batch, encode_networks
+from .driver import Raw, run_batch
+from .encode import encode_networks
 from .errors import SpecError
-from .load import Source, from_objects, read_chain_source, read_source
-from .messages import Context, messages_for
+from .faults import Context, messages_for
 from .ops import op_names
+from .sources import Source, resolve
+from .spec import parse_input_size
 from .table import ANALYSIS_LAYER, frame
 
 LAYER_SCALE = 1 << 32  # sort key of a per-layer row: spec index * LAYER_SCALE + node
 
 
-def sources(specs) -> list[Source]:
-    """Normalise what users pass: a dict, a list of dicts, path(s), a Batch, or a table
-    of chains (Arrow or pandas)."""
-    if isinstance(specs, Batch):
-        return [Source(None, [], list(range(len(specs))), [], len(specs), specs)]
-    if isinstance(specs, pd.DataFrame):
-        specs = pa.Table.from_pandas(specs, preserve_index=False)
-    if isinstance(specs, pa.Table):
-        return [read_chain_source(specs)]
-    if isinstance(specs, Mapping):
-        return [from_objects([specs])]
-    if isinstance(specs, str | Path):
-        return [_read_or_error(specs)]
-    specs = list(specs)
-    if specs and all(isinstance(s, str | Path) for s in specs):
-        return [_read_or_error(s) for s in specs]
-    return [from_objects(specs)]
-
-
-def _read_or_error(path) -> Source:
-    """A file's specs (or a ``zoo:NAME`` network); a file that cannot be read at all
-    becomes one error row."""
-    try:
-        if isinstance(path, str) and path.startswith(zoo.PREFIX):
-            return from_objects([zoo.build(path)], label=path)
-        return read_source(path)
-    except SpecError as err:
-        return Source(str(path), [], [], [(0, None, str(err))], 1)
-
-
 def _network_columns(states: dict[str, np.ndarray], valid: np.ndarray):
     """(values, null mask) per numeric column from node states ([2, R] fields)."""
-    unbounded = (states["flags"] & K.UNBOUNDED) != 0
-    known = (states["flags"] & K.KNOWN) != 0
+    unbounded = (states["flags"] & R.UNBOUNDED) != 0
+    known = (states["flags"] & R.KNOWN) != 0
     bad = np.broadcast_to(~valid, states["u"].shape)
     cols = {
         "rf": (states["v"] - states["u"] + 1, bad | unbounded),
@@ -73,10 +39,8 @@ def _network_columns(states: dict[str, np.ndarray], valid: np.ndarray):
     for key, (values, mask) in cols.items():
         for axis, suffix in enumerate("hw"):
             result[f"{key}_{suffix}"] = (values[axis], mask[axis])
-    # Kleene AND over the axes: an axis whose padding is unknown is unknown, not aligned.
-    aligned = (states["flags"] & K.ALIGNED) != 0
-    certainly_not = ((known & ~aligned) | ((states["flags"] & K.MISALIGNED) != 0)).any(axis=0)
-    result["aligned"] = (~certainly_not, ~valid | (~certainly_not & ~known.all(axis=0)))
+    aligned, decided = R.alignment(states["flags"])
+    result["aligned"] = (aligned, ~(valid & decided))
     return result
 
 
@@ -90,7 +54,7 @@ def _source_table(src: Source, size, per_layer: bool, chunk: int, progress: bool
     found = None if analysis is None else analyze(batch, raw.layers, size, **analysis)
     if per_layer:
         return _layer_rows(ctx, raw, src, found)
-    overflow = ((raw.out["flags"] & K.OVERFLOW) != 0).any(axis=0)
+    overflow = ((raw.out["flags"] & R.OVERFLOW) != 0).any(axis=0)
     messages = messages_for(ctx, np.arange(len(batch)), raw.out["fault"].min(axis=0), overflow)
     cols = _network_columns(raw.out, messages == None)  # noqa: E711
     cols["name"] = (batch.names.astype(str), None)
@@ -139,7 +103,7 @@ def _layer_rows(ctx: Context, raw: Raw, src: Source, found=None):
     live = (node >= 1) & (node < batch.length[None, :])  # [L, N]
     net, nodes = np.nonzero(live.T)  # network-major order
     layers = {k: v[nodes, :, net].T for k, v in raw.layers.items()}  # [2, R]
-    overflow = ((layers["flags"] & K.OVERFLOW) != 0).any(axis=0)
+    overflow = ((layers["flags"] & R.OVERFLOW) != 0).any(axis=0)
     messages = messages_for(ctx, net, layers["fault"].min(axis=0), overflow)
     cols = _network_columns(layers, messages == None)  # noqa: E711
     cols["name"] = (batch.names[net].astype(str), None)
@@ -186,7 +150,7 @@ def evaluate(specs, *, input_size=None, per_layer: bool = False, progress: bool 
         raise SpecError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     tables = []
     options = {"exempt_1x1": bool(exempt_1x1)} if analysis else None
-    for src in sources(specs):
+    for src in resolve(specs):
         cols, order = _source_table(src, size, per_layer, chunk_size, progress, options)
         df = frame(cols, per_layer, size)
         if analysis:

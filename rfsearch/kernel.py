@@ -27,25 +27,20 @@ import numpy as np
 from jax import lax
 
 from . import native
-from .recurrence import (  # noqa: F401  (re-exported: callers use kernel.NAME)
+from .recurrence import (
     ALIGNED,
     ERR_EMPTY,
-    ERR_JUMP,
     ERR_NONE,
-    ERR_SIZE,
     FAULT_CODES,
     KNOWN,
     LIMITS,
-    MISALIGNED,
     NO_FAULT,
     OVERFLOW,
-    UNBOUNDED,
     Features,
     LayerParams,
     NodeState,
     apply_window,
     effective_kernel,
-    fault_code,
     input_slots,
     input_state,
     merge,

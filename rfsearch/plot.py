@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from .coords import ReceptiveField
-from .driver import parse_input_size
 from .errors import SpecError
-from .evaluate import evaluate, sources
+from .evaluate import evaluate
+from .sources import resolve
+from .spec import parse_input_size
 
 DPI = 100
 SCATTER_ROWS = 200_000  # above this a result plot is a 2-D histogram, never all points
@@ -115,7 +116,7 @@ def boxes(spec, output, *, image=None, features=None, input_size=None, erf=False
     else:
         h, w = parse_input_size(input_size) if input_size is not None else (224, 224)
         img = synthetic_image(h, w)
-    src = sources(spec)[0]
+    src = resolve(spec)[0]
     if src.errors or src.total != 1:
         raise SpecError(src.errors[0][2] if src.errors else
                         f"{src.label}: holds {src.total} specs; boxes takes one")

@@ -72,6 +72,16 @@ def fault_code(fault):
             np.where(none, -1, fault // FAULT_CODES))
 
 
+def alignment(flags):
+    """The ``aligned`` column from output flags ([A, ...], numpy or jax): (value, decided).
+    Kleene AND over the axes: an axis that is known and not ALIGNED, or any MISALIGNED
+    merge, makes it false; otherwise it is true only when every axis's padding is known."""
+    known = (flags & KNOWN) != 0
+    certainly_not = ((known & ((flags & ALIGNED) == 0)) | ((flags & MISALIGNED) != 0)).any(
+        axis=0)
+    return ~certainly_not, certainly_not | known.all(axis=0)
+
+
 class LayerParams(NamedTuple):
     """One node's parameters for N networks (layer-major slices)."""
 

@@ -14,6 +14,8 @@ import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from . import ops
 from .errors import Location, SpecError
 
@@ -250,3 +252,25 @@ def parse_network(raw, index: int = 0, file: str | None = None) -> Network:
     if not isinstance(output, str) or output not in names or output == "input":
         raise SpecError(f"output {output!r} is not a layer name", where)
     return Network(name=name, layers=tuple(layers), output=names[output])
+
+
+def parse_input_size(input_size) -> tuple[int, int] | None:
+    """None, an int, (H, W) or 'HxW' -> (H, W) positive ints."""
+    if input_size is None:
+        return None
+    if isinstance(input_size, str):
+        parts = input_size.lower().split("x")
+        if len(parts) not in (1, 2) or not all(p.isascii() and p.isdigit() for p in parts):
+            raise SpecError(f"input size must be N or HxW, got {input_size!r}")
+        values = [int(p) for p in parts]
+        input_size = values if len(values) == 2 else values[0]
+    if isinstance(input_size, int | np.integer):
+        pair = (input_size, input_size)
+    elif isinstance(input_size, list | tuple | np.ndarray):
+        pair = tuple(input_size)
+    else:
+        raise SpecError(f"input size must be a positive integer or (H, W), got {input_size!r}")
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int | np.integer)
+                             or not 1 <= v <= MAX_PARAM for v in pair):
+        raise SpecError(f"input size must be a positive integer or (H, W), got {input_size!r}")
+    return int(pair[0]), int(pair[1])

@@ -52,9 +52,27 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "rf_ratio": (pa.float64(), "output receptive field over the input size (smaller axis)"),
 }
 ANALYSIS_LAYER = ["border", "unproductive", "critical"]
+RF_AT_STRIDES = (8, 16, 32)  # the rf_at_stride_K columns
 ANALYSIS_NETWORK = ["border_layer", "n_unproductive", "n_critical", "feasible_min",
-                    "feasible_max", "rf_at_stride_8", "rf_at_stride_16", "rf_at_stride_32",
-                    "rf_ratio"]
+                    "feasible_max", *(f"rf_at_stride_{s}" for s in RF_AT_STRIDES), "rf_ratio"]
+# The analysis columns that need every layer's state (rf_ratio needs only the output).
+LAYERWISE = tuple(c for c in ANALYSIS_NETWORK if c not in ("border_layer", "rf_ratio"))
+# The geometry of a network's output, in table order.
+GEOMETRY = ("rf_h", "rf_w", "rf_min_h", "rf_min_w", "stride_h", "stride_w", "padding_h",
+            "padding_w", "aligned", "out_h", "out_w")
+
+# The search output (rfsearch.search): one row per matching candidate, in this order:
+# candidate_id, the space's native key columns, one column per choice, GEOMETRY, valid,
+# rf_ratio, and the LAYERWISE analysis columns when a filter or ranking used them.
+SEARCH_COLUMNS: dict[str, tuple[pa.DataType, str]] = {
+    "candidate_id": (pa.int64(), "the candidate's number in its space: the mixed-radix "
+                                 "number of its choices, the first choice most significant"),
+    "valid": (pa.bool_(), "the candidate is a network: every choice is valid and its "
+                          "geometry within the exact range"),
+}
+# Declared result columns of a search, in order (the key and choice columns of the space
+# come between candidate_id and the geometry).
+SEARCH_RESULT = ("candidate_id", *GEOMETRY, "valid", "rf_ratio", *LAYERWISE)
 NETWORK_COLUMNS = [c for c in COLUMNS if c not in ("layer", "layer_name", "op",
                                                   *ANALYSIS_LAYER, *ANALYSIS_NETWORK)]
 LAYER_COLUMNS = [c for c in COLUMNS if c not in (*ANALYSIS_LAYER, *ANALYSIS_NETWORK)]
@@ -76,6 +94,25 @@ def schema(per_layer: bool = False, analysis: bool = False) -> pa.Schema:
     )
 
 
+def search_schema(keys: dict[str, pa.DataType], choices: dict[str, pa.DataType],
+                  analysis: bool = False) -> pa.Schema:
+    """The declared Arrow schema of a search output with these native key and choice
+    columns (``analysis``: with the LAYERWISE analysis columns)."""
+    def field(name):
+        own = SEARCH_COLUMNS.get(name) or COLUMNS[name]
+        return pa.field(name, own[0], metadata={"description": own[1]})
+    first, *tail = SEARCH_RESULT[:len(SEARCH_RESULT) - (0 if analysis else len(LAYERWISE))]
+    return pa.schema([field(first), *(pa.field(k, t) for k, t in {**keys, **choices}.items()),
+                      *map(field, tail)])
+
+
+def pandas_dtype(name: str) -> str:
+    """The pandas dtype of a declared column (nullable: Int64, Int32, boolean, Float64,
+    string)."""
+    arrow_type = (SEARCH_COLUMNS.get(name) or COLUMNS[name])[0]
+    return _pandas_dtype(arrow_type)
+
+
 def _pandas_dtype(arrow_type: pa.DataType) -> str:
     return {pa.int64(): "Int64", pa.int32(): "Int32", pa.bool_(): "boolean",
             pa.float64(): "Float64"}.get(arrow_type, "string")
@@ -86,20 +123,24 @@ def frame(columns: dict[str, tuple[np.ndarray, np.ndarray | None]], per_layer: b
     """A DataFrame with the declared columns from (values, null-mask) pairs."""
     data = {}
     for name in column_names(per_layer, "feasible_max" in columns or "border" in columns):
-        values, mask = columns[name]
-        dtype = _pandas_dtype(COLUMNS[name][0])
-        if dtype == "string":
-            data[name] = _strings(values)
-        else:
-            numpy = {"Int64": np.int64, "Int32": np.int32, "boolean": np.bool_,
-                     "Float64": np.float64}[dtype]
-            arr = np.asarray(values).astype(numpy, copy=False)
-            m = np.zeros(arr.shape, bool) if mask is None else np.asarray(mask, bool)
-            data[name] = pd.array(arr, dtype=dtype) if not m.any() else _masked(arr, m, dtype)
+        data[name] = typed_array(name, *columns[name])
     df = pd.DataFrame(data)
     df.attrs["input_size"] = None if input_size is None else list(input_size)
     df.attrs["per_layer"] = per_layer
     return df
+
+
+def typed_array(name: str, values, mask=None) -> pd.api.extensions.ExtensionArray:
+    """The declared column ``name`` as a pandas array from values and a null mask
+    (None: no nulls)."""
+    dtype = pandas_dtype(name)
+    if dtype == "string":
+        return _strings(values)
+    numpy = {"Int64": np.int64, "Int32": np.int32, "boolean": np.bool_,
+             "Float64": np.float64}[dtype]
+    arr = np.asarray(values).astype(numpy, copy=False)
+    m = np.zeros(arr.shape, bool) if mask is None else np.asarray(mask, bool)
+    return pd.array(arr, dtype=dtype) if not m.any() else _masked(arr, m, dtype)
 
 
 def _strings(values) -> pd.api.extensions.ExtensionArray:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rfsearch.errors import SpecError
-from rfsearch.filter import evaluate_filter, filter_mask, parse_filter
+from rfsearch.search.filter import evaluate_filter, filter_mask, parse_filter
 
 SCHEMA = {"a": "number", "b": "number", "c": "number", "x": "bool", "y": "bool",
           "rf_h": "number", "rf_w": "number", "padding_h": "number", "aligned": "bool",

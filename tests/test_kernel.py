@@ -9,6 +9,7 @@ from reference import reference_evaluate
 
 import rfsearch
 from rfsearch import kernel as K
+from rfsearch import recurrence as R
 from rfsearch.driver import compute_dtype
 
 
@@ -196,21 +197,21 @@ def test_float32_chain_path_hands_inexact_rows_to_int64(per_layer):
 def test_dag_buffer_words_round_trip(dtype, sized, rows):
     """A node state survives the packed [N, F] (or [F, N]) buffer block: every flag bit,
     no fault, the largest fault a network can have, and values at the width's limits."""
-    big = K.LIMITS[np.dtype(dtype)].position
+    big = R.LIMITS[np.dtype(dtype)].position
     n = 6
-    state = K.NodeState(
+    state = R.NodeState(
         u=np.array([[-big, 0, -1, 5, -7, 0]], dtype),
         v=np.array([[big, 0, 3, 9, 7, 1]], dtype),
         J=np.array([[1, 2, 4, 8, 16, 2**13]], dtype),
         rmin=np.array([[0, 1, 2, 3, 4, big]], dtype),
         size=np.array([[224, 1, 0, 7, 2**14, 3]], dtype) if sized else np.zeros((1, n), dtype),
-        flags=np.array([[0, K.KNOWN, K.ALIGNED | K.KNOWN, 31, K.OVERFLOW, K.MISALIGNED]],
+        flags=np.array([[0, R.KNOWN, R.ALIGNED | R.KNOWN, 31, R.OVERFLOW, R.MISALIGNED]],
                        np.int8),
-        fault=np.array([[K.NO_FAULT, 0, 5 * K.FAULT_CODES + K.ERR_JUMP,
-                         K.PACKED_NO_FAULT - 1, K.NO_FAULT, 3]], np.int32),
+        fault=np.array([[R.NO_FAULT, 0, 5 * R.FAULT_CODES + R.ERR_JUMP,
+                         K.PACKED_NO_FAULT - 1, R.NO_FAULT, 3]], np.int32),
     )
     with jax.enable_x64(True):
-        block = K._to_block(K.NodeState(*map(jnp.asarray, state)), dtype, sized, rows)
+        block = K._to_block(R.NodeState(*map(jnp.asarray, state)), dtype, sized, rows)
         words = 6 if sized else 5
         assert block.shape == ((words, n) if rows else (n, words))
         back = K._from_blocks(block, sized, rows)

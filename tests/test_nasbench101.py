@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import rfsearch
-from rfsearch.searcher import search
+from rfsearch import search
 from rfsearch.spaces import nasbench101 as nb101
 
 README_MATRIX = np.array([[0, 1, 1, 1, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1],

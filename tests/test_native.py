@@ -42,8 +42,9 @@ import rfsearch
 from rfsearch import driver, native, ops
 from rfsearch import kernel as K
 from rfsearch import recurrence as R
+from rfsearch.cache import ENV_CACHE, cache_dir
 from rfsearch.encode import fan_in_bucket
-from rfsearch.spec import MAX_PARAM
+from rfsearch.spec import MAX_PARAM, parse_input_size
 
 pytestmark = pytest.mark.skipif(
     not native.available(),
@@ -110,7 +111,7 @@ def driver_args(batch, size, dtype):
 
 def overflowed(state: R.NodeState) -> np.ndarray:
     """[N] rows whose output has OVERFLOW on some axis."""
-    return ((state.flags & K.OVERFLOW) != 0).any(axis=0)
+    return ((state.flags & R.OVERFLOW) != 0).any(axis=0)
 
 
 def assert_same_states(actual: R.NodeState, expected: R.NodeState, n: int, dtype: str,
@@ -249,7 +250,7 @@ def test_native_matches_xla_on_random_dags(batch, data):
     layout = data.draw(st.sampled_from(("driver", "layer-major")), label="layout")
     topology = data.draw(st.sampled_from((None, "dag")), label="topology") if (
         layout == "layer-major") else None
-    check_programs(encoded.take(rows), driver.parse_input_size(input_size), dtype, layout,
+    check_programs(encoded.take(rows), parse_input_size(input_size), dtype, layout,
                    topology)
 
 
@@ -267,7 +268,7 @@ def test_native_matches_xla_for_each_fan_in(fan_in, data):
     assert not encoded.is_chain
     assert encoded.fan_in == fan_in_bucket(fan_in) and encoded.fan_in in native.SLOTS
     rows = data.draw(rows_of(encoded), label="row indices")
-    size = driver.parse_input_size(data.draw(input_sizes(), label="input size"))
+    size = parse_input_size(data.draw(input_sizes(), label="input size"))
     dtype = data.draw(st.sampled_from(("int32", "int64")), label="dtype")
     layout = data.draw(st.sampled_from(("driver", "layer-major")), label="layout")
     check_programs(encoded.take(rows), size, dtype, layout)
@@ -319,7 +320,7 @@ def test_native_matches_xla_on_every_feature(size, layout):
     full = rfsearch.encode(FEATURE_SPECS)
     square = rfsearch.encode([s for s in FEATURE_SPECS if s["name"] != "rect"])
     assert square.square and not full.square
-    size = driver.parse_input_size(size)
+    size = parse_input_size(size)
     cases = ((full.take(np.arange(17) % len(full)), "dag"),
              (square.take(np.arange(17) % len(square)), "dag"),
              (square.take(np.zeros(1, int)), "shared"),
@@ -328,7 +329,7 @@ def test_native_matches_xla_on_every_feature(size, layout):
         for dtype in ("int32", "int64"):
             _, expected, options = check_programs(batch, size, dtype, layout)
             assert options["topology"] == topology
-            assert options["features"] == K.Features(size is not None, True, True)
+            assert options["features"] == R.Features(size is not None, True, True)
             axes = 1 if batch.square and size in (None, (16, 16), (3, 3)) else 2
             assert expected.u.shape[0] == axes == driver.state_axes(batch, size)
             if size == (3, 3) and topology == "dag":  # faults occur and are compared
@@ -366,7 +367,7 @@ def test_int32_overflow_is_flagged_and_rerun_in_int64(size):
     too) gives the same table with the native kernel on and off, and the reference's
     numbers."""
     encoded = rfsearch.encode(OVERFLOW_SPECS)
-    size = driver.parse_input_size(size)
+    size = parse_input_size(size)
     assert driver.compute_dtype(encoded, size) == "int32"
     actual, _, _ = check_programs(encoded, size, "int32", "driver")
     assert overflowed(actual).tolist() == [True, True, True, False]
@@ -419,7 +420,7 @@ def test_int64_rows_are_identical_even_when_they_overflow(specs, input_size, n, 
     encoded = rfsearch.encode(specs)
     assert not encoded.is_chain
     rows = np.arange(n) % len(encoded)
-    actual, _, _ = check_programs(encoded.take(rows), driver.parse_input_size(input_size),
+    actual, _, _ = check_programs(encoded.take(rows), parse_input_size(input_size),
                                   "int64", layout)
     if wraps:
         assert overflowed(actual).all()
@@ -542,7 +543,7 @@ def test_small_batches_do_not_wait_for_a_build(reregister, tmp_path):
     compiling dag.cc (seconds), and gives the same table; a cached build is simply
     loaded, and a batch of BUILD_MIN_ROWS networks builds."""
     built = native.build(native.compiler())
-    reregister.setenv(native.ENV_CACHE, str(tmp_path))
+    reregister.setenv(ENV_CACHE, str(tmp_path))
     builds = []
 
     def build(cxx):
@@ -582,7 +583,7 @@ def test_failing_compiler_warns_once_and_falls_back(reregister, tmp_path):
     bad.chmod(0o755)
     cache = tmp_path / "cache"
     reregister.setenv("CXX", str(bad))
-    reregister.setenv(native.ENV_CACHE, str(cache))
+    reregister.setenv(ENV_CACHE, str(cache))
     assert native.compiler() == str(bad)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -612,7 +613,7 @@ def test_build_reuses_the_cached_library(monkeypatch):
     cxx = native.compiler()
     path = native.build(cxx)
     assert path == native._library_path(cxx) and path.is_file()
-    assert path.parent == native.cache_dir()
+    assert path.parent == cache_dir()
     mtime = path.stat().st_mtime_ns
 
     def no_compile(*args, **kwargs):
@@ -640,7 +641,7 @@ def test_cache_path_names_everything_the_binary_depends_on(monkeypatch, tmp_path
         assert native._library_path(cxx) != original
     assert native._library_path(cxx + "-other") != original
     assert native._library_path(cxx) == original
-    monkeypatch.setenv(native.ENV_CACHE, str(tmp_path))
+    monkeypatch.setenv(ENV_CACHE, str(tmp_path))
     assert native._library_path(cxx) == tmp_path / original.name
 
 
@@ -764,7 +765,7 @@ def test_zero_stride_in_int64_does_not_trap():
 def test_small_batch_with_an_unusable_cache_path_falls_back(reregister):
     """Deciding whether a cached build exists must not raise (here a path component too
     long for the file system): the batch runs XLA's program."""
-    reregister.setenv(native.ENV_CACHE, "/tmp/" + "x" * 300 + "/cache")
+    reregister.setenv(ENV_CACHE, "/tmp/" + "x" * 300 + "/cache")
     assert native.available(rows=1) is False
     frame = rfsearch.evaluate(FEATURE_SPECS, input_size=16)
     assert_reference_rows(frame, FEATURE_SPECS, 16)
@@ -794,7 +795,7 @@ def test_builds_without_avx512_agree_with_xla(march, lanes, tmp_path):
     4 lanes, gathers lane by lane) compute the same rows as XLA's program. In a fresh
     process: XLA keeps the first kernel registered for the process's lifetime."""
     code = PORTABLE_BUILD.format(tests=str(Path(__file__).parent), march=march)
-    env = {**os.environ, native.ENV_CACHE: str(tmp_path)}
+    env = {**os.environ, ENV_CACHE: str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -23,7 +23,7 @@ import rfsearch
 from rfsearch import search
 from rfsearch.cli import main
 from rfsearch.errors import SpecError
-from rfsearch.filter import filter_mask, parse_filter
+from rfsearch.search.filter import filter_mask, parse_filter
 from rfsearch.spaces import grid_space
 
 GEOMETRY = ("rf_h", "rf_w", "rf_min_h", "rf_min_w", "stride_h", "stride_w", "padding_h",
@@ -439,9 +439,9 @@ def test_output_folder_holds_the_same_rows(full, tmp_path):
 
 
 def test_rerun_changes_nothing_and_a_different_run_is_refused(tmp_path, monkeypatch):
-    from rfsearch import searcher
+    from rfsearch.search import output
 
-    monkeypatch.setattr(searcher, "FLUSH_CHUNKS", 2)  # several part files
+    monkeypatch.setattr(output, "FLUSH_CHUNKS", 2)  # several part files
     space = space_of(BIG)
     out = tmp_path / "run"
     kwargs = {"ids": (0, BIG_WIDTH * 6), "chunk": BIG_WIDTH, "where": "rf_h >= 29"}
@@ -485,9 +485,9 @@ def test_top_into_a_folder(full, tmp_path):
 
 
 def test_top_resume_after_crash_while_merging(tmp_path, monkeypatch):
-    from rfsearch import searcher
+    from rfsearch.search import output
 
-    monkeypatch.setattr(searcher, "FLUSH_CHUNKS", 1)  # a part per chunk: several to delete
+    monkeypatch.setattr(output, "FLUSH_CHUNKS", 1)  # a part per chunk: several to delete
     space = space_of(BIG)
     out = tmp_path / "top"
     kwargs = {"ids": (0, BIG_WIDTH * 4), "chunk": BIG_WIDTH, "top": 3, "by": "rf_h"}
@@ -544,9 +544,10 @@ RESUME_ARGS = {"ids": [BIG_WIDTH, BIG_WIDTH * 41], "chunk": BIG_WIDTH,
 SLOW_CHILD = textwrap.dedent("""
     import json, sys, time
     import pyarrow.parquet as pq
-    from rfsearch import search, searcher
+    from rfsearch import search
+    from rfsearch.search import output
     from rfsearch.spaces import grid_space
-    searcher.FLUSH_CHUNKS = 1  # a part file and a manifest update per chunk
+    output.FLUSH_CHUNKS = 1  # a part file and a manifest update per chunk
     write_table = pq.write_table
     def slow(*args, **kwargs):  # every chunk writes a part: 50 ms each
         time.sleep(0.05)
@@ -606,8 +607,9 @@ def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path):
 
 KILL_BETWEEN_PART_AND_MANIFEST = textwrap.dedent("""
     import json, os, signal, sys
-    from rfsearch import search, searcher
-    searcher.FLUSH_CHUNKS = 1  # a part file and a manifest update per chunk
+    from rfsearch import search
+    from rfsearch.search import output
+    output.FLUSH_CHUNKS = 1  # a part file and a manifest update per chunk
     replace = os.replace
     manifests = []
     def replace_or_die(src, dst):

@@ -7,7 +7,7 @@ import pytest
 
 import rfsearch
 from rfsearch import SpecError
-from rfsearch.searcher import sample_ids
+from rfsearch.search.sampling import sample_ids
 from rfsearch.spaces import grid_space
 
 SMALL = {"layers": [{"op": "conv", "kernel": [3, 5, 7], "stride": [1, 2], "padding": "same"},
@@ -108,7 +108,7 @@ def test_hive_partitioned_output_reads_back_the_same_rows(tmp_path):
 
 
 def test_partitioned_output_resumes_after_a_crash(tmp_path, monkeypatch):
-    from rfsearch import dataset, searcher
+    from rfsearch.search import output
 
     grid = {"name": "p", "input_size": 64, "layers": [
         {"op": "conv", "kernel": [1, 3, 5, 7], "dilation": [1, 2], "stride": 2,
@@ -116,8 +116,8 @@ def test_partitioned_output_resumes_after_a_crash(tmp_path, monkeypatch):
         {"op": "conv", "kernel": [3, 5], "dilation": [1, 2], "padding": "same"},
         {"op": "conv", "kernel": [1, 3, 5], "padding": "same"}]}
     kwargs = {"where": "valid", "partition_by": ["layer0.kernel"], "chunk": 8, "sample": 96}
-    monkeypatch.setattr(searcher, "FLUSH_CHUNKS", 2)
-    real, calls = dataset.write_atomic, []
+    monkeypatch.setattr(output, "FLUSH_CHUNKS", 2)
+    real, calls = output.write_atomic, []
 
     def crash_later(path, write):
         calls.append(path)
@@ -125,10 +125,10 @@ def test_partitioned_output_resumes_after_a_crash(tmp_path, monkeypatch):
             raise KeyboardInterrupt("killed")
         return real(path, write)
 
-    monkeypatch.setattr(dataset, "write_atomic", crash_later)
+    monkeypatch.setattr(output, "write_atomic", crash_later)
     with pytest.raises(KeyboardInterrupt):
         rfsearch.search(grid, output=tmp_path / "run", **kwargs)
-    monkeypatch.setattr(dataset, "write_atomic", real)
+    monkeypatch.setattr(output, "write_atomic", real)
     rfsearch.search(grid, output=tmp_path / "run", **kwargs)
     rfsearch.search(grid, output=tmp_path / "clean", **kwargs)
     a = pd.read_parquet(tmp_path / "run").sort_values("candidate_id").reset_index(drop=True)

@@ -40,6 +40,7 @@ import numpy as np
 
 from .. import ops
 from .. import recurrence as R
+from ..cache import cache_dir
 
 _log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("dag.cc")
@@ -49,7 +50,6 @@ TARGET = "rfsearch_dag"
 FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fwrapv", "-march=native")
 SLOTS = (1, 2, 3, 4, 8)  # input slots per node the compiled kernel handles
 ENV_SWITCH = "RFSEARCH_NATIVE"  # "0" turns the compiled kernel off
-ENV_CACHE = "RFSEARCH_CACHE"  # where compiled kernels are kept
 
 # dag.cc hard-codes these; a change on the Python side must not go unnoticed.
 _CONSTANTS = (R.KNOWN, R.ALIGNED, R.UNBOUNDED, R.OVERFLOW, R.MISALIGNED, R.ERR_NONE,
@@ -58,14 +58,6 @@ _CONSTANTS = (R.KNOWN, R.ALIGNED, R.UNBOUNDED, R.OVERFLOW, R.MISALIGNED, R.ERR_N
               R.LIMITS[np.dtype(np.int32)], R.LIMITS[np.dtype(np.int64)])
 _EXPECTED = (1, 2, 4, 8, 16, 0, 1, 2, 3, 4, 2**31 - 1, 7, 8, -2,
              (2**14, 2**29), (2**30, 2**61))
-
-
-def cache_dir() -> Path:
-    """Where compiled kernels are kept: $RFSEARCH_CACHE, else the user's cache dir."""
-    if os.environ.get(ENV_CACHE):
-        return Path(os.environ[ENV_CACHE])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rfsearch"
 
 
 def compiler() -> str | None:

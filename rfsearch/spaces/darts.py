@@ -118,6 +118,11 @@ def genotype_id(normal, reduce) -> int:
     return out
 
 
+def darts_size() -> int:
+    """Genotypes: one option per intermediate node, in the normal and the reduction cell."""
+    return math.prod(len(options) for options in NODE_OPTIONS) ** 2
+
+
 def _label(pair) -> str:
     return ",".join(f"{op}~{src}" for op, src in pair)
 
@@ -147,7 +152,7 @@ def darts() -> Space:
                        f"reduce=[{', '.join(flat_r)}], reduce_concat=range(2, 6))")
         return {"genotype": np.array(out, dtype=object)}
 
-    size = math.prod(v.size for v in variables)
+    size = darts_size()
     return Space("darts", variables, [], input_size=(32, 32),
                  definition={"space": "darts", "ops": OPS, "cells": CELLS, "size": size},
                  description="DARTS genotypes in the 20-cell CIFAR network (sampling)",

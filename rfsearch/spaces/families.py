@@ -158,8 +158,18 @@ def efficientnet_space() -> Space:
                  description="EfficientNet depth scaling (B0-B7 named)", keys=keys)
 
 
-def space_sizes() -> dict[str, int]:
-    """Candidate counts without tabulating (for listings)."""
-    return {"ofa-mbv3": 117 ** 5, "anynet": len(ANYNET_DEPTHS) ** 4,
-            "regnet": math.prod(map(len, (REGNET_W0, REGNET_WA, REGNET_WM, REGNET_DEPTH))),
-            "efficientnet": len(EFFICIENTNET_DEPTH)}
+def ofa_mbv3_size() -> int:
+    """Per-stage options (depth, then a kernel per block) over the five stages."""
+    return len(_ofa_options()) ** len(OFA_STRIDES)
+
+
+def anynet_size() -> int:
+    return len(ANYNET_DEPTHS) ** 4
+
+
+def regnet_size() -> int:
+    return math.prod(map(len, (REGNET_W0, REGNET_WA, REGNET_WM, REGNET_DEPTH)))
+
+
+def efficientnet_size() -> int:
+    return len(EFFICIENTNET_DEPTH)

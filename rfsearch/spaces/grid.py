@@ -26,9 +26,9 @@ import itertools
 import json
 from pathlib import Path
 
-from ..driver import parse_input_size
 from ..errors import SpecError
-from ..load import read_document
+from ..sources import read_document
+from ..spec import parse_input_size
 from .space import Slot, Space, Variable
 
 GRID_KEYS = ("name", "description", "input_size", "layers", "templates", "where")

@@ -75,6 +75,16 @@ def _positions(cells_per_stage: int) -> list[tuple[str, bool]]:
     return [(f"cells.{i}", red) for i, red in enumerate(kinds)]
 
 
+def nasbench201_size() -> int:
+    """Candidates of NAS-Bench-201: one op of five on each of six edges."""
+    return len(NB201_OPS) ** len(NB201_EDGES)
+
+
+def natsbench_sss_size() -> int:
+    """Candidates of the NATS-Bench size space: a channel count for each of five layers."""
+    return len(SSS_CHANNELS) ** 5
+
+
 def nasbench201() -> Space:
     archs = nb201_arch_strings()
     blocks = tuple(_cell(a) for a in archs)

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import cache_dir
 from ..errors import SpecError
 
 OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
 MAX_VERTICES, MAX_EDGES = 7, 9
-CACHE = Path(__file__).resolve().parents[2] / "datasets" / "nasbench101" / "cells.npz"
 COUNT = 423_624
 
 
@@ -106,8 +106,19 @@ def generate() -> dict[str, np.ndarray]:
             "hash": hashes}
 
 
-def cells(cache: Path | None = CACHE) -> dict[str, np.ndarray]:
-    """The cells, from the cache file when present (else generated, and cached)."""
+def cache_file(name: str = "cells.npz") -> Path:
+    """A file of the NAS-Bench-101 cache, in the user cache directory."""
+    return cache_dir() / "nasbench101" / name
+
+
+def _cache_path(cache: Path | bool) -> Path | None:
+    return cache_file() if cache is True else None if cache is False else Path(cache)
+
+
+def cells(cache: Path | bool = True) -> dict[str, np.ndarray]:
+    """The cells, from the cache file when present (else generated, and cached).
+    ``cache``: True for :func:`cache_file`, a path, or False for no cache."""
+    cache = _cache_path(cache)
     if cache is not None and cache.exists():
         with np.load(cache) as data:
             out = {k: data[k] for k in data.files}
@@ -131,7 +142,7 @@ def _cell_block(matrix: np.ndarray, ops: list[str]) -> dict:
     return g.spec(output=out)
 
 
-ENCODED = CACHE.with_name("cells_encoded.npz")
+ENCODED = "cells_encoded.npz"  # the encoded cell geometries, beside the cells
 BATCH_ARRAYS = ("op", "kernel", "stride", "dilation", "pad_before", "pad_after", "preds",
                 "length", "output")
 
@@ -186,7 +197,7 @@ def _encoded(data: dict, cache: Path | None):
     from ..spec import parse_network
 
     geometry, first = _geometry(data)
-    path = None if cache is None else cache.with_name(ENCODED.name)
+    path = None if cache is None else cache.with_name(ENCODED)
     if path is not None and path.exists():
         with np.load(path) as z:
             arrays = {k: _layer_major_copy(z[k]) for k in BATCH_ARRAYS}
@@ -205,7 +216,12 @@ def _encoded(data: dict, cache: Path | None):
     return geometry, (batch, geometry.astype(np.int64), np.ones(len(geometry), bool))
 
 
-def nasbench101(cache: Path | None = CACHE):
+def nasbench101_size() -> int:
+    """Unique cells (module_hash) of NAS-Bench-101."""
+    return COUNT
+
+
+def nasbench101(cache: Path | bool = True):
     """The space of all 423,624 cells (``candidate_id``: generation order, key
     ``module_hash``) in the NAS-Bench-101 skeleton: stem 3x3, 3 stacks of 3 cells
     joined by 2x2/2 max pools ('same'), input 32. conv3x3 and maxpool3x3 share one
@@ -214,7 +230,7 @@ def nasbench101(cache: Path | None = CACHE):
     from .space import Slot, Space, Variable
 
     data = cells(cache)
-    geometry, encoded = _encoded(data, cache)
+    geometry, encoded = _encoded(data, _cache_path(cache))
     blocks = CellBlocks(data, geometry, encoded)
     stem, pool = Graph("stem"), Graph("pool")
     stem.conv("stem", 3, 1, "same")

@@ -1,15 +1,10 @@
-"""Search spaces: choice variables, slots of blocks, and the tables a search runs on.
+"""What a search space is: choice variables and slots of blocks.
 
 A :class:`Space` is a chain of slots; each slot is a block (a few layers, a residual
 block, a NAS cell) chosen by one or more choice variables. A candidate is identified
 by ``candidate_id``, the mixed-radix number of its variables' option indices (the
-first variable, nearest the network input, most significant).
-
-:func:`plan` turns a space into a :class:`Plan`: per slot, the block summaries of
-every option at every reachable input size (computed by the core kernel, see
-:mod:`rfsearch.spaces.tables`), folded into a few groups of slots whose variables
-do not cross group boundaries. Evaluating a candidate is then one table lookup and
-one affine step per group, whatever the number of layers.
+first variable, nearest the network input, most significant). How a space is
+tabulated and searched is :mod:`rfsearch.search`.
 """
 
 from __future__ import annotations
@@ -21,17 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 
-from .. import kernel as K
-from ..driver import parse_input_size
 from ..errors import SpecError
-from .tables import Table, block_table, chain, outer
+from ..table import SEARCH_RESULT
 
-RESERVED = frozenset({"candidate_id", "valid", "aligned", *(
-    f"{c}_{a}" for c in ("rf", "rf_min", "stride", "padding", "out") for a in "hw")})
-GROUP_OPTIONS = 4096  # merge neighbouring groups while their joint options stay this small
-SUFFIX_ENTRIES = 1 << 21  # the exhaustive walk's precomposed suffix table: bounded memory
-MAX_GROUP_ENTRIES = 1 << 24
+# Result columns a choice may not be named after.
+RESERVED = frozenset(SEARCH_RESULT)
 
 
 def place_values(radices) -> np.ndarray:
@@ -56,6 +47,26 @@ class Variable:
     @property
     def size(self) -> int:
         return len(self.labels)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Its column's type: int64 for integer labels, float64 for numbers, else text
+        (object)."""
+        kinds = {type(x) for x in self.labels}
+        if all(issubclass(k, int | np.integer) and k is not bool for k in kinds):
+            return np.dtype(np.int64)
+        if all(issubclass(k, int | float | np.number) and k is not bool for k in kinds):
+            return np.dtype(np.float64)
+        return np.dtype(object)
+
+    @property
+    def numeric(self) -> bool:
+        """Whether a filter may compare it as a number."""
+        return self.dtype != object
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return pa.string() if self.dtype == object else pa.from_numpy_dtype(self.dtype)
 
 
 @dataclass(frozen=True)
@@ -157,135 +168,9 @@ class Space:
         digits = self.digits(ids)
         cols = {}
         for j, var in enumerate(self.variables):
-            labels = np.asarray(var.labels, dtype=object)
-            kinds = {type(x) for x in var.labels}
-            if kinds <= {int, np.int64} or kinds <= {float, int}:
-                labels = labels.astype(np.int64 if kinds <= {int, np.int64} else np.float64)
+            if var.numeric:
+                labels = np.asarray(var.labels, dtype=object).astype(var.dtype)
             else:  # mixed or text labels: one string column
                 labels = np.array([str(x) for x in var.labels], dtype=object)
             cols[var.name] = labels[digits[:, j]]
         return cols
-
-
-@dataclass
-class Group:
-    """Consecutive slots folded into one table; ``radix`` options, digit = id // below % radix."""
-
-    table: Table
-    radix: int
-    below: int
-
-
-@dataclass
-class Plan:
-    """A space prepared at one input size: its groups and the compute width."""
-
-    space: Space
-    input_size: tuple[int, int] | None
-    groups: list[Group]
-    sizes_out: list
-    dtype: str
-
-    def suffix(self, limit: int = SUFFIX_ENTRIES) -> tuple[int, Table]:
-        """(first group of the suffix, its precomposed table): the longest run of final
-        groups whose joint table stays within ``limit`` entries per size class."""
-        start, table = len(self.groups) - 1, self.groups[-1].table
-        while start > 0:
-            prev = self.groups[start - 1].table
-            if prev.shape[0] * prev.shape[1] * table.shape[1] > limit:
-                break
-            table, start = outer(prev, table), start - 1
-        return start, table
-
-
-def _identity_table(sizes: list, options: int) -> Table:
-    k = len(sizes)
-    z = np.zeros((2, k, options), np.int64)
-    return Table(A=z, B=z, M=z, S=np.ones_like(z), F=np.full(z.shape, K.KNOWN | K.ALIGNED,
-                 np.int32), V=np.ones((k, options), bool),
-                 nxt=np.broadcast_to(np.arange(k, dtype=np.int32)[:, None], (k, options)).copy(),
-                 sizes_out=list(sizes))
-
-
-def _slot_groups(space: Space) -> list[list[int]]:
-    """Minimal runs of slots such that no variable is used in two runs."""
-    last_use = {}
-    for i, slot in enumerate(space.slots):
-        for v in slot.variables:
-            last_use[v] = i
-    groups, current, reach = [], [], -1
-    for i, slot in enumerate(space.slots):
-        current.append(i)
-        reach = max([reach, *(last_use[v] for v in slot.variables)])
-        if reach <= i:
-            groups.append(current)
-            current = []
-    return groups
-
-
-def _group_table(space: Space, slots: list[int], tables: dict[int, Table], sizes_in: list
-                 ) -> tuple[Table, int]:
-    """Fold the slots' tables over every joint option of the group's variables."""
-    variables = sorted({v for i in slots for v in space.slots[i].variables})
-    radices = [space.variables[v].size for v in variables]
-    options = math.prod(radices)
-    if options * len(sizes_in) > MAX_GROUP_ENTRIES:
-        names = ", ".join(space.slots[i].name for i in slots[:3])
-        raise SpecError(f"space {space.name!r}: slots {names}... share choices with "
-                        f"{options} joint options; too many to tabulate")
-    digits = mixed_radix(np.arange(options), radices)  # [options, V]
-    digit = {v: digits[:, j] for j, v in enumerate(variables)}
-    table = _identity_table(sizes_in, options)
-    for i in slots:
-        slot = space.slots[i]
-        index = np.zeros(options, np.int64)
-        for v in slot.variables:
-            index = index * space.variables[v].size + digit[v]
-        table = chain(table, tables[i], np.arange(options), index)
-    return table, options
-
-
-def _bound_dtype(groups: list[Group]) -> str:
-    """int32 when no candidate's |u|, |v|, |m|, J or rf can reach 2**31, else int64."""
-    big, jump = 0, 1
-    for g in groups:
-        t = g.table
-        reach = max(int(np.abs(x[:, t.V]).max(initial=0)) for x in (t.A, t.B, t.M))
-        big += reach * jump
-        jump *= int(t.S[:, t.V].max(initial=1))
-    top = max(big, jump)
-    if top >= 1 << 62:
-        raise SpecError("the geometry of this space can exceed int64; split it")
-    return "int32" if 2 * top + 1 < 1 << 31 else "int64"  # rf = B - A + 1 fits too
-
-
-def plan(space: Space, input_size=None) -> Plan:
-    """Tabulate ``space`` at ``input_size`` (default: the space's own)."""
-    size = parse_input_size(input_size) if input_size is not None else space.input_size
-    if space.builder is not None:
-        raise SpecError(f"space {space.name!r} is evaluated per candidate, not tabulated")
-    sizes = [size]
-    tables, memo = {}, {}
-    for i, slot in enumerate(space.slots):
-        key = (id(slot.blocks), tuple(sizes))  # repeated cells at one size: tabulate once
-        if key not in memo:
-            try:
-                memo[key] = block_table(slot.blocks, sizes)
-            except SpecError as err:  # name the slot: block-local names mean little
-                raise SpecError(f"space {space.name!r}, slot {slot.name!r}: {err}") from None
-        tables[i] = memo[key]
-        sizes = tables[i].sizes_out
-    groups: list[Group] = []
-    sizes = [size]
-    for run in _slot_groups(space):
-        table, options = _group_table(space, run, tables, sizes)
-        sizes = table.sizes_out
-        if groups and groups[-1].radix * options <= GROUP_OPTIONS:
-            prev = groups.pop()
-            table, options = outer(prev.table, table), prev.radix * options
-        groups.append(Group(table, options, 1))
-    below = 1
-    for g in reversed(groups):
-        g.below = below
-        below *= g.radix
-    return Plan(space, size, groups, sizes, _bound_dtype(groups))

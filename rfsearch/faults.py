@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import kernel as K
+from . import recurrence as R
 from .driver import run_batch
 from .encode import Batch
 from .errors import Location
@@ -48,7 +48,7 @@ def pairs(values) -> str:
 
 
 def overflow_problem() -> str:
-    limits = K.LIMITS[np.dtype(np.int64)]
+    limits = R.LIMITS[np.dtype(np.int64)]
     return ("receptive-field geometry exceeds the exact integer range (effective stride above "
             f"{limits.param} or a region above {limits.position} pixels)")
 
@@ -60,18 +60,18 @@ def explain(ctx: Context, rows: np.ndarray, faults: np.ndarray) -> np.ndarray:
     their few rows per layer to name the values involved.
     """
     messages = np.empty(len(rows), dtype=object)
-    codes, nodes = K.fault_code(faults)
+    codes, nodes = R.fault_code(faults)
     size = ctx.size or (0, 0)
     for code, problem in (
-        (K.ERR_EMPTY, f"output is smaller than 1 pixel at input size {size[0]}x{size[1]}"),
-        (K.ERR_NONE, overflow_problem()),
+        (R.ERR_EMPTY, f"output is smaller than 1 pixel at input size {size[0]}x{size[1]}"),
+        (R.ERR_NONE, overflow_problem()),
     ):
         pick = codes == code
         messages[pick] = [
-            f"{where(ctx, r, None if code == K.ERR_NONE else int(n))}: {problem}"
+            f"{where(ctx, r, None if code == R.ERR_NONE else int(n))}: {problem}"
             for r, n in zip(rows[pick], nodes[pick], strict=True)
         ]
-    mismatch = (codes == K.ERR_JUMP) | (codes == K.ERR_SIZE)
+    mismatch = (codes == R.ERR_JUMP) | (codes == R.ERR_SIZE)
     if mismatch.any():
         unique, column = np.unique(rows[mismatch], return_inverse=True)
         detail = run_batch(ctx.batch.take(unique), ctx.size, per_layer=True, chunk=ctx.chunk)
@@ -86,7 +86,7 @@ def _mismatch(ctx: Context, layers, j: int, row: int, code: int, node: int) -> s
     """A stride / size mismatch at ``node`` of ``row`` (column ``j`` of ``layers``)."""
     preds = ctx.batch.preds[row, node]
     preds = preds[preds >= 0]
-    field, what = ("J", "effective strides") if code == K.ERR_JUMP else (
+    field, what = ("J", "effective strides") if code == R.ERR_JUMP else (
         "size", "feature-map sizes")
     return (f"{where(ctx, row, int(node))}: inputs have different {what} "
             f"({pairs(layers[field][preds, :, j])})")
@@ -96,7 +96,7 @@ def messages_for(ctx: Context, rows: np.ndarray, fault: np.ndarray,
                  overflow: np.ndarray) -> np.ndarray:
     """The ``error`` column for rows with the given faults / overflow flags (None = valid)."""
     messages = np.full(len(rows), None, dtype=object)
-    failed = (fault != K.NO_FAULT) | overflow
+    failed = (fault != R.NO_FAULT) | overflow
     if failed.any():
         keys = np.stack([rows[failed], fault[failed]]).astype(np.int64)
         unique, back = np.unique(keys, axis=1, return_inverse=True)

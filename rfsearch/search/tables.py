@@ -25,12 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import kernel as K
+from .. import recurrence as R
 from ..driver import run_batch
 from ..encode import encode_networks
 from ..spec import parse_network
 
-AND_FLAGS = K.KNOWN | K.ALIGNED
+AND_FLAGS = R.KNOWN | R.ALIGNED
 FIELDS = ("A", "B", "M", "S", "F")  # per axis: [2, ...]
 
 
@@ -67,9 +67,9 @@ def combine(xp, left: dict, right: dict) -> dict:
         "B": left["B"] + right["B"] * J,
         "M": left["M"] + right["M"] * J,
         "S": J * right["S"],
-        "F": (left["F"] & right["F"] & AND_FLAGS) | ((left["F"] | right["F"]) & K.UNBOUNDED)
-        | (left["F"] & K.MISALIGNED) | xp.where((left["F"] & K.KNOWN) != 0,
-                                                 right["F"] & K.MISALIGNED, 0),
+        "F": (left["F"] & right["F"] & AND_FLAGS) | ((left["F"] | right["F"]) & R.UNBOUNDED)
+        | (left["F"] & R.MISALIGNED) | xp.where((left["F"] & R.KNOWN) != 0,
+                                                 right["F"] & R.MISALIGNED, 0),
         "V": left["V"] & right["V"],
     }
 
@@ -79,7 +79,7 @@ def identity_state(xp, n: int | tuple = (), dtype=np.int64) -> dict:
     shape = (2, *((n,) if isinstance(n, int) else n))
     zeros = xp.zeros(shape, dtype)
     return {"A": zeros, "B": zeros, "M": zeros, "S": xp.ones(shape, dtype),
-            "F": xp.full(shape, K.KNOWN | K.ALIGNED, np.int32),
+            "F": xp.full(shape, R.KNOWN | R.ALIGNED, np.int32),
             "V": xp.ones(shape[1:], bool)}
 
 
@@ -145,8 +145,8 @@ def block_table(blocks, sizes_in: list) -> Table:
     fields = {f: np.stack([raw[src].astype(np.int64) for raw in raws], axis=1)  # [2, K, C]
               for f, src in (("A", "u"), ("B", "v"), ("M", "rmin"), ("S", "J"))}
     fields["F"] = np.stack([raw["flags"].astype(np.int32) for raw in raws], axis=1)
-    valid = np.stack([(raw["fault"] == K.NO_FAULT).all(axis=0) & usable
-                      & ((raw["flags"] & K.OVERFLOW) == 0).all(axis=0) for raw in raws])
+    valid = np.stack([(raw["fault"] == R.NO_FAULT).all(axis=0) & usable
+                      & ((raw["flags"] & R.OVERFLOW) == 0).all(axis=0) for raw in raws])
     sizes = np.stack([raw["size"].astype(np.int64) for raw in raws], axis=1)  # [2, K, C]
     if sizes_in[0] is None:
         sizes_out, nxt = [None], np.zeros((k, c), np.int32)

@@ -1,4 +1,6 @@
-"""Reading specs from files: JSON, JSON Lines, YAML (safe_load) and Parquet chain tables.
+"""Where specs come from: dicts, files (JSON, JSON Lines, YAML via safe_load, Parquet
+chain tables), ``zoo:NAME`` networks, a Batch or an Arrow/pandas table of chains;
+:func:`resolve` turns whatever a user passes into :class:`Source` objects.
 
 Spec files are data only: nothing is evaluated, unpickled or imported. Each spec
 is validated on its own, so one bad spec costs one row, never the file.
@@ -7,14 +9,17 @@ is validated on its own, so one bad spec costs one row, never the file.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import zoo
 from .encode import Batch, chains, default_names
 from .errors import Location, SpecError
 from .spec import MAX_PARAM, Network, parse_network
@@ -321,3 +326,33 @@ def read_chains(path: str | Path | pa.Table) -> Batch:
     if src.errors:
         raise SpecError(src.errors[0][2])
     return src.batch
+
+
+def resolve(specs) -> list[Source]:
+    """Normalise what users pass: a dict, a list of dicts, path(s), a Batch, or a table
+    of chains (Arrow or pandas)."""
+    if isinstance(specs, Batch):
+        return [Source(None, [], list(range(len(specs))), [], len(specs), specs)]
+    if isinstance(specs, pd.DataFrame):
+        specs = pa.Table.from_pandas(specs, preserve_index=False)
+    if isinstance(specs, pa.Table):
+        return [read_chain_source(specs)]
+    if isinstance(specs, Mapping):
+        return [from_objects([specs])]
+    if isinstance(specs, str | Path):
+        return [_read_or_error(specs)]
+    specs = list(specs)
+    if specs and all(isinstance(s, str | Path) for s in specs):
+        return [_read_or_error(s) for s in specs]
+    return [from_objects(specs)]
+
+
+def _read_or_error(path) -> Source:
+    """A file's specs (or a ``zoo:NAME`` network); a file that cannot be read at all
+    becomes one error row."""
+    try:
+        if isinstance(path, str) and path.startswith(zoo.PREFIX):
+            return from_objects([zoo.build(path)], label=path)
+        return read_source(path)
+    except SpecError as err:
+        return Source(str(path), [], [], [(0, None, str(err))], 1)

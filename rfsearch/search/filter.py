@@ -25,7 +25,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from .errors import SpecError
+from ..errors import SpecError
 
 _TOKEN = re.compile(r"\s*(?:(?P<num>\d+\.\d*|\.\d+|\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_.]*)"
                     r"|(?P<op>//|<=|>=|==|!=|[-+*/%<>(),])|(?P<bad>\S))")

@@ -4,7 +4,7 @@ Two programs, both pure functions of their array arguments (tables are arguments
 constants, so a space compiles once per chunk shape):
 
 * :func:`evaluate_ids` decodes any ids (mixed radix) into one table entry per group and
-  folds them with :func:`~rfsearch.spaces.tables.combine` (sampling, and the rows of
+  folds them with :func:`~rfsearch.search.tables.combine` (sampling, and the rows of
   matches);
 * :func:`walk` scores a contiguous id range: the prefix groups give one state per row of
   ``[rows, suffix]`` and the precomposed suffix table is broadcast against it, a few
@@ -22,13 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import kernel as K
-from ..filter import Node, evaluate_filter
-from .space import Plan, place_values
+from .. import recurrence as R
+from ..analysis import rf_ratio
+from ..spaces.space import place_values
+from ..table import GEOMETRY
+from .filter import Node, evaluate_filter
+from .plan import Plan
 from .tables import FIELDS, Table, combine, identity_state
-
-GEOMETRY = ("rf_h", "rf_w", "rf_min_h", "rf_min_w", "stride_h", "stride_w", "padding_h",
-            "padding_w", "aligned", "out_h", "out_w", "valid")
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: a static argument of the programs
@@ -70,11 +70,8 @@ def device_tables(plan: Plan) -> DeviceTables:
     dtype = np.dtype(plan.dtype)
     space = plan.space
     below = place_values(space.radices)
-    labels = []
-    for var in space.variables:
-        numeric = all(isinstance(x, int | float | np.number) and not isinstance(x, bool)
-                      for x in var.labels)
-        labels.append(np.asarray(var.labels) if numeric else None)
+    labels = [np.asarray(var.labels, dtype=object).astype(var.dtype) if var.numeric else None
+              for var in space.variables]
     sized = plan.input_size is not None
     sizes = np.array(plan.sizes_out if sized else [(0, 0)], dtype=np.int32)
     return DeviceTables(
@@ -132,7 +129,7 @@ class Columns:
         if "valid" not in self.cache:
             s, valid = self.s, self.s["V"]
             if np.dtype(self.t.dtype) == np.int64:
-                lim = K.LIMITS[np.dtype(np.int64)]
+                lim = R.LIMITS[np.dtype(np.int64)]
                 fits = (s["S"] <= lim.param) & (-s["A"] <= lim.position) & (
                     s["B"] - s["A"] <= lim.position)
                 valid = valid & fits.all(axis=0)
@@ -149,19 +146,16 @@ class Columns:
             return valid, True  # (cached by _valid)
         if name == "candidate_id" or name in self.t.id_aliases:
             return self.ids(), True
-        if name == "rf_ratio":  # the smaller of rf / input over the axes
+        if name == "rf_ratio":
             (h, hk), (w, wk) = self["rf_h"], self["rf_w"]
-            ratio = jnp.minimum(h / self.t.input_size[0], w / self.t.input_size[1])
-            return ratio, hk & wk & self.t.sized
+            return rf_ratio(h, w, self.t.input_size, jnp), hk & wk & self.t.sized
         if name == "aligned":
-            certainly_not = ((flags & K.KNOWN) != 0) & ((flags & K.ALIGNED) == 0)
-            certainly_not = (certainly_not | ((flags & K.MISALIGNED) != 0)).any(axis=0)
-            known = ((flags & K.KNOWN) != 0).all(axis=0)
-            return ~certainly_not, valid & (certainly_not | known)
+            aligned, decided = R.alignment(flags)
+            return aligned, valid & decided
         if name in GEOMETRY:
             base, suffix = name.rsplit("_", 1)
             a = self._axis(suffix)
-            bounded = valid & ((flags[a] & K.UNBOUNDED) == 0)
+            bounded = valid & ((flags[a] & R.UNBOUNDED) == 0)
             if base == "rf":
                 return s["B"][a] - s["A"][a] + 1, bounded
             if base == "rf_min":
@@ -169,7 +163,7 @@ class Columns:
             if base == "stride":
                 return s["S"][a], valid
             if base == "padding":
-                return -s["A"][a], bounded & ((flags[a] & K.KNOWN) != 0)
+                return -s["A"][a], bounded & ((flags[a] & R.KNOWN) != 0)
             out = jnp.take(jnp.asarray(self.t.sizes[:, "hw".index(suffix)]), self.cls)
             return out, valid & self.t.sized
         j = self.t.var_names.index(name)

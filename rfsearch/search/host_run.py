@@ -1,0 +1,89 @@
+"""Searching spaces that are evaluated candidate by candidate (``Space.builder``).
+
+Some macro structures are not a chain of blocks (a DARTS cell reads the two cells
+before it), so no block tables apply: each drawn id becomes its full spec and goes
+through the core :func:`~rfsearch.evaluate`, the filter runs in numpy over those rows.
+Exact, at a few hundred candidates per second: such spaces are for sampling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..analysis import rf_ratio
+from ..errors import SpecError
+from ..evaluate import evaluate
+from ..table import GEOMETRY, LAYERWISE, typed_array
+from .filter import Node, filter_mask
+from .output import top_rows
+from .runs import Run, filter_columns, uses_analysis
+
+HOST_CHUNK = 4096
+EXHAUSTIVE_LIMIT = 1_000_000
+
+
+class HostRun(Run):
+    """A search of a space built candidate by candidate (see the module docstring)."""
+
+    def __init__(self, space, size, where: Node | None, where_text, sample, seed, chunk, top,
+                 ids=None, partition_by=()):
+        super().__init__(space, size or space.input_size, where_text, sample, seed, top, ids,
+                         partition_by)
+        self.where = where
+        if sample is None and self.total > EXHAUSTIVE_LIMIT:
+            raise SpecError(f"space {space.name!r} is evaluated per candidate: use --sample N "
+                            f"(or --ids) for its {self.total:,} candidates")
+        self.split(min(chunk, HOST_CHUNK))
+        used = (where.columns() if where is not None else set()) | (
+            {top[0]} if top is not None else set())
+        self.analysis = uses_analysis(used)
+        self._rows = pd.DataFrame()
+
+    def with_analysis(self) -> bool:
+        return self.analysis
+
+    def ids_of(self, c: int) -> np.ndarray:
+        if self.sample is not None:
+            return self.sampled_ids(c)
+        start = self.lo + c * self.chunk_candidates
+        return np.arange(start, start + self.count_of(c), dtype=np.int64)
+
+    def evaluate(self, ids: np.ndarray) -> pd.DataFrame:
+        """Result rows of ``ids`` in the declared order: keys, choices, geometry, valid,
+        rf_ratio (and the analysis columns)."""
+        analysis = LAYERWISE if self.analysis else ()
+        specs = [self.space.spec(int(i)) for i in ids]
+        ev = evaluate(specs, input_size=self.input_size, analysis=self.analysis) if len(
+            ids) else None
+        data = {"candidate_id": ids}
+        if self.space.keys is not None:
+            data.update(self.space.keys(ids))
+        data.update(self.space.choice_columns(ids))
+        df = pd.DataFrame(data)
+        for column in GEOMETRY:
+            df[column] = ev[column].array if ev is not None else typed_array(
+                column, np.zeros(0))
+        df["valid"] = ev["error"].isna().to_numpy() if ev is not None else np.zeros(0, bool)
+        ratio = rf_ratio(*(df[c].to_numpy(dtype=float, na_value=np.nan)
+                           for c in ("rf_h", "rf_w")), self.input_size)
+        df["rf_ratio"] = typed_array("rf_ratio", np.nan_to_num(ratio), np.isnan(ratio))
+        for column in analysis:
+            df[column] = ev[column].array if ev is not None else typed_array(
+                column, np.zeros(0))
+        return df
+
+    def matches(self, c: int) -> np.ndarray:
+        ids = self.ids_of(c)
+        df = self.evaluate(ids)
+        if self.where is not None:
+            df = df[filter_mask(self.where, filter_columns(df, self.where.columns()), np)]
+        if self.top is not None:
+            df = top_rows(df, self.top).sort_values("candidate_id")
+        self._rows = df.set_index("candidate_id", drop=False)
+        return df["candidate_id"].to_numpy(dtype=np.int64)
+
+    def rows(self, ids: np.ndarray) -> pd.DataFrame:
+        if not len(ids):
+            return self.evaluate(np.zeros(0, np.int64))
+        return self._rows.loc[ids].reset_index(drop=True)

@@ -1,0 +1,144 @@
+"""``search``: walk or sample a space on the device, filter there, stream matches to Parquet.
+
+Exhaustive mode walks the id range in chunks of whole suffix spans (see
+:func:`rfsearch.search.walk.walk`); sampling mode takes consecutive positions of a
+seeded random permutation of the ids (:func:`~.sampling.sample_ids`), so chunks never
+overlap and any chunk can be recomputed alone. Only the rows that pass ``where`` (or
+the chunk's top K) are decoded and leave the device.
+
+Output folder: ``part-NNNNNN.parquet`` files, each holding the matches of consecutive
+chunks (NNNNNN: the first), and ``_manifest.json``, rewritten atomically after each part,
+naming the finished chunks and the run's parameters. Re-running the same command
+resumes: finished chunks are skipped, and a part written but not yet recorded starts at
+the first unfinished chunk, so it is rewritten: no candidate is lost or duplicated.
+
+:func:`search` is three steps: :func:`prepare` checks the options and builds the run,
+:func:`chunk_loop` evaluates the chunks into a sink, and the sink
+(:class:`~.output.Writer` or :class:`~.output.Collector`) finishes the output.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from ..errors import SpecError
+from ..spaces.registry import resolve_space
+from ..spaces.space import Space
+from ..spec import parse_input_size
+from ..table import COLUMNS, SEARCH_COLUMNS, SEARCH_RESULT
+from .device_run import DeviceRun
+from .filter import parse_filter
+from .host_run import HostRun
+from .output import Collector, Writer
+from .runs import Run
+
+DEFAULT_CHUNK = 1 << 22  # candidates per device call
+
+
+@dataclass
+class SearchSummary:
+    """What a run did: candidates covered, rows in the output, chunks, seconds, where."""
+
+    space: str
+    candidates: int
+    matches: int
+    chunks: int
+    seconds: float
+    output: str | None
+
+
+def filter_schema(space: Space) -> dict[str, str]:
+    """Columns a ``where`` filter may use, with their types ('bool' or 'number')."""
+    declared = {**COLUMNS, **SEARCH_COLUMNS}
+    schema = {c: "bool" if declared[c][0] == pa.bool_() else "number" for c in SEARCH_RESULT}
+    schema |= dict.fromkeys(space.id_aliases, "number")
+    schema |= {var.name: "number" for var in space.variables if var.numeric}
+    return schema
+
+
+def _positive(name: str, value) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 1):
+        raise SpecError(f"{name} must be a positive integer, got {value!r}")
+
+
+def prepare(space, *, output=None, where=None, sample=None, seed=0, input_size=None,
+            chunk=DEFAULT_CHUNK, top=None, by=None, ascending=False, ids=None,
+            partition_by=()) -> Run:
+    """Check the options of :func:`search` (one line per problem) and build its run."""
+    space_obj, default_where = resolve_space(space)
+    where_text = where if where is not None else default_where
+    schema = filter_schema(space_obj)
+    node = parse_filter(where_text, schema) if where_text else None
+    for name, value in (("chunk", chunk), ("sample", sample), ("top", top)):
+        _positive(name, value)
+    if (top is None) != (by is None):
+        raise SpecError("top and by go together: keep the K rows with the best 'by' column")
+    if by is not None and schema.get(by) != "number":
+        raise SpecError(f"by must name a numeric column, got {by!r}")
+    top_spec = None if top is None else (by, top, not ascending)
+    size = parse_input_size(input_size) if input_size is not None else None
+    partition = (partition_by,) if isinstance(partition_by, str) else tuple(partition_by)
+    choices = {v.name for v in space_obj.variables}
+    for column in partition:
+        if column not in choices:
+            raise SpecError(f"partition_by: {column!r} is not a choice column of "
+                            f"{space_obj.name!r} (choices: {', '.join(sorted(choices))})")
+    if partition and (output is None or top is not None):
+        raise SpecError("partition_by needs an output folder and no top")
+    kind = DeviceRun if space_obj.builder is None else HostRun
+    return kind(space_obj, size, node, where_text, sample, seed, chunk, top_spec, ids,
+                partition)
+
+
+def chunk_loop(run: Run, sink, progress: bool) -> None:
+    """Evaluate every chunk the sink has not finished, in order, into the sink."""
+    matches = 0
+    with tqdm(total=run.total, unit="cand", unit_scale=True, disable=not progress,
+              desc=run.space.name) as bar:
+        for c in range(run.chunks):
+            count = run.count_of(c)
+            if c in sink.done:
+                sink.skip(c)
+                bar.update(count)
+                continue
+            ids = run.matches(c)
+            df = run.rows(ids) if ids.size else None
+            matches += 0 if df is None else len(df)
+            sink.add(c, df)
+            bar.update(count)
+            bar.set_postfix(matches=matches)
+
+
+def search(space, *, output=None, where: str | None = None, sample: int | None = None,
+           seed: int = 0, input_size=None, chunk: int = DEFAULT_CHUNK, top: int | None = None,
+           by: str | None = None, ascending: bool = False, ids: tuple[int, int] | None = None,
+           partition_by=(), progress: bool = False):
+    """Evaluate a space (built-in name, grid file or dict, or :class:`Space`).
+
+    Without ``output`` returns a DataFrame of the matching rows (for spaces small
+    enough to hold); with ``output`` writes a Parquet dataset folder and returns a
+    :class:`SearchSummary`. ``where``: filter expression (default: the grid's own);
+    ``sample``: draw that many distinct ids (seeded) instead of walking all; ``top``/``by``:
+    keep the K rows with the largest (``ascending``: smallest) ``by``; ``ids``: only the
+    candidates in ``[start, stop)`` (walked, or sampled from); ``partition_by``: choice
+    columns to hive-partition the output folder by (``col=value/`` directories).
+    The rows follow :func:`rfsearch.table.search_schema`.
+    """
+    run = prepare(space, output=output, where=where, sample=sample, seed=seed,
+                  input_size=input_size, chunk=chunk, top=top, by=by, ascending=ascending,
+                  ids=ids, partition_by=partition_by)
+    folder = Path(output) if output is not None else None
+    sink = Writer(folder, run) if folder is not None else Collector(run)
+    t0 = time.perf_counter()
+    chunk_loop(run, sink, progress)
+    result = sink.finish()
+    if folder is None:
+        return result
+    return SearchSummary(run.space.name, run.total, result, run.chunks,
+                         time.perf_counter() - t0, str(folder))
