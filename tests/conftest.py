@@ -31,3 +31,12 @@ def toy():
         ],
         "output": "sum",
     }
+
+
+@pytest.fixture(scope="session")
+def full():
+    """Every search case's Space, exhaustive result and evaluate() of each candidate
+    (search_cases.CASES), computed once for all the search tests."""
+    from search_cases import exhaustive
+
+    return exhaustive()

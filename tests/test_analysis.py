@@ -1,14 +1,14 @@
-"""Resolution-aware analysis and coordinate maps.
+"""Resolution-aware analysis (``evaluate(..., analysis=True)``, rfsearch.analysis).
 
 Golden values: VGG-16 at input 32 (conv3_2 sees exactly 32 px, conv3_3 is the first
 layer that sees more: the border is strict), torchvision ResNet-50's feasible input
 range 75..427 (rfa-toolbox README), EfficientNet-B0's 299..851 (rfa-toolbox tests with
-filter_all_inf_rf), Inception-ResNet-v2 Conv2d_7b_1x1 feature (x=0, y=2) centred at
-input (37, 101) (published-values.md). The layer rules are cross-checked against a
-plain-Python application of the same rules to the reference implementation's rows.
+filter_all_inf_rf). The layer rules are cross-checked against a plain-Python application
+of the same rules to the reference implementation's rows. Filters and top-K on analysis
+columns in ``search`` are tested in test_search_filter.py and test_search.py; coordinate
+maps in test_coords.py.
 """
 
-import numpy as np
 import pandas as pd
 import pytest
 from frames import frame_rows
@@ -18,8 +18,7 @@ from reference import normalized_layers, reference_evaluate_layers
 from strategies import dags
 
 import rfsearch
-from rfsearch import SpecError, zoo
-from rfsearch.coords import ReceptiveField
+from rfsearch import zoo
 from rfsearch.table import ANALYSIS_LAYER, ANALYSIS_NETWORK
 
 
@@ -124,92 +123,3 @@ def test_layer_rules_match_a_plain_python_application(spec, size, exempt):
         assert row["border"] == (i == first_border)
 
 
-def test_inception_resnet_v2_feature_centre():
-    row = rfsearch.evaluate(zoo.build("inception_resnet_v2"), input_size=299).iloc[0]
-    rf = ReceptiveField.from_row(row)
-    assert rf == ReceptiveField((3039, 3039), (32, 32), (1482, 1482))
-    assert tuple(rf.center(y=2, x=0)) == (101, 37)
-    assert tuple(rf.feature(101, 37)) == (2, 0)
-    box = rf.box(2, 0)
-    assert (box.top, box.left, box.bottom, box.right) == (64 - 1482, -1482, 64 - 1482 + 3038,
-                                                          3038 - 1482)
-
-
-def test_article_example_feature_0_reads_minus_1_to_4():
-    spec = {"name": "distill", "layers": [{"op": "conv", "kernel": 3, "stride": 3, "padding": 1},
-                                          {"op": "conv", "kernel": 2}]}
-    rf = ReceptiveField.from_row(rfsearch.evaluate(spec).iloc[0])
-    box = rf.box(0, 0)
-    assert (box.top, box.bottom) == (-1, 4)
-
-
-@settings(max_examples=100, deadline=None)
-@given(rf=st.integers(1, 5000), stride=st.integers(1, 64), padding=st.integers(0, 3000),
-       ys=st.lists(st.integers(-50, 500), min_size=1, max_size=20))
-def test_coordinate_maps_round_trip(rf, stride, padding, ys):
-    field = ReceptiveField((rf, rf + 1), (stride, stride), (padding, padding))
-    y = np.array(ys)
-    x = y[::-1]
-    centre = field.center(y, x)
-    back = field.feature(*centre)
-    np.testing.assert_array_equal(back.y, y)
-    np.testing.assert_array_equal(back.x, x)
-    np.testing.assert_array_equal(field.nearest_feature(*centre).y, y)
-    box = field.box(y, x)
-    np.testing.assert_array_equal(box.bottom - box.top + 1, rf)
-    np.testing.assert_array_equal((box.top + box.bottom) / 2, centre.y)
-
-
-def test_unknown_geometry_cannot_map_coordinates():
-    row = rfsearch.evaluate(zoo.build("mobilenet_v1")).iloc[0]  # 'same': padding unknown
-    with pytest.raises(SpecError, match="padding_h, padding_w unknown"):
-        ReceptiveField.from_row(row)
-
-
-GRID = {"name": "g", "input_size": 32, "layers": [
-    {"op": "conv", "kernel": [3, 7], "stride": 2, "padding": 1},
-    {"repeat": [1, 2, 3], "layers": [{"op": "conv", "kernel": [1, 3, 5], "padding": "same"}]},
-    {"op": "maxpool", "kernel": 2, "stride": 2},
-    {"op": "conv", "kernel": [3, 5], "dilation": [1, 2], "padding": "same"}]}
-
-
-def test_search_filters_on_analysis_columns_like_evaluate():
-    from rfsearch.spaces import grid_space
-
-    space, _ = grid_space(GRID)
-    where = "valid and rf_h > 20 and n_unproductive <= 1 and feasible_min < 40"
-    got = rfsearch.search(GRID, where=where)
-    specs = [space.spec(i) for i in range(space.size)]
-    ev = rfsearch.evaluate(specs, input_size=32, analysis=True)
-    keep = ev["error"].isna() & (ev["rf_h"] > 20) & (ev["n_unproductive"] <= 1) & (
-        ev["feasible_min"] < 40)
-    assert got["candidate_id"].tolist() == np.flatnonzero(keep.to_numpy()).tolist()
-    assert got["n_unproductive"].tolist() == ev.loc[keep, "n_unproductive"].tolist()
-    top = rfsearch.search(GRID, where="n_critical == 0 and valid", top=2, by="rf_h")
-    want = ev[ev["n_critical"] == 0].sort_values(["rf_h"], ascending=False, kind="stable")
-    assert top["rf_h"].tolist() == want["rf_h"].head(2).tolist()
-
-
-def test_rf_ratio_filters_on_the_device():
-    got = rfsearch.search(GRID, where="rf_ratio >= 1.5")
-    assert (got["rf_h"] / 32 >= 1.5).all() and len(got) > 0
-    every = rfsearch.search(GRID, where="valid")
-    assert len(got) == int((every["rf_h"] / 32 >= 1.5).sum())
-
-
-def test_analysis_only_filters_need_a_device_condition_on_large_spaces():
-    with pytest.raises(SpecError, match="add a cheaper condition"):
-        rfsearch.search("ofa-mbv3", where="n_unproductive == 0")
-
-
-def test_top_by_an_analysis_column():
-    from rfsearch.spaces import grid_space
-
-    space, _ = grid_space(GRID)
-    got = rfsearch.search(GRID, where="valid", top=4, by="feasible_min", ascending=True)
-    ev = rfsearch.evaluate([space.spec(i) for i in range(space.size)], input_size=32,
-                           analysis=True)
-    ev["candidate_id"] = range(space.size)
-    want = ev[ev["error"].isna()].sort_values(["feasible_min", "candidate_id"]).head(4)
-    assert got["candidate_id"].tolist() == want["candidate_id"].tolist()
-    assert got["feasible_min"].tolist() == want["feasible_min"].tolist()

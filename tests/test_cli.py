@@ -6,6 +6,9 @@ import sys
 
 import pandas as pd
 import pytest
+import yaml
+from frames import frame_rows
+from search_cases import VALID, read_folder, sorted_top
 
 from rfsearch.cli import main
 
@@ -142,3 +145,69 @@ def test_bad_zoo_names_are_one_line_errors():
         1, "rfsearch: unknown zoo network 'resnet5' (did you mean 'resnet50'?)\n")
     proc = run("eval", "zoo:vgg_17", "--quiet")
     assert proc.returncode == 1 and proc.stderr.startswith("rfsearch: unknown zoo network")
+
+
+# --- rfsearch search, rfsearch spaces -------------------------------------------------------
+
+@pytest.fixture
+def grid_file(tmp_path):
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(VALID))
+    return path
+
+
+def test_cli_search_prints_the_top_rows(grid_file, capsys, full):
+    _, df, _ = full["valid@64"]
+    assert main(["search", str(grid_file), "--top", "2", "--by", "rf_h"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[0].split()
+    assert header[0] == "candidate_id" and "rf_h" in header and "valid" in header
+    want = sorted_top(df, "rf_h", 2, False)
+    assert len(lines) == 3
+    for line, row in zip(lines[1:], frame_rows(want), strict=True):
+        cells = dict(zip(header, line.split(), strict=True))
+        assert int(cells["candidate_id"]) == row["candidate_id"]
+        assert int(cells["rf_h"]) == row["rf_h"]
+
+
+def test_cli_search_where_ids_and_output(grid_file, tmp_path, capsys, full):
+    _, df, _ = full["valid@64"]
+    assert main(["search", str(grid_file), "--where", "candidate_id < 3", "-q"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [int(line.split()[0]) for line in lines[1:]] == [0, 1, 2]
+    out = tmp_path / "out"
+    assert main(["search", str(grid_file), "--ids", "10:50", "-o", str(out), "-q"]) == 0
+    pd.testing.assert_frame_equal(read_folder(out), df.iloc[10:50].reset_index(drop=True))
+    assert main(["search", str(grid_file), "--where", "valid", "--sample", "40", "--seed",
+                 "1", "-q"]) == 0
+    assert main(["search", str(grid_file), "--where", "not valid and valid", "-q"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "(no rows)"
+
+
+def test_cli_search_bad_where_is_one_line_exit_1(grid_file, capsys):
+    assert main(["search", str(grid_file), "--where", "rf >= 3"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("rfsearch: where 'rf >= 3': unknown "
+                                                   "column 'rf' (did you mean")
+    assert main(["search", str(grid_file), "--where", "rf_h = 3"]) == 1
+    assert "(use == to compare)" in capsys.readouterr().err
+    assert main(["search", str(grid_file), "--top", "3"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_cli_search_usage_errors_exit_2(grid_file):
+    for args in (["--top", "0"], ["--sample", "-1"], ["--ids", "3"], ["--chunk", "x"]):
+        with pytest.raises(SystemExit) as info:
+            main(["search", str(grid_file), *args])
+        assert info.value.code == 2
+
+
+def test_cli_spaces_lists_the_builtin_spaces(capsys):
+    assert main(["spaces"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in lines[1:]]
+    assert {"nasbench201", "ofa-mbv3", "natsbench-sss", "anynet", "regnet",
+            "efficientnet"} <= set(names)
+    row = next(line for line in lines if line.startswith("nasbench201 "))
+    assert "15,625" in row
+    assert "21,924,480,357" in next(line for line in lines if line.startswith("ofa-mbv3 "))

@@ -1,11 +1,10 @@
-"""Encoding: the Batch card, bucketing, chains() and Parquet chain tables."""
+"""Encoding (rfsearch.encode): the Batch card, bucketing and chains() from integer arrays
+(chain tables read from Parquet or Arrow are tested in test_sources.py)."""
 
 import sys
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 import rfsearch
@@ -86,38 +85,6 @@ def test_chains_equal_encoded_specs():
     assert (a["error"].isna() == b["error"].isna()).all()
 
 
-def test_read_chains_from_parquet_ragged(tmp_path):
-    table = pa.table({
-        "name": ["a", "b", "c"],
-        "kernel": [[3, 3], [7], [1, 3, 5]],
-        "stride": [[1, 2], [2], [1, 1, 1]],
-        "padding": [[1, 0], [3], [0, 1, 2]],
-    })
-    path = tmp_path / "chains.parquet"
-    pq.write_table(table, path)
-    df = rfsearch.evaluate(path, input_size=32)
-    assert df["name"].tolist() == ["a", "b", "c"]
-    assert df["rf_h"].tolist() == [5, 7, 7]
-    assert df["stride_h"].tolist() == [2, 2, 1]
-    assert df["padding_h"].tolist() == [1, 3, 3]
-    assert df["out_h"].tolist() == [15, 16, 32]
-    sliced = rfsearch.read_chains(table.slice(1, 2))
-    assert rfsearch.evaluate(sliced)["rf_h"].tolist() == [7, 7]
-
-
-def test_read_chains_rejects_bad_tables(tmp_path):
-    path = tmp_path / "bad.parquet"
-    pq.write_table(pa.table({"kernel": [[3, 3], [3]], "stride": [[1], [2]]}), path)
-    df = rfsearch.evaluate(path)
-    assert df["error"][0] == f"{path}: spec #0: stride has 1 entries, kernel has 2"
-    pq.write_table(pa.table({"kernel": [[3, 0]]}), path)
-    assert rfsearch.evaluate(path)["error"][0] == (
-        f"{path}: spec #0, layer #1 'layer1': kernel must be a positive integer at most "
-        "1073741824, got 0")
-    pq.write_table(pa.table({"kernal": [[3]]}), path)
-    assert "needs a list column 'kernel'" in rfsearch.evaluate(path)["error"][0]
-
-
 def test_empty_and_single_batches():
     empty = rfsearch.evaluate([])
     assert len(empty) == 0 and "rf_h" in empty.columns
@@ -132,42 +99,11 @@ def test_chains_validates_arrays(bad):
         rfsearch.chains(bad)
 
 
-def test_parquet_rows_fail_one_by_one(tmp_path):
-    path = tmp_path / "mixed.parquet"
-    pq.write_table(pa.table({
-        "name": ["a", "b", "c", "d", "e"],
-        "kernel": [[3], [3, 0], [5], [3, None], []],
-        "stride": [[1], [1, 1], [2], [1, 1], []],
-    }), path)
-    df = rfsearch.evaluate(path)
-    assert df["name"].tolist() == ["a", "b", "c", "d", "e"]
-    assert df["rf_h"].isna().tolist() == [False, True, False, True, True]
-    assert df["rf_h"].dropna().tolist() == [3, 5]
-    assert df["error"][1] == (f"{path}: spec #1 'b', layer #1 'layer1': kernel must be a "
-                              "positive integer at most 1073741824, got 0")
-    assert df["error"][3] == f"{path}: spec #3 'd': kernel is null or holds nulls"
-    assert df["error"][4] == f"{path}: spec #4 'e': kernel list is empty"
-    with pytest.raises(rfsearch.SpecError, match=r"^<table>: spec #1 'b'"):
-        rfsearch.read_chains(pq.read_table(path))
-    unsigned = pa.table({"kernel": pa.array([[3, 3]], pa.list_(pa.uint64()))})
-    assert rfsearch.evaluate(unsigned)["rf_h"].tolist() == [5]
-
-
 def test_chains_validates_lengths_and_names():
     with pytest.raises(rfsearch.SpecError, match=r"^lengths must be 2 integers between 1 and 3$"):
         rfsearch.chains(np.full((2, 3), 3), lengths=[1.5, 2])
     with pytest.raises(rfsearch.SpecError, match=r"^names must hold 2 names, got 1$"):
         rfsearch.chains(np.full((2, 3), 3), names=["a"])
-
-
-def test_tables_of_chains_in_memory():
-    import pandas as pd
-
-    frame = pd.DataFrame({"name": ["a", "b"], "kernel": [[3, 3], [7]], "stride": [[1, 2], [2]]})
-    from_pandas = rfsearch.evaluate(frame, input_size=32)
-    from_arrow = rfsearch.evaluate(pa.Table.from_pandas(frame), input_size=32)
-    assert from_pandas.equals(from_arrow)
-    assert from_pandas["rf_h"].tolist() == [5, 7] and from_pandas["name"].tolist() == ["a", "b"]
 
 
 def test_chain_layers_past_lengths_are_identity_across_transpose_blocks(monkeypatch):

@@ -1,9 +1,11 @@
-"""rfsearch.evaluate agrees exactly with the plain-Python reference on random networks.
+"""``evaluate``: agrees exactly with the plain-Python reference on random networks.
 
 Whole batches (0, 1 and many specs) go through one ``evaluate`` call and are compared
 row by row with ``reference.reference_evaluate``: every geometry column must be equal
 (None = null) on valid rows; on rows the reference finds invalid, rfsearch must give an
-error and a null geometry. Error messages are checked elsewhere.
+error and a null geometry. Also: the empty batch, nullable columns, every DAG program
+agrees, and bad arguments raise one SpecError. Error messages of bad specs are checked
+in test_spec.py, test_sources.py and test_faults.py.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from strategies import batches, chains, dags, input_sizes
 
 import rfsearch
 
+ONE_CONV = {"name": "ok", "layers": [{"op": "conv", "kernel": 3}]}
 AGREEMENT = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -238,3 +241,16 @@ def test_dag_programs_agree(batch):
             first, *others = sorted(frames)
             for name in others:
                 pd.testing.assert_frame_equal(frames[name], frames[first], obj=f"{name} vs {first}")
+
+
+def test_bad_arguments_raise_one_spec_error():
+    with pytest.raises(rfsearch.SpecError, match=r"^input size must be a positive integer"):
+        rfsearch.evaluate(ONE_CONV, input_size=0)
+    with pytest.raises(rfsearch.SpecError, match=r"^input size must be N or HxW, got '3x'$"):
+        rfsearch.evaluate(ONE_CONV, input_size="3x")
+    with pytest.raises(rfsearch.SpecError, match=r"^chunk_size must be a positive integer"):
+        rfsearch.evaluate(ONE_CONV, chunk_size=0)
+    with pytest.raises(rfsearch.SpecError, match="kernel must be a positive integer"):
+        rfsearch.encode({"layers": [{"op": "conv", "kernel": 0}]})
+    with pytest.raises(rfsearch.SpecError, match=r"stride must be a positive integer at most"):
+        rfsearch.chains([[3, 3]], stride=[[1, 0]])

@@ -1,4 +1,7 @@
-"""The ``where`` filter language: parsing, type checks, SQL null logic, safe rejection."""
+"""The ``where`` filter (rfsearch.search.filter): parsing, type checks, SQL null logic,
+safe rejection; in ``search``, the filter run on the device keeps exactly the rows the
+same filter keeps over the exhaustive table, and filters on analysis columns (run on the
+host) keep the rows ``evaluate(..., analysis=True)`` says."""
 
 from __future__ import annotations
 
@@ -8,9 +11,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from search_cases import ANALYSIS_GRID, CASES, assert_same, evaluate_all, host_mask
 
+import rfsearch
+from rfsearch import search
 from rfsearch.errors import SpecError
 from rfsearch.search.filter import evaluate_filter, filter_mask, parse_filter
+from rfsearch.spaces import grid_space
 
 SCHEMA = {"a": "number", "b": "number", "c": "number", "x": "bool", "y": "bool",
           "rf_h": "number", "rf_w": "number", "padding_h": "number", "aligned": "bool",
@@ -416,3 +423,74 @@ def test_filter_agrees_with_plain_python(tree, rows):
     expected = [py_eval(tree, {"p": int(pv) if pkk else None, "q": int(qv) if qkk else None})
                 is True for pv, pkk, qv, qkk in rows]
     assert got.tolist() == expected, text
+
+
+# --- in search: on the device and on the host --------------------------------------------
+
+WHERES = {  # case -> filters (one device run each)
+    "same@224": ["rf_h >= 20 and aligned or rf_h > rf_w",
+                 "aligned == false and not (padding_h > 3)",
+                 "stride_h // 4 == 2 and rf_min_h % 2 == 1 or candidate_id % 7 == 3",
+                 "k == 5 and layer0.kernel != 3 and layer2.b0.0.stride == 1",
+                 "abs(out_h - out_w) >= 2 or max(rf_h, rf_w) / min(stride_h, stride_w) > 5",
+                 "rf_h / (padding_h - 2) > 3", "true"],
+    "same@none": ["padding_h > 0 or true", "not (padding_h > 0)",
+                  "padding_h >= 0 or not valid or rf_h > 30 and not (out_h > 0)"],
+    "same@9x13": ["rf_h > rf_w or out_h < out_w", "valid and padding_w - padding_h != 0"],
+    "valid@64": ["rf_h > 20 and out_h >= 3 or out_h % 2 == 1"],
+}
+
+
+@pytest.mark.parametrize(("case", "where"), [(c, w) for c, ws in WHERES.items() for w in ws])
+def test_device_filter_equals_host_filter(full, case, where):
+    space, df, _ = full[case]
+    _, size = CASES[case]
+    keep = host_mask(where, df, space)
+    if where in ("true", "padding_h > 0 or true"):
+        assert keep.all()  # unknown or true is true
+    elif where == "not (padding_h > 0)":
+        assert not keep.any()  # padding is unknown without an input size
+    else:
+        assert 0 < keep.sum() < len(df)
+    got = search(space, where=where, input_size=size)
+    assert_same(got, df[keep])
+
+
+def test_host_filter_on_an_analysis_column_or_aligned():
+    grid = {"layers": [{"op": "conv", "kernel": [3, 5], "stride": [1, 2], "padding": "same"},
+                       {"branches": [[{"op": "conv", "kernel": 3, "stride": [1, 2],
+                                       "padding": "same"}],
+                                     [{"op": "avgpool", "kernel": 2, "stride": [1, 2]}]]}]}
+    got = rfsearch.search(grid, input_size=12, where="n_unproductive == 0 or aligned")
+    ev = evaluate_all(grid, 12)
+    full = rfsearch.evaluate([grid_space(grid)[0].spec(i) for i in range(len(ev))],
+                             input_size=12, analysis=True)
+    keep = (full["n_unproductive"] == 0).fillna(False) | full["aligned"].fillna(False)
+    assert got["candidate_id"].tolist() == np.flatnonzero(keep.to_numpy()).tolist()
+
+
+def test_search_filters_on_analysis_columns_like_evaluate():
+    space, _ = grid_space(ANALYSIS_GRID)
+    where = "valid and rf_h > 20 and n_unproductive <= 1 and feasible_min < 40"
+    got = rfsearch.search(ANALYSIS_GRID, where=where)
+    specs = [space.spec(i) for i in range(space.size)]
+    ev = rfsearch.evaluate(specs, input_size=32, analysis=True)
+    keep = ev["error"].isna() & (ev["rf_h"] > 20) & (ev["n_unproductive"] <= 1) & (
+        ev["feasible_min"] < 40)
+    assert got["candidate_id"].tolist() == np.flatnonzero(keep.to_numpy()).tolist()
+    assert got["n_unproductive"].tolist() == ev.loc[keep, "n_unproductive"].tolist()
+    top = rfsearch.search(ANALYSIS_GRID, where="n_critical == 0 and valid", top=2, by="rf_h")
+    want = ev[ev["n_critical"] == 0].sort_values(["rf_h"], ascending=False, kind="stable")
+    assert top["rf_h"].tolist() == want["rf_h"].head(2).tolist()
+
+
+def test_rf_ratio_filters_on_the_device():
+    got = rfsearch.search(ANALYSIS_GRID, where="rf_ratio >= 1.5")
+    assert (got["rf_h"] / 32 >= 1.5).all() and len(got) > 0
+    every = rfsearch.search(ANALYSIS_GRID, where="valid")
+    assert len(got) == int((every["rf_h"] / 32 >= 1.5).sum())
+
+
+def test_analysis_only_filters_need_a_device_condition_on_large_spaces():
+    with pytest.raises(SpecError, match="add a cheaper condition"):
+        rfsearch.search("ofa-mbv3", where="n_unproductive == 0")

@@ -1,6 +1,6 @@
 """The zoo: builders, references, and the geometry of its networks.
 
-Published values are checked row by row in test_zoo_reference.py; here every zoo
+Published values are checked row by row in test_published_zoo.py; here every zoo
 network is cross-checked against the plain-Python reference (tests/reference.py), and
 the properties the literature states are pinned: alignment, the NAS-Bench-201
 half-pixel misalignment, stride placement, the RegNet generator.

@@ -1,0 +1,59 @@
+"""Coordinate maps of a network's output (rfsearch.coords.ReceptiveField): feature
+centres, boxes and their inverses.
+
+Golden values: Inception-ResNet-v2 Conv2d_7b_1x1 feature (x=0, y=2) centred at input
+(37, 101) (google-research/receptive_field's README example); the Distill article's
+figure, whose output feature 0 reads input [-1, 4] (Araujo, Norris, Sim, Computing
+Receptive Fields of Convolutional Neural Networks, Distill 2019).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rfsearch
+from rfsearch import SpecError, zoo
+from rfsearch.coords import ReceptiveField
+
+
+def test_inception_resnet_v2_feature_centre():
+    row = rfsearch.evaluate(zoo.build("inception_resnet_v2"), input_size=299).iloc[0]
+    rf = ReceptiveField.from_row(row)
+    assert rf == ReceptiveField((3039, 3039), (32, 32), (1482, 1482))
+    assert tuple(rf.center(y=2, x=0)) == (101, 37)
+    assert tuple(rf.feature(101, 37)) == (2, 0)
+    box = rf.box(2, 0)
+    assert (box.top, box.left, box.bottom, box.right) == (64 - 1482, -1482, 64 - 1482 + 3038,
+                                                          3038 - 1482)
+
+
+def test_article_example_feature_0_reads_minus_1_to_4():
+    spec = {"name": "distill", "layers": [{"op": "conv", "kernel": 3, "stride": 3, "padding": 1},
+                                          {"op": "conv", "kernel": 2}]}
+    rf = ReceptiveField.from_row(rfsearch.evaluate(spec).iloc[0])
+    box = rf.box(0, 0)
+    assert (box.top, box.bottom) == (-1, 4)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rf=st.integers(1, 5000), stride=st.integers(1, 64), padding=st.integers(0, 3000),
+       ys=st.lists(st.integers(-50, 500), min_size=1, max_size=20))
+def test_coordinate_maps_round_trip(rf, stride, padding, ys):
+    field = ReceptiveField((rf, rf + 1), (stride, stride), (padding, padding))
+    y = np.array(ys)
+    x = y[::-1]
+    centre = field.center(y, x)
+    back = field.feature(*centre)
+    np.testing.assert_array_equal(back.y, y)
+    np.testing.assert_array_equal(back.x, x)
+    np.testing.assert_array_equal(field.nearest_feature(*centre).y, y)
+    box = field.box(y, x)
+    np.testing.assert_array_equal(box.bottom - box.top + 1, rf)
+    np.testing.assert_array_equal((box.top + box.bottom) / 2, centre.y)
+
+
+def test_unknown_geometry_cannot_map_coordinates():
+    row = rfsearch.evaluate(zoo.build("mobilenet_v1")).iloc[0]  # 'same': padding unknown
+    with pytest.raises(SpecError, match="padding_h, padding_w unknown"):
+        ReceptiveField.from_row(row)

@@ -1,0 +1,45 @@
+"""Networks that are well-formed but have no geometry (rfsearch.faults): a merge of
+inputs with different strides or map sizes, an output smaller than one pixel. Each is
+one error row with a one-line message naming the spec and the layer; the other rows
+survive."""
+
+import rfsearch
+
+OK = {"name": "ok", "layers": [{"op": "conv", "kernel": 3}]}
+
+
+def test_merge_of_different_strides_is_an_error_row():
+    # The misaligned network of published-values.md (Google receptive_field tests).
+    net = {"name": "mis", "layers": [
+        {"name": "a", "op": "conv", "kernel": 5, "stride": 2, "padding": [[2, 1], [2, 1]]},
+        {"name": "b1", "op": "conv", "kernel": 3, "inputs": ["input"]},
+        {"name": "b2", "op": "conv", "kernel": 3},
+        {"name": "sum", "op": "add", "inputs": ["a", "b2"]},
+    ]}
+    df = rfsearch.evaluate([OK, net])
+    assert df["error"][1] == (
+        "spec #1 'mis', layer #3 'sum': inputs have different effective strides "
+        "(h: 2 vs 1; w: 2 vs 1)")
+    assert df["error"].isna()[0]
+
+
+def test_merge_of_different_map_sizes_is_an_error_row():
+    net = {"name": "sz", "layers": [
+        {"name": "a", "op": "conv", "kernel": 3},
+        {"name": "b", "op": "conv", "kernel": 1, "inputs": ["input"]},
+        {"name": "cat", "op": "concat", "inputs": ["a", "b"]},
+    ]}
+    assert rfsearch.evaluate(net)["error"].isna()[0]  # sizes unknown: fine
+    df = rfsearch.evaluate(net, input_size=(16, 8))
+    assert df["error"][0] == (
+        "spec #0 'sz', layer #2 'cat': inputs have different feature-map sizes "
+        "(h: 14 vs 16; w: 6 vs 8)")
+
+
+def test_output_smaller_than_one_pixel():
+    net = {"name": "tiny", "layers": [{"name": "c1", "op": "conv", "kernel": 3, "stride": 2},
+                                      {"name": "c2", "op": "conv", "kernel": 5}]}
+    df = rfsearch.evaluate(net, input_size=(9, 40))
+    assert df["error"][0] == (
+        "spec #0 'tiny', layer #1 'c2': output is smaller than 1 pixel at input size 9x40")
+    assert rfsearch.evaluate(net, input_size=11)["error"].isna()[0]

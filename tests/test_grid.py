@@ -1,0 +1,103 @@
+"""Design grids as search spaces: choice columns and ties follow the spec, ids are
+mixed-radix numbers of the choices, the grid's input size and filter are defaults, and
+bad grids are one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from frames import frame_rows
+from search_cases import GEOMETRY, SAME, VALID, space_of
+
+import rfsearch
+from rfsearch import search
+from rfsearch.errors import SpecError
+
+
+def test_choice_columns_follow_the_spec(full):
+    space, df, _ = full["same@224"]
+    assert [v.name for v in space.variables] == ["layer0.kernel", "layer0.dilation",
+                                                 "layer1.repeat", "k", "layer2.b0.0.stride",
+                                                 "layer2.b0.0.padding", "layer4.kernel",
+                                                 "layer4.padding"]
+    assert space.size == 3 * 2 * 3 * 2 * 2 * 3 * 2 * 2
+    for row in frame_rows(df.iloc[[0, 1, 77, 300, space.size - 1]]):
+        layers = space.spec(row["candidate_id"])["layers"]
+        by_name = {layer["name"]: layer for layer in layers}
+        assert by_name["layer0/l0.0"]["kernel"] == row["layer0.kernel"]
+        assert by_name["layer0/l0.0"]["dilation"] == row["layer0.dilation"]
+        repeats = [n for n in by_name if n.startswith("layer1/l")]
+        assert len(repeats) == row["layer1.repeat"]
+        assert all(by_name[n]["kernel"] == row["k"] for n in repeats)
+        assert by_name["layer2/b0.0"]["stride"] == row["layer2.b0.0.stride"]
+        assert json.dumps(by_name["layer2/b0.0"]["padding"]) == str(row["layer2.b0.0.padding"])
+        assert by_name["layer3/l0.0"]["kernel"] == row["k"]  # the tie
+        assert by_name["layer4/l0.0"]["padding"] == row["layer4.padding"]
+        assert json.dumps(by_name["layer4/l0.0"]["kernel"]) == str(row["layer4.kernel"])
+
+
+def test_digits_are_mixed_radix_first_variable_most_significant():
+    space = space_of(SAME)
+    radices = space.radices.tolist()
+    ids = np.array([0, 1, 5, 100, space.size - 1])
+    digits = space.digits(ids)
+    back = np.zeros(len(ids), np.int64)
+    for j, r in enumerate(radices):
+        back = back * r + digits[:, j]
+    assert back.tolist() == ids.tolist()
+    assert digits[-1].tolist() == [r - 1 for r in radices]
+    with pytest.raises(SpecError, match="candidate_id must be in"):
+        space.spec(space.size)
+
+
+def test_tie_names_do_not_shadow_result_columns():
+    grid = {"name": "shadow", "layers": [
+        {"op": "conv", "kernel": {"choices": [3, 5], "tie": "candidate_id"}},
+        {"op": "conv", "kernel": {"choices": [1, 7], "tie": "rf_h"}}]}
+    try:
+        df = search(grid)
+    except SpecError:
+        return  # refusing the name is fine
+    assert df["candidate_id"].tolist() == [0, 1, 2, 3]
+    assert df["rf_h"].tolist() == [3, 9, 5, 11]
+    assert search(grid, where="candidate_id == 3")["candidate_id"].tolist() == [3]
+
+
+def test_grid_input_size_is_the_default_and_can_be_overridden(full):
+    _, at224, _ = full["same@224"]
+    grid = dict(SAME, input_size=224)
+    pd.testing.assert_frame_equal(search(grid), at224)
+    _, at_none, _ = full["same@none"]
+    assert search(SAME).equals(at_none)
+    _, valid64, _ = full["valid@64"]
+    other = search(VALID, input_size=80)
+    assert not other[list(GEOMETRY)].equals(valid64[list(GEOMETRY)])
+
+
+def test_where_of_the_grid_is_the_default_and_where_overrides_it(full, tmp_path):
+    _, df, _ = full["valid@64"]
+    grid = dict(VALID, where="rf_h > 20 and valid")
+    default = search(grid)
+    assert len(default) and (default["rf_h"] > 20).all()
+    assert default["candidate_id"].tolist() == df.loc[
+        df["valid"] & (df["rf_h"] > 20).fillna(False), "candidate_id"].tolist()
+    over = search(grid, where="not valid")
+    assert over["candidate_id"].tolist() == df.loc[~df["valid"], "candidate_id"].tolist()
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    assert search(str(path))["candidate_id"].tolist() == default["candidate_id"].tolist()
+    with pytest.raises(SpecError, match="unknown column 'rf'"):
+        search(dict(VALID, where="rf > 3"))
+
+
+def test_spaces_past_64_bit_ids_and_bad_slots_are_one_line_errors():
+    huge = {"layers": [{"op": "conv", "kernel": [1, 3], "stride": [1, 2],
+                        "padding": ["same", "valid"]}] * 22}
+    with pytest.raises(SpecError, match="more than 64-bit ids can number"):
+        rfsearch.search(huge, sample=10)
+    with pytest.raises(SpecError, match=r"slot 'layer0': .*unknown op 'max_pool'"):
+        rfsearch.search({"layers": [{"op": "max_pool", "kernel": 3}]})

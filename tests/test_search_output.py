@@ -1,0 +1,302 @@
+"""Search output folders (``search(..., output=FOLDER)``): Parquet part files and the
+manifest, reruns and refusals, top-K into a folder, hive partitions, and resuming after
+a crash or SIGKILL gives the uninterrupted result (rfsearch.search.output)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pandas as pd
+import pytest
+from search_cases import (
+    BIG,
+    BIG_WIDTH,
+    GEOMETRY,
+    MANIFEST,
+    SMALL,
+    VALID,
+    assert_same,
+    read_folder,
+    sorted_top,
+    space_of,
+)
+
+import rfsearch
+from rfsearch import search
+from rfsearch.errors import SpecError
+
+
+def folder_state(folder) -> dict:
+    return {p: (os.stat(os.path.join(folder, p)).st_mtime_ns, open(
+        os.path.join(folder, p), "rb").read()) for p in sorted(os.listdir(folder))}
+
+
+def done_chunks(folder) -> list[int] | None:
+    """Finished chunks named by the manifest (stored as [start, stop) ranges)."""
+    try:
+        ranges = json.loads((folder / MANIFEST).read_text())["done"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return [c for lo, hi in ranges for c in range(lo, hi)]
+
+
+def test_output_folder_holds_the_same_rows(full, tmp_path):
+    space, df, _ = full["valid@64"]
+    out = tmp_path / "run"
+    summary = search(space, output=out, where="valid")
+    assert isinstance(summary, rfsearch.SearchSummary)
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["complete"] is True
+    assert done_chunks(out) == list(range(summary.chunks))
+    assert any(p.name.startswith("part-") for p in out.iterdir())
+    want = df[df["valid"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(read_folder(out), want)
+    assert (summary.candidates, summary.matches) == (space.size, len(want))
+    assert summary.output == str(out) and summary.space == "valid"
+
+
+def test_an_empty_result_folder_keeps_its_columns(tmp_path):
+    rfsearch.search(SMALL, output=tmp_path / "none", where="rf_h > 100000")
+    df = pd.read_parquet(tmp_path / "none")
+    assert len(df) == 0 and {"candidate_id", "rf_h", "valid"} <= set(df.columns)
+
+
+def test_output_with_labels_of_mixed_types(tmp_path):
+    grid = {"name": "mixed", "input_size": 32, "layers": [
+        {"op": "conv", "kernel": 3, "padding": [1, "same"]},
+        {"op": "conv", "kernel": [3, [3, 1]]}]}
+    df = search(grid)
+    search(grid, output=tmp_path / "out")
+    back = read_folder(tmp_path / "out")
+    assert back["candidate_id"].tolist() == df["candidate_id"].tolist()
+    assert [str(v) for v in back["layer0.padding"]] == [str(v) for v in df["layer0.padding"]]
+    assert_same(back[list(GEOMETRY)], df[list(GEOMETRY)])
+
+
+def test_rerun_changes_nothing_and_a_different_run_is_refused(tmp_path, monkeypatch):
+    from rfsearch.search import output
+
+    monkeypatch.setattr(output, "FLUSH_CHUNKS", 2)  # several part files
+    space = space_of(BIG)
+    out = tmp_path / "run"
+    kwargs = {"ids": (0, BIG_WIDTH * 6), "chunk": BIG_WIDTH, "where": "rf_h >= 29"}
+    first = search(space, output=out, **kwargs)
+    assert first.chunks == 6 and len(list(out.glob("part-*.parquet"))) >= 2
+    state = folder_state(out)
+    time.sleep(0.01)
+    again = search(space, output=out, **kwargs)
+    assert again.matches == first.matches
+    after = folder_state(out)
+    assert {k: v[1] for k, v in after.items()} == {k: v[1] for k, v in state.items()}
+    parts = [k for k in state if k.startswith("part-")]
+    assert all(after[p][0] == state[p][0] for p in parts)  # not rewritten
+    for other in ({"where": "rf_h >= 30"}, {"chunk": 2 * BIG_WIDTH},
+                  {"ids": (0, BIG_WIDTH * 5)}, {"top": 3, "by": "rf_h"}, {"sample": 100}):
+        with pytest.raises(SpecError, match="holds a different search"):
+            search(space, output=out, **(kwargs | other))
+    with pytest.raises(SpecError, match="holds a different search"):
+        search(space_of(VALID), output=out)
+    assert folder_state(out) == after
+
+
+def test_a_folder_with_stray_parts_is_refused(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "part-000000.parquet").write_bytes(b"x")
+    with pytest.raises(SpecError, match=r"no _manifest\.json"):
+        search(VALID, output=out)
+
+
+def test_top_into_a_folder(full, tmp_path):
+    space, df, _ = full["valid@64"]
+    summary = search(space, output=tmp_path / "top", top=5, by="rf_h")
+    assert [p.name for p in (tmp_path / "top").glob("part-*")] == ["part-top.parquet"]
+    got = pd.read_parquet(tmp_path / "top")
+    pd.testing.assert_frame_equal(got, sorted_top(df, "rf_h", 5, False))
+    assert summary.matches == 5
+    again = search(space, output=tmp_path / "top", top=5, by="rf_h")
+    assert again.matches == 5
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "top"), got)
+
+
+def test_top_resume_after_crash_while_merging(tmp_path, monkeypatch):
+    from rfsearch.search import output
+
+    monkeypatch.setattr(output, "FLUSH_CHUNKS", 1)  # a part per chunk: several to delete
+    space = space_of(BIG)
+    out = tmp_path / "top"
+    kwargs = {"ids": (0, BIG_WIDTH * 4), "chunk": BIG_WIDTH, "top": 3, "by": "rf_h"}
+    real_unlink = type(out).unlink
+    calls = []
+
+    def crash_after_first(self, *args, **kw):
+        if calls:
+            raise KeyboardInterrupt("killed")
+        calls.append(self)
+        return real_unlink(self, *args, **kw)
+
+    monkeypatch.setattr(type(out), "unlink", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        search(space, output=out, **kwargs)
+    monkeypatch.undo()
+    search(space, output=out, **kwargs)
+    got = pd.read_parquet(out)
+    want = search(space, **kwargs)
+    assert got["candidate_id"].is_unique
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), want)
+
+
+# --- hive partitions ----------------------------------------------------------------------
+
+def test_hive_partitioned_output_reads_back_the_same_rows(tmp_path):
+    grid = {"name": "p", "input_size": 64, "layers": [
+        {"op": "conv", "kernel": [1, 3, 5, 7], "dilation": [1, 2], "stride": 2,
+         "padding": "same"},
+        {"op": "conv", "kernel": [3, 5], "padding": "same"}]}
+    out = tmp_path / "hive"
+    rfsearch.search(grid, output=out, where="valid", partition_by=["layer0.kernel"], chunk=4)
+    dirs = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert dirs == [f"layer0.kernel={k}" for k in (1, 3, 5, 7)]
+    back = pd.read_parquet(out).sort_values("candidate_id").reset_index(drop=True)
+    want = rfsearch.search(grid, where="valid")
+    assert back["candidate_id"].tolist() == want["candidate_id"].tolist()
+    assert back["layer0.kernel"].astype(int).tolist() == want["layer0.kernel"].tolist()
+    assert back["rf_h"].tolist() == want["rf_h"].tolist()
+    with pytest.raises(SpecError, match="not a choice column"):
+        rfsearch.search(grid, output=tmp_path / "x", partition_by=["rf_h"])
+    with pytest.raises(SpecError, match="holds a different search"):
+        rfsearch.search(grid, output=out, where="valid", chunk=4)  # unpartitioned
+
+
+def test_partitioned_output_resumes_after_a_crash(tmp_path, monkeypatch):
+    from rfsearch.search import output
+
+    grid = {"name": "p", "input_size": 64, "layers": [
+        {"op": "conv", "kernel": [1, 3, 5, 7], "dilation": [1, 2], "stride": 2,
+         "padding": "same"},
+        {"op": "conv", "kernel": [3, 5], "dilation": [1, 2], "padding": "same"},
+        {"op": "conv", "kernel": [1, 3, 5], "padding": "same"}]}
+    kwargs = {"where": "valid", "partition_by": ["layer0.kernel"], "chunk": 8, "sample": 96}
+    monkeypatch.setattr(output, "FLUSH_CHUNKS", 2)
+    real, calls = output.write_atomic, []
+
+    def crash_later(path, write):
+        calls.append(path)
+        if len(calls) == 9:  # part files of a group half written, not yet recorded
+            raise KeyboardInterrupt("killed")
+        return real(path, write)
+
+    monkeypatch.setattr(output, "write_atomic", crash_later)
+    with pytest.raises(KeyboardInterrupt):
+        rfsearch.search(grid, output=tmp_path / "run", **kwargs)
+    monkeypatch.setattr(output, "write_atomic", real)
+    rfsearch.search(grid, output=tmp_path / "run", **kwargs)
+    rfsearch.search(grid, output=tmp_path / "clean", **kwargs)
+    a = pd.read_parquet(tmp_path / "run").sort_values("candidate_id").reset_index(drop=True)
+    b = pd.read_parquet(tmp_path / "clean").sort_values("candidate_id").reset_index(drop=True)
+    assert a["candidate_id"].is_unique
+    pd.testing.assert_frame_equal(a, b)
+
+
+# --- resume after SIGKILL -------------------------------------------------------------------
+
+RESUME_ARGS = {"ids": [BIG_WIDTH, BIG_WIDTH * 41], "chunk": BIG_WIDTH,
+               "where": "rf_h >= 27 and candidate_id % 5 != 0"}
+
+
+SLOW_CHILD = textwrap.dedent("""
+    import json, sys, time
+    import pyarrow.parquet as pq
+    from rfsearch import search
+    from rfsearch.search import output
+    from rfsearch.spaces import grid_space
+    output.FLUSH_CHUNKS = 1  # a part file and a manifest update per chunk
+    write_table = pq.write_table
+    def slow(*args, **kwargs):  # every chunk writes a part: 50 ms each
+        time.sleep(0.05)
+        return write_table(*args, **kwargs)
+    pq.write_table = slow
+    grid, kwargs, out = json.loads(sys.argv[1])
+    kwargs["ids"] = tuple(kwargs["ids"])
+    search(grid_space(grid)[0], output=out, **kwargs)
+""")
+
+
+def run_child(script: str, *args) -> subprocess.Popen:
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.Popen([sys.executable, "-c", script, *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path):
+    space = space_of(BIG)
+    out = tmp_path / "killed"
+    child = run_child(SLOW_CHILD, json.dumps([BIG, RESUME_ARGS, str(out)]))
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done = done_chunks(out)
+            if done is not None and len(done) >= 4:
+                break
+            assert child.poll() is None, child.stderr.read().decode()
+            time.sleep(0.005)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    done = done_chunks(out)
+    assert done is not None and 4 <= len(done) < 40
+    assert json.loads((out / MANIFEST).read_text())["complete"] is False
+    kwargs = dict(RESUME_ARGS, ids=tuple(RESUME_ARGS["ids"]))
+    resumed = search(space, output=out, **kwargs)
+    clean = search(space, output=tmp_path / "clean", **kwargs)
+    assert resumed.matches == clean.matches > 0
+    a, b = read_folder(out), read_folder(tmp_path / "clean")
+    assert a["candidate_id"].is_unique
+    pd.testing.assert_frame_equal(a, b)
+    memory = search(space, **kwargs)
+    pd.testing.assert_frame_equal(a, memory)
+    assert json.loads((out / MANIFEST).read_text())["complete"] is True
+
+
+KILL_BETWEEN_PART_AND_MANIFEST = textwrap.dedent("""
+    import json, os, signal, sys
+    from rfsearch import search
+    from rfsearch.search import output
+    output.FLUSH_CHUNKS = 1  # a part file and a manifest update per chunk
+    replace = os.replace
+    manifests = []
+    def replace_or_die(src, dst):
+        if os.path.basename(dst) == "_manifest.json":
+            manifests.append(dst)
+            if len(manifests) == 3:  # chunk 2's part is in place, its manifest entry is not
+                os.kill(os.getpid(), signal.SIGKILL)
+        return replace(src, dst)
+    os.replace = replace_or_die
+    space, kwargs, out = json.loads(sys.argv[1])
+    search(space, output=out, **kwargs)
+""")
+
+
+def test_resume_rewrites_a_part_whose_chunk_was_not_recorded(tmp_path):
+    out = tmp_path / "killed"
+    kwargs = {"sample": 3000, "chunk": 500, "seed": 9, "where": "rf_h > 800"}
+    child = run_child(KILL_BETWEEN_PART_AND_MANIFEST, json.dumps(["ofa-mbv3", kwargs,
+                                                                  str(out)]))
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == -signal.SIGKILL, err.decode()
+    assert done_chunks(out) == [0, 1]
+    assert (out / "part-000002.parquet").exists()
+    resumed = search("ofa-mbv3", output=out, **kwargs)
+    clean = search("ofa-mbv3", output=tmp_path / "clean", **kwargs)
+    assert resumed.matches == clean.matches > 0
+    a, b = read_folder(out), read_folder(tmp_path / "clean")
+    pd.testing.assert_frame_equal(a, b)
+    assert a["candidate_id"].is_unique  # 3,000 draws from 117**5: no repeats expected
+    assert done_chunks(out) == list(range(6))
