@@ -1,8 +1,9 @@
 """A plain-Python reference for rfsearch's receptive-field semantics.
 
-Written straight from ``/work/shared/reference/receptive-fields.md`` (Araujo, Norris,
-Sim, "Computing Receptive Fields of Convolutional Neural Networks", Distill 2019), with
-no numpy and no jax, so that the vectorised kernel can be cross-checked against it.
+Written straight from the published mathematics (Araujo, Norris, Sim, "Computing
+Receptive Fields of Convolutional Neural Networks", Distill 2019, doi:10.23915/distill.00021,
+and its library google-research/receptive_field), with no numpy and no jax, so that the
+vectorised kernel can be cross-checked against it.
 
 Pipeline: normalise the spec (default names and inputs) -> order the layers
 topologically -> propagate one :class:`AxisState` per axis through every node ->

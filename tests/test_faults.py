@@ -9,7 +9,7 @@ OK = {"name": "ok", "layers": [{"op": "conv", "kernel": 3}]}
 
 
 def test_merge_of_different_strides_is_an_error_row():
-    # The misaligned network of published-values.md (Google receptive_field tests).
+    # The misaligned network of google-research/receptive_field's receptive_field_test.py.
     net = {"name": "mis", "layers": [
         {"name": "a", "op": "conv", "kernel": 5, "stride": 2, "padding": [[2, 1], [2, 1]]},
         {"name": "b1", "op": "conv", "kernel": 3, "inputs": ["input"]},

@@ -1,7 +1,9 @@
 """The bundled example networks reproduce their published receptive fields.
 
-Source: ../shared/reference/published-values.md — Google receptive_field table
-(alexnet_v2, vgg_16: TF-Slim) and torchvision ResNet stage values (resnet18, resnet50).
+Sources (listed in datasets/reference/README.md): google-research/receptive_field
+RECEPTIVE_FIELD_TABLE.md (alexnet_v2, vgg_16: TF-Slim; the final end points also in
+Araujo, Norris, Sim, "Computing Receptive Fields of Convolutional Neural Networks",
+Distill 2019) and the torchvision ResNet stage values (resnet18, resnet50).
 """
 
 import pytest

@@ -1,10 +1,13 @@
-"""Golden values for small networks, checked on rfsearch and on the reference.
+"""Published values for small networks, checked on rfsearch and on the plain-Python
+reference (tests/reference.py).
 
-Source of every number here: /work/shared/reference/published-values.md, section
-"Small networks from the Google library's tests and the Distill article"
-(google-research/receptive_field, receptive_field/python/util/receptive_field_test.py,
-and Araujo, Norris, Sim, Distill 2019). An explicit pad layer "pad (before, after)" is
-written as that padding on the next layer, e.g. [[1, 0], [1, 0]] for "pad (1,0)".
+Sources of every number here: the tests of the Google receptive-field library
+(google-research/receptive_field, receptive_field/python/util/receptive_field_test.py)
+and the Distill article (Araujo, Norris, Sim, "Computing Receptive Fields of
+Convolutional Neural Networks", Distill 2019, doi:10.23915/distill.00021); the same
+sources as the published values of datasets/reference/README.md. An explicit pad layer
+"pad (before, after)" is written as that padding on the next layer, e.g.
+[[1, 0], [1, 0]] for "pad (1,0)".
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ def two_branch(op: str) -> dict:
 @pytest.mark.parametrize("op", ["conv", "maxpool"])
 @pytest.mark.parametrize("input_size", [None, 224])
 def test_aligned_two_branch(evaluate, op, input_size):
-    """published-values.md: RF 3, S 4, P 1 (conv and max-pool variants), aligned."""
+    """receptive_field_test.py: RF 3, S 4, P 1 (conv and max-pool variants), aligned."""
     row = evaluate(two_branch(op), input_size)
     assert row["error"] is None
     assert (row["rf_h"], row["rf_w"]) == (3, 3)
@@ -62,7 +65,7 @@ def test_aligned_two_branch(evaluate, op, input_size):
 @IMPLEMENTATIONS
 @pytest.mark.parametrize("input_size", [None, 224])
 def test_misaligned_two_branch_is_invalid(evaluate, input_size):
-    """published-values.md: branches with strides 2 and 1 cannot be added: an error row."""
+    """receptive_field_test.py: branches with strides 2 and 1 cannot be added: an error row."""
     spec = {"name": "misaligned", "layers": [
         layer("A", "conv", 5, 2, [[2, 1], [2, 1]], inputs=["input"]),
         layer("B1", "conv", 3, 1, inputs=["input"]),
@@ -76,7 +79,7 @@ def test_misaligned_two_branch_is_invalid(evaluate, input_size):
 
 @IMPLEMENTATIONS
 def test_non_square_kernels(evaluate):
-    """published-values.md: conv [3,5] s2 valid, conv [3,1] s2 valid.
+    """receptive_field_test.py: conv [3,5] s2 valid, conv [3,1] s2 valid.
 
     x (width): RF 5, S 4, P 0; y (height): RF 7, S 4, P 0.
     """
@@ -91,7 +94,7 @@ def test_non_square_kernels(evaluate):
 
 @IMPLEMENTATIONS
 def test_article_figure(evaluate):
-    """published-values.md (Distill figure): conv k3 p1 s3, conv k2 p0 s1: RF 6, S 3, P 1.
+    """The Distill article's figure: conv k3 p1 s3, conv k2 p0 s1: RF 6, S 3, P 1.
 
     Output feature 0 reads input [-1, 4]: [x*S - P, x*S - P + RF - 1] at x = 0.
     """
@@ -108,7 +111,7 @@ def test_article_figure(evaluate):
 @IMPLEMENTATIONS
 @pytest.mark.parametrize("padding", ["valid", "same"])
 def test_three_dilated_convs(evaluate, padding):
-    """published-values.md: three 3x3 convs with dilation 2: RF 13."""
+    """receptive_field_test.py and the Distill article: three 3x3 convs with dilation 2: RF 13."""
     spec = {"name": "dilated", "layers": [
         {**layer(f"c{i}", "conv", 3, 1, padding), "dilation": 2} for i in range(3)
     ]}

@@ -28,7 +28,8 @@ from rfsearch.zoo.regnet import REGNETX, anynet, regnet_stages
 GEOMETRY = ("rf_h", "rf_w", "rf_min_h", "rf_min_w", "stride_h", "stride_w", "padding_h",
             "padding_w", "aligned", "out_h", "out_w")
 
-# /work/shared/reference/published-values.md: NAS-Bench-201 official index -> arch_str
+# NAS-Bench-201 official index -> arch_str (Dong and Yang, ICLR 2020: the cells in product
+# order, shuffled with random.seed(88); the index its published tables are keyed by)
 NB201_OFFICIAL = {
     0: "|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|"
        "skip_connect~2|",
