@@ -2,11 +2,16 @@
 tables, ``resolve`` of whatever a user passes, and the one-line errors of files that
 cannot be read. One bad spec costs one row, never the file."""
 
+import json
+
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 import rfsearch
+from rfsearch.sources import read_document, read_source, resolve
 
 # --- spec files ------------------------------------------------------------------------------
 
@@ -140,3 +145,146 @@ def test_tables_of_chains_in_memory():
     from_arrow = rfsearch.evaluate(pa.Table.from_pandas(frame), input_size=32)
     assert from_pandas.equals(from_arrow)
     assert from_pandas["rf_h"].tolist() == [5, 7] and from_pandas["name"].tolist() == ["a", "b"]
+
+
+# --- reading each format (rfsearch.sources.read_source) -------------------------------------
+
+CONV3 = {"name": "c3", "layers": [{"op": "conv", "kernel": 3}]}
+CONV5 = {"name": "c5", "layers": [{"op": "conv", "kernel": 5, "stride": 2}]}
+BAD = {"name": "bad", "layers": [{"op": "conv", "kernel": 0}]}
+
+
+def names(src) -> list[str]:
+    return [net.name for net in src.networks]
+
+
+def test_json_file_of_one_spec_or_a_list(tmp_path):
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps(CONV3))
+    src = read_source(one)
+    assert (src.label, names(src), src.index, src.errors, src.total) == (
+        str(one), ["c3"], [0], [], 1)
+    assert src.batch is None
+    many = tmp_path / "many.json"
+    many.write_text(json.dumps([CONV3, CONV5]))
+    src = read_source(many)
+    assert names(src) == ["c3", "c5"] and src.index == [0, 1] and src.total == 2
+    assert src.networks[1].layers[0].stride == (2, 2)
+
+
+def test_json_lines_keep_file_positions_past_bad_lines(tmp_path):
+    path = tmp_path / "nets.jsonl"
+    path.write_text(json.dumps(CONV3) + "\n\n{not json\n" + json.dumps(BAD) + "\n"
+                    + json.dumps(CONV5) + "\n")
+    src = read_source(path)
+    assert names(src) == ["c3", "c5"] and src.index == [0, 3] and src.total == 4
+    assert sorted((i, name) for i, name, _ in src.errors) == [(1, None), (2, "bad")]
+    assert all("\n" not in message for _, _, message in src.errors)
+    message = {i: m for i, _, m in src.errors}
+    assert message[1].startswith(f"{path}: invalid JSON at line 3, column 2")
+    assert message[2] == (f"{path}: spec #2 'bad', layer #0 'conv0': kernel must be a "
+                          "positive integer, got 0")
+
+
+def test_yaml_documents_each_hold_a_spec_or_a_list(tmp_path):
+    path = tmp_path / "nets.yml"
+    path.write_text(yaml.safe_dump(CONV3) + "---\n" + yaml.safe_dump([CONV5, BAD]))
+    src = read_source(path)
+    assert names(src) == ["c3", "c5"] and src.index == [0, 1] and src.total == 3
+    assert [(i, name) for i, name, _ in src.errors] == [(2, "bad")]
+
+
+def test_parquet_chain_table_is_one_batch_and_one_error_per_bad_row(tmp_path):
+    path = tmp_path / "chains.parquet"
+    pq.write_table(pa.table({"name": ["a", "b", None],
+                             "kernel": [[3, 3], [3, 0], [7]],
+                             "stride": [[1, 2], [1, 1], [2]]}), path)
+    src = read_source(path)
+    assert src.networks == [] and src.total == 3 and src.index == [0, 2]
+    assert src.batch is not None and len(src.batch) == 2
+    assert src.batch.names.tolist() == ["a", "chain2"]  # default names follow the table row
+    assert [(i, name) for i, name, _ in src.errors] == [(1, "b")]
+    assert src.errors[0][2].startswith(f"{path}: spec #1 'b', layer #1 'layer1': kernel")
+
+
+def test_unsupported_file_types_are_refused_by_name(tmp_path):
+    path = tmp_path / "nets.txt"
+    path.write_text(json.dumps(CONV3))
+    with pytest.raises(rfsearch.SpecError, match=r"nets\.txt: unsupported file type '\.txt'"):
+        read_source(path)
+
+
+def test_read_document_reads_one_json_or_yaml_document(tmp_path):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("name: g\nlayers: [{op: conv, kernel: [3, 5]}]\n")
+    assert read_document(grid) == {"name": "g", "layers": [{"op": "conv", "kernel": [3, 5]}]}
+    two = tmp_path / "two.yaml"
+    two.write_text("a: 1\n---\nb: 2\n")
+    with pytest.raises(rfsearch.SpecError, match="expected one YAML document, found 2"):
+        read_document(two)
+    with pytest.raises(rfsearch.SpecError, match="no such file"):
+        read_document(tmp_path / "missing.json")
+
+
+# --- resolve: whatever a user passes ---------------------------------------------------------
+
+def test_resolve_a_dict_and_a_list_of_dicts():
+    (src,) = resolve(CONV3)
+    assert (src.label, names(src), src.total) == (None, ["c3"], 1)
+    (src,) = resolve([CONV3, CONV5])
+    assert names(src) == ["c3", "c5"] and src.index == [0, 1]
+
+
+def test_a_bad_spec_costs_one_error_entry_not_the_source():
+    (src,) = resolve([CONV3, BAD, "not a spec", CONV5])
+    assert names(src) == ["c3", "c5"] and src.index == [0, 3] and src.total == 4
+    assert [(i, name) for i, name, _ in src.errors] == [(1, "bad"), (2, None)]
+    assert src.errors[1][2] == "spec #2: a spec must be an object, got str"
+    df = rfsearch.evaluate([CONV3, BAD, CONV5])
+    assert df["error"].notna().tolist() == [False, True, False]
+
+
+def test_resolve_paths_one_source_per_file(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.yaml"
+    a.write_text(json.dumps(CONV3))
+    b.write_text(yaml.safe_dump([CONV5, CONV3]))
+    (src,) = resolve(str(a))
+    assert src.label == str(a) and names(src) == ["c3"]
+    (src,) = resolve(a)  # a Path
+    assert src.label == str(a)
+    sources = resolve([a, str(b)])
+    assert [s.label for s in sources] == [str(a), str(b)]
+    assert [names(s) for s in sources] == [["c3"], ["c5", "c3"]]
+
+
+def test_a_missing_file_is_one_error_row_with_a_one_line_message(tmp_path):
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(CONV3))
+    missing = tmp_path / "missing.json"
+    sources = resolve([good, missing])
+    assert len(sources) == 2
+    gone = sources[1]
+    assert (gone.label, gone.networks, gone.total) == (str(missing), [], 1)
+    assert gone.errors == [(0, None, f"{missing}: no such file")]
+    df = rfsearch.evaluate([good, missing])
+    assert df["error"].isna().tolist() == [True, False]
+    assert df["error"][1] == f"{missing}: no such file"
+
+
+def test_resolve_zoo_references():
+    (src,) = resolve("zoo:resnet18")
+    assert src.label == "zoo:resnet18" and names(src) == ["resnet18"] and not src.errors
+    sources = resolve(["zoo:vgg_16", "zoo:nope"])
+    assert names(sources[0]) == ["vgg_16"]
+    assert sources[1].errors[0][2].startswith("unknown zoo network 'nope'")
+
+
+def test_resolve_a_batch_and_tables_of_chains():
+    batch = rfsearch.chains([[3, 3], [5, 1]])
+    (src,) = resolve(batch)
+    assert src.batch is batch and src.index == [0, 1] and src.total == 2 and not src.errors
+    frame = pd.DataFrame({"name": ["x", "y"], "kernel": [[3, 3], [5]]})
+    for table in (frame, pa.Table.from_pandas(frame)):
+        (src,) = resolve(table)
+        assert src.label == "<table>" and src.batch.names.tolist() == ["x", "y"]
+        assert rfsearch.evaluate(src.batch)["rf_h"].tolist() == [5, 5]
