@@ -13,8 +13,9 @@ from frames import frame_rows
 
 import rfsearch
 from rfsearch import search
+from rfsearch.cli import main
 from rfsearch.errors import SpecError
-from rfsearch.spaces import builtin, resolve_space
+from rfsearch.spaces import BUILTIN, builtin, candidates, resolve_space
 from rfsearch.spaces.families import (
     EFFICIENTNET_DEPTH,
     REGNET_DEPTH,
@@ -259,3 +260,22 @@ def test_builtin_names_and_suggestions():
         builtin("ofa-mbv4")
     with pytest.raises(SpecError, match="unknown space"):
         search("no-such-space")
+
+
+@pytest.fixture(scope="module")
+def sizes() -> dict[str, int]:
+    """Every built-in space built, and its size (nasbench101 reads or makes its cache)."""
+    return {name: builtin(name).size for name in BUILTIN}
+
+
+@pytest.mark.parametrize("name", list(BUILTIN))
+def test_candidates_counts_a_space_without_building_it(sizes, name):
+    assert candidates(name) == sizes[name] > 1
+
+
+def test_cli_spaces_prints_every_count(sizes, capsys):
+    assert main(["spaces"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["space", "candidates", "description"]
+    counts = {line.split()[0]: line.split()[1] for line in lines[1:]}
+    assert counts == {name: f"{size:,}" for name, size in sizes.items()}
