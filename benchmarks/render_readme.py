@@ -1,13 +1,12 @@
-"""Render the README's benchmark section: what throughput did the last kernel benchmark measure,
-and does it meet the targets?
+"""Render the benchmark tables of README.md and benchmarks/README.md from the results.
 
-Reads ``benchmarks/results/*.json`` (files written by ``kernel_throughput.py``), picks the
-newest full run (a ``--quick`` smoke run only when there is no full one) and rewrites the
-block between ``<!-- benchmarks:start -->`` and ``<!-- benchmarks:end -->`` in README.md
-with a small table. Every number comes from the JSON; nothing else in the README changes.
+Reads ``benchmarks/results/*.json``, takes the newest full run of each benchmark (a
+``--quick`` run only when there is no full one) and rewrites the block between
+``<!-- benchmarks:start -->`` and ``<!-- benchmarks:end -->`` of two files: README.md gets a
+short table of headline figures, benchmarks/README.md every table. Nothing else changes.
 
-    python benchmarks/render_readme.py                  # README.md at the repository root
-    python benchmarks/render_readme.py --readme /tmp/README.md --results benchmarks/results
+    python benchmarks/render_readme.py
+    python benchmarks/render_readme.py --readme /tmp/README.md --full /tmp/BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -20,6 +19,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 BENCHMARK = "kernel_throughput"
+QUICK = " (--quick smoke run, not representative)"
+
+Row = tuple[str, ...]
 
 
 def load_results(folder: Path, benchmark: str = BENCHMARK) -> dict | None:
@@ -47,325 +49,362 @@ def seconds(x: float) -> str:
     return f"{x:.2f} s"
 
 
-def shared_rows(dag: dict) -> list[tuple[str, str, str, str]]:
-    """Rows for DAGs that share one topology (absent from older results)."""
-    shared = dag.get("shared_topology")
-    if not shared:
-        return []
-    what = f"DAG #{shared['network']} of those, {shared['n']:,} times (one topology)"
-    figures = (("unknown size", shared["driver_unknown_size"]),
-               ("input 224×224", shared["driver_size_224"]))
-    return [(f"DAGs sharing one topology, {size}, {fig['chunk']:,} rows per call "
-             "(driver default)", what if i == 0 else "same", rate(fig["cand_per_s"]),
-             seconds(fig["compile_s"]))
-            for i, (size, fig) in enumerate(figures)]
+def status(ok: bool) -> str:
+    return "met" if ok else "**NOT met**"
 
 
-def xla_rows(dag: dict) -> list[tuple[str, str, str, str]]:
-    """Rows for XLA's DAG program where the compiled CPU kernel ran (absent otherwise)."""
-    xla = dag.get("xla_program")
-    if not xla:
-        return []
-    figures = (("unknown size", xla["driver_unknown_size"]),
-               ("input 224×224", xla["driver_size_224"]))
-    return [(f"DAGs, XLA's program (GPUs; CPUs without a C++ compiler), {size}, "
-             f"{fig['chunk']:,} rows per call (its driver default)", "same",
-             rate(fig["cand_per_s"]), seconds(fig["compile_s"])) for size, fig in figures]
+def quick(res: dict) -> str:
+    return QUICK if res.get("quick") else ""
 
 
-def render(res: dict) -> str:
-    """The markdown that goes between the markers."""
-    ch, dag, dev, t = res["chains"], res["dags"], res["device"], res["targets"]
+def check(label: str, measured: str, value: float, bound: float, bound_text: str) -> Row:
+    """A row judged against a target: ``≥ bound`` (throughput) or ``≤ bound`` (seconds)."""
+    at_least = bound_text.startswith("≥")
+    return (label, measured, bound_text, status(value >= bound if at_least else value <= bound))
+
+
+def timed(label: str, what: str, fig: dict) -> Row:
+    """A kernel figure: throughput and compile time."""
+    return (label, what, rate(fig["cand_per_s"]), seconds(fig["compile_s"]))
+
+
+def table(header: Row, rows: list[Row], align: str) -> list[str]:
+    """A markdown table between blank lines; ``align``: one l or r per column."""
+    rule = ["---:" if a == "r" else "---" for a in align]
+    return ["", f"| {' | '.join(header)} |", f"| {' | '.join(rule)} |",
+            *(f"| {' | '.join(row)} |" for row in rows), ""]
+
+
+def kernel_device(res: dict) -> str:
+    dev = res["device"]
     if dev["platform"] == "cpu":
-        device = f"CPU: {dev['cpu_model']}, {dev['cpu_cores']} cores"
-    else:
-        device = f"{dev['platform']}: {dev['device_kind']} (host {dev['cpu_model']})"
-
-    def met(key: str) -> str:
-        return "met" if t[key]["met"] else "**NOT met**"
-
-    chain_what = f"{ch['n']:,} chains × {ch['layers']} layers"
-    dags = "DAGs (compiled CPU kernel)" if dag.get("program") == "native" else "DAGs"
-    dag_what = (f"{dag['n']:,} DAGs × {dag['layers']} layers, ≤ {dag['max_inputs']} inputs "
-                f"per node")
-    def chunked(label: str, part: dict, key: str = "chunked_unknown_size",
-                size: str = "unknown size") -> list[tuple[str, str, str, str]]:
-        figures = [fig for fig in part.get(key, []) if "cand_per_s" in fig]
-        if key == "chunked_unknown_size" and "driver_unknown_size" in part:
-            default = part["driver_unknown_size"]["chunk"]
-        elif key == "chunked_size_224":
-            default = figures[0]["chunk"] if figures else None  # only the driver's chunk
-        else:  # results written before the driver chose chunks per program
-            default = (res.get("driver_default_chunk") if part is ch
-                       else res.get("driver_dag_chunk"))
-        return [(f"{label}, {size}, {fig['chunk']:,} rows per call"
-                 + (" (driver default)" if fig["chunk"] == default else ""),
-                 "same",
-                 rate(fig["cand_per_s"]), seconds(fig["compile_s"]))
-                for fig in figures]
-
-    rows = [
-        ("Chains, unknown input size, one call", chain_what,
-         rate(ch["unknown_size"]["cand_per_s"]), seconds(ch["unknown_size"]["compile_s"])),
-        *chunked("Chains", ch),
-        ("Chains, input 224×224, one call", chain_what, rate(ch["size_224"]["cand_per_s"]),
-         seconds(ch["size_224"]["compile_s"])),
-        *chunked("Chains", ch, "chunked_size_224", "input 224×224"),
-        ("numpy baseline (same chains, int64)", chain_what, rate(ch["numpy"]["cand_per_s"]),
-         "–"),
-        ("Kernel (driver chunks) speed-up over numpy", "", f"{ch['speedup_vs_numpy']:.2f}×",
-         ""),
-        (f"{dags}, unknown input size, one call", dag_what,
-         rate(dag["unknown_size"]["cand_per_s"]), seconds(dag["unknown_size"]["compile_s"])),
-        *chunked(dags, dag),
-        (f"{dags}, input 224×224, one call", dag_what, rate(dag["size_224"]["cand_per_s"]),
-         seconds(dag["size_224"]["compile_s"])),
-        *chunked(dags, dag, "chunked_size_224", "input 224×224"),
-        *xla_rows(dag),
-        *shared_rows(dag),
-    ]
-    lines = [
-        "Kernel throughput (`benchmarks/kernel_throughput.py`): candidates per second of "
-        "`rfsearch.kernel.propagate`, inputs already on the device, laid out as the driver "
-        "lays them out (these random networks are square: one stored axis), median of "
-        f"{res['repeats']} runs; compile = first call less one run. Chunked rows run "
-        f"{res.get('driver_workers', 1)} calls at a time, as the driver does (one per CPU "
-        "core). Targets are judged at the driver's chunk size, the way `evaluate` calls "
-        "the kernel.",
-        "",
-        "| what | batch | throughput | compile |",
-        "| --- | --- | ---: | ---: |",
-        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
-        "",
-        f"Device: {device}; jax {res['versions']['jax']}; {res['date']}"
-        f"{' (--quick smoke run, not representative)' if res.get('quick') else ''}.",
-        "",
-        "| target | measured | status |",
-        "| --- | ---: | --- |",
-        f"| chains ≥ {t['chains_cand_per_s']['target'] / 1e6:g} M/s "
-        f"| {rate(t['chains_cand_per_s']['value'])} | {met('chains_cand_per_s')} |",
-        f"| chains ≥ {t['chains_speedup_vs_numpy']['target']:g}× numpy "
-        f"| {t['chains_speedup_vs_numpy']['value']:.2f}× | {met('chains_speedup_vs_numpy')} |",
-        f"| DAGs ≥ {t['dags_cand_per_s']['target'] / 1e6:g} M/s "
-        f"| {rate(t['dags_cand_per_s']['value'])} | {met('dags_cand_per_s')} |",
-        "",
-        *render_run_batch(ch, res["repeats"]),
-        "Re-run: `python benchmarks/kernel_throughput.py && python benchmarks/end_to_end.py "
-        "&& python benchmarks/kernel_anatomy.py && python benchmarks/search_throughput.py "
-        "--ofa-full --fresh-nasbench101 "
-        "&& python benchmarks/render_readme.py`.",
-    ]
-    return "\n".join(lines)
+        return f"CPU: {dev['cpu_model']}, {dev['cpu_cores']} cores"
+    return f"{dev['platform']}: {dev['device_kind']} (host {dev['cpu_model']})"
 
 
-def render_run_batch(ch: dict, repeats: int) -> list[str]:
-    """The driver end to end per chunk size (absent from older results)."""
-    if not ch.get("run_batch"):
+def dag_label(dag: dict) -> str:
+    return "DAGs (compiled CPU kernel)" if dag.get("program") == "native" else "DAGs"
+
+
+# --- the full tables (benchmarks/README.md) ---------------------------------------------
+
+def chunked_rows(part: dict, label: str, key: str) -> list[Row]:
+    """One row per chunk size the benchmark timed, the driver's default marked."""
+    figures = [fig for fig in part.get(key, []) if "cand_per_s" in fig]
+    size = "unknown size" if key == "chunked_unknown_size" else "input 224×224"
+    default = (part["driver_unknown_size"]["chunk"] if key == "chunked_unknown_size"
+               else figures[0]["chunk"] if figures else None)  # 224: only the driver's chunk
+    return [timed(f"{label}, {size}, {fig['chunk']:,} rows per call"
+                  + (" (driver default)" if fig["chunk"] == default else ""), "same", fig)
+            for fig in figures]
+
+
+def driver_pair_rows(figures: dict | None, label: str, what: str, suffix: str) -> list[Row]:
+    """Rows for the driver's chunk at both sizes (XLA's DAG program, shared topologies)."""
+    if not figures:
         return []
+    pairs = (("unknown size", figures["driver_unknown_size"]),
+             ("input 224×224", figures["driver_size_224"]))
+    return [timed(f"{label}, {size}, {fig['chunk']:,} rows per call {suffix}",
+                  what if i == 0 else "same", fig) for i, (size, fig) in enumerate(pairs)]
+
+
+def kernel_rows(res: dict) -> list[Row]:
+    """Every row of the kernel throughput table."""
+    ch, dag = res["chains"], res["dags"]
+    chain_what = f"{ch['n']:,} chains × {ch['layers']} layers"
+    dag_what = f"{dag['n']:,} DAGs × {dag['layers']} layers, ≤ {dag['max_inputs']} inputs per node"
+    dags = dag_label(dag)
+    shared = dag["shared_topology"]
+    shared_what = f"DAG #{shared['network']} of those, {shared['n']:,} times"
     return [
+        timed("Chains, unknown input size, one call", chain_what, ch["unknown_size"]),
+        *chunked_rows(ch, "Chains", "chunked_unknown_size"),
+        timed("Chains, input 224×224, one call", chain_what, ch["size_224"]),
+        *chunked_rows(ch, "Chains", "chunked_size_224"),
+        ("numpy baseline (same chains, int64)", chain_what, rate(ch["numpy"]["cand_per_s"]), "–"),
+        ("Kernel (driver chunks) speed-up over numpy", "", f"{ch['speedup_vs_numpy']:.2f}×", ""),
+        timed(f"{dags}, unknown input size, one call", dag_what, dag["unknown_size"]),
+        *chunked_rows(dag, dags, "chunked_unknown_size"),
+        timed(f"{dags}, input 224×224, one call", dag_what, dag["size_224"]),
+        *chunked_rows(dag, dags, "chunked_size_224"),
+        *driver_pair_rows(dag.get("xla_program"), "DAGs, XLA's program (GPUs; CPUs without a "
+                          "C++ compiler)", "same", "(its driver default)"),
+        *driver_pair_rows(shared, "DAGs sharing one topology", shared_what, "(driver default)"),
+    ]
+
+
+def kernel_target(res: dict, key: str, label: str) -> Row:
+    """One kernel target: chains or DAGs per second (``label`` names them)."""
+    t = res["targets"][key]
+    return check(label, rate(t["value"]), t["value"], t["target"],
+                 f"≥ {t['target'] / 1e6:g} M/s")
+
+
+def target_rows(res: dict) -> list[Row]:
+    """The kernel targets: chains, chains over numpy, DAGs."""
+    numpy = res["targets"]["chains_speedup_vs_numpy"]
+    return [kernel_target(res, "chains_cand_per_s", "chains"),
+            check("chains over numpy", f"{numpy['value']:.2f}×", numpy["value"],
+                  numpy["target"], f"≥ {numpy['target']:g}×"),
+            kernel_target(res, "dags_cand_per_s", "DAGs")]
+
+
+def render_kernel(res: dict) -> list[str]:
+    """The kernel throughput section (``benchmarks/kernel_throughput.py``), with the driver
+    end to end per chunk size."""
+    ch = res["chains"]
+    run_batch = [(str(fig["input_size"] or "unknown"),
+                  f"{fig['chunk']:,}" + (" (driver default)" if fig["driver_default"] else ""),
+                  f"{fig['median_s']:.3f} s", rate(fig["cand_per_s"])) for fig in ch["run_batch"]]
+    return [
+        "Candidates per second of `rfsearch.kernel.propagate`, inputs already on the device, "
+        "laid out as the driver lays them out (these random networks are square: one stored "
+        f"axis), median of {res['repeats']} runs; compile = first call less one run. Chunked "
+        f"rows run {res.get('driver_workers', 1)} calls at a time, as the driver does (one per "
+        "CPU core). Targets are judged at the driver's chunk size.",
+        *table(("what", "batch", "throughput", "compile"), kernel_rows(res), "llrr"),
+        f"Device: {kernel_device(res)}; jax {res['versions']['jax']}; {res['date']}{quick(res)}.",
+        *table(("what", "measured", "target", "status"), target_rows(res), "lrrl"),
         f"`driver.run_batch` on the same {ch['n']:,} chains, end to end (host layout, "
         "transfer, kernel, results back on the host), by rows per call: how the driver's "
-        f"default chunk sizes were chosen (median of {repeats}).",
-        "",
-        "| input size | rows per call | time | throughput |",
-        "| --- | ---: | ---: | ---: |",
-        *(f"| {fig['input_size'] or 'unknown'} | {fig['chunk']:,}"
-          f"{' (driver default)' if fig['driver_default'] else ''} | "
-          f"{fig['median_s']:.3f} s | {rate(fig['cand_per_s'])} |" for fig in ch["run_batch"]),
-        "",
+        f"default chunk sizes were chosen (median of {res['repeats']}).",
+        *table(("input size", "rows per call", "time", "throughput"), run_batch, "lrrr"),
     ]
 
 
-def render_end_to_end(res: dict) -> str:
-    """The end-to-end paragraph (``benchmarks/end_to_end.py``)."""
-    status = "met" if res["load_target_met"] else "**NOT met**"
-    return "\n".join([
-        f"End to end (`benchmarks/end_to_end.py`, {res['n']:,} ragged chains of up to "
-        f"{res['max_layers']} layers, input {res['input_size']}, median of {res['repeats']}): "
-        f"load the Parquet table {seconds(res['load_s'])} (target about "
-        f"{res['load_target_s']:g} s: {status}), `evaluate` {seconds(res['evaluate_s'])} "
-        f"({rate(res['n'] / res['evaluate_s'])} including error messages and the DataFrame), "
-        f"`write_parquet` {seconds(res['write_s'])} ({res['result_mb']:.1f} MB)"
-        f"{render_dag_end_to_end(res.get('dags'))}; "
-        f"{res['device']}, {res['cpu_cores']} cores, {res['date']}"
-        f"{' (--quick smoke run, not representative)' if res.get('quick') else ''}.",
-    ])
+def render_end_to_end(res: dict) -> list[str]:
+    """The end-to-end section (``benchmarks/end_to_end.py``)."""
+    d, n = res["dags"], res["n"]
+    dags = f"`evaluate`, {d['n']:,} random DAGs of {d['layers']} layers at {d['input_size']}"
+    rows = [(f"load the Parquet table (target about {res['load_target_s']:g} s: "
+             f"{status(res['load_target_met'])})", seconds(res["load_s"]), ""),
+            ("`evaluate` (error messages and DataFrame included)", seconds(res["evaluate_s"]),
+             rate(n / res["evaluate_s"])),
+            (f"`write_parquet` ({res['result_mb']:.1f} MB)", seconds(res["write_s"]), ""),
+            *((f"{dags}, {name}", seconds(d[f"{key}_evaluate_s"]),
+               rate(d["n"] / d[f"{key}_evaluate_s"]))
+              for key, name in (("native", "compiled CPU kernel"), ("xla", "XLA's program"))
+              if f"{key}_evaluate_s" in d)]
+    return [f"{n:,} ragged chains of up to {res['max_layers']} layers from a Parquet table to "
+            f"a Parquet table of results at input {res['input_size']}, median of "
+            f"{res['repeats']}.", *table(("stage", "time", "throughput"), rows, "lrr"),
+            f"Device: {res['device']}, {res['cpu_cores']} cores; {res['date']}{quick(res)}.", ""]
 
 
-def render_dag_end_to_end(d: dict | None) -> str:
-    """The DAG clause of the end-to-end paragraph (absent from older results)."""
-    if not d:
-        return ""
-    def figure(name: str) -> str:
-        s = d[f"{name}_evaluate_s"]
-        return f"{seconds(s)} ({rate(d['n'] / s)})"
-    text = (f". `evaluate` on {d['n']:,} random DAGs of {d['layers']} layers at "
-            f"{d['input_size']}: ")
-    if "native_evaluate_s" in d:
-        return (text + f"{figure('native')} with the compiled CPU kernel, {figure('xla')} "
-                "with XLA's program")
-    return text + f"{figure('xla')} (XLA's program)"
-
-
-def render_search(res: dict) -> str:
-    """The search section (``benchmarks/search_throughput.py``)."""
-    g, t = res["grid"], res["targets"]
-    k, e, ofa = g["kernel"], g["end_to_end"], res["ofa"]
-
-    def status(ok: bool) -> str:
-        return "met" if ok else "**NOT met**"
-    ofa_full = ofa.get("exhaustive")
-    ofa_s = ofa_full["seconds"] if ofa_full else ofa["projected_exhaustive_s"]
-    ofa_how = "measured" if ofa_full else "projected from the walk's rate"
-    small = res["small"]
-    nb101 = small.get("nasbench101")
-    rows = [
-        (f"64-layer grid walk, filter `{g['where']}` (kernel only)",
-         f"{k['per_s'] / 1e6:,.0f} M cand/s", f"≥ {t['grid_kernel_per_s'] / 1e6:g} M/s",
-         status(k["per_s"] >= t["grid_kernel_per_s"])),
-        (f"{e['candidates']:.0e} candidates of that grid to Parquet ({e['rows']:,} rows)",
-         seconds(e["seconds"]), f"≤ {t['grid_end_to_end_s']:g} s",
-         status(e["seconds"] <= t["grid_end_to_end_s"])),
-        (f"ofa-mbv3 exhaustive ({ofa['size']:.3g} candidates, {ofa_how})", seconds(ofa_s),
-         f"≤ {t['ofa_exhaustive_s']:g} s", status(ofa_s <= t["ofa_exhaustive_s"])),
-        *((f"`rfsearch search {name} -o DIR` (whole space, Python start-up included)",
-           seconds(fig["seconds"]), f"≤ {t['small_spaces_s']:g} s",
-           status(fig["seconds"] <= t["small_spaces_s"]))
-          for name, fig in small.items() if name != "nasbench101"),
-    ]
-    if nb101:
-        rows.append(("`rfsearch search nasbench101 -o DIR` from the cache",
-                     seconds(nb101["seconds"]), "≤ 10 s", status(nb101["seconds"] <= 10)))
-    if "nasbench101_generate_s" in res:
-        gen, first = res["nasbench101_generate_s"], res.get("nasbench101_first_search_s", 0)
-        rows.append(("NAS-Bench-101: generate the 423,624 cells, then the first search "
-                     "(which encodes the cells)", f"{seconds(gen)} + {seconds(first)}",
-                     "≤ 120 s", status(gen + first <= 120)))
-    return "\n".join([
-        "Search (`benchmarks/search_throughput.py`): the walk times device calls of "
-        f"{k['candidates_per_call']:,} candidates (median of {k['calls']}, compile "
-        f"{seconds(k['first_call_s'])} apart); end to end includes tabulating, compiling, "
-        "decoding matches and writing Parquet.",
-        "",
-        "| what | measured | target | status |",
-        "| --- | ---: | ---: | --- |",
-        *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
-        "",
-        f"Device: {res['device']}, {res['cpu_cores']} cores; {res['date']}"
-        f"{' (--quick smoke run, not representative)' if res.get('quick') else ''}.",
-    ])
-
-
-def native_rows(d: dict) -> list[tuple[str, str, str]]:
-    """The compiled CPU DAG kernel's rows (absent without a compiler, or from older runs)."""
-    nat = d.get("native")
-    if not nat:
-        return []
-    what = f"{d['n']:,} × {d['nodes']} nodes"
-    return [(f"DAGs: the compiled CPU kernel (`rfsearch.native`, built in "
-             f"{nat['build_s']:.1f} s), chunks of {nat['driver_chunk']['chunk']:,} (its "
-             "driver default)", what, rate(nat["driver_chunk"]["cand_per_s"])),
-            (f"DAGs: the compiled CPU kernel, chunks of {nat['xla_chunk']['chunk']:,}", "same",
-             rate(nat["xla_chunk"]["cand_per_s"]))]
-
-
-def render_anatomy(res: dict) -> str:
-    """Where the kernel's time goes (benchmarks/kernel_anatomy.py)."""
-    c, d = res["chains"], res["dags"]
-    def optional(label: str, fig: dict | None, batch: str = "same") -> list[tuple]:
-        return [] if not fig else [(label, batch, rate(fig["cand_per_s"]))]
-
-    used = "loop" if d.get("loop_emitter") else "default"
-    tile = str(c["tile"])
-    widths = c["tiled_spans"]
-    if "cand_per_s" in widths:  # results from before the kernel read tiles: one width
-        widths = {tile: widths}
-    rows = [
+def chain_anatomy_rows(c: dict) -> list[Row]:
+    """The chain program on each tile width, XLA's loop emitter and the layer-major layout."""
+    tile, widths = str(c["tile"]), c["tiled_spans"]
+    return [
         (f"Chains: span program (the kernel's first), tiles of {tile} chains `[N/{tile}, L, 1, "
          f"{tile}]` (as the driver sends them)", f"{c['n']:,} × {c['layers']} layers",
          rate(widths[tile]["cand_per_s"])),
         *((f"Chains: the same program on tiles of {w} chains", "same", rate(f["cand_per_s"]))
           for w, f in widths.items() if w != tile),
-        *optional("Chains: the same program compiled with XLA's loop emitter (not used for "
-                  "chains)", c.get("tiled_spans_loop_emitter")),
+        *optional_row("Chains: the same program compiled with XLA's loop emitter (not used "
+                      "for chains)", c.get("tiled_spans_loop_emitter")),
         ("Chains: the same recurrence on the layer-major layout `[L, 1, N]` a Batch stores "
          f"(spans agree: {'yes' if c['spans_agree'] else 'NO'})", "same",
          rate(c["layer_major_spans"]["cand_per_s"])),
-        *native_rows(d),
+    ]
+
+
+def optional_row(label: str, fig: dict | None) -> list[Row]:
+    """A row for a figure that older results (or machines) lack."""
+    return [(label, "same", rate(fig["cand_per_s"]))] if fig else []
+
+
+def dag_anatomy_rows(d: dict) -> list[Row]:
+    """The compiled DAG kernel, XLA's DAG program, its gather and arithmetic alone, and
+    shared topologies."""
+    used = "loop" if d.get("loop_emitter") else "default"
+    nat = d.get("native")  # the compiled CPU kernel: absent without a C++ compiler
+    native = [] if not nat else [
+        (f"DAGs: the compiled CPU kernel (`rfsearch.native`, built in {nat['build_s']:.1f} s), "
+         f"chunks of {nat['driver_chunk']['chunk']:,} (its driver default)",
+         f"{d['n']:,} × {d['nodes']} nodes", rate(nat["driver_chunk"]["cand_per_s"])),
+        (f"DAGs: the compiled CPU kernel, chunks of {nat['xla_chunk']['chunk']:,}", "same",
+         rate(nat["xla_chunk"]["cand_per_s"]))]
+    return [
+        *native,
         (f"DAGs: XLA's program, per-network topologies ({used} emitter)",
          "same" if "native" in d else f"{d['n']:,} × {d['nodes']} nodes",
          rate(d["kernel"]["cand_per_s"])),
-        *optional("DAGs: XLA's program with its default emitter",
-                  d.get("kernel_default_emitter")),
+        *optional_row("DAGs: XLA's program with its default emitter",
+                      d.get("kernel_default_emitter")),
         (f"DAGs: gather alone ({d['slot_words']}-word slices from `[L, N, F]`)", "same",
          rate(d["gather_only"]["cand_per_s"])),
         ("DAGs: node arithmetic alone, `[L, N, F]` buffer (no gather)", "same",
          rate(d["arithmetic_only_LNF"]["cand_per_s"])),
         ("DAGs: node arithmetic alone, field-major `[L, F, N]` buffer", "same",
          rate(d["arithmetic_only_LFN"]["cand_per_s"])),
-        *optional(f"DAGs sharing one topology (DAG #0 repeated): XLA's program ({used} "
-                  "emitter)", d.get("shared_kernel")),
-        *optional("DAGs sharing one topology: XLA's program with its default emitter",
-                  d.get("shared_kernel_default_emitter")),
+        *optional_row(f"DAGs sharing one topology (DAG #0 repeated): XLA's program ({used} "
+                      "emitter)", d.get("shared_kernel")),
+        *optional_row("DAGs sharing one topology: XLA's program with its default emitter",
+                      d.get("shared_kernel_default_emitter")),
     ]
-    return "\n".join([
-        "Where the kernel's time goes (`benchmarks/kernel_anatomy.py`; chunks of "
-        f"{c['chunk']:,} chains / {d['chunk']:,} DAGs, {res['workers']} calls at a time, "
-        f"median of {res['repeats']}; unknown input size):",
-        "",
-        "| what | batch | throughput |",
-        "| --- | --- | ---: |",
-        *(f"| {a} | {b} | {c_} |" for a, b, c_ in rows),
-        "",
+
+
+def render_anatomy(res: dict) -> list[str]:
+    """Where the kernel's time goes (``benchmarks/kernel_anatomy.py``)."""
+    c, d = res["chains"], res["dags"]
+    return [
+        f"Chunks of {c['chunk']:,} chains / {d['chunk']:,} DAGs, {res['workers']} calls at a "
+        f"time, median of {res['repeats']}; unknown input size.",
+        *table(("what", "batch", "throughput"), [*chain_anatomy_rows(c), *dag_anatomy_rows(d)],
+              "llr"),
         f"Device: {res['device']['platform']}, {res['device']['cpu_cores']} cores; "
-        f"{res['date']}{' (--quick smoke run, not representative)' if res.get('quick') else ''}.",
+        f"{res['date']}{quick(res)}.",
+        "",
+    ]
+
+
+def search_rows(res: dict) -> list[Row]:
+    """Each search figure with its target: the grid walk, the grid to Parquet, ofa-mbv3,
+    the small spaces and NAS-Bench-101."""
+    g, t = res["grid"], res["targets"]
+    e = g["end_to_end"]
+    rows = [
+        walk_row(res, f"64-layer grid walk, filter `{g['where']}` (kernel only)"),
+        check(f"{e['candidates']:.0e} candidates of that grid to Parquet ({e['rows']:,} rows)",
+              seconds(e["seconds"]), e["seconds"], t["grid_end_to_end_s"],
+              f"≤ {t['grid_end_to_end_s']:g} s"),
+        ofa_row(res, "ofa-mbv3 exhaustive"),
+        *(check(f"`rfsearch search {name} -o DIR`" + (" from the cache" if name == "nasbench101"
+                else " (whole space, Python start-up included)"), seconds(fig["seconds"]),
+                fig["seconds"], t["small_spaces_s"], f"≤ {t['small_spaces_s']:g} s")
+          for name, fig in res["small"].items()),
+    ]
+    if "nasbench101_generate_s" in res:
+        gen, first = res["nasbench101_generate_s"], res.get("nasbench101_first_search_s", 0)
+        rows.append(check("NAS-Bench-101: generate the 423,624 cells, then the first search "
+                          "(which encodes the cells)", f"{seconds(gen)} + {seconds(first)}",
+                          gen + first, 120, "≤ 120 s"))
+    return rows
+
+
+def walk_row(res: dict, label: str) -> Row:
+    """The search walk's kernel rate on the 64-layer grid, with its target."""
+    per_s, bound = res["grid"]["kernel"]["per_s"], res["targets"]["grid_kernel_per_s"]
+    return check(label, f"{per_s / 1e6:,.0f} M cand/s", per_s, bound, f"≥ {bound / 1e6:g} M/s")
+
+
+def ofa_row(res: dict, label: str) -> Row:
+    """ofa-mbv3 exhaustive: measured, or projected from the walk's rate."""
+    ofa, bound = res["ofa"], res["targets"]["ofa_exhaustive_s"]
+    full = ofa.get("exhaustive")
+    took = full["seconds"] if full else ofa["projected_exhaustive_s"]
+    how = "measured" if full else "projected from the walk's rate"
+    return check(f"{label} ({ofa['size']:.3g} candidates, {how})", seconds(took), took, bound,
+                 f"≤ {bound:g} s")
+
+
+def render_search(res: dict) -> list[str]:
+    """The search section (``benchmarks/search_throughput.py``)."""
+    k = res["grid"]["kernel"]
+    return [
+        f"The walk times device calls of {k['candidates_per_call']:,} candidates (median of "
+        f"{k['calls']}, compile {seconds(k['first_call_s'])} apart); end to end includes "
+        "tabulating, compiling, decoding matches and writing Parquet.",
+        *table(("what", "measured", "target", "status"), search_rows(res), "lrrl"),
+        f"Device: {res['device']}, {res['cpu_cores']} cores; {res['date']}{quick(res)}.",
+        "",
+    ]
+
+
+def render_full(results: dict[str, dict]) -> str:
+    """Every table: the block of benchmarks/README.md."""
+    lines = []
+    for name, title, render in SECTIONS:
+        if name in results:
+            lines += [f"### {title} (`{name}.py`)", "", *render(results[name])]
+    return "\n".join(lines).rstrip("\n")
+
+
+SECTIONS = ((BENCHMARK, "Kernel throughput", render_kernel),
+            ("end_to_end", "End to end", render_end_to_end),
+            ("kernel_anatomy", "Where the kernel's time goes", render_anatomy),
+            ("search_throughput", "Search", render_search))
+
+
+# --- the short table (README.md) --------------------------------------------------------
+
+def summary_rows(results: dict[str, dict]) -> list[Row]:
+    """The headline figures: kernel on chains and DAGs, evaluate end to end, the search."""
+    res = results[BENCHMARK]
+    rows = [kernel_target(res, "chains_cand_per_s", f"kernel, {res['chains']['layers']}-layer "
+                          "chains"),
+            kernel_target(res, "dags_cand_per_s", f"kernel, {res['dags']['layers']}-layer "
+                          f"{dag_label(res['dags'])}")]
+    if e2e := results.get("end_to_end"):
+        rows.append((f"`evaluate`, {e2e['n']:,} chains of ≤ {e2e['max_layers']} layers at "
+                     f"{e2e['input_size']}, DataFrame included", f"{seconds(e2e['evaluate_s'])} "
+                     f"({rate(e2e['n'] / e2e['evaluate_s'])})", "–", ""))
+    if search := results.get("search_throughput"):
+        rows += [walk_row(search, f"`search`, {search['grid']['layers']}-layer grid walk"),
+                 ofa_row(search, "`search ofa-mbv3`, exhaustive")]
+    return rows
+
+
+def render_summary(results: dict[str, dict]) -> str:
+    """The short table: the block of README.md."""
+    res = results[BENCHMARK]
+    dates = sorted({r["date"][:10] for r in results.values()})
+    when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+    smoke = QUICK if any(r.get("quick") for r in results.values()) else ""
+    return "\n".join([
+        *table(("benchmark", "measured", "target", "status"), summary_rows(results), "lrrl")[1:],
+        f"Measured on {kernel_device(res)}, jax {res['versions']['jax']}, {when}{smoke}. "
+        "Every table, and how to re-run them: [benchmarks/README.md](benchmarks/README.md).",
     ])
 
 
+# --- files ------------------------------------------------------------------------------
+
 def replace_block(text: str, body: str) -> str | None:
-    """``text`` with the marked block's contents replaced, or None when the markers are absent."""
-    start = text.find(START)
-    end = text.find(END, start + len(START)) if start >= 0 else -1
+    """``text`` with the block between the marker lines (each a line of its own) replaced,
+    or None when they are absent."""
+    start = text.find(f"\n{START}\n")
+    end = text.find(f"\n{END}\n", start + 1) if start >= 0 else -1
     if start < 0 or end < 0:
         return None
-    return text[: start + len(START)] + "\n" + body + "\n" + text[end:]
+    return text[: start + len(START) + 1] + "\n" + body + text[end:]
+
+
+def write_block(path: Path, body: str) -> bool:
+    """Rewrite the block of ``path``; False (with a message) when that is impossible."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        print(f"render_readme: cannot read {path}: {exc}", file=sys.stderr)
+        return False
+    new = replace_block(text, body)
+    if new is None:
+        print(f"render_readme: {path} lacks the markers {START} ... {END}", file=sys.stderr)
+        return False
+    if new != text:
+        path.write_text(new)
+    print(f"render_readme: {path} benchmark block {'updated' if new != text else 'unchanged'}")
+    return True
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    parser.add_argument("--readme", type=Path, default=HERE.parent / "README.md")
+    parser.add_argument("--readme", type=Path, default=HERE.parent / "README.md",
+                        help="the file that gets the short table")
+    parser.add_argument("--full", type=Path, default=HERE / "README.md",
+                        help="the file that gets every table")
     parser.add_argument("--results", type=Path, default=HERE / "results",
                         help="folder of benchmark JSON files")
     args = parser.parse_args(argv)
-    res = load_results(args.results)
-    if res is None:
+    results = {name: res for name, _, _ in SECTIONS
+               if (res := load_results(args.results, name)) is not None}
+    if BENCHMARK not in results:
         print(f"render_readme: no {BENCHMARK} results in {args.results}", file=sys.stderr)
         return 1
-    try:
-        text = args.readme.read_text()
-    except OSError as exc:
-        print(f"render_readme: cannot read {args.readme}: {exc}", file=sys.stderr)
-        return 1
-    body = render(res)
-    end_to_end = load_results(args.results, "end_to_end")
-    if end_to_end is not None:
-        body = body.replace("\nRe-run:", "\n" + render_end_to_end(end_to_end) + "\n\nRe-run:")
-    anatomy = load_results(args.results, "kernel_anatomy")
-    if anatomy is not None:
-        body = body.replace("\nRe-run:", "\n" + render_anatomy(anatomy) + "\n\nRe-run:")
-    search = load_results(args.results, "search_throughput")
-    if search is not None:
-        body = body.replace("\nRe-run:", "\n" + render_search(search) + "\n\nRe-run:")
-    new = replace_block(text, body)
-    if new is None:
-        print(f"render_readme: {args.readme} lacks the markers {START} ... {END}",
-              file=sys.stderr)
-        return 1
-    if new != text:
-        args.readme.write_text(new)
-    print(f"render_readme: {args.readme} benchmark block "
-          f"{'updated' if new != text else 'unchanged'}")
-    return 0
+    written = [write_block(args.readme, render_summary(results)),
+               write_block(args.full, render_full(results))]
+    return 0 if all(written) else 1
 
 
 if __name__ == "__main__":
