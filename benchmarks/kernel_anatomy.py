@@ -30,6 +30,7 @@ at a time, median of ``--repeats`` passes. Writes ``benchmarks/results/kernel_an
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -88,9 +89,9 @@ layer_major_spans = jax.jit(_layer_major_spans)
 
 def chain_anatomy(n: int, repeats: int, rng) -> dict:
     batch = W.random_chains(n, W.CHAIN_LAYERS, rng)
-    chunk = min(n, driver.default_chunk(batch))
-    args, options = W.device_inputs(batch, 0)
-    assert args[1].ndim == 4 and K.unrolled(args[1].shape[1], **options), options
+    args, program = W.device_inputs(batch, 0)
+    assert args[1].ndim == 4 and program.kind == K.UNROLLED, program
+    chunk = min(n, program.chunk)
     major = [jax.device_put(np.ascontiguousarray(batch.axes_major(f, 1))) for f in SPAN_FIELDS]
 
     def chunks(arrays):
@@ -98,9 +99,9 @@ def chain_anatomy(n: int, repeats: int, rng) -> dict:
             return [jax.block_until_ready([W.rows_of(a, i, chunk, n) for a in arrays])
                     for i in range(0, n, chunk)]
 
-    def kernel_call(part, program=K._propagate):
+    def kernel_call(part, jitted=K._propagate):  # the spans, before their conversion
         with jax.enable_x64(True):
-            return jax.block_until_ready(program(*part, **options).out)
+            return jax.block_until_ready(jitted(*part, **program.options).out)
 
     def major_call(part):
         return jax.block_until_ready(layer_major_spans(*part))
@@ -178,23 +179,19 @@ def kernel_figures(batch, chunk: int, repeats: int) -> dict:
 
 
 def _xla_figures(batch, chunk: int, repeats: int) -> dict:
-    args, options = W.device_inputs(batch, 0)
-    figures = {"topology": options["topology"],
-               "kernel": W.time_chunked(args, options, chunk, repeats)}
-    if K.loop_emitter_available():
-        available, K.loop_emitter_available = K.loop_emitter_available, lambda: False
-        try:
-            figures["default_emitter"] = W.time_chunked(args, options, chunk, repeats)
-        finally:
-            K.loop_emitter_available = available
+    args, program = W.device_inputs(batch, 0)
+    figures = {"topology": program.topology, "kernel": chunked(args, program, chunk, repeats)}
+    if program.loop_emitter:
+        default = dataclasses.replace(program, loop_emitter=False)
+        figures["default_emitter"] = chunked(args, default, chunk, repeats)
     return figures
 
 
 def dag_anatomy(n: int, chunk: int, repeats: int, rng) -> dict:
     batch, _ = W.random_dags(n, W.DAG_LAYERS + 1, rng)
     with W.xla_programs():  # the parts of XLA's program read its layer-major layout
-        args, options = W.device_inputs(batch, 0)
-    assert options["topology"] == "dag"
+        args, program = W.device_inputs(batch, 0)
+    assert program.topology == "dag" and not program.tile, program
     with jax.enable_x64(True):
         parts = [[a[..., i : i + chunk] for a in args[:-1]] + [args[-1]]
                  for i in range(0, n, chunk)]
@@ -233,11 +230,20 @@ def native_figures(batch, chunk: int, repeats: int) -> dict:
                 del os.environ[ENV_CACHE]
             else:
                 os.environ[ENV_CACHE] = saved
-    args, options = W.device_inputs(batch, 0)
+    args, program = W.device_inputs(batch, 0)
+    assert program.kind == K.NATIVE, program
     return {"build_s": build_s, "compiler": native.compiler(), "flags": list(native.FLAGS),
             "lanes": native.lanes(),
-            "xla_chunk": W.time_chunked(args, options, chunk, repeats),
-            "driver_chunk": W.time_chunked(args, options, driver.NATIVE_DAG_CHUNK, repeats)}
+            "xla_chunk": chunked(args, program, chunk, repeats),
+            "driver_chunk": chunked(args, program, program.chunk, repeats)}
+
+
+def chunked(args, program, chunk: int, repeats: int) -> dict:
+    """workloads.time_chunked, or one timed call when one chunk covers the batch (--quick)."""
+    timed = W.time_chunked(args, program, chunk, repeats)
+    if "cand_per_s" not in timed:
+        timed = {**W.time_kernel(args, program, repeats)[0], "chunk": W.rows_in(args)}
+    return timed
 
 
 def summary_line(res: dict) -> str:

@@ -251,16 +251,16 @@ def measure(batch: Batch, what: str, repeats: int, log) -> tuple[dict, object]:
         figures[label]["invalid_rows"] = invalid_rows(res)
         result = res if size == 0 else result
     log(f"timing the kernel on {what} chunk by chunk ...")
-    args, options = device_inputs(batch, 0)
-    default = driver.default_chunk(batch)
+    args, program = device_inputs(batch, 0)
+    default = program.chunk  # driver.default_chunk
     figures["chunked_unknown_size"] = [
-        time_chunked(args, options, c, repeats) for c in sorted({*CHUNKS, default})]
+        time_chunked(args, program, c, repeats) for c in sorted({*CHUNKS, default})]
     driven = [f for f in figures["chunked_unknown_size"] if f["chunk"] == min(default, len(batch))]
     # the figure that counts: the kernel called as the driver calls it (its chunk size)
     figures["driver_unknown_size"] = ({**figures["unknown_size"], "chunk": len(batch)}
                                       if "cand_per_s" not in driven[0] else driven[0])
-    figures["chunked_size_224"] = [time_chunked(
-        *device_inputs(batch, SIZE), driver.default_chunk(batch, (SIZE, SIZE)), repeats)]
+    args, program = device_inputs(batch, SIZE)
+    figures["chunked_size_224"] = [time_chunked(args, program, program.chunk, repeats)]
     return figures, result
 
 
@@ -293,11 +293,10 @@ def measure_xla_dags(dags: Batch, repeats: int, log) -> dict:
     with xla_programs():
         for label, size in (("driver_unknown_size", 0), ("driver_size_224", SIZE)):
             log(f"timing XLA's DAG program at input size {size or 'unknown'} ...")
-            args, options = device_inputs(dags, size)
-            chunk = driver.default_chunk(dags, (size, size) if size else None)
-            timed = time_chunked(args, options, chunk, repeats)
+            args, program = device_inputs(dags, size)
+            timed = time_chunked(args, program, program.chunk, repeats)
             if "cand_per_s" not in timed:  # one chunk (--quick): a single call
-                timed = {**time_kernel(args, options, repeats)[0], "chunk": len(dags)}
+                timed = {**time_kernel(args, program, repeats)[0], "chunk": len(dags)}
             figures[label] = timed
     return figures
 
@@ -311,13 +310,12 @@ def measure_shared(dags: Batch, repeats: int, log) -> dict:
     figures = {"n": len(shared), "network": 0, "state_axes": axes}
     for label, size in (("driver_unknown_size", 0), ("driver_size_224", SIZE)):
         log(f"timing the kernel on DAGs sharing one topology at input size {size or 'unknown'} ...")
-        args, options = device_inputs(shared, size)
-        assert options["topology"] == "shared", options
-        timed = time_chunked(args, options, driver.default_chunk(shared, (size, size) if size
-                                                                 else None), repeats)
+        args, program = device_inputs(shared, size)
+        assert program.topology == "shared", program
+        timed = time_chunked(args, program, program.chunk, repeats)
         if "cand_per_s" not in timed:  # one chunk (--quick): a single call
-            timed = {**time_kernel(args, options, repeats)[0], "chunk": len(shared)}
-        figures[label] = {**timed, "options": describe(options)}
+            timed = {**time_kernel(args, program, repeats)[0], "chunk": len(shared)}
+        figures[label] = {**timed, "options": describe(program)}
     return figures
 
 

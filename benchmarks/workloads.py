@@ -135,17 +135,18 @@ def random_dags(n: int, nodes: int, rng: np.random.Generator) -> tuple[Batch, np
     return batch, downs
 
 
-def device_inputs(batch: Batch, size: int) -> tuple[list[jax.Array], dict]:
+def device_inputs(batch: Batch, size: int) -> tuple[list[jax.Array], driver.Program]:
     """The kernel's positional arguments on the device, laid out exactly as the driver lays
-    them out for the whole batch (``driver.kernel_inputs``: one stored axis for square
-    batches, tiled parameters for the unrolled chain program, [L, M] input slots for a
-    shared topology), and its static options."""
+    them out for the whole batch (``driver.kernel_inputs`` for the program
+    ``driver.choose_program`` picks: one stored axis for square batches, tiled parameters
+    for the unrolled chain program and the compiled DAG kernel, [L, M] input slots for a
+    shared topology), and that program."""
     shape = (size, size) if size else None
-    arrays, options = driver.kernel_inputs(batch, slice(None), shape, False,
-                                           compute_dtype(batch, shape), len(batch))
+    program = driver.choose_program(batch, shape, False, compute_dtype(batch, shape), len(batch))
+    arrays, program = driver.kernel_inputs(batch, slice(None), shape, program, len(batch))
     with jax.enable_x64(True):
         args = [None if a is None else jax.device_put(np.ascontiguousarray(a)) for a in arrays]
-    return jax.block_until_ready(args), options
+    return jax.block_until_ready(args), program
 
 
 def rows_in(args) -> int:
@@ -169,15 +170,19 @@ def rows_of(a: jax.Array, start: int, count: int, n: int) -> jax.Array:
 # ----------------------------------------------------------------------------- timing
 
 
-def describe(options: dict) -> dict:
-    """JSON-friendly copy of the kernel options."""
-    return {k: (v._asdict() if hasattr(v, "_asdict") else v) for k, v in options.items()}
+def describe(program: driver.Program) -> dict:
+    """JSON-friendly copy of the kernel program: which one, its layout and static options."""
+    return {"program": program.kind, "loop_emitter": program.loop_emitter,
+            "tile": program.tile, "axes": program.axes,
+            **{k: (v._asdict() if hasattr(v, "_asdict") else v)
+               for k, v in program.options.items()}}
 
 
 def program(batch: Batch) -> str:
     """Which program ``propagate`` runs for ``batch`` without per-layer states: the
-    compiled CPU DAG kernel ('native', rfsearch.native) or XLA's ('xla')."""
-    native = not batch.is_chain and K.uses_native("dag", False, batch.fan_in)
+    compiled CPU DAG kernel ('native', rfsearch.native, built here if need be) or XLA's
+    ('xla')."""
+    native = driver.choose_program(batch).kind == K.NATIVE
     return "native" if native else "xla"
 
 
@@ -193,13 +198,13 @@ def xla_programs():
         K.uses_native = saved
 
 
-def time_kernel(args, options: dict, repeats: int) -> tuple[dict, object]:
+def time_kernel(args, program: driver.Program, repeats: int) -> tuple[dict, object]:
     """First-call and steady-state timings of ``propagate``; returns (figures, last result)."""
     n = rows_in(args)
 
     def call():
         with jax.enable_x64(True):
-            return jax.block_until_ready(K.propagate(*args, **options))
+            return jax.block_until_ready(K.propagate(program, *args))
 
     start = time.perf_counter()
     result = call()
@@ -211,7 +216,7 @@ def time_kernel(args, options: dict, repeats: int) -> tuple[dict, object]:
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
     figures = {
-        "options": describe(options),
+        "options": describe(program),
         "first_call_s": first,
         "compile_s": max(0.0, first - median),  # tracing + compilation, first call less a run
         "times_s": times,
@@ -221,7 +226,7 @@ def time_kernel(args, options: dict, repeats: int) -> tuple[dict, object]:
     return figures, result
 
 
-def time_chunked(args, options: dict, chunk: int, repeats: int) -> dict:
+def time_chunked(args, program: driver.Program, chunk: int, repeats: int) -> dict:
     """Throughput when the batch goes through ``propagate`` ``chunk`` rows per call, as the
     driver calls it: slices made on the device before timing, ``driver.workers()`` calls
     in flight at a time (one per CPU core); median of whole passes."""
@@ -231,7 +236,7 @@ def time_chunked(args, options: dict, chunk: int, repeats: int) -> dict:
 
     def call(part):
         with jax.enable_x64(True):
-            return jax.block_until_ready(K.propagate(*part, **options))
+            return jax.block_until_ready(K.propagate(program, *part))
 
     with jax.enable_x64(True):
         parts = [jax.block_until_ready([rows_of(a, i, chunk, n) for a in args])

@@ -1,11 +1,13 @@
 """The batch driver: runs the kernel over a Batch in chunks of bounded memory.
 
-It picks the compute width per batch (int32 when every parameter is small enough
-for :data:`~rfsearch.kernel.LIMITS`, else int64), re-runs the rare rows that
-overflow int32 in int64. On CPUs, chunks run on one thread per core: XLA's own
-threading leaves cores idle between the steps of a scan and during transfers, and
-concurrent calls measured 1.1x (unrolled chains) to 2x (sized chains, DAGs) faster on
-2 cores.
+Once per batch it chooses the kernel program (:func:`choose_program`, a
+:class:`Program`): which of the kernel's programs runs, how its inputs are laid out, its
+static options, among them the compute width (int32 when every parameter is small
+enough for :data:`~rfsearch.kernel.LIMITS`, else int64), and its rows per call; each
+chunk, and the kernel, read that value. Rows that overflow int32 are re-run in int64.
+On CPUs, chunks run on one thread per core: XLA's own threading leaves cores idle
+between the steps of a scan and during transfers, so concurrent calls measured faster
+(least for unrolled chains, most for sized chains and DAGs).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import numpy as np
@@ -25,8 +27,11 @@ from . import native
 from . import recurrence as R
 from .encode import PARAM_FIELDS, Batch, tiled
 
-DEFAULT_CHUNK = 1 << 15  # chains with a rolled scan (see default_chunk)
-UNROLLED_CHUNK = 1 << 17  # the unrolled chain program: state in registers (see default_chunk)
+UNROLL_DEPTH = 129  # chains this deep or shallower are unrolled (deeper ones compile slowly)
+# Rows per kernel call, per program (benchmarks/kernel_throughput.py times run_batch on
+# chains by chunk size, and both DAG programs by chunk size):
+DEFAULT_CHUNK = 1 << 15  # rolled chain scans re-read their state every layer: larger is slower
+UNROLLED_CHUNK = 1 << 17  # the unrolled chain program keeps it in registers: larger is faster
 DAG_CHUNK = 1 << 12  # XLA's DAG programs carry every node's state: small chunks stay in cache
 NATIVE_DAG_CHUNK = 1 << 14  # the compiled DAG kernel keeps one tile's states at a time
 MIN_CHUNK_BUCKET = 64
@@ -78,23 +83,72 @@ def concurrently(fn: Callable, items: Iterable) -> Iterator:
     return _pool(count).map(fn, items)
 
 
+@dataclass(frozen=True)
+class Program:
+    """The kernel program a batch runs, chosen once per batch by :func:`choose_program` and
+    read by :func:`run_batch`, :func:`kernel_inputs` and :func:`rfsearch.kernel.propagate`."""
+
+    kind: str  # which program: kernel.UNROLLED, kernel.SCAN, kernel.XLA_DAG or kernel.NATIVE
+    loop_emitter: bool  # XLA's DAG program compiled by XLA's CPU loop emitter
+    tile: int  # networks per tile of its inputs ([N / tile, L, A, tile]); 0: layer-major
+    axes: int  # state axes: 1 for a square batch at a square or unknown size, else 2
+    topology: str  # 'chain' or 'dag' ('shared' for a chunk whose networks share one DAG)
+    features: R.Features
+    per_layer: bool  # every node's state, not only the output node's
+    dtype: str  # compute width: 'int32' or 'int64'
+    chunk: int  # rows per kernel call when the caller does not choose
+
+    @property
+    def options(self) -> dict:
+        """The static arguments of the jitted programs: one compiled program per value."""
+        return {"topology": self.topology, "features": self.features,
+                "per_layer": self.per_layer, "dtype": self.dtype}
+
+    def rows_per_call(self, chunk: int | None = None) -> int:
+        """Rows per kernel call when the caller asks for ``chunk`` (None: :attr:`chunk`).
+        A DAG program runs at most its default, which bounds the memory of a call; a
+        chain program a multiple of the unrolled program's tile, TILE rows (whole tiles:
+        no padded copy per chunk)."""
+        chain = self.topology == "chain"
+        chunk = self.chunk if chunk is None else chunk if chain else min(chunk, self.chunk)
+        return chunk - chunk % K.TILE if chain and chunk > K.TILE else chunk
+
+
+def choose_program(batch: Batch, size=None, per_layer: bool = False, dtype: str | None = None,
+                   rows: int | None = None) -> Program:
+    """The kernel program for ``batch`` at input ``size`` (None: unknown), with or without
+    per-layer states, in ``dtype`` (None: :func:`compute_dtype`).
+
+    Chains run the unrolled program where the kernel can unroll them
+    (:func:`~rfsearch.kernel.unrollable`) and they have at most UNROLL_DEPTH nodes:
+    parameters tiled, TILE networks per tile, UNROLLED_CHUNK rows per call; else a rolled
+    scan over layer-major arrays, DEFAULT_CHUNK rows. DAGs run the compiled CPU kernel
+    where it can run them (:func:`~rfsearch.kernel.uses_native`; ``rows``: the networks
+    about to be evaluated, which decide whether it is worth building, None: build it if
+    needed): tiles of :func:`rfsearch.native.lanes` networks, NATIVE_DAG_CHUNK rows;
+    else XLA's program over layer-major arrays, DAG_CHUNK rows, compiled by XLA's CPU
+    loop emitter where it is available."""
+    dtype = dtype or compute_dtype(batch, size)
+    features = R.Features(sized=size is not None, same=batch.has_same, whole=batch.has_whole)
+    common = {"axes": state_axes(batch, size), "features": features, "per_layer": per_layer,
+              "dtype": dtype}
+    if batch.is_chain:
+        if K.unrollable("chain", features, per_layer, dtype) and batch.depth <= UNROLL_DEPTH:
+            return Program(K.UNROLLED, False, K.TILE, topology="chain", chunk=UNROLLED_CHUNK,
+                           **common)
+        return Program(K.SCAN, False, 0, topology="chain", chunk=DEFAULT_CHUNK, **common)
+    if K.uses_native("dag", per_layer, batch.fan_in, rows):
+        return Program(K.NATIVE, False, native.lanes(), topology="dag", chunk=NATIVE_DAG_CHUNK,
+                       **common)
+    return Program(K.XLA_DAG, K.loop_emitter_available(), 0, topology="dag", chunk=DAG_CHUNK,
+                   **common)
+
+
 def default_chunk(batch: Batch, size=None, per_layer: bool = False,
                   dtype: str | None = None) -> int:
-    """Rows per kernel call when the caller does not choose: NATIVE_DAG_CHUNK for DAGs on
-    the compiled CPU kernel, DAG_CHUNK for other DAGs, UNROLLED_CHUNK for chains that run
-    the unrolled program (unknown input size), else DEFAULT_CHUNK.
-    benchmarks/kernel_throughput.py times run_batch by chunk size; on
-    2 cores, 2 workers, 2^20 random chains:
-    at an unknown size, 64 layers took 0.087 s in chunks of 2^15 and 0.075 s in chunks
-    of 2^17 (16 layers: 0.045 and 0.030 s); at 224, whose rolled scan re-reads its state
-    every layer, 64 layers took 0.11 s with 2^15, 0.13 s with 2^16 and 0.15 s with 2^17
-    (16 layers: 0.05 s each). For DAGs it times both DAG programs by chunk size."""
-    if not batch.is_chain:
-        native = K.uses_native("dag", per_layer, batch.fan_in, len(batch))
-        return NATIVE_DAG_CHUNK if native else DAG_CHUNK
-    dtype = dtype or compute_dtype(batch, size)  # run_batch has it already
-    options = kernel_options(batch, None, size, per_layer, dtype)
-    return UNROLLED_CHUNK if K.unrolled(batch.depth, **options) else DEFAULT_CHUNK
+    """Rows per kernel call when the caller does not choose: the chosen program's
+    (:func:`choose_program`)."""
+    return choose_program(batch, size, per_layer, dtype, len(batch)).chunk
 
 
 def compute_dtype(batch: Batch, size: tuple[int, int] | None) -> str:
@@ -107,6 +161,12 @@ def compute_dtype(batch: Batch, size: tuple[int, int] | None) -> str:
     top = max(int(np.abs(getattr(batch, f)).max(initial=0)) for f in PARAM_FIELDS)
     k_eff = int((batch.dilation.astype(np.int64) * (batch.kernel - 1) + 1).max(initial=1))
     return "int32" if max(top, k_eff) <= small else "int64"
+
+
+def state_axes(batch: Batch, size) -> int:
+    """Axes the kernel computes: 1 for a square batch at a square or unknown input size
+    (h and w are then equal everywhere), else 2."""
+    return 1 if batch.square and (size is None or size[0] == size[1]) else 2
 
 
 def chunk_bucket(n: int, chunk: int) -> int:
@@ -141,22 +201,6 @@ def topology_of(batch: Batch, preds: np.ndarray) -> str:
     return "shared" if (preds == first).all() else "dag"
 
 
-def kernel_options(batch: Batch, preds: np.ndarray | None, size, per_layer: bool,
-                   dtype: str) -> dict:
-    """The static arguments of :func:`~rfsearch.kernel.propagate` for a chunk whose
-    layer-major input slots are ``preds`` [L, M, N] (not read for chains): one compiled
-    program per value."""
-    features = R.Features(sized=size is not None, same=batch.has_same, whole=batch.has_whole)
-    return {"topology": topology_of(batch, preds), "features": features,
-            "per_layer": per_layer, "dtype": dtype}
-
-
-def state_axes(batch: Batch, size) -> int:
-    """Axes the kernel computes: 1 for a square batch at a square or unknown input size
-    (h and w are then equal everywhere), else 2."""
-    return 1 if batch.square and (size is None or size[0] == size[1]) else 2
-
-
 def kernel_arrays(batch: Batch, rows: slice | np.ndarray, axes: int) -> list[np.ndarray]:
     """The kernel's layer-major inputs for ``rows``: op [L, n], parameters [L, axes, n],
     preds [L, M, n] (views where possible; the device transfer makes them contiguous)."""
@@ -164,56 +208,48 @@ def kernel_arrays(batch: Batch, rows: slice | np.ndarray, axes: int) -> list[np.
             else np.moveaxis(getattr(batch, f), 0, -1)[..., rows] for f in KERNEL_FIELDS]
 
 
-def kernel_inputs(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: str,
-                  bucket: int) -> tuple[list[np.ndarray], dict]:
+def kernel_inputs(batch: Batch, rows: slice | np.ndarray, size, program: Program,
+                  bucket: int) -> tuple[list[np.ndarray], Program]:
     """The positional arguments of :func:`~rfsearch.kernel.propagate` for ``rows`` padded to
-    ``bucket`` rows (copies of the first; the unrolled chain program's to whole tiles of
-    :data:`~rfsearch.kernel.TILE` rows), laid out as the chosen program reads them, and
-    its static options."""
-    axes = state_axes(batch, size)
-    *fields, preds = kernel_arrays(batch, rows, axes)
+    ``bucket`` rows (copies of the first; a tiled program's to whole tiles), laid out as
+    ``program`` reads them, and the program for these rows: a DAG program's topology
+    becomes 'shared' when all of them have the same DAG (its input slots are then one
+    [L, M] array for all)."""
+    *fields, preds = kernel_arrays(batch, rows, program.axes)
     output = batch.output[rows]
     n = output.shape[0]
+    size = np.asarray(size or (0, 0), np.int64)
 
     def padded(a, rows=bucket):
         return np.concatenate([a, np.repeat(a[..., :1], rows - n, -1)], -1) if rows > n else a
 
-    def tiles(a, width):  # [N / width, ..., width], whole tiles (narrow ones run slowly)
-        return tiled(padded(a, -(-bucket // width) * width), width)
+    def tiles(a):  # [N / tile, ..., tile], whole tiles (narrow ones run slowly)
+        return tiled(padded(a, -(-bucket // program.tile) * program.tile), program.tile)
 
-    # a chain program never reads its input slots: one column stands in for them
-    slots = preds
-    preds = np.ascontiguousarray(preds[..., :1]) if batch.is_chain else padded(preds)
-    options = kernel_options(batch, preds, size, per_layer, dtype)
-    if K.unrolled(batch.depth, **options):  # it reads four tiled parameters, nothing else
-        kernel, stride, dilation, pad_before = (tiles(a, K.TILE) for a in fields[1:5])
-        return [None, kernel, stride, dilation, pad_before, None, None, None,
-                np.zeros(2, np.int64)], options
-    shared = options["topology"] == "shared"
-    if K.uses_native(options["topology"], per_layer, preds.shape[1], len(batch)):
-        # the compiled DAG kernel reads each tile of networks as one block
-        width = native.lanes()
-        op, *params = (tiles(a, width) for a in (fields[0][:, None], *fields[1:]))
-        preds = np.ascontiguousarray(preds[..., 0]) if shared else tiles(slots, width)
-        return [op, *params, preds, padded(output, op.shape[0] * width),
-                np.asarray(size or (0, 0), np.int64)], options
-    fields, output = [padded(a) for a in fields], padded(output)
-    if shared:
-        preds = np.ascontiguousarray(preds[..., 0])  # [L, M]: one topology for all
-    return [*fields, preds, output, np.asarray(size or (0, 0), np.int64)], options
+    if program.kind == K.UNROLLED:  # it reads four tiled parameters, nothing else
+        return [None, *(tiles(a) for a in fields[1:5]), None, None, None, size], program
+    if program.topology == "chain":  # it never reads its input slots: one column stands in
+        return [*map(padded, fields), np.ascontiguousarray(preds[..., :1]), padded(output),
+                size], program
+    program = replace(program, topology=topology_of(batch, preds))
+    shared = np.ascontiguousarray(preds[..., 0]) if program.topology == "shared" else None
+    if program.kind == K.NATIVE:  # the compiled DAG kernel reads each tile as one block
+        op, *params = (tiles(a) for a in (fields[0][:, None], *fields[1:]))
+        return [op, *params, tiles(preds) if shared is None else shared,
+                padded(output, op.shape[0] * program.tile), size], program
+    return [*map(padded, fields), padded(preds) if shared is None else shared,
+            padded(output), size], program
 
 
-def _run(batch: Batch, rows: slice | np.ndarray, size, per_layer: bool, dtype: str,
-         bucket: int) -> Raw:
-    """One kernel call on the given rows, padded to ``bucket`` rows."""
-    args, options = kernel_inputs(batch, rows, size, per_layer, dtype, bucket)
+def _run(batch: Batch, rows: slice | np.ndarray, size, program: Program, bucket: int) -> Raw:
+    """One kernel call of ``program`` on the given rows, padded to ``bucket`` rows."""
+    args, chunk_program = kernel_inputs(batch, rows, size, program, bucket)
     n = len(batch.output[rows])
-    axes = state_axes(batch, size)
     with jax.enable_x64(True):
-        res = jax.device_get(K.propagate(*args, **options))
+        res = jax.device_get(K.propagate(chunk_program, *args))
 
     def trim(d):  # [..., axes, bucket] -> [..., 2, n]
-        return {k: np.repeat(np.asarray(v)[..., :n], 2 // axes, axis=-2)
+        return {k: np.repeat(np.asarray(v)[..., :n], 2 // program.axes, axis=-2)
                 for k, v in d._asdict().items()}
     return Raw(trim(res.out), None if res.layers is None else trim(res.layers))
 
@@ -242,23 +278,21 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk: int | None = None,
               progress=False) -> Raw:
     """Kernel results for a whole Batch, chunk by chunk, int32 with int64 fallback.
 
-    ``chunk``: rows per kernel call (None: :func:`default_chunk`; DAGs use at most their
-    default, which bounds the memory of a call; chains a multiple of the unrolled
-    program's tile, TILE rows)."""
+    ``chunk``: rows per kernel call (None: the program's default; see
+    :meth:`Program.rows_per_call`)."""
     n = len(batch)
-    dtype = compute_dtype(batch, size)
-    best = default_chunk(batch, size, per_layer, dtype)
-    chunk = best if chunk is None else chunk if batch.is_chain else min(chunk, best)
-    if batch.is_chain and chunk > K.TILE:  # whole tiles: no padded copy per chunk
-        chunk -= chunk % K.TILE
+    program = choose_program(batch, size, per_layer, rows=n)
+    wide = program if program.dtype == "int64" else choose_program(
+        batch, size, per_layer, "int64", n)  # for the rows that overflow int32
+    chunk = program.rows_per_call(chunk)
+
     def chunk_result(start: int) -> Raw:
         rows = slice(start, min(n, start + chunk))
-        raw = _run(batch, rows, size, per_layer, dtype, chunk_bucket(rows.stop - start, chunk))
+        raw = _run(batch, rows, size, program, chunk_bucket(rows.stop - start, chunk))
         overflow = np.nonzero(raw.overflow)[0]
-        if dtype == "int32" and overflow.size:
+        if program.dtype == "int32" and overflow.size:
             sub = batch.take(overflow + start)
-            fix = _run(sub, slice(None), size, per_layer, "int64",
-                       chunk_bucket(overflow.size, chunk))
+            fix = _run(sub, slice(None), size, wide, chunk_bucket(overflow.size, chunk))
             _overwrite(raw, fix, overflow)
         return raw
 
@@ -269,7 +303,7 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk: int | None = None,
             parts.append(raw)
             bar.update(raw.out["u"].shape[-1])
     if not parts:
-        return _empty(batch, dtype, per_layer)
+        return _empty(batch, program.dtype, per_layer)
     cat = lambda key, d: np.concatenate([p.__dict__[d][key] for p in parts], axis=-1)  # noqa: E731
     return Raw(
         {k: cat(k, "out") for k in parts[0].out},

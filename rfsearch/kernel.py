@@ -1,19 +1,23 @@
-"""The kernel: a pure, jitted JAX function from encoded networks to receptive fields.
+"""The kernel: pure, jitted JAX programs from encoded networks to receptive fields.
 
-It runs the per-node recurrence of :mod:`rfsearch.recurrence` (re-exported here) over
+They run the per-node recurrence of :mod:`rfsearch.recurrence` (re-exported here) over
 every node of N networks in topological order. Nothing here is value-dependent:
-validation happens on the host, before tracing.
-Arrays are layer-major, ``[L, A, N]``; the scan runs over L, vectorised over N. Plain
-chains at an unknown input size (the float32 path, without per-layer output) of up to
-:data:`UNROLL_DEPTH` nodes are fully unrolled: XLA then fuses the layers into a loop over
-N that keeps the state in registers, where a rolled scan re-reads and re-writes the state
-of all N networks at every layer. (Unrolling the map-size recurrence measured slower:
-its floor divisions are not fused across layers.) That loop reads every layer's
-parameters at each step, so those programs take them tiled, ``[N / T, L, A, T]``
-(:func:`rfsearch.encode.tiled`): the layers of T networks are then one contiguous block
-instead of L * A rows far apart, which the memory system streams much faster. On CPUs,
-the DAG programs are compiled with XLA's older loop emitter, which measured faster for
-them alone.
+validation happens on the host, before tracing. Which program runs, and how its inputs
+are laid out, is decided once per batch by the driver (:class:`rfsearch.driver.Program`);
+:func:`propagate` runs the program it names:
+
+- ``UNROLLED``: plain chains at an unknown input size (the float32 path, without
+  per-layer output), fully unrolled: XLA then fuses the layers into a loop over N that
+  keeps the state in registers, where a rolled scan re-reads and re-writes the state of
+  all N networks at every layer. (Unrolling the map-size recurrence measured slower: its
+  floor divisions are not fused across layers.) That loop reads every layer's
+  parameters at each step, so it takes them tiled, ``[N / T, L, A, T]``
+  (:func:`rfsearch.encode.tiled`): the layers of T networks are then one contiguous
+  block instead of L * A rows far apart, which the memory system streams much faster.
+- ``SCAN``: other chains, a rolled scan over layer-major ``[L, A, N]`` arrays.
+- ``XLA_DAG``: DAGs, a scan over the nodes with every node's state in one buffer; on
+  CPUs compiled by XLA's older loop emitter, measured faster for these programs alone.
+- ``NATIVE``: DAGs on CPUs, the compiled kernel of :mod:`rfsearch.native`.
 """
 
 from __future__ import annotations
@@ -47,8 +51,13 @@ from .recurrence import (
     record_fault,
 )
 
-UNROLL_DEPTH = 129  # chains this deep or shallower are unrolled (compile time stays < 1 s)
-TILE = 64  # networks per tile of an unrolled chain program's parameters (see tiled())
+TILE = 64  # networks per tile of the unrolled chain program's parameters (see tiled())
+
+# The kernel's programs: rfsearch.driver.Program.kind names the one a batch runs.
+UNROLLED = "unrolled"  # plain chains, unrolled over the layers, parameters tiled
+SCAN = "scan"  # chains: a rolled scan over the layers, layer-major
+XLA_DAG = "xla_dag"  # DAGs: XLA's scan over the nodes, every node's state in a buffer
+NATIVE = "native"  # DAGs on CPUs: the compiled kernel (rfsearch.native)
 
 
 EXACT_F32 = 2**24  # float32 holds every integer below this exactly
@@ -206,7 +215,7 @@ def _write_block(buf: jax.Array, y: NodeState, node, sized: bool, rows: bool) ->
 
 def _dag(limits, features):
     """DAGs with per-network topologies: the carry is [L, N, F] and each input slot is a
-    gather of one F-word slice per network (2.5x faster on CPUs than gathering F
+    gather of one F-word slice per network (measured faster on CPUs than gathering F
     separate words from an [L, F, N] buffer)."""
 
     def step(buf, xs):
@@ -242,11 +251,12 @@ class KernelResult(NamedTuple):
     layers: NodeState | None  # fields [L, A, N] when per_layer
 
 
-def unrolled(depth: int, topology: str, features: Features, per_layer: bool, dtype: str) -> bool:
-    """Whether this is the unrolled chain program: :func:`_program` then expects its
-    parameters tiled (:func:`rfsearch.encode.tiled`) and returns Spans. (Given layer-major
-    arrays with the same options, it runs a rolled scan and returns node states.)"""
-    return (topology == "chain" and np.dtype(dtype) == np.int32 and depth <= UNROLL_DEPTH
+def unrollable(topology: str, features: Features, per_layer: bool, dtype: str) -> bool:
+    """Whether the unrolled chain program computes networks with these static options:
+    plain chains (explicit padding, no whole-map layer) at an unknown input size, in
+    int32, without per-layer states. It reads tiled parameters and returns Spans; the
+    driver runs it for chains of at most ``rfsearch.driver.UNROLL_DEPTH`` nodes."""
+    return (topology == "chain" and np.dtype(dtype) == np.int32
             and not (features.same or features.whole or features.sized or per_layer))
 
 
@@ -257,10 +267,10 @@ def _program(op, kernel, stride, dilation, pad_before, pad_after, preds, output,
     op: [L, N]; kernel, stride, dilation, pad_before, pad_after: [L, A, N], where A = 2
     (h, w) or A = 1 for square networks (the input size is then square or unknown);
     preds: [L, M, N] ([L, M] when ``topology == 'shared'``); output: [N] (output node).
-    The unrolled chain program (:func:`unrolled`) reads only kernel, stride, dilation and
-    pad_before, tiled: [N / T, L, A, T] (:func:`rfsearch.encode.tiled`); the driver then
-    sends None for op, pad_after, preds and output. (Given layer-major arrays instead,
-    the same recurrence runs as a rolled scan: the same numbers, slower.)
+    The unrolled chain program (:func:`unrollable` options) reads only kernel, stride,
+    dilation and pad_before, tiled: [N / T, L, A, T] (:func:`rfsearch.encode.tiled`); the
+    driver then sends None for op, pad_after, preds and output. (Given layer-major arrays
+    instead, the same recurrence runs as a rolled scan: the same numbers, slower.)
     input_size: [2] (ignored unless ``features.sized``). ``topology``: 'chain' (each
     node reads the one before), 'shared' (one DAG for all N) or 'dag' (one per network).
     ``dtype`` ('int32' or 'int64') is the compute width. Result fields are [A, N].
@@ -269,7 +279,7 @@ def _program(op, kernel, stride, dilation, pad_before, pad_after, preds, output,
     limits = LIMITS[dt]
     params = LayerParams(op, kernel, stride, dilation, pad_before, pad_after)
     if kernel.ndim == 4:  # tiled: the unrolled chain program, converted by a second
-        if not unrolled(kernel.shape[1], topology, features, per_layer, dtype):
+        if not unrollable(topology, features, per_layer, dtype):
             raise ValueError("only the unrolled chain program reads tiled parameters")
         return KernelResult(_tiled_chain(params), None)  # program: see propagate
     L, n = op.shape
@@ -307,12 +317,10 @@ _STATIC = ("topology", "features", "per_layer", "dtype")
 _propagate = jax.jit(_program, static_argnames=_STATIC)
 _states_from_tiles = jax.jit(lambda y: _from_spans(_untiled(y)))
 
-# The DAG programs compiled by XLA's older CPU loop emitter (its "fusion emitters" off)
-# run 1.4x to 4.7x faster on CPUs (measured on 2 cores, per-network and shared
-# topologies), while the chain programs gain nothing or run 2x to 4x slower (rolled
-# scans). benchmarks/kernel_anatomy.py compares the two emitters.
+# XLA's older CPU loop emitter (its "fusion emitters" off) measured faster for the DAG
+# programs on CPUs, per-network and shared topologies alike, but not for the chain
+# programs (rolled scans ran slower): benchmarks/kernel_anatomy.py compares the emitters.
 LOOP_EMITTER = {"xla_cpu_use_fusion_emitters": False}
-LOOP_TOPOLOGIES = ("dag", "shared")
 _propagate_loop = jax.jit(_program, static_argnames=_STATIC, compiler_options=LOOP_EMITTER)
 
 
@@ -346,35 +354,38 @@ _propagate_native = jax.jit(_native_program, static_argnames=_STATIC)
 
 
 def uses_native(topology: str, per_layer: bool, slots: int, rows: int | None = None) -> bool:
-    """Whether :func:`propagate` runs the compiled CPU kernel (:mod:`rfsearch.native`) for
-    these options and ``slots`` input slots per node; it then reads tiled arguments
-    fastest (``rfsearch.driver.kernel_inputs`` lays them out). ``rows``: the batch's
-    networks, which decide whether the kernel is worth building if it is not built yet
-    (:func:`rfsearch.native.available`; 0: never build)."""
-    return (topology in LOOP_TOPOLOGIES and not per_layer and slots in native.SLOTS
+    """Whether the compiled CPU kernel (:mod:`rfsearch.native`) can run networks with these
+    options and ``slots`` input slots per node (asked by
+    :func:`rfsearch.driver.choose_program`): DAGs without per-layer states, once it is
+    built. ``rows``: the networks about to be evaluated, which decide whether it is
+    worth building if it is not built yet (:func:`rfsearch.native.available`; 0: never)."""
+    return (topology != "chain" and not per_layer and slots in native.SLOTS
             and native.available(rows))
 
 
-def propagate(op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size,
-              **static) -> KernelResult:
-    """Receptive-field geometry of N encoded networks (see :func:`_program` for the
-    arguments; the keyword arguments are static, one compiled program per value).
+def propagate(program, op, kernel, stride, dilation, pad_before, pad_after, preds, output,
+              input_size) -> KernelResult:
+    """Receptive-field geometry of N encoded networks, computed by ``program`` (an
+    :class:`rfsearch.driver.Program`: which program, its static options) from arguments
+    laid out as it reads them (:func:`rfsearch.driver.kernel_inputs`, :func:`_program`):
+    tiled when ``program.tile`` is set, else layer-major.
 
-    An unrolled chain returns its float32 spans, converted to node states by a second,
-    separate program: XLA does not fuse sibling outputs on CPUs, so converting inside
-    the unrolled program would re-read every layer's parameters once per state field.
+    The unrolled chain program returns its float32 spans, converted to node states by a
+    second program: XLA does not fuse sibling outputs on CPUs, so converting inside the
+    unrolled program would re-read every layer's parameters once per state field.
     """
-    slots = preds.shape[2] if preds is not None and preds.ndim == 4 else (
-        preds.shape[1] if preds is not None else 1)
-    if uses_native(static["topology"], static["per_layer"], slots, rows=0):  # never builds
-        program = _propagate_native
-    elif static["topology"] in LOOP_TOPOLOGIES and loop_emitter_available():
-        program = _propagate_loop
+    if (kernel.ndim == 4) != bool(program.tile):
+        raise ValueError(f"the {program.kind} program reads "
+                         f"{'tiled' if program.tile else 'layer-major'} parameters")
+    if program.kind == NATIVE:
+        jitted = _propagate_native
+    elif program.loop_emitter:
+        jitted = _propagate_loop
     else:
-        program = _propagate
-    res = program(
-        op, kernel, stride, dilation, pad_before, pad_after, preds, output, input_size, **static)
-    if isinstance(res.out, Spans):
+        jitted = _propagate
+    res = jitted(op, kernel, stride, dilation, pad_before, pad_after, preds, output,
+                 input_size, **program.options)
+    if program.kind == UNROLLED:
         res = KernelResult(_states_from_tiles(res.out), None)
     return res
 

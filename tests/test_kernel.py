@@ -1,5 +1,7 @@
 """Kernel properties: compile count per bucket, integer widths and overflow, nulls."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -221,41 +223,31 @@ def test_dag_buffer_words_round_trip(dtype, sized, rows):
 
 
 def test_tiled_and_layer_major_chain_programs_agree():
-    """The driver sends the unrolled chain program tiled views; layer-major arrays with the
-    same options run the recurrence as a rolled scan. Both give the same states."""
+    """The driver sends the unrolled chain program tiled views; layer-major arrays run the
+    same recurrence as a rolled scan. Both give the same states."""
     from rfsearch import driver
 
     rng = np.random.default_rng(1)
     batch = rfsearch.chains(rng.choice([1, 3, 5], (300, 20, 2)),
                             stride=rng.choice([1, 2], (300, 20)),
                             dilation=rng.choice([1, 2], (300, 20)), padding=1)
-    args, options = driver.kernel_inputs(batch, slice(None), None, False, "int32", 320)
+    program = driver.choose_program(batch, None, False, "int32", len(batch))
+    assert program.kind == K.UNROLLED and program.tile == K.TILE == 64
+    args, chunk_program = driver.kernel_inputs(batch, slice(None), None, program, 320)
+    assert chunk_program == program
     assert args[1].shape == (320 // 64, batch.depth, 2, 64)  # tiles of 64 chains
-    assert K.unrolled(batch.depth, **options)
-    odd, _ = driver.kernel_inputs(batch, slice(0, 299), None, False, "int32", 299)
+    odd, _ = driver.kernel_inputs(batch, slice(0, 299), None, program, 299)
     assert odd[1].shape == (5, batch.depth, 2, 64)  # padded to whole tiles
     major = driver.kernel_arrays(batch, slice(None), 2)
+    major = [*major[:6], major[6][..., :1], batch.output, np.zeros(2, np.int64)]
+    scan = dataclasses.replace(program, kind=K.SCAN, tile=0)
     with jax.enable_x64(True):
-        tiled = K.propagate(*args, **options).out
-        rolled = K.propagate(*major[:6], major[6][..., :1], batch.output,
-                             np.zeros(2, np.int64), **options).out
+        tiled = K.propagate(program, *args).out
+        rolled = K.propagate(scan, *major).out
     for name, a, b in zip(tiled._fields, tiled, rolled, strict=True):
         assert np.array_equal(np.asarray(a)[:, :300], np.asarray(b)), name
-
-
-def test_default_chunk_follows_the_program():
-    from rfsearch import driver
-
-    chains = random_chains(10, 12)
-    assert driver.default_chunk(chains) == driver.UNROLLED_CHUNK  # unrolled: state in registers
-    assert driver.default_chunk(chains, (224, 224)) == driver.DEFAULT_CHUNK  # rolled scans
-    assert driver.default_chunk(chains, None, per_layer=True) == driver.DEFAULT_CHUNK
-    deep = random_chains(10, K.UNROLL_DEPTH + 10)
-    assert driver.default_chunk(deep) == driver.DEFAULT_CHUNK
-    dag = rfsearch.encode([{"name": "d", "layers": [
-        {"name": "a", "op": "conv", "kernel": 3, "padding": 1},
-        {"name": "b", "op": "conv", "kernel": 3, "padding": 1},
-        {"name": "s", "op": "add", "inputs": ["a", "b"]}]}])
-    native = K.uses_native("dag", False, dag.fan_in)
-    assert driver.default_chunk(dag) == (driver.NATIVE_DAG_CHUNK if native else driver.DAG_CHUNK)
-    assert driver.default_chunk(dag, per_layer=True) == driver.DAG_CHUNK  # XLA's program
+    # arguments laid out for another program are refused, not misread
+    with pytest.raises(ValueError, match="unrolled program reads tiled"):
+        K.propagate(program, *major)
+    with pytest.raises(ValueError, match="scan program reads layer-major"):
+        K.propagate(scan, *args)

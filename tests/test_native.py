@@ -11,6 +11,7 @@ the build cache, and the constants dag.cc hard-codes.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import operator
 import os
 import platform
@@ -77,36 +78,39 @@ def assert_reference_rows(frame: pd.DataFrame, specs: list[dict], size) -> None:
 
 # ---------------------------------------------------------------- running both programs
 
-def xla_program():
-    """The XLA DAG program propagate() runs when the native kernel is off."""
-    return K._propagate_loop if K.loop_emitter_available() else K._propagate
+def xla_program(program):
+    """The jitted XLA DAG program ``propagate`` runs for ``program`` (the native kernel off)."""
+    return K._propagate_loop if program.loop_emitter else K._propagate
 
 
-def run(program, args, options) -> R.NodeState:
+def run(jitted, args, program) -> R.NodeState:
     """The output node's state (host arrays) of one kernel call, as the driver makes it."""
     with jax.enable_x64(True):
         return R.NodeState(*(np.asarray(f) for f in
-                             jax.device_get(program(*args, **options)).out))
+                             jax.device_get(jitted(*args, **program.options)).out))
 
 
 def layer_major_args(batch, size, dtype, topology=None):
     """Layer-major arguments ([L, N] op, [L, A, N] parameters, preds [L, M, N] or [L, M]
-    when shared) for the whole batch, unpadded; ``topology`` 'dag' keeps per-network
-    preds even when every network shares one topology."""
+    when shared) for the whole batch, unpadded, and XLA's program for them; ``topology``
+    'dag' keeps per-network preds even when every network shares one topology."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(K, "uses_native", lambda *a, **k: False)
-        args, options = driver.kernel_inputs(batch, slice(None), size, False, dtype, len(batch))
-    if topology == "dag" and options["topology"] == "shared":
-        preds = driver.kernel_arrays(batch, slice(None), driver.state_axes(batch, size))[-1]
-        args[6], options = preds, {**options, "topology": "dag"}
-    assert args[1].ndim == 3
-    return args, options
+        program = driver.choose_program(batch, size, False, dtype, len(batch))
+    args, program = driver.kernel_inputs(batch, slice(None), size, program, len(batch))
+    if topology == "dag" and program.topology == "shared":
+        args[6] = driver.kernel_arrays(batch, slice(None), program.axes)[-1]
+        program = dataclasses.replace(program, topology="dag")
+    assert args[1].ndim == 3 and program.kind == K.XLA_DAG and not program.tile
+    return args, program
 
 
 def driver_args(batch, size, dtype):
     """The arguments the driver sends when the native program runs (driver.kernel_inputs
-    with the native kernel on: laid out as that program reads them fastest)."""
-    return driver.kernel_inputs(batch, slice(None), size, False, dtype, len(batch))
+    for the program it chooses: laid out as that program reads them fastest)."""
+    program = driver.choose_program(batch, size, False, dtype, len(batch))
+    assert program.kind == K.NATIVE and program.tile == native.lanes()
+    return driver.kernel_inputs(batch, slice(None), size, program, len(batch))
 
 
 def overflowed(state: R.NodeState) -> np.ndarray:
@@ -139,20 +143,20 @@ def assert_same_states(actual: R.NodeState, expected: R.NodeState, n: int, dtype
 
 def check_programs(batch, size, dtype: str, layout: str, topology=None):
     """Run the XLA program and the native one on the same networks and compare them;
-    returns (native, XLA) output states ([A, N] fields) and the options. ``layout``:
+    returns (native, XLA) output states ([A, N] fields) and XLA's program. ``layout``:
     'driver' (driver.kernel_inputs' arguments for the native program, laid out as it
     reads them) or 'layer-major' (the XLA program's own arguments; ``topology`` 'dag'
     forces per-network input slots on a shared batch)."""
-    args, options = layer_major_args(batch, size, dtype, topology)
-    expected = run(xla_program(), args, options)
+    args, program = layer_major_args(batch, size, dtype, topology)
+    expected = run(xla_program(program), args, program)
     if layout == "driver":
-        args, native_options = driver_args(batch, size, dtype)
-        assert native_options == options
-    assert K.uses_native(options["topology"], False, batch.fan_in)
-    actual = run(K._propagate_native, args, options)
+        args, native_program = driver_args(batch, size, dtype)
+        assert native_program.options == program.options
+    assert K.uses_native(program.topology, False, batch.fan_in)
+    actual = run(K._propagate_native, args, program)
     n = len(batch)
     assert_same_states(actual, expected, n, dtype, exact_shape=args[1].ndim == 3)
-    return R.NodeState(*(f[:, :n] for f in actual)), expected, options
+    return R.NodeState(*(f[:, :n] for f in actual)), expected, program
 
 
 # ---------------------------------------------------------------- strategies
@@ -327,9 +331,9 @@ def test_native_matches_xla_on_every_feature(size, layout):
              (full.take(np.full(40, 1)), "shared"))
     for batch, topology in cases:
         for dtype in ("int32", "int64"):
-            _, expected, options = check_programs(batch, size, dtype, layout)
-            assert options["topology"] == topology
-            assert options["features"] == R.Features(size is not None, True, True)
+            _, expected, program = check_programs(batch, size, dtype, layout)
+            assert program.topology == topology
+            assert program.features == R.Features(size is not None, True, True)
             axes = 1 if batch.square and size in (None, (16, 16), (3, 3)) else 2
             assert expected.u.shape[0] == axes == driver.state_axes(batch, size)
             if size == (3, 3) and topology == "dag":  # faults occur and are compared
@@ -458,7 +462,7 @@ def test_evaluate_is_the_same_with_native_on_and_off(batch, data):
 
 
 def test_dispatch():
-    """propagate() runs the native program only for DAG topologies, without per-layer
+    """The driver chooses the native program only for DAG topologies, without per-layer
     states, with a fan-in bucket in SLOTS (a merge of 9 inputs, 16 slots, runs XLA's)."""
     assert native.SLOTS == (1, 2, 3, 4, 8)
     for slots in native.SLOTS:
@@ -471,6 +475,10 @@ def test_dispatch():
           for i in range(9)),
         {"name": "m", "op": "concat", "inputs": [f"c{i}" for i in range(9)]}]}
     assert rfsearch.encode(wide).fan_in == 16
+    dag = rfsearch.encode(FEATURE_SPECS[:2])
+    assert driver.choose_program(dag, (8, 8)).kind == K.NATIVE
+    assert driver.choose_program(dag, (8, 8), per_layer=True).kind == K.XLA_DAG
+    assert driver.choose_program(rfsearch.encode(wide), (8, 8)).kind == K.XLA_DAG
     calls = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(K, "_propagate_native", lambda *a, **k: calls.append(k))
@@ -507,6 +515,7 @@ def test_switch_turns_the_kernel_off(reregister):
     reregister.setenv(native.ENV_SWITCH, "0")
     assert native.available() is False
     assert not K.uses_native("dag", False, 2)
+    assert driver.choose_program(rfsearch.encode(FEATURE_SPECS)).kind == K.XLA_DAG
     calls = []
     reregister.setattr(K, "_propagate_native", lambda *a, **k: calls.append(k))
     frame = rfsearch.evaluate(FEATURE_SPECS, input_size=16)
@@ -742,23 +751,23 @@ def test_inconsistent_arguments_are_refused_not_read():
     """The handler checks every argument's shape and type against the parameters': a
     mismatch is an error from XLA, never an out-of-bounds read."""
     batch = rfsearch.encode(FEATURE_SPECS[:2]).take(np.arange(40) % 2)
-    args, options = driver_args(batch, None, "int32")
+    args, program = driver_args(batch, None, "int32")
     assert args[1].ndim == 4 and args[1].shape[-1] == native.lanes()
     one_tile = [args[0][:1], *args[1:]]  # op for one tile, parameters for several
     with jax.enable_x64(True), pytest.raises(jax.errors.JaxRuntimeError, match="mismatch"):
-        jax.block_until_ready(K._propagate_native(*one_tile, **options))
+        jax.block_until_ready(K._propagate_native(*one_tile, **program.options))
 
 
 def test_zero_stride_in_int64_does_not_trap():
     """A hand-built Batch can hold stride 0 (the encoder refuses it): the int64 division
     must not trap (SIGFPE would kill the process), whatever the row then says."""
     batch = rfsearch.encode(FEATURE_SPECS[:1]).take(np.zeros(16, int))
-    args, options = driver_args(batch, (16, 16), "int64")
+    args, program = driver_args(batch, (16, 16), "int64")
     stride = np.array(args[2])
     stride[:, 1] = 0  # every network's first layer
     args[2] = stride
     with jax.enable_x64(True):
-        out = jax.block_until_ready(K._propagate_native(*args, **options))
+        out = jax.block_until_ready(K.propagate(program, *args))
     assert out.out.u.shape[-1] >= 16
 
 

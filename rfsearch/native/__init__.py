@@ -2,13 +2,16 @@
 
 XLA's CPU gather moves one element at a time, and the DAG programs of
 :mod:`rfsearch.kernel` gather every input of every node of every network: measured, the
-gather alone caps them near 2 M networks/s on 2 cores. ``dag.cc`` computes the same
-recurrence for a tile of networks at a time (one vector register of lanes), with their
-node states in the L1 cache, as an XLA custom call inside the jitted program. It is
-compiled from source with the system's C++ compiler when a batch of at least
-BUILD_MIN_ROWS DAGs first needs it (a few seconds, once per machine, compiler and jaxlib
-version) into a cache directory; without a compiler, or with ``RFSEARCH_NATIVE=0``, the
-XLA program runs instead. Both compute the same numbers (tests/test_native.py).
+gather alone takes most of their time (benchmarks/kernel_anatomy.py times it alone).
+``dag.cc`` computes the same recurrence for a tile of networks at a time (one vector
+register of lanes), with their node states in the L1 cache, as an XLA custom call inside
+the jitted program. It is compiled from source with the system's C++ compiler when a
+batch of at least BUILD_MIN_ROWS DAGs first needs it (a few seconds, once per machine,
+compiler and jaxlib version) into a cache directory; without a compiler, or with
+``RFSEARCH_NATIVE=0``, the XLA program runs instead. Both compute the same numbers
+(tests/test_native.py). The driver runs it where :func:`rfsearch.kernel.uses_native`
+says it can (:func:`rfsearch.driver.choose_program`), with its arguments in tiles of
+:func:`lanes` networks.
 """
 
 from __future__ import annotations
