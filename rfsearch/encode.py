@@ -283,25 +283,13 @@ def default_names(rows: np.ndarray) -> np.ndarray:
                        count=len(rows))
 
 
-def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None,
-           padded=False) -> Batch:
-    """A Batch of chains of convolutions straight from integer arrays, without a loop.
-
-    ``kernel``, ``stride``, ``dilation``: [N, L] (square) or [N, L, 2] (h, w); scalars
-    broadcast. ``padding``: [N, L] / [N, L, 2] symmetric, or [N, L, 2, 2] with
-    ``padding[n, l, axis] = (before, after)``, as the spec's [[top, bottom], [left, right]].
-    ``lengths`` [N]: layers in use per chain (default L); later layers are ignored, or,
-    with ``padded=True``, promised to hold identity values already (kernel, stride and
-    dilation 1, padding 0, as ragged tables read by :func:`rfsearch.read_chains` do), which
-    saves rewriting them. ``names`` [N]: default 'chain{i}'. When every field is square
-    ([N, L] or scalar), the Batch stores one axis (``Batch.square``). The input slots of a
-    chain's nodes are one shared read-only array.
-    """
+def _chain_fields(kernel, stride, dilation, padding) -> tuple[np.ndarray, dict]:
+    """(kernel array, {field: ([N, L, 2] view, identity fill)}) of :func:`chains`'
+    arguments, validated."""
     k = np.asarray(kernel)
     if k.ndim not in (2, 3):
         raise SpecError(f"kernel must have shape [N, L] or [N, L, 2], got {list(k.shape)}")
     shape = k.shape[:2]
-    n, depth = shape
     pad = np.asarray(padding)
     if pad.ndim == 4:
         if pad.shape[2:] != (2, 2):
@@ -320,21 +308,46 @@ def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None,
         k_eff = fields["dilation"][0].astype(np.int64) * (fields["kernel"][0] - 1) + 1
         if k_eff.max() > MAX_PARAM:
             raise SpecError(f"dilation*(kernel-1)+1 must be at most {MAX_PARAM}")
+    return k, fields
+
+
+def _chain_lengths(lengths, n: int, depth: int) -> np.ndarray:
+    """Layers in use per chain, validated: [N] int64."""
     given = np.asarray(lengths if lengths is not None else np.full(n, depth))
     if (given.shape != (n,) or given.dtype.kind not in "iu" or (given < 1).any()
             or (given > depth).any()):
         raise SpecError(f"lengths must be {n} integers between 1 and {depth}")
-    used = given.astype(np.int64)
+    return given.astype(np.int64)
+
+
+def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None,
+           padded=False) -> Batch:
+    """A Batch of chains of convolutions straight from integer arrays, without a loop.
+
+    ``kernel``, ``stride``, ``dilation``: [N, L] (square) or [N, L, 2] (h, w); scalars
+    broadcast. ``padding``: [N, L] / [N, L, 2] symmetric, or [N, L, 2, 2] with
+    ``padding[n, l, axis] = (before, after)``, as the spec's [[top, bottom], [left, right]].
+    ``lengths`` [N]: layers in use per chain (default L); later layers are ignored, or,
+    with ``padded=True``, promised to hold identity values already (kernel, stride and
+    dilation 1, padding 0, as ragged tables read by :func:`rfsearch.read_chains` do), which
+    saves rewriting them. ``names`` [N]: default 'chain{i}'. When every field is square
+    ([N, L] or scalar), the Batch stores one axis (``Batch.square``). The input slots of a
+    chain's nodes are one shared read-only array.
+    """
+    k, fields = _chain_fields(kernel, stride, dilation, padding)
+    n, depth = k.shape[:2]
+    used = _chain_lengths(lengths, n, depth)
     if names is not None and len(names) != n:
         raise SpecError(f"names must hold {n} names, got {len(names)}")
     L = depth_bucket(depth + 1)
-    dtype = param_dtype(k, np.asarray(stride), np.asarray(dilation), pad)
+    dtype = param_dtype(k, np.asarray(stride), np.asarray(dilation), np.asarray(padding))
     axes = 1 if all(src.strides[-1] == 0 for src, _ in fields.values()) else 2
     cut = None if lengths is None else used
     arrays = {}
     param_cut = None if padded else cut
+    symmetric = fields["pad_after"][0] is fields["pad_before"][0]
     for name, (src, fill) in fields.items():
-        if name == "pad_after" and after is before and axes == 1:  # symmetric: one array
+        if name == "pad_after" and symmetric and axes == 1:  # symmetric: one array
             arrays[name] = arrays["pad_before"]
             continue
         major = np.full((L, axes, n), fill, dtype)  # written layer-major

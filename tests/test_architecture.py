@@ -17,10 +17,6 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "rfsearch"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
-# Over the limits today: each is a strict xfail below, so fixing it fails that test until
-# the entry is removed here.
-KNOWN_LONG_FUNCTIONS = {"rfsearch/encode.py::chains"}
-KNOWN_LONG_MODULES: set[str] = set()
 
 
 def module_name(path: Path) -> str:
@@ -144,7 +140,7 @@ def module_lengths() -> dict[str, int]:
 
 def test_modules_fit_in_400_lines():
     long = {k: n for k, n in module_lengths().items()
-            if n > MAX_MODULE_LINES and k not in KNOWN_LONG_MODULES}
+            if n > MAX_MODULE_LINES}
     assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
 
 
@@ -152,15 +148,8 @@ def test_functions_fit_in_60_lines():
     lengths = function_lengths()
     assert len(lengths) > 300  # every module was read
     long = {k: n for k, n in lengths.items()
-            if n > MAX_FUNCTION_LINES and k not in KNOWN_LONG_FUNCTIONS}
+            if n > MAX_FUNCTION_LINES}
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
-
-
-@pytest.mark.xfail(strict=True, reason="rfsearch.encode.chains is 70 lines (validation, "
-                                       "layout and the chain op array in one function)")
-@pytest.mark.parametrize("key", sorted(KNOWN_LONG_FUNCTIONS))
-def test_known_long_function(key):
-    assert function_lengths()[key] <= MAX_FUNCTION_LINES
 
 
 @pytest.mark.parametrize("package", ["rfsearch", "rfsearch.search", "rfsearch.spaces",
