@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import SpecError
-from . import nas, regnet, slim, torchvision
+from . import decoders, nas, regnet, slim, torchvision, video
 from .efficientnet import VARIANTS as EFFICIENTNET_VARIANTS
 from .efficientnet import efficientnet
 
@@ -59,6 +59,15 @@ def _entries() -> dict[str, Entry]:
                 {"variant": v}) for v in EFFICIENTNET_VARIANTS),
         Entry("nasbench201", nas.nasbench201, "NAS-Bench-201 skeleton"),
         Entry("nasbench101", nas.nasbench101, "NAS-Bench-101 skeleton"),
+        Entry("googlenet", decoders.googlenet, "torchvision"),
+        Entry("r3d_18", video.r3d_18, "torchvision"),
+        Entry("fpn_resnet50", decoders.fpn_resnet, "torchvision", {"depth": 50}),
+        Entry("deeplabv3_resnet50", decoders.deeplabv3_resnet, "torchvision", {"depth": 50}),
+        Entry("unet", decoders.unet, "U-Net"),
+        Entry("unet_same", decoders.unet_same, "U-Net"),
+        Entry("espcn", decoders.espcn, "super-resolution"),
+        Entry("tcn", decoders.tcn, "audio / sequence"),
+        Entry("wavenet", decoders.wavenet, "audio / sequence"),
     ]
     return {e.name: e for e in entries}
 
