@@ -18,6 +18,7 @@ import pandas as pd
 
 import rfsearch
 from rfsearch import zoo
+from rfsearch.spec import parse_network
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- zoo:start -->", "<!-- zoo:end -->"
@@ -29,8 +30,9 @@ def _cell(value) -> str:
 
 
 def table_markdown() -> str:
-    """The markdown table: one row per registered network."""
-    specs = [zoo.build(name) for name in zoo.names()]
+    """The markdown table: one row per registered 2-D classifier (decoders, 1-D and 3-D
+    networks need other columns: ``rfsearch zoo list`` names them)."""
+    specs = [spec for spec in map(zoo.build, zoo.names()) if not parse_network(spec).periodic]
     free = rfsearch.evaluate(specs)
     sized = rfsearch.evaluate(specs, input_size=SIZE)
     lines = [

@@ -14,27 +14,35 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import __version__, ops, zoo
+from . import __version__, zoo
+from .axes import parse_input_sizes
 from .driver import DAG_CHUNK, NATIVE_DAG_CHUNK, UNROLLED_CHUNK
 from .driver import DEFAULT_CHUNK as DEFAULT_CHUNK_ROWS
-from .encode import encode_networks
 from .errors import SpecError
 from .evaluate import evaluate
 from .kernel import TILE
 from .search import search
 from .search.runner import DEFAULT_CHUNK
-from .sources import resolve
+from .show import left_aligned, show_table, summary_line
 from .spaces import BUILTIN, candidates
 from .spec import parse_input_size
 from .table import write_parquet
 
 MAX_MESSAGES = 20
-WHOLE_MAP_CODES = set(ops.WHOLE_MAP.values())
 
 
 def _input_size(text: str):
+    """A 2-D input size (search spaces, plots)."""
     try:
         return parse_input_size(text)
+    except SpecError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _input_sizes(text: str):
+    """L, HxW or DxHxW (eval, show)."""
+    try:
+        return parse_input_sizes(text)
     except SpecError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 
@@ -104,76 +112,12 @@ def cmd_eval(args) -> int:
     return _report_errors(df)
 
 
-def _fmt_pair(h, w) -> str:
-    return str(h) if h == w else f"{h}x{w}"
-
-
-def _fmt_padding(before, after) -> str:
-    codes = {-1: "same", -2: "same_lower"}
-    if before[0] in codes:
-        return codes[int(before[0])]
-    if tuple(before) == tuple(after):
-        return _fmt_pair(int(before[0]), int(before[1]))
-    return f"{before[0]},{after[0]}x{before[1]},{after[1]}"
-
-
-def _pair_column(row, column: str) -> str:
-    h, w = row[f"{column}_h"], row[f"{column}_w"]
-    return "-" if pd.isna(h) or pd.isna(w) else _fmt_pair(h, w)
-
-
-def _left_aligned(table: pd.DataFrame, columns) -> pd.DataFrame:
-    """Text columns padded on the right, so ``to_string`` prints them left-aligned."""
-    table = table.copy()
-    for column in columns:
-        width = max([len(column), *table[column].str.len()]) if len(table) else len(column)
-        table[column] = table[column].str.ljust(width)
-        table = table.rename(columns={column: column.ljust(width)})
-    return table
-
-
-def show_table(spec, input_size) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The per-layer table of one network, as shown by ``rfsearch show``."""
-    src = resolve(spec)[0]
-    if src.errors:
-        raise SpecError(src.errors[0][2])
-    if src.total != 1:
-        raise SpecError(f"{src.label}: holds {src.total} specs; show takes one")
-    batch = src.batch if src.batch is not None else encode_networks(src.networks)
-    df = evaluate(batch, input_size=input_size, per_layer=True)
-    nodes = range(1, int(batch.length[0]))
-    rows = []
-    for node, (_, r) in zip(nodes, df.iterrows(), strict=True):
-        rows.append({
-            "layer": r["layer_name"], "op": r["op"],
-            "k": "map" if batch.op[0, node] in WHOLE_MAP_CODES else _fmt_pair(
-                *batch.kernel[0, node]),
-            "s": _fmt_pair(*batch.stride[0, node]),
-            "d": _fmt_pair(*batch.dilation[0, node]),
-            "p": _fmt_padding(batch.pad_before[0, node], batch.pad_after[0, node]),
-            **{c: _pair_column(r, c) for c in ("rf", "stride", "padding", "out")},
-        })
-    return _left_aligned(pd.DataFrame(rows), ["layer", "op"]), df
-
-
 def cmd_show(args) -> int:
     table, df = show_table(args.spec, args.input_size)
     net = evaluate(args.spec, input_size=args.input_size).iloc[0]
-    print(_summary_line(net, args.input_size))
+    print(summary_line(net, args.input_size))
     print(table.to_string(index=False))
     return _report_errors(df)
-
-
-def _summary_line(net: pd.Series, input_size) -> str:
-    """``name at HxW: rf ..., stride ..., padding ..., aligned ..., out ...`` for one row."""
-    size = f" at {input_size[0]}x{input_size[1]}" if input_size else ""
-    if not pd.isna(net["error"]):
-        return f"{net['name']}{size}: invalid"
-    aligned = net["aligned"]
-    alignment = "unknown" if pd.isna(aligned) else "yes" if aligned else "no"
-    parts = [f"{c} {_pair_column(net, c)}"
-             for c in ("rf", "rf_min", "stride", "padding", "out") if c != "out" or input_size]
-    return f"{net['name']}{size}: {', '.join(parts)}, aligned {alignment}"
 
 
 def cmd_zoo_list(args) -> int:
@@ -184,14 +128,14 @@ def cmd_zoo_list(args) -> int:
     table = pd.DataFrame(rows)
     if not args.verbose:
         table = table.drop(columns="description")
-    print(_left_aligned(table, list(table.columns)).to_string(index=False))
+    print(left_aligned(table, list(table.columns)).to_string(index=False))
     return 0
 
 
 def cmd_zoo_show(args) -> int:
     spec = zoo.build(args.name)
     net = evaluate(spec, input_size=args.input_size).iloc[0]
-    print(_summary_line(net, args.input_size))
+    print(summary_line(net, args.input_size))
     if args.per_layer:
         table, df = show_table(spec, args.input_size)
         print(table.to_string(index=False))
@@ -243,7 +187,7 @@ def cmd_spaces(args) -> int:
     rows = [{"space": name, "candidates": f"{candidates(name):,}",
              "description": entry.description} for name, entry in BUILTIN.items()]
     table = pd.DataFrame(rows)
-    print(_left_aligned(table, ["space", "description"]).to_string(index=False))
+    print(left_aligned(table, ["space", "description"]).to_string(index=False))
     return 0
 
 
@@ -333,7 +277,7 @@ def _zoo_parser(sub) -> None:
     ls.set_defaults(func=cmd_zoo_list)
     sh = zsub.add_parser("show", help="geometry of one zoo network")
     sh.add_argument("name", help="NAME or NAME(key=value,...), e.g. 'resnet50(stride_in=last)'")
-    sh.add_argument("--input-size", type=_input_size, help="N or HxW")
+    sh.add_argument("--input-size", type=_input_sizes, help="N, HxW or DxHxW")
     sh.add_argument("--per-layer", action="store_true", help="the per-layer table")
     sh.set_defaults(func=cmd_zoo_show)
     ex = zsub.add_parser("export", help="write the network's spec (JSON) to edit it")
@@ -354,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("specs", nargs="+",
                     help="spec files (.json, .jsonl, .yaml, .parquet) or zoo:NAME")
     ev.add_argument("-o", "--output", help="write a Parquet file instead of printing")
-    ev.add_argument("--input-size", type=_input_size, help="N or HxW, e.g. 224 or 224x320")
+    ev.add_argument("--input-size", type=_input_sizes,
+                    help="N, HxW or DxHxW, e.g. 224, 224x320 or 16x112x112 (N: every axis)")
     ev.add_argument("--per-layer", action="store_true", help="one row per (network, layer)")
     ev.add_argument("--analysis", action="store_true",
                     help="add border / unproductive / critical layers, feasible input range, "
@@ -372,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sh = sub.add_parser("show", help="per-layer table of one network")
     sh.add_argument("spec", help="a spec file holding one network, or zoo:NAME")
-    sh.add_argument("--input-size", type=_input_size, help="N or HxW")
+    sh.add_argument("--input-size", type=_input_sizes, help="N, HxW or DxHxW")
     sh.set_defaults(func=cmd_show)
     _zoo_parser(sub)
     _search_parser(sub)

@@ -9,6 +9,11 @@ whose centre is ``c = i*S - P + (r - 1) / 2``; the inverse map is
 ``i = (c + P - (r - 1) / 2) / S`` (Araujo, Norris, Sim, Distill 2019). Arguments
 broadcast like numpy arrays, so millions of features map in one call. Axes are named:
 ``y`` (height, the ``_h`` columns) and ``x`` (width, the ``_w`` columns).
+
+After upsampling the stride is a fraction and boxes repeat with a period T instead:
+feature ``i = φ + q T`` reads ``[lo[φ] + q K, hi[φ] + q K]`` (:mod:`rfsearch.periodic`).
+:meth:`ReceptiveField.of` keeps those tables, so :meth:`~ReceptiveField.box` is exact for
+every feature; a result row alone (:meth:`~ReceptiveField.from_row`) cannot describe it.
 """
 
 from __future__ import annotations
@@ -36,13 +41,51 @@ class Box(NamedTuple):
     right: np.ndarray
 
 
+class Phases(NamedTuple):
+    """One axis of a periodic geometry: period T, advance K, boxes of units 0 .. T-1."""
+
+    T: int
+    K: int
+    lo: tuple[int, ...]
+    hi: tuple[int, ...]
+
+    def at(self, i, table) -> np.ndarray:
+        q, r = np.divmod(np.asarray(i, dtype=np.int64), self.T)
+        return np.asarray(table, np.int64)[r] + q * self.K
+
+
 @dataclass(frozen=True)
 class ReceptiveField:
-    """The geometry of one layer's features: (h, w) pairs of size, stride and padding."""
+    """The geometry of one layer's features: (h, w) pairs of size, stride and padding
+    (and, from :meth:`of`, the per-unit boxes of each axis over one period)."""
 
     rf: tuple[int, int]
     stride: tuple[int, int]
     padding: tuple[int, int]
+    phases: tuple[Phases, Phases] | None = None
+
+    @classmethod
+    def of(cls, spec, input_size=None) -> ReceptiveField:
+        """The exact geometry of one 2-D network's output, every unit's box included."""
+        from . import recurrence as R
+        from .axes import parse_input_sizes, size_for
+        from .periodic_eval import geometry, output_states
+        from .sources import resolve
+
+        src = resolve(spec)[0]
+        if src.errors or len(src.networks) != 1 or src.networks[0].dims != 2:
+            raise SpecError(src.errors[0][2] if src.errors else
+                            "ReceptiveField.of takes one 2-D network")
+        state = output_states(src.networks, size_for(parse_input_sizes(input_size), 2))
+        if (state["fault"] != R.NO_FAULT).any():
+            raise SpecError(f"{src.networks[0].name}: not a valid network at this size")
+        geo = geometry(state)
+        phases = tuple(Phases(int(state["T"][a, 0]), int(state["K"][a, 0]),
+                              tuple(int(v) for v in state["lo"][a, :state["T"][a, 0], 0]),
+                              tuple(int(v) for v in state["hi"][a, :state["T"][a, 0], 0]))
+                       for a in range(2))
+        return cls(*(tuple(int(geo[k][0][a, 0]) for a in range(2))
+                     for k in ("rf", "stride", "padding")), phases=phases)
 
     @classmethod
     def from_row(cls, row) -> ReceptiveField:
@@ -51,29 +94,44 @@ class ReceptiveField:
         missing = [f"{c}_{a}" for c, pair in values.items() for a, v in zip("hw", pair,
                                                                            strict=True)
                    if pd.isna(v)]
+        name = row.get("name", "this row") if hasattr(row, "get") else "this row"
+        fractional = [f"stride_den_{a}" for a in "hw" if f"stride_den_{a}" in row
+                      and not pd.isna(row[f"stride_den_{a}"]) and row[f"stride_den_{a}"] != 1]
+        if fractional:
+            raise SpecError(f"{name}: the stride is a fraction, so feature boxes differ within "
+                            "a period: use ReceptiveField.of(spec, input_size)")
         if missing:
-            name = row.get("name", "this row") if hasattr(row, "get") else "this row"
             raise SpecError(f"{name}: {', '.join(missing)} unknown (an invalid row, a global "
                             "pool without input size, or 'same' padding without input size)")
         return cls(*({k: tuple(int(v) for v in pair) for k, pair in values.items()}.values()))
 
     def start(self, i, axis: int) -> np.ndarray:
         """First input pixel read by feature ``i`` along ``axis`` (0 = y, 1 = x)."""
+        if self.phases is not None:
+            return self.phases[axis].at(i, self.phases[axis].lo)
         return np.asarray(i) * self.stride[axis] - self.padding[axis]
+
+    def end(self, i, axis: int) -> np.ndarray:
+        """Last input pixel read by feature ``i`` along ``axis``."""
+        if self.phases is not None:
+            return self.phases[axis].at(i, self.phases[axis].hi)
+        return self.start(i, axis) + self.rf[axis] - 1
 
     def box(self, y, x) -> Box:
         """Inclusive input box of feature (y, x)."""
-        top, left = self.start(y, 0), self.start(x, 1)
-        return Box(top, left, top + self.rf[0] - 1, left + self.rf[1] - 1)
+        return Box(self.start(y, 0), self.start(x, 1), self.end(y, 0), self.end(x, 1))
 
     def center(self, y, x) -> Point:
         """Input coordinates of the centre of feature (y, x) (half-pixels for even RFs)."""
-        return Point(*(self.start(i, a) + (self.rf[a] - 1) / 2 for a, i in enumerate((y, x))))
+        return Point(*((self.start(i, a) + self.end(i, a)) / 2 for a, i in enumerate((y, x))))
 
     def feature(self, cy, cx) -> Point:
-        """The (fractional) feature coordinates whose centre is input point (cy, cx)."""
+        """The (fractional) feature coordinates whose centre is input point (cy, cx) (with a
+        fractional stride: of the feature whose box would be centred there at the mean
+        jump K / T)."""
+        jump = [p.K / p.T for p in self.phases] if self.phases else self.stride
         return Point(*((np.asarray(c) + self.padding[a] - (self.rf[a] - 1) / 2)
-                       / self.stride[a] for a, c in enumerate((cy, cx))))
+                       / jump[a] for a, c in enumerate((cy, cx))))
 
     def nearest_feature(self, cy, cx) -> Point:
         """The feature whose centre is nearest to input point (cy, cx) (ties round down)."""

@@ -43,8 +43,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import ops
+from .axes import MAX_PARAM
 from .errors import SpecError
-from .spec import MAX_PARAM, Network, parse_network
+from .spec import Network, parse_network
 
 MIN_LAYER_BUCKET = 8
 PARAM_FIELDS = ("kernel", "stride", "dilation", "pad_before", "pad_after")
@@ -184,7 +185,13 @@ class Batch:
 
 
 def encode_networks(networks: Sequence[Network]) -> Batch:
-    """Pack validated networks into one Batch (see the module docstring)."""
+    """Pack validated networks into one Batch (see the module docstring). Networks that
+    need the periodic program (:attr:`rfsearch.spec.Network.periodic`) are refused."""
+    periodic = next((net for net in networks if net.periodic), None)
+    if periodic is not None:
+        raise SpecError(f"{periodic.name!r}: resampling, crops, ceil-mode pools, negative "
+                        "padding and 1-D / 3-D networks run in evaluate(), not in this "
+                        "integer encoding (nor in search spaces, yet)")
     n = len(networks)
     nodes = np.array([len(net.layers) + 1 for net in networks], dtype=np.int32)
     L = depth_bucket(nodes.max(initial=1))

@@ -11,13 +11,14 @@ import pandas as pd
 
 from . import recurrence as R
 from .analysis import analyze, rf_ratio, rule
+from .axes import parse_input_sizes, size_for
 from .driver import Raw, run_batch
 from .encode import encode_networks
-from .errors import SpecError
+from .errors import Location, SpecError
 from .faults import Context, messages_for
 from .ops import op_names
+from .periodic_eval import group_columns
 from .sources import Source, resolve
-from .spec import parse_input_size
 from .table import ANALYSIS_LAYER, frame
 
 LAYER_SCALE = 1 << 32  # sort key of a per-layer row: spec index * LAYER_SCALE + node
@@ -32,6 +33,7 @@ def _network_columns(states: dict[str, np.ndarray], valid: np.ndarray):
         "rf": (states["v"] - states["u"] + 1, bad | unbounded),
         "rf_min": (states["rmin"] + 1, bad | unbounded),
         "stride": (states["J"], bad),
+        "stride_den": (np.ones_like(states["J"]), bad),
         "padding": (-states["u"], bad | unbounded | ~known),
         "out": (states["size"], bad | (states["size"] <= 0)),
     }
@@ -69,6 +71,79 @@ def _source_table(src: Source, size, per_layer: bool, chunk: int, progress: bool
     order = ctx.spec_index
     if src.errors:
         cols, order = _with_error_rows(cols, src, order)
+    return cols, order
+
+
+def _periodic_rows(src: Source, picks: list[int], sizes, per_layer: bool):
+    """Columns and order of the periodic networks ``src.networks[picks]``, per dims;
+    a network whose dims the input size does not fit gets an error row."""
+    parts, errors = [], []
+    for dims in sorted({src.networks[i].dims for i in picks}):
+        group = [i for i in picks if src.networks[i].dims == dims]
+        nets = [src.networks[i] for i in group]
+        where = [Location(src.label, src.index[i], src.networks[i].name) for i in group]
+        try:
+            cols, net, nodes = group_columns(nets, where, sizes, per_layer)
+        except SpecError as err:
+            errors += [(src.index[i], src.networks[i].name, f"{w}: {err}")
+                       for i, w in zip(group, where, strict=True)]
+            continue
+        index = np.asarray([src.index[i] for i in group], np.int64)[net]
+        cols["name"] = (np.array([n.name for n in nets], dtype=object)[net], None)
+        if per_layer:
+            cols["layer"] = (nodes - 1, None)
+            cols["layer_name"] = (np.array([nets[j].layers[k - 1].name for j, k in zip(
+                net, nodes, strict=True)], dtype=object), None)
+            cols["op"] = (np.array([nets[j].layers[k - 1].op for j, k in zip(
+                net, nodes, strict=True)], dtype=object), None)
+        parts.append((cols, index * LAYER_SCALE + nodes if per_layer else index))
+    return parts, errors
+
+
+def _concat_columns(parts: list[tuple[dict, np.ndarray]]):
+    """One column dict (and order) from several; a column missing from a part is null
+    there."""
+    keys = list(dict.fromkeys(k for cols, _ in parts for k in cols))
+    merged = {}
+    for key in keys:
+        values, masks = [], []
+        for cols, order in parts:
+            n = len(order)
+            v, m = cols.get(key, (None, None))
+            if v is None:
+                kind = next(c[key][0] for c, _ in parts if key in c)
+                v = np.full(n, None, object) if np.asarray(kind).dtype == object else \
+                    np.zeros(n, np.asarray(kind).dtype)
+                m = None if v.dtype == object else np.ones(n, bool)
+            values.append(np.asarray(v))
+            masks.append(np.zeros(n, bool) if m is None else np.asarray(m, bool))
+        joined = np.concatenate([v.astype(object) if any(x.dtype == object for x in values)
+                                 else v for v in values])
+        merged[key] = (joined, None if joined.dtype == object else np.concatenate(masks))
+    return merged, np.concatenate([order for _, order in parts])
+
+
+def _table(src: Source, sizes, per_layer: bool, chunk, progress: bool, analysis):
+    """Columns and order for one source: the integer kernel computes the 2-D networks of
+    integer ops, the periodic program the rest (:mod:`rfsearch.periodic`)."""
+    picks = [] if src.batch is not None else [
+        i for i, net in enumerate(src.networks) if net.periodic]
+    if not picks:
+        classic = src.batch is not None or bool(src.networks)  # else only error rows
+        return _source_table(src, size_for(sizes, 2) if classic else None, per_layer, chunk,
+                             progress, analysis)
+    parts, errors = _periodic_rows(src, picks, sizes, per_layer)
+    rest = [i for i in range(len(src.networks)) if i not in set(picks)]
+    classic = Source(src.label, [src.networks[i] for i in rest], [src.index[i] for i in rest],
+                     [], src.total)  # possibly empty: it declares every column
+    parts.insert(0, _source_table(classic, size_for(sizes, 2) if rest else None, per_layer,
+                                  chunk, progress, analysis))
+    cols, order = _concat_columns(parts)
+    if "rf_ratio" in cols and sizes is not None and len(sizes) <= 2:  # every row's, at 2-D
+        cols["rf_ratio"] = _ratio(cols, size_for(sizes, 2))
+    failed = Source(src.label, [], [], [*src.errors, *errors], src.total)
+    if failed.errors:
+        cols, order = _with_error_rows(cols, failed, order, LAYER_SCALE if per_layer else 1)
     return cols, order
 
 
@@ -144,14 +219,15 @@ def evaluate(specs, *, input_size=None, per_layer: bool = False, progress: bool 
     down to a multiple of 64); None picks the default for the batch
     (:func:`rfsearch.driver.default_chunk`).
     """
-    size = parse_input_size(input_size)
+    sizes = parse_input_sizes(input_size)
+    size = sizes if sizes is None or len(sizes) != 1 else sizes * 2
     if chunk_size is not None and (isinstance(chunk_size, bool)
                                    or not isinstance(chunk_size, int) or chunk_size < 1):
         raise SpecError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     tables = []
     options = {"exempt_1x1": bool(exempt_1x1)} if analysis else None
     for src in resolve(specs):
-        cols, order = _source_table(src, size, per_layer, chunk_size, progress, options)
+        cols, order = _table(src, sizes, per_layer, chunk_size, progress, options)
         df = frame(cols, per_layer, size)
         if analysis:
             df.attrs["analysis_rule"] = rule(bool(exempt_1x1))

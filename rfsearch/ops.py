@@ -5,7 +5,10 @@ Geometrically there are only three kinds of node:
 * windowed (``conv``, ``maxpool``, ``avgpool``): kernel, stride, dilation, padding;
 * element-wise and merge nodes: a window of 1 (k=1, s=1, p=0); merges take the
   union of their inputs' regions;
-* whole-map nodes (``global_pool``, ``dense``): a window as large as the map.
+* whole-map nodes (``global_pool``, ``dense``): a window as large as the map;
+* resampling nodes (``upsample``, ``conv_transpose``, ``pixel_shuffle``) make the jump a
+  fraction; they, ``crop``, ``pixel_unshuffle``, ceil-mode pooling, negative padding and
+  1-D / 3-D networks run the periodic program (:mod:`rfsearch.periodic`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ CONCAT = 5
 ELEMENTWISE = 6
 GLOBAL_POOL = 7
 DENSE = 8
+UPSAMPLE = 9
+CONV_TRANSPOSE = 10
+PIXEL_SHUFFLE = 11
+PIXEL_UNSHUFFLE = 12
+CROP = 13
 
 OP_NAMES: dict[int, str] = {
     INPUT: "input",
@@ -33,11 +41,23 @@ OP_NAMES: dict[int, str] = {
     ELEMENTWISE: "identity",
     GLOBAL_POOL: "global_pool",
     DENSE: "dense",
+    UPSAMPLE: "upsample",
+    CONV_TRANSPOSE: "conv_transpose",
+    PIXEL_SHUFFLE: "pixel_shuffle",
+    PIXEL_UNSHUFFLE: "pixel_unshuffle",
+    CROP: "crop",
 }
 
 WINDOWED = {"conv": CONV, "maxpool": MAXPOOL, "avgpool": AVGPOOL, "pool": AVGPOOL}
 MERGES = {"add": ADD, "concat": CONCAT}
 WHOLE_MAP = {"global_pool": GLOBAL_POOL, "dense": DENSE}
+POOLS = ("maxpool", "avgpool", "pool")  # may round their output size up (ceil_mode)
+# Ops of the periodic program only (a network using one never runs the integer kernel).
+RESAMPLING = {"upsample": UPSAMPLE, "conv_transpose": CONV_TRANSPOSE,
+              "pixel_shuffle": PIXEL_SHUFFLE, "pixel_unshuffle": PIXEL_UNSHUFFLE, "crop": CROP}
+# upsample modes: taps read per output unit along an axis (linear: 2, cubic: 4)
+UPSAMPLE_MODES = {"nearest": "nearest", "linear": "linear", "bilinear": "linear",
+                  "trilinear": "linear", "bicubic": "cubic", "cubic": "cubic"}
 
 # Element-wise ops: activations, normalisation at inference, regularisers, and other
 # per-pixel layers. They keep the geometry (k=1, s=1, p=0).
@@ -49,7 +69,8 @@ ELEMENTWISE_NAMES = (
 )
 ELEMENTWISE_OPS = dict.fromkeys(ELEMENTWISE_NAMES, ELEMENTWISE)
 
-OP_CODES: dict[str, int] = {**WINDOWED, **MERGES, **WHOLE_MAP, **ELEMENTWISE_OPS}
+OP_CODES: dict[str, int] = {**WINDOWED, **MERGES, **WHOLE_MAP, **RESAMPLING,
+                             **ELEMENTWISE_OPS}
 ALLOWED_OPS = tuple(OP_CODES)
 
 # Padding modes stored as negative codes in Batch.pad_before (pad_after is then 0).

@@ -20,9 +20,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import zoo
+from .axes import MAX_PARAM
 from .encode import Batch, chains, default_names
 from .errors import Location, SpecError
-from .spec import MAX_PARAM, Network, parse_network
+from .spec import Network, parse_network
 
 SPEC_SUFFIXES = (".json", ".jsonl", ".ndjson", ".yaml", ".yml", ".parquet")
 CHAIN_COLUMNS = ("kernel", "stride", "dilation", "padding")

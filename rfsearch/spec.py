@@ -11,38 +11,64 @@ spec is node ``i + 1``.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from . import ops
+from .axes import MAX_PARAM, network_dims, parse_padding, per_axis
 from .errors import Location, SpecError
 
-MAX_PARAM = 2**30  # largest kernel / stride / dilation / padding / input size accepted
-
-NETWORK_KEYS = ("name", "layers", "output", "description")
+NETWORK_KEYS = ("name", "layers", "output", "description", "dims")
 COMMON_KEYS = ("name", "op", "inputs")
 WINDOW_KEYS = ("kernel", "stride", "dilation", "padding")
+# The geometric fields of each kind of op (beyond COMMON_KEYS).
+OP_KEYS = {
+    **dict.fromkeys(ops.WINDOWED, WINDOW_KEYS),
+    **dict.fromkeys(ops.POOLS, (*WINDOW_KEYS, "ceil_mode")),
+    "conv_transpose": (*WINDOW_KEYS, "output_padding"),
+    "upsample": ("factor", "mode", "align_corners"),
+    "pixel_shuffle": ("factor",),
+    "pixel_unshuffle": ("factor",),
+    "crop": ("crop",),
+}
+GEOMETRIC_KEYS = tuple(dict.fromkeys(k for keys in OP_KEYS.values() for k in keys))
 # Keys that describe a layer but do not change its geometry; accepted and ignored.
 NON_GEOMETRIC_KEYS = ("channels", "groups", "comment")
 
-Pair = tuple[int, int]
+Axes = tuple[int, ...]  # one value per axis: (w,), (h, w) or (d, h, w)
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One validated layer. Pairs are (h, w); ``pad_before`` may hold a 'same' code."""
+    """One validated layer, per axis values (``dims`` of them). ``pad_before`` holds the
+    'same' code when ``same`` is set (``ops.PAD_SAME`` / ``ops.PAD_SAME_LOWER``); explicit
+    padding may be negative (a crop: ``crop`` layers are stored as kernel 1 with negative
+    padding)."""
 
     name: str
     op: str
     code: int
     inputs: tuple[int, ...]  # node indices (0 = network input)
-    kernel: Pair = (1, 1)
-    stride: Pair = (1, 1)
-    dilation: Pair = (1, 1)
-    pad_before: Pair = (0, 0)
-    pad_after: Pair = (0, 0)
+    kernel: Axes = (1, 1)
+    stride: Axes = (1, 1)
+    dilation: Axes = (1, 1)
+    pad_before: Axes = (0, 0)
+    pad_after: Axes = (0, 0)
+    same: int = 0  # 0: explicit padding, else the 'same' mode code
+    ceil_mode: bool = False  # pools: the output size rounds up (PyTorch's rule)
+    factor: Axes = ()  # upsample, pixel_shuffle, pixel_unshuffle
+    mode: str = ""  # upsample: "nearest", "linear" or "cubic"
+    align_corners: bool = False  # upsample (PyTorch semantics)
+    output_padding: Axes = ()  # conv_transpose
+
+    @property
+    def periodic(self) -> bool:
+        """Whether only the periodic program computes this layer."""
+        return (self.code in ops.RESAMPLING.values() or self.ceil_mode
+                or (not self.same and min(self.pad_before + self.pad_after) < 0))
 
 
 @dataclass(frozen=True)
@@ -52,6 +78,7 @@ class Network:
     name: str
     layers: tuple[Layer, ...]
     output: int  # node index of the output (1-based over layers)
+    dims: int = 2  # 1, 2 or 3 axes
 
     @property
     def is_chain(self) -> bool:
@@ -60,59 +87,11 @@ class Network:
             layer.inputs == (i,) for i, layer in enumerate(self.layers)
         )
 
-
-def _positive_int(value, field: str, minimum: int = 1) -> int:
-    """An integer >= minimum (booleans and floats rejected)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        kind = "a positive integer" if minimum == 1 else "a non-negative integer"
-        raise SpecError(f"{field} must be {kind}, got {value!r}")
-    if value < minimum:
-        kind = "a positive integer" if minimum == 1 else "a non-negative integer"
-        raise SpecError(f"{field} must be {kind}, got {value}")
-    if value > MAX_PARAM:
-        raise SpecError(f"{field} must be at most {MAX_PARAM}, got {value}")
-    return value
-
-
-def _pair(value, field: str, minimum: int = 1) -> Pair:
-    """An int (both axes) or [h, w]."""
-    if type(value) is int and minimum <= value <= MAX_PARAM:  # the common case, fast
-        return (value, value)
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        if len(value) != 2:
-            raise SpecError(f"{field} must be an int or [h, w], got {list(value)!r}")
-        return (_positive_int(value[0], field, minimum), _positive_int(value[1], field, minimum))
-    v = _positive_int(value, field, minimum)
-    return (v, v)
-
-
-def parse_padding(value) -> tuple[Pair, Pair]:
-    """Padding (before, after) per axis from any accepted spelling.
-
-    int -> symmetric on both axes; [ph, pw] -> symmetric per axis;
-    [[top, bottom], [left, right]] -> explicit; 'valid' -> 0; 'same' / 'same_lower'
-    -> a code in ``before`` resolved by the kernel (it may depend on the input size).
-    """
-    if isinstance(value, str):
-        mode = value.lower()
-        if mode == "valid":
-            return (0, 0), (0, 0)
-        if mode in ops.PAD_MODES:
-            code = ops.PAD_MODES[mode]
-            return (code, code), (0, 0)
-        raise SpecError(
-            f"padding must be an int, [h, w], [[top, bottom], [left, right]], 'valid', "
-            f"'same' or 'same_lower', got {value!r}"
-        )
-    if (
-        isinstance(value, Sequence)
-        and len(value) == 2
-        and all(isinstance(v, Sequence) and not isinstance(v, str) for v in value)
-    ):
-        (top, bottom), (left, right) = (_pair(v, "padding", 0) for v in value)
-        return (top, left), (bottom, right)
-    ph, pw = _pair(value, "padding", 0)
-    return (ph, pw), (ph, pw)
+    @property
+    def periodic(self) -> bool:
+        """Whether it needs the periodic program (:mod:`rfsearch.periodic`): 1-D or 3-D,
+        or a layer the integer kernel does not compute."""
+        return self.dims != 2 or any(layer.periodic for layer in self.layers)
 
 
 def _suggest(word: str, choices: Sequence[str]) -> str:
@@ -133,19 +112,16 @@ def _parse_op(raw) -> tuple[str, int]:
 
 
 _PLAIN_KEYS = frozenset(COMMON_KEYS + NON_GEOMETRIC_KEYS)
-_WINDOW_LAYER_KEYS = _PLAIN_KEYS | frozenset(WINDOW_KEYS)
 
 
-def _check_keys(layer: Mapping, op: str, code: int) -> None:
-    allowed = _WINDOW_LAYER_KEYS if op in ops.WINDOWED else _PLAIN_KEYS
-    if allowed.issuperset(layer):
-        return
+def _check_keys(layer: Mapping, op: str) -> None:
+    own = OP_KEYS.get(op, ())
     for key in layer:
-        if key in allowed:
+        if key in _PLAIN_KEYS or key in own:
             continue
-        if key in WINDOW_KEYS:
+        if key in GEOMETRIC_KEYS:
             raise SpecError(f"field {key!r} does not apply to op {op!r}")
-        everything = list(COMMON_KEYS + WINDOW_KEYS + NON_GEOMETRIC_KEYS)
+        everything = list(COMMON_KEYS + GEOMETRIC_KEYS + NON_GEOMETRIC_KEYS)
         raise SpecError(f"unknown field {key!r}{_suggest(str(key), everything)}")
 
 
@@ -179,26 +155,99 @@ def _resolve_inputs(raw, index, names: dict[str, int], all_names: set, own_name:
     return inputs
 
 
-def _parse_layer(raw, index: int, names: dict, all_names: set, name: str) -> Layer:
+def _flag(raw: Mapping, key: str) -> bool:
+    value = raw.get(key, False)
+    if not isinstance(value, bool):
+        raise SpecError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def _window(raw: Mapping, dims: int) -> dict:
+    """kernel, stride, dilation and padding of a windowed layer (or a transposed conv)."""
+    if "kernel" not in raw:
+        raise SpecError("missing field 'kernel'")
+    kernel = per_axis(raw["kernel"], "kernel", dims)
+    dilation = per_axis(raw.get("dilation", 1), "dilation", dims)
+    for k, d in zip(kernel, dilation, strict=True):
+        if d * (k - 1) + 1 > MAX_PARAM:
+            raise SpecError(f"dilation*(kernel-1)+1 must be at most {MAX_PARAM}")
+    before, after, same = parse_padding(raw.get("padding", 0), dims)
+    return {"kernel": kernel, "stride": per_axis(raw.get("stride", 1), "stride", dims),
+            "dilation": dilation, "pad_before": before, "pad_after": after, "same": same}
+
+
+def _transpose(raw: Mapping, dims: int) -> dict:
+    """A transposed convolution: its window, output_padding < stride (or < dilation, as
+    PyTorch allows), and every output unit reached by some tap."""
+    geometry = _window(raw, dims)
+    if geometry["same"]:
+        raise SpecError("conv_transpose takes explicit padding, not 'same'")
+    pad = per_axis(raw.get("output_padding", 0), "output_padding", dims, 0)
+    for k, s, d, p in zip(geometry["kernel"], geometry["stride"], geometry["dilation"], pad,
+                          strict=True):
+        if p >= max(s, d):
+            raise SpecError(f"output_padding must be smaller than the stride or the "
+                            f"dilation, got {p} (stride {s}, dilation {d})")
+        if k < s or math.gcd(s, d) != 1:
+            raise SpecError(f"kernel {k}, stride {s}, dilation {d}: some output units read "
+                            "no input (every output needs kernel >= stride and stride "
+                            "coprime with dilation)")
+    return {**geometry, "output_padding": pad}
+
+
+def _resampling(raw: Mapping, op: str, dims: int) -> dict:
+    """upsample, pixel_shuffle and pixel_unshuffle: a factor per axis (and a mode)."""
+    if "factor" not in raw:
+        raise SpecError("missing field 'factor'")
+    factor = per_axis(raw["factor"], "factor", dims)
+    if op == "pixel_unshuffle":  # space_to_depth: a window k = s = factor
+        return {"kernel": factor, "stride": factor, "factor": factor}
+    if op == "pixel_shuffle":
+        return {"factor": factor, "mode": "nearest"}
+    mode = raw.get("mode", "nearest")
+    if not isinstance(mode, str) or mode.lower() not in ops.UPSAMPLE_MODES:
+        raise SpecError(f"mode must be one of {', '.join(ops.UPSAMPLE_MODES)}, got "
+                        f"{mode!r}")
+    mode = ops.UPSAMPLE_MODES[mode.lower()]
+    align = _flag(raw, "align_corners")
+    if align and mode == "nearest":
+        raise SpecError("align_corners applies to linear and cubic modes, not 'nearest'")
+    if align:  # its period depends on the map size: not computed yet (docs/design.md)
+        raise SpecError("align_corners=true is not supported yet (its jump depends on the "
+                        "map size); align_corners=false is")
+    return {"factor": factor, "mode": mode, "align_corners": align}
+
+
+def _crop(raw: Mapping, dims: int) -> dict:
+    """A crop is a 1-wide window with negative padding."""
+    before, after, same = parse_padding(raw.get("crop", 0), dims, 0, "crop")
+    if same:
+        raise SpecError("crop must be an int, one per axis or [before, after] per axis")
+    return {"pad_before": tuple(-b for b in before), "pad_after": tuple(-a for a in after)}
+
+
+def _parse_layer(raw, index: int, names: dict, all_names: set, name: str, dims: int) -> Layer:
     if not isinstance(raw, Mapping):
         raise SpecError(f"a layer must be an object, got {type(raw).__name__}")
     if "op" not in raw:
         raise SpecError("missing field 'op'")
     op, code = _parse_op(raw["op"])
-    _check_keys(raw, op, code)
+    _check_keys(raw, op)
     inputs = _resolve_inputs(raw.get("inputs"), index, names, all_names, name, op, code)
-    if op not in ops.WINDOWED:
-        return Layer(name=name, op=op, code=code, inputs=inputs)
-    if "kernel" not in raw:
-        raise SpecError("missing field 'kernel'")
-    kernel = _pair(raw["kernel"], "kernel")
-    stride = _pair(raw.get("stride", 1), "stride")
-    dilation = _pair(raw.get("dilation", 1), "dilation")
-    for axis in range(2):
-        if dilation[axis] * (kernel[axis] - 1) + 1 > MAX_PARAM:
-            raise SpecError(f"dilation*(kernel-1)+1 must be at most {MAX_PARAM}")
-    before, after = parse_padding(raw.get("padding", 0))
-    return Layer(name, op, code, inputs, kernel, stride, dilation, before, after)
+    ones = (1,) * dims
+    geometry = {"kernel": ones, "stride": ones, "dilation": ones,
+                "pad_before": (0,) * dims, "pad_after": (0,) * dims}
+    if op in ops.WINDOWED:
+        geometry |= _window(raw, dims)
+        if op in ops.POOLS:
+            geometry["ceil_mode"] = _flag(raw, "ceil_mode")
+    elif op == "conv_transpose":
+        geometry |= _transpose(raw, dims)
+    elif op in ("upsample", "pixel_shuffle", "pixel_unshuffle"):
+        geometry |= _resampling(raw, op, dims)
+    elif op == "crop":
+        geometry |= _crop(raw, dims)
+    return Layer(name=name, op=op, code=code, inputs=inputs, **geometry)
 
 
 def _auto_name(base: str, taken: set) -> str:
@@ -225,6 +274,10 @@ def parse_network(raw, index: int = 0, file: str | None = None) -> Network:
     layers_raw = raw.get("layers")
     if not isinstance(layers_raw, Sequence) or isinstance(layers_raw, str) or not layers_raw:
         raise SpecError("layers must be a non-empty list", where)
+    try:
+        dims = network_dims(layers_raw, raw.get("dims"))
+    except SpecError as err:
+        raise err.at(where) from None
     names: dict[str, int] = {"input": 0}
     all_names = {r.get("name") for r in layers_raw
                  if isinstance(r, Mapping) and isinstance(r.get("name"), str)}
@@ -242,7 +295,7 @@ def parse_network(raw, index: int = 0, file: str | None = None) -> Network:
                 what = "is reserved for the network input" if lname == "input" else (
                     f"is already used by layer #{names[lname] - 1}")
                 raise SpecError(f"duplicate layer name {lname!r}: the name {what}")
-            layer = _parse_layer(layer_raw, i, names, all_names, lname)
+            layer = _parse_layer(layer_raw, i, names, all_names, lname, dims)
         except SpecError as err:
             shown = lname if isinstance(lname, str) else None
             raise err.at(replace(where, layer_index=i, layer_name=shown)) from None
@@ -251,7 +304,7 @@ def parse_network(raw, index: int = 0, file: str | None = None) -> Network:
     output = raw.get("output", layers[-1].name)
     if not isinstance(output, str) or output not in names or output == "input":
         raise SpecError(f"output {output!r} is not a layer name", where)
-    return Network(name=name, layers=tuple(layers), output=names[output])
+    return Network(name=name, layers=tuple(layers), output=names[output], dims=dims)
 
 
 def parse_input_size(input_size) -> tuple[int, int] | None:

@@ -12,26 +12,46 @@ import pyarrow.parquet as pq
 
 from .errors import SpecError
 
+AXIS_NAMES = {"d": "depth", "h": "height", "w": "width"}
+# The per-axis geometry, in table order: (key, type, description); one column per axis,
+# key_d (3-D networks only), key_h (null for 1-D networks) and key_w.
+PER_AXIS = (
+    ("rf", pa.int64(), "receptive field size along the {axis}: the largest input box of an "
+                       "output unit (union over all paths); null when unbounded (a global "
+                       "pool without input size)"),
+    ("rf_min", pa.int64(), "smallest input box of an output unit along one input-to-output "
+                           "path, {axis}"),
+    ("stride", pa.int32(), "effective stride (jump) along the {axis}: input pixels between "
+                           "neighbouring outputs, over stride_den"),
+    ("stride_den", pa.int32(), "denominator of the effective stride along the {axis}, in "
+                               "lowest terms (1 without upsampling)"),
+    ("padding", pa.int64(), "effective padding P along the {axis}: output unit 0 reads from "
+                            "input pixel -P; null when 'same' padding with stride > 1 needs "
+                            "an input size"),
+    ("aligned", pa.bool_(), "every merge sees inputs with equal stride and equal box centres "
+                            "(every output unit); null when the padding is unknown"),
+    ("out", pa.int32(), "output feature-map size along the {axis} at the input size; null "
+                        "without one"),
+)
+
+
+def _per_axis_columns() -> dict[str, tuple[pa.DataType, str]]:
+    columns = {}
+    for key, kind, text in PER_AXIS:
+        if key == "aligned":
+            columns[key] = (kind, text)
+            continue
+        for axis, name in AXIS_NAMES.items():
+            columns[f"{key}_{axis}"] = (kind, text.format(axis=name))
+    return columns
+
+
 COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "name": (pa.string(), "network name from the spec"),
     "layer": (pa.int32(), "per-layer tables only: layer index in the spec (0-based)"),
     "layer_name": (pa.string(), "per-layer tables only: layer name"),
     "op": (pa.string(), "per-layer tables only: op name from the spec, lower case"),
-    "rf_h": (pa.int64(), "receptive field size, height (max-path span over the union of "
-                         "all paths); null when unbounded (global pool without input size)"),
-    "rf_w": (pa.int64(), "receptive field size, width"),
-    "rf_min_h": (pa.int64(), "smallest receptive field over input-to-output paths, height"),
-    "rf_min_w": (pa.int64(), "smallest receptive field over input-to-output paths, width"),
-    "stride_h": (pa.int32(), "effective stride S (jump), height"),
-    "stride_w": (pa.int32(), "effective stride S (jump), width"),
-    "padding_h": (pa.int64(), "effective padding P, height: feature x reads input rows "
-                              "[x*S - P, x*S - P + rf - 1]; null when 'same' padding with "
-                              "stride > 1 needs an input size"),
-    "padding_w": (pa.int64(), "effective padding P, width"),
-    "aligned": (pa.bool_(), "every merge sees inputs with equal stride and equal centre; "
-                            "null when the padding is unknown"),
-    "out_h": (pa.int32(), "output feature-map height at the input size; null without one"),
-    "out_w": (pa.int32(), "output feature-map width at the input size; null without one"),
+    **_per_axis_columns(),
     "error": (pa.string(), "null when the row is valid, else a one-line message"),
     # analysis=True only (rfsearch.analysis; the rule variant is in the file metadata)
     "border": (pa.bool_(), "per layer: the first layer whose receptive field exceeds the "
@@ -57,9 +77,10 @@ ANALYSIS_NETWORK = ["border_layer", "n_unproductive", "n_critical", "feasible_mi
                     "feasible_max", *(f"rf_at_stride_{s}" for s in RF_AT_STRIDES), "rf_ratio"]
 # The analysis columns that need every layer's state (rf_ratio needs only the output).
 LAYERWISE = tuple(c for c in ANALYSIS_NETWORK if c not in ("border_layer", "rf_ratio"))
-# The geometry of a network's output, in table order.
-GEOMETRY = ("rf_h", "rf_w", "rf_min_h", "rf_min_w", "stride_h", "stride_w", "padding_h",
-            "padding_w", "aligned", "out_h", "out_w")
+# Columns of the depth axis: present only in tables that hold a 3-D network.
+DEPTH = tuple(c for c in COLUMNS if c.endswith("_d"))
+# The geometry of a 2-D network's output, in table order.
+GEOMETRY = tuple(c for c in _per_axis_columns() if c not in DEPTH)
 
 # The search output (rfsearch.search): one row per matching candidate, in this order:
 # candidate_id, the space's native key columns, one column per choice, GEOMETRY, valid,
@@ -78,17 +99,21 @@ NETWORK_COLUMNS = [c for c in COLUMNS if c not in ("layer", "layer_name", "op",
 LAYER_COLUMNS = [c for c in COLUMNS if c not in (*ANALYSIS_LAYER, *ANALYSIS_NETWORK)]
 
 
-def column_names(per_layer: bool, analysis: bool = False) -> list[str]:
-    """The declared columns of a result table, in order."""
+def column_names(per_layer: bool, analysis: bool = False, depth: bool = False) -> list[str]:
+    """The declared columns of a result table, in order (``depth``: with the _d columns
+    of 3-D networks)."""
     names = LAYER_COLUMNS if per_layer else NETWORK_COLUMNS
+    if not depth:
+        names = [c for c in names if c not in DEPTH]
     if analysis:
         names = [*names[:-1], *(ANALYSIS_LAYER if per_layer else ANALYSIS_NETWORK), names[-1]]
     return names
 
 
-def schema(per_layer: bool = False, analysis: bool = False) -> pa.Schema:
-    """The declared Arrow schema of a result table (network or per-layer)."""
-    names = column_names(per_layer, analysis)
+def schema(per_layer: bool = False, analysis: bool = False, depth: bool = False) -> pa.Schema:
+    """The declared Arrow schema of a result table (network or per-layer; ``depth``: with
+    the _d columns of 3-D networks)."""
+    names = column_names(per_layer, analysis, depth)
     return pa.schema(
         [pa.field(c, COLUMNS[c][0], metadata={"description": COLUMNS[c][1]}) for c in names]
     )
@@ -122,7 +147,8 @@ def frame(columns: dict[str, tuple[np.ndarray, np.ndarray | None]], per_layer: b
           input_size) -> pd.DataFrame:
     """A DataFrame with the declared columns from (values, null-mask) pairs."""
     data = {}
-    for name in column_names(per_layer, "feasible_max" in columns or "border" in columns):
+    analysis = "feasible_max" in columns or "border" in columns
+    for name in column_names(per_layer, analysis, "rf_d" in columns):
         data[name] = typed_array(name, *columns[name])
     df = pd.DataFrame(data)
     df.attrs["input_size"] = None if input_size is None else list(input_size)
@@ -186,7 +212,8 @@ def file_metadata(input_size=None, extra: dict | None = None) -> dict[bytes, byt
 def to_arrow(df: pd.DataFrame) -> pa.Table:
     """The DataFrame as an Arrow table with the declared schema and metadata."""
     per_layer = "layer" in df.columns
-    target = schema(per_layer, "feasible_max" in df.columns or "border" in df.columns)
+    target = schema(per_layer, "feasible_max" in df.columns or "border" in df.columns,
+                    "rf_d" in df.columns)
     missing = [c for c in target.names if c not in df.columns]
     if missing:
         raise SpecError(f"table lacks the result columns {missing}")

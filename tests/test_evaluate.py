@@ -246,7 +246,7 @@ def test_dag_programs_agree(batch):
 def test_bad_arguments_raise_one_spec_error():
     with pytest.raises(rfsearch.SpecError, match=r"^input size must be a positive integer"):
         rfsearch.evaluate(ONE_CONV, input_size=0)
-    with pytest.raises(rfsearch.SpecError, match=r"^input size must be N or HxW, got '3x'$"):
+    with pytest.raises(rfsearch.SpecError, match=r"^input size must be N, HxW or DxHxW, got '3x'$"):
         rfsearch.evaluate(ONE_CONV, input_size="3x")
     with pytest.raises(rfsearch.SpecError, match=r"^chunk_size must be a positive integer"):
         rfsearch.evaluate(ONE_CONV, chunk_size=0)

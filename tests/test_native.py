@@ -43,9 +43,10 @@ import rfsearch
 from rfsearch import driver, native, ops
 from rfsearch import kernel as K
 from rfsearch import recurrence as R
+from rfsearch.axes import MAX_PARAM
 from rfsearch.cache import ENV_CACHE, cache_dir
 from rfsearch.encode import fan_in_bucket
-from rfsearch.spec import MAX_PARAM, parse_input_size
+from rfsearch.spec import parse_input_size
 
 pytestmark = pytest.mark.skipif(
     not native.available(),

@@ -20,7 +20,8 @@ def one(layers, **net):
 CASES = [
     (one([conv(op="convv")]),
      "spec #1 'n', layer #0 'c': unknown op 'convv' (did you mean 'conv'?); allowed: conv, "
-     "maxpool, avgpool, pool, add, concat, global_pool, dense, identity, relu, relu6, "
+     "maxpool, avgpool, pool, add, concat, global_pool, dense, upsample, conv_transpose, "
+     "pixel_shuffle, pixel_unshuffle, crop, identity, relu, relu6, "
      "leaky_relu, prelu, elu, selu, gelu, silu, swish, hard_swish, hardswish, mish, sigmoid, "
      "hard_sigmoid, tanh, softmax, batchnorm, layernorm, groupnorm, instancenorm, dropout, "
      "scale, bias, mul, squeeze_excite"),
@@ -48,13 +49,19 @@ CASES = [
     (one([conv(stride=0)]), "spec #1 'n', layer #0 'c': stride must be a positive integer, got 0"),
     (one([conv(dilation=[1, 0])]),
      "spec #1 'n', layer #0 'c': dilation must be a positive integer, got 0"),
-    (one([conv(padding=-1)]),
-     "spec #1 'n', layer #0 'c': padding must be a non-negative integer, got -1"),
+    (one([{"name": "c", "op": "crop", "crop": -1}]),
+     "spec #1 'n', layer #0 'c': crop must be a non-negative integer, got -1"),
+    (one([conv(padding=-2**31)]),
+     "spec #1 'n', layer #0 'c': padding must be at least -1073741824, got -2147483648"),
     (one([conv(padding="full")]),
      "spec #1 'n', layer #0 'c': padding must be an int, [h, w], [[top, bottom], [left, "
      "right]], 'valid', 'same' or 'same_lower', got 'full'"),
-    (one([conv(kernel=[1, 2, 3])]),
-     "spec #1 'n', layer #0 'c': kernel must be an int or [h, w], got [1, 2, 3]"),
+    (one([conv(kernel=[1, 2, 3, 4])]),
+     "spec #1 'n': layer #0 kernel has 4 axes; a network has 1, 2 or 3"),
+    (one([conv(kernel=[3, 3]), {"name": "d", "op": "conv", "kernel": [3, 3, 3]}]),
+     "spec #1 'n': mixed arities: layer #0 kernel has 2 axes, layer #1 kernel has 3"),
+    (one([conv(kernel=[3, 3], padding=[1, 1, 1])]),
+     "spec #1 'n': mixed arities: layer #0 kernel has 2 axes, layer #0 padding has 3"),
     (one([conv(strid=2)]),
      "spec #1 'n', layer #0 'c': unknown field 'strid' (did you mean 'stride'?)"),
     (one([{"name": "r", "op": "relu", "kernel": 3}]),
@@ -90,8 +97,12 @@ def test_input_size_spellings():
 
     for size in (np.int64(32), (np.int32(32), 32), "32", "32x32", [32, 32]):
         assert rfsearch.evaluate(OK, input_size=size)["out_h"][0] == 30
-    for bad in (2.5, "224_000", "٣٢", "32x", "1x2x3", (32,), True):
+    for bad in (2.5, "224_000", "٣٢", "32x", "1x2x3x4", (1, 2, 3, 4), True):
         with pytest.raises(rfsearch.SpecError, match=r"^input size must be"):
             rfsearch.evaluate(OK, input_size=bad)
+    assert rfsearch.evaluate(OK, input_size=(32,))["out_w"][0] == 30  # one value: every axis
+    with pytest.raises(rfsearch.SpecError, match=r"^input size 8x32x32 has 3 axes; this "
+                                                 r"network has 2$"):
+        rfsearch.evaluate(OK, input_size="8x32x32")
 
 

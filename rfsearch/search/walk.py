@@ -162,6 +162,8 @@ class Columns:
                 return s["M"][a] + 1, bounded
             if base == "stride":
                 return s["S"][a], valid
+            if base == "stride_den":  # integer jumps: a space's blocks never resample
+                return jnp.ones_like(s["S"][a]), valid
             if base == "padding":
                 return -s["A"][a], bounded & ((flags[a] & R.KNOWN) != 0)
             out = jnp.take(jnp.asarray(self.t.sizes[:, "hw".index(suffix)]), self.cls)

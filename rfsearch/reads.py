@@ -1,0 +1,83 @@
+"""What each output unit of a layer reads, per axis, and how the map size changes.
+
+Every layer maps output unit ``y`` to the input units ``a(y), a(y) + e, ..., b(y)`` (an
+arithmetic progression with step ``e``: the dilation of windows and transposed
+convolutions, 1 for upsampling) that is periodic: ``a(y + D) = a(y) + N`` (likewise
+``b``), so one period of offsets, ``a0[φ] = a(φ)`` and ``b0[φ] = b(φ)`` for
+``0 <= φ < D``, describes the layer:
+
+* windows (conv, pools, crops, pixel_unshuffle; kernel k, stride s, dilation d, padding
+  before p): ``D = 1``, ``N = s``, ``a0 = -p``, ``b0 = -p + d (k - 1)``;
+* upsample by f (PyTorch ``align_corners=False``): ``D = f``, ``N = 1``; with
+  ``src = (y + 1/2) / f - 1/2`` and ``x0 = floor(src)``, nearest reads ``floor(y / f)``,
+  linear reads ``x0`` and also ``x0 + 1`` when ``src`` is not an integer (a zero weight
+  reads nothing), cubic reads ``x0 - 1 .. x0 + 2`` (PyTorch's cubic weights, A = -0.75,
+  are non-zero on all four taps then) or ``x0`` alone;
+* pixel_shuffle by r: ``D = r``, ``N = 1``, unit y reads ``floor(y / r)``;
+* transposed convolution (PyTorch): y receives x through tap t when
+  ``y = x s - p + t d``; ``D = s``, ``N = 1``, the hull of the x reached.
+
+Reads past the border of the map are not clamped: they are virtual units beyond the
+edge, exactly as padding positions are in the article's effective padding (so unit 0 of
+a bilinear x2 reads [-1, 0]).
+
+Map sizes: windows ``floor((n + p + q - k_eff) / s) + 1`` (ceil mode: rounded up, minus
+one when the last window would start at or after ``n + p``, PyTorch's rule); upsample and
+pixel_shuffle ``n f``; transposed convolution ``(n - 1) s - p - q + d (k - 1) + o + 1``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import ops
+from .spec import Layer
+
+WINDOW, RESAMPLE, WHOLE = 0, 1, 2  # kinds of layer for the periodic program
+
+
+def upsample_offsets(factor: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """(a0, b0) [factor] of an upsample by ``factor`` (align_corners=False)."""
+    phi = np.arange(factor, dtype=np.int64)
+    num, den = 2 * phi + 1 - factor, 2 * factor  # src = num / den
+    x0 = np.floor_divide(num, den)
+    fractional = (num - x0 * den != 0).astype(np.int64)
+    if mode == "nearest":
+        zero = np.zeros(factor, np.int64)  # floor(phi / factor) = 0 within one period
+        return zero, zero
+    if mode == "linear":
+        return x0, x0 + fractional
+    return x0 - fractional, x0 + 2 * fractional  # cubic
+
+
+def transpose_offsets(kernel: int, stride: int, dilation: int, pad: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(a0, b0) [stride] of a transposed convolution: the hull of the inputs x with
+    ``y = x s - p + t d`` for some tap t (spec validation guarantees one exists)."""
+    phi = np.arange(stride, dtype=np.int64)[:, None]
+    t = np.arange(kernel, dtype=np.int64)[None, :]
+    num = phi + pad - t * dilation  # [s, k]: s * x for the taps that land on a unit
+    hits = num % stride == 0
+    x = np.where(hits, num // stride, 0)
+    big = np.iinfo(np.int64).max
+    return (np.where(hits, x, big).min(axis=1), np.where(hits, x, -big).max(axis=1))
+
+
+def layer_reads(layer: Layer, axis: int) -> dict:
+    """The periodic program's description of ``layer`` along ``axis``: its kind and
+    either window parameters or one period of offsets with the size rule
+    ``n' = mul * n + add``."""
+    k, s, d = layer.kernel[axis], layer.stride[axis], layer.dilation[axis]
+    before, after = layer.pad_before[axis], layer.pad_after[axis]
+    if layer.code in ops.WHOLE_MAP.values():
+        return {"kind": WHOLE}
+    if layer.code in (ops.UPSAMPLE, ops.PIXEL_SHUFFLE):
+        f = layer.factor[axis]
+        a0, b0 = upsample_offsets(f, layer.mode)
+        return {"kind": RESAMPLE, "D": f, "a0": a0, "b0": b0, "mul": f, "add": 0, "step": 1}
+    if layer.code == ops.CONV_TRANSPOSE:
+        a0, b0 = transpose_offsets(k, s, d, before)
+        add = d * (k - 1) + layer.output_padding[axis] + 1 - s - before - after
+        return {"kind": RESAMPLE, "D": s, "a0": a0, "b0": b0, "mul": s, "add": add, "step": d}
+    return {"kind": WINDOW, "k_eff": d * (k - 1) + 1, "s": s, "pb": before, "pa": after,
+            "step": d}

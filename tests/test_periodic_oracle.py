@@ -1,0 +1,113 @@
+"""rfsearch against the brute-force oracle (tests/oracle.py: real operators on impulses)
+for random chains and DAGs using every new op, on 1, 2 and 3 axes, and for the U-Net.
+
+Compared per axis: every real output unit's box, the output size, the jump fraction,
+rf and rf_min over the period, the padding, and alignment. A network the oracle finds
+invalid (an empty map, a merge of different sizes) is an error row in rfsearch.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from oracle import Invalid, jump, rf, rf_min, simulate
+from oracle_nets import unet
+from oracle_strategies import networks
+
+import rfsearch
+from rfsearch.axes import AXES, parse_input_sizes, size_for
+from rfsearch.periodic_eval import output_states
+from rfsearch.spec import parse_network
+
+
+def boxes(spec: dict, size: tuple[int, ...]) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
+    """rfsearch's (lo, hi) of every real output unit, with the period T and advance K."""
+    state = output_states([parse_network(spec)], size)
+    out = []
+    for a in range(state["T"].shape[0]):
+        T, K, n = int(state["T"][a, 0]), int(state["K"][a, 0]), int(state["size"][a, 0])
+        q, r = np.divmod(np.arange(n), T)
+        out.append((state["lo"][a, r, 0] + q * K, state["hi"][a, r, 0] + q * K, T, K))
+    return out
+
+
+def supported(spec: dict) -> bool:
+    """align_corners=True is refused for now (its period depends on the map size)."""
+    return not any(layer.get("align_corners") for layer in spec["layers"])
+
+
+def check_against_oracle(spec: dict, input_size) -> None:
+    row = rfsearch.evaluate(spec, input_size=input_size).iloc[0]
+    dims = spec.get("dims") or next(
+        (len(v) for layer in spec["layers"] for v in layer.values() if isinstance(v, list)
+         and v and not isinstance(v[0], str)), 2)
+    size = size_for(parse_input_sizes(input_size), dims)
+    try:
+        sim = simulate(spec, size)
+    except Invalid:
+        assert not pd.isna(row["error"]), spec
+        return
+    if not pd.isna(row["error"]):  # refused: a unit reading nothing, or a jump mismatch
+        if "read no input" in row["error"]:  # refused per layer: some transposed conv
+            assert any(layer["op"] == "conv_transpose" for layer in spec["layers"])  # leaves
+        else:  # holes, which a later window may cover; the oracle judges the output only
+            assert "different effective strides" in row["error"], row["error"]
+            assert not sim.rates_equal, spec
+        return
+    net = parse_network(spec)
+    for axis, (name, got) in enumerate(zip(AXES[net.dims], boxes(spec, size), strict=True)):
+        want = sim.axes[axis]
+        lo, hi, T, _ = got
+        assert int(row[f"out_{name}"]) == want.size
+        live = want.live
+        assert (lo[live] == want.lo[live]).all() and (hi[live] == want.hi[live]).all(), (
+            name, spec, size)
+        assert int(row[f"padding_{name}"]) == -int(want.lo[0]) or not live[0]
+        measured = jump(want, virtual=True)
+        if measured is not None:
+            assert Fraction(int(row[f"stride_{name}"]), int(row[f"stride_den_{name}"])) == \
+                measured.jump
+        if want.size >= T and live.all():  # a whole period of real units: the same extremes
+            assert int(row[f"rf_{name}"]) == rf(want)
+            if rf_min(want) is not None and not pd.isna(row[f"rf_min_{name}"]):
+                assert int(row[f"rf_min_{name}"]) == rf_min(want)
+    if all(a.size >= 2 * T_ for a, (_, _, T_, _) in zip(sim.axes, boxes(spec, size),
+                                                         strict=True)):
+        assert bool(row["aligned"]) == sim.aligned
+
+
+SETTINGS = settings(max_examples=40, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.filter_too_much])
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@SETTINGS
+@given(data=st.data())
+def test_random_networks_match_the_oracle(dims, data):
+    spec, input_size = data.draw(networks(dims=dims), label="network")
+    assume(supported(spec))
+    check_against_oracle(spec, input_size)
+
+
+@pytest.mark.parametrize("op", ["upsample", "conv_transpose", "pixel_shuffle",
+                                "pixel_unshuffle", "crop", "maxpool", "avgpool"])
+@settings(SETTINGS, max_examples=12)
+@given(data=st.data())
+def test_every_new_op_matches_the_oracle(op, data):
+    spec, input_size = data.draw(networks(required=op), label="network")
+    assume(supported(spec))
+    check_against_oracle(spec, input_size)
+
+
+def test_unet_matches_the_oracle_unit_by_unit():
+    check_against_oracle(unet(), 572)
+    row = rfsearch.evaluate(unet(), input_size=572).iloc[0]
+    assert (int(row["out_h"]), int(row["rf_h"]), int(row["stride_h"]),
+            int(row["stride_den_h"])) == (388, 204, 1, 1)
+    assert not bool(row["aligned"])
