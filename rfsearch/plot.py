@@ -13,6 +13,7 @@ Each writes a PNG or SVG of ``size`` = (width, height) pixels and returns the pa
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +124,7 @@ def boxes(spec, output, *, image=None, features=None, input_size=None, erf=False
     row = evaluate(spec, input_size=(h, w)).iloc[0]
     if isinstance(row["error"], str):
         raise SpecError(row["error"])
-    rf = ReceptiveField.from_row(row)
+    rf = ReceptiveField.of(spec, (h, w))  # every unit's exact box (they may vary by unit)
     out_h, out_w = int(row["out_h"]), int(row["out_w"])
     if features is None:
         features = [(0, 0), (out_h // 2, out_w // 2), (out_h - 1, out_w - 1)]
@@ -137,14 +138,16 @@ def boxes(spec, output, *, image=None, features=None, input_size=None, erf=False
     ax.imshow(img, extent=(-0.5, w - 0.5, h - 0.5, -0.5))
     gy, gx = np.meshgrid(np.arange(out_h), np.arange(out_w), indexing="ij")
     centres = rf.center(gy.ravel(), gx.ravel())
+    strides = [f"{p.K // math.gcd(p.K, p.T)}" + (f"/{p.T // math.gcd(p.K, p.T)}" if
+               p.T // math.gcd(p.K, p.T) > 1 else "") for p in rf.phases]
     ax.plot(centres.x, centres.y, ".", color="white", ms=2, alpha=0.6,
-            label=f"feature centres (stride {rf.stride[0]}x{rf.stride[1]})")
+            label=f"feature centres (stride {'x'.join(strides)})")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for (fy, fx), color in zip(feats, colors * 10, strict=False):
         box = rf.box(fy, fx)
-        ax.add_patch(plt.Rectangle((box.left - 0.5, box.top - 0.5), rf.rf[1], rf.rf[0],
-                                   fill=False, lw=2, ec=color,
-                                   label=f"feature ({fy}, {fx}): {rf.rf[0]}x{rf.rf[1]} px"))
+        bh, bw = int(box.bottom - box.top + 1), int(box.right - box.left + 1)
+        ax.add_patch(plt.Rectangle((box.left - 0.5, box.top - 0.5), bw, bh, fill=False, lw=2,
+                                   ec=color, label=f"feature ({fy}, {fx}): {bh}x{bw} px"))
         if erf:
             c = rf.center(fy, fx)
             yy, xx = np.mgrid[0:h, 0:w]

@@ -34,6 +34,25 @@ def test_boxes_with_erf_proxy_and_an_image(tmp_path):
         plot.boxes(zoo.build("vgg16"), tmp_path / "c.png", image=photo, features=[(9, 9)])
 
 
+def test_unet_halo_boxes_are_each_units_own(tmp_path, monkeypatch):
+    """The U-Net's output boxes repeat with period 16: 188 or 204 px wide. The picture
+    draws each feature's own box, read from ReceptiveField.of, not one box for all."""
+    drawn = []
+    real = plt.Rectangle
+
+    def rectangle(xy, width, height, **kwargs):
+        drawn.append((xy, width, height, kwargs.get("label")))
+        return real(xy, width, height, **kwargs)
+
+    monkeypatch.setattr(plt, "Rectangle", rectangle)
+    out = plot.boxes(zoo.build("unet"), tmp_path / "u.png", input_size=572,
+                     features=[(0, 0), (100, 150), (387, 387)], size=(500, 500))
+    assert_image(out, 500, 500)
+    assert [(w, h) for _, w, h, _ in drawn] == [(188, 188), (204, 204), (188, 188)]
+    assert drawn[0][0] == (-0.5, -0.5) and drawn[2][0] == (383.5, 383.5)  # inside the image
+    assert drawn[1][3] == "feature (100, 150): 204x204 px"
+
+
 def test_results_scatter_histogram_and_2d_histogram(tmp_path, monkeypatch):
     folder = tmp_path / "nb"
     rfsearch.search("nasbench201", output=folder, where="valid")
