@@ -176,7 +176,8 @@ def _scan(folder, columns: list[str]):
     if not Path(folder).exists():
         raise SpecError(f"{folder}: no such file or folder")
     try:
-        dataset = ds.dataset(str(folder), format="parquet", exclude_invalid_files=True)
+        dataset = ds.dataset(str(folder), format="parquet", partitioning="hive",
+                             exclude_invalid_files=True)  # --partition-by folders too
     except (OSError, ValueError) as err:
         raise SpecError(f"{folder}: cannot read a Parquet dataset ({err})") from None
     missing = [c for c in columns if c not in dataset.schema.names]

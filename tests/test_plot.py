@@ -74,3 +74,13 @@ def test_cli_writes_svg_and_reports_errors(tmp_path, capsys):
     assert main(["plot", "boxes", "zoo:vgg16", "-o", str(tmp_path / "b.png"),
                  "--size", "300x200"]) == 0
     assert_image(tmp_path / "b.png", 300, 200)
+
+
+def test_results_read_the_partition_columns_of_a_hive_folder(tmp_path):
+    grid = {"name": "p", "input_size": 64, "layers": [
+        {"op": "conv", "kernel": [1, 3, 5], "stride": 2, "padding": "same"},
+        {"op": "conv", "kernel": [3, 5], "padding": "same"}]}
+    rfsearch.search(grid, output=tmp_path / "run", partition_by=["layer0.kernel"])
+    out = plot.results(tmp_path / "run", tmp_path / "h.png", x="rf_h", y="rf_min_h",
+                       hue="layer0.kernel", size=(400, 300))
+    assert_image(out, 400, 300)
