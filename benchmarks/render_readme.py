@@ -346,16 +346,25 @@ def summary_rows(results: dict[str, dict]) -> list[Row]:
     return rows
 
 
-def render_summary(results: dict[str, dict]) -> str:
-    """The short table: the block of README.md."""
+def render_summary(results: dict[str, dict], before: dict[str, dict] | None = None,
+                   label: str = "") -> str:
+    """The short table: the block of README.md (with ``before``: a column of the same
+    figures from an earlier code version measured in the same session, ``label`` says
+    which)."""
     res = results[BENCHMARK]
     dates = sorted({r["date"][:10] for r in results.values()})
     when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
     smoke = QUICK if any(r.get("quick") for r in results.values()) else ""
+    rows, header = summary_rows(results), ("benchmark", "measured", "target", "status")
+    if before and BENCHMARK in before:
+        old = {r[0]: r[1] for r in summary_rows(before)}
+        rows = [(r[0], old.get(r[0], "–"), *r[1:]) for r in rows]
+        header = ("benchmark", "before", "measured", "target", "status")
+    note = f" Before: {label}." if before and label else ""
     return "\n".join([
-        *table(("benchmark", "measured", "target", "status"), summary_rows(results), "lrrl")[1:],
+        *table(header, rows, "lrrrl" if len(header) == 5 else "lrrl")[1:],
         f"Measured on {kernel_device(res)}, jax {res['versions']['jax']}, {when}{smoke}. "
-        "Every table, and how to re-run them: [benchmarks/README.md](benchmarks/README.md).",
+        f"Every table, and how to re-run them: [benchmarks/README.md](benchmarks/README.md).{note}",
     ])
 
 
@@ -402,7 +411,11 @@ def main(argv=None) -> int:
     if BENCHMARK not in results:
         print(f"render_readme: no {BENCHMARK} results in {args.results}", file=sys.stderr)
         return 1
-    written = [write_block(args.readme, render_summary(results)),
+    before_dir = args.results / "before"
+    before = {name: res for name, _, _ in SECTIONS
+              if (res := load_results(before_dir, name)) is not None} if before_dir.is_dir() else {}
+    label = (before_dir / "LABEL").read_text().strip() if (before_dir / "LABEL").exists() else ""
+    written = [write_block(args.readme, render_summary(results, before, label)),
                write_block(args.full, render_full(results))]
     return 0 if all(written) else 1
 
