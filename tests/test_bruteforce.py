@@ -34,6 +34,7 @@ import pytest
 from frames import frame_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oracle_spec import all_paths as paths
 from reference import (
     INPUT,
     MERGE_OPS,
@@ -272,24 +273,6 @@ def measure(grid: Grid) -> dict:
         row[f"padding_{suffix}"] = int(-lo[grid.origin[axis]])
         row[f"out_{suffix}"] = grid.size[axis]
     return row
-
-
-def paths(layers: list[dict], name: str, limit: int) -> list[list[str]] | None:
-    """Every input-to-``name`` path (layer names), or None when there are more than ``limit``."""
-    by_name = {layer["name"]: layer for layer in layers}
-    found: dict[str, list[list[str]]] = {INPUT: [[]]}
-
-    def walk(node: str) -> list[list[str]]:
-        if node not in found:
-            found[node] = [[*p, node] for i in by_name[node]["inputs"] for p in walk(i)]
-            if len(found[node]) > limit:
-                raise OverflowError
-        return found[node]
-
-    try:
-        return walk(name)
-    except OverflowError:
-        return None
 
 
 def path_chain(layers: list[dict], path: list[str]) -> dict:
