@@ -125,19 +125,26 @@ def _concat_columns(parts: list[tuple[dict, np.ndarray]]):
 
 def _table(src: Source, sizes, per_layer: bool, chunk, progress: bool, analysis):
     """Columns and order for one source: the integer kernel computes the 2-D networks of
-    integer ops, the periodic program the rest (:mod:`rfsearch.periodic`)."""
-    picks = [] if src.batch is not None else [
-        i for i, net in enumerate(src.networks) if net.periodic]
-    if not picks:
-        classic = src.batch is not None or bool(src.networks)  # else only error rows
-        return _source_table(src, size_for(sizes, 2) if classic else None, per_layer, chunk,
-                             progress, analysis)
-    parts, errors = _periodic_rows(src, picks, sizes, per_layer)
+    integer ops, the periodic program the rest (:mod:`rfsearch.periodic`); a network the
+    input size does not fit (a DxHxW size for a 2-D network) gets an error row."""
+    if src.batch is not None:  # a chain table: 2-D
+        return _source_table(src, size_for(sizes, 2), per_layer, chunk, progress, analysis)
+    picks = [i for i, net in enumerate(src.networks) if net.periodic]
     rest = [i for i in range(len(src.networks)) if i not in set(picks)]
+    parts, errors = _periodic_rows(src, picks, sizes, per_layer) if picks else ([], [])
+    size2 = None
+    try:
+        size2 = size_for(sizes, 2) if rest else None
+    except SpecError as err:
+        errors += [(src.index[i], src.networks[i].name,
+                    f"{Location(src.label, src.index[i], src.networks[i].name)}: {err}")
+                   for i in rest]
+        rest = []
+    if not picks and not errors:  # the common case: the integer kernel alone
+        return _source_table(src, size2, per_layer, chunk, progress, analysis)
     classic = Source(src.label, [src.networks[i] for i in rest], [src.index[i] for i in rest],
                      [], src.total)  # possibly empty: it declares every column
-    parts.insert(0, _source_table(classic, size_for(sizes, 2) if rest else None, per_layer,
-                                  chunk, progress, analysis))
+    parts.insert(0, _source_table(classic, size2, per_layer, chunk, progress, analysis))
     cols, order = _concat_columns(parts)
     if "rf_ratio" in cols and sizes is not None and len(sizes) <= 2:  # every row's, at 2-D
         cols["rf_ratio"] = _ratio(cols, size_for(sizes, 2))

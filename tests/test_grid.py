@@ -101,3 +101,12 @@ def test_spaces_past_64_bit_ids_and_bad_slots_are_one_line_errors():
         rfsearch.search(huge, sample=10)
     with pytest.raises(SpecError, match=r"slot 'layer0': .*unknown op 'max_pool'"):
         rfsearch.search({"layers": [{"op": "max_pool", "kernel": 3}]})
+
+
+def test_grids_refuse_resampling_layers_with_one_line():
+    grid = {"name": "g", "input_size": 64, "layers": [
+        {"op": "conv", "kernel": [3, 5], "stride": 2, "padding": "same"},
+        {"op": "upsample", "factor": 2}]}
+    with pytest.raises(SpecError, match=r"^grid 'g', layer #1 'layer1': field 'factor': search "
+                                        r"grids take windows"):
+        rfsearch.search(grid)

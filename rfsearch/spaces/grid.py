@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..errors import SpecError
 from ..sources import read_document
-from ..spec import parse_input_size
+from ..spec import GEOMETRIC_KEYS, parse_input_size
 from .space import Slot, Space, Variable
 
 GRID_KEYS = ("name", "description", "input_size", "layers", "templates", "where")
@@ -98,6 +98,10 @@ def _layer(b: _Builder, raw, slot: str, where: str) -> _Template:
         b.fail(where, f"a layer must be a mapping, got {raw!r}")
     for key in raw:
         if key not in LAYER_KEYS:
+            if key in GEOMETRIC_KEYS:  # the periodic program's fields (spec.OP_KEYS)
+                b.fail(where, f"field {key!r}: search grids take windows, merges and "
+                              "element-wise layers; resampling, crops and ceil-mode pools "
+                              "are evaluated by rfsearch.evaluate, not searched yet")
             close = difflib.get_close_matches(str(key), LAYER_KEYS, n=1)
             b.fail(where, f"unknown field {key!r}" + (f" (did you mean {close[0]!r}?)"
                                                        if close else ""))
