@@ -47,17 +47,19 @@ def check_against_oracle(spec: dict, input_size) -> None:
         (len(v) for layer in spec["layers"] for v in layer.values() if isinstance(v, list)
          and v and not isinstance(v[0], str)), 2)
     size = size_for(parse_input_sizes(input_size), dims)
+    if not pd.isna(row["error"]) and "read no input" in row["error"]:
+        # refused per layer: a transposed conv leaves holes, which a later window may cover
+        # (the oracle judges the output only)
+        assert any(layer["op"] == "conv_transpose" for layer in spec["layers"])
+        return
     try:
         sim = simulate(spec, size)
     except Invalid:
         assert not pd.isna(row["error"]), spec
         return
-    if not pd.isna(row["error"]):  # refused: a unit reading nothing, or a jump mismatch
-        if "read no input" in row["error"]:  # refused per layer: some transposed conv
-            assert any(layer["op"] == "conv_transpose" for layer in spec["layers"])  # leaves
-        else:  # holes, which a later window may cover; the oracle judges the output only
-            assert "different effective strides" in row["error"], row["error"]
-            assert not sim.rates_equal, spec
+    if not pd.isna(row["error"]):  # refused: a jump mismatch at a merge
+        assert "different effective strides" in row["error"], row["error"]
+        assert not sim.rates_equal, spec
         return
     net = parse_network(spec)
     for axis, (name, got) in enumerate(zip(AXES[net.dims], boxes(spec, size), strict=True)):
@@ -81,7 +83,7 @@ def check_against_oracle(spec: dict, input_size) -> None:
         assert bool(row["aligned"]) == sim.aligned
 
 
-SETTINGS = settings(max_examples=40, deadline=None,
+SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,  # the same cases in CI
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                            HealthCheck.filter_too_much])
 
@@ -97,7 +99,7 @@ def test_random_networks_match_the_oracle(dims, data):
 
 @pytest.mark.parametrize("op", ["upsample", "conv_transpose", "pixel_shuffle",
                                 "pixel_unshuffle", "crop", "maxpool", "avgpool"])
-@settings(SETTINGS, max_examples=12)
+@settings(SETTINGS, max_examples=10)
 @given(data=st.data())
 def test_every_new_op_matches_the_oracle(op, data):
     spec, input_size = data.draw(networks(required=op), label="network")
