@@ -98,14 +98,11 @@ def encode_periodic(networks: list[Network]) -> PeriodicBatch:
     return PeriodicBatch(kind, same, ceil, wide, a0, b0, preds, output, period.max(axis=0))
 
 
-class Boxes:
-    """Helpers on periodic boxes: ``lo`` [A, P, N], ``T``, ``K`` [A, N]."""
-
-    @staticmethod
-    def at(values, T, K, x):
-        """values(x) for units x [A, Q, N]: values[x mod T] + (x div T) K."""
-        q = jnp.floor_divide(x, T[:, None, :])
-        return jnp.take_along_axis(values, x - q * T[:, None, :], axis=1) + q * K[:, None, :]
+def box_at(values, T, K, x):
+    """A periodic box table ``values`` [A, P, N] (period ``T``, advance ``K``: [A, N]) at
+    units x [A, Q, N]: values[x mod T] + (x div T) K."""
+    q = jnp.floor_divide(x, T[:, None, :])
+    return jnp.take_along_axis(values, x - q * T[:, None, :], axis=1) + q * K[:, None, :]
 
 
 def _merge(xs: dict, P: int):
@@ -116,8 +113,8 @@ def _merge(xs: dict, P: int):
     for m in range(1, T.shape[0]):
         common = jnp.lcm(common, T[m])
     phi = jnp.broadcast_to(jnp.arange(P)[None, :, None], (T.shape[1], P, T.shape[2]))
-    lo = jnp.stack([Boxes.at(xs["lo"][m], T[m], K[m], phi) for m in range(T.shape[0])])
-    hi = jnp.stack([Boxes.at(xs["hi"][m], T[m], K[m], phi) for m in range(T.shape[0])])
+    lo = jnp.stack([box_at(xs["lo"][m], T[m], K[m], phi) for m in range(T.shape[0])])
+    hi = jnp.stack([box_at(xs["hi"][m], T[m], K[m], phi) for m in range(T.shape[0])])
     same_jump = (K * T[:1] == K[:1] * T).all(axis=0)  # [A, N]
     inside = phi < common[:, None, :]
     centred = ((lo + hi == lo[:1] + hi[:1]) | ~inside[None]).all(axis=(0, 2)) & same_jump
@@ -189,7 +186,7 @@ def _hull(x: dict, first, last, step, P: int):
     so the least ``lo`` is among the first T units read, the largest ``hi`` among the
     last T."""
     T, K = x["T"], x["K"]
-    lo, hi = Boxes.at(x["lo"], T, K, first), Boxes.at(x["hi"], T, K, last)
+    lo, hi = box_at(x["lo"], T, K, first), box_at(x["hi"], T, K, last)
     if P == 1:  # period 1: boxes grow with the unit, the ends decide
         return lo, hi
     A, _, n = first.shape
@@ -200,7 +197,7 @@ def _hull(x: dict, first, last, step, P: int):
 
     def extreme(values, start, sign, reduce):
         units = (start[:, None] + sign * offsets).reshape(A, -1, n)
-        found = Boxes.at(values, T, K, units).reshape(A, P - 1, P, n)
+        found = box_at(values, T, K, units).reshape(A, P - 1, P, n)
         fill = jnp.iinfo(jnp.int64).max * sign  # never the extreme
         return reduce(jnp.where(valid, found, fill), axis=1)
 

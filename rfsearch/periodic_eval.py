@@ -142,9 +142,6 @@ def message(net: Network, where: Location, fault: int, overflow: bool, size) -> 
     return f"{at}: {problem}"
 
 
-def axis_names(dims: int) -> tuple[str, ...]:
-    return AXES[dims]
-
 
 def _axis_columns(geo: dict, dims: int, bad: np.ndarray) -> dict:
     """Columns key_d / key_h / key_w from per-axis geometry ([A, R] arrays); axes the

@@ -35,6 +35,7 @@ from frames import frame_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oracle_spec import all_paths as paths
+from oracle_spec import path_spec
 from reference import (
     INPUT,
     MERGE_OPS,
@@ -275,18 +276,6 @@ def measure(grid: Grid) -> dict:
     return row
 
 
-def path_chain(layers: list[dict], path: list[str]) -> dict:
-    """The chain of layers along one path (merges become identities)."""
-    by_name = {layer["name"]: layer for layer in layers}
-    chain = []
-    for name in path:
-        layer = by_name[name]
-        if layer["op"] in MERGE_OPS:
-            layer = {"name": name, "op": "identity"}
-        chain.append({**layer, "inputs": [chain[-1]["name"] if chain else INPUT]})
-    return {"name": "path", "layers": chain}
-
-
 def measured_rf_min(spec: dict, input_size: tuple[int, int]) -> dict | None:
     """rf_min_h / rf_min_w as the smallest field over simulated paths (None: too many)."""
     layers = normalized_layers(spec)
@@ -295,7 +284,7 @@ def measured_rf_min(spec: dict, input_size: tuple[int, int]) -> dict | None:
         return None
     fields = []
     for path in all_paths:
-        chain = path_chain(layers, path)
+        chain = path_spec(layers, path, 2)
         grid = simulate(chain, input_size)[path[-1]]
         assert isinstance(grid, Grid), grid
         fields.append(measure(grid))
