@@ -22,6 +22,7 @@ holds on every axis) and ``k_eff`` its window:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,67 +52,110 @@ class Analysis:
     network: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
+@dataclass
+class Layers:
+    """What the rules read, node-major (node 0 is the input): [L, N] masks and [L, A, N]
+    per-axis values. The effective stride is the fraction ``num / den`` (den 1 without
+    upsampling); ``k_eff`` is the span of input units one output unit reads (the dilated
+    window); ``name(i, node)`` names a layer; ``axis`` is the axis of ``rf_at_stride_K``
+    (the height, or a 1-D network's sequence axis). ``counted``: valid layers that take
+    part (not whole-map, bounded, rf_min known)."""
+
+    live: np.ndarray
+    valid: np.ndarray
+    counted: np.ndarray
+    rf: np.ndarray
+    rf_min: np.ndarray
+    num: np.ndarray
+    den: np.ndarray
+    k_eff: np.ndarray
+    preds: np.ndarray
+    name: Callable[[int, int], str]
+    axis: int = 0
+
+
 def _gather_preds(values: np.ndarray, preds: np.ndarray) -> np.ndarray:
-    """values [L, 2, N] at each input slot of each node: [L, M, 2, N] (slot -1: node 0)."""
+    """values [L, A, N] at each input slot of each node: [L, M, A, N] (slot -1: node 0)."""
     idx = np.clip(preds, 0, None)[:, :, None, :]  # [L, M, 1, N]
-    axis = np.arange(2)[None, None, :, None]
+    axis = np.arange(values.shape[1])[None, None, :, None]
     return values[idx, axis, np.arange(values.shape[-1])[None, None, None, :]]
+
+
+def _wasted(g: Layers, res: np.ndarray, exempt_1x1: bool):
+    """(unproductive, critical) [L, N] at the input size ``res`` [1, A, 1]."""
+    has = g.preds >= 0  # [L, M, N]
+    pnum, pden = _gather_preds(g.num, g.preds), _gather_preds(g.den, g.preds)
+    pmin = _gather_preds(g.rf_min, g.preds)  # [L, M, A, N]
+    pmap = res[:, None] * pden // pnum  # a predecessor's map: the size over its stride
+    small_maps = ((pmap <= g.k_eff[:, None]).all(axis=2) | ~has).all(axis=1)
+    seen = ((res[:, None] <= pmin).all(axis=2) | ~has).all(axis=1)
+    rf_rule = seen & (res < g.rf_min).all(axis=1)
+    if exempt_1x1:
+        rf_rule &= ~(g.k_eff == 1).all(axis=1)
+    return g.counted & (small_maps | rf_rule), g.counted & (g.rf_min > res).all(axis=1)
+
+
+def _at_size(g: Layers, size, exempt_1x1: bool) -> tuple[dict, dict]:
+    """The layer flags and the network columns that need an input size."""
+    n = g.live.shape[1]
+    if size is None:
+        none = np.ones(n, bool)
+        return {}, {"border_layer": (np.full(n, None, object), none),
+                    "n_unproductive": (np.zeros(n, np.int64), none),
+                    "n_critical": (np.zeros(n, np.int64), none)}
+    res = np.asarray(size, np.int64)[None, :, None]  # [1, A, 1]
+    unproductive, critical = _wasted(g, res, exempt_1x1)
+    exceeds = g.counted & (g.rf > res).all(axis=1)
+    first = np.argmax(exceeds, axis=0)  # [N]
+    has_border = exceeds.any(axis=0)
+    border = exceeds & (np.arange(len(exceeds))[:, None] == first) & has_border
+    no = ~g.valid.any(axis=0) | (~g.valid & g.live).any(axis=0)  # a network with a bad layer
+    names = np.array([g.name(i, first[i]) if has_border[i] else None for i in range(n)],
+                     dtype=object)
+    lay = {"border": (border, ~g.valid), "unproductive": (unproductive, ~g.valid),
+           "critical": (critical, ~g.valid)}
+    return lay, {"border_layer": (names, ~has_border | no),
+                 "n_unproductive": (unproductive.sum(axis=0), no),
+                 "n_critical": (critical.sum(axis=0), no)}
+
+
+def judge(g: Layers, size, exempt_1x1: bool = False) -> Analysis:
+    """The analysis columns of networks described by ``g`` at input size ``size`` (one
+    value per axis, or None)."""
+    L, n = g.live.shape
+    lay, net = _at_size(g, size, exempt_1x1)
+    bad = ~g.counted.any(axis=0) | (g.live & ~g.valid).any(axis=0)
+    net["feasible_min"] = (np.where(g.counted, g.rf_min.max(axis=1), 0).max(axis=0), bad)
+    net["feasible_max"] = (np.where(g.counted, g.rf.max(axis=1), 0).max(axis=0), bad)
+    a = g.axis
+    for s in RF_AT_STRIDES:
+        at = g.counted & (g.num[:, a] == s) & (g.den[:, a] == 1)  # exactly stride s
+        last = L - 1 - np.argmax(at[::-1], axis=0)
+        net[f"rf_at_stride_{s}"] = (g.rf[last, a, np.arange(n)], ~at.any(axis=0) | bad)
+    return Analysis(lay, net)
 
 
 def analyze(batch: Batch, layers: dict[str, np.ndarray], size, exempt_1x1: bool = False
             ) -> Analysis:
-    """Analysis columns from the kernel's per-layer states (``layers``: fields [L, 2, N])."""
-    L, n = batch.depth, len(batch)
-    node = np.arange(L)[:, None]
+    """Analysis columns from the integer kernel's per-layer states (``layers``: fields
+    [L, 2, N])."""
+    node = np.arange(batch.depth)[:, None]
     live = (node >= 1) & (node < batch.length[None, :])  # [L, N]
     valid = live & (layers["fault"] == R.NO_FAULT).all(axis=1)
     whole = np.isin(batch.layer_major("op"), list(ops.WHOLE_MAP.values()))  # [L, N]
     counted = valid & ~whole & ((layers["flags"] & R.UNBOUNDED) == 0).all(axis=1)
-    rf = layers["v"].astype(np.int64) - layers["u"] + 1  # [L, 2, N]
-    rf_min = layers["rmin"].astype(np.int64) + 1
     jump = layers["J"].astype(np.int64)
-    k_eff = batch.layer_major("dilation").astype(np.int64) * (
-        batch.layer_major("kernel") - 1) + 1  # [L, 2, N]
-    lay = {}
-    net = {}
-    if size is not None:
-        res = np.asarray(size, np.int64)[None, :, None]  # [1, 2, 1]
-        preds = batch.layer_major("preds")  # [L, M, N]
-        has = preds >= 0  # [L, M, N]
-        pj, pmin = _gather_preds(jump, preds), _gather_preds(rf_min, preds)  # [L, M, 2, N]
-        small_maps = ((res[:, None] // pj <= k_eff[:, None]).all(axis=2) | ~has).all(axis=1)
-        seen = ((res[:, None] <= pmin).all(axis=2) | ~has).all(axis=1)
-        rf_rule = seen & (res < rf_min).all(axis=1)
-        if exempt_1x1:
-            rf_rule &= ~(k_eff == 1).all(axis=1)
-        unproductive = counted & (small_maps | rf_rule)
-        critical = counted & (rf_min > res).all(axis=1)
-        exceeds = counted & (rf > res).all(axis=1)
-        first = np.argmax(exceeds, axis=0)  # [N]
-        has_border = exceeds.any(axis=0)
-        border = exceeds & (node == first[None, :]) & has_border[None, :]
-        no = ~valid.any(axis=0) | (~valid & live).any(axis=0)  # a network with a bad layer
-        lay = {"border": (border, ~valid), "unproductive": (unproductive, ~valid),
-               "critical": (critical, ~valid)}
-        names = np.array([batch.layer_names[i][first[i] - 1] if batch.layer_names is not None
-                          and has_border[i] else f"layer{first[i] - 1}" for i in range(n)],
-                         dtype=object)
-        net["border_layer"] = (names, ~has_border | no)
-        net["n_unproductive"] = (unproductive.sum(axis=0), no)
-        net["n_critical"] = (critical.sum(axis=0), no)
-    else:  # these need an input size
-        none = np.ones(n, bool)
-        net = {"border_layer": (np.full(n, None, object), none),
-               "n_unproductive": (np.zeros(n, np.int64), none),
-               "n_critical": (np.zeros(n, np.int64), none)}
-    bad = ~counted.any(axis=0) | (live & ~valid).any(axis=0)
-    net["feasible_min"] = (np.where(counted, rf_min.max(axis=1), 0).max(axis=0), bad)
-    net["feasible_max"] = (np.where(counted, rf.max(axis=1), 0).max(axis=0), bad)
-    for s in RF_AT_STRIDES:
-        at = counted & (jump[:, 0] == s)  # [L, N]
-        last = L - 1 - np.argmax(at[::-1], axis=0)
-        net[f"rf_at_stride_{s}"] = (rf[last, 0, np.arange(n)], ~at.any(axis=0) | bad)
-    return Analysis(lay, net)
+    names = batch.layer_names
+
+    def name(i: int, node: int) -> str:
+        return names[i][node - 1] if names is not None else f"layer{node - 1}"
+
+    g = Layers(live, valid, counted, rf=layers["v"].astype(np.int64) - layers["u"] + 1,
+               rf_min=layers["rmin"].astype(np.int64) + 1, num=jump,
+               den=np.ones_like(jump), k_eff=batch.layer_major("dilation").astype(np.int64)
+               * (batch.layer_major("kernel") - 1) + 1, preds=batch.layer_major("preds"),
+               name=name)
+    return judge(g, size, exempt_1x1)
 
 
 def rf_ratio(rf_h, rf_w, size, xp=np):

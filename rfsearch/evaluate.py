@@ -17,7 +17,7 @@ from .encode import encode_networks
 from .errors import Location, SpecError
 from .faults import Context, messages_for
 from .ops import op_names
-from .periodic_eval import group_columns
+from .periodic_table import group_columns
 from .sources import Source, resolve
 from .table import ANALYSIS_LAYER, frame
 
@@ -74,7 +74,7 @@ def _source_table(src: Source, size, per_layer: bool, chunk: int, progress: bool
     return cols, order
 
 
-def _periodic_rows(src: Source, picks: list[int], sizes, per_layer: bool):
+def _periodic_rows(src: Source, picks: list[int], sizes, per_layer: bool, analysis):
     """Columns and order of the periodic networks ``src.networks[picks]``, per dims;
     a network whose dims the input size does not fit gets an error row."""
     parts, errors = [], []
@@ -83,7 +83,7 @@ def _periodic_rows(src: Source, picks: list[int], sizes, per_layer: bool):
         nets = [src.networks[i] for i in group]
         where = [Location(src.label, src.index[i], src.networks[i].name) for i in group]
         try:
-            cols, net, nodes = group_columns(nets, where, sizes, per_layer)
+            cols, net, nodes = group_columns(nets, where, sizes, per_layer, analysis)
         except SpecError as err:
             errors += [(src.index[i], src.networks[i].name, f"{w}: {err}")
                        for i, w in zip(group, where, strict=True)]
@@ -131,7 +131,7 @@ def _table(src: Source, sizes, per_layer: bool, chunk, progress: bool, analysis)
         return _source_table(src, size_for(sizes, 2), per_layer, chunk, progress, analysis)
     picks = [i for i, net in enumerate(src.networks) if net.periodic]
     rest = [i for i in range(len(src.networks)) if i not in set(picks)]
-    parts, errors = _periodic_rows(src, picks, sizes, per_layer) if picks else ([], [])
+    parts, errors = _periodic_rows(src, picks, sizes, per_layer, analysis) if picks else ([], [])
     size2 = None
     try:
         size2 = size_for(sizes, 2) if rest else None
@@ -146,8 +146,6 @@ def _table(src: Source, sizes, per_layer: bool, chunk, progress: bool, analysis)
                      [], src.total)  # possibly empty: it declares every column
     parts.insert(0, _source_table(classic, size2, per_layer, chunk, progress, analysis))
     cols, order = _concat_columns(parts)
-    if "rf_ratio" in cols and sizes is not None and len(sizes) <= 2:  # every row's, at 2-D
-        cols["rf_ratio"] = _ratio(cols, size_for(sizes, 2))
     failed = Source(src.label, [], [], [*src.errors, *errors], src.total)
     if failed.errors:
         cols, order = _with_error_rows(cols, failed, order, LAYER_SCALE if per_layer else 1)
