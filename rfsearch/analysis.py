@@ -8,7 +8,9 @@ holds on every axis) and ``k_eff`` its window:
 
 * ``critical``: rf_min(l) > res;
 * ``unproductive`` (rfa-toolbox 1.7 ``is_border``): every predecessor's map is no
-  larger than the window, ``res // S(p) <= k_eff(l)`` for all p; or every predecessor
+  larger than the window, ``res // S(p) <= k_eff(l)`` for all p (a fractional
+  stride ``S = num/den`` reads ``res * den // num``; a resampling layer's ``k_eff`` is the
+  input units one output unit reads); or every predecessor
   already sees the whole input, ``res <= rf_min(p)``, and so does l, strictly,
   ``res < rf_min(l)`` (with ``exempt_1x1``, 1x1 layers are exempt from this second rule);
 * ``border``: the first layer (in spec order) whose receptive field exceeds the input,
@@ -16,7 +18,8 @@ holds on every axis) and ``k_eff`` its window:
 * feasible input range (rfa-toolbox README rule): from the largest rf_min of any layer
   (below it some layer is unproductive) to the largest receptive field of any layer
   (above it no layer covers the input);
-* ``rf_at_stride_K``: receptive field (height) of the last layer with effective stride K;
+* ``rf_at_stride_K``: receptive field (height, or a 1-D network's sequence axis) of the
+  last layer with effective stride exactly K/1;
 * ``rf_ratio``: the output's receptive field over the input size, the smaller axis.
 """
 

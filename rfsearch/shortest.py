@@ -14,8 +14,9 @@ a DAG can have exponentially many. Two facts keep it exact and small:
   path's boxes up to a shift, so nothing downstream can be smaller). Each path runs as
   a chain of its own; a node's rf_min is the least over the paths through it.
 
-A non-flat node that no path to the output passes, or a network with more than
-:data:`MAX_PATHS` such paths, gets a null rf_min.
+Paths end at the output and at every node nothing reads (an FPN's other levels), so
+every node lies on one. A network with more than :data:`MAX_PATHS` such paths gets a
+null rf_min at its non-flat nodes.
 """
 
 from __future__ import annotations
@@ -55,11 +56,18 @@ def flat_recurrence(batch: PeriodicBatch, states: dict) -> tuple[np.ndarray, ...
     return flat, r, best
 
 
+def sinks(net: Network) -> list[int]:
+    """The output and every node no other node reads (every node lies on a path to one)."""
+    read = {m for layer in net.layers for m in layer.inputs}
+    return [net.output, *(v for v in range(1, len(net.layers) + 1)
+                          if v not in read and v != net.output)]
+
+
 def paths(net: Network, follow) -> list[list[int]] | None:
-    """Input-to-output paths of ``net`` as lists of node indices, taking at node v only
-    the inputs ``follow(v)`` (None above MAX_PATHS)."""
+    """Paths of ``net`` from the input to its sinks as lists of node indices, taking at
+    node v only the inputs ``follow(v)`` (None above MAX_PATHS)."""
     found: list[list[int]] = []
-    stack = [[net.output]]
+    stack = [[v] for v in sinks(net)]
     while stack:
         path = stack.pop()
         if path[-1] == 0:
