@@ -62,7 +62,8 @@ class Layers:
     upsampling); ``k_eff`` is the span of input units one output unit reads (the dilated
     window); ``name(i, node)`` names a layer; ``axis`` is the axis of ``rf_at_stride_K``
     (the height, or a 1-D network's sequence axis). ``counted``: valid layers that take
-    part (not whole-map, bounded, rf_min known)."""
+    part (not whole-map, bounded, rf_min known); ``mixed``: layers after a merge of
+    different jumps (unit by unit), which no rf_at_stride counts."""
 
     live: np.ndarray
     valid: np.ndarray
@@ -75,6 +76,7 @@ class Layers:
     preds: np.ndarray
     name: Callable[[int, int], str]
     axis: int = 0
+    mixed: np.ndarray | None = None  # [L, N]: no single stride (num / den: one input's)
 
 
 def _gather_preds(values: np.ndarray, preds: np.ndarray) -> np.ndarray:
@@ -133,6 +135,8 @@ def judge(g: Layers, size, exempt_1x1: bool = False) -> Analysis:
     a = g.axis
     for s in RF_AT_STRIDES:
         at = g.counted & (g.num[:, a] == s) & (g.den[:, a] == 1)  # exactly stride s
+        if g.mixed is not None:
+            at &= ~g.mixed
         last = L - 1 - np.argmax(at[::-1], axis=0)
         net[f"rf_at_stride_{s}"] = (g.rf[last, a, np.arange(n)], ~at.any(axis=0) | bad)
     return Analysis(lay, net)

@@ -54,6 +54,21 @@ class Phases(NamedTuple):
         return np.asarray(table, np.int64)[r] + q * self.K
 
 
+def _phases(state: dict, axis: int) -> Phases:
+    """One axis of a network's output state: its period, or unit by unit (align_corners)
+    the map's own units, later ones repeating them shifted by the map's length times the
+    jump (rounded down: those units are past the map)."""
+    from .periodic_eval import boxes
+
+    T, K, origin, n = (int(state[k][axis, 0]) for k in ("T", "K", "origin", "size"))
+    if origin:
+        lo, hi = boxes(state, axis, 0)
+        T, K = n, n * K // T
+    else:
+        lo, hi = state["lo"][axis, :T, 0], state["hi"][axis, :T, 0]
+    return Phases(T, K, tuple(int(v) for v in lo), tuple(int(v) for v in hi))
+
+
 @dataclass(frozen=True)
 class ReceptiveField:
     """The geometry of one layer's features: (h, w) pairs of size, stride and padding
@@ -80,10 +95,7 @@ class ReceptiveField:
         if (state["fault"] != R.NO_FAULT).any():
             raise SpecError(f"{src.networks[0].name}: not a valid network at this size")
         geo = geometry(state)
-        phases = tuple(Phases(int(state["T"][a, 0]), int(state["K"][a, 0]),
-                              tuple(int(v) for v in state["lo"][a, :state["T"][a, 0], 0]),
-                              tuple(int(v) for v in state["hi"][a, :state["T"][a, 0], 0]))
-                       for a in range(2))
+        phases = tuple(_phases(state, a) for a in range(2))
         return cls(*(tuple(int(geo[k][0][a, 0]) for a in range(2))
                      for k in ("rf", "stride", "padding")), phases=phases)
 

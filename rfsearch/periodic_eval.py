@@ -14,10 +14,11 @@ import numpy as np
 
 from . import recurrence as R
 from .periodic import MAX_PERIOD, PeriodicBatch, encode_periodic, propagate
+from .reads import RESAMPLE, WHOLE
 from .spec import Network
 
 CHUNK = 1024  # most networks per call
-BUDGET = 1 << 23  # elements of the largest intermediate of a call ([A, P, P, N], int64)
+BUDGET = 1 << 23  # elements of the largest intermediate of a call ([A, R, P, N], int64)
 GEOMETRY = ("rf", "rf_min", "stride", "stride_den", "padding", "out")
 
 
@@ -25,32 +26,125 @@ def _pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
-def chunk_for(dims: int, P: int, n: int) -> int:
-    """Networks per call: at most CHUNK, and few enough that the hull's [A, P, P, N]
+def chunk_for(dims: int, P: int, reads: int, n: int) -> int:
+    """Networks per call: at most CHUNK, and few enough that the hull's [A, R, P, N]
     intermediate stays within BUDGET elements."""
-    return max(1, min(CHUNK, n, BUDGET // (dims * P * P)))
+    return max(1, min(CHUNK, n, BUDGET // (dims * P * reads)))
 
 
-def run(networks: list[Network], size) -> tuple[PeriodicBatch, dict, np.ndarray]:
-    """The encoded networks (all of one dims), every node's state (host arrays, [L, ...]
-    fields, N last) and the networks whose period would exceed MAX_PERIOD ([N] bool)."""
-    batch = encode_periodic(networks)
-    too_long = batch.period > MAX_PERIOD
-    P = _pow2(min(int(batch.period.max()), MAX_PERIOD))
-    dims = networks[0].dims
+def unit_by_unit(net: Network) -> bool:
+    """Whether ``net`` needs its map sizes to be evaluated: ``align_corners`` reads depend
+    on them, and a period beyond MAX_PERIOD is only affordable over the map's own units."""
+    if any(layer.align_corners for layer in net.layers):
+        return True
+    return int(encode_periodic([net]).period[0]) > MAX_PERIOD
+
+
+def _propagate(batch: PeriodicBatch, size, P: int, M: int = 0) -> dict:
+    """Every node's state, chunk by chunk (host arrays, [L, ...] fields, N last)."""
+    dims, n = batch.fields["k_eff"].shape[1:]
     params = {"kind": batch.kind, "same": batch.same, "ceil": batch.ceil, **batch.fields,
               "a0": batch.a0, "b0": batch.b0}
     sized = size is not None
     shape = np.asarray(size if sized else (0,) * dims, np.int64)
-    parts, step = [], chunk_for(dims, P, len(networks))
+    whole = (batch.kind == WHOLE).any() and not M  # periodic whole-map reads span a period
+    reads = P if whole else min(P, batch.reads) if not M else batch.reads
+    parts, step = [], chunk_for(dims, P, reads, n)
     with jax.enable_x64(True):
-        for lo in range(0, len(networks), step):
+        for lo in range(0, n, step):
             cut = slice(lo, lo + step)
             chunk = {k: v[..., cut] for k, v in params.items()}
             parts.append(jax.device_get(propagate(chunk, batch.preds[..., cut], shape, P=P,
-                                                  sized=sized)))
+                                                  sized=sized, M=M, R_=reads)))
     states = {k: np.concatenate([p[k] for p in parts], axis=-1) for k in parts[0]}
-    return batch, states, too_long
+    states["origin"] = np.full(states["T"].shape, M, np.int64)
+    return states
+
+
+def _enough(networks: list[Network], states: dict, M: int) -> bool:
+    """Unit by unit: whether every real unit of every valid node has a known box."""
+    L, _, P, _ = states["known"].shape
+    unit = np.arange(P)[None, None, :, None] - M
+    real = (unit >= 0) & (unit < states["size"][:, :, None, :])
+    node = np.arange(L)[:, None]
+    live = (node <= np.array([len(net.layers) for net in networks])[None, :]) & (
+        states["fault"] == R.NO_FAULT).all(axis=1)
+    return bool((states["known"] | ~real).all(axis=(1, 2))[live].all())
+
+
+def _read_bounds(batch: PeriodicBatch) -> tuple[np.ndarray, ...]:
+    """(D, N, c_lo, c_hi) [L, A, N]: every layer reads, for output unit y, units within
+    ``[(y N + c_lo) / D, (y N + c_hi) / D]`` (y = qD + φ: ``a(y) D = a0[φ] D - φ N + y N``;
+    windows: D = 1, N = s, a0 = -p, b0 = a0 + k_eff - 1, 'same' padding bounded by the
+    window)."""
+    f = batch.fields
+    window = (batch.kind != RESAMPLE)[:, None, :]
+    D, N = np.where(window, 1, f["D"]), f["s"]
+    phi = np.arange(batch.a0.shape[2])[None, None, :, None]
+    inside = phi < D[:, :, None]
+    big = np.iinfo(np.int64).max // 4
+    c_lo = np.where(inside, batch.a0 * D[:, :, None] - phi * N[:, :, None], big).min(axis=2)
+    c_hi = np.where(inside, batch.b0 * D[:, :, None] - phi * N[:, :, None], -big).max(axis=2)
+    pb = np.where(batch.same[:, None, :] != 0, f["k_eff"] - 1, f["pb"])
+    return D, N, np.where(window, -pb, c_lo), np.where(window, f["k_eff"] - 1 - pb, c_hi)
+
+
+def _margin(batch: PeriodicBatch, sizes: np.ndarray) -> int:
+    """Unit by unit: the virtual units each side of a map that the tables need, so that
+    every real unit of every node is computed from known boxes. Backwards over the nodes
+    (vectorised over networks): the units a node needs, read through its layer, are units
+    its inputs need (a whole-map layer reads real units only)."""
+    L, A, n = sizes.shape
+    left, right = np.zeros((L, A, n), np.int64), np.zeros((L, A, n), np.int64)
+    D, N, c_lo, c_hi = _read_bounds(batch)
+    reads = (batch.kind != WHOLE)[:, None, :]
+    cols = np.arange(n)
+    for v in range(L - 1, 0, -1):
+        first = (-left[v] * N[v] + c_lo[v]) // D[v]  # [A, N]
+        last = ((sizes[v] + right[v] - 1) * N[v] + c_hi[v]) // D[v]
+        for slot in batch.preds[v]:  # [N]
+            has, p = (slot >= 0) & reads[v], np.clip(slot, 0, None)
+            left[p, :, cols] = np.maximum(left[p, :, cols], np.where(has, -first, 0).T)
+            right[p, :, cols] = np.maximum(right[p, :, cols], np.where(
+                has, last - sizes[p, :, cols].T + 1, 0).T)
+    return int(max(left.max(), right.max(), 0)) + 1
+
+
+def _units(networks: list[Network], batch: PeriodicBatch, size) -> tuple[PeriodicBatch, dict]:
+    """Unit by unit: sizes first (any period), then the boxes of every map's units and a
+    margin of virtual units each side, as wide as the layers read beyond the borders."""
+    sizes = _propagate(batch, size, P=1)["size"]  # [L, A, N]
+    first = np.clip(batch.preds[:, 0, :], 0, None)  # a node's map size is its first input's
+    batch = encode_periodic(networks, np.take_along_axis(sizes, first[:, None, :], axis=0))
+    M = _margin(batch, sizes)
+    while True:  # the margin suffices by construction; widening is a safety net
+        states = _propagate(batch, size, _pow2(int(sizes.max()) + 2 * M), M)
+        if _enough(networks, states, M) or M > 64 * int(sizes.max()):
+            return batch, states
+        M *= 2
+
+
+def run(networks: list[Network], size, units: bool | None = None
+        ) -> tuple[PeriodicBatch, dict, np.ndarray]:
+    """The encoded networks (all of one dims), every node's state (host arrays, [L, ...]
+    fields, N last; ``origin`` [L, A, N]: 0, or unit by unit the table entry of unit 0) and
+    why a network cannot be evaluated ([N] object: None, or a reason). ``units``: evaluate
+    unit by unit (default: when some network needs it and the size is known)."""
+    batch = encode_periodic(networks)
+    if units is None:
+        units = size is not None and any(unit_by_unit(net) for net in networks)
+    refused = np.array([None] * len(networks), dtype=object)
+    if units:
+        batch, states = _units(networks, batch, size)
+        return batch, states, refused
+    for j, net in enumerate(networks):
+        if any(layer.align_corners for layer in net.layers):
+            refused[j] = "align_corners=true needs an input size (its reads depend on the map)"
+        elif batch.period[j] > MAX_PERIOD:
+            refused[j] = (f"needs a period longer than {MAX_PERIOD} output units; give an "
+                          "input size to evaluate it unit by unit")
+    P = _pow2(min(int(batch.period.max()), MAX_PERIOD))
+    return batch, _propagate(batch, size, P), refused
 
 
 def _take(states: dict, nodes: np.ndarray) -> dict:
@@ -66,20 +160,40 @@ def output_states(networks: list[Network], size) -> dict:
     return _take(states, np.array([net.output for net in networks]))
 
 
+def units_of(state: dict) -> np.ndarray:
+    """[A, P, N]: the table entries whose boxes describe the geometry: one period, or unit
+    by unit the map's real units."""
+    T, origin, size = state["T"][:, None, :], state["origin"][:, None, :], state["size"]
+    entry = np.arange(state["lo"].shape[1])[None, :, None]
+    return np.where(origin > 0, (entry >= origin) & (entry < origin + size[:, None, :]),
+                    entry < T)
+
+
+def boxes(state: dict, axis: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) of every real output unit of network ``j`` along ``axis``."""
+    T, K, M = (int(state[k][axis, j]) for k in ("T", "K", "origin"))
+    n = int(state["size"][axis, j])
+    if M:
+        return state["lo"][axis, M:M + n, j], state["hi"][axis, M:M + n, j]
+    q, r = np.divmod(np.arange(n), T)
+    return state["lo"][axis, r, j] + q * K, state["hi"][axis, r, j] + q * K
+
+
 def geometry(state: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-axis columns (values [A, N], null mask [A, N]) of node states."""
     T, K = state["T"], state["K"]
-    inside = np.arange(state["lo"].shape[1])[None, :, None] < T[:, None, :]
+    inside = units_of(state)
     span = np.where(inside, state["hi"] - state["lo"], 0)
     smallest = np.where(inside, state["hi"] - state["lo"], np.iinfo(np.int64).max)
     g = np.gcd(K, T)
     flags = state["flags"]
     unbounded, known = (flags & R.UNBOUNDED) != 0, (flags & R.KNOWN) != 0
-    no = np.zeros(T.shape, bool)
+    mixed = (flags & R.MIXED) != 0
     return {"rf": (span.max(axis=1) + 1, unbounded),
             "rf_min": (smallest.min(axis=1) + 1, unbounded.copy()),
-            "stride": (K // g, no), "stride_den": (T // g, no),
-            "padding": (-state["lo"][:, 0], unbounded | ~known),
+            "stride": (K // g, mixed), "stride_den": (T // g, mixed.copy()),
+            "padding": (-np.take_along_axis(state["lo"], state["origin"][:, None], axis=1)[:, 0],
+                        unbounded | ~known),
             "out": (state["size"], state["size"] <= 0)}
 
 

@@ -17,7 +17,7 @@ from .analysis import Analysis, Layers, judge
 from .axes import AXES, size_for
 from .errors import Location
 from .faults import overflow_problem
-from .periodic import MAX_PERIOD, PeriodicBatch
+from .periodic import PeriodicBatch
 from .periodic_eval import layer_geometry, run
 from .reads import RESAMPLE, WHOLE
 from .shortest import dag_rf_min
@@ -68,16 +68,15 @@ def _layers(batch: PeriodicBatch, states: dict, geo: dict, live: np.ndarray,
                   den=geo["stride_den"][0],
                   k_eff=np.where(resample, span, batch.fields["k_eff"]), preds=batch.preds,
                   name=lambda i, node: networks[i].layers[node - 1].name,
+                  mixed=((states["flags"] & R.MIXED) != 0).any(axis=1),
                   axis=axes.index("h") if "h" in axes else 0)
 
 
-def _errors(networks, where, net, faults, overflow, too_long, size) -> np.ndarray:
+def _errors(networks, where, net, faults, overflow, refused, size) -> np.ndarray:
     """The ``error`` of each row (None when valid)."""
     return np.array([message(networks[j], where[j], int(f), bool(o), size)
-                     if not too_long[j] else f"{where[j]}: needs a period longer than "
-                     f"{MAX_PERIOD} output units" for j, f, o in zip(net, faults, overflow,
-                                                                       strict=True)],
-                    dtype=object)
+                     if refused[j] is None else f"{where[j]}: {refused[j]}"
+                     for j, f, o in zip(net, faults, overflow, strict=True)], dtype=object)
 
 
 def _analysis_columns(found: Analysis, cols: dict, net, nodes, bad, size, per_layer: bool):
@@ -101,7 +100,8 @@ def group_columns(networks: list[Network], where: list[Location], sizes, per_lay
     ``analysis``: the options of :func:`rfsearch.analysis.judge`, or None."""
     dims = networks[0].dims
     size = size_for(sizes, dims)
-    batch, states, too_long = run(networks, size)
+    batch, states, refused = run(networks, size)
+    too_long = refused != None  # noqa: E711
     L = states["T"].shape[0]
     geo = layer_geometry(states)  # [L, A, N]
     dag = np.array([not n.is_chain for n in networks])
@@ -118,7 +118,7 @@ def group_columns(networks: list[Network], where: list[Location], sizes, per_lay
     faults = states["fault"][nodes, :, net].min(axis=1)
     flags = states["flags"][nodes, :, net].T
     overflow = ((flags & R.OVERFLOW) != 0).any(axis=0) | too_long[net]
-    errors = _errors(networks, where, net, faults, overflow, too_long, size)
+    errors = _errors(networks, where, net, faults, overflow, refused, size)
     bad = errors != None  # noqa: E711
     cols = _axis_columns(picked, dims, bad)
     aligned, decided = R.alignment(flags)

@@ -13,6 +13,10 @@ convolutions, 1 for upsampling) that is periodic: ``a(y + D) = a(y) + N`` (likew
   linear reads ``x0`` and also ``x0 + 1`` when ``src`` is not an integer (a zero weight
   reads nothing), cubic reads ``x0 - 1 .. x0 + 2`` (PyTorch's cubic weights, A = -0.75,
   are non-zero on all four taps then) or ``x0`` alone;
+* upsample by f with ``align_corners=True`` of an n-unit map: ``src = y (n - 1) /
+  (n f - 1)``, so ``D = (n f - 1) / g`` and ``N = (n - 1) / g`` (``g`` their gcd), and the
+  reads follow from ``src`` as above. The period depends on the map and can exceed it
+  (:mod:`rfsearch.units` evaluates such networks unit by unit);
 * pixel_shuffle by r: ``D = r``, ``N = 1``, unit y reads ``floor(y / r)``;
 * transposed convolution (PyTorch): y receives x through tap t when
   ``y = x s - p + t d``; ``D = s``, ``N = 1``, the hull of the x reached.
@@ -27,6 +31,8 @@ pixel_shuffle ``n f``; transposed convolution ``(n - 1) s - p - q + d (k - 1) + 
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -50,6 +56,23 @@ def upsample_offsets(factor: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
     return x0 - fractional, x0 + 2 * fractional  # cubic
 
 
+def aligned_offsets(factor: int, mode: str, n: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """(D, N, a0 [D], b0 [D]) of an upsample with ``align_corners=True`` of an n-unit map:
+    ``src(y) = y (n - 1) / (n f - 1) = y N / D`` in lowest terms (PyTorch's scale is 0
+    for a 1-unit output, and a 1-unit map has n - 1 = 0: every output reads unit 0, D = 1
+    and N = 0)."""
+    out = n * factor
+    if out == 1 or n == 1:
+        return 1, 0, np.zeros(1, np.int64), np.zeros(1, np.int64)
+    g = math.gcd(out - 1, n - 1)
+    D, N = (out - 1) // g, (n - 1) // g
+    num = np.arange(D, dtype=np.int64) * N  # src = num / D
+    x0, fractional = num // D, (num % D != 0).astype(np.int64)
+    if mode == "linear":
+        return D, N, x0, x0 + fractional
+    return D, N, x0 - fractional, x0 + 2 * fractional  # cubic
+
+
 def transpose_offsets(kernel: int, stride: int, dilation: int, pad: int
                       ) -> tuple[np.ndarray, np.ndarray]:
     """(a0, b0) [stride] of a transposed convolution: the hull of the inputs x with
@@ -63,14 +86,21 @@ def transpose_offsets(kernel: int, stride: int, dilation: int, pad: int
     return (np.where(hits, x, big).min(axis=1), np.where(hits, x, -big).max(axis=1))
 
 
-def layer_reads(layer: Layer, axis: int) -> dict:
+def layer_reads(layer: Layer, axis: int, n: int | None = None) -> dict:
     """The periodic program's description of ``layer`` along ``axis``: its kind and
-    either window parameters or one period of offsets with the size rule
-    ``n' = mul * n + add``."""
+    either window parameters or one period of offsets (advancing ``s`` input units per
+    period) with the size rule ``n' = mul * n + add``. ``n``: the input map's size, which
+    an upsample with ``align_corners`` needs (without it, only its size rule is right)."""
     k, s, d = layer.kernel[axis], layer.stride[axis], layer.dilation[axis]
     before, after = layer.pad_before[axis], layer.pad_after[axis]
     if layer.code in ops.WHOLE_MAP.values():
         return {"kind": WHOLE}
+    if layer.align_corners:
+        f = layer.factor[axis]
+        D, N, a0, b0 = aligned_offsets(f, layer.mode, n) if n else (
+            1, 1, np.zeros(1, np.int64), np.zeros(1, np.int64))
+        return {"kind": RESAMPLE, "D": D, "s": N, "a0": a0, "b0": b0, "mul": f, "add": 0,
+                "step": 1}
     if layer.code in (ops.UPSAMPLE, ops.PIXEL_SHUFFLE):
         f = layer.factor[axis]
         a0, b0 = upsample_offsets(f, layer.mode)

@@ -29,7 +29,9 @@ from . import ops
 
 # MISALIGNED: a merge upstream was misaligned while all its inputs' paddings were known,
 # so the network is certainly misaligned even where later padding is unknown.
-KNOWN, ALIGNED, UNBOUNDED, OVERFLOW, MISALIGNED = 1, 2, 4, 8, 16
+# MIXED (unit by unit only, rfsearch.periodic): a merge upstream joined different jumps,
+# so boxes are exact per unit but there is no single stride.
+KNOWN, ALIGNED, UNBOUNDED, OVERFLOW, MISALIGNED, MIXED = 1, 2, 4, 8, 16, 32
 
 # Why a node is invalid. Merge problems come first when one node has two.
 ERR_NONE, ERR_JUMP, ERR_SIZE, ERR_EMPTY = 0, 1, 2, 3

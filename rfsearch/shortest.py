@@ -39,7 +39,8 @@ def flat_recurrence(batch: PeriodicBatch, states: dict) -> tuple[np.ndarray, ...
     flat nodes) and the inputs holding the smallest r on some axis, best [L, M, N]."""
     L, A, n = states["T"].shape
     cols = np.arange(n)
-    integer = (states["T"] == 1).all(axis=1) & (batch.kind != WHOLE)  # [L, N]
+    resample = (batch.kind == RESAMPLE) & (batch.fields["D"] > 1).any(axis=1)
+    integer = (states["T"] == 1).all(axis=1) & (batch.kind != WHOLE) & ~resample  # [L, N]
     span = np.where((batch.kind == RESAMPLE)[:, None, :], batch.b0[:, :, 0] - batch.a0[:, :, 0],
                     batch.fields["k_eff"] - 1)  # [L, A, N]
     flat, r = np.zeros((L, n), bool), np.ones((L, A, n), np.int64)
@@ -113,7 +114,7 @@ def dag_rf_min(networks: list[Network], batch: PeriodicBatch, states: dict, size
     chains, owner, nodes, steps, too_many = _enumerate(networks, flat, best)
     values, null = np.full((L, A, n), BIG), np.zeros((L, A, n), bool)
     if chains:
-        _, found, _ = run(chains, size)
+        _, found, _ = run(chains, size, units=bool(states["origin"].any()))
         rmin, rnull = layer_geometry(found)["rf_min"]  # [Lc, A, C]
         c, i = steps.T
         for a in range(A):

@@ -212,9 +212,6 @@ def _resampling(raw: Mapping, op: str, dims: int) -> dict:
     align = _flag(raw, "align_corners")
     if align and mode == "nearest":
         raise SpecError("align_corners applies to linear and cubic modes, not 'nearest'")
-    if align:  # its period depends on the map size: not computed yet (docs/design.md)
-        raise SpecError("align_corners=true is not supported yet (its jump depends on the "
-                        "map size); align_corners=false is")
     return {"factor": factor, "mode": mode, "align_corners": align}
 
 

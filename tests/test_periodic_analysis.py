@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from oracle import Invalid, simulate
 from oracle import rf_min as oracle_rf_min
 from oracle_strategies import networks
-from test_periodic_oracle import supported
 
 import rfsearch
 from rfsearch import zoo
@@ -87,7 +86,6 @@ def frame_rows(df: pd.DataFrame) -> list[dict]:
 @given(data=st.data())
 def test_layer_rules_hold_with_fractional_strides(data):
     spec, input_size = data.draw(networks(merges=True), label="network")
-    assume(supported(spec))
     df = rfsearch.evaluate(spec, input_size=input_size, per_layer=True, analysis=True)
     rows = frame_rows(df)
     assume(all(r["error"] is None and r["rf_min_w"] is not None for r in rows))
@@ -112,7 +110,7 @@ def _truncated(spec: dict, name: str) -> dict:
 @given(data=st.data())
 def test_per_layer_rf_min_of_dags_is_the_shortest_path(dims, data):
     spec, input_size = data.draw(networks(dims=dims, merges=True), label="network")
-    assume(supported(spec) and any(len(layer.get("inputs", ())) > 1 or layer.get(
+    assume(any(len(layer.get("inputs", ())) > 1 or layer.get(
         "inputs", [None])[0] not in (None, "input") for layer in spec["layers"]))
     df = rfsearch.evaluate(spec, input_size=input_size, per_layer=True)
     size = size_for(parse_input_sizes(input_size), dims)

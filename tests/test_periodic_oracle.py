@@ -20,25 +20,28 @@ from oracle_nets import unet
 from oracle_strategies import networks
 
 import rfsearch
+from rfsearch import zoo
 from rfsearch.axes import AXES, parse_input_sizes, size_for
+from rfsearch.periodic_eval import boxes as unit_boxes
 from rfsearch.periodic_eval import output_states
 from rfsearch.spec import parse_network
 
 
 def boxes(spec: dict, size: tuple[int, ...]) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
-    """rfsearch's (lo, hi) of every real output unit, with the period T and advance K."""
+    """rfsearch's (lo, hi) of every real output unit, with the period T (unit by unit:
+    the map's size) and advance K."""
     state = output_states([parse_network(spec)], size)
     out = []
     for a in range(state["T"].shape[0]):
-        T, K, n = int(state["T"][a, 0]), int(state["K"][a, 0]), int(state["size"][a, 0])
-        q, r = np.divmod(np.arange(n), T)
-        out.append((state["lo"][a, r, 0] + q * K, state["hi"][a, r, 0] + q * K, T, K))
+        lo, hi = unit_boxes(state, a, 0)
+        T = int(state["size"][a, 0]) if state["origin"][a, 0] else int(state["T"][a, 0])
+        out.append((lo, hi, T, int(state["K"][a, 0])))
     return out
 
 
-def supported(spec: dict) -> bool:
-    """align_corners=True is refused for now (its period depends on the map size)."""
-    return not any(layer.get("align_corners") for layer in spec["layers"])
+def state_units(spec: dict, size: tuple[int, ...]) -> bool:
+    """Whether rfsearch evaluates ``spec`` unit by unit (its boxes are the real units')."""
+    return bool(output_states([parse_network(spec)], size)["origin"].any())
 
 
 def check_against_oracle(spec: dict, input_size) -> None:
@@ -71,14 +74,17 @@ def check_against_oracle(spec: dict, input_size) -> None:
             name, spec, size)
         assert int(row[f"padding_{name}"]) == -int(want.lo[0]) or not live[0]
         measured = jump(want, virtual=True)
-        if measured is not None:
+        if pd.isna(row[f"stride_{name}"]):  # unit by unit, a merge of different jumps
+            assert state_units(spec, size) and not sim.rates_equal, spec
+        elif measured is not None:
             assert Fraction(int(row[f"stride_{name}"]), int(row[f"stride_den_{name}"])) == \
                 measured.jump
         if want.size >= T and live.all():  # a whole period of real units: the same extremes
             assert int(row[f"rf_{name}"]) == rf(want)
             if rf_min(want) is not None and not pd.isna(row[f"rf_min_{name}"]):
                 assert int(row[f"rf_min_{name}"]) == rf_min(want)
-    if all(a.size >= 2 * T_ for a, (_, _, T_, _) in zip(sim.axes, boxes(spec, size),
+    if state_units(spec, size) or all(
+            a.size >= 2 * T_ for a, (_, _, T_, _) in zip(sim.axes, boxes(spec, size),
                                                          strict=True)):
         assert bool(row["aligned"]) == sim.aligned
 
@@ -93,7 +99,6 @@ SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,  # the sam
 @given(data=st.data())
 def test_random_networks_match_the_oracle(dims, data):
     spec, input_size = data.draw(networks(dims=dims), label="network")
-    assume(supported(spec))
     check_against_oracle(spec, input_size)
 
 
@@ -103,7 +108,6 @@ def test_random_networks_match_the_oracle(dims, data):
 @given(data=st.data())
 def test_every_new_op_matches_the_oracle(op, data):
     spec, input_size = data.draw(networks(required=op), label="network")
-    assume(supported(spec))
     check_against_oracle(spec, input_size)
 
 
@@ -113,3 +117,33 @@ def test_unet_matches_the_oracle_unit_by_unit():
     assert (int(row["out_h"]), int(row["rf_h"]), int(row["stride_h"]),
             int(row["stride_den_h"])) == (388, 204, 1, 1)
     assert not bool(row["aligned"])
+
+
+def corners(spec: dict) -> dict:
+    """``spec`` with every interpolating upsample switched to ``align_corners=True`` (the
+    map sizes stay as they were)."""
+    return {**spec, "layers": [
+        {**layer, "align_corners": True} if layer["op"] == "upsample"
+        and layer.get("mode", "nearest") != "nearest" else layer for layer in spec["layers"]]}
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@settings(SETTINGS, max_examples=15)
+@given(data=st.data())
+def test_align_corners_matches_the_oracle_unit_by_unit(dims, data):
+    spec, input_size = data.draw(networks(dims=dims, required="upsample"), label="network")
+    spec = corners(spec)
+    assume(any(layer.get("align_corners") for layer in spec["layers"]))
+    check_against_oracle(spec, input_size)
+
+
+def test_bilinear_unet_matches_the_oracle_unit_by_unit():
+    """milesial's bilinear U-Net (align_corners=True): its skips join different jumps, so
+    the stride is null, every box is exact, and the field depends on the input size."""
+    spec = zoo.build("unet_same", upsample="bilinear")
+    check_against_oracle(spec, 48)
+    small, large = (rfsearch.evaluate(spec, input_size=n).iloc[0] for n in (48, 576))
+    assert pd.isna(small["stride_h"]) and not bool(small["aligned"])
+    assert (int(small["rf_h"]), int(large["rf_h"])) == (220, 236)
+    no_size = rfsearch.evaluate(spec).iloc[0]
+    assert "align_corners=true needs an input size" in no_size["error"]

@@ -389,7 +389,7 @@ def test_fpn_levels_and_registry():
 @pytest.mark.parametrize("reference, message", [
     ("fpn_resnet50(level=P7)", "level must be one of P2, P3, P4, P5, P6"),
     ("unet(input_size=187)", "too small for the valid U-Net"),
-    ("unet_same(upsample=bilinear)", "upsample must be one of transposed, nearest"),
+    ("unet_same(upsample=bicubic)", "upsample must be one of transposed, nearest, bilinear"),
     ("tcn(kernel=1)", "kernel must be an integer >= 2"),
     ("wavenet(causal_layer=1)", "causal_layer must be true or false"),
     ("espcn(upscale=0)", "upscale must be an integer >= 1"),

@@ -79,7 +79,7 @@ def unet(input_size: int = 572) -> dict:
     return g.spec()
 
 
-UNET_SAME_UPSAMPLING = ("transposed", "nearest")
+UNET_SAME_UPSAMPLING = ("transposed", "nearest", "bilinear")
 
 
 def unet_same(upsample: str = "transposed") -> dict:
@@ -89,8 +89,9 @@ def unet_same(upsample: str = "transposed") -> dict:
 
     ``upsample="transposed"`` (milesial's default, ``bilinear=False``): ConvTranspose2d
     k=2 s=2. ``"nearest"``: nearest x2 (segmentation_models_pytorch's decoder).
-    milesial's ``bilinear=True`` interpolates with ``align_corners=True``, which rfsearch
-    does not compute yet. Inputs must be multiples of 16 (milesial pads otherwise).
+    ``"bilinear"``: milesial's ``bilinear=True``, ``nn.Upsample(scale_factor=2,
+    mode="bilinear", align_corners=True)``, evaluated unit by unit (it needs an input
+    size). Inputs must be multiples of 16 (milesial pads otherwise).
     """
     if upsample not in UNET_SAME_UPSAMPLING:
         raise SpecError(f"upsample must be one of {', '.join(UNET_SAME_UPSAMPLING)}, got "
@@ -109,8 +110,11 @@ def unet_same(upsample: str = "transposed") -> dict:
     for i in range(1, 5):
         if upsample == "transposed":
             up = g.layer(f"up{i}.up", "conv_transpose", x, kernel=2, stride=2)
-        else:
+        elif upsample == "nearest":
             up = g.layer(f"up{i}.up", "upsample", x, factor=2, mode="nearest")
+        else:
+            up = g.layer(f"up{i}.up", "upsample", x, factor=2, mode="bilinear",
+                         align_corners=True)
         cat = g.concat(f"up{i}.cat", [skips.pop(), up])
         x = double_conv(f"up{i}.conv", cat)
     g.conv("outc.conv", 1)
