@@ -15,8 +15,8 @@ convolutions, 1 for upsampling) that is periodic: ``a(y + D) = a(y) + N`` (likew
   are non-zero on all four taps then) or ``x0`` alone;
 * upsample by f with ``align_corners=True`` of an n-unit map: ``src = y (n - 1) /
   (n f - 1)``, so ``D = (n f - 1) / g`` and ``N = (n - 1) / g`` (``g`` their gcd), and the
-  reads follow from ``src`` as above. The period depends on the map and can exceed it
-  (:mod:`rfsearch.units` evaluates such networks unit by unit);
+  reads follow from ``src`` as above. The period depends on the map and can exceed it,
+  so such networks are evaluated unit by unit (:mod:`rfsearch.periodic_eval`);
 * pixel_shuffle by r: ``D = r``, ``N = 1``, unit y reads ``floor(y / r)``;
 * transposed convolution (PyTorch): y receives x through tap t when
   ``y = x s - p + t d``; ``D = s``, ``N = 1``, the hull of the x reached.
