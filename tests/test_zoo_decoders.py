@@ -1,8 +1,8 @@
 """The zoo networks of issue #14: U-Nets, FPN, DeepLabV3, ESPCN, GoogLeNet, R3D-18, TCN,
 WaveNet. Three kinds of check:
 
-* **published values** (``PUBLISHED``; sources in datasets/reference/README.md, "Decoder,
-  video and sequence networks"): U-Net 572 -> 388 (Ronneberger et al. 2015, Fig. 1);
+* **published values** (``datasets/reference/published_decoders.csv``; sources there and
+  in datasets/reference/README.md, "Decoder, video and sequence networks"): U-Net 572 -> 388 (Ronneberger et al. 2015, Fig. 1);
   GoogLeNet 7 x 7 at 224 (torchvision googlenet.py; Szegedy et al. 2015, Table 1); ESPCN
   output 3x its input (Shi et al. 2016); FPN P2..P6 strides 4..64 (Lin et al. 2017;
   torchvision LastLevelMaxPool); DeepLabV3 output stride 8 (torchvision,
@@ -20,6 +20,7 @@ WaveNet. Three kinds of check:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from fractions import Fraction
 
 import numpy as np
@@ -37,20 +38,21 @@ VARIANTS = ["wavenet(stacks=1,causal_layer=false)", "unet_same(upsample=nearest)
 ALL = NEW + VARIANTS
 SIZE = {"unet": 572}  # the rest at 224 (r3d_18: 224 on every axis)
 
-# (network, layer): {column: value}; columns without an axis hold on every axis it has
-PUBLISHED = {
-    ("unet", "head"): {"out": 388},
-    ("googlenet", "inception5b"): {"out": 7, "stride": 32},
-    ("espcn", "pixel_shuffle"): {"out": 3 * 224, "stride": 1, "stride_den": 3},
-    **{("fpn_resnet50", f"P{i}"): {"stride": 2**i} for i in range(2, 7)},
-    ("deeplabv3_resnet50", "classifier.4"): {"stride": 8, "out": 28},
-    ("deeplabv3_resnet50", "interpolate"): {"stride": 1, "out": 224},
-    ("wavenet(stacks=1,causal_layer=false)", "postprocessing.postprocess2"): {"rf": 1024},
-    ("wavenet", "postprocessing.postprocess2"): {"rf": 3 * 1023 + 1 + 1},
-    **{(f"tcn(kernel={k},levels={n})", f"network.{n - 1}.relu"):
-       {"rf": 1 + 2 * (k - 1) * (2**n - 1), "padding": 2 * (k - 1) * (2**n - 1)}
-       for k, n in TCN_CASES},
-}
+REFERENCE = Path(__file__).resolve().parents[1] / "datasets" / "reference"
+
+
+def published() -> dict[tuple[str, str], dict[str, int]]:
+    """(network, layer): {column: value} from ``published_decoders.csv``; a column without
+    an axis holds on every axis the network has."""
+    table = pd.read_csv(REFERENCE / "published_decoders.csv")
+    assert (table["input_size"] == table["network"].map(lambda n: SIZE.get(n, 224))).all()
+    found: dict[tuple[str, str], dict[str, int]] = {}
+    for row in table.itertuples():
+        found.setdefault((row.network, row.layer), {})[row.column] = int(row.value)
+    return found
+
+
+PUBLISHED = published()
 
 
 def axes(spec: dict) -> tuple[str, ...]:
