@@ -103,10 +103,35 @@ def test_spaces_past_64_bit_ids_and_bad_slots_are_one_line_errors():
         rfsearch.search({"layers": [{"op": "max_pool", "kernel": 3}]})
 
 
-def test_grids_refuse_resampling_layers_with_one_line():
-    grid = {"name": "g", "input_size": 64, "layers": [
-        {"op": "conv", "kernel": [3, 5], "stride": 2, "padding": "same"},
-        {"op": "upsample", "factor": 2}]}
-    with pytest.raises(SpecError, match=r"^grid 'g', layer #1 'layer1': field 'factor': search "
-                                        r"grids take windows"):
-        rfsearch.search(grid)
+DECODER_GRID = {"name": "dec", "input_size": 64, "layers": [
+    {"name": "down", "op": "conv", "kernel": [3, 5], "stride": [2, 4], "padding": "same"},
+    {"name": "up", "op": "upsample", "factor": [2, 4], "mode": ["nearest", "bilinear"]},
+    {"name": "head", "op": "conv", "kernel": 3, "padding": 1}]}
+
+
+def test_grids_with_resampling_are_searched_candidate_by_candidate():
+    found = rfsearch.search(DECODER_GRID)
+    assert len(found) == 16 and found["valid"].all()
+    specs = [json.loads(json.dumps(s)) for s in found["candidate_id"].map(
+        lambda i: space_spec(DECODER_GRID, int(i)))]
+    want = rfsearch.evaluate(specs, input_size=64)
+    for column in ("rf_h", "rf_min_w", "stride_h", "stride_den_h", "padding_w", "out_h",
+                   "aligned"):
+        assert list(found[column]) == list(want[column]), column
+    # by hand: conv k3 s2 'same' at 64 reads [2y, 2y + 2]; nearest x2 repeats each unit
+    # twice; the 3x3 conv then joins two of them: rf 3 + 2, stride 1, unit 0 from -2
+    row = found[(found["down.kernel"] == 3) & (found["down.stride"] == 2)
+                & (found["up.factor"] == 2) & (found["up.mode"] == "nearest")].iloc[0]
+    assert (row["rf_h"], row["stride_h"], row["stride_den_h"], row["padding_h"],
+            row["out_h"]) == (5, 1, 1, 2, 64)
+    picked = rfsearch.search(DECODER_GRID, where="stride_den_h == 1 and rf_h > 10")
+    assert list(picked["candidate_id"]) == list(
+        found[(found["stride_den_h"] == 1) & (found["rf_h"] > 10)]["candidate_id"])
+
+
+def space_spec(grid: dict, candidate: int) -> dict:
+    from rfsearch.spaces.grid import grid_space
+
+    space, _ = grid_space(grid)
+    assert space.per_candidate
+    return space.spec(candidate)

@@ -2,7 +2,8 @@
 WaveNet. Three kinds of check:
 
 * **published values** (``datasets/reference/published_decoders.csv``; sources there and
-  in datasets/reference/README.md, "Decoder, video and sequence networks"): U-Net 572 -> 388 (Ronneberger et al. 2015, Fig. 1);
+  in datasets/reference/README.md, "Decoder, video and sequence networks"): U-Net
+  572 -> 388 (Ronneberger et al. 2015, Fig. 1);
   GoogLeNet 7 x 7 at 224 (torchvision googlenet.py; Szegedy et al. 2015, Table 1); ESPCN
   output 3x its input (Shi et al. 2016); FPN P2..P6 strides 4..64 (Lin et al. 2017;
   torchvision LastLevelMaxPool); DeepLabV3 output stride 8 (torchvision,
@@ -20,8 +21,8 @@ WaveNet. Three kinds of check:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pandas as pd

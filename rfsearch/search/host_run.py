@@ -1,9 +1,12 @@
-"""Searching spaces that are evaluated candidate by candidate (``Space.builder``).
+"""Searching spaces that are evaluated candidate by candidate (``Space.per_candidate``).
 
 Some macro structures are not a chain of blocks (a DARTS cell reads the two cells
-before it), so no block tables apply: each drawn id becomes its full spec and goes
-through the core :func:`~rfsearch.evaluate`, the filter runs in numpy over those rows.
-Exact, at a few hundred candidates per second: such spaces are for sampling.
+before it), and blocks that resample (upsampling, transposed convolutions, pixel
+shuffles), crop, pool in ceil mode or have 1 or 3 axes need the periodic program, so no
+block tables apply: each id becomes its full spec and goes through the core
+:func:`~rfsearch.evaluate` in chunks, and the filter runs in numpy over those rows.
+Exact, and far slower than the tabulated walk: such spaces are for sampling or for grids
+of up to a million candidates.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ def _bound_dtype(groups: list[Group]) -> str:
 def plan(space: Space, input_size=None) -> Plan:
     """Tabulate ``space`` at ``input_size`` (default: the space's own)."""
     size = parse_input_size(input_size) if input_size is not None else space.input_size
-    if space.builder is not None:
+    if space.per_candidate:
         raise SpecError(f"space {space.name!r} is evaluated per candidate, not tabulated")
     sizes = [size]
     tables, memo = {}, {}

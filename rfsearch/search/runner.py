@@ -91,7 +91,7 @@ def prepare(space, *, output=None, where=None, sample=None, seed=0, input_size=N
                             f"{space_obj.name!r} (choices: {', '.join(sorted(choices))})")
     if partition and (output is None or top is not None):
         raise SpecError("partition_by needs an output folder and no top")
-    kind = DeviceRun if space_obj.builder is None else HostRun
+    kind = HostRun if space_obj.per_candidate else DeviceRun
     return kind(space_obj, size, node, where_text, sample, seed, chunk, top_spec, ids,
                 partition)
 

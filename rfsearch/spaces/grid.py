@@ -28,12 +28,13 @@ from pathlib import Path
 
 from ..errors import SpecError
 from ..sources import read_document
-from ..spec import GEOMETRIC_KEYS, parse_input_size
+from ..spec import GEOMETRIC_KEYS, parse_input_size, parse_network
 from .space import Slot, Space, Variable
 
 GRID_KEYS = ("name", "description", "input_size", "layers", "templates", "where")
-CHOICE_FIELDS = ("op", "kernel", "stride", "dilation", "padding")
-LAYER_KEYS = (*CHOICE_FIELDS, "name", "channels", "groups", "comment")
+CHOICE_FIELDS = ("op", "kernel", "stride", "dilation", "padding", "factor", "mode")
+LAYER_KEYS = tuple(dict.fromkeys((*CHOICE_FIELDS, *GEOMETRIC_KEYS, "name", "channels",
+                                  "groups", "comment")))
 
 
 class _Builder:
@@ -98,10 +99,6 @@ def _layer(b: _Builder, raw, slot: str, where: str) -> _Template:
         b.fail(where, f"a layer must be a mapping, got {raw!r}")
     for key in raw:
         if key not in LAYER_KEYS:
-            if key in GEOMETRIC_KEYS:  # the periodic program's fields (spec.OP_KEYS)
-                b.fail(where, f"field {key!r}: search grids take windows, merges and "
-                              "element-wise layers; resampling, crops and ceil-mode pools "
-                              "are evaluated by rfsearch.evaluate, not searched yet")
             close = difflib.get_close_matches(str(key), LAYER_KEYS, n=1)
             b.fail(where, f"unknown field {key!r}" + (f" (did you mean {close[0]!r}?)"
                                                        if close else ""))
@@ -184,6 +181,17 @@ def _entries(b: _Builder, raw_list, templates: dict, prefix: str, where: str, de
             yield name, raw, f"{where} #{i} {name!r}"
 
 
+def _periodic(block: dict | None) -> bool:
+    """Whether a block needs the periodic program (then the grid is searched candidate by
+    candidate through evaluate())."""
+    if block is None:
+        return False
+    try:
+        return parse_network({"name": "block", **block}).periodic
+    except SpecError:  # an invalid block is the candidate's error row, found later
+        return False
+
+
 def grid_space(grid: dict, label: str | None = None) -> tuple[Space, str | None]:
     """(the Space of a grid dict, its default ``where`` filter or None)."""
     if not isinstance(grid, dict):
@@ -207,7 +215,8 @@ def grid_space(grid: dict, label: str | None = None) -> tuple[Space, str | None]
     size = parse_input_size(grid["input_size"]) if grid.get("input_size") is not None else None
     where_text = grid.get("where")
     space = Space(str(name), b.variables, slots, size, definition=grid,
-                  description=str(grid.get("description", "")))
+                  description=str(grid.get("description", "")),
+                  host=any(_periodic(block) for slot in slots for block in slot.blocks))
     return space, where_text
 
 

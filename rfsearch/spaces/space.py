@@ -95,6 +95,14 @@ class Space:
     # two before it) builds each candidate's spec from its digits instead of slots; it is
     # evaluated candidate by candidate on the host (sampling).
     builder: Callable[[np.ndarray], dict] | None = None
+    # A space of blocks that need the periodic program (resampling, crops, ceil-mode pools,
+    # 1-D / 3-D): its candidates are evaluated by the core evaluate() on the host too.
+    host: bool = False
+
+    @property
+    def per_candidate(self) -> bool:
+        """Whether candidates are evaluated one spec at a time (no block tables)."""
+        return self.builder is not None or self.host
 
     def __post_init__(self):
         for var in self.variables:
