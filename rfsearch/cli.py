@@ -200,7 +200,8 @@ def _search_parser(sub) -> None:
     se.add_argument("--where", help="filter, e.g. 'rf_h >= 200 and rf_h <= 400 and aligned'")
     se.add_argument("--sample", type=_positive, help="draw N candidate ids instead of all")
     se.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    se.add_argument("--input-size", type=_input_size, help="N or HxW (default: the space's)")
+    se.add_argument("--input-size", type=_input_sizes,
+                    help="N, HxW (or DxHxW for a grid of 3-D blocks; default: the space's)")
     se.add_argument("--chunk", type=_positive, default=DEFAULT_CHUNK,
                     help=f"candidates per device call (default {DEFAULT_CHUNK:,})")
     se.add_argument("--top", type=_positive, help="keep the K best rows by --by")

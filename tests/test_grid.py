@@ -135,3 +135,17 @@ def space_spec(grid: dict, candidate: int) -> dict:
     space, _ = grid_space(grid)
     assert space.per_candidate
     return space.spec(candidate)
+
+
+def test_a_grid_of_1d_blocks_takes_a_sequence_length():
+    grid = {"name": "seq", "input_size": 1000, "layers": [
+        {"name": "c", "op": "conv", "kernel": [[3], [5]], "dilation": [1, 2]},
+        {"name": "d", "op": "conv", "kernel": [[3]], "stride": [2, 4]}]}
+    found = rfsearch.search(grid)
+    assert found["valid"].all() and found["rf_h"].isna().all()
+    # rf = d (k - 1) + 1 of the first conv, plus (3 - 1) of the second at jump 1
+    want = [(k - 1) * d + 1 + 2 for k in (3, 5) for d in (1, 2) for _ in (2, 4)]
+    assert list(found["rf_w"]) == want
+    assert list(found["rf_ratio"]) == pytest.approx([r / 1000 for r in want])
+    again = rfsearch.search(grid, input_size="500")
+    assert list(again["out_w"])[:2] == [(500 - 2 - 3) // 2 + 1, (500 - 2 - 3) // 4 + 1]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..analysis import rf_ratio
+from ..axes import size_for
 from ..errors import SpecError
 from ..evaluate import evaluate
 from ..table import GEOMETRY, LAYERWISE, typed_array
@@ -24,6 +24,27 @@ from .runs import Run, filter_columns, uses_analysis
 
 HOST_CHUNK = 4096
 EXHAUSTIVE_LIMIT = 1_000_000
+
+
+def _ratio(ev: pd.DataFrame | None, size) -> np.ndarray:
+    """rf_ratio of evaluate's rows: the smallest rf over input size among the axes each
+    row has (1-D rows fill only ``_w``; NaN without a size or for an invalid row)."""
+    if ev is None:
+        return np.zeros(0)
+    axes = [a for a in "dhw" if f"rf_{a}" in ev]
+    rf = np.stack([ev[f"rf_{a}"].to_numpy(dtype=float, na_value=np.nan) for a in axes])
+    ratio = np.full(len(ev), np.nan)
+    if size is None:
+        return ratio
+    dims = (~np.isnan(rf)).sum(axis=0)
+    for d in (1, 2, 3):
+        try:
+            per_axis = np.asarray(size_for(tuple(size), d), float)
+        except SpecError:  # the size does not fit such rows: they are error rows anyway
+            continue
+        rows = dims == d
+        ratio[rows] = (rf[len(axes) - d:, rows] / per_axis[:, None]).min(axis=0)
+    return ratio
 
 
 class HostRun(Run):
@@ -68,8 +89,7 @@ class HostRun(Run):
             df[column] = ev[column].array if ev is not None else typed_array(
                 column, np.zeros(0))
         df["valid"] = ev["error"].isna().to_numpy() if ev is not None else np.zeros(0, bool)
-        ratio = rf_ratio(*(df[c].to_numpy(dtype=float, na_value=np.nan)
-                           for c in ("rf_h", "rf_w")), self.input_size)
+        ratio = _ratio(ev, self.input_size)
         df["rf_ratio"] = typed_array("rf_ratio", np.nan_to_num(ratio), np.isnan(ratio))
         for column in analysis:
             df[column] = ev[column].array if ev is not None else typed_array(

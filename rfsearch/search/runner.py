@@ -26,6 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from ..axes import parse_input_sizes, size_for
 from ..errors import SpecError
 from ..spaces.registry import resolve_space
 from ..spaces.space import Space
@@ -82,7 +83,10 @@ def prepare(space, *, output=None, where=None, sample=None, seed=0, input_size=N
     if by is not None and schema.get(by) != "number":
         raise SpecError(f"by must name a numeric column, got {by!r}")
     top_spec = None if top is None else (by, top, not ascending)
-    size = parse_input_size(input_size) if input_size is not None else None
+    size = None
+    if input_size is not None:  # per candidate: any axes (N, HxW, DxHxW); tabulated: 2-D
+        sizes = parse_input_sizes(input_size)
+        size = sizes if space_obj.per_candidate else parse_input_size(size_for(sizes, 2))
     partition = (partition_by,) if isinstance(partition_by, str) else tuple(partition_by)
     choices = {v.name for v in space_obj.variables}
     for column in partition:

@@ -26,6 +26,7 @@ import itertools
 import json
 from pathlib import Path
 
+from ..axes import parse_input_sizes
 from ..errors import SpecError
 from ..sources import read_document
 from ..spec import GEOMETRIC_KEYS, parse_input_size, parse_network
@@ -212,11 +213,13 @@ def grid_space(grid: dict, label: str | None = None) -> tuple[Space, str | None]
             b.fail(where, f"duplicate name {slot_name!r}")
         names.add(slot_name)
         slots.append(_slot(b, raw, slot_name, where))
-    size = parse_input_size(grid["input_size"]) if grid.get("input_size") is not None else None
-    where_text = grid.get("where")
+    host = any(_periodic(block) for slot in slots for block in slot.blocks)
+    size = grid.get("input_size")
+    if size is not None:  # per candidate: N, HxW or DxHxW; tabulated: N or HxW
+        size = parse_input_sizes(size) if host else parse_input_size(size)
     space = Space(str(name), b.variables, slots, size, definition=grid,
-                  description=str(grid.get("description", "")),
-                  host=any(_periodic(block) for slot in slots for block in slot.blocks))
+                  description=str(grid.get("description", "")), host=host)
+    where_text = grid.get("where")
     return space, where_text
 
 
