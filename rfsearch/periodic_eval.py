@@ -32,12 +32,9 @@ def chunk_for(dims: int, P: int, reads: int, n: int) -> int:
     return max(1, min(CHUNK, n, BUDGET // (dims * P * reads)))
 
 
-def unit_by_unit(net: Network) -> bool:
-    """Whether ``net`` needs its map sizes to be evaluated: ``align_corners`` reads depend
-    on them, and a period beyond MAX_PERIOD is only affordable over the map's own units."""
-    if any(layer.align_corners for layer in net.layers):
-        return True
-    return int(encode_periodic([net]).period[0]) > MAX_PERIOD
+def _aligned_corners(networks: list[Network]) -> np.ndarray:
+    """[N] bool: the networks with an ``align_corners`` upsample (reads depend on sizes)."""
+    return np.array([any(layer.align_corners for layer in net.layers) for net in networks])
 
 
 def _propagate(batch: PeriodicBatch, size, P: int, M: int = 0) -> dict:
@@ -124,21 +121,49 @@ def _units(networks: list[Network], batch: PeriodicBatch, size) -> tuple[Periodi
         M *= 2
 
 
+def distinct(networks: list[Network]) -> tuple[list[Network], np.ndarray]:
+    """The distinct networks (equal layers and output: equal geometry; names of networks
+    aside) and, per network, the index of its copy among them."""
+    seen: dict = {}
+    inverse = np.array([seen.setdefault((net.layers, net.output, net.dims), len(seen))
+                        for net in networks], np.int64)
+    first = np.unique(inverse, return_index=True)[1]
+    return [networks[i] for i in first], inverse
+
+
+def _expand(batch: PeriodicBatch, states: dict, inverse: np.ndarray
+            ) -> tuple[PeriodicBatch, dict]:
+    """Batch and states of the distinct networks, repeated for every network."""
+    def take(v):
+        return v[..., inverse]
+
+    fields = {k: take(v) for k, v in batch.fields.items()}
+    return PeriodicBatch(take(batch.kind), take(batch.same), take(batch.ceil), fields,
+                         take(batch.a0), take(batch.b0), take(batch.preds), take(batch.output),
+                         take(batch.period), batch.reads), {k: take(v) for k, v in states.items()}
+
+
 def run(networks: list[Network], size, units: bool | None = None
         ) -> tuple[PeriodicBatch, dict, np.ndarray]:
     """The encoded networks (all of one dims), every node's state (host arrays, [L, ...]
     fields, N last; ``origin`` [L, A, N]: 0, or unit by unit the table entry of unit 0) and
     why a network cannot be evaluated ([N] object: None, or a reason). ``units``: evaluate
-    unit by unit (default: when some network needs it and the size is known)."""
+    unit by unit (default: when some network needs it and the size is known). Networks of
+    equal geometry are computed once."""
+    unique, inverse = distinct(networks)
+    if len(unique) < len(networks):
+        batch, states, refused = run(unique, size, units)
+        return (*_expand(batch, states, inverse), refused[inverse])
     batch = encode_periodic(networks)
-    if units is None:
-        units = size is not None and any(unit_by_unit(net) for net in networks)
+    corners = _aligned_corners(networks)
+    if units is None:  # sizes are needed by align_corners, and make long periods affordable
+        units = size is not None and bool((corners | (batch.period > MAX_PERIOD)).any())
     refused = np.array([None] * len(networks), dtype=object)
     if units:
         batch, states = _units(networks, batch, size)
         return batch, states, refused
-    for j, net in enumerate(networks):
-        if any(layer.align_corners for layer in net.layers):
+    for j in range(len(networks)):
+        if corners[j]:
             refused[j] = "align_corners=true needs an input size (its reads depend on the map)"
         elif batch.period[j] > MAX_PERIOD:
             refused[j] = (f"needs a period longer than {MAX_PERIOD} output units; give an "

@@ -26,7 +26,7 @@ from dataclasses import replace
 import numpy as np
 
 from .periodic import PeriodicBatch
-from .periodic_eval import layer_geometry, run
+from .periodic_eval import distinct, layer_geometry, run
 from .reads import RESAMPLE, WHOLE
 from .spec import Network
 
@@ -109,9 +109,13 @@ def dag_rf_min(networks: list[Network], batch: PeriodicBatch, states: dict, size
                ) -> tuple[np.ndarray, np.ndarray]:
     """rf_min [L, A, N] of every node of the DAGs ``networks`` (encoded as ``batch``,
     propagated as ``states``) and its null mask."""
-    L, A, n = states["T"].shape
+    L, A, _ = states["T"].shape
     flat, r, best = flat_recurrence(batch, states)
-    chains, owner, nodes, steps, too_many = _enumerate(networks, flat, best)
+    unique, inverse = distinct(networks)  # equal geometry: the same paths
+    first = np.unique(inverse, return_index=True)[1]
+    chains, owner, nodes, steps, too_many = _enumerate(unique, flat[:, first],
+                                                       best[..., first])
+    n = len(unique)
     values, null = np.full((L, A, n), BIG), np.zeros((L, A, n), bool)
     if chains:
         _, found, _ = run(chains, size, units=bool(states["origin"].any()))
@@ -120,6 +124,7 @@ def dag_rf_min(networks: list[Network], batch: PeriodicBatch, states: dict, size
         for a in range(A):
             np.minimum.at(values[:, a], (nodes, owner), rmin[i, a, c])
             np.logical_or.at(null[:, a], (nodes, owner), rnull[i, a, c])
+    values, null, too_many = values[..., inverse], null[..., inverse], too_many[inverse]
     values = np.where(flat[:, None], r, values)
     null = np.where(flat[:, None], False, null | (values == BIG) | too_many[None, None, :])
     return values, null
