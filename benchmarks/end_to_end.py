@@ -3,7 +3,9 @@ Parquet table of results? Times each stage: load (``read_chains``), evaluate
 (kernel, chunked, plus error messages and DataFrame) and write (``write_parquet``).
 Also ``evaluate`` on 2^18 random DAGs of 64 layers (``workloads.random_dags``, already
 encoded) at 224, with the compiled CPU DAG kernel (``rfsearch.native``, where a C++
-compiler is available) and with XLA's DAG program.
+compiler is available) and with XLA's DAG program; and ``evaluate`` on 4,096 distinct
+random encoder-decoders from specs at 256 (the periodic program: upsampling and
+transposed convolutions, ``workloads.random_decoders``).
 
 Writes benchmarks/results/end_to_end.json and prints one summary line.
 Run: python benchmarks/end_to_end.py [--n 1000000] [--quick]
@@ -78,6 +80,16 @@ def dag_figures(n: int, repeats: int) -> dict:
     return figures
 
 
+def decoder_figures(n: int, repeats: int) -> dict:
+    """``evaluate`` at 256 on ``n`` distinct random encoder-decoders (the periodic program,
+    from specs: parsing included)."""
+    specs = W.random_decoders(n, np.random.default_rng(2))
+    rfsearch.evaluate(specs[:8], input_size=256)  # compiles
+    seconds, times, df = timed(lambda: rfsearch.evaluate(specs, input_size=256), repeats)
+    return {"n": n, "input_size": 256, "evaluate_s": seconds, "times": times,
+            "valid_rows": int(df["error"].isna().sum())}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -109,6 +121,7 @@ def main(argv=None) -> int:
         "times": {"load": load_t, "evaluate": eval_t, "write": write_t},
         "load_target_s": LOAD_TARGET_S, "load_target_met": load_s <= LOAD_TARGET_S * LOAD_TOLERANCE,
         "dags": dag_figures(1 << (12 if args.quick else 18), args.repeats),
+        "decoders": decoder_figures(256 if args.quick else 4096, args.repeats),
     }
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +135,9 @@ def main(argv=None) -> int:
           + ", ".join(f"{name} {d[f'{name}_evaluate_s']:.2f} s "
                       f"({d['n'] / d[f'{name}_evaluate_s'] / 1e6:.2f} M/s)"
                       for name in ("native", "xla") if f"{name}_evaluate_s" in d))
+    dec = result["decoders"]
+    print(f"{dec['n']:,} encoder-decoders from specs: evaluate at 256 {dec['evaluate_s']:.2f} s "
+          f"({dec['n'] / dec['evaluate_s']:,.0f} /s)")
     return 0
 
 

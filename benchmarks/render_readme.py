@@ -41,8 +41,8 @@ def load_results(folder: Path, benchmark: str = BENCHMARK) -> dict | None:
 
 
 def rate(x: float) -> str:
-    """Candidates per second in millions, three significant digits."""
-    return f"{x / 1e6:.3g} M/s"
+    """Candidates per second in millions, three significant digits (below 10^5: plain)."""
+    return f"{x / 1e6:.3g} M/s" if x >= 1e5 else f"{x:,.0f} /s"
 
 
 def seconds(x: float) -> str:
@@ -185,7 +185,12 @@ def render_end_to_end(res: dict) -> list[str]:
             *((f"{dags}, {name}", seconds(d[f"{key}_evaluate_s"]),
                rate(d["n"] / d[f"{key}_evaluate_s"]))
               for key, name in (("native", "compiled CPU kernel"), ("xla", "XLA's program"))
-              if f"{key}_evaluate_s" in d)]
+              if f"{key}_evaluate_s" in d),
+            *(() if "decoders" not in res else [(
+                f"`evaluate`, {res['decoders']['n']:,} random encoder-decoders from specs at "
+                f"{res['decoders']['input_size']} (periodic program)",
+                seconds(res["decoders"]["evaluate_s"]),
+                rate(res["decoders"]["n"] / res["decoders"]["evaluate_s"]))])]
     return [f"{n:,} ragged chains of up to {res['max_layers']} layers from a Parquet table to "
             f"a Parquet table of results at input {res['input_size']}, median of "
             f"{res['repeats']}.", *table(("stage", "time", "throughput"), rows, "lrr"),
@@ -340,6 +345,10 @@ def summary_rows(results: dict[str, dict]) -> list[Row]:
         rows.append((f"`evaluate`, {e2e['n']:,} chains of ≤ {e2e['max_layers']} layers at "
                      f"{e2e['input_size']}, DataFrame included", f"{seconds(e2e['evaluate_s'])} "
                      f"({rate(e2e['n'] / e2e['evaluate_s'])})", "–", ""))
+        if dec := e2e.get("decoders"):
+            rows.append((f"`evaluate`, {dec['n']:,} encoder-decoders (upsampling) at "
+                         f"{dec['input_size']}, from specs", f"{seconds(dec['evaluate_s'])} "
+                         f"({rate(dec['n'] / dec['evaluate_s'])})", "–", ""))
     if search := results.get("search_throughput"):
         rows += [walk_row(search, f"`search`, {search['grid']['layers']}-layer grid walk"),
                  ofa_row(search, "`search ofa-mbv3`, exhaustive")]

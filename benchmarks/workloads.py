@@ -276,3 +276,23 @@ def device_info() -> dict:
         "host": platform.node(),
         "python": platform.python_version(),
     }
+
+
+def random_decoders(n: int, rng: np.random.Generator) -> list[dict]:
+    """n distinct random 2-D encoder-decoder chains (the periodic program's workload): two
+    to four stride-2 convs down, as many 2x upsamplings (nearest, bilinear or a transposed
+    conv) each followed by a conv, kernels drawn from 1, 3, 5, 7."""
+    specs = []
+    for i in range(n):
+        levels = int(rng.integers(2, 5))
+        layers = [{"op": "conv", "kernel": int(rng.choice([3, 5, 7])), "stride": 2,
+                   "padding": "same"} for _ in range(levels)]
+        for _ in range(levels):
+            kind = int(rng.integers(3))
+            layers.append({"op": "conv_transpose", "kernel": 2, "stride": 2} if kind == 2 else
+                          {"op": "upsample", "factor": 2,
+                           "mode": ("nearest", "bilinear")[kind]})
+            layers.append({"op": "conv", "kernel": int(rng.choice([1, 3, 5, 7])),
+                           "padding": "same"})
+        specs.append({"name": f"decoder{i}", "layers": layers})
+    return specs
