@@ -170,4 +170,11 @@ def rf_ratio(rf_h, rf_w, size, xp=np):
     RF or the size is unknown; ``xp``: numpy or jax.numpy)."""
     if size is None:
         return xp.full(xp.shape(rf_h), np.nan)
-    return xp.minimum(rf_h / size[0], rf_w / size[1])
+    return rf_ratio_axes(xp.stack([rf_h, rf_w]), size, xp)
+
+
+def rf_ratio_axes(rf, size, xp=np):
+    """:func:`rf_ratio` over any axes: ``rf`` [A, ...] (NaN unknown) and one size per
+    axis."""
+    size = xp.asarray(size).reshape(-1, *(1,) * (rf.ndim - 1))
+    return (rf / size).min(axis=0)

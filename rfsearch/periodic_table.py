@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import recurrence as R
-from .analysis import Analysis, Layers, judge
+from .analysis import Analysis, Layers, judge, rf_ratio_axes
 from .axes import AXES, size_for
 from .errors import Location
 from .faults import overflow_problem
@@ -90,7 +90,7 @@ def _analysis_columns(found: Analysis, cols: dict, net, nodes, bad, size, per_la
         cols[key] = ((np.where(mask, None, values), None) if values.dtype == object
                      else (values, mask))
     rf = np.stack([cols[f"rf_{a}"][0] for a in AXES[len(size)]]) if size else None
-    ratio = (rf / np.asarray(size)[:, None]).min(axis=0) if size else np.full(len(net), np.nan)
+    ratio = rf_ratio_axes(rf, size) if size else np.full(len(net), np.nan)
     cols["rf_ratio"] = (np.nan_to_num(ratio), bad | np.isnan(ratio))
 
 

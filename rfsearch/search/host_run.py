@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..analysis import rf_ratio_axes
 from ..axes import size_for
 from ..errors import SpecError
 from ..evaluate import evaluate
@@ -43,7 +44,7 @@ def _ratio(ev: pd.DataFrame | None, size) -> np.ndarray:
         except SpecError:  # the size does not fit such rows: they are error rows anyway
             continue
         rows = dims == d
-        ratio[rows] = (rf[len(axes) - d:, rows] / per_axis[:, None]).min(axis=0)
+        ratio[rows] = rf_ratio_axes(rf[len(axes) - d:, rows], per_axis)
     return ratio
 
 
