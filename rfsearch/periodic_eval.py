@@ -113,7 +113,7 @@ def _units(networks: list[Network], batch: PeriodicBatch, size) -> tuple[Periodi
     sizes = _propagate(batch, size, P=1)["size"]  # [L, A, N]
     first = np.clip(batch.preds[:, 0, :], 0, None)  # a node's map size is its first input's
     batch = encode_periodic(networks, np.take_along_axis(sizes, first[:, None, :], axis=0))
-    M = _margin(batch, sizes)
+    M = _pow2(_margin(batch, sizes))  # a power of two: fewer shapes to compile
     while True:  # the margin suffices by construction; widening is a safety net
         states = _propagate(batch, size, _pow2(int(sizes.max()) + 2 * M), M)
         if _enough(networks, states, M) or M > 64 * int(sizes.max()):

@@ -128,7 +128,7 @@ def corners(spec: dict) -> dict:
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
-@settings(SETTINGS, max_examples=15)
+@settings(SETTINGS, max_examples=8)
 @given(data=st.data())
 def test_align_corners_matches_the_oracle_unit_by_unit(dims, data):
     spec, input_size = data.draw(networks(dims=dims, required="upsample"), label="network")
