@@ -79,8 +79,15 @@ ANALYSIS_NETWORK = ["border_layer", "n_unproductive", "n_critical", "feasible_mi
 LAYERWISE = tuple(c for c in ANALYSIS_NETWORK if c not in ("border_layer", "rf_ratio"))
 # Columns of the depth axis: present only in tables that hold a 3-D network.
 DEPTH = tuple(c for c in COLUMNS if c.endswith("_d"))
-# The geometry of a 2-D network's output, in table order.
-GEOMETRY = tuple(c for c in _per_axis_columns() if c not in DEPTH)
+
+
+def geometry(depth: bool = False) -> tuple[str, ...]:
+    """The geometry columns of a network's output, in table order (``depth``: with the _d
+    columns of 3-D networks)."""
+    return tuple(c for c in _per_axis_columns() if depth or c not in DEPTH)
+
+
+GEOMETRY = geometry()  # of 2-D (and 1-D) networks
 
 # The search output (rfsearch.search): one row per matching candidate, in this order:
 # candidate_id, the space's native key columns, one column per choice, GEOMETRY, valid,
@@ -93,7 +100,10 @@ SEARCH_COLUMNS: dict[str, tuple[pa.DataType, str]] = {
 }
 # Declared result columns of a search, in order (the key and choice columns of the space
 # come between candidate_id and the geometry).
-SEARCH_RESULT = ("candidate_id", *GEOMETRY, "valid", "rf_ratio", *LAYERWISE)
+def search_result(depth: bool = False) -> tuple[str, ...]:
+    """Declared result columns of a search, in order (``depth``: of 3-D blocks)."""
+    return ("candidate_id", *geometry(depth), "valid", "rf_ratio", *LAYERWISE)
+
 NETWORK_COLUMNS = [c for c in COLUMNS if c not in ("layer", "layer_name", "op",
                                                   *ANALYSIS_LAYER, *ANALYSIS_NETWORK)]
 LAYER_COLUMNS = [c for c in COLUMNS if c not in (*ANALYSIS_LAYER, *ANALYSIS_NETWORK)]
@@ -120,13 +130,14 @@ def schema(per_layer: bool = False, analysis: bool = False, depth: bool = False)
 
 
 def search_schema(keys: dict[str, pa.DataType], choices: dict[str, pa.DataType],
-                  analysis: bool = False) -> pa.Schema:
+                  analysis: bool = False, depth: bool = False) -> pa.Schema:
     """The declared Arrow schema of a search output with these native key and choice
-    columns (``analysis``: with the LAYERWISE analysis columns)."""
+    columns (``analysis``: with the LAYERWISE analysis columns; ``depth``: 3-D blocks)."""
     def field(name):
         own = SEARCH_COLUMNS.get(name) or COLUMNS[name]
         return pa.field(name, own[0], metadata={"description": own[1]})
-    first, *tail = SEARCH_RESULT[:len(SEARCH_RESULT) - (0 if analysis else len(LAYERWISE))]
+    result = search_result(depth)
+    first, *tail = result[:len(result) - (0 if analysis else len(LAYERWISE))]
     return pa.schema([field(first), *(pa.field(k, t) for k, t in {**keys, **choices}.items()),
                       *map(field, tail)])
 

@@ -149,3 +149,20 @@ def test_a_grid_of_1d_blocks_takes_a_sequence_length():
     assert list(found["rf_ratio"]) == pytest.approx([r / 1000 for r in want])
     again = rfsearch.search(grid, input_size="500")
     assert list(again["out_w"])[:2] == [(500 - 2 - 3) // 2 + 1, (500 - 2 - 3) // 4 + 1]
+
+
+def test_a_grid_of_3d_blocks_has_depth_columns(tmp_path):
+    grid = {"name": "vid", "input_size": "8x64x64", "layers": [
+        {"op": "conv", "kernel": [[3, 7, 7]], "stride": [[1, 2, 2]], "padding": [[1, 3, 3]]},
+        {"op": "maxpool", "kernel": [[1, 3, 3], [3, 3, 3]], "stride": [[1, 2, 2]],
+         "padding": [[0, 1, 1]], "ceil_mode": True}]}
+    found = rfsearch.search(grid, where="rf_d > 3")
+    # conv: d 3, h 7; the 3x3x3 pool at jump (1, 2, 2) adds (2, 4, 4); ceil mode at 32 + 2:
+    # ceil(31 / 2) + 1 = 17 (its last window starts inside the map)
+    assert len(found) == 1 and found.iloc[0]["layer1.kernel"] == "[3, 3, 3]"
+    row = found.iloc[0]
+    assert (row["rf_d"], row["rf_h"], row["out_d"], row["out_h"]) == (5, 11, 6, 17)
+    assert row["rf_ratio"] == pytest.approx(11 / 64)
+    rfsearch.search(grid, output=tmp_path / "out")
+    written = pd.read_parquet(tmp_path / "out")
+    assert {"rf_d", "stride_den_d", "out_d"} <= set(written.columns) and len(written) == 2

@@ -18,7 +18,7 @@ from ..analysis import rf_ratio_axes
 from ..axes import size_for
 from ..errors import SpecError
 from ..evaluate import evaluate
-from ..table import GEOMETRY, LAYERWISE, typed_array
+from ..table import LAYERWISE, geometry, typed_array
 from .filter import Node, filter_mask
 from .output import top_rows
 from .runs import Run, filter_columns, uses_analysis
@@ -86,7 +86,7 @@ class HostRun(Run):
             data.update(self.space.keys(ids))
         data.update(self.space.choice_columns(ids))
         df = pd.DataFrame(data)
-        for column in GEOMETRY:
+        for column in geometry(self.space.dims == 3):
             df[column] = ev[column].array if ev is not None else typed_array(
                 column, np.zeros(0))
         df["valid"] = ev["error"].isna().to_numpy() if ev is not None else np.zeros(0, bool)

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import SpecError
-from ..table import SEARCH_RESULT, file_metadata, search_schema
+from ..table import file_metadata, search_result, search_schema
 
 MANIFEST = "_manifest.json"
 
@@ -47,9 +47,10 @@ def to_arrow(df: pd.DataFrame, run) -> pa.Table:
     parameters in the file metadata."""
     table = pa.Table.from_pandas(df, preserve_index=False)
     choices = {v.name: v.arrow_type for v in run.space.variables}
+    depth = run.space.dims == 3
     keys = {f.name: f.type for f in table.schema
-            if f.name not in choices and f.name not in SEARCH_RESULT}
-    target = search_schema(keys, choices, run.with_analysis())
+            if f.name not in choices and f.name not in search_result(depth)}
+    target = search_schema(keys, choices, run.with_analysis(), depth)
     target = pa.schema([f for f in target if f.name in table.column_names])
     meta = {**(table.schema.metadata or {}), **file_metadata(run.input_size, {
         "space": run.space.name, "space_fingerprint": run.space.fingerprint(),

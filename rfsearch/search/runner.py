@@ -31,7 +31,7 @@ from ..errors import SpecError
 from ..spaces.registry import resolve_space
 from ..spaces.space import Space
 from ..spec import parse_input_size
-from ..table import COLUMNS, SEARCH_COLUMNS, SEARCH_RESULT
+from ..table import COLUMNS, SEARCH_COLUMNS, search_result
 from .device_run import DeviceRun
 from .filter import parse_filter
 from .host_run import HostRun
@@ -56,7 +56,8 @@ class SearchSummary:
 def filter_schema(space: Space) -> dict[str, str]:
     """Columns a ``where`` filter may use, with their types ('bool' or 'number')."""
     declared = {**COLUMNS, **SEARCH_COLUMNS}
-    schema = {c: "bool" if declared[c][0] == pa.bool_() else "number" for c in SEARCH_RESULT}
+    schema = {c: "bool" if declared[c][0] == pa.bool_() else "number"
+              for c in search_result(space.dims == 3)}
     schema |= dict.fromkeys(space.id_aliases, "number")
     schema |= {var.name: "number" for var in space.variables if var.numeric}
     return schema

@@ -182,15 +182,16 @@ def _entries(b: _Builder, raw_list, templates: dict, prefix: str, where: str, de
             yield name, raw, f"{where} #{i} {name!r}"
 
 
-def _periodic(block: dict | None) -> bool:
-    """Whether a block needs the periodic program (then the grid is searched candidate by
-    candidate through evaluate())."""
+def _kind(block: dict | None) -> tuple[bool, int]:
+    """(whether a block needs the periodic program, so that the grid is searched candidate
+    by candidate through evaluate(); its axes)."""
     if block is None:
-        return False
+        return False, 2
     try:
-        return parse_network({"name": "block", **block}).periodic
+        net = parse_network({"name": "block", **block})
     except SpecError:  # an invalid block is the candidate's error row, found later
-        return False
+        return False, 2
+    return net.periodic, net.dims
 
 
 def grid_space(grid: dict, label: str | None = None) -> tuple[Space, str | None]:
@@ -213,12 +214,13 @@ def grid_space(grid: dict, label: str | None = None) -> tuple[Space, str | None]
             b.fail(where, f"duplicate name {slot_name!r}")
         names.add(slot_name)
         slots.append(_slot(b, raw, slot_name, where))
-    host = any(_periodic(block) for slot in slots for block in slot.blocks)
+    kinds = [_kind(block) for slot in slots for block in slot.blocks]
+    host, dims = any(k[0] for k in kinds), max((k[1] for k in kinds), default=2)
     size = grid.get("input_size")
     if size is not None:  # per candidate: N, HxW or DxHxW; tabulated: N or HxW
         size = parse_input_sizes(size) if host else parse_input_size(size)
     space = Space(str(name), b.variables, slots, size, definition=grid,
-                  description=str(grid.get("description", "")), host=host)
+                  description=str(grid.get("description", "")), host=host, dims=dims)
     where_text = grid.get("where")
     return space, where_text
 

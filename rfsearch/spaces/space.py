@@ -19,10 +19,10 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import SpecError
-from ..table import SEARCH_RESULT
+from ..table import search_result
 
 # Result columns a choice may not be named after.
-RESERVED = frozenset(SEARCH_RESULT)
+RESERVED = frozenset(search_result(depth=True))
 
 
 def place_values(radices) -> np.ndarray:
@@ -98,6 +98,7 @@ class Space:
     # A space of blocks that need the periodic program (resampling, crops, ceil-mode pools,
     # 1-D / 3-D): its candidates are evaluated by the core evaluate() on the host too.
     host: bool = False
+    dims: int = 2  # the blocks' axes (3: the results gain the _d columns)
 
     @property
     def per_candidate(self) -> bool:
