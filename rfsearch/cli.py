@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -333,6 +334,9 @@ def main(argv=None) -> int:
     except SpecError as err:
         print(f"rfsearch: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader left (`| head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except OSError as err:
         where = f"{err.filename}: " if err.filename else ""
         print(f"rfsearch: {where}{err.strerror or err}", file=sys.stderr)

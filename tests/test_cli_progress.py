@@ -102,3 +102,16 @@ def test_when_a_bar_is_drawn(monkeypatch, output, progress, quiet, terminal, bar
     monkeypatch.setattr(sys, "stderr", Terminal() if terminal else io.StringIO())
     args = argparse.Namespace(output=output, progress=progress, quiet=quiet)
     assert _progress(args) is bar
+
+
+def test_a_reader_that_leaves_early_gets_no_error_line(folder):
+    """``rfsearch show ... | head -1``: the pipe closes early; nothing on standard error."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen([sys.executable, "-m", "rfsearch.cli", "show", "zoo:unet",
+                             "--input-size", "572"], cwd=folder, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # the reader leaves, as head does
+    err = proc.stderr.read()
+    proc.wait(timeout=300)
+    assert first.startswith(b"unet at 572x572") and err == b""
