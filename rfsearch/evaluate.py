@@ -17,6 +17,7 @@ from .encode import encode_networks
 from .errors import Location, SpecError
 from .faults import Context, messages_for
 from .ops import op_names
+from .periodic_eval import unit_by_unit
 from .periodic_table import group_columns
 from .sources import Source, resolve
 from .table import ANALYSIS_LAYER, frame
@@ -78,8 +79,9 @@ def _periodic_rows(src: Source, picks: list[int], sizes, per_layer: bool, analys
     """Columns and order of the periodic networks ``src.networks[picks]``, per dims;
     a network whose dims the input size does not fit gets an error row."""
     parts, errors = [], []
-    for dims in sorted({src.networks[i].dims for i in picks}):
-        group = [i for i in picks if src.networks[i].dims == dims]
+    units = {i: sizes is not None and unit_by_unit(src.networks[i]) for i in picks}
+    for dims, unit in sorted({(src.networks[i].dims, units[i]) for i in picks}):
+        group = [i for i in picks if (src.networks[i].dims, units[i]) == (dims, unit)]
         nets = [src.networks[i] for i in group]
         where = [Location(src.label, src.index[i], src.networks[i].name) for i in group]
         try:

@@ -61,8 +61,9 @@ class PeriodicBatch:
     reads: int  # the most units any output unit reads (whole-map layers aside)
 
 
-def _bucket(n: int) -> int:
-    return 1 << max(0, n - 1).bit_length()
+def pow2_bucket(n: int) -> int:
+    """The least power of two >= n (table and period sizes: few shapes to compile)."""
+    return 1 << max(0, int(n) - 1).bit_length()
 
 
 def encode_periodic(networks: list[Network], in_sizes: np.ndarray | None = None
@@ -75,7 +76,7 @@ def encode_periodic(networks: list[Network], in_sizes: np.ndarray | None = None
     described = [[[layer_reads(la, a, None if in_sizes is None else int(in_sizes[i + 1, a, j]))
                    for a in range(dims)] for i, la in enumerate(net.layers)]
                  for j, net in enumerate(networks)]
-    DM = _bucket(max([1] + [r["D"] for net in described for la in net for r in la
+    DM = pow2_bucket(max([1] + [r["D"] for net in described for la in net for r in la
                             if r["kind"] == RESAMPLE]))
     kind = np.full((L, n), WINDOW, np.int8)
     same, ceil = np.zeros((L, n), np.int8), np.zeros((L, n), bool)

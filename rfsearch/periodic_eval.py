@@ -9,12 +9,15 @@ and rf_min the smallest box of a unit (exact for chains; DAGs: :mod:`rfsearch.sh
 
 from __future__ import annotations
 
+import math
+from dataclasses import fields
+
 import jax
 import numpy as np
 
 from . import recurrence as R
-from .periodic import MAX_PERIOD, PeriodicBatch, encode_periodic, propagate
-from .reads import RESAMPLE, WHOLE
+from .periodic import MAX_PERIOD, PeriodicBatch, encode_periodic, pow2_bucket, propagate
+from .reads import RESAMPLE, WHOLE, period_factor
 from .spec import Network
 
 CHUNK = 1024  # most networks per call
@@ -22,14 +25,19 @@ BUDGET = 1 << 23  # elements of the largest intermediate of a call ([A, R, P, N]
 GEOMETRY = ("rf", "rf_min", "stride", "stride_den", "padding", "out")
 
 
-def _pow2(n: int) -> int:
-    return 1 << max(0, int(n) - 1).bit_length()
-
-
 def chunk_for(dims: int, P: int, reads: int, n: int) -> int:
     """Networks per call: at most CHUNK, and few enough that the hull's [A, R, P, N]
     intermediate stays within BUDGET elements."""
     return max(1, min(CHUNK, n, BUDGET // (dims * P * reads)))
+
+
+def unit_by_unit(net: Network) -> bool:
+    """Whether ``net`` is evaluated unit by unit when an input size is given: its
+    ``align_corners`` reads depend on the map, or its period may exceed MAX_PERIOD."""
+    if any(layer.align_corners for layer in net.layers):
+        return True
+    return any(math.prod(period_factor(la, a) for la in net.layers) > MAX_PERIOD
+               for a in range(net.dims))
 
 
 def _aligned_corners(networks: list[Network]) -> np.ndarray:
@@ -113,9 +121,9 @@ def _units(networks: list[Network], batch: PeriodicBatch, size) -> tuple[Periodi
     sizes = _propagate(batch, size, P=1)["size"]  # [L, A, N]
     first = np.clip(batch.preds[:, 0, :], 0, None)  # a node's map size is its first input's
     batch = encode_periodic(networks, np.take_along_axis(sizes, first[:, None, :], axis=0))
-    M = _pow2(_margin(batch, sizes))  # a power of two: fewer shapes to compile
+    M = pow2_bucket(_margin(batch, sizes))  # a power of two: fewer shapes to compile
     while True:  # the margin suffices by construction; widening is a safety net
-        states = _propagate(batch, size, _pow2(int(sizes.max()) + 2 * M), M)
+        states = _propagate(batch, size, pow2_bucket(int(sizes.max()) + 2 * M), M)
         if _enough(networks, states, M) or M > 64 * int(sizes.max()):
             return batch, states
         M *= 2
@@ -135,12 +143,12 @@ def _expand(batch: PeriodicBatch, states: dict, inverse: np.ndarray
             ) -> tuple[PeriodicBatch, dict]:
     """Batch and states of the distinct networks, repeated for every network."""
     def take(v):
-        return v[..., inverse]
+        if isinstance(v, dict):
+            return {k: take(x) for k, x in v.items()}
+        return v[..., inverse] if isinstance(v, np.ndarray) else v
 
-    fields = {k: take(v) for k, v in batch.fields.items()}
-    return PeriodicBatch(take(batch.kind), take(batch.same), take(batch.ceil), fields,
-                         take(batch.a0), take(batch.b0), take(batch.preds), take(batch.output),
-                         take(batch.period), batch.reads), {k: take(v) for k, v in states.items()}
+    return PeriodicBatch(**{f.name: take(getattr(batch, f.name)) for f in fields(batch)}), \
+        take(states)
 
 
 def run(networks: list[Network], size, units: bool | None = None
@@ -148,8 +156,9 @@ def run(networks: list[Network], size, units: bool | None = None
     """The encoded networks (all of one dims), every node's state (host arrays, [L, ...]
     fields, N last; ``origin`` [L, A, N]: 0, or unit by unit the table entry of unit 0) and
     why a network cannot be evaluated ([N] object: None, or a reason). ``units``: evaluate
-    unit by unit (default: when some network needs it and the size is known). Networks of
-    equal geometry are computed once."""
+    unit by unit (default: when some network needs it and the size is known; callers keep
+    such networks in batches of their own, :func:`unit_by_unit`, so that no network's rows
+    depend on its companions). Networks of equal geometry are computed once."""
     unique, inverse = distinct(networks)
     if len(unique) < len(networks):
         batch, states, refused = run(unique, size, units)
@@ -168,7 +177,7 @@ def run(networks: list[Network], size, units: bool | None = None
         elif batch.period[j] > MAX_PERIOD:
             refused[j] = (f"needs a period longer than {MAX_PERIOD} output units; give an "
                           "input size to evaluate it unit by unit")
-    P = _pow2(min(int(batch.period.max()), MAX_PERIOD))
+    P = pow2_bucket(min(int(batch.period.max()), MAX_PERIOD))
     return batch, _propagate(batch, size, P), refused
 
 

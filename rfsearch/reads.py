@@ -86,6 +86,14 @@ def transpose_offsets(kernel: int, stride: int, dilation: int, pad: int
     return (np.where(hits, x, big).min(axis=1), np.where(hits, x, -big).max(axis=1))
 
 
+def period_factor(layer: Layer, axis: int) -> int:
+    """D of a layer whose period does not depend on the map: an upsample's or pixel
+    shuffle's factor, a transposed convolution's stride; 1 for windows."""
+    if layer.code in (ops.UPSAMPLE, ops.PIXEL_SHUFFLE):
+        return layer.factor[axis]
+    return layer.stride[axis] if layer.code == ops.CONV_TRANSPOSE else 1
+
+
 def layer_reads(layer: Layer, axis: int, n: int | None = None) -> dict:
     """The periodic program's description of ``layer`` along ``axis``: its kind and
     either window parameters or one period of offsets (advancing ``s`` input units per
@@ -102,12 +110,13 @@ def layer_reads(layer: Layer, axis: int, n: int | None = None) -> dict:
         return {"kind": RESAMPLE, "D": D, "s": N, "a0": a0, "b0": b0, "mul": f, "add": 0,
                 "step": 1}
     if layer.code in (ops.UPSAMPLE, ops.PIXEL_SHUFFLE):
-        f = layer.factor[axis]
+        f = period_factor(layer, axis)
         a0, b0 = upsample_offsets(f, layer.mode)
         return {"kind": RESAMPLE, "D": f, "a0": a0, "b0": b0, "mul": f, "add": 0, "step": 1}
     if layer.code == ops.CONV_TRANSPOSE:
         a0, b0 = transpose_offsets(k, s, d, before)
         add = d * (k - 1) + layer.output_padding[axis] + 1 - s - before - after
-        return {"kind": RESAMPLE, "D": s, "a0": a0, "b0": b0, "mul": s, "add": add, "step": d}
+        return {"kind": RESAMPLE, "D": period_factor(layer, axis), "a0": a0, "b0": b0,
+                "mul": s, "add": add, "step": d}
     return {"kind": WINDOW, "k_eff": d * (k - 1) + 1, "s": s, "pb": before, "pa": after,
             "step": d}

@@ -145,5 +145,9 @@ def test_bilinear_unet_matches_the_oracle_unit_by_unit():
     small, large = (rfsearch.evaluate(spec, input_size=n).iloc[0] for n in (48, 576))
     assert pd.isna(small["stride_h"]) and not bool(small["aligned"])
     assert (int(small["rf_h"]), int(large["rf_h"])) == (220, 236)
+    other = zoo.build("unet_same")  # a companion evaluated by period: its rows stay its own
+    together = rfsearch.evaluate([spec, other], input_size=96)
+    pd.testing.assert_frame_equal(together.iloc[[1]].reset_index(drop=True),
+                                  rfsearch.evaluate(other, input_size=96))
     no_size = rfsearch.evaluate(spec).iloc[0]
     assert "align_corners=true needs an input size" in no_size["error"]
