@@ -23,7 +23,7 @@ if str(ROOT) not in sys.path:  # run from a source tree without installation
     sys.path.insert(0, str(ROOT))
 
 import rfsearch  # noqa: E402
-from rfsearch import driver, ops  # noqa: E402
+from rfsearch import driver, ops, periodic, periodic_eval  # noqa: E402
 from rfsearch import kernel as K  # noqa: E402
 from rfsearch.driver import compute_dtype  # noqa: E402
 from rfsearch.encode import (  # noqa: E402
@@ -188,14 +188,15 @@ def program(batch: Batch) -> str:
 
 @contextlib.contextmanager
 def xla_programs():
-    """Within: ``propagate`` and the driver run XLA's programs only, as on GPUs or
-    without a C++ compiler (rfsearch.native off)."""
-    saved = K.uses_native
+    """Within: ``propagate``, the driver and the periodic evaluation run XLA's programs
+    only, as on GPUs or without a C++ compiler (rfsearch.native off)."""
+    saved, chooser = K.uses_native, periodic_eval.program
     K.uses_native = lambda *args, **kwargs: False
+    periodic_eval.program = lambda rows: periodic.propagate
     try:
         yield
     finally:
-        K.uses_native = saved
+        K.uses_native, periodic_eval.program = saved, chooser
 
 
 def time_kernel(args, program: driver.Program, repeats: int) -> tuple[dict, object]:

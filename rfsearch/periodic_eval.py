@@ -15,6 +15,7 @@ from dataclasses import fields
 import jax
 import numpy as np
 
+from . import native
 from . import recurrence as R
 from .periodic import MAX_PERIOD, PeriodicBatch, encode_periodic, pow2_bucket, propagate
 from .reads import RESAMPLE, WHOLE, period_factor
@@ -45,6 +46,13 @@ def _aligned_corners(networks: list[Network]) -> np.ndarray:
     return np.array([any(layer.align_corners for layer in net.layers) for net in networks])
 
 
+def program(rows: int):
+    """The periodic program for ``rows`` networks: the compiled CPU kernel where the
+    native library has it (built, or worth building: :func:`rfsearch.native.available`),
+    else XLA's :func:`rfsearch.periodic.propagate`. Both compute the same states."""
+    return native.periodic_states if native.available(rows) else propagate
+
+
 def _propagate(batch: PeriodicBatch, size, P: int, M: int = 0) -> dict:
     """Every node's state, chunk by chunk (host arrays, [L, ...] fields, N last)."""
     dims, n = batch.fields["k_eff"].shape[1:]
@@ -54,12 +62,12 @@ def _propagate(batch: PeriodicBatch, size, P: int, M: int = 0) -> dict:
     shape = np.asarray(size if sized else (0,) * dims, np.int64)
     whole = (batch.kind == WHOLE).any() and not M  # periodic whole-map reads span a period
     reads = P if whole else min(P, batch.reads) if not M else batch.reads
-    parts, step = [], chunk_for(dims, P, reads, n)
+    parts, step, states_of = [], chunk_for(dims, P, reads, n), program(n)
     with jax.enable_x64(True):
         for lo in range(0, n, step):
             cut = slice(lo, lo + step)
             chunk = {k: v[..., cut] for k, v in params.items()}
-            parts.append(jax.device_get(propagate(chunk, batch.preds[..., cut], shape, P=P,
+            parts.append(jax.device_get(states_of(chunk, batch.preds[..., cut], shape, P=P,
                                                   sized=sized, M=M, R_=reads)))
     states = {k: np.concatenate([p[k] for p in parts], axis=-1) for k in parts[0]}
     states["origin"] = np.full(states["T"].shape, M, np.int64)

@@ -33,6 +33,7 @@ pixel_shuffle ``n f``; transposed convolution ``(n - 1) s - p - q + d (k - 1) + 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -89,34 +90,51 @@ def transpose_offsets(kernel: int, stride: int, dilation: int, pad: int
 def period_factor(layer: Layer, axis: int) -> int:
     """D of a layer whose period does not depend on the map: an upsample's or pixel
     shuffle's factor, a transposed convolution's stride; 1 for windows."""
-    if layer.code in (ops.UPSAMPLE, ops.PIXEL_SHUFFLE):
-        return layer.factor[axis]
-    return layer.stride[axis] if layer.code == ops.CONV_TRANSPOSE else 1
+    return _period(layer.code, layer.factor[axis] if layer.factor else 0, layer.stride[axis])
+
+
+def _period(code: int, factor: int, stride: int) -> int:
+    if code in (ops.UPSAMPLE, ops.PIXEL_SHUFFLE):
+        return factor
+    return stride if code == ops.CONV_TRANSPOSE else 1
 
 
 def layer_reads(layer: Layer, axis: int, n: int | None = None) -> dict:
     """The periodic program's description of ``layer`` along ``axis``: its kind and
     either window parameters or one period of offsets (advancing ``s`` input units per
     period) with the size rule ``n' = mul * n + add``. ``n``: the input map's size, which
-    an upsample with ``align_corners`` needs (without it, only its size rule is right)."""
-    k, s, d = layer.kernel[axis], layer.stride[axis], layer.dilation[axis]
-    before, after = layer.pad_before[axis], layer.pad_after[axis]
-    if layer.code in ops.WHOLE_MAP.values():
+    an upsample with ``align_corners`` needs (without it, only its size rule is right).
+    The result is shared between equal layers: read it, do not change it."""
+    def at(values):
+        return values[axis] if values else 0
+
+    return _reads(layer.code, layer.kernel[axis], layer.stride[axis], layer.dilation[axis],
+                  layer.pad_before[axis], layer.pad_after[axis], at(layer.factor), layer.mode,
+                  layer.align_corners, at(layer.output_padding), n if layer.align_corners
+                  else None)
+
+
+@lru_cache(maxsize=1 << 14)
+def _reads(code: int, k: int, s: int, d: int, before: int, after: int, f: int, mode: str,
+           align_corners: bool, output_padding: int, n: int | None) -> dict:
+    """:func:`layer_reads` of one layer's parameters along one axis (equal layers of a
+    batch, and of batches that follow, are described once)."""
+    if code in ops.WHOLE_MAP.values():
         return {"kind": WHOLE}
-    if layer.align_corners:
-        f = layer.factor[axis]
-        D, N, a0, b0 = aligned_offsets(f, layer.mode, n) if n else (
+    if align_corners:
+        D, N, a0, b0 = aligned_offsets(f, mode, n) if n else (
             1, 1, np.zeros(1, np.int64), np.zeros(1, np.int64))
         return {"kind": RESAMPLE, "D": D, "s": N, "a0": a0, "b0": b0, "mul": f, "add": 0,
                 "step": 1}
-    if layer.code in (ops.UPSAMPLE, ops.PIXEL_SHUFFLE):
-        f = period_factor(layer, axis)
-        a0, b0 = upsample_offsets(f, layer.mode)
-        return {"kind": RESAMPLE, "D": f, "a0": a0, "b0": b0, "mul": f, "add": 0, "step": 1}
-    if layer.code == ops.CONV_TRANSPOSE:
+    if code in (ops.UPSAMPLE, ops.PIXEL_SHUFFLE):
+        a0, b0 = upsample_offsets(f, mode)
+        return {"kind": RESAMPLE, "D": _period(code, f, s), "a0": a0, "b0": b0, "mul": f,
+                "add": 0, "step": 1}
+    if code == ops.CONV_TRANSPOSE:
         a0, b0 = transpose_offsets(k, s, d, before)
-        add = d * (k - 1) + layer.output_padding[axis] + 1 - s - before - after
-        return {"kind": RESAMPLE, "D": period_factor(layer, axis), "a0": a0, "b0": b0,
-                "mul": s, "add": add, "step": d}
+        add = d * (k - 1) + output_padding + 1 - s - before - after
+        return {"kind": RESAMPLE, "D": _period(code, f, s), "a0": a0, "b0": b0, "mul": s,
+                "add": add,
+                "step": d}
     return {"kind": WINDOW, "k_eff": d * (k - 1) + 1, "s": s, "pb": before, "pa": after,
             "step": d}

@@ -1,4 +1,4 @@
-"""The DAG recurrence as a compiled XLA FFI custom call, for CPUs.
+"""The DAG recurrence and the periodic program as compiled XLA FFI custom calls, for CPUs.
 
 XLA's CPU gather moves one element at a time, and the DAG programs of
 :mod:`rfsearch.kernel` gather every input of every node of every network: measured, the
@@ -12,6 +12,11 @@ compiler and jaxlib version) into a cache directory; without a compiler, or with
 (tests/test_native.py). The driver runs it where :func:`rfsearch.kernel.uses_native`
 says it can (:func:`rfsearch.driver.choose_program`), with its arguments in tiles of
 :func:`lanes` networks.
+
+``periodic.cc``, in the same library, computes :func:`rfsearch.periodic.propagate` (the
+exact program of networks with fractional jumps) one network at a time with its box
+tables in the cache, instead of XLA's scan of gathers; :func:`periodic_states` calls it
+and :func:`rfsearch.periodic_eval.program` chooses it by the same rule.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import tempfile
 import threading
 import time
 import warnings
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 try:
@@ -44,10 +49,13 @@ import numpy as np
 from .. import ops
 from .. import recurrence as R
 from ..cache import cache_dir
+from ..periodic import WIDE
+from ..reads import RESAMPLE, WHOLE, WINDOW
 
 _log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("dag.cc")
-TARGET = "rfsearch_dag"
+PERIODIC_SOURCE = Path(__file__).with_name("periodic.cc")
+TARGET, PERIODIC_TARGET = "rfsearch_dag", "rfsearch_periodic"
 # -fwrapv: signed arithmetic wraps, as XLA's does; -march=native: the binary is built
 # for, and cached per, this machine's CPU.
 FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fwrapv", "-march=native")
@@ -58,9 +66,11 @@ ENV_SWITCH = "RFSEARCH_NATIVE"  # "0" turns the compiled kernel off
 _CONSTANTS = (R.KNOWN, R.ALIGNED, R.UNBOUNDED, R.OVERFLOW, R.MISALIGNED, R.ERR_NONE,
               R.ERR_JUMP, R.ERR_SIZE, R.ERR_EMPTY, R.FAULT_CODES, R.NO_FAULT,
               ops.GLOBAL_POOL, ops.DENSE, ops.PAD_SAME_LOWER,
-              R.LIMITS[np.dtype(np.int32)], R.LIMITS[np.dtype(np.int64)])
+              R.LIMITS[np.dtype(np.int32)], R.LIMITS[np.dtype(np.int64)], R.MIXED,
+              (WINDOW, RESAMPLE, WHOLE), WIDE)
 _EXPECTED = (1, 2, 4, 8, 16, 0, 1, 2, 3, 4, 2**31 - 1, 7, 8, -2,
-             (2**14, 2**29), (2**30, 2**61))
+             (2**14, 2**29), (2**30, 2**61), 32, (0, 1, 2),
+             ("k_eff", "s", "pb", "pa", "D", "mul", "add", "step"))
 
 
 def compiler() -> str | None:
@@ -73,13 +83,13 @@ def compiler() -> str | None:
 
 def _library_path(cxx: str) -> Path:
     """A cache path naming everything the binary depends on."""
-    return cache_dir() / f"rfsearch_dag-{_key(SOURCE, cxx, FLAGS)}.so"
+    return cache_dir() / f"rfsearch_dag-{_key((SOURCE, PERIODIC_SOURCE), cxx, FLAGS)}.so"
 
 
 @cache
-def _key(source: Path, cxx: str, flags: tuple[str, ...]) -> str:
+def _key(sources: tuple[Path, ...], cxx: str, flags: tuple[str, ...]) -> str:
     key = hashlib.sha256()
-    for part in (source.read_bytes(), jaxlib.__version__.encode(), cxx.encode(),
+    for part in (*(s.read_bytes() for s in sources), jaxlib.__version__.encode(), cxx.encode(),
                  " ".join(flags).encode(), platform.machine().encode(), _cpu().encode()):
         key.update(part)
         key.update(b"\0")
@@ -104,7 +114,7 @@ STALE_S = 3600  # a temporary file this old is left by a build that was killed
 
 
 def build(cxx: str) -> Path:
-    """Compile dag.cc (unless cached) and return the shared library's path. Raises
+    """Compile dag.cc and periodic.cc (unless cached) and return the shared library's path. Raises
     CalledProcessError or TimeoutExpired when the compiler fails, OSError when the cache
     directory is not writable. Concurrent processes wait for one build (a lock file)."""
     path = _library_path(cxx)
@@ -125,7 +135,8 @@ def build(cxx: str) -> Path:
         os.close(fd)
         start = time.perf_counter()
         try:
-            subprocess.run([cxx, *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE), "-o", tmp],
+            subprocess.run([cxx, *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE),
+                            str(PERIODIC_SOURCE), "-o", tmp],
                            check=True, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
             os.chmod(tmp, 0o755)  # mkstemp's 0600 would hide it from other users of the cache
             os.replace(tmp, path)
@@ -181,6 +192,9 @@ def _register() -> bool:
             library.RfsearchDagLanes.restype = ctypes.c_int64
             lanes = int(library.RfsearchDagLanes())
             jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(library.RfsearchDag),
+                                        platform="cpu")
+            jax.ffi.register_ffi_target(PERIODIC_TARGET,
+                                        jax.ffi.pycapsule(library.RfsearchPeriodic),
                                         platform="cpu")
             _REGISTERED.append((path, lanes))
     except (OSError, AttributeError, subprocess.SubprocessError,
@@ -239,3 +253,31 @@ def dag_states(op, kernel, stride, dilation, pad_before, pad_after, preds, outpu
                input_size.astype(jnp.int32),
                sized=features.sized, same=features.same, whole=features.whole)
     return R.NodeState(*(f[:, :n] for f in out))
+
+
+@partial(jax.jit, static_argnames=("P", "sized", "M", "R_"))
+def periodic_states(params: dict, preds, input_size, *, P: int, sized: bool, M: int = 0,
+                    R_: int | None = None) -> dict:
+    """:func:`rfsearch.periodic.propagate` (same arguments, same results: every node's
+    state, [L, ...] fields, N last) computed by ``periodic.cc``; needs int64 (x64)."""
+    L, A, n = params["k_eff"].shape
+
+    def first(a):  # N first: the kernel walks one network at a time
+        return jnp.moveaxis(a, -1, 0)
+
+    codes = jnp.stack([params[k].astype(jnp.int8) for k in ("kind", "same", "ceil")], -1)
+    wide = jnp.stack([params[k].astype(jnp.int64) for k in WIDE], -1)  # [L, A, N, 8]
+    table = jax.ShapeDtypeStruct((n, L, A, P), jnp.int64)
+    field = jax.ShapeDtypeStruct((n, L, A), jnp.int64)
+    flag = jax.ShapeDtypeStruct((n, L, A), jnp.int32)
+    results = (table, table, jax.ShapeDtypeStruct((n, L, A, P), jnp.int8), field, field, field,
+               flag, flag)
+    out = jax.ffi.ffi_call(PERIODIC_TARGET, results)(
+        first(codes.transpose(0, 2, 1)), jnp.moveaxis(wide, 2, 0),
+        *(first(params[k].astype(jnp.int64)) for k in ("a0", "b0")),
+        first(preds.astype(jnp.int32)), input_size.astype(jnp.int64),
+        P=np.int64(P), M=np.int64(M), R=np.int64(R_ or P), sized=sized)
+    names = ("lo", "hi", "known", "T", "K", "size", "flags", "fault")
+    states = {k: jnp.moveaxis(v, 0, -1) for k, v in zip(names, out, strict=True)}
+    states["known"] = states["known"] != 0
+    return states
