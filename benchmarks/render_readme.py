@@ -186,15 +186,27 @@ def render_end_to_end(res: dict) -> list[str]:
                rate(d["n"] / d[f"{key}_evaluate_s"]))
               for key, name in (("native", "compiled CPU kernel"), ("xla", "XLA's program"))
               if f"{key}_evaluate_s" in d),
-            *(() if "decoders" not in res else [(
-                f"`evaluate`, {res['decoders']['n']:,} random encoder-decoders from specs at "
-                f"{res['decoders']['input_size']} (periodic program)",
-                seconds(res["decoders"]["evaluate_s"]),
-                rate(res["decoders"]["n"] / res["decoders"]["evaluate_s"]))])]
+            *decoder_rows(res.get("decoders"))]
     return [f"{n:,} ragged chains of up to {res['max_layers']} layers from a Parquet table to "
             f"a Parquet table of results at input {res['input_size']}, median of "
             f"{res['repeats']}.", *table(("stage", "time", "throughput"), rows, "lrr"),
             f"Device: {res['device']}, {res['cpu_cores']} cores; {res['date']}{quick(res)}.", ""]
+
+
+def decoder_rows(dec: dict | None) -> list[Row]:
+    """``evaluate`` on random encoder-decoders from specs: the program chosen (the compiled
+    periodic kernel where it runs) and XLA's, measured alternately in the same run."""
+    if not dec:
+        return []
+    chosen = "compiled CPU kernel" if dec.get("program") == "native" else "XLA's program"
+    label = (f"`evaluate`, {dec['n']:,} random encoder-decoders from specs at "
+             f"{dec['input_size']} (periodic program")
+    rows = [(f"{label}, {chosen})", seconds(dec["evaluate_s"]),
+             rate(dec["n"] / dec["evaluate_s"]))]
+    if "xla_evaluate_s" in dec:
+        rows.append((f"{label}, XLA's program)", seconds(dec["xla_evaluate_s"]),
+                     rate(dec["n"] / dec["xla_evaluate_s"])))
+    return rows
 
 
 def chain_anatomy_rows(c: dict) -> list[Row]:
