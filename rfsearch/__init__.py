@@ -2,10 +2,11 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import zoo
+from . import importers, zoo
 from .encode import Batch, chains, encode
 from .errors import SpecError
 from .evaluate import evaluate
+from .importers import from_torch
 from .search import SearchSummary, search
 from .sources import read_chains
 from .spec import Layer, Network, parse_network
@@ -27,6 +28,8 @@ __all__ = [
     "chains",
     "encode",
     "evaluate",
+    "from_torch",
+    "importers",
     "parse_network",
     "read_chains",
     "schema",

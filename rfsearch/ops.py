@@ -48,7 +48,8 @@ OP_NAMES: dict[int, str] = {
     CROP: "crop",
 }
 
-WINDOWED = {"conv": CONV, "maxpool": MAXPOOL, "avgpool": AVGPOOL, "pool": AVGPOOL}
+# "pad": padding alone (a window of 1; negative padding crops), F.pad's geometry
+WINDOWED = {"conv": CONV, "maxpool": MAXPOOL, "avgpool": AVGPOOL, "pool": AVGPOOL, "pad": CONV}
 MERGES = {"add": ADD, "concat": CONCAT}
 WHOLE_MAP = {"global_pool": GLOBAL_POOL, "dense": DENSE}
 POOLS = ("maxpool", "avgpool", "pool")  # may round their output size up (ceil_mode)

@@ -21,7 +21,9 @@ from . import ops
 from .axes import MAX_PARAM, network_dims, parse_padding, per_axis
 from .errors import Location, SpecError
 
-NETWORK_KEYS = ("name", "layers", "output", "description", "dims")
+# "source": where an importer took the spec from (framework, tracer, traced input size,
+# assumptions); kept in the spec for people, ignored by evaluation.
+NETWORK_KEYS = ("name", "layers", "output", "description", "dims", "source")
 COMMON_KEYS = ("name", "op", "inputs")
 WINDOW_KEYS = ("kernel", "stride", "dilation", "padding")
 # The geometric fields of each kind of op (beyond COMMON_KEYS).
@@ -33,6 +35,7 @@ OP_KEYS = {
     "pixel_shuffle": ("factor",),
     "pixel_unshuffle": ("factor",),
     "crop": ("crop",),
+    "pad": ("padding",),
 }
 GEOMETRIC_KEYS = tuple(dict.fromkeys(k for keys in OP_KEYS.values() for k in keys))
 # Keys that describe a layer but do not change its geometry; accepted and ignored.
@@ -164,9 +167,9 @@ def _flag(raw: Mapping, key: str) -> bool:
 
 def _window(raw: Mapping, dims: int) -> dict:
     """kernel, stride, dilation and padding of a windowed layer (or a transposed conv)."""
-    if "kernel" not in raw:
+    if "kernel" not in raw and raw["op"] != "pad":
         raise SpecError("missing field 'kernel'")
-    kernel = per_axis(raw["kernel"], "kernel", dims)
+    kernel = per_axis(raw.get("kernel", 1), "kernel", dims)
     dilation = per_axis(raw.get("dilation", 1), "dilation", dims)
     for k, d in zip(kernel, dilation, strict=True):
         if d * (k - 1) + 1 > MAX_PARAM:

@@ -21,7 +21,7 @@ def one(layers, **net):
 CASES = [
     (one([conv(op="convv")]),
      "spec #1 'n', layer #0 'c': unknown op 'convv' (did you mean 'conv'?); allowed: conv, "
-     "maxpool, avgpool, pool, add, concat, global_pool, dense, upsample, conv_transpose, "
+     "maxpool, avgpool, pool, pad, add, concat, global_pool, dense, upsample, conv_transpose, "
      "pixel_shuffle, pixel_unshuffle, crop, identity, relu, relu6, "
      "leaky_relu, prelu, elu, selu, gelu, silu, swish, hard_swish, hardswish, mish, sigmoid, "
      "hard_sigmoid, tanh, softmax, batchnorm, layernorm, groupnorm, instancenorm, dropout, "
@@ -108,3 +108,16 @@ def test_input_size_spellings():
     assert pd.isna(row["error"][1]) and row["out_d"][1] == 6  # the good row is kept
 
 
+
+
+def test_pad_is_padding_alone_and_source_is_kept_for_people():
+    """'pad' (F.pad's geometry) takes only padding, negative to crop; a network's
+    'source' (where an importer took it from) is accepted and does not change rows."""
+    import rfsearch
+    spec = {"name": "p", "source": {"framework": "torch"}, "layers": [
+        {"op": "pad", "padding": [[1, 2], [0, -1]]}, {"op": "conv", "kernel": 3}]}
+    row = rfsearch.evaluate(spec, input_size=8).iloc[0]
+    assert (row["rf_h"], row["padding_h"], row["out_h"], row["padding_w"], row["out_w"]) == (
+        3, 1, 9, 0, 5)
+    bad = dict(spec, layers=[{"op": "pad", "kernel": 3}])
+    assert "does not apply to op 'pad'" in rfsearch.evaluate(bad).iloc[0]["error"]

@@ -1,0 +1,399 @@
+"""What each ATen op of a traced PyTorch model is, as spec layers.
+
+Rules are keyed by the ATen op name (``conv2d``, ``upsample_bilinear2d``, ...); they see
+the op's arguments bound to its schema's names, tensors as :class:`Value`, and the shape
+of what it returned. Both ``torch.export``'s graph (``conv2d``, ``max_pool2d``, ``pad``,
+``linear``) and the lower-level graph of the fallback tracer (``convolution``,
+``max_pool2d_with_indices``, ``constant_pad_nd``, ``addmm``) are covered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .builder import SpecBuilder, Unsupported, Value
+
+
+@dataclass
+class Call:
+    """One op being mapped: its bound arguments, output shape and the layer base name."""
+
+    args: dict
+    shape: tuple[int, ...]
+    base: str
+    builder: SpecBuilder
+
+    @property
+    def dims(self) -> int:
+        return self.builder.dims
+
+    def value(self, name: str = "input") -> Value:
+        v = self.args.get(name)
+        if not isinstance(v, Value):
+            raise Unsupported(f"argument {name!r} is not a traced tensor")
+        return v
+
+    def layer(self, op: str, inputs: list[Value], **fields) -> Value:
+        """A layer whose output keeps the spatial layout of ``inputs[0]`` with the sizes
+        of the returned shape."""
+        node = self.builder.add(self.base, op, inputs, **fields)
+        first = inputs[0]
+        return Value(node, first.axes, tuple(self.shape[a] for a in first.axes),
+                     len(self.shape))
+
+
+def per_axis(value, dims: int, name: str) -> list[int]:
+    """An int or list argument as one int per axis (an empty list: None)."""
+    if isinstance(value, int):
+        return [value] * dims
+    value = list(value)
+    if len(value) == 1:
+        return value * dims
+    if len(value) != dims:
+        raise Unsupported(f"{name} has {len(value)} values for {dims} axes")
+    return [int(v) for v in value]
+
+
+def standard_layout(x: Value, dims: int) -> None:
+    """Windows run over tensor dimensions 2.. (N, C, spatial...)."""
+    if x.axes != tuple(range(2, 2 + dims)):
+        raise Unsupported("a window over a tensor whose spatial axes were moved")
+
+
+# ---------------------------------------------------------------- windows
+
+def conv(c: Call) -> Value:
+    x, weight = c.value("input"), c.args.get("weight")
+    standard_layout(x, c.dims)
+    kernel = list(weight.shape[2:]) if hasattr(weight, "shape") else None
+    if kernel is None:
+        raise Unsupported("the convolution's weight shape is unknown")
+    transposed = bool(c.args.get("transposed", False))
+    if c.args.get("__op") in ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d"):
+        transposed = True
+    stride = per_axis(c.args.get("stride", 1), c.dims, "stride")
+    dilation = per_axis(c.args.get("dilation", 1), c.dims, "dilation")
+    padding = c.args.get("padding", 0)
+    if isinstance(padding, str):  # conv2d.padding: 'same' (PyTorch: the odd unit after)
+        totals = [0 if padding == "valid" else d * (k - 1) for k, d in
+                  zip(kernel, dilation, strict=True)]
+        pads = [[t // 2, t - t // 2] for t in totals]
+    else:
+        pads = [[p, p] for p in per_axis(padding, c.dims, "padding")]
+    fields = {"kernel": kernel, "stride": stride, "dilation": dilation, "padding": pads}
+    if transposed:
+        fields["output_padding"] = per_axis(c.args.get("output_padding", 0), c.dims,
+                                            "output_padding")
+        return c.layer("conv_transpose", [x], **fields)
+    groups = c.args.get("groups", 1)
+    return c.layer("conv", [x], **fields, **({"groups": groups} if groups != 1 else {}))
+
+
+def pool(op: str) -> Callable[[Call], Value]:
+    def rule(c: Call) -> Value:
+        x = c.value("self")
+        standard_layout(x, c.dims)
+        kernel = per_axis(c.args["kernel_size"], c.dims, "kernel_size")
+        stride = c.args.get("stride") or kernel
+        fields = {"kernel": kernel, "stride": per_axis(stride, c.dims, "stride"),
+                  "padding": per_axis(c.args.get("padding", 0), c.dims, "padding")}
+        if op == "maxpool":
+            fields["dilation"] = per_axis(c.args.get("dilation", 1), c.dims, "dilation")
+        if c.args.get("ceil_mode"):
+            fields["ceil_mode"] = True
+        return c.layer(op, [x], **fields)
+    return rule
+
+
+def adaptive_pool(op: str) -> Callable[[Call], Value]:
+    def rule(c: Call) -> Value:
+        x = c.value("self")
+        standard_layout(x, c.dims)
+        out = per_axis(c.args["output_size"], c.dims, "output_size")
+        if all(o == 1 for o in out):
+            return global_pool(c, x)
+        if any(o is None or n % o for n, o in zip(x.sizes, out, strict=True)):
+            raise Unsupported(f"an adaptive pool from {list(x.sizes)} to {out} is not one "
+                              "window (its windows overlap unevenly)")
+        kernel = [n // o for n, o in zip(x.sizes, out, strict=True)]
+        return c.layer(op, [x], kernel=kernel, stride=kernel)
+    return rule
+
+
+def global_pool(c: Call, x: Value) -> Value:
+    node = c.builder.add(c.base, "global_pool", [x])
+    kept = len(c.shape) == x.rank  # keepdim: spatial axes of size 1 remain
+    return Value(node, x.axes if kept else (), (1,) * len(x.axes) if kept else (),
+                 len(c.shape))
+
+
+# ---------------------------------------------------------------- resampling
+
+def upsample(mode: str) -> Callable[[Call], Value]:
+    def rule(c: Call) -> Value:
+        x = c.value("input") if "input" in c.args else c.value("self")
+        standard_layout(x, c.dims)
+        out = c.shape[2:]
+        factors = []
+        for n, m in zip(x.sizes, out, strict=True):
+            if m % n:
+                raise Unsupported(f"a resize from {list(x.sizes)} to {list(out)} is not an "
+                                  "integer factor")
+            factors.append(m // n)
+        fields = {"factor": factors, "mode": mode}
+        if mode != "nearest" and c.args.get("align_corners"):
+            fields["align_corners"] = True
+        return c.layer("upsample", [x], **fields)
+    return rule
+
+
+def shuffle(op: str, key: str) -> Callable[[Call], Value]:
+    def rule(c: Call) -> Value:
+        x = c.value("self")
+        standard_layout(x, c.dims)
+        return c.layer(op, [x], factor=int(c.args[key]))
+    return rule
+
+
+def pad(c: Call) -> Value:
+    """F.pad / constant_pad_nd: pairs from the last dimension backwards."""
+    x = c.value("self")
+    mode = c.args.get("mode", "constant")
+    if mode == "circular":
+        raise Unsupported("circular padding reads the far side of the map")
+    flat = list(c.args["pad"])
+    pairs = {len(c.shape) - 1 - i: (flat[2 * i], flat[2 * i + 1]) for i in range(len(flat) // 2)}
+    if any(p != (0, 0) for d, p in pairs.items() if d not in x.axes):
+        c.builder.assume("padding of non-spatial dimensions ignored")
+    if mode in ("reflect", "replicate"):
+        c.builder.assume(f"{mode} padding read as zero padding (the same boxes: the units it "
+                         "repeats lie inside them)")
+    padding = [list(pairs.get(a, (0, 0))) for a in x.axes]
+    return c.layer("pad", [x], padding=padding)
+
+
+def reflection_pad(c: Call) -> Value:
+    c.args = {"self": c.args["self"], "pad": c.args["padding"], "mode": "reflect"}
+    return pad(c)
+
+
+def slice_(c: Call) -> Value:
+    """x[..., a:b:s] on a spatial axis: a crop (and a stride s window); else no layer."""
+    x, dim = c.value("self"), c.args.get("dim", 0)
+    rank = len(c.shape)
+    dim = dim + rank if dim < 0 else dim
+    if dim not in x.axes:
+        return x
+    n = x.sizes[x.axes.index(dim)]
+    start, end, step = c.args.get("start") or 0, c.args.get("end"), c.args.get("step", 1)
+    start = max(0, start + n if start < 0 else start)
+    end = n if end is None else min(n, end + n if end < 0 else end)
+    if (start, end, step) == (0, n, 1):
+        return x
+    crop = [[0, 0] for _ in x.axes]
+    crop[x.axes.index(dim)] = [start, n - end]
+    if step == 1:
+        return c.layer("crop", [x], crop=crop)
+    stride = [1] * len(x.axes)
+    stride[x.axes.index(dim)] = step
+    padding = [[-a, -b] for a, b in crop]
+    return c.layer("pool", [x], kernel=1, stride=stride, padding=padding)
+
+
+def narrow(c: Call) -> Value:
+    c.args = {"self": c.args["self"], "dim": c.args["dim"], "start": c.args["start"],
+              "end": c.args["start"] + c.args["length"], "step": 1}
+    return slice_(c)
+
+
+# ---------------------------------------------------------------- merges and reductions
+
+def tensors(c: Call, *names: str) -> list[Value]:
+    return [c.args[n] for n in names if isinstance(c.args.get(n), Value)]
+
+
+def binary(c: Call) -> Value:
+    """add/sub/mul/div/...: two maps of one size merge; a broadcast operand (a bias, a
+    scale, a channel gate of 1 x 1) leaves an element-wise layer on the map."""
+    values = tensors(c, "self", "other", "input")
+    maps = [v for v in values if v.spatial and any(s > 1 for s in v.sizes)]
+    if len(maps) >= 2:
+        if len({v.sizes for v in maps}) > 1:
+            raise Unsupported(f"an element-wise op on maps of sizes "
+                              f"{[list(v.sizes) for v in maps]} (broadcast along a map)")
+        return c.layer("add", maps, comment=c.args["__op"]) if c.args["__op"] != "add" else \
+            c.layer("add", maps)
+    if len(values) >= 2 and not maps:  # maps of one unit, or features: still a merge
+        return c.layer("add", values)
+    keep = maps[0] if maps else values[0]
+    if len(values) >= 2:
+        c.builder.assume("channel gates (a 1 x 1 operand, e.g. squeeze-and-excitation) read "
+                         "as element-wise scaling of the map (gates='local')")
+    return elementwise(c, keep)
+
+
+def cat(c: Call) -> Value:
+    values = [v for v in c.args["tensors"] if isinstance(v, Value)]
+    rank = len(c.shape)
+    dim = c.args.get("dim", 0)
+    dim = dim + rank if dim < 0 else dim
+    if any(dim in v.axes for v in values):
+        raise Unsupported("a concatenation along a spatial axis")
+    if len(values) == 1:
+        return values[0]
+    return c.layer("concat", values)
+
+
+def reduce(c: Call) -> Value:
+    """mean / sum / amax / ... over dimensions: all spatial axes make a global pool."""
+    x = c.value("self")
+    dims = c.args.get("dim")
+    if dims is None or dims == []:
+        dims = list(range(x.rank))
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    dims = {d % x.rank for d in dims}
+    spatial = dims & set(x.axes)
+    if not spatial:
+        return elementwise(c, x)
+    if spatial != set(x.axes):
+        raise Unsupported("a reduction over some of the spatial axes")
+    return global_pool(c, x)
+
+
+def dense(c: Call) -> Value:
+    """linear / addmm / mm / matmul: over features (no map), a dense layer; over the last
+    dimension of a map whose spatial axes lie elsewhere, a 1 x 1 (element-wise) layer."""
+    x = next(iter(tensors(c, "input", "mat1", "self")), None)
+    if x is None:
+        raise Unsupported("no traced input")
+    if x.spatial and len(c.shape) - 1 not in x.axes:
+        return elementwise(c, x)
+    node = c.builder.add(c.base, "dense", [x])
+    return Value(node, (), (), len(c.shape))
+
+
+def reshape(c: Call) -> Value:
+    """view / reshape / flatten: spatial axes kept at the end stay; a map of one unit
+    becomes features; flattening a larger map into features is read as a dense layer."""
+    x = c.value("self")
+    if not x.spatial:
+        return x
+    rank = len(c.shape)
+    trailing = tuple(range(rank - len(x.axes), rank))
+    if (x.axes == tuple(range(x.rank - len(x.axes), x.rank)) and rank >= len(x.axes)
+            and tuple(c.shape[a] for a in trailing) == x.sizes):
+        return Value(x.node, trailing, x.sizes, rank)
+    if all(s == 1 for s in x.sizes):
+        return Value(x.node, (), (), rank)
+    c.builder.assume(f"flattening a {'x'.join(map(str, x.sizes))} map into features read "
+                     "as a dense layer (every feature after it reads the whole map)")
+    node = c.builder.add(c.base, "dense", [x])
+    return Value(node, (), (), len(c.shape))
+
+
+def permute(c: Call) -> Value:
+    x = c.value("self")
+    order = [d % len(c.shape) for d in c.args["dims"]]
+    return Value(x.node, tuple(order.index(a) for a in x.axes), x.sizes, len(c.shape))
+
+
+def transpose(c: Call) -> Value:
+    x = c.value("self")
+    rank = len(c.shape)
+    a, b = c.args["dim0"] % rank, c.args["dim1"] % rank
+    swap = {a: b, b: a}
+    return Value(x.node, tuple(swap.get(d, d) for d in x.axes), x.sizes, len(c.shape))
+
+
+def unsqueeze(c: Call) -> Value:
+    x = c.value("self")
+    d = c.args["dim"] % len(c.shape)
+    return Value(x.node, tuple(a + (a >= d) for a in x.axes), x.sizes, len(c.shape))
+
+
+def attention(c: Call) -> Value:
+    x = c.value("query")
+    node = c.builder.add(c.base, "dense", [x], comment="attention: every query reads the "
+                         "whole map")
+    return Value(node, (), (), len(c.shape))
+
+
+# ---------------------------------------------------------------- element-wise
+
+ELEMENTWISE = {  # ATen op -> the spec's element-wise op name
+    "relu": "relu", "relu_": "relu", "hardtanh": "relu6", "hardtanh_": "relu6",
+    "leaky_relu": "leaky_relu", "leaky_relu_": "leaky_relu", "prelu": "prelu",
+    "_prelu_kernel": "prelu", "elu": "elu", "selu": "selu", "gelu": "gelu", "silu": "silu",
+    "silu_": "silu", "hardswish": "hard_swish", "hardswish_": "hard_swish", "mish": "mish",
+    "sigmoid": "sigmoid", "hardsigmoid": "hard_sigmoid", "tanh": "tanh",
+    "softmax": "softmax", "_softmax": "softmax", "log_softmax": "softmax",
+    "batch_norm": "batchnorm", "native_batch_norm": "batchnorm",
+    "_native_batch_norm_legit_no_training": "batchnorm", "layer_norm": "layernorm",
+    "native_layer_norm": "layernorm", "group_norm": "groupnorm",
+    "native_group_norm": "groupnorm", "instance_norm": "instancenorm",
+    "dropout": "dropout", "native_dropout": "dropout", "feature_dropout": "dropout",
+    "clamp": "identity", "clamp_min": "identity", "abs": "identity", "neg": "identity",
+    "exp": "identity", "log": "identity", "sqrt": "identity", "rsqrt": "identity",
+    "pow": "identity", "reciprocal": "identity", "softplus": "identity",
+    "channel_shuffle": "identity", "native_channel_shuffle": "identity",
+}
+NORMS_OVER_MAPS = ("group_norm", "native_group_norm", "instance_norm", "layer_norm",
+                   "native_layer_norm")
+
+
+def elementwise(c: Call, x: Value | None = None) -> Value:
+    x = x or next(iter(tensors(c, "self", "input", "other")), None)
+    if x is None:
+        raise Unsupported("no traced input")
+    op = c.args["__op"]
+    name = ELEMENTWISE.get(op, "identity")
+    if op in NORMS_OVER_MAPS:
+        c.builder.assume(f"{op}: statistics over the map ignored (element-wise, by "
+                         "convention)")
+    fields = {} if name != "identity" else {"comment": f"aten.{op}"}
+    return c.layer(name, [x], **fields)
+
+
+def alias(c: Call) -> Value:
+    return next(iter(tensors(c, "self", "input", "x")))
+
+
+ALIASES = ("alias", "clone", "contiguous", "detach", "_to_copy", "to", "type_as",
+           "lift_fresh_copy", "dropout_", "expand_as", "_assert_tensor_metadata")
+
+
+RULES: dict[str, Callable[[Call], Value]] = {
+    **dict.fromkeys(("conv1d", "conv2d", "conv3d", "convolution", "_convolution",
+                     "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"), conv),
+    **dict.fromkeys(("max_pool1d", "max_pool2d", "max_pool3d", "max_pool2d_with_indices",
+                     "max_pool3d_with_indices", "max_pool1d_with_indices"), pool("maxpool")),
+    **dict.fromkeys(("avg_pool1d", "avg_pool2d", "avg_pool3d"), pool("avgpool")),
+    **dict.fromkeys(("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+                     "_adaptive_avg_pool2d", "_adaptive_avg_pool3d"), adaptive_pool("avgpool")),
+    **dict.fromkeys(("adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d"),
+                    adaptive_pool("maxpool")),
+    **dict.fromkeys(("upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d",
+                     "_upsample_nearest_exact1d", "_upsample_nearest_exact2d",
+                     "_upsample_nearest_exact3d"), upsample("nearest")),
+    **dict.fromkeys(("upsample_linear1d", "upsample_bilinear2d", "upsample_trilinear3d",
+                     "_upsample_bilinear2d_aa"), upsample("linear")),
+    "upsample_bicubic2d": upsample("bicubic"),
+    "pixel_shuffle": shuffle("pixel_shuffle", "upscale_factor"),
+    "pixel_unshuffle": shuffle("pixel_unshuffle", "downscale_factor"),
+    **dict.fromkeys(("pad", "constant_pad_nd"), pad),
+    **dict.fromkeys(("reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
+                     "replication_pad1d", "replication_pad2d", "replication_pad3d"),
+                    reflection_pad),
+    "slice": slice_, "narrow": narrow,
+    **dict.fromkeys(("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "maximum",
+                     "minimum", "where"), binary),
+    "cat": cat, "concat": cat,
+    **dict.fromkeys(("mean", "sum", "amax", "amin", "max", "min"), reduce),
+    **dict.fromkeys(("linear", "addmm", "mm", "matmul", "bmm"), dense),
+    **dict.fromkeys(("view", "reshape", "_unsafe_view", "flatten", "squeeze"), reshape),
+    "permute": permute, "transpose": transpose, "unsqueeze": unsqueeze,
+    "scaled_dot_product_attention": attention,
+    **dict.fromkeys(ELEMENTWISE, elementwise),
+    **dict.fromkeys(ALIASES, alias),
+}

@@ -1,0 +1,327 @@
+"""rfsearch.from_torch against PyTorch itself.
+
+The gradient oracle: the model is set up in eval mode and float64 with positive weights,
+identity activations and average instead of max pooling, so that no gradient cancels or
+vanishes; the input units an output unit's gradient reaches along an axis lie in
+rfsearch's box for that unit, and where the box ends inside the input the gradient
+reaches exactly that end (unless a layer crops: see :func:`crops`). Every output unit of
+a small map is checked, per axis (the gradient of a whole slice of the output: boxes are
+separable), on random chains and DAGs
+of every mapped op on 1, 2 and 3 axes and on hand-written architectures (ResNet-18 with
+torchvision's names, MobileNetV2 blocks, a U-Net, a TCN, an FPN).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+from torch_models import FPN, TCN, MobileNetV2Blocks, ResNet18, UNet  # noqa: E402
+
+import rfsearch  # noqa: E402
+from rfsearch.periodic_eval import boxes, output_states  # noqa: E402
+from rfsearch.spec import parse_network  # noqa: E402
+
+C = 4  # channels of the random models
+
+
+def positive(model: nn.Module) -> nn.Module:
+    """float64, eval mode, every parameter positive."""
+    model = model.double().eval()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.rand(p.shape, generator=gen, dtype=torch.float64) + 0.1)
+    return model
+
+
+def gradient_supports(model: nn.Module, shape: tuple[int, ...]) -> list[list[np.ndarray]]:
+    """Per axis, per output index along it: the input indices its gradient reaches."""
+    x = torch.rand(shape, dtype=torch.float64, requires_grad=True)
+    y = model(x)
+    dims = len(shape) - 2
+    out = []
+    for a in range(dims):
+        axis = []
+        for i in range(y.shape[2 + a]):
+            (g,) = torch.autograd.grad(y.narrow(2 + a, i, 1).sum(), x, retain_graph=True)
+            other = tuple(d for d in range(g.dim()) if d != 2 + a)
+            axis.append(np.flatnonzero(g.abs().sum(dim=other).numpy()))
+        out.append(axis)
+    return out
+
+
+def crops(spec: dict) -> bool:
+    """Whether a layer cuts units off a map (crop, negative padding, a transposed
+    convolution's padding): then a box end inside the input may be read only through a
+    cut-off unit, which the article's virtual coordinates keep and the framework does not
+    compute, so only containment is checked."""
+    def negative(layer):
+        pad = np.asarray(layer.get("padding", 0), dtype=object)
+        return any(int(v) < 0 for v in np.ravel(pad.tolist()) if not isinstance(v, str))
+
+    return any(layer["op"] == "crop" or negative(layer) or (
+        layer["op"] == "conv_transpose" and np.any(np.asarray(layer["padding"]) > 0))
+        for layer in spec["layers"])
+
+
+def check_boxes(spec: dict, supports, size: tuple[int, ...]) -> None:
+    """Every output unit's gradient support lies in its box and, unless the network
+    crops (:func:`crops`), reaches the box's ends that lie inside the input."""
+    state = output_states([parse_network(spec)], size)
+    exact = not crops(spec)
+    for a, (axis, n) in enumerate(zip(supports, size, strict=True)):
+        lo, hi = boxes(state, a, 0)
+        assert len(lo) == len(axis), f"axis {a}: {len(lo)} units, torch has {len(axis)}"
+        for i, seen in enumerate(axis):
+            if not len(seen):
+                continue
+            assert lo[i] <= seen.min() and seen.max() <= hi[i], (a, i, lo[i], hi[i], seen)
+            if exact and lo[i] >= 0:
+                assert seen.min() == lo[i], (a, i, "start", lo[i], seen)
+            if exact and hi[i] <= n - 1:
+                assert seen.max() == hi[i], (a, i, "end", hi[i], seen)
+
+
+def oracle(build, shape: tuple[int, ...], outputs=None) -> dict:
+    """Import ``build()`` (its real activations and pools) and check it against the
+    gradients of ``build(act=nn.Identity, pool="avg")``; returns the spec."""
+    spec = rfsearch.from_torch(build(), torch.rand(shape), outputs=outputs)
+    gradient_model = positive(build(act=nn.Identity, pool="avg"))
+    check_boxes(spec, gradient_supports(gradient_model, shape), tuple(shape[2:]))
+    return spec
+
+
+# ---------------------------------------------------------------- real architectures
+
+def test_resnet18_gives_the_published_geometry_with_torchvisions_names():
+    spec = rfsearch.from_torch(ResNet18(), torch.rand(1, 3, 224, 224), outputs="layer4")
+    row = rfsearch.evaluate(spec, input_size=224).iloc[0]
+    zoo = rfsearch.evaluate("zoo:resnet18", input_size=224).iloc[0]
+    assert (row["rf_h"], row["stride_h"], row["padding_h"]) == (435, 32, 217)
+    assert (row["rf_w"], row["out_h"]) == (zoo["rf_w"], zoo["out_h"])
+    names = [layer["name"] for layer in spec["layers"]]
+    assert names[:4] == ["conv1", "bn1", "relu", "maxpool"]
+    assert {"layer1.0.conv1", "layer2.0.downsample.0", "layer4.1.conv2", "layer4.1.add",
+            "layer4.1.relu:2"} <= set(names)
+    assert "fc" not in names and spec["output"] == "layer4.1.relu:2"
+    assert spec["source"]["tracer"] == "torch.export"
+    assert spec["source"]["input_size"] == "224x224"
+
+
+def test_resnet18_whole_model_ends_in_a_dense_layer():
+    spec = rfsearch.from_torch(ResNet18(), torch.rand(1, 3, 64, 64))
+    ops = {layer["name"]: layer["op"] for layer in spec["layers"]}
+    assert ops["avgpool"] == "global_pool" and ops["fc"] == "dense"
+
+
+@pytest.mark.parametrize("build, shape", [
+    (lambda **kw: ResNet18(head=False, **kw), (1, 3, 40, 40)),
+    (MobileNetV2Blocks, (1, 3, 24, 24)),
+    (UNet, (1, 3, 16, 16)),
+    (lambda **kw: UNet(upsample="bilinear", **kw), (1, 3, 16, 16)),
+    (TCN, (1, 1, 40)),
+    (FPN, (1, 3, 32, 32)),
+], ids=["resnet18", "mobilenetv2", "unet", "unet-bilinear", "tcn", "fpn"])
+def test_gradient_oracle_on_real_architectures(build, shape):
+    oracle(build, shape)
+
+
+# ---------------------------------------------------------------- random models
+
+class Random(nn.Module):
+    """A chain of mapped ops, some with a 1x1 side branch merged back by add or cat."""
+
+    def __init__(self, recipe: list[tuple], dims: int, act=nn.ReLU, pool="max"):
+        super().__init__()
+        self.recipe, self.dims, self.pool = recipe, dims, pool
+        conv = getattr(nn, f"Conv{dims}d")
+        self.layers = nn.ModuleList()
+        for op, p in recipe:
+            if op == "conv":
+                m = conv(C, C, p["k"], p["s"], p["p"], p["d"])
+            elif op == "transpose":
+                m = getattr(nn, f"ConvTranspose{dims}d")(C, C, p["k"], p["s"], p["p"],
+                                                         p["o"], dilation=p["d"])
+            elif op in ("branch_add", "branch_cat"):
+                m = nn.ModuleList([conv(C, C, 1), conv(2 * C if op == "branch_cat" else C,
+                                                       C, 1)])
+            elif op == "shuffle":
+                m = conv(C // p["r"] ** 2, C, 1)
+            elif op == "unshuffle":
+                m = conv(C * p["r"] ** 2, C, 1)
+            else:
+                m = act()
+            self.layers.append(m)
+
+    def forward(self, x):
+        d = self.dims
+        for (op, p), m in zip(self.recipe, self.layers, strict=True):
+            if op in ("conv", "transpose", "act"):
+                x = m(x)
+            elif op == "pool":
+                f = getattr(F, f"{self.pool}_pool{d}d")
+                x = f(x, p["k"], p["s"], p["p"], ceil_mode=p["ceil"])
+            elif op == "upsample":
+                mode = {"linear": ("linear", "bilinear", "trilinear")[d - 1]}.get(
+                    p["mode"], p["mode"])
+                x = F.interpolate(x, scale_factor=p["f"], mode=mode,
+                                  align_corners=p["ac"] if p["mode"] != "nearest" else None)
+            elif op == "pad":
+                x = F.pad(x, p["pads"][: 2 * d])
+            elif op == "crop":
+                a, b = p["cut"]
+                x = x[..., a:x.shape[-1] - b]
+            elif op == "shuffle":
+                x = m(F.pixel_shuffle(x, p["r"]))
+            elif op == "unshuffle":
+                x = m(F.pixel_unshuffle(x, p["r"]))
+            else:
+                side = m[0](x)
+                x = m[1](x + side if op == "branch_add" else torch.cat([x, side], 1))
+        return x
+
+
+@st.composite
+def recipes(draw, dims: int):
+    ops = ["conv", "conv", "pool", "upsample", "transpose", "pad", "crop", "act",
+           "branch_add", "branch_cat"] + (["shuffle", "unshuffle"] if dims == 2 else [])
+    recipe = []
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(ops))
+        if op == "conv":
+            p = {"k": draw(st.integers(1, 3)), "s": draw(st.integers(1, 2)),
+                 "p": draw(st.integers(0, 2)), "d": draw(st.integers(1, 2))}
+        elif op == "pool":
+            k = draw(st.integers(2, 3))
+            p = {"k": k, "s": draw(st.integers(1, 2)), "p": draw(st.integers(0, k // 2)),
+                 "ceil": draw(st.booleans())}
+        elif op == "upsample":
+            mode = draw(st.sampled_from(["nearest", "linear"] + (["bicubic"] if dims == 2
+                                                                else [])))
+            p = {"f": 2, "mode": mode, "ac": draw(st.booleans())}
+        elif op == "transpose":
+            s = draw(st.integers(1, 2))
+            p = {"k": draw(st.integers(s, 4)), "s": s, "p": draw(st.integers(0, 1)),
+                 "o": draw(st.integers(0, s - 1)), "d": 1}
+        elif op == "pad":
+            p = {"pads": [draw(st.integers(0, 2)) for _ in range(6)]}
+        elif op == "crop":
+            p = {"cut": (draw(st.integers(0, 2)), draw(st.integers(0, 2)))}
+        elif op in ("shuffle", "unshuffle"):
+            p = {"r": 2}
+        else:
+            p = {}
+        recipe.append((op, p))
+    return [*recipe, ("conv", {"k": 1, "s": 1, "p": 0, "d": 1})]  # never an identity model
+
+
+SIZES = {1: (1, C, 20), 2: (1, C, 12, 12), 3: (1, C, 6, 6, 6)}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(dims=st.sampled_from((1, 2, 3)), data=st.data())
+def test_gradient_oracle_on_random_models(dims, data):
+    recipe = data.draw(recipes(dims), label="recipe")
+    shape = SIZES[dims]
+
+    def build(**kw):
+        return Random(recipe, dims, **kw)
+
+    try:
+        with torch.no_grad():
+            build()(torch.rand(shape))
+    except RuntimeError:  # a map became empty or a pool's padding was refused by torch
+        return
+    spec = oracle(build, shape)
+    assert spec["dims"] == dims
+
+
+# ---------------------------------------------------------------- errors and options
+
+class Gate(nn.Module):
+    def forward(self, x):
+        return x * torch.sigmoid(x.mean((2, 3), keepdim=True))
+
+
+class Unmapped(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return torch.flip(y, [3]) + torch.roll(y, 1, 3)
+
+
+def test_unsupported_ops_are_listed_in_one_message():
+    with pytest.raises(rfsearch.SpecError) as err:
+        rfsearch.from_torch(Unmapped(), torch.rand(1, 3, 16, 16))
+    message = str(err.value)
+    assert "\n" not in message and "2 unsupported ops" in message
+    assert "aten.flip" in message and "aten.roll" in message
+    assert "test_import_torch.py" in message and "in 1x4x14x14" not in message
+    assert "outputs=" in message and "on_unsupported='identity'" in message
+
+
+def test_unsupported_ops_read_as_identity_are_recorded():
+    spec = rfsearch.from_torch(Unmapped(), torch.rand(1, 3, 16, 16), on_unsupported="identity")
+    assert len(spec["source"]["identity"]) == 2
+    assert rfsearch.evaluate(spec, input_size=16).iloc[0]["rf_h"] == 3
+
+
+def test_outputs_cut_before_unsupported_ops():
+    spec = rfsearch.from_torch(Unmapped(), torch.rand(1, 3, 16, 16), outputs="conv")
+    assert [layer["name"] for layer in spec["layers"]] == ["conv"]
+
+
+def test_squeeze_excitation_gates_are_element_wise():
+    spec = rfsearch.from_torch(nn.Sequential(nn.Conv2d(3, 3, 3), Gate()),
+                               torch.rand(1, 3, 16, 16))
+    assert rfsearch.evaluate(spec, input_size=16).iloc[0]["rf_h"] == 3
+    assert any("gates" in a for a in spec["source"]["assumptions"])
+
+
+class DataDependent(nn.Module):
+    def forward(self, x):
+        return x * 2 if x.sum() > 0 else x
+
+
+@pytest.mark.parametrize("model, example, match", [
+    (DataDependent(), torch.rand(1, 3, 8, 8), "data-dependent control flow"),
+    (nn.Conv2d(3, 4, 3), torch.rand(3, 8), "example_input must be a tensor"),
+    (nn.Conv2d(3, 4, 3), torch.rand(1, 5, 8, 8), "cannot be traced"),
+])
+def test_bad_models_and_inputs_are_one_clear_error(model, example, match):
+    with pytest.raises(rfsearch.SpecError, match=match) as err:
+        rfsearch.from_torch(model, example)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_outputs_and_policies_are_refused():
+    with pytest.raises(rfsearch.SpecError, match="name no module"):
+        rfsearch.from_torch(ResNet18(), torch.rand(1, 3, 32, 32), outputs="layer9")
+    with pytest.raises(rfsearch.SpecError, match="on_unsupported"):
+        rfsearch.from_torch(ResNet18(), torch.rand(1, 3, 32, 32), on_unsupported="skip")
+
+
+def test_supported_ops_lists_the_mapped_aten_ops():
+    mapped = rfsearch.importers.supported_ops("torch")
+    assert {"conv2d", "upsample_bilinear2d", "pixel_shuffle", "max_pool2d"} <= set(mapped)
+    with pytest.raises(rfsearch.SpecError, match="framework"):
+        rfsearch.importers.supported_ops("caffe")
+
+
+def test_readme_example_runs_as_written(capsys):
+    """README.md's "Your own model" example prints the table shown below it."""
+    with open("README.md") as fh:
+        text = fh.read().split("## Your own model", 1)[1]
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    shown = text.split("```text\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out == shown

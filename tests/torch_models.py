@@ -1,0 +1,185 @@
+"""Hand-written PyTorch architectures for the importer's tests, with torchvision's module
+names where torchvision has the model (torchvision itself does not import beside the CPU
+build of torch used here).
+
+Every builder takes ``act`` (the activation module class) and ``pool`` (``"max"`` or
+``"avg"``): the gradient oracle builds the same geometry with identity activations and
+average pooling, so that no gradient is lost to a ReLU or a max.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def pool_layer(pool: str, kernel, stride=None, padding=0, ceil_mode=False, dims: int = 2):
+    kind = {"max": "MaxPool", "avg": "AvgPool"}[pool]
+    return getattr(nn, f"{kind}{dims}d")(kernel, stride, padding, ceil_mode=ceil_mode)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride, act):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = act()
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                            nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        return self.relu(out)
+
+
+class ResNet18(nn.Module):
+    """torchvision's resnet18: module names conv1, bn1, relu, maxpool, layer1..4, fc."""
+
+    def __init__(self, act=nn.ReLU, pool="max", width=8, classes=10, head=True):
+        super().__init__()
+        self.head = head
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = act()
+        self.maxpool = pool_layer(pool, 3, 2, 1)
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        cin = width
+        for i, w in enumerate(widths, start=1):
+            stride = 1 if i == 1 else 2
+            setattr(self, f"layer{i}", nn.Sequential(BasicBlock(cin, w, stride, act),
+                                                     BasicBlock(w, w, 1, act)))
+            cin = w
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1)) if self.head else x
+
+
+class InvertedResidual(nn.Module):
+    """torchvision's MobileNetV2 block: expand 1x1, depthwise 3x3, project 1x1."""
+
+    def __init__(self, cin, cout, stride, expand, act):
+        super().__init__()
+        hidden = cin * expand
+        self.use_res_connect = stride == 1 and cin == cout
+        self.conv = nn.Sequential(
+            nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), act(),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden), act(),
+            nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNetV2Blocks(nn.Module):
+    def __init__(self, act=nn.ReLU6, pool="max"):
+        super().__init__()
+        settings = [(8, 1, 1, 1), (12, 2, 2, 4), (16, 2, 2, 4), (24, 1, 1, 4)]
+        layers = [nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), act())]
+        cin = 8
+        for cout, repeats, stride, expand in settings:
+            for r in range(repeats):
+                layers.append(InvertedResidual(cin, cout, stride if r == 0 else 1, expand, act))
+                cin = cout
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.features(x)
+
+
+class UNet(nn.Module):
+    """A small padded U-Net: two levels, max pools, transposed convs up, skips by cat."""
+
+    def __init__(self, act=nn.ReLU, pool="max", width=4, upsample="transpose"):
+        super().__init__()
+
+        def double(cin, cout):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), act(),
+                                 nn.Conv2d(cout, cout, 3, padding=1), act())
+
+        self.inc = double(3, width)
+        self.down1, self.conv1 = pool_layer(pool, 2), double(width, 2 * width)
+        self.down2, self.conv2 = pool_layer(pool, 2), double(2 * width, 4 * width)
+        if upsample == "transpose":
+            self.up1 = nn.ConvTranspose2d(4 * width, 2 * width, 2, 2)
+            self.up2 = nn.ConvTranspose2d(2 * width, width, 2, 2)
+        else:
+            self.up1 = nn.Sequential(nn.Upsample(scale_factor=2, mode=upsample),
+                                     nn.Conv2d(4 * width, 2 * width, 1))
+            self.up2 = nn.Sequential(nn.Upsample(scale_factor=2, mode=upsample),
+                                     nn.Conv2d(2 * width, width, 1))
+        self.dec1, self.dec2 = double(4 * width, 2 * width), double(2 * width, width)
+        self.outc = nn.Conv2d(width, 2, 1)
+
+    def forward(self, x):
+        x1 = self.inc(x)
+        x2 = self.conv1(self.down1(x1))
+        x3 = self.conv2(self.down2(x2))
+        y = self.dec1(torch.cat([x2, self.up1(x3)], 1))
+        y = self.dec2(torch.cat([x1, self.up2(y)], 1))
+        return self.outc(y)
+
+
+class TCN(nn.Module):
+    """Bai et al. 2018: causal dilated 1-D convolutions (left padding, F.pad), residual."""
+
+    def __init__(self, act=nn.ReLU, pool="max", levels=3, kernel=3, width=4):
+        super().__init__()
+        self.kernel = kernel
+        self.blocks = nn.ModuleList()
+        cin = 1
+        for i in range(levels):
+            self.blocks.append(nn.ModuleDict({
+                "conv1": nn.Conv1d(cin, width, kernel, dilation=2 ** i), "relu1": act(),
+                "conv2": nn.Conv1d(width, width, kernel, dilation=2 ** i), "relu2": act(),
+                "downsample": nn.Conv1d(cin, width, 1)}))
+            cin = width
+
+    def forward(self, x):
+        for i, b in enumerate(self.blocks):
+            pad = (self.kernel - 1) * 2 ** i
+            y = b["relu1"](b["conv1"](F.pad(x, (pad, 0))))
+            y = b["relu2"](b["conv2"](F.pad(y, (pad, 0))))
+            x = y + b["downsample"](x)
+        return x
+
+
+class FPN(nn.Module):
+    """A small feature pyramid: a strided backbone, lateral 1x1s, nearest top-down ×2,
+    3x3 outputs (P2..P4) and a max-pooled P5 (torchvision's extra block)."""
+
+    def __init__(self, act=nn.ReLU, pool="max", width=4):
+        super().__init__()
+        self.body = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), act()),
+            nn.Sequential(nn.Conv2d(width, width, 3, 2, 1), act()),
+            nn.Sequential(nn.Conv2d(width, width, 3, 2, 1), act())])
+        self.inner_blocks = nn.ModuleList([nn.Conv2d(width, width, 1) for _ in range(3)])
+        self.layer_blocks = nn.ModuleList([nn.Conv2d(width, width, 3, 1, 1) for _ in range(3)])
+        self.extra = pool_layer(pool, 1, 2)
+
+    def forward(self, x):
+        feats = []
+        for stage in self.body:
+            x = stage(x)
+            feats.append(x)
+        last = self.inner_blocks[2](feats[2])
+        outs = [self.layer_blocks[2](last)]
+        for i in (1, 0):
+            last = self.inner_blocks[i](feats[i]) + F.interpolate(last, scale_factor=2,
+                                                                   mode="nearest")
+            outs.insert(0, self.layer_blocks[i](last))
+        outs.append(self.extra(outs[-1]))
+        return outs[0] + F.interpolate(outs[3], scale_factor=8, mode="nearest")
