@@ -18,6 +18,7 @@ from ..errors import SpecError
 
 INPUT = "input"  # the spec's name of the network input
 POLICIES = ("error", "identity")  # on_unsupported
+GATES = ("local", "global")  # how a one-unit operand scaling a map (a channel gate) reads
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Value:
     axes: tuple[int, ...]
     sizes: tuple[int, ...]
     rank: int  # the tensor's number of dimensions
+    pooled: Value | None = None  # the map a global pool summarised into this value
 
     @property
     def spatial(self) -> bool:
@@ -64,6 +66,7 @@ class SpecBuilder:
 
     framework: str
     dims: int
+    gates: str = "local"
     layers: list[dict] = field(default_factory=list)
     offenders: dict[str, Offender] = field(default_factory=dict)  # by layer name
     assumptions: list[str] = field(default_factory=list)
@@ -91,6 +94,41 @@ class SpecBuilder:
                                         offender.line, offender.reason)
         return name
 
+    def broadcast(self, base: str, source: Value, why: str) -> str:
+        """A layer each unit of which reads the whole of ``source``'s map, its size kept
+        (a pooled summary spread back over the map): per axis a window of 2n - 1 with
+        n - 1 padding, n being the map's size at the traced input."""
+        self.assume(f"{why}: every unit reads the whole map, written as a window of 2n-1 "
+                    "at the traced size n")
+        return self.add(base, "conv", [source], kernel=[2 * n - 1 for n in source.sizes],
+                        padding=[n - 1 for n in source.sizes], comment=why)
+
+    def spread(self, base: str, value: Value, sizes: tuple[int, ...]) -> Value:
+        """``value`` as an operand over a map of ``sizes``: itself, or, when it is a
+        global pool's one-unit summary of such a map, that map read whole."""
+        if value.sizes == sizes:
+            return value
+        source = value.pooled
+        if all(s == 1 for s in value.sizes) and source is not None and source.sizes == sizes:
+            node = self.broadcast(base, source, "a global summary spread over the map")
+            return Value(node, source.axes, sizes, source.rank)
+        raise Unsupported(f"an operand of {list(value.sizes)} units spread over a map of "
+                          f"{list(sizes)}")
+
+    def gate(self, base: str, x: Value, gate: Value) -> Value | None:
+        """``x`` scaled by a one-unit ``gate``: with gates='global' and a gate pooled from
+        a map of x's size, a merge of x with that map read whole; else None (the caller
+        keeps an element-wise layer)."""
+        if self.gates == "global" and gate.pooled is not None \
+                and gate.pooled.sizes == x.sizes:
+            spread = self.broadcast(base, gate.pooled, "a channel gate (gates='global')")
+            node = self.add(base, "add", [x, Value(spread, x.axes, x.sizes, x.rank)],
+                            comment="gated by a summary of the whole map")
+            return Value(node, x.axes, x.sizes, x.rank)
+        self.assume("channel gates (a 1 x 1 operand, e.g. squeeze-and-excitation) read "
+                    f"as element-wise scaling of the map (gates='{self.gates}')")
+        return None
+
     def assume(self, text: str) -> None:
         if text not in self.assumptions:
             self.assumptions.append(text)
@@ -110,7 +148,7 @@ class SpecBuilder:
                 + ". Cut the model before them with outputs=[...], or pass "
                 "on_unsupported='identity' to read them as identity (recorded in the spec)")
         layers = [la for la in self.layers if la["name"] in needed]
-        source = {**source, "assumptions": list(self.assumptions)}
+        source = {**source, "gates": self.gates, "assumptions": list(self.assumptions)}
         if offenders:
             source["identity"] = [str(o) for o in offenders]
             source["on_unsupported"] = on_unsupported
@@ -129,7 +167,9 @@ class SpecBuilder:
         return needed
 
 
-def check_policy(on_unsupported: str) -> None:
+def check_policy(on_unsupported: str, gates: str = "local") -> None:
     if on_unsupported not in POLICIES:
         raise SpecError(f"on_unsupported must be one of {', '.join(map(repr, POLICIES))}, "
                         f"got {on_unsupported!r}")
+    if gates not in GATES:
+        raise SpecError(f"gates must be one of {', '.join(map(repr, GATES))}, got {gates!r}")

@@ -1,0 +1,377 @@
+"""What each JAX primitive of a traced model is, as spec layers.
+
+Rules are keyed by the primitive's name (``conv_general_dilated``, ``reduce_window_max``,
+...). They see the equation's parameters, its operands (a :class:`Value` for what derives
+from the model input, ``None`` for parameters and constants) and its output shape.
+Tensor layouts are whatever the model uses: a convolution's dimension numbers say which
+dimensions are spatial, and the rules follow them through transposes, reshapes and
+broadcasts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .builder import INPUT, SpecBuilder, Unsupported, Value
+
+
+@dataclass
+class Eqn:
+    """One equation being mapped, with what the walker decided about its layer: the base
+    name, the element-wise op it would be, and the call it belongs to (``unit``)."""
+
+    prim: str
+    params: dict
+    ins: list  # Value, or None for a parameter / constant
+    shapes: list[tuple[int, ...]]  # of the operands
+    out: tuple[int, ...]  # shape of the first result
+    base: str
+    kind: str  # the spec's element-wise op name for this equation
+    unit: tuple | None  # (module call or named function) whose element-wise ops are one layer
+    builder: SpecBuilder
+    units: dict = field(default_factory=dict)  # node -> (unit, element-wise?)
+    consts: list = field(default_factory=list)  # concrete operand values, where known
+
+    @property
+    def values(self) -> list[Value]:
+        return [v for v in self.ins if isinstance(v, Value)]
+
+    def layer(self, op: str, inputs: list[Value], axes=None, **fields) -> Value:
+        """A layer on ``inputs``; its output's spatial axes are ``axes`` (default: those
+        of ``inputs[0]``) with the sizes of the output shape."""
+        node = self.builder.add(self.base, op, inputs, **fields)
+        self.units[node] = (self.unit, op == self.kind)
+        axes = inputs[0].axes if axes is None else tuple(axes)
+        return Value(node, axes, tuple(self.out[a] for a in axes), len(self.out),
+                     inputs[0].pooled if not axes else None)
+
+    def elementwise(self, x: Value) -> Value:
+        """``x`` through an element-wise op: one layer per module call or named function
+        (a bias add after a convolution, the steps of a norm or of gelu join its layer)."""
+        made = self.units.get(x.node)
+        if x.node != INPUT and made and self.unit is not None and made[0] == self.unit and (
+                self.unit[0] != "path" or made[1]):
+            return Value(x.node, x.axes, x.sizes, len(self.out), x.pooled)
+        fields = {} if self.kind != "identity" else {"comment": f"jax.lax.{self.prim}"}
+        return self.layer(self.kind, [x], **fields)
+
+    def whole(self, x: Value, comment: str | None = None) -> Value:
+        """A whole-map layer (dense, attention): its output has no map."""
+        node = self.builder.add(self.base, "dense", [x], **({"comment": comment}
+                                                           if comment else {}))
+        self.units[node] = (self.unit, False)
+        return Value(node, (), (), len(self.out), x.pooled or (x if x.spatial else None))
+
+
+def spatial_only(e: Eqn, x: Value, values, name: str, neutral) -> list:
+    """``values`` (one per tensor dimension) at the spatial axes; elsewhere they must be
+    ``neutral`` (a window of 1 over batch and channels)."""
+    if any(v != neutral for d, v in enumerate(values) if d not in x.axes):
+        raise Unsupported(f"{name} {list(values)} runs over a non-spatial dimension")
+    return [values[a] for a in x.axes]
+
+
+# ---------------------------------------------------------------- windows
+
+def conv(e: Eqn) -> Value:
+    x = e.ins[0]
+    if not isinstance(x, Value) or isinstance(e.ins[1], Value):
+        raise Unsupported("a convolution whose kernel derives from the input")
+    lhs, rhs, out = e.params["dimension_numbers"]
+    if tuple(lhs[2:]) != x.axes:
+        raise Unsupported(f"the convolution's spatial dimensions {list(lhs[2:])} are not the "
+                          f"map's {list(x.axes)}")
+    if e.params.get("batch_group_count", 1) != 1:
+        raise Unsupported("batch_group_count > 1 (a weight-gradient convolution)")
+    kernel = [e.shapes[1][d] for d in rhs[2:]]
+    stride = list(e.params["window_strides"])
+    dilation = list(e.params["rhs_dilation"])
+    pads = [list(p) for p in e.params["padding"]]
+    lhs_dilation = list(e.params["lhs_dilation"])
+    axes = tuple(out[2:])
+    if any(s > 1 for s in lhs_dilation):
+        return transposed(e, x, kernel, stride, dilation, pads, lhs_dilation, axes)
+    groups = e.params.get("feature_group_count", 1)
+    return e.layer("conv", [x], axes, kernel=kernel, stride=stride, dilation=dilation,
+                   padding=pads, **({"groups": groups} if groups != 1 else {}))
+
+
+def transposed(e, x, kernel, stride, dilation, pads, lhs_dilation, axes) -> Value:
+    """An input-dilated convolution is a transposed one (stride = the input dilation):
+    with pads (lo, hi) it crops d(k-1) - lo units before and d(k-1) - hi after the full
+    output; output_padding takes an end that is cropped less."""
+    if any(s != 1 for s in stride):
+        raise Unsupported("a convolution with both input dilation and a window stride")
+    fields = {"kernel": kernel, "stride": lhs_dilation, "dilation": dilation}
+    crops = [[d * (k - 1) - lo, d * (k - 1) - hi] for k, d, (lo, hi) in
+             zip(kernel, dilation, pads, strict=True)]
+    extra = [max(0, a - b) for a, b in crops]  # hi cropped less: output_padding
+    limit = [max(s, d) for s, d in zip(lhs_dilation, dilation, strict=True)]
+    if all(0 <= a and 0 <= b and x < m for (a, b), x, m in zip(crops, extra, limit,
+                                                               strict=True)):
+        padding = [[a, b + x] for (a, b), x in zip(crops, extra, strict=True)]
+        if all(a == b for a, b in padding):
+            padding = [a for a, _ in padding]
+        return e.layer("conv_transpose", [x], axes, **fields, padding=padding,
+                       **({"output_padding": extra} if any(extra) else {}))
+    full = e.layer("conv_transpose", [x], axes, **fields, padding=0)
+    return e.layer("pad", [full], axes, padding=[[-a, -b] for a, b in crops])
+
+
+POOL_OPS = {"reduce_window_max": "maxpool", "reduce_window_min": "maxpool",
+            "reduce_window_sum": "avgpool", "reduce_window": "pool"}
+
+
+def reduce_window(e: Eqn) -> Value:
+    x = e.ins[0]
+    if not isinstance(x, Value):
+        raise Unsupported("a pool over a parameter")
+    window = spatial_only(e, x, e.params["window_dimensions"], "window", 1)
+    stride = spatial_only(e, x, e.params["window_strides"], "stride", 1)
+    pads = spatial_only(e, x, [tuple(p) for p in e.params["padding"]], "padding", (0, 0))
+    dilation = spatial_only(e, x, e.params["window_dilation"], "window dilation", 1)
+    if any(b != 1 for b in e.params["base_dilation"]):
+        raise Unsupported("a pool with base (input) dilation")
+    fields = {"kernel": window, "stride": stride, "padding": [list(p) for p in pads]}
+    if any(d != 1 for d in dilation):
+        fields["dilation"] = dilation
+    return e.layer(POOL_OPS[e.prim], [x], **fields)
+
+
+def pad(e: Eqn) -> Value:
+    x = e.ins[0]
+    config = [tuple(c) for c in e.params["padding_config"]]
+    if not isinstance(x, Value):
+        raise Unsupported("padding of a parameter")
+    if any(c[2] for c in config):
+        raise Unsupported("interior padding (zeros between units)")
+    pads = spatial_only(e, x, [c[:2] for c in config], "padding", (0, 0))
+    if all(p == (0, 0) for p in pads):
+        return Value(x.node, x.axes, x.sizes, len(e.out), x.pooled)
+    return e.layer("pad", [x], padding=[list(p) for p in pads])
+
+
+def slice_(e: Eqn) -> Value:
+    """x[a:b:s] on spatial axes: a crop, or a window of 1 with stride s."""
+    x = e.ins[0]
+    starts, limits = e.params["start_indices"], e.params["limit_indices"]
+    strides = e.params.get("strides") or [1] * len(starts)
+    crop = [[starts[a], x.sizes[i] - limits[a]] for i, a in enumerate(x.axes)]
+    step = [strides[a] for a in x.axes]
+    if all(c == [0, 0] for c in crop) and all(s == 1 for s in step):
+        return Value(x.node, x.axes, x.sizes, len(e.out), x.pooled)
+    if all(s == 1 for s in step):
+        return e.layer("crop", [x], crop=crop)
+    return e.layer("pool", [x], kernel=1, stride=step, padding=[[-a, -b] for a, b in crop])
+
+
+# ---------------------------------------------------------------- resampling
+
+def resize(e: Eqn, taps: int) -> Value:
+    """jax.image.resize by an integer factor; ``taps``: how many output units one input
+    unit reaches per unit of factor (nearest 1, linear 2, cubic 4)."""
+    x = e.values[0]
+    out = [e.out[a] for a in x.axes]
+    if all(n == 1 for n in x.sizes) and x.pooled is not None:  # a pooled summary spread
+        node = e.builder.broadcast(e.base, x.pooled, "a global summary resized to the map")
+        return Value(node, x.axes, tuple(out), len(e.out))
+    if any(m % n or m < n for n, m in zip(x.sizes, out, strict=True)):
+        raise Unsupported(f"a resize from {list(x.sizes)} to {out} is not an integer "
+                          "upsampling")
+    modes = {1: "nearest", 2: "linear", 4: "cubic"}
+    if taps not in modes:
+        raise Unsupported("a resize method no spec mode reads like (lanczos)")
+    return e.layer("upsample", [x], factor=[m // n for n, m in zip(x.sizes, out,
+                                                                   strict=True)],
+                   mode=modes[taps])
+
+
+# ---------------------------------------------------------------- merges and reductions
+
+def merge(e: Eqn) -> Value:
+    """add/sub/mul/max/select...: maps of one size merge; a broadcast operand (a bias, a
+    1 x 1 gate) leaves an element-wise op on the map."""
+    values = e.values
+    maps = [v for v in values if v.spatial and any(s > 1 for s in v.sizes)]
+    if len(maps) >= 2:
+        if len({v.sizes for v in maps}) > 1:
+            raise Unsupported(f"an element-wise op on maps of sizes "
+                              f"{[list(v.sizes) for v in maps]} (broadcast along a map)")
+        return e.layer("add", maps, **({"comment": e.prim} if e.prim != "add" else {}))
+    if len(values) >= 2 and not maps:  # maps of one unit, or features: still a merge
+        return e.layer("add", values)
+    keep = maps[0] if maps else values[0]
+    if len(values) >= 2:
+        gated = e.builder.gate(e.base, keep, next(v for v in values if v is not keep))
+        if gated is not None:
+            return Value(gated.node, keep.axes, keep.sizes, len(e.out))
+    return e.elementwise(keep)
+
+
+def concatenate(e: Eqn) -> Value:
+    values = e.values
+    dim = e.params["dimension"]
+    if any(dim in v.axes for v in values):
+        raise Unsupported("a concatenation along a spatial axis")
+    if len(values) == 1:
+        return values[0]
+    maps = [v for v in values if v.spatial]
+    if maps:  # a pooled branch broadcast over the map (DeepLab's image pooling)
+        sizes = max((v.sizes for v in maps), key=lambda s: max(s))
+        values = [e.builder.spread(e.base, v, sizes) if v.spatial else v for v in values]
+    return e.layer("concat", values)
+
+
+def reduce(e: Eqn) -> Value:
+    """reduce_sum / reduce_max / argmax ... over all spatial axes: a global pool."""
+    x = e.ins[0]
+    axes = set(e.params["axes"])
+    spatial = axes & set(x.axes)
+    kept = [d for d in range(x.rank) if d not in axes]
+    if not spatial:
+        return elementwise(e, x, tuple(kept.index(a) for a in x.axes))
+    if spatial != set(x.axes):
+        raise Unsupported("a reduction over some of the spatial axes")
+    node = e.builder.add(e.base, "global_pool", [x])
+    e.units[node] = (e.unit, False)
+    return Value(node, (), (), len(e.out), x)
+
+
+def dot_general(e: Eqn) -> Value:
+    """A matrix product: over features, a dense layer; over the channels of a map, a 1 x 1
+    (element-wise) layer; over a spatial axis or between two maps, whole-map."""
+    (lc, rc), (lb, rb) = e.params["dimension_numbers"]
+    lhs, rhs = e.ins[:2]
+    if isinstance(lhs, Value) and isinstance(rhs, Value):
+        return e.whole(lhs, "a product of two maps (attention): every unit reads the map")
+    x, contract, batch, first = (lhs, lc, lb, True) if isinstance(lhs, Value) else \
+        (rhs, rc, rb, False)
+    if not x.spatial:
+        return e.whole(x)
+    if set(contract) & set(x.axes):
+        raise Unsupported("a matrix product over a spatial axis (only jax.image.resize is "
+                          "read as resampling)")
+    free = [d for d in range(x.rank) if d not in contract and d not in batch]
+    other_rank = len(e.shapes[1 if first else 0])
+    other_free = other_rank - len(contract) - len(batch)
+    order = list(batch) + ([] if first else [None] * other_free) + free
+    axes = tuple(order.index(a) for a in x.axes)
+    return elementwise(e, x, axes)
+
+
+def elementwise(e: Eqn, x: Value, axes=None) -> Value:
+    """An element-wise op whose output holds the map at ``axes``."""
+    out = e.elementwise(x)
+    if axes is None or axes == out.axes:
+        return out
+    return Value(out.node, axes, tuple(e.out[a] for a in axes), len(e.out), out.pooled)
+
+
+def unary(e: Eqn) -> Value:
+    return e.elementwise(e.values[0])
+
+
+def alias(e: Eqn) -> Value:
+    x = e.values[0]
+    return Value(x.node, x.axes, x.sizes, len(e.out), x.pooled)
+
+
+# ---------------------------------------------------------------- layout
+
+def carried(old, new, axes) -> tuple[int, ...] | None:
+    """Where a row-major reshape from ``old`` to ``new`` puts the dimensions ``axes``,
+    if it keeps each whole (size-1 dimensions come and go; others may merge or split)."""
+    before = list(itertools.accumulate(old, operator.mul, initial=1))
+    after = list(itertools.accumulate(new, operator.mul, initial=1))
+    used, result = set(), []
+    for a in axes:
+        found = [j for j in range(len(new)) if j not in used and new[j] == old[a]
+                 and after[j] == before[a]]
+        if not found:
+            return None
+        used.add(found[0])
+        result.append(found[0])
+    return tuple(result) if result == sorted(result) else None
+
+
+def reshape(e: Eqn) -> Value:
+    x = e.ins[0]
+    if not x.spatial:
+        return alias(e)
+    if e.params.get("dimensions") is not None:
+        raise Unsupported("a reshape with a dimension order")
+    axes = carried(e.shapes[0], e.out, x.axes)
+    if axes is not None:
+        return Value(x.node, axes, x.sizes, len(e.out), x.pooled)
+    if all(s == 1 for s in x.sizes):
+        return Value(x.node, (), (), len(e.out), x.pooled)
+    e.builder.assume(f"flattening a {'x'.join(map(str, x.sizes))} map into features read "
+                     "as a dense layer (every feature after it reads the whole map)")
+    return e.whole(x)
+
+
+def transpose(e: Eqn) -> Value:
+    x = e.ins[0]
+    perm = list(e.params["permutation"])
+    axes = tuple(perm.index(a) for a in x.axes)
+    if axes != tuple(sorted(axes)):
+        raise Unsupported("a transpose that reorders the spatial axes")
+    return Value(x.node, axes, x.sizes, len(e.out), x.pooled)
+
+
+def broadcast_in_dim(e: Eqn) -> Value:
+    """New dimensions around the map; a map of one unit broadcast over a larger one stays
+    a one-unit operand (a gate), not a map."""
+    x = e.ins[0]
+    dims = e.params["broadcast_dimensions"]
+    return Value(x.node, tuple(dims[a] for a in x.axes), x.sizes, len(e.out), x.pooled)
+
+
+def squeeze(e: Eqn) -> Value:
+    x = e.ins[0]
+    gone = {d % x.rank for d in e.params["dimensions"]}
+    kept = [d for d in range(x.rank) if d not in gone]
+    axes = tuple(kept.index(a) for a in x.axes if a in kept)
+    if gone & set(x.axes) and axes:
+        raise Unsupported("a squeeze of some of the spatial axes")
+    return Value(x.node, axes, tuple(e.out[a] for a in axes), len(e.out), x.pooled)
+
+
+def rev(e: Eqn) -> Value:
+    x = e.ins[0]
+    if set(e.params["dimensions"]) & set(x.axes):
+        raise Unsupported("a flip along a spatial axis")
+    return alias(e)
+
+
+# ---------------------------------------------------------------- the table
+
+UNARY = ("neg", "exp", "exp2", "log", "log1p", "expm1", "tanh", "logistic", "sin", "cos",
+         "sqrt", "rsqrt", "cbrt", "abs", "sign", "floor", "ceil", "round", "integer_pow",
+         "square", "erf", "erfc", "erf_inv", "is_finite", "not", "pow", "tan", "atan",
+         "asinh", "acosh", "atanh", "sinh", "cosh", "lgamma", "digamma", "logaddexp",
+         "reduce_precision", "clamp", "imag", "real", "conj")
+MERGES = ("add", "sub", "mul", "div", "max", "min", "rem", "atan2", "and", "or", "xor",
+          "eq", "ne", "lt", "le", "gt", "ge", "select_n", "nextafter", "add_any",
+          "pow", "clamp", "logaddexp")
+ALIASES = ("convert_element_type", "copy", "copy_p", "stop_gradient",
+           "optimization_barrier", "device_put")
+REDUCTIONS = ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod", "reduce_and",
+              "reduce_or", "argmax", "argmin")
+
+RULES: dict[str, Callable[[Eqn], Value]] = {
+    "conv_general_dilated": conv,
+    **dict.fromkeys(POOL_OPS, reduce_window),
+    "pad": pad, "slice": slice_,
+    **dict.fromkeys(UNARY, unary),
+    **dict.fromkeys(MERGES, merge),
+    "concatenate": concatenate,
+    **dict.fromkeys(REDUCTIONS, reduce),
+    "dot_general": dot_general,
+    "reshape": reshape, "transpose": transpose, "broadcast_in_dim": broadcast_in_dim,
+    "squeeze": squeeze, "rev": rev,
+    **dict.fromkeys(ALIASES, alias),
+}
