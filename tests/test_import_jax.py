@@ -10,10 +10,13 @@ models, whose layer names come from their module paths.
 
 from __future__ import annotations
 
+import flax_models as fm
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
+from flax import nnx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from import_oracle import check_boxes
@@ -22,7 +25,6 @@ from jax import lax
 import rfsearch
 
 C = 4  # channels of the random models
-IDENTITY = staticmethod(lambda x: x)
 
 
 def gradient_supports(f, x: np.ndarray, axes: tuple[int, ...]) -> list[list[np.ndarray]]:
@@ -68,12 +70,10 @@ def lax_model(recipe: list[tuple], dims: int, act, pool: str):
 
     layers = []
     for op, p in recipe:
-        channels = 2 * C if op == "branch_cat" else C
-        w = weights(p.get("k", 1), C, C if op != "branch_cat" else C)
-        layers.append((op, p, w, channels))
+        layers.append((op, p, weights(p.get("k", 1), C, C)))
 
     def f(x):
-        for op, p, w, _ in layers:
+        for op, p, w in layers:
             window = (1, *[p.get("k", 1)] * dims, 1)
             if op == "conv":
                 x = conv(x, w, p["s"], ((p["p"], p["q"]),), p["d"])
@@ -156,3 +156,63 @@ def test_gradient_oracle_on_random_lax_models(dims, data):
     spec = rfsearch.from_jax(real, x)
     assert spec["dims"] == dims
     check(spec, lax_model(recipe, dims, lambda v: v, "avg"), x, tuple(range(1, dims + 1)))
+
+
+# ---------------------------------------------------------------- real architectures
+
+def positive(model: nnx.Module):
+    """The model as a function of its input, with every parameter positive (float64)."""
+    graphdef, state = nnx.split(model)
+    rng = np.random.default_rng(0)
+    state = jax.tree.map(lambda a: rng.uniform(0.1, 1.1, np.shape(a)), state)
+    return lambda x: nnx.merge(graphdef, state)(x)
+
+
+def identity(x):
+    return x
+
+
+ARCHITECTURES = {  # name: (builder, channel-last input shape)
+    "resnet18": (lambda m, **kw: m.ResNet18(head=False, **kw), (1, 40, 40, 3)),
+    "mobilenetv2": (lambda m, **kw: m.MobileNetV2Blocks(**kw), (1, 24, 24, 3)),
+    "unet": (lambda m, **kw: m.UNet(**kw), (1, 16, 16, 3)),
+    "unet-bilinear": (lambda m, **kw: m.UNet(upsample="bilinear", **kw), (1, 16, 16, 3)),
+    "tcn": (lambda m, **kw: m.TCN(**kw), (1, 40, 1)),
+    "fpn": (lambda m, **kw: m.FPN(**kw), (1, 32, 32, 3)),
+}
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_gradient_oracle_on_flax_architectures(name):
+    build, shape = ARCHITECTURES[name]
+    x = np.random.default_rng(0).uniform(size=shape)
+    spec = rfsearch.from_jax(build(fm), x)
+    axes = tuple(range(1, len(shape) - 1))
+    check(spec, positive(build(fm, act=identity, pool="avg")), x, axes)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_flax_twins_give_the_rows_of_the_torch_models(name):
+    torch = pytest.importorskip("torch")
+    import torch_models
+
+    build, shape = ARCHITECTURES[name]
+    torch_shape = (shape[0], shape[-1], *shape[1:-1])
+    twin = rfsearch.from_torch(build(torch_models), torch.rand(torch_shape))
+    spec = rfsearch.from_jax(build(fm), np.zeros(shape))
+    size = "x".join(map(str, shape[1:-1]))
+    rows = rfsearch.evaluate(spec, input_size=size, per_layer=True)
+    pd.testing.assert_frame_equal(rows, rfsearch.evaluate(twin, input_size=size,
+                                                          per_layer=True))
+
+
+def test_flax_resnet18_gives_the_published_geometry_with_torchvisions_names():
+    spec = rfsearch.from_jax(fm.ResNet18(), np.zeros((1, 224, 224, 3)), outputs="layer4")
+    row = rfsearch.evaluate(spec, input_size=224).iloc[0]
+    assert (row["rf_h"], row["stride_h"], row["padding_h"]) == (435, 32, 217)
+    names = [layer["name"] for layer in spec["layers"]]
+    assert names[:4] == ["conv1", "bn1", "relu", "maxpool"]
+    assert {"layer1.0.conv1", "layer2.0.downsample.0", "layer4.1.conv2", "layer4.1.add",
+            "layer4.1.relu:2"} <= set(names)
+    assert spec["source"]["tracer"] == "jax.make_jaxpr (flax.nnx)"
+    assert spec["source"]["input_size"] == "224x224"

@@ -100,7 +100,8 @@ class SpecBuilder:
         n - 1 padding, n being the map's size at the traced input."""
         self.assume(f"{why}: every unit reads the whole map, written as a window of 2n-1 "
                     "at the traced size n")
-        return self.add(base, "conv", [source], kernel=[2 * n - 1 for n in source.sizes],
+        return self.add(f"{base}.whole_map", "conv", [source],
+                        kernel=[2 * n - 1 for n in source.sizes],
                         padding=[n - 1 for n in source.sizes], comment=why)
 
     def spread(self, base: str, value: Value, sizes: tuple[int, ...]) -> Value:
@@ -125,8 +126,9 @@ class SpecBuilder:
             node = self.add(base, "add", [x, Value(spread, x.axes, x.sizes, x.rank)],
                             comment="gated by a summary of the whole map")
             return Value(node, x.axes, x.sizes, x.rank)
-        self.assume("channel gates (a 1 x 1 operand, e.g. squeeze-and-excitation) read "
-                    f"as element-wise scaling of the map (gates='{self.gates}')")
+        if gate.pooled is not None:
+            self.assume("channel gates (a 1 x 1 operand, e.g. squeeze-and-excitation) read "
+                        f"as element-wise scaling of the map (gates='{self.gates}')")
         return None
 
     def assume(self, text: str) -> None:

@@ -6,32 +6,41 @@ Flax NNX or Equinox module called on it. Flax linen (``model.apply``) and Haiku
 (``transformed.apply``) models are functions of their parameters and input. Nested
 ``jit``, ``custom_jvp`` and ``remat`` calls are followed into.
 
-Layer names are module paths. For NNX and Equinox modules they are the attribute paths
-(``layer1.0.conv1``): while tracing, each module's call runs in a ``jax.named_scope`` of its
-path. Linen and Haiku keep their module names in the name stack themselves. Otherwise a
-layer is named after the parameter it reads, or after its op. A module without submodules
+Layer names are module paths (:mod:`.jax_models`): NNX and Equinox attribute paths
+(``layer1.0.conv1``), linen scope paths, Haiku module names; otherwise the module owning the
+parameter a layer reads, or the op. A module without submodules
 is one layer; element-wise steps of one call (a bias add, a norm's arithmetic, the ops
 inside ``jax.nn.gelu``) join the layer they follow.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 
+import jax
 import numpy as np
 
 from ..errors import SpecError
+from . import jax_layout, jax_ops
 from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy
-from .jax_layout import input_axes, leaves_of, module_tree, param_paths
-from .jax_ops import RULES, Eqn, resize
+from .jax_layout import input_axes
+from .jax_models import (
+    SUBJAXPRS,
+    called_leaves,
+    leaves_of,
+    model_of,
+    module_at,
+    module_paths,
+    param_paths,
+    stack_entries,
+    trace_error,
+)
+from .jax_ops import Eqn, resize
+
+RULES = {**jax_ops.RULES, **jax_layout.RULES}
 
 FRAMEWORK = "jax"
-MARK = "rfsearch:"  # our name scopes: rfsearch:<module path>#<call number>
-SUBJAXPRS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
 # functions whose whole call is one element-wise layer: jit name -> spec op
 NAMED = {"relu": "relu", "relu6": "relu6", "silu": "silu", "swish": "silu",
          "hard_silu": "hard_swish", "hard_swish": "hard_swish", "gelu": "gelu",
@@ -41,7 +50,7 @@ NAMED = {"relu": "relu", "relu6": "relu6", "silu": "silu", "swish": "silu",
          "hard_tanh": "identity", "standardize": "identity"}
 PRIMITIVE_KINDS = {"logistic": "sigmoid", "tanh": "tanh"}
 WORDS = {"conv_general_dilated": "conv", "reduce_window_max": "max_pool",
-         "reduce_window_sum": "avg_pool", "reduce_window": "pool", "concatenate": "concat",
+         "reduce_window_sum": "avg_pool", "reduce_window": "pool", "concatenate": "cat",
          "dot_general": "dense", "reduce_sum": "sum", "reduce_max": "amax", "pad": "pad",
          "slice": "crop", "_resize": "interpolate"}
 KIND_WORDS = ("batchnorm", "layernorm", "groupnorm", "instancenorm", "dropout", "rmsnorm")
@@ -58,12 +67,9 @@ class Param:
 class Ctx:
     stack: tuple[str, ...]  # enclosing name-stack entries
     fn: tuple | None = None  # (spec op, call number, name) of an enclosing named function
+    line: str = ""  # the model's source line of the outermost enclosing call
 
 
-def _jax():
-    import jax
-
-    return jax
 
 
 def from_jax(fn, *example_args, outputs=None, name: str | None = None,
@@ -75,24 +81,22 @@ def from_jax(fn, *example_args, outputs=None, name: str | None = None,
     ``outputs``: module paths to cut the model at; ``on_unsupported``: ``"error"`` or
     ``"identity"``; ``gates``: ``"local"`` (a one-unit channel gate scales each unit) or
     ``"global"`` (it reads the whole map it was pooled from)."""
-    jax = _jax()
     check_policy(on_unsupported, gates)
     if not example_args:
         raise SpecError("from_jax: give the example input (and any parameters before it)")
-    model = _model(fn, example_args)
+    model = model_of(fn, example_args)
     example = np.shape(example_args[-1])
     if not hasattr(example_args[-1], "shape") or len(example) < 2:
         raise SpecError(f"from_jax: the last example argument must be the input array, got "
                         f"{type(example_args[-1]).__name__} of shape {list(example)}")
-    with _scopes(model.modules):
+    with model.scopes() as seen:
         try:
             closed = jax.make_jaxpr(model.call)(*model.args)
         except Exception as err:
             raise SpecError(f"from_jax: the model cannot be traced at the example input "
-                            f"({_first_line(err)})") from None
+                            f"({trace_error(err)})") from None
     jaxpr = closed.jaxpr
-    leaf_vars = len(jaxpr.invars)
-    axes = input_axes(jaxpr, leaf_vars - 1)
+    axes = input_axes(jaxpr, len(jaxpr.invars) - 1)
     if axes is None and not 3 <= len(example) <= 5:
         raise SpecError(f"from_jax: cannot tell the spatial axes of the input {list(example)}:"
                         " no convolution or pool reads it")
@@ -101,8 +105,8 @@ def from_jax(fn, *example_args, outputs=None, name: str | None = None,
         axes = tuple(range(1, len(example) - 1))
         builder.assume("no convolution or pool reads the input: its layout is taken as "
                        "channel-last with a batch axis (N, spatial..., C)")
-    stacks = model.leaves if model.modules else leaves_of(jaxpr, model.root)
-    walker = Walker(builder, stacks, model.kinds, model.root)
+    leaves = called_leaves(seen) if seen else leaves_of(jaxpr, model.root)
+    walker = Walker(builder, leaves, seen or {}, model.root)
     ins = [Param(p) for p in param_paths(model.args[:-1], model.strip)]
     ins.append(Value(INPUT, axes, tuple(example[a] for a in axes), len(example)))
     results = walker.run(jaxpr, closed.consts, ins, Ctx(()))
@@ -113,110 +117,25 @@ def from_jax(fn, *example_args, outputs=None, name: str | None = None,
     return builder.spec(name or model.name, wanted, on_unsupported, source)
 
 
-# ---------------------------------------------------------------- the model
-
-@dataclass
-class Model:
-    call: object  # the function traced
-    args: tuple  # its example arguments (parameters first, input last)
-    kind: str
-    name: str
-    modules: list  # [(path, module)] to scope while tracing (NNX, Equinox)
-    leaves: set
-    kinds: dict  # module path -> class name
-    root: str = ""  # the name stack's root entry to drop (linen)
-    strip: int = 0  # leading parameter-path entries to drop (linen collections)
 
 
-def _model(fn, args) -> Model:
-    nnx = sys.modules.get("flax.nnx")
-    eqx = sys.modules.get("equinox")
-    linen = sys.modules.get("flax.linen")
-    if nnx is not None and isinstance(fn, nnx.Module):
-        graphdef, state = nnx.split(fn)
-
-        def call(state, *inputs):
-            model = nnx.merge(graphdef, state)
-            _eval_mode(model)
-            with _scoped(module_tree(model)):
-                return model(*inputs)
-        return _modular(call, (state, *args), "flax.nnx", fn)
-    if eqx is not None and isinstance(fn, eqx.Module):
-        params, static = eqx.partition(fn, eqx.is_array)
-
-        def call(params, *inputs):
-            model = eqx.nn.inference_mode(eqx.combine(params, static))
-            with _scoped(module_tree(model)):
-                return model(*inputs)
-        return _modular(call, (params, *args), "equinox", fn)
-    owner = getattr(fn, "__self__", None)
-    if linen is not None and isinstance(owner, linen.Module):
-        return Model(fn, args, "flax.linen", type(owner).__name__, [], set(), {},
-                     root=type(owner).__name__, strip=1)
-    label = getattr(fn, "__name__", type(fn).__name__)
-    return Model(fn, args, "function", label, [], set(), {})
 
 
-def _modular(call, args, kind: str, model) -> Model:
-    tree = module_tree(model)
-    paths = {p for p, _ in tree}
-    leaves = {p for p in paths if p and not any(q.startswith(p + ".") for q in paths)}
-    kinds = {p: type(m).__name__ for p, m in tree}
-    return Model(call, args, kind, type(model).__name__, tree, leaves, kinds)
 
 
-def _eval_mode(model) -> None:
-    """Norms on running statistics and dropout off: the geometry of inference."""
-    with contextlib.suppress(Exception):  # a model without the NNX eval switch
-        model.eval()
 
 
-_calls = itertools.count(1)
-_scoping: dict[int, str] = {}
 
 
-@contextmanager
-def _scopes(modules):
-    """While tracing, every module class of the tree runs its call inside a named scope
-    of the module's path (found by identity in :data:`_scoping`)."""
-    jax = _jax()
-    classes = {type(m) for _, m in modules}
-    saved = {cls: cls.__dict__.get("__call__") for cls in classes}
-    for cls in classes:
-        original = cls.__call__
-
-        def wrapper(self, *a, _original=original, **k):
-            path = _scoping.get(id(self))
-            if not path:
-                return _original(self, *a, **k)
-            with jax.named_scope(f"{MARK}{path}#{next(_calls)}"):
-                return _original(self, *a, **k)
-        cls.__call__ = wrapper
-    try:
-        yield
-    finally:
-        for cls, original in saved.items():
-            if original is None:
-                del cls.__call__
-            else:
-                cls.__call__ = original
 
 
-@contextmanager
-def _scoped(tree):
-    """The module instances actually called (rebuilt inside the trace) by their paths."""
-    added = {id(m): p for p, m in tree if id(m) not in _scoping}
-    _scoping.update(added)
-    try:
-        yield
-    finally:
-        for key in added:
-            _scoping.pop(key, None)
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
+
+
+
+
+
 
 
 # ---------------------------------------------------------------- the walk
@@ -227,6 +146,7 @@ class Walker:
     def __init__(self, builder: SpecBuilder, leaves: set, kinds: dict, root: str):
         self.builder, self.leaves, self.kinds, self.root = builder, leaves, kinds, root
         self.units: dict = {}
+        self.reused: dict = {}
         self.produced: dict[str, Value] = {}
         self.numbers = itertools.count(1)
 
@@ -239,7 +159,7 @@ class Walker:
         return [_read(env, v) for v in jaxpr.outvars]
 
     def equation(self, eqn, ins: list, ctx: Ctx) -> list:
-        stack = ctx.stack + _entries(eqn.source_info.name_stack)
+        stack = ctx.stack + stack_entries(eqn.source_info.name_stack)
         values = [v for v in ins if isinstance(v, Value)]
         if not values:
             param = next((v for v in ins if isinstance(v, Param)), None)
@@ -251,7 +171,8 @@ class Walker:
             if fn_name in NAMED and fn is None:
                 fn = (NAMED[fn_name], next(self.numbers), fn_name)
             inner = getattr(sub, "jaxpr", sub)
-            return self.run(inner, getattr(sub, "consts", ()), ins, Ctx(stack, fn))
+            return self.run(inner, getattr(sub, "consts", ()), ins,
+                            Ctx(stack, fn, ctx.line or _line(eqn)))
         prim = fn_name if sub is not None else eqn.primitive.name
         e = self._eqn(eqn, prim, ins, stack, ctx)
         try:
@@ -262,13 +183,13 @@ class Walker:
             else:
                 raise Unsupported("no rule maps this primitive")
         except Unsupported as why:
-            result = self._offend(e, eqn, values, str(why))
-        for path in _paths(stack, self.root):
+            result = self._offend(e, ctx.line or _line(eqn), values, str(why))
+        for path in module_paths(stack, self.root):
             self.produced[path] = result
         return [result] + [None] * (len(eqn.outvars) - 1)
 
     def _eqn(self, eqn, prim: str, ins: list, stack, ctx: Ctx) -> Eqn:
-        path, call = _where(stack, self.root)
+        path, call = module_at(stack, self.root)
         if not path:
             path = next((v.path for v in ins if isinstance(v, Param) and v.path), "")
             call = None
@@ -277,6 +198,8 @@ class Walker:
         base = path if leaf else ".".join(p for p in (path, word) if p)
         if leaf:
             unit, kind = ("leaf", path, call), _kind(self.kinds.get(path, path))
+            if kind == "identity" and ctx.fn:  # a module wrapping an activation function
+                kind = ctx.fn[0]
         elif ctx.fn:
             unit, kind = ("fn", ctx.fn[1]), ctx.fn[0]
         else:
@@ -284,11 +207,10 @@ class Walker:
         shapes = [tuple(getattr(v.aval, "shape", ())) for v in eqn.invars]
         out = tuple(getattr(eqn.outvars[0].aval, "shape", ()))
         return Eqn(prim, dict(eqn.params), ins, shapes, out, base, kind, unit, self.builder,
-                   self.units)
+                   self.units, self.reused)
 
-    def _offend(self, e: Eqn, eqn, values: list[Value], why: str) -> Value:
+    def _offend(self, e: Eqn, line: str, values: list[Value], why: str) -> Value:
         ins = ", ".join("x".join(map(str, v.sizes)) or "features" for v in values)
-        line = _line(eqn)
         path = e.base if e.unit and e.unit[0] == "leaf" else e.unit[1] if e.unit and \
             e.unit[0] == "path" else ""
         offender = Offender(e.base, path, f"jax.lax.{e.prim}", f"in {ins} -> out "
@@ -319,33 +241,12 @@ def _read(env: dict, var):
     return None if isinstance(var, Literal) else env[var]
 
 
-def _entries(name_stack) -> tuple[str, ...]:
-    text = str(name_stack)
-    return tuple(t for t in text.split("/") if t) if text else ()
 
 
-def _where(stack, root: str) -> tuple[str, object]:
-    """(module path, call number) from a name stack: our innermost scope, else the
-    framework's own scope names (linen's, Haiku's)."""
-    ours = [s for s in stack if s.startswith(MARK)]
-    if ours:
-        path, _, call = ours[-1][len(MARK):].rpartition("#")
-        return path, int(call)
-    return ".".join(_plain(stack, root)), None
 
 
-def _plain(stack, root: str) -> list[str]:
-    parts = [s for s in stack if s != "~" and "(" not in s]
-    return parts[1:] if root and parts[:1] == [root] else parts
 
 
-def _paths(stack, root: str) -> list[str]:
-    """Every module path the value was computed inside (for ``outputs=``)."""
-    ours = [s[len(MARK):].rpartition("#")[0] for s in stack if s.startswith(MARK)]
-    if ours:
-        return ours
-    parts = _plain(stack, root)
-    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def _kind(name: str) -> str:
@@ -357,17 +258,18 @@ def _kind(name: str) -> str:
     return "identity"
 
 
-def _line(eqn) -> str:
-    """The model's source line that made the equation (a courtesy: empty if unknown)."""
-    try:
-        from jax._src import source_info_util
+LIBRARIES = ("site-packages", "dist-packages", "/lib/python3", "rfsearch/importers")
 
-        frame = source_info_util.user_frame(eqn.source_info.traceback)
-    except Exception:  # a private helper that may move
-        return ""
-    if frame is None:
-        return ""
-    return f"{frame.file_name.rsplit('/', 1)[-1]}:{frame.start_line} in {frame.function_name}"
+
+def _line(eqn) -> str:
+    """The model's own source line that made the equation: the innermost frame outside
+    the installed libraries (empty if there is none)."""
+    traceback = getattr(eqn.source_info, "traceback", None)
+    for frame in getattr(traceback, "frames", ()):
+        if not any(part in frame.file_name for part in LIBRARIES):
+            return f"{frame.file_name.rsplit('/', 1)[-1]}:{frame.line_num} in " \
+                   f"{frame.function_name}"
+    return ""
 
 
 def _resize_taps(sub, eqn, x: Value) -> int:

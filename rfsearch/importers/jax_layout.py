@@ -1,92 +1,85 @@
-"""What :func:`from_jax` reads off a JAX model before mapping it: the module tree of an
-NNX or Equinox model, the module owning each parameter, the module paths of a name
-stack, and which dimensions of the input are spatial."""
+"""Layout in a jaxpr: which tensor dimensions hold the map. The input's spatial axes
+are those its first convolution or pool reads as spatial; from there the rules follow them
+through reshapes, transposes, broadcasts and squeezes."""
 
 from __future__ import annotations
 
-import dataclasses
-import sys
+import itertools
+import operator
+from collections.abc import Callable
 
-from .jax_ops import carried
+from .builder import Unsupported, Value
+from .jax_models import SUBJAXPRS
+from .jax_ops import Eqn, alias
 
 WINDOW_PRIMITIVES = ("reduce_window_max", "reduce_window_min", "reduce_window_sum",
                      "reduce_window")
-SUBJAXPRS = ("jaxpr", "call_jaxpr", "fun_jaxpr")
 
 
-def module_tree(model) -> list[tuple[str, object]]:
-    """(dotted attribute path, module) for every module of an NNX or Equinox model, the
-    model itself first with path ``""``; a module reachable twice keeps its first path."""
-    nnx = sys.modules.get("flax.nnx")
-    if nnx is not None and isinstance(model, nnx.Module):
-        found = [(".".join(map(str, path)), node) for path, node in nnx.iter_graph(model)
-                 if isinstance(node, nnx.Module)]
-    else:
-        found = list(_equinox_modules(model, ""))
-    seen, tree = set(), []
-    for path, module in sorted(found, key=lambda pm: (pm[0].count("."), pm[0])):
-        if id(module) not in seen:
-            seen.add(id(module))
-            tree.append((path, module))
-    return tree
+def carried(old, new, axes) -> tuple[int, ...] | None:
+    """Where a row-major reshape from ``old`` to ``new`` puts the dimensions ``axes``,
+    if it keeps each whole (size-1 dimensions come and go; others may merge or split)."""
+    before = list(itertools.accumulate(old, operator.mul, initial=1))
+    after = list(itertools.accumulate(new, operator.mul, initial=1))
+    used, result = set(), []
+    for a in axes:
+        found = [j for j in range(len(new)) if j not in used and new[j] == old[a]
+                 and after[j] == before[a]]
+        if not found:
+            return None
+        used.add(found[0])
+        result.append(found[0])
+    return tuple(result) if result == sorted(result) else None
 
 
-def _equinox_modules(obj, path: str):
-    eqx = sys.modules.get("equinox")
-    if eqx is not None and isinstance(obj, eqx.Module):
-        yield path, obj
-        children = [(f.name, getattr(obj, f.name, None)) for f in dataclasses.fields(obj)]
-    elif isinstance(obj, (list, tuple)):
-        children = list(enumerate(obj))
-    elif isinstance(obj, dict):
-        children = list(obj.items())
-    else:
-        return
-    for key, child in children:
-        yield from _equinox_modules(child, f"{path}.{key}" if path else str(key))
+def reshape(e: Eqn) -> Value:
+    x = e.ins[0]
+    if not x.spatial:
+        return alias(e)
+    if e.params.get("dimensions") is not None:
+        raise Unsupported("a reshape with a dimension order")
+    axes = carried(e.shapes[0], e.out, x.axes)
+    if axes is not None:
+        return Value(x.node, axes, x.sizes, len(e.out), x.pooled)
+    if all(s == 1 for s in x.sizes):
+        return Value(x.node, (), (), len(e.out), x.pooled)
+    e.builder.assume(f"flattening a {'x'.join(map(str, x.sizes))} map into features read "
+                     "as a dense layer (every feature after it reads the whole map)")
+    return e.whole(x)
 
 
-def param_paths(params: tuple, strip: int) -> list[str]:
-    """For every array leaf of ``params`` (in the order the jaxpr takes them), the dotted
-    path of the module owning it (its key path less the parameter's own name)."""
-    import jax
-
-    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    paths = []
-    for keys, _ in leaves:
-        parts = [_key(k) for k in keys[1:]]  # keys[0]: which argument
-        if parts and parts[-1] == "value":  # an NNX Variable's payload
-            parts.pop()
-        parts = parts[strip:-1]
-        paths.append(".".join(p.replace("/~/", ".").replace("/", ".") for p in parts))
-    return paths
+def transpose(e: Eqn) -> Value:
+    x = e.ins[0]
+    perm = list(e.params["permutation"])
+    axes = tuple(perm.index(a) for a in x.axes)
+    if axes != tuple(sorted(axes)):
+        raise Unsupported("a transpose that reorders the spatial axes")
+    return Value(x.node, axes, x.sizes, len(e.out), x.pooled)
 
 
-def _key(key) -> str:
-    for attr in ("key", "idx", "name"):
-        if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
+def broadcast_in_dim(e: Eqn) -> Value:
+    """New dimensions around the map; a map of one unit broadcast over a larger one stays
+    a one-unit operand (a gate), not a map."""
+    x = e.ins[0]
+    dims = e.params["broadcast_dimensions"]
+    return Value(x.node, tuple(dims[a] for a in x.axes), x.sizes, len(e.out), x.pooled)
 
 
-def leaves_of(jaxpr, root: str) -> set[str]:
-    """Module paths of the name stacks that no other path extends (linen, Haiku)."""
-    paths: set[str] = set()
-    for eqn in _equations(jaxpr):
-        parts = [s for s in str(eqn.source_info.name_stack).split("/")
-                 if s and s != "~" and "(" not in s]
-        if root and parts[:1] == [root]:
-            parts = parts[1:]
-        paths.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return {p for p in paths if not any(q.startswith(p + ".") for q in paths)}
+def squeeze(e: Eqn) -> Value:
+    x = e.ins[0]
+    gone = {d % x.rank for d in e.params["dimensions"]}
+    kept = [d for d in range(x.rank) if d not in gone]
+    axes = tuple(kept.index(a) for a in x.axes if a in kept)
+    if gone & set(x.axes) and axes:
+        raise Unsupported("a squeeze of some of the spatial axes")
+    return Value(x.node, axes, tuple(e.out[a] for a in axes), len(e.out), x.pooled)
 
 
-def _equations(jaxpr):
-    for eqn in jaxpr.eqns:
-        yield eqn
-        for key in SUBJAXPRS:
-            if key in eqn.params:
-                yield from _equations(getattr(eqn.params[key], "jaxpr", eqn.params[key]))
+def rev(e: Eqn) -> Value:
+    x = e.ins[0]
+    if set(e.params["dimensions"]) & set(x.axes):
+        raise Unsupported("a flip along a spatial axis")
+    return alias(e)
 
 
 def input_axes(jaxpr, index: int) -> tuple[int, ...] | None:
@@ -152,3 +145,9 @@ def _follow(prim, params, old, new, tracked):
     if tuple(old) == tuple(new):  # element-wise
         return tracked
     return None
+
+
+RULES: dict[str, Callable[[Eqn], Value]] = {
+    "reshape": reshape, "transpose": transpose, "broadcast_in_dim": broadcast_in_dim,
+    "squeeze": squeeze, "rev": rev,
+}

@@ -3,15 +3,11 @@
 Rules are keyed by the primitive's name (``conv_general_dilated``, ``reduce_window_max``,
 ...). They see the equation's parameters, its operands (a :class:`Value` for what derives
 from the model input, ``None`` for parameters and constants) and its output shape.
-Tensor layouts are whatever the model uses: a convolution's dimension numbers say which
-dimensions are spatial, and the rules follow them through transposes, reshapes and
-broadcasts.
+Layout ops (reshape, transpose, broadcast) are in :mod:`.jax_layout`.
 """
 
 from __future__ import annotations
 
-import itertools
-import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,6 +29,7 @@ class Eqn:
     unit: tuple | None  # (module call or named function) whose element-wise ops are one layer
     builder: SpecBuilder
     units: dict = field(default_factory=dict)  # node -> (unit, element-wise?)
+    reused: dict = field(default_factory=dict)  # (unit, input node) -> element-wise layer
     consts: list = field(default_factory=list)  # concrete operand values, where known
 
     @property
@@ -45,18 +42,25 @@ class Eqn:
         node = self.builder.add(self.base, op, inputs, **fields)
         self.units[node] = (self.unit, op == self.kind)
         axes = inputs[0].axes if axes is None else tuple(axes)
-        return Value(node, axes, tuple(self.out[a] for a in axes), len(self.out),
-                     inputs[0].pooled if not axes else None)
+        sizes = tuple(self.out[a] for a in axes)
+        summary = all(s == 1 for s in sizes)  # still a one-unit summary of a pooled map
+        return Value(node, axes, sizes, len(self.out), inputs[0].pooled if summary else None)
 
     def elementwise(self, x: Value) -> Value:
         """``x`` through an element-wise op: one layer per module call or named function
         (a bias add after a convolution, the steps of a norm or of gelu join its layer)."""
         made = self.units.get(x.node)
         if x.node != INPUT and made and self.unit is not None and made[0] == self.unit and (
-                self.unit[0] != "path" or made[1]):
+                self.unit[0] != "path" or made[1] or not x.spatial):
             return Value(x.node, x.axes, x.sizes, len(self.out), x.pooled)
+        key = (self.unit, x.node)
+        if self.unit is not None and key in self.reused:  # x used again in one call
+            node = self.reused[key]
+            return Value(node, x.axes, tuple(self.out[a] for a in x.axes), len(self.out))
         fields = {} if self.kind != "identity" else {"comment": f"jax.lax.{self.prim}"}
-        return self.layer(self.kind, [x], **fields)
+        out = self.layer(self.kind, [x], **fields)
+        self.reused[key] = out.node
+        return out
 
     def whole(self, x: Value, comment: str | None = None) -> Value:
         """A whole-map layer (dense, attention): its output has no map."""
@@ -76,11 +80,21 @@ def spatial_only(e: Eqn, x: Value, values, name: str, neutral) -> list:
 
 # ---------------------------------------------------------------- windows
 
+def as_map(e: Eqn, x: Value, dims) -> Value:
+    """``x`` with its spatial axes at tensor dimensions ``dims``: a pooled summary kept as
+    one unit per axis (``mean(..., keepdims=True)``) becomes a map of one unit again."""
+    if not x.spatial and len(dims) == e.builder.dims and all(
+            e.shapes[0][d] == 1 for d in dims):
+        return Value(x.node, tuple(dims), (1,) * len(dims), x.rank, x.pooled)
+    return x
+
+
 def conv(e: Eqn) -> Value:
     x = e.ins[0]
     if not isinstance(x, Value) or isinstance(e.ins[1], Value):
         raise Unsupported("a convolution whose kernel derives from the input")
     lhs, rhs, out = e.params["dimension_numbers"]
+    x = as_map(e, x, lhs[2:])
     if tuple(lhs[2:]) != x.axes:
         raise Unsupported(f"the convolution's spatial dimensions {list(lhs[2:])} are not the "
                           f"map's {list(x.axes)}")
@@ -89,7 +103,7 @@ def conv(e: Eqn) -> Value:
     kernel = [e.shapes[1][d] for d in rhs[2:]]
     stride = list(e.params["window_strides"])
     dilation = list(e.params["rhs_dilation"])
-    pads = [list(p) for p in e.params["padding"]]
+    pads = [[int(a), int(b)] for a, b in e.params["padding"]]
     lhs_dilation = list(e.params["lhs_dilation"])
     axes = tuple(out[2:])
     if any(s > 1 for s in lhs_dilation):
@@ -131,7 +145,8 @@ def reduce_window(e: Eqn) -> Value:
         raise Unsupported("a pool over a parameter")
     window = spatial_only(e, x, e.params["window_dimensions"], "window", 1)
     stride = spatial_only(e, x, e.params["window_strides"], "stride", 1)
-    pads = spatial_only(e, x, [tuple(p) for p in e.params["padding"]], "padding", (0, 0))
+    pads = spatial_only(e, x, [(int(a), int(b)) for a, b in e.params["padding"]], "padding",
+                        (0, 0))
     dilation = spatial_only(e, x, e.params["window_dilation"], "window dilation", 1)
     if any(b != 1 for b in e.params["base_dilation"]):
         raise Unsupported("a pool with base (input) dilation")
@@ -143,7 +158,7 @@ def reduce_window(e: Eqn) -> Value:
 
 def pad(e: Eqn) -> Value:
     x = e.ins[0]
-    config = [tuple(c) for c in e.params["padding_config"]]
+    config = [tuple(int(v) for v in c) for c in e.params["padding_config"]]
     if not isinstance(x, Value):
         raise Unsupported("padding of a parameter")
     if any(c[2] for c in config):
@@ -157,8 +172,9 @@ def pad(e: Eqn) -> Value:
 def slice_(e: Eqn) -> Value:
     """x[a:b:s] on spatial axes: a crop, or a window of 1 with stride s."""
     x = e.ins[0]
-    starts, limits = e.params["start_indices"], e.params["limit_indices"]
-    strides = e.params.get("strides") or [1] * len(starts)
+    starts = [int(v) for v in e.params["start_indices"]]
+    limits = [int(v) for v in e.params["limit_indices"]]
+    strides = [int(v) for v in e.params.get("strides") or [1] * len(starts)]
     crop = [[starts[a], x.sizes[i] - limits[a]] for i, a in enumerate(x.axes)]
     step = [strides[a] for a in x.axes]
     if all(c == [0, 0] for c in crop) and all(s == 1 for s in step):
@@ -175,7 +191,7 @@ def resize(e: Eqn, taps: int) -> Value:
     unit reaches per unit of factor (nearest 1, linear 2, cubic 4)."""
     x = e.values[0]
     out = [e.out[a] for a in x.axes]
-    if all(n == 1 for n in x.sizes) and x.pooled is not None:  # a pooled summary spread
+    if all(n == 1 for n in x.sizes) and x.pooled is not None and x.pooled.sizes == tuple(out):
         node = e.builder.broadcast(e.base, x.pooled, "a global summary resized to the map")
         return Value(node, x.axes, tuple(out), len(e.out))
     if any(m % n or m < n for n, m in zip(x.sizes, out, strict=True)):
@@ -225,6 +241,9 @@ def concatenate(e: Eqn) -> Value:
     return e.layer("concat", values)
 
 
+NORMS = ("groupnorm", "layernorm", "instancenorm")
+
+
 def reduce(e: Eqn) -> Value:
     """reduce_sum / reduce_max / argmax ... over all spatial axes: a global pool."""
     x = e.ins[0]
@@ -233,6 +252,10 @@ def reduce(e: Eqn) -> Value:
     kept = [d for d in range(x.rank) if d not in axes]
     if not spatial:
         return elementwise(e, x, tuple(kept.index(a) for a in x.axes))
+    if e.kind in NORMS:  # a norm's statistics: element-wise by convention
+        e.builder.assume(f"{e.kind}: statistics over the map ignored (element-wise, by "
+                         "convention)")
+        return Value(x.node, (), (), len(e.out))
     if spatial != set(x.axes):
         raise Unsupported("a reduction over some of the spatial axes")
     node = e.builder.add(e.base, "global_pool", [x])
@@ -279,74 +302,6 @@ def alias(e: Eqn) -> Value:
     return Value(x.node, x.axes, x.sizes, len(e.out), x.pooled)
 
 
-# ---------------------------------------------------------------- layout
-
-def carried(old, new, axes) -> tuple[int, ...] | None:
-    """Where a row-major reshape from ``old`` to ``new`` puts the dimensions ``axes``,
-    if it keeps each whole (size-1 dimensions come and go; others may merge or split)."""
-    before = list(itertools.accumulate(old, operator.mul, initial=1))
-    after = list(itertools.accumulate(new, operator.mul, initial=1))
-    used, result = set(), []
-    for a in axes:
-        found = [j for j in range(len(new)) if j not in used and new[j] == old[a]
-                 and after[j] == before[a]]
-        if not found:
-            return None
-        used.add(found[0])
-        result.append(found[0])
-    return tuple(result) if result == sorted(result) else None
-
-
-def reshape(e: Eqn) -> Value:
-    x = e.ins[0]
-    if not x.spatial:
-        return alias(e)
-    if e.params.get("dimensions") is not None:
-        raise Unsupported("a reshape with a dimension order")
-    axes = carried(e.shapes[0], e.out, x.axes)
-    if axes is not None:
-        return Value(x.node, axes, x.sizes, len(e.out), x.pooled)
-    if all(s == 1 for s in x.sizes):
-        return Value(x.node, (), (), len(e.out), x.pooled)
-    e.builder.assume(f"flattening a {'x'.join(map(str, x.sizes))} map into features read "
-                     "as a dense layer (every feature after it reads the whole map)")
-    return e.whole(x)
-
-
-def transpose(e: Eqn) -> Value:
-    x = e.ins[0]
-    perm = list(e.params["permutation"])
-    axes = tuple(perm.index(a) for a in x.axes)
-    if axes != tuple(sorted(axes)):
-        raise Unsupported("a transpose that reorders the spatial axes")
-    return Value(x.node, axes, x.sizes, len(e.out), x.pooled)
-
-
-def broadcast_in_dim(e: Eqn) -> Value:
-    """New dimensions around the map; a map of one unit broadcast over a larger one stays
-    a one-unit operand (a gate), not a map."""
-    x = e.ins[0]
-    dims = e.params["broadcast_dimensions"]
-    return Value(x.node, tuple(dims[a] for a in x.axes), x.sizes, len(e.out), x.pooled)
-
-
-def squeeze(e: Eqn) -> Value:
-    x = e.ins[0]
-    gone = {d % x.rank for d in e.params["dimensions"]}
-    kept = [d for d in range(x.rank) if d not in gone]
-    axes = tuple(kept.index(a) for a in x.axes if a in kept)
-    if gone & set(x.axes) and axes:
-        raise Unsupported("a squeeze of some of the spatial axes")
-    return Value(x.node, axes, tuple(e.out[a] for a in axes), len(e.out), x.pooled)
-
-
-def rev(e: Eqn) -> Value:
-    x = e.ins[0]
-    if set(e.params["dimensions"]) & set(x.axes):
-        raise Unsupported("a flip along a spatial axis")
-    return alias(e)
-
-
 # ---------------------------------------------------------------- the table
 
 UNARY = ("neg", "exp", "exp2", "log", "log1p", "expm1", "tanh", "logistic", "sin", "cos",
@@ -371,7 +326,5 @@ RULES: dict[str, Callable[[Eqn], Value]] = {
     "concatenate": concatenate,
     **dict.fromkeys(REDUCTIONS, reduce),
     "dot_general": dot_general,
-    "reshape": reshape, "transpose": transpose, "broadcast_in_dim": broadcast_in_dim,
-    "squeeze": squeeze, "rev": rev,
     **dict.fromkeys(ALIASES, alias),
 }

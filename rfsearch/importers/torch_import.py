@@ -39,22 +39,24 @@ def _torch():
 
 
 def from_torch(model, example_input, *, outputs=None, name: str | None = None,
-               on_unsupported: str = "error") -> dict:
+               on_unsupported: str = "error", gates: str = "local") -> dict:
     """The rfsearch spec of a PyTorch module, traced at ``example_input`` (a tensor
     ``[N, C, L]``, ``[N, C, H, W]`` or ``[N, C, D, H, W]``).
 
     ``outputs``: module paths (``"layer4"``) to cut the model at; the first is the spec's
     output. ``on_unsupported``: ``"error"`` (one message listing every op no rule maps)
-    or ``"identity"`` (read them as identity, recorded in the spec's ``source``)."""
+    or ``"identity"`` (read them as identity, recorded in the spec's ``source``).
+    ``gates``: ``"local"`` (a 1 x 1 channel gate, as in squeeze-and-excitation, scales each
+    unit) or ``"global"`` (it reads the whole map it was pooled from)."""
     torch = _torch()
-    check_policy(on_unsupported)
+    check_policy(on_unsupported, gates)
     if not isinstance(example_input, torch.Tensor) or example_input.dim() not in (3, 4, 5):
         shape = list(getattr(example_input, "shape", [])) or type(example_input).__name__
         raise SpecError(f"from_torch: example_input must be a tensor [N, C, spatial...] with "
                         f"1 to 3 spatial axes, got {shape}")
     graph, tracer, inputs = _trace(torch, model, example_input)
     dims = example_input.dim() - 2
-    builder = SpecBuilder(FRAMEWORK, dims)
+    builder = SpecBuilder(FRAMEWORK, dims, gates=gates)
     values, produced = _walk(graph, inputs, builder, _leaves(model))
     wanted = _outputs(graph, values, produced, outputs)
     source = {"framework": FRAMEWORK, "tracer": tracer,
@@ -104,11 +106,8 @@ def _leaves(model) -> set[str]:
 
 
 def _path(node) -> str:
-    stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
-        return ""
-    path = list(stack.values())[-1][0]
-    return re.sub(r"^L\['self'\]\.?", "", path).replace("L['self']", "")
+    paths = _paths(node)
+    return paths[-1] if paths else ""
 
 
 def _op_name(target) -> str:
@@ -137,8 +136,10 @@ def _walk(graph, inputs: set[str], builder: SpecBuilder, leaves: set[str]):
 
 
 def _paths(node) -> list[str]:
+    """The module paths a node was computed inside, outermost first."""
     stack = node.meta.get("nn_module_stack") or {}
-    return [re.sub(r"^L\['self'\]\.?", "", v[0]) for v in stack.values()]
+    return [re.sub(r"^L\['self'\]\.?", "", v[0]).replace("L['self']", "")
+            for v in stack.values()]
 
 
 def _input(node) -> Value:

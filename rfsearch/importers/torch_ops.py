@@ -39,8 +39,10 @@ class Call:
         of the returned shape."""
         node = self.builder.add(self.base, op, inputs, **fields)
         first = inputs[0]
-        return Value(node, first.axes, tuple(self.shape[a] for a in first.axes),
-                     len(self.shape))
+        sizes = tuple(self.shape[a] for a in first.axes)
+        summary = all(s == 1 for s in sizes)  # still a one-unit summary of a pooled map
+        return Value(node, first.axes, sizes, len(self.shape),
+                     first.pooled if summary else None)
 
 
 def per_axis(value, dims: int, name: str) -> list[int]:
@@ -125,7 +127,7 @@ def global_pool(c: Call, x: Value) -> Value:
     node = c.builder.add(c.base, "global_pool", [x])
     kept = len(c.shape) == x.rank  # keepdim: spatial axes of size 1 remain
     return Value(node, x.axes if kept else (), (1,) * len(x.axes) if kept else (),
-                 len(c.shape))
+                 len(c.shape), x)
 
 
 # ---------------------------------------------------------------- resampling
@@ -135,6 +137,8 @@ def upsample(mode: str) -> Callable[[Call], Value]:
         x = c.value("input") if "input" in c.args else c.value("self")
         standard_layout(x, c.dims)
         out = c.shape[2:]
+        if all(n == 1 for n in x.sizes) and x.pooled is not None:  # DeepLab image pooling
+            return c.builder.spread(c.base, x, tuple(out))
         factors = []
         for n, m in zip(x.sizes, out, strict=True):
             if m % n:
@@ -222,14 +226,15 @@ def binary(c: Call) -> Value:
         if len({v.sizes for v in maps}) > 1:
             raise Unsupported(f"an element-wise op on maps of sizes "
                               f"{[list(v.sizes) for v in maps]} (broadcast along a map)")
-        return c.layer("add", maps, comment=c.args["__op"]) if c.args["__op"] != "add" else \
-            c.layer("add", maps)
+        op = c.args["__op"].rstrip("_")
+        return c.layer("add", maps, **({"comment": op} if op != "add" else {}))
     if len(values) >= 2 and not maps:  # maps of one unit, or features: still a merge
         return c.layer("add", values)
     keep = maps[0] if maps else values[0]
     if len(values) >= 2:
-        c.builder.assume("channel gates (a 1 x 1 operand, e.g. squeeze-and-excitation) read "
-                         "as element-wise scaling of the map (gates='local')")
+        gated = c.builder.gate(c.base, keep, next(v for v in values if v is not keep))
+        if gated is not None:
+            return Value(gated.node, keep.axes, keep.sizes, len(c.shape))
     return elementwise(c, keep)
 
 
@@ -270,7 +275,7 @@ def dense(c: Call) -> Value:
     if x.spatial and len(c.shape) - 1 not in x.axes:
         return elementwise(c, x)
     node = c.builder.add(c.base, "dense", [x])
-    return Value(node, (), (), len(c.shape))
+    return Value(node, (), (), len(c.shape), x.pooled)
 
 
 def reshape(c: Call) -> Value:
@@ -278,14 +283,14 @@ def reshape(c: Call) -> Value:
     becomes features; flattening a larger map into features is read as a dense layer."""
     x = c.value("self")
     if not x.spatial:
-        return x
+        return Value(x.node, (), (), len(c.shape), x.pooled)
     rank = len(c.shape)
     trailing = tuple(range(rank - len(x.axes), rank))
     if (x.axes == tuple(range(x.rank - len(x.axes), x.rank)) and rank >= len(x.axes)
             and tuple(c.shape[a] for a in trailing) == x.sizes):
-        return Value(x.node, trailing, x.sizes, rank)
+        return Value(x.node, trailing, x.sizes, rank, x.pooled)
     if all(s == 1 for s in x.sizes):
-        return Value(x.node, (), (), rank)
+        return Value(x.node, (), (), rank, x.pooled)
     c.builder.assume(f"flattening a {'x'.join(map(str, x.sizes))} map into features read "
                      "as a dense layer (every feature after it reads the whole map)")
     node = c.builder.add(c.base, "dense", [x])
@@ -295,7 +300,7 @@ def reshape(c: Call) -> Value:
 def permute(c: Call) -> Value:
     x = c.value("self")
     order = [d % len(c.shape) for d in c.args["dims"]]
-    return Value(x.node, tuple(order.index(a) for a in x.axes), x.sizes, len(c.shape))
+    return Value(x.node, tuple(order.index(a) for a in x.axes), x.sizes, len(c.shape), x.pooled)
 
 
 def transpose(c: Call) -> Value:
@@ -303,13 +308,13 @@ def transpose(c: Call) -> Value:
     rank = len(c.shape)
     a, b = c.args["dim0"] % rank, c.args["dim1"] % rank
     swap = {a: b, b: a}
-    return Value(x.node, tuple(swap.get(d, d) for d in x.axes), x.sizes, len(c.shape))
+    return Value(x.node, tuple(swap.get(d, d) for d in x.axes), x.sizes, len(c.shape), x.pooled)
 
 
 def unsqueeze(c: Call) -> Value:
     x = c.value("self")
     d = c.args["dim"] % len(c.shape)
-    return Value(x.node, tuple(a + (a >= d) for a in x.axes), x.sizes, len(c.shape))
+    return Value(x.node, tuple(a + (a >= d) for a in x.axes), x.sizes, len(c.shape), x.pooled)
 
 
 def attention(c: Call) -> Value:
