@@ -329,6 +329,36 @@ def render_search(res: dict) -> list[str]:
     ]
 
 
+def import_rows(res: dict, model: str | None = None) -> list[Row]:
+    """``import_speed.py``: every row (full table), or the README's rows for ``model``."""
+    if model:
+        return [check(f"import a {r['model']} ({r['framework']}, {res['input_size']}): first "
+                      "call in a process (later calls)",
+                      f"{seconds(r['cold_s'])} ({seconds(r['median_s'])})", r["cold_s"],
+                      res["target_s"], f"≤ {res['target_s']:g} s")
+                for r in res["rows"] if r["model"] == model]
+    return [(r["model"], r["framework"], f"{r['params'] / 1e6:.1f} M", str(r["layers"]),
+             seconds(r["cold_s"]), seconds(r["median_s"]), f"{r['evaluate_s'] * 1e3:.1f} ms",
+             seconds(r["evaluate_first_s"])) for r in res["rows"]]
+
+
+def render_import(res: dict) -> list[str]:
+    """The import section (``benchmarks/import_speed.py``)."""
+    return [f"Whole models at {res['rows'][0]['input']} (torchvision's architectures and "
+            "widths, hand-written in `tests/torch_models.py` and as Flax NNX twins in "
+            "`tests/flax_models.py`), into a spec: cold = the first "
+            f"call in a fresh Python process (median of {res.get('processes', 1)} processes), "
+            f"warm = median of {res['repeats']} calls after it; `evaluate` of the spec at "
+            f"{res['input_size']}, median and first call.",
+            *table(("model", "framework", "parameters", "layers", "import, cold",
+                    "import, warm", "`evaluate`", "`evaluate`, first"),
+                   import_rows(res), "llrrrrrr"),
+            f"Target: a ResNet-50 in at most {res['target_s']:g} s, cold: "
+            f"{status(res['target_met'])}. Device: {kernel_device(res)}; "
+            f"{', '.join(f'{k} {v}' for k, v in res['versions'].items())}; "
+            f"{res['date']}{quick(res)}.", ""]
+
+
 def render_full(results: dict[str, dict]) -> str:
     """Every table: the block of benchmarks/README.md."""
     lines = []
@@ -341,7 +371,8 @@ def render_full(results: dict[str, dict]) -> str:
 SECTIONS = ((BENCHMARK, "Kernel throughput", render_kernel),
             ("end_to_end", "End to end", render_end_to_end),
             ("kernel_anatomy", "Where the kernel's time goes", render_anatomy),
-            ("search_throughput", "Search", render_search))
+            ("search_throughput", "Search", render_search),
+            ("import_speed", "Importing a model", render_import))
 
 
 # --- the short table (README.md) --------------------------------------------------------
@@ -364,6 +395,8 @@ def summary_rows(results: dict[str, dict]) -> list[Row]:
     if search := results.get("search_throughput"):
         rows += [walk_row(search, f"`search`, {search['grid']['layers']}-layer grid walk"),
                  ofa_row(search, "`search ofa-mbv3`, exhaustive")]
+    if imports := results.get("import_speed"):
+        rows += import_rows(imports, "ResNet-50")
     return rows
 
 

@@ -185,6 +185,48 @@ class ResNet18(nnx.Module):
         return self.fc(self.avgpool(x).reshape(x.shape[0], -1)) if self.head else x
 
 
+class Bottleneck(nnx.Module):
+    """torchvision's ResNet-50 block (v1.5: the stride on the 3x3), expansion 4."""
+
+    expansion = 4
+
+    def __init__(self, cin, planes, stride, act, *, rngs: nnx.Rngs | None = None):
+        rngs = _rngs(rngs)
+        cout = planes * self.expansion
+        self.conv1 = conv(cin, planes, 1, bias=False, rngs=rngs)
+        self.bn1 = batch_norm(planes, rngs=rngs)
+        self.conv2 = conv(planes, planes, 3, stride, 1, bias=False, rngs=rngs)
+        self.bn2 = batch_norm(planes, rngs=rngs)
+        self.conv3 = conv(planes, cout, 1, bias=False, rngs=rngs)
+        self.bn3 = batch_norm(cout, rngs=rngs)
+        self.relu = Act(act)
+        self.downsample = None if stride == 1 and cin == cout else Sequential([
+            conv(cin, cout, 1, stride, bias=False, rngs=rngs), batch_norm(cout, rngs=rngs)])
+
+    def __call__(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + identity)
+
+
+class ResNet50(ResNet18):
+    """torchvision's resnet50: [3, 4, 6, 3] bottlenecks; ``width=64`` is torchvision's."""
+
+    def __init__(self, act=jax.nn.relu, pool="max", width=8, classes=10, head=True, *,
+                 rngs: nnx.Rngs | None = None):
+        rngs = _rngs(rngs)
+        super().__init__(act, pool, width, classes, head, rngs=rngs)
+        cin = width
+        for i, blocks in enumerate([3, 4, 6, 3], start=1):
+            planes, stride = width * 2 ** (i - 1), 1 if i == 1 else 2
+            layer = [Bottleneck(cin, planes, stride, act, rngs=rngs)]
+            cin = planes * Bottleneck.expansion
+            layer += [Bottleneck(cin, planes, 1, act, rngs=rngs) for _ in range(blocks - 1)]
+            setattr(self, f"layer{i}", Sequential(layer))
+        self.fc = nnx.Linear(cin, classes, rngs=rngs)
+
+
 class InvertedResidual(nnx.Module):
     """torchvision's MobileNetV2 block: expand 1x1, depthwise 3x3, project 1x1."""
 

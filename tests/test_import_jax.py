@@ -29,20 +29,25 @@ C = 4  # channels of the random models
 
 def gradient_supports(f, x: np.ndarray, axes: tuple[int, ...]) -> list[list[np.ndarray]]:
     """Per spatial axis, per output index along it: the input indices its gradient
-    reaches (float64; the output keeps the input's spatial dimensions)."""
+    reaches (float64; the output keeps the input's spatial dimensions). One backward
+    pass per output index, all in one batch."""
     with jax.enable_x64(True):
         x = jnp.asarray(x, dtype=jnp.float64)
         y, vjp = jax.vjp(f, x)
-        out = []
+        cts = []
         for a in axes:
             n = y.shape[a]
             shape = [n] + [1] * y.ndim
             shape[1 + a] = n
-            cts = jnp.broadcast_to(jnp.eye(n, dtype=y.dtype).reshape(shape), (n, *y.shape))
-            (grads,) = jax.vmap(vjp)(cts)
+            cts.append(jnp.broadcast_to(jnp.eye(n, dtype=y.dtype).reshape(shape),
+                                        (n, *y.shape)))
+        (grads,) = jax.vmap(vjp)(jnp.concatenate(cts))
+        out, start = [], 0
+        for a in axes:
             other = tuple(d for d in range(1, grads.ndim) if d != 1 + a)
-            reach = np.asarray(jnp.abs(grads).sum(axis=other))
+            reach = np.asarray(jnp.abs(grads[start:start + y.shape[a]]).sum(axis=other))
             out.append([np.flatnonzero(row) for row in reach])
+            start += y.shape[a]
     return out
 
 
@@ -160,11 +165,16 @@ def test_gradient_oracle_on_random_lax_models(dims, data):
 
 # ---------------------------------------------------------------- real architectures
 
+def abstract(build, *args, **kwargs) -> nnx.Module:
+    """The model with shapes for weights (nnx.eval_shape): importing needs no weights."""
+    return nnx.eval_shape(lambda: build(*args, **kwargs))
+
+
 def positive(model: nnx.Module):
     """The model as a function of its input, with every parameter positive (float64)."""
     graphdef, state = nnx.split(model)
     rng = np.random.default_rng(0)
-    state = jax.tree.map(lambda a: rng.uniform(0.1, 1.1, np.shape(a)), state)
+    state = jax.tree.map(lambda a: rng.uniform(0.1, 1.1, a.shape), state)
     return lambda x: nnx.merge(graphdef, state)(x)
 
 
@@ -186,9 +196,9 @@ ARCHITECTURES = {  # name: (builder, channel-last input shape)
 def test_gradient_oracle_on_flax_architectures(name):
     build, shape = ARCHITECTURES[name]
     x = np.random.default_rng(0).uniform(size=shape)
-    spec = rfsearch.from_jax(build(fm), x)
+    spec = rfsearch.from_jax(abstract(build, fm), x)
     axes = tuple(range(1, len(shape) - 1))
-    check(spec, positive(build(fm, act=identity, pool="avg")), x, axes)
+    check(spec, positive(abstract(build, fm, act=identity, pool="avg")), x, axes)
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
@@ -199,7 +209,7 @@ def test_flax_twins_give_the_rows_of_the_torch_models(name):
     build, shape = ARCHITECTURES[name]
     torch_shape = (shape[0], shape[-1], *shape[1:-1])
     twin = rfsearch.from_torch(build(torch_models), torch.rand(torch_shape))
-    spec = rfsearch.from_jax(build(fm), np.zeros(shape))
+    spec = rfsearch.from_jax(abstract(build, fm), np.zeros(shape))
     size = "x".join(map(str, shape[1:-1]))
     rows = rfsearch.evaluate(spec, input_size=size, per_layer=True)
     pd.testing.assert_frame_equal(rows, rfsearch.evaluate(twin, input_size=size,
@@ -207,7 +217,8 @@ def test_flax_twins_give_the_rows_of_the_torch_models(name):
 
 
 def test_flax_resnet18_gives_the_published_geometry_with_torchvisions_names():
-    spec = rfsearch.from_jax(fm.ResNet18(), np.zeros((1, 224, 224, 3)), outputs="layer4")
+    spec = rfsearch.from_jax(abstract(fm.ResNet18), np.zeros((1, 224, 224, 3)),
+                             outputs="layer4")
     row = rfsearch.evaluate(spec, input_size=224).iloc[0]
     assert (row["rf_h"], row["stride_h"], row["padding_h"]) == (435, 32, 217)
     names = [layer["name"] for layer in spec["layers"]]
@@ -216,3 +227,217 @@ def test_flax_resnet18_gives_the_published_geometry_with_torchvisions_names():
             "layer4.1.relu:2"} <= set(names)
     assert spec["source"]["tracer"] == "jax.make_jaxpr (flax.nnx)"
     assert spec["source"]["input_size"] == "224x224"
+
+
+# ---------------------------------------------------------------- other JAX libraries
+
+def test_linen_models_are_named_by_their_scope_paths():
+    import flax.linen as nn
+
+    class Block(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            y = nn.BatchNorm(use_running_average=True, name="bn1")(
+                nn.Conv(4, (3, 3), padding=1, name="conv1")(x))
+            return nn.relu(y + nn.Conv(4, (1, 1), name="shortcut")(x))
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.Conv(4, (3, 3), strides=2, padding="VALID", name="stem")(x)
+            x = nn.max_pool(x, (3, 3), (2, 2), padding="SAME")
+            return jnp.mean(Block(name="layer1_0")(x), axis=(1, 2))
+
+    x = np.zeros((1, 17, 17, 3))
+    variables = Net().init(jax.random.PRNGKey(0), x)
+    spec = rfsearch.from_jax(Net().apply, variables, x)
+    assert [(la["name"], la["op"]) for la in spec["layers"]] == [
+        ("stem", "conv"), ("max_pool", "maxpool"), ("layer1_0.conv1", "conv"),
+        ("layer1_0.bn1", "batchnorm"), ("layer1_0.shortcut", "conv"),
+        ("layer1_0.add", "add"), ("layer1_0.relu", "relu"), ("sum", "global_pool")]
+    assert spec["name"] == "Net" and spec["source"]["tracer"] == "jax.make_jaxpr (flax.linen)"
+    cut = rfsearch.from_jax(Net().apply, variables, x, outputs="layer1_0")
+    assert rfsearch.evaluate(cut, input_size=17).iloc[0][["rf_h", "stride_h"]].tolist() == [
+        15, 4]
+
+
+def test_equinox_models_are_named_by_their_attribute_paths():
+    eqx = pytest.importorskip("equinox")
+
+    class Net(eqx.Module):
+        conv1: eqx.nn.Conv2d
+        norm: eqx.nn.GroupNorm | None
+        layers: list
+        pool: eqx.nn.Pool
+        act: object = eqx.field(static=True)
+
+        def __init__(self, key, act=jax.nn.relu, pool=eqx.nn.MaxPool2d, norm=True):
+            k1, k2 = jax.random.split(key)
+            self.conv1 = eqx.nn.Conv2d(3, 4, 3, padding=1, key=k1)
+            self.norm = eqx.nn.GroupNorm(2, 4) if norm else None
+            self.layers = [eqx.nn.Conv2d(4, 4, 3, stride=2, key=k2)]
+            self.pool = pool(2, 2)
+            self.act = act
+
+        def __call__(self, x):
+            x = self.conv1(x)
+            x = self.norm(x) if self.norm is not None else x
+            return self.layers[0](self.pool(self.act(x)))
+
+    x = np.random.default_rng(0).uniform(size=(3, 16, 16))  # Equinox: [C, H, W]
+    spec = rfsearch.from_jax(Net(jax.random.PRNGKey(0)), x)
+    assert [(la["name"], la["op"]) for la in spec["layers"]] == [
+        ("conv1", "conv"), ("norm", "groupnorm"), ("relu", "relu"), ("pool", "maxpool"),
+        ("layers.0", "conv")]
+    assert any("groupnorm" in a for a in spec["source"]["assumptions"])
+    plain = Net(jax.random.PRNGKey(0), identity, eqx.nn.AvgPool2d, norm=False)
+    params, static = eqx.partition(plain, eqx.is_array)
+    rng = np.random.default_rng(1)
+    params = jax.tree.map(lambda a: rng.uniform(0.1, 1.1, a.shape), params)
+    check(spec, lambda v: eqx.combine(params, static)(v), x, (1, 2))
+
+
+def test_haiku_models_are_named_by_their_module_names():
+    hk = pytest.importorskip("haiku")
+
+    def forward(x):
+        x = jax.nn.relu(hk.Conv2D(4, 3, name="conv1")(x))
+        x = hk.MaxPool(2, 2, "SAME")(x)
+        return hk.Conv2D(4, 1)(x)
+
+    model = hk.transform(forward)
+    x = np.zeros((1, 16, 16, 3))
+    params = model.init(jax.random.PRNGKey(0), x)
+    spec = rfsearch.from_jax(model.apply, params, None, x)
+    assert [(la["name"], la["op"]) for la in spec["layers"]] == [
+        ("conv1", "conv"), ("relu", "relu"), ("max_pool", "maxpool"), ("conv2_d", "conv")]
+
+
+def test_plain_functions_are_named_by_their_parameters():
+    def net(params, x):
+        y = lax.conv_general_dilated(x, params["stem"]["w"], (2, 2), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jax.nn.gelu(y)
+
+    params = {"stem": {"w": np.ones((3, 3, 3, 4), np.float32)}}
+    spec = rfsearch.from_jax(net, params, np.zeros((1, 16, 16, 3), np.float32))
+    assert [(la["name"], la["op"]) for la in spec["layers"]] == [("stem", "conv"),
+                                                                 ("gelu", "gelu")]
+    assert spec["name"] == "net"
+
+
+# ---------------------------------------------------------------- whole-map summaries
+
+class SqueezeExcite(nnx.Module):
+    def __init__(self, rngs=None):
+        rngs = rngs or nnx.Rngs(0)
+        self.conv = nnx.Conv(3, 4, (3, 3), padding="VALID", rngs=rngs)
+        self.fc = nnx.Linear(4, 4, rngs=rngs)
+
+    def __call__(self, x):
+        y = self.conv(x)
+        return y * jax.nn.sigmoid(self.fc(jnp.mean(y, axis=(1, 2), keepdims=True)))
+
+
+class ImagePooling(nnx.Module):
+    """DeepLab's ASPP with its image-pooling branch: a pooled summary resized back."""
+
+    def __init__(self, rngs=None):
+        rngs = rngs or nnx.Rngs(0)
+        self.conv = nnx.Conv(3, 4, (3, 3), strides=2, padding=1, rngs=rngs)
+        self.branch = nnx.Conv(4, 4, (3, 3), kernel_dilation=2, padding=2, rngs=rngs)
+        self.pool_conv = nnx.Conv(4, 4, (1, 1), rngs=rngs)
+        self.project = nnx.Conv(8, 4, (1, 1), rngs=rngs)
+
+    def __call__(self, x):
+        y = self.conv(x)
+        pooled = self.pool_conv(jnp.mean(y, axis=(1, 2), keepdims=True))
+        pooled = jax.image.resize(pooled, y.shape, "linear")
+        return self.project(jnp.concatenate([self.branch(y), pooled], -1))
+
+
+def test_channel_gates_are_local_unless_asked_global():
+    x = np.random.default_rng(0).uniform(size=(1, 16, 16, 3))
+    local = rfsearch.from_jax(SqueezeExcite(), x)
+    assert rfsearch.evaluate(local, input_size=16).iloc[0]["rf_h"] == 3
+    assert local["source"]["gates"] == "local"
+    assert any("gates='local'" in a for a in local["source"]["assumptions"])
+    spec = rfsearch.from_jax(SqueezeExcite(), x, gates="global")
+    row = rfsearch.evaluate(spec, input_size=16).iloc[0]
+    assert (row["rf_h"], row["out_h"]) == (2 * 14 - 1 + 2, 14)  # every unit reads the map
+    check(spec, positive(SqueezeExcite()), x, (1, 2))
+
+
+def test_a_pooled_summary_resized_over_the_map_reads_the_whole_map():
+    x = np.random.default_rng(0).uniform(size=(1, 16, 16, 3))
+    spec = rfsearch.from_jax(ImagePooling(), x)
+    row = rfsearch.evaluate(spec, input_size=16).iloc[0]
+    assert (row["rf_h"], row["stride_h"], row["out_h"]) == (31, 2, 8)
+    check(spec, positive(ImagePooling()), x, (1, 2))
+
+
+# ---------------------------------------------------------------- errors and options
+
+class Unmapped(nnx.Module):
+    def __init__(self, rngs=None):
+        self.conv = nnx.Conv(3, 4, (3, 3), padding="VALID", rngs=rngs or nnx.Rngs(0))
+
+    def __call__(self, x):
+        y = self.conv(x)
+        return jnp.flip(y, 2) + jnp.cumsum(y, axis=2)
+
+
+def test_unsupported_primitives_are_listed_in_one_message():
+    with pytest.raises(rfsearch.SpecError) as err:
+        rfsearch.from_jax(Unmapped(), np.zeros((1, 16, 16, 3)))
+    message = str(err.value)
+    assert "\n" not in message and "2 unsupported ops" in message
+    assert "jax.lax.rev" in message and "jax.lax.cumsum" in message
+    assert "test_import_jax.py" in message and "in Unmapped.__call__" in message
+    assert "outputs=" in message and "on_unsupported='identity'" in message
+    spec = rfsearch.from_jax(Unmapped(), np.zeros((1, 16, 16, 3)), on_unsupported="identity")
+    assert len(spec["source"]["identity"]) == 2
+    cut = rfsearch.from_jax(Unmapped(), np.zeros((1, 16, 16, 3)), outputs="conv")
+    assert [layer["name"] for layer in cut["layers"]] == ["conv"]
+
+
+def data_dependent(x):
+    return x * 2 if x.sum() > 0 else x
+
+
+@pytest.mark.parametrize("fn, args, match", [
+    (data_dependent, (np.ones((1, 8, 8, 3)),), "data-dependent control flow"),
+    (Unmapped(), (np.ones((1, 8, 8, 5)),), "cannot be traced"),
+    (Unmapped(), (), "give the example input"),
+    (Unmapped(), (3.0,), "must be the input array"),
+])
+def test_bad_models_and_inputs_are_one_clear_error(fn, args, match):
+    with pytest.raises(rfsearch.SpecError, match=match) as err:
+        rfsearch.from_jax(fn, *args)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_outputs_and_options_are_refused():
+    x = np.zeros((1, 16, 16, 3))
+    with pytest.raises(rfsearch.SpecError, match="name no module"):
+        rfsearch.from_jax(Unmapped(), x, outputs="layer9")
+    with pytest.raises(rfsearch.SpecError, match="on_unsupported"):
+        rfsearch.from_jax(Unmapped(), x, on_unsupported="skip")
+    with pytest.raises(rfsearch.SpecError, match="gates"):
+        rfsearch.from_jax(Unmapped(), x, gates="nearby")
+
+
+def test_supported_ops_lists_the_mapped_primitives():
+    mapped = rfsearch.importers.supported_ops("jax")
+    assert {"conv_general_dilated", "reduce_window_max", "jax.image.resize", "pad",
+            "concatenate"} <= set(mapped)
+
+
+def test_readme_flax_example_runs_as_written(capsys):
+    """README.md's "Your own model" Flax example prints the table shown below it."""
+    with open("README.md") as fh:
+        text = fh.read().split("## Your own model", 1)[1].split("rfsearch.from_jax(fn", 1)[1]
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    shown = text.split("```text\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out == shown

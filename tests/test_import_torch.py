@@ -19,13 +19,12 @@ import pytest
 torch = pytest.importorskip("torch")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from import_oracle import check_boxes  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
-from torch_models import FPN, TCN, MobileNetV2Blocks, ResNet18, UNet  # noqa: E402
+from torch_models import FPN, TCN, MobileNetV2Blocks, ResNet18, ResNet50, UNet  # noqa: E402
 
 import rfsearch  # noqa: E402
-from rfsearch.periodic_eval import boxes, output_states  # noqa: E402
-from rfsearch.spec import parse_network  # noqa: E402
 
 C = 4  # channels of the random models
 
@@ -54,38 +53,6 @@ def gradient_supports(model: nn.Module, shape: tuple[int, ...]) -> list[list[np.
             axis.append(np.flatnonzero(g.abs().sum(dim=other).numpy()))
         out.append(axis)
     return out
-
-
-def crops(spec: dict) -> bool:
-    """Whether a layer cuts units off a map (crop, negative padding, a transposed
-    convolution's padding): then a box end inside the input may be read only through a
-    cut-off unit, which the article's virtual coordinates keep and the framework does not
-    compute, so only containment is checked."""
-    def negative(layer):
-        pad = np.asarray(layer.get("padding", 0), dtype=object)
-        return any(int(v) < 0 for v in np.ravel(pad.tolist()) if not isinstance(v, str))
-
-    return any(layer["op"] == "crop" or negative(layer) or (
-        layer["op"] == "conv_transpose" and np.any(np.asarray(layer["padding"]) > 0))
-        for layer in spec["layers"])
-
-
-def check_boxes(spec: dict, supports, size: tuple[int, ...]) -> None:
-    """Every output unit's gradient support lies in its box and, unless the network
-    crops (:func:`crops`), reaches the box's ends that lie inside the input."""
-    state = output_states([parse_network(spec)], size)
-    exact = not crops(spec)
-    for a, (axis, n) in enumerate(zip(supports, size, strict=True)):
-        lo, hi = boxes(state, a, 0)
-        assert len(lo) == len(axis), f"axis {a}: {len(lo)} units, torch has {len(axis)}"
-        for i, seen in enumerate(axis):
-            if not len(seen):
-                continue
-            assert lo[i] <= seen.min() and seen.max() <= hi[i], (a, i, lo[i], hi[i], seen)
-            if exact and lo[i] >= 0:
-                assert seen.min() == lo[i], (a, i, "start", lo[i], seen)
-            if exact and hi[i] <= n - 1:
-                assert seen.max() == hi[i], (a, i, "end", hi[i], seen)
 
 
 def oracle(build, shape: tuple[int, ...], outputs=None) -> dict:
@@ -325,3 +292,17 @@ def test_readme_example_runs_as_written(capsys):
     shown = text.split("```text\n", 1)[1].split("```", 1)[0]
     exec(compile(code, "README.md", "exec"), {})
     assert capsys.readouterr().out == shown
+
+
+def test_resnet50_gives_the_zoos_geometry_with_torchvisions_names():
+    """Bottleneck blocks, stride on the 3x3 (v1.5): the zoo's resnet50 at 224."""
+    spec = rfsearch.from_torch(ResNet50(width=8, head=True), torch.zeros(1, 3, 224, 224),
+                               outputs="layer4")
+    row = rfsearch.evaluate(spec, input_size=224).iloc[-1]
+    zoo = rfsearch.evaluate("zoo:resnet50", input_size=224).iloc[-1]
+    columns = ["rf_h", "rf_w", "stride_h", "stride_w", "padding_h", "padding_w", "out_h"]
+    assert (row["rf_h"], row["stride_h"]) == (427, 32)
+    assert row[columns].tolist() == zoo[columns].tolist()
+    names = {layer["name"] for layer in spec["layers"]}
+    assert {"layer1.0.downsample.0", "layer3.5.conv3", "layer4.2.bn3"} <= names
+    assert "fc" not in names and spec["output"] == "layer4.2.relu:3"

@@ -66,6 +66,63 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1)) if self.head else x
 
 
+class Bottleneck(nn.Module):
+    """torchvision's ResNet-50 block (v1.5: the stride on the 3x3), expansion 4."""
+
+    expansion = 4
+
+    def __init__(self, cin, planes, stride, act):
+        super().__init__()
+        cout = planes * self.expansion
+        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(cout)
+        self.relu = act()
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                            nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        out += identity
+        return self.relu(out)
+
+
+class ResNet50(nn.Module):
+    """torchvision's resnet50 (v1.5): module names conv1, bn1, relu, maxpool, layer1..4
+    of [3, 4, 6, 3] Bottleneck blocks, avgpool, fc. ``width=64`` is torchvision's
+    (25.6 M parameters with ``classes=1000``)."""
+
+    def __init__(self, act=nn.ReLU, pool="max", width=8, classes=10, head=True):
+        super().__init__()
+        self.head = head
+        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = act()
+        self.maxpool = pool_layer(pool, 3, 2, 1)
+        cin = width
+        for i, blocks in enumerate([3, 4, 6, 3], start=1):
+            planes, stride = width * 2 ** (i - 1), 1 if i == 1 else 2
+            layer = [Bottleneck(cin, planes, stride, act)]
+            cin = planes * Bottleneck.expansion
+            layer += [Bottleneck(cin, planes, 1, act) for _ in range(blocks - 1)]
+            setattr(self, f"layer{i}", nn.Sequential(*layer))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1)) if self.head else x
+
+
 class InvertedResidual(nn.Module):
     """torchvision's MobileNetV2 block: expand 1x1, depthwise 3x3, project 1x1."""
 

@@ -166,6 +166,10 @@ class Walker:
             return [param] * len(eqn.outvars)
         sub = next((eqn.params[k] for k in SUBJAXPRS if k in eqn.params), None)
         fn_name = eqn.params.get("name")
+        if ctx.fn is None:  # a library function called from the model (jax.nn.gelu)
+            call = _library_call(eqn)
+            if call is not None and call[0] in NAMED:
+                ctx = Ctx(ctx.stack, (NAMED[call[0]], call, call[0]), ctx.line)
         if sub is not None and fn_name != "_resize":
             fn = ctx.fn
             if fn_name in NAMED and fn is None:
@@ -270,6 +274,19 @@ def _line(eqn) -> str:
             return f"{frame.file_name.rsplit('/', 1)[-1]}:{frame.line_num} in " \
                    f"{frame.function_name}"
     return ""
+
+
+def _library_call(eqn) -> tuple | None:
+    """(name, file, line) of the library function the model's code called to make the
+    equation: the outermost library frame below the model's innermost frame."""
+    traceback = getattr(eqn.source_info, "traceback", None)
+    frames = list(getattr(traceback, "frames", ()))
+    for inner, outer in itertools.pairwise(frames):
+        if not any(part in outer.file_name for part in LIBRARIES):
+            if not any(part in inner.file_name for part in LIBRARIES):
+                return None
+            return inner.function_name, outer.file_name, outer.line_num
+    return None
 
 
 def _resize_taps(sub, eqn, x: Value) -> int:

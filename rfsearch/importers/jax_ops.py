@@ -62,6 +62,21 @@ class Eqn:
         self.reused[key] = out.node
         return out
 
+    def within_call(self, maps: list[Value]) -> Value | None:
+        """The element-wise layer of this call that a merge of ``maps`` amounts to: every
+        map is that layer or the layer's input (one function computing f(x) and x)."""
+        if self.unit is None or self.unit[0] == "path" or len(maps) < 2:
+            return None
+        mine = {v.node for v in maps if self.units.get(v.node, (None,))[0] == self.unit}
+        if len(mine) != 1:
+            return None
+        node = next(iter(mine))
+        reads = next(la["inputs"] for la in reversed(self.builder.layers)
+                     if la["name"] == node)
+        if all(v.node == node or [v.node] == reads for v in maps):
+            return next(v for v in maps if v.node == node)
+        return None
+
     def whole(self, x: Value, comment: str | None = None) -> Value:
         """A whole-map layer (dense, attention): its output has no map."""
         node = self.builder.add(self.base, "dense", [x], **({"comment": comment}
@@ -212,6 +227,9 @@ def merge(e: Eqn) -> Value:
     1 x 1 gate) leaves an element-wise op on the map."""
     values = e.values
     maps = [v for v in values if v.spatial and any(s > 1 for s in v.sizes)]
+    inside = e.within_call(maps)
+    if inside is not None:  # x * sigmoid(x) inside one call: still element-wise of x
+        return e.elementwise(inside)
     if len(maps) >= 2:
         if len({v.sizes for v in maps}) > 1:
             raise Unsupported(f"an element-wise op on maps of sizes "
