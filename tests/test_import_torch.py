@@ -306,3 +306,29 @@ def test_resnet50_gives_the_zoos_geometry_with_torchvisions_names():
     names = {layer["name"] for layer in spec["layers"]}
     assert {"layer1.0.downsample.0", "layer3.5.conv3", "layer4.2.bn3"} <= names
     assert "fc" not in names and spec["output"] == "layer4.2.relu:3"
+
+
+class Scripted(nn.Module):
+    """A TorchScript submodule: torch.export refuses it, torch.fx's make_fx traces it."""
+
+    def __init__(self, script: bool = True):
+        super().__init__()
+        block = nn.Sequential(nn.Conv2d(3, 4, 3, 2, 1), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        self.block = torch.jit.script(block) if script else block
+        self.head = nn.Conv2d(4, 4, 3, dilation=2)
+
+    def forward(self, x):
+        return self.head(self.block(x))
+
+
+def test_models_export_refuses_are_traced_by_make_fx_with_a_warning():
+    with pytest.warns(RuntimeWarning, match="make_fx"):
+        spec = rfsearch.from_torch(Scripted(), torch.rand(1, 3, 32, 32))
+    assert spec["source"]["tracer"].startswith("torch.fx make_fx (torch.export failed")
+    ops = [layer["op"] for layer in spec["layers"]]
+    assert ops == ["conv", "relu", "maxpool", "conv"]
+    plain = rfsearch.from_torch(Scripted(script=False), torch.rand(1, 3, 32, 32))
+    assert spec["source"]["tracer"] != plain["source"]["tracer"]
+    columns = ["rf_h", "rf_w", "stride_h", "padding_h", "out_h"]
+    assert (rfsearch.evaluate(spec, input_size=32)[columns].values.tolist()
+            == rfsearch.evaluate(plain, input_size=32)[columns].values.tolist())

@@ -14,8 +14,11 @@ import re
 import warnings
 
 from ..errors import SpecError
+from . import torch_layout, torch_ops
 from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy
-from .torch_ops import RULES, Call
+from .torch_ops import Call
+
+RULES = {**torch_ops.RULES, **torch_layout.RULES}
 
 FRAMEWORK = "torch"
 # ATen ops that only carry shapes or asserts: no value to map
@@ -123,8 +126,8 @@ def _walk(graph, inputs: set[str], builder: SpecBuilder, leaves: set[str]):
     for node in graph.nodes:
         if node.op == "placeholder":
             values[node] = _input(node) if node.name in inputs else node.meta.get("val")
-        elif node.op == "get_attr":
-            values[node] = None
+        elif node.op == "get_attr":  # make_fx's parameters and buffers: their shapes count
+            values[node] = node.meta.get("val", _attribute(graph, node.target))
         elif node.op == "call_function":
             values[node] = _call(node, values, builder, leaves)
             if isinstance(values[node], Value):
@@ -133,6 +136,14 @@ def _walk(graph, inputs: set[str], builder: SpecBuilder, leaves: set[str]):
         elif node.op == "output":
             values[node] = node.args[0]
     return values, produced
+
+
+def _attribute(graph, target: str):
+    """A constant of the traced module (a parameter of make_fx's graph), or None."""
+    value = getattr(graph, "owning_module", None)
+    for part in target.split("."):
+        value = getattr(value, part, None)
+    return value
 
 
 def _paths(node) -> list[str]:

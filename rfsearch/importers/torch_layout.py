@@ -1,0 +1,84 @@
+"""Layout ops of a traced PyTorch model: where the map's axes go through views, permutes
+and slices (a slice along a spatial axis is a crop)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .builder import Value
+from .torch_ops import Call
+
+
+def slice_(c: Call) -> Value:
+    """x[..., a:b:s] on a spatial axis: a crop (and a stride s window); else no layer."""
+    x, dim = c.value("self"), c.args.get("dim", 0)
+    rank = len(c.shape)
+    dim = dim + rank if dim < 0 else dim
+    if dim not in x.axes:
+        return x
+    n = x.sizes[x.axes.index(dim)]
+    start, end, step = c.args.get("start") or 0, c.args.get("end"), c.args.get("step", 1)
+    start = max(0, start + n if start < 0 else start)
+    end = n if end is None else min(n, end + n if end < 0 else end)
+    if (start, end, step) == (0, n, 1):
+        return x
+    crop = [[0, 0] for _ in x.axes]
+    crop[x.axes.index(dim)] = [start, n - end]
+    if step == 1:
+        return c.layer("crop", [x], crop=crop)
+    stride = [1] * len(x.axes)
+    stride[x.axes.index(dim)] = step
+    padding = [[-a, -b] for a, b in crop]
+    return c.layer("pool", [x], kernel=1, stride=stride, padding=padding)
+
+
+def narrow(c: Call) -> Value:
+    c.args = {"self": c.args["self"], "dim": c.args["dim"], "start": c.args["start"],
+              "end": c.args["start"] + c.args["length"], "step": 1}
+    return slice_(c)
+
+
+def reshape(c: Call) -> Value:
+    """view / reshape / flatten: spatial axes kept at the end stay; a map of one unit
+    becomes features; flattening a larger map into features is read as a dense layer."""
+    x = c.value("self")
+    if not x.spatial:
+        return Value(x.node, (), (), len(c.shape), x.pooled)
+    rank = len(c.shape)
+    trailing = tuple(range(rank - len(x.axes), rank))
+    if (x.axes == tuple(range(x.rank - len(x.axes), x.rank)) and rank >= len(x.axes)
+            and tuple(c.shape[a] for a in trailing) == x.sizes):
+        return Value(x.node, trailing, x.sizes, rank, x.pooled)
+    if all(s == 1 for s in x.sizes):
+        return Value(x.node, (), (), rank, x.pooled)
+    c.builder.assume(f"flattening a {'x'.join(map(str, x.sizes))} map into features read "
+                     "as a dense layer (every feature after it reads the whole map)")
+    node = c.builder.add(c.base, "dense", [x])
+    return Value(node, (), (), len(c.shape))
+
+
+def permute(c: Call) -> Value:
+    x = c.value("self")
+    order = [d % len(c.shape) for d in c.args["dims"]]
+    return Value(x.node, tuple(order.index(a) for a in x.axes), x.sizes, len(c.shape), x.pooled)
+
+
+def transpose(c: Call) -> Value:
+    x = c.value("self")
+    rank = len(c.shape)
+    a, b = c.args["dim0"] % rank, c.args["dim1"] % rank
+    swap = {a: b, b: a}
+    return Value(x.node, tuple(swap.get(d, d) for d in x.axes), x.sizes, len(c.shape), x.pooled)
+
+
+def unsqueeze(c: Call) -> Value:
+    x = c.value("self")
+    d = c.args["dim"] % len(c.shape)
+    return Value(x.node, tuple(a + (a >= d) for a in x.axes), x.sizes, len(c.shape), x.pooled)
+
+
+RULES: dict[str, Callable[[Call], Value]] = {
+    "slice": slice_, "narrow": narrow,
+    **dict.fromkeys(("view", "reshape", "_unsafe_view", "flatten", "squeeze"), reshape),
+    "permute": permute, "transpose": transpose, "unsqueeze": unsqueeze,
+}
