@@ -11,6 +11,8 @@ which is then recorded in the spec's ``source``).
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -175,3 +177,19 @@ def check_policy(on_unsupported: str, gates: str = "local") -> None:
                         f"got {on_unsupported!r}")
     if gates not in GATES:
         raise SpecError(f"gates must be one of {', '.join(map(repr, GATES))}, got {gates!r}")
+
+
+def carried(old, new, axes) -> tuple[int, ...] | None:
+    """Where a row-major reshape from ``old`` to ``new`` puts the dimensions ``axes``,
+    if it keeps each whole (size-1 dimensions come and go; others may merge or split)."""
+    before = list(itertools.accumulate(old, operator.mul, initial=1))
+    after = list(itertools.accumulate(new, operator.mul, initial=1))
+    used, result = set(), []
+    for a in axes:
+        found = [j for j in range(len(new)) if j not in used and new[j] == old[a]
+                 and after[j] == before[a]]
+        if not found:
+            return None
+        used.add(found[0])
+        result.append(found[0])
+    return tuple(result) if result == sorted(result) else None

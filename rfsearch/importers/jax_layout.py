@@ -4,32 +4,14 @@ through reshapes, transposes, broadcasts and squeezes."""
 
 from __future__ import annotations
 
-import itertools
-import operator
 from collections.abc import Callable
 
-from .builder import Unsupported, Value
+from .builder import Unsupported, Value, carried
 from .jax_models import SUBJAXPRS
 from .jax_ops import Eqn, alias
 
 WINDOW_PRIMITIVES = ("reduce_window_max", "reduce_window_min", "reduce_window_sum",
                      "reduce_window")
-
-
-def carried(old, new, axes) -> tuple[int, ...] | None:
-    """Where a row-major reshape from ``old`` to ``new`` puts the dimensions ``axes``,
-    if it keeps each whole (size-1 dimensions come and go; others may merge or split)."""
-    before = list(itertools.accumulate(old, operator.mul, initial=1))
-    after = list(itertools.accumulate(new, operator.mul, initial=1))
-    used, result = set(), []
-    for a in axes:
-        found = [j for j in range(len(new)) if j not in used and new[j] == old[a]
-                 and after[j] == before[a]]
-        if not found:
-            return None
-        used.add(found[0])
-        result.append(found[0])
-    return tuple(result) if result == sorted(result) else None
 
 
 def reshape(e: Eqn) -> Value:

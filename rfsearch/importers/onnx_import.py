@@ -1,0 +1,247 @@
+"""ONNX models into rfsearch specs: read the graph, then map every node (:mod:`.onnx_ops`).
+
+Nodes are walked in the graph's (topological) order; layers are named after the nodes.
+Sizes are rfsearch's own arithmetic, from the input size on; where ONNX shape inference
+knows a tensor's size it is a cross-check, and a disagreement is an error naming the node.
+Nodes that compute on constants only (shape arithmetic, initializers) are folded with
+ONNX's reference evaluator.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import SpecError
+from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy
+from .onnx_ops import RULES, Node
+
+FRAMEWORK = "onnx"
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as err:
+        raise SpecError("from_onnx needs the onnx package: pip install 'rfsearch[onnx]'") \
+            from err
+    return onnx
+
+
+def from_onnx(path_or_model, *, input_size=None, outputs=None, name: str | None = None,
+              on_unsupported: str = "error", gates: str = "local") -> dict:
+    """The rfsearch spec of an ONNX model (a path or a ``ModelProto``), NCHW layout.
+
+    ``input_size``: the spatial size to trace at (needed when the model's is dynamic);
+    ``outputs``: node or tensor names to cut the graph at; ``on_unsupported`` and
+    ``gates`` as in :func:`~rfsearch.from_torch`."""
+    onnx = _onnx()
+    check_policy(on_unsupported, gates)
+    model, label = _load(onnx, path_or_model)
+    graph = model.graph
+    data, shape = _input(graph, input_size, label)
+    inferred = _inferred(onnx, model, data.name, shape)
+    builder = SpecBuilder(FRAMEWORK, len(shape) - 2, gates=gates)
+    walker = Walker(builder, inferred, _constants(graph))
+    axes = tuple(range(2, len(shape)))
+    walker.values[data.name] = Value(INPUT, axes, tuple(shape[a] for a in axes), len(shape))
+    walker.shapes[data.name] = tuple(shape)
+    walker.run(graph)
+    wanted = walker.outputs(graph, outputs)
+    source = {"framework": FRAMEWORK, "tracer": f"onnx graph (opset {_opset(model)})",
+              "input_shape": list(shape),
+              "input_size": "x".join(str(s) for s in shape[2:])}
+    spec_name = name or graph.name or (os.path.basename(label).rsplit(".", 1)[0] if label
+                                       else "onnx")
+    return builder.spec(spec_name, wanted, on_unsupported, source)
+
+
+def _load(onnx, path_or_model):
+    if isinstance(path_or_model, onnx.ModelProto):
+        return path_or_model, ""
+    path = os.fspath(path_or_model)
+    if not os.path.isfile(path):
+        raise SpecError(f"from_onnx: no such file: {path}")
+    try:
+        model = onnx.load(path)
+    except Exception as err:  # a corrupt or truncated protobuf, or external data missing
+        raise SpecError(f"from_onnx: cannot read {path} as an ONNX model "
+                        f"({type(err).__name__}: {str(err).strip()[:200]})") from None
+    if not model.graph.node:
+        raise SpecError(f"from_onnx: {path} holds no ONNX graph (empty or not a model)")
+    return model, path
+
+
+def _opset(model) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _input(graph, input_size, label: str):
+    """The data input and its shape [N, C, spatial...], the spatial sizes from the model
+    or from ``input_size`` where the model's are dynamic."""
+    from ..axes import parse_input_sizes
+
+    initialized = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initialized]
+    if not inputs:
+        raise SpecError(f"from_onnx: the graph {label or graph.name!r} has no data input")
+    data = inputs[0]
+    dims = [d.dim_value if d.HasField("dim_value") else None
+            for d in data.type.tensor_type.shape.dim]
+    if not 3 <= len(dims) <= 5:
+        raise SpecError(f"from_onnx: the input {data.name!r} has shape {dims}; expected "
+                        "[N, C, L], [N, C, H, W] or [N, C, D, H, W]")
+    spatial = dims[2:]
+    if input_size is not None:
+        sizes = list(parse_input_sizes(input_size))
+        sizes = sizes * len(spatial) if len(sizes) == 1 else sizes
+        if len(sizes) != len(spatial):
+            raise SpecError(f"from_onnx: input_size {input_size!r} has {len(sizes)} axes, the "
+                            f"model's input {len(spatial)}")
+        fixed = [(s, n) for s, n in zip(spatial, sizes, strict=True) if s and s != n]
+        if fixed:
+            raise SpecError(f"from_onnx: the model's input is fixed at "
+                            f"{'x'.join(map(str, spatial))}; input_size {input_size!r} differs")
+        spatial = sizes
+    if any(not s for s in spatial):
+        raise SpecError(f"from_onnx: the input {data.name!r} has a dynamic spatial size "
+                        f"{[s or '?' for s in dims[2:]]}; give input_size "
+                        "(--input-size)")
+    return data, [dims[0] or 1, dims[1] or 1, *spatial]
+
+
+def _inferred(onnx, model, data: str, shape) -> dict[str, tuple]:
+    """Tensor shapes from ONNX shape inference at the traced input (None where unknown)."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for value in fixed.graph.input:
+        if value.name == data:
+            for dim, size in zip(value.type.tensor_type.shape.dim, shape, strict=True):
+                dim.Clear()
+                dim.dim_value = size
+    try:
+        inferred = onnx.shape_inference.infer_shapes(fixed, data_prop=True)
+    except Exception:  # inference is a cross-check only
+        return {}
+    shapes = {}
+    for value in [*inferred.graph.value_info, *inferred.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else None
+                                   for d in dims)
+    return shapes
+
+
+def _constants(graph) -> dict[str, np.ndarray]:
+    from onnx import numpy_helper
+
+    return {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+
+
+class Walker:
+    """Maps the graph's nodes in order."""
+
+    def __init__(self, builder: SpecBuilder, inferred: dict, constants: dict):
+        self.builder, self.inferred = builder, inferred
+        self.values: dict[str, object] = dict(constants)  # tensor -> Value or np.ndarray
+        self.shapes: dict[str, tuple] = {k: v.shape for k, v in constants.items()}
+        self.produced: dict[str, Value] = {}
+
+    def run(self, graph) -> None:
+        for index, node in enumerate(graph.node):
+            ins = [self.values.get(t) if t else None for t in node.input]
+            if node.op_type in ("Shape", "Size") and isinstance(ins[0], Value):
+                self._shape(node)
+                continue
+            if not any(isinstance(v, Value) for v in ins):
+                self._fold(node, ins)
+                continue
+            base = node.name or f"{node.op_type}_{index}"
+            n = Node(node, ins, [self.shapes.get(t) for t in node.input], base,
+                     self.builder, self.inferred.get(node.output[0]))
+            try:
+                rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+                if rule is None:
+                    raise Unsupported("no rule maps this op")
+                result = rule(n)
+            except Unsupported as why:
+                result = self._offend(n, str(why))
+            self._check(node, result)
+            self.values[node.output[0]] = result
+            self.shapes[node.output[0]] = n.shape_of(result)
+            for extra in node.output[1:]:
+                self.values[extra] = None
+            self.produced[node.output[0]] = result
+            if node.name:
+                self.produced[node.name] = result
+
+    def _shape(self, node) -> None:
+        """Shape / Size of a map: a constant, from rfsearch's sizes."""
+        shape = self.shapes.get(node.input[0])
+        value = None
+        if shape is not None and None not in shape:
+            value = np.asarray(shape, dtype=np.int64)
+            if node.op_type == "Size":
+                value = np.asarray(int(np.prod(shape)), dtype=np.int64)
+            else:
+                attrs = {a.name: a.i for a in node.attribute}
+                value = value[attrs.get("start", 0):attrs.get("end", len(shape))]
+        self.values[node.output[0]] = value
+        self.shapes[node.output[0]] = None if value is None else value.shape
+
+    def _fold(self, node, ins) -> None:
+        """A node on constants only: evaluated (ONNX's reference evaluator)."""
+        if any(v is None for v, t in zip(ins, node.input, strict=True) if t):
+            outs = [None] * len(node.output)
+        else:
+            try:
+                from onnx.reference import ReferenceEvaluator
+
+                feeds = {t: v for t, v in zip(node.input, ins, strict=True) if t}
+                outs = ReferenceEvaluator(node).run(None, feeds)
+            except Exception:  # unknown; an op that needs it will say so
+                outs = [None] * len(node.output)
+        for t, v in zip(node.output, outs, strict=False):
+            self.values[t] = None if v is None else np.asarray(v)
+            self.shapes[t] = None if v is None else np.shape(v)
+
+    def _offend(self, n: Node, why: str) -> Value:
+        values = n.values
+        ins = ", ".join("x".join(map(str, v.sizes)) or "features" for v in values)
+        out = n.inferred if n.inferred else "?"
+        offender = Offender(n.base, "", f"onnx {n.node.op_type}",
+                            f"in {ins} -> out {list(out) if out != '?' else out}", "", why)
+        node = self.builder.offend(n.base, values, offender)
+        first = values[0]
+        return Value(node, first.axes, first.sizes, first.rank)
+
+    def _check(self, node, result) -> None:
+        """rfsearch's sizes against ONNX shape inference's, where it knows them."""
+        known = self.inferred.get(node.output[0])
+        if not isinstance(result, Value) or not known or len(known) != result.rank:
+            return
+        theirs = tuple(known[a] for a in result.axes)
+        if None not in theirs and theirs != result.sizes:
+            raise SpecError(f"from_onnx: node {node.name or node.op_type!r} ({node.op_type}): "
+                            f"rfsearch computes a {'x'.join(map(str, result.sizes))} map, ONNX "
+                            f"shape inference {'x'.join(map(str, theirs))}")
+
+    def outputs(self, graph, outputs) -> list[Value]:
+        if outputs is None:
+            found = [self.values.get(o.name) for o in graph.output]
+            found = [v for v in found if isinstance(v, Value)]
+            if not found:
+                raise SpecError("from_onnx: no graph output is computed from the input")
+            return found
+        names = [outputs] if isinstance(outputs, str) else list(outputs)
+        missing = [n for n in names if not isinstance(self.produced.get(n), Value)]
+        if missing:
+            known = ", ".join(list(k for k in self.produced if k)[:12])
+            raise SpecError(f"from_onnx: outputs {missing} name no node or tensor computed "
+                            f"from the input (nodes: {known}, ...)")
+        return [self.produced[n] for n in names]
+
+
+def supported_ops() -> list[str]:
+    """The ONNX ops :func:`from_onnx` maps."""
+    return sorted(RULES)

@@ -1,0 +1,514 @@
+"""What each ONNX node is, as spec layers, and the size of the map it makes.
+
+Rules are keyed by op type. They see the node's attributes, its inputs (a :class:`Value`
+for what derives from the model input, a numpy array for constants, None where unknown)
+and compute the output map's size with rfsearch's own arithmetic (the walker checks it
+against ONNX shape inference). Layout is NCHW: spatial axes are dimensions 2...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .builder import SpecBuilder, Unsupported, Value, carried
+
+
+@dataclass
+class Node:
+    """One node being mapped."""
+
+    node: object  # onnx.NodeProto
+    ins: list
+    shapes: list  # full shapes of the inputs, where known
+    base: str
+    builder: SpecBuilder
+    inferred: tuple | None  # ONNX shape inference's shape of the first output
+
+    @property
+    def op(self) -> str:
+        return self.node.op_type
+
+    @property
+    def values(self) -> list[Value]:
+        return [v for v in self.ins if isinstance(v, Value)]
+
+    @property
+    def dims(self) -> int:
+        return self.builder.dims
+
+    def attr(self, name: str, default=None):
+        from onnx import helper
+
+        for a in self.node.attribute:
+            if a.name == name:
+                value = helper.get_attribute_value(a)
+                return value.decode() if isinstance(value, bytes) else value
+        return default
+
+    def const(self, index: int, what: str):
+        """Input ``index`` as a numpy constant (None if absent)."""
+        if index >= len(self.ins) or not self.node.input[index]:
+            return None
+        value = self.ins[index]
+        if not isinstance(value, np.ndarray):
+            raise Unsupported(f"its {what} is not a constant")
+        return value
+
+    def x(self) -> Value:
+        x = self.ins[0]
+        if not isinstance(x, Value):
+            raise Unsupported("its first input does not derive from the model input")
+        if x.axes != tuple(range(2, 2 + self.dims)):
+            raise Unsupported("a window over a tensor whose spatial axes were moved")
+        return x
+
+    def layer(self, op: str, inputs: list[Value], sizes=None, axes=None, rank=None,
+              **fields) -> Value:
+        node = self.builder.add(self.base, op, inputs, **fields)
+        first = inputs[0]
+        axes = first.axes if axes is None else tuple(axes)
+        sizes = first.sizes if sizes is None else tuple(int(s) for s in sizes)
+        summary = all(s == 1 for s in sizes)
+        return Value(node, axes, sizes, rank or first.rank, first.pooled if summary else None)
+
+    def shape_of(self, result) -> tuple | None:
+        """The full shape of ``result``: ONNX's inferred shape with rfsearch's sizes."""
+        if not isinstance(result, Value):
+            return None
+        shape = list(self.inferred) if self.inferred and len(self.inferred) == result.rank \
+            else None
+        if shape is None:
+            first = self.shapes[0] if self.shapes and self.shapes[0] else None
+            if first is None or len(first) != result.rank:
+                return None
+            shape = list(first)
+        for a, s in zip(result.axes, result.sizes, strict=True):
+            shape[a] = s
+        return tuple(shape)
+
+
+def ints(values, dims: int, default: int, name: str) -> list[int]:
+    if values is None or len(values) == 0:
+        return [default] * dims
+    values = [int(v) for v in values]
+    if len(values) != dims:
+        raise Unsupported(f"{name} has {len(values)} values for {dims} axes")
+    return values
+
+
+def out_size(n, k, s, d, lo, hi, ceil=False) -> int:
+    """Output units of a window (PyTorch's and ONNX Runtime's ceil rule: a last window
+    starting in the right padding is dropped)."""
+    span = n + lo + hi - d * (k - 1) - 1
+    if not ceil:
+        return span // s + 1
+    out = -(-span // s) + 1
+    return out - 1 if (out - 1) * s >= n + lo else out
+
+
+# ---------------------------------------------------------------- windows
+
+def window(n: Node, x: Value, kernel: list[int]) -> tuple[dict, list[int]]:
+    """The window fields (kernel, stride, dilation, padding) and the output sizes."""
+    dims = n.dims
+    stride = ints(n.attr("strides"), dims, 1, "strides")
+    dilation = ints(n.attr("dilations"), dims, 1, "dilations")
+    auto = n.attr("auto_pad", "NOTSET")
+    ceil = bool(n.attr("ceil_mode", 0))
+    fields = {"kernel": kernel, "stride": stride, "dilation": dilation}
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        fields["padding"] = "same" if auto == "SAME_UPPER" else "same_lower"
+        return fields, [-(-size // s) for size, s in zip(x.sizes, stride, strict=True)]
+    pads = ints(n.attr("pads"), 2 * dims, 0, "pads") if auto == "NOTSET" else [0] * 2 * dims
+    pairs = [[pads[i], pads[i + dims]] for i in range(dims)]
+    fields["padding"] = pairs
+    if ceil:
+        fields["ceil_mode"] = True
+    sizes = [out_size(size, k, s, d, lo, hi, ceil) for size, k, s, d, (lo, hi) in
+             zip(x.sizes, kernel, stride, dilation, pairs, strict=True)]
+    if any(s < 1 for s in sizes):
+        raise Unsupported(f"the window leaves no output unit (sizes {sizes})")
+    return fields, sizes
+
+
+def conv(n: Node) -> Value:
+    x = n.x()
+    weight = n.shapes[1]
+    if weight is None:
+        raise Unsupported("its weight's shape is unknown")
+    kernel = ints(n.attr("kernel_shape"), n.dims, 0, "kernel_shape") \
+        if n.attr("kernel_shape") else [int(k) for k in weight[2:]]
+    fields, sizes = window(n, x, kernel)
+    groups = int(n.attr("group", 1))
+    return n.layer("conv", [x], sizes, **fields, **({"groups": groups} if groups != 1 else {}))
+
+
+def conv_transpose(n: Node) -> Value:
+    x = n.x()
+    weight = n.shapes[1]
+    if weight is None:
+        raise Unsupported("its weight's shape is unknown")
+    dims = n.dims
+    kernel = [int(k) for k in weight[2:]]
+    stride = ints(n.attr("strides"), dims, 1, "strides")
+    dilation = ints(n.attr("dilations"), dims, 1, "dilations")
+    extra = ints(n.attr("output_padding"), dims, 0, "output_padding")
+    full = [s * (size - 1) + o + d * (k - 1) + 1 for size, s, o, d, k in
+            zip(x.sizes, stride, extra, dilation, kernel, strict=True)]
+    wanted = n.attr("output_shape")
+    auto = n.attr("auto_pad", "NOTSET")
+    if wanted or auto in ("SAME_UPPER", "SAME_LOWER"):
+        out = [int(v) for v in wanted][-dims:] if wanted else \
+            [size * s for size, s in zip(x.sizes, stride, strict=True)]
+        total = [f - o for f, o in zip(full, out, strict=True)]
+        lower = [t // 2 for t in total]
+        pairs = [[t - a, a] if auto == "SAME_UPPER" else [a, t - a]
+                 for t, a in zip(total, lower, strict=True)]
+    else:
+        pads = ints(n.attr("pads"), 2 * dims, 0, "pads")
+        pairs = [[pads[i], pads[i + dims]] for i in range(dims)]
+    sizes = [f - a - b for f, (a, b) in zip(full, pairs, strict=True)]
+    if any(a < 0 or b < 0 for a, b in pairs):
+        raise Unsupported("a transposed convolution with negative padding")
+    fields = {"kernel": kernel, "stride": stride, "dilation": dilation, "padding": pairs}
+    if any(extra):
+        fields["output_padding"] = extra
+    if int(n.attr("group", 1)) != 1:
+        raise Unsupported("a grouped transposed convolution")
+    return n.layer("conv_transpose", [x], sizes, **fields)
+
+
+def pool(op: str) -> Callable[[Node], Value]:
+    def rule(n: Node) -> Value:
+        x = n.x()
+        kernel = ints(n.attr("kernel_shape"), n.dims, 1, "kernel_shape")
+        fields, sizes = window(n, x, kernel)
+        if op != "maxpool":
+            fields.pop("dilation")
+        return n.layer(op, [x], sizes, **fields)
+    return rule
+
+
+def global_pool(n: Node, x: Value, keep: bool = True) -> Value:
+    node = n.builder.add(n.base, "global_pool", [x])
+    if keep:
+        return Value(node, x.axes, (1,) * len(x.axes), x.rank, x)
+    return Value(node, (), (), x.rank - len(x.axes), x)
+
+
+def pad(n: Node) -> Value:
+    x = n.x()
+    pads = n.const(1, "pads") if len(n.node.input) > 1 else n.attr("pads")
+    if pads is None:
+        raise Unsupported("its pads are unknown")
+    pads = [int(p) for p in np.ravel(pads)]
+    axes = n.const(3, "axes")
+    axes = [int(a) % x.rank for a in axes] if axes is not None else list(range(x.rank))
+    half = len(pads) // 2
+    pairs = {a: (pads[i], pads[i + half]) for i, a in enumerate(axes)}
+    mode = n.attr("mode", "constant")
+    if mode == "wrap":
+        raise Unsupported("circular padding reads the far side of the map")
+    if any(p != (0, 0) for a, p in pairs.items() if a not in x.axes):
+        n.builder.assume("padding of non-spatial dimensions ignored")
+    if mode in ("reflect", "edge"):
+        n.builder.assume(f"{mode} padding read as zero padding (the same boxes: the units "
+                         "it repeats lie inside them)")
+    padding = [list(pairs.get(a, (0, 0))) for a in x.axes]
+    sizes = [s + a + b for s, (a, b) in zip(x.sizes, padding, strict=True)]
+    return n.layer("pad", [x], sizes, padding=padding)
+
+
+def slice_(n: Node) -> Value:
+    x = n.ins[0]
+    starts, ends = n.const(1, "starts"), n.const(2, "ends")
+    axes, steps = n.const(3, "axes"), n.const(4, "steps")
+    axes = [int(a) % x.rank for a in axes] if axes is not None else list(range(len(starts)))
+    steps = [int(s) for s in steps] if steps is not None else [1] * len(axes)
+    crop, stride, sizes = [[0, 0] for _ in x.axes], [1] * len(x.axes), list(x.sizes)
+    for a, start, end, step in zip(axes, starts, ends, steps, strict=True):
+        if a not in x.axes:
+            continue
+        i = x.axes.index(a)
+        if step < 1:
+            raise Unsupported("a slice with a negative step (a flip)")
+        lo, hi, _ = slice(int(start), int(end), step).indices(x.sizes[i])
+        crop[i], stride[i] = [lo, x.sizes[i] - max(hi, lo)], step
+        sizes[i] = len(range(lo, hi, step))
+    if all(c == [0, 0] for c in crop) and all(s == 1 for s in stride):
+        return x
+    if all(s == 1 for s in stride):
+        return n.layer("crop", [x], sizes, crop=crop)
+    return n.layer("pool", [x], sizes, kernel=1, stride=stride,
+                   padding=[[-a, -b] for a, b in crop])
+
+
+# ---------------------------------------------------------------- resampling
+
+NEAREST_FLOOR = {("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"),
+                 ("half_pixel", "round_prefer_ceil"), ("pytorch_half_pixel",
+                                                       "round_prefer_floor"),
+                 ("pytorch_half_pixel", "round_prefer_ceil")}
+
+
+def resize(n: Node) -> Value:
+    """Resize / Upsample by integer factors on the spatial axes."""
+    x = n.ins[0]
+    if n.op == "Upsample":
+        scales = n.const(1, "scales") if len(n.node.input) > 1 else n.attr("scales")
+        sizes = None
+    else:
+        scales, sizes = n.const(2, "scales"), n.const(3, "sizes")
+    if sizes is not None and len(sizes):
+        out = [int(s) for s in sizes]
+        out = out[-x.rank:] if len(out) >= x.rank else out
+        factors = [out[a] / s for a, s in zip(x.axes, x.sizes, strict=True)]
+    elif scales is not None and len(scales):
+        factors = [float(scales[a]) for a in x.axes]
+    else:
+        raise Unsupported("its scales and sizes are unknown")
+    if all(s == 1 for s in x.sizes) and x.pooled is not None:  # a pooled summary spread
+        target = tuple(round(f * s) for f, s in zip(factors, x.sizes, strict=True))
+        return n.builder.spread(n.base, x, target)
+    if any(f != int(f) or f < 1 for f in factors):
+        raise Unsupported(f"a resize by {factors}, not an integer upsampling")
+    factors = [int(f) for f in factors]
+    mode, fields = _resize_mode(n)
+    return n.layer("upsample", [x], [s * f for s, f in zip(x.sizes, factors, strict=True)],
+                   factor=factors, mode=mode, **fields)
+
+
+def _resize_mode(n: Node) -> tuple[str, dict]:
+    mode = n.attr("mode", "nearest")
+    if n.op == "Upsample":
+        if mode != "nearest":
+            raise Unsupported("Upsample's linear mode reads asymmetric coordinates")
+        return "nearest", {}
+    where = n.attr("coordinate_transformation_mode", "half_pixel")
+    if mode == "nearest":
+        if (where, n.attr("nearest_mode", "round_prefer_floor")) not in NEAREST_FLOOR:
+            raise Unsupported(f"nearest resize with {where} coordinates and nearest_mode "
+                              f"{n.attr('nearest_mode', 'round_prefer_floor')} reads shifted "
+                              "units")
+        return "nearest", {}
+    if mode not in ("linear", "cubic"):
+        raise Unsupported(f"resize mode {mode!r}")
+    if where in ("half_pixel", "pytorch_half_pixel", "half_pixel_symmetric"):
+        return mode, {}
+    if where == "align_corners":
+        return mode, {"align_corners": True}
+    raise Unsupported(f"{mode} resize with {where} coordinates")
+
+
+def shuffle(op: str) -> Callable[[Node], Value]:
+    def rule(n: Node) -> Value:
+        x = n.x()
+        r = int(n.attr("blocksize"))
+        sizes = [s * r for s in x.sizes] if op == "pixel_shuffle" else \
+            [s // r for s in x.sizes]
+        return n.layer(op, [x], sizes, factor=r)
+    return rule
+
+
+# ---------------------------------------------------------------- merges and reductions
+
+def merge(n: Node) -> Value:
+    """Add/Sub/Mul/...: maps of one size merge; a broadcast operand (a bias, a 1 x 1
+    gate) leaves an element-wise layer on the map."""
+    values = n.values
+    maps = [v for v in values if v.spatial and any(s > 1 for s in v.sizes)]
+    if len(maps) >= 2:
+        if len({v.sizes for v in maps}) > 1:
+            raise Unsupported(f"an element-wise op on maps of sizes "
+                              f"{[list(v.sizes) for v in maps]}")
+        return n.layer("add", maps, **({"comment": n.op} if n.op != "Add" else {}))
+    if len(values) >= 2 and not maps:
+        return n.layer("add", values)
+    keep = maps[0] if maps else values[0]
+    if len(values) >= 2:
+        gated = n.builder.gate(n.base, keep, next(v for v in values if v is not keep))
+        if gated is not None:
+            return gated
+    return elementwise(n, keep)
+
+
+def concat(n: Node) -> Value:
+    values = n.values
+    axis = int(n.attr("axis", 1)) % values[0].rank
+    if any(axis in v.axes for v in values):
+        raise Unsupported("a concatenation along a spatial axis")
+    return values[0] if len(values) == 1 else n.layer("concat", values)
+
+
+def reduce(n: Node) -> Value:
+    x = n.ins[0]
+    axes = n.attr("axes")
+    if axes is None and len(n.node.input) > 1 and n.node.input[1]:
+        axes = n.const(1, "axes")
+    axes = set(range(x.rank)) if axes is None or len(axes) == 0 else \
+        {int(a) % x.rank for a in axes}
+    keep = bool(n.attr("keepdims", 1))
+    spatial = axes & set(x.axes)
+    if not spatial:
+        kept = [d for d in range(x.rank) if keep or d not in axes]
+        return elementwise(n, x, tuple(kept.index(a) for a in x.axes))
+    if spatial != set(x.axes):
+        raise Unsupported("a reduction over some of the spatial axes")
+    return global_pool(n, x, keep)
+
+
+def dense(n: Node) -> Value:
+    """Gemm / MatMul: on features a dense layer; over the channels of a channel-last map
+    element-wise; a product of two maps, or over a spatial axis (an NCHW map's last
+    dimension), whole-map."""
+    values = n.values
+    x = values[0]
+    if len(values) == 1 and x.spatial and x.rank - 1 not in x.axes:
+        return elementwise(n, x)
+    node = n.builder.add(n.base, "dense", values[:1] if len(values) == 1 else values)
+    return Value(node, (), (), max(v.rank for v in values), x.pooled or (x if x.spatial
+                                                                          else None))
+
+
+def flatten(n: Node) -> Value:
+    x = n.ins[0]
+    if not x.spatial:
+        return Value(x.node, (), (), 2, x.pooled)
+    if all(s == 1 for s in x.sizes):
+        return Value(x.node, (), (), 2, x.pooled)
+    n.builder.assume(f"flattening a {'x'.join(map(str, x.sizes))} map into features read "
+                     "as a dense layer (every feature after it reads the whole map)")
+    node = n.builder.add(n.base, "dense", [x])
+    return Value(node, (), (), 2)
+
+
+def reshape(n: Node) -> Value:
+    x = n.ins[0]
+    target = n.const(1, "shape")
+    old = n.shapes[0]
+    if not x.spatial:
+        return Value(x.node, (), (), len(target), x.pooled)
+    if old is None or None in old:
+        raise Unsupported("a reshape of a tensor of unknown shape")
+    new = [int(d) if d != 0 else old[i] for i, d in enumerate(target)]
+    if -1 in new:
+        rest = int(np.prod([d for d in new if d != -1]))
+        new[new.index(-1)] = int(np.prod(old)) // max(rest, 1)
+    axes = carried(old, new, x.axes)
+    if axes is not None:
+        return Value(x.node, axes, x.sizes, len(new), x.pooled)
+    return flatten(n)  # a map merged into features: read as dense
+
+
+def transpose(n: Node) -> Value:
+    x = n.ins[0]
+    perm = list(n.attr("perm") or reversed(range(x.rank)))
+    axes = tuple(perm.index(a) for a in x.axes)
+    if axes != tuple(sorted(axes)):
+        raise Unsupported("a transpose that reorders the spatial axes")
+    return Value(x.node, axes, x.sizes, x.rank, x.pooled)
+
+
+def squeeze(n: Node) -> Value:
+    x = n.ins[0]
+    axes = n.attr("axes")
+    if axes is None and len(n.node.input) > 1:
+        axes = n.const(1, "axes")
+    shape = n.shapes[0]
+    gone = {int(a) % x.rank for a in axes} if axes is not None else \
+        {d for d, s in enumerate(shape or ()) if s == 1}
+    kept = [d for d in range(x.rank) if d not in gone]
+    axes_out = tuple(kept.index(a) for a in x.axes if a in kept)
+    if gone & set(x.axes) and axes_out:
+        raise Unsupported("a squeeze of some of the spatial axes")
+    return Value(x.node, axes_out, tuple(x.sizes[x.axes.index(kept[a])] for a in axes_out)
+                 if axes_out else (), len(kept), x.pooled)
+
+
+def unsqueeze(n: Node) -> Value:
+    x = n.ins[0]
+    axes = n.attr("axes")
+    if axes is None:
+        axes = n.const(1, "axes")
+    rank = x.rank + len(axes)
+    new = sorted(int(a) % rank for a in axes)
+    kept = [d for d in range(rank) if d not in new]
+    return Value(x.node, tuple(kept[a] for a in x.axes), x.sizes, rank, x.pooled)
+
+
+def expand(n: Node) -> Value:
+    """A one-unit map broadcast over a larger one stays a one-unit operand (a gate)."""
+    x = n.ins[0]
+    target = n.const(1, "shape")
+    rank = max(x.rank, len(target))
+    shift = rank - x.rank
+    return Value(x.node, tuple(a + shift for a in x.axes), x.sizes, rank, x.pooled)
+
+
+# ---------------------------------------------------------------- element-wise
+
+ELEMENTWISE = {
+    "Relu": "relu", "LeakyRelu": "leaky_relu", "PRelu": "prelu", "Elu": "elu",
+    "Selu": "selu", "Celu": "elu", "Gelu": "gelu", "Sigmoid": "sigmoid",
+    "HardSigmoid": "hard_sigmoid", "HardSwish": "hard_swish", "Mish": "mish",
+    "Tanh": "tanh", "Softmax": "softmax", "LogSoftmax": "softmax",
+    "BatchNormalization": "batchnorm", "LayerNormalization": "layernorm",
+    "GroupNormalization": "groupnorm", "InstanceNormalization": "instancenorm",
+    "Dropout": "dropout", "Clip": "identity", "Softplus": "identity", "Softsign": "identity",
+    "Exp": "identity", "Log": "identity", "Sqrt": "identity", "Reciprocal": "identity",
+    "Neg": "identity", "Abs": "identity", "Floor": "identity", "Ceil": "identity",
+    "Round": "identity", "Sign": "identity", "Erf": "identity", "Sin": "identity",
+    "Cos": "identity", "Not": "identity", "IsNaN": "identity", "IsInf": "identity",
+    "ThresholdedRelu": "relu", "Shrink": "identity", "LpNormalization": "identity",
+}
+NORMS_OVER_MAPS = ("GroupNormalization", "InstanceNormalization")
+ALIASES = ("Identity", "Cast", "CastLike")
+
+
+def elementwise(n: Node, x: Value | None = None, axes=None) -> Value:
+    x = x or n.values[0]
+    name = ELEMENTWISE.get(n.op, "identity")
+    if n.op in NORMS_OVER_MAPS:
+        n.builder.assume(f"{n.op}: statistics over the map ignored (element-wise, by "
+                         "convention)")
+    fields = {} if name != "identity" else {"comment": f"onnx {n.op}"}
+    rank = len(n.inferred) if n.inferred and axes is not None else None
+    return n.layer(name, [x], axes=axes, rank=rank, **fields)
+
+
+def alias(n: Node) -> Value:
+    return n.values[0]
+
+
+def softmax(n: Node) -> Value:
+    x = n.values[0]
+    axis = int(n.attr("axis", -1)) % x.rank
+    if axis in x.axes:
+        node = n.builder.add(n.base, "dense", [x], comment="a softmax across the map")
+        return Value(node, x.axes, x.sizes, x.rank)
+    return elementwise(n, x)
+
+
+RULES: dict[str, Callable[[Node], Value]] = {
+    "Conv": conv, "ConvTranspose": conv_transpose,
+    "MaxPool": pool("maxpool"), "AveragePool": pool("avgpool"), "LpPool": pool("avgpool"),
+    **dict.fromkeys(("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"),
+                    lambda n: global_pool(n, n.values[0])),
+    "Pad": pad, "Slice": slice_, "Resize": resize, "Upsample": resize,
+    "DepthToSpace": shuffle("pixel_shuffle"), "SpaceToDepth": shuffle("pixel_unshuffle"),
+    **dict.fromkeys(("Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "Pow",
+                     "Where", "And", "Or", "Xor", "Equal", "Greater", "Less",
+                     "GreaterOrEqual", "LessOrEqual"), merge),
+    "Concat": concat,
+    **dict.fromkeys(("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd",
+                     "ReduceL1", "ReduceL2", "ReduceLogSumExp", "ArgMax", "ArgMin"), reduce),
+    "Gemm": dense, "MatMul": dense, "Flatten": flatten, "Reshape": reshape,
+    "Transpose": transpose, "Squeeze": squeeze, "Unsqueeze": unsqueeze, "Expand": expand,
+    "Softmax": softmax, "LogSoftmax": softmax,
+    **dict.fromkeys((k for k in ELEMENTWISE if k not in ("Softmax", "LogSoftmax")),
+                    elementwise),
+    **dict.fromkeys(ALIASES, alias),
+}
