@@ -6,7 +6,7 @@ from . import importers, zoo
 from .encode import Batch, chains, encode
 from .errors import SpecError
 from .evaluate import evaluate
-from .importers import from_jax, from_onnx, from_torch
+from .importers import from_jax, from_keras, from_onnx, from_torch
 from .search import SearchSummary, search
 from .sources import read_chains
 from .spec import Layer, Network, parse_network
@@ -29,6 +29,7 @@ __all__ = [
     "encode",
     "evaluate",
     "from_jax",
+    "from_keras",
     "from_onnx",
     "from_torch",
     "importers",

@@ -1,5 +1,6 @@
 """Real models into rfsearch specs: PyTorch modules (:func:`from_torch`), JAX models,
-Flax, Equinox and Haiku included (:func:`from_jax`), and ONNX files (:func:`from_onnx`).
+Flax, Equinox and Haiku included (:func:`from_jax`), ONNX files (:func:`from_onnx`) and
+Keras models (:func:`from_keras`).
 
 Each importer traces the model at an example input and maps every op to the spec
 language, naming layers after the model's own module paths. The result is an ordinary
@@ -11,12 +12,15 @@ from __future__ import annotations
 from ..errors import SpecError
 from .jax_import import from_jax
 from .jax_import import supported_ops as _jax_ops
+from .keras_import import from_keras
+from .keras_import import supported_ops as _keras_ops
 from .onnx_import import from_onnx
 from .onnx_import import supported_ops as _onnx_ops
 from .torch_import import from_torch
 from .torch_import import supported_ops as _torch_ops
 
-FRAMEWORKS = {"torch": _torch_ops, "jax": _jax_ops, "onnx": _onnx_ops}
+FRAMEWORKS = {"torch": _torch_ops, "jax": _jax_ops, "onnx": _onnx_ops,
+              "keras": _keras_ops}
 
 
 def supported_ops(framework: str) -> list[str]:
@@ -27,4 +31,4 @@ def supported_ops(framework: str) -> list[str]:
     return FRAMEWORKS[framework]()
 
 
-__all__ = ["from_jax", "from_onnx", "from_torch", "supported_ops"]
+__all__ = ["from_jax", "from_keras", "from_onnx", "from_torch", "supported_ops"]

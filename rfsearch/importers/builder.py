@@ -193,3 +193,24 @@ def carried(old, new, axes) -> tuple[int, ...] | None:
         used.add(found[0])
         result.append(found[0])
     return tuple(result) if result == sorted(result) else None
+
+
+def transposed_padding(kernel, stride, dilation, pads) -> dict | None:
+    """The spec's ``padding`` and ``output_padding`` of a transposed convolution given as
+    an input-dilated one with pads ``(lo, hi)`` per axis: it crops ``d(k-1) - lo`` units
+    before and ``d(k-1) - hi`` after the full output, and output_padding takes an end
+    cropped less than the start. None when that does not fit (a crop below zero, or
+    output_padding not below the stride or dilation)."""
+    padding, extra = [], []
+    for k, s, d, (lo, hi) in zip(kernel, stride, dilation, pads, strict=True):
+        a, b = d * (k - 1) - lo, d * (k - 1) - hi
+        x = max(0, a - b)
+        if a < 0 or b + x < 0 or x >= max(s, d):
+            return None
+        padding.append([a, b + x])
+        extra.append(x)
+    fields: dict = {"padding": [a for a, _ in padding] if all(a == b for a, b in padding)
+                    else padding}
+    if any(extra):
+        fields["output_padding"] = extra
+    return fields

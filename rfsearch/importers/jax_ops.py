@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .builder import INPUT, SpecBuilder, Unsupported, Value
+from .builder import INPUT, SpecBuilder, Unsupported, Value, transposed_padding
 
 
 @dataclass
@@ -129,25 +129,18 @@ def conv(e: Eqn) -> Value:
 
 
 def transposed(e, x, kernel, stride, dilation, pads, lhs_dilation, axes) -> Value:
-    """An input-dilated convolution is a transposed one (stride = the input dilation):
-    with pads (lo, hi) it crops d(k-1) - lo units before and d(k-1) - hi after the full
-    output; output_padding takes an end that is cropped less."""
+    """An input-dilated convolution is a transposed one (stride = the input dilation);
+    where its padding does not fit the spec's, the full output and then a ``pad``."""
     if any(s != 1 for s in stride):
         raise Unsupported("a convolution with both input dilation and a window stride")
     fields = {"kernel": kernel, "stride": lhs_dilation, "dilation": dilation}
-    crops = [[d * (k - 1) - lo, d * (k - 1) - hi] for k, d, (lo, hi) in
-             zip(kernel, dilation, pads, strict=True)]
-    extra = [max(0, a - b) for a, b in crops]  # hi cropped less: output_padding
-    limit = [max(s, d) for s, d in zip(lhs_dilation, dilation, strict=True)]
-    if all(0 <= a and 0 <= b and x < m for (a, b), x, m in zip(crops, extra, limit,
-                                                               strict=True)):
-        padding = [[a, b + x] for (a, b), x in zip(crops, extra, strict=True)]
-        if all(a == b for a, b in padding):
-            padding = [a for a, _ in padding]
-        return e.layer("conv_transpose", [x], axes, **fields, padding=padding,
-                       **({"output_padding": extra} if any(extra) else {}))
+    fitted = transposed_padding(kernel, lhs_dilation, dilation, pads)
+    if fitted is not None:
+        return e.layer("conv_transpose", [x], axes, **fields, **fitted)
     full = e.layer("conv_transpose", [x], axes, **fields, padding=0)
-    return e.layer("pad", [full], axes, padding=[[-a, -b] for a, b in crops])
+    return e.layer("pad", [full], axes, padding=[[lo - d * (k - 1), hi - d * (k - 1)]
+                                                  for k, d, (lo, hi) in
+                                                  zip(kernel, dilation, pads, strict=True)])
 
 
 POOL_OPS = {"reduce_window_max": "maxpool", "reduce_window_min": "maxpool",

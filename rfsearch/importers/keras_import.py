@@ -1,0 +1,257 @@
+"""Keras models into rfsearch specs, from their configuration alone (no TensorFlow, no
+Keras needed for files): a ``.keras`` archive's ``config.json``, a Keras 2 ``.h5`` file's
+``model_config`` (read with h5py), or a live ``keras.Model``'s ``get_config()``.
+
+Functional models are walked along their layers' inbound nodes (a shared layer called
+twice gives ``name`` and ``name:2``), Sequential models in order. Layers are named after
+the Keras layer names; sizes are rfsearch's own arithmetic from the input layer's shape,
+cross-checked against the tensor shapes Keras 3 records in the config.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+
+from ..errors import SpecError
+from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy
+from .keras_ops import RULES, Layer
+
+FRAMEWORK = "keras"
+MODELS = ("Functional", "Model", "Sequential")
+
+
+def from_keras(path_or_model, *, input_size=None, outputs=None, name: str | None = None,
+               on_unsupported: str = "error", gates: str = "local") -> dict:
+    """The rfsearch spec of a Keras model: a ``.keras`` or ``.h5`` path, or a live
+    ``keras.Model`` (functional or sequential). ``input_size`` fills a dynamic spatial
+    size; ``outputs``: layer names to cut the model at."""
+    check_policy(on_unsupported, gates)
+    config, label = _config(path_or_model)
+    kind = config.get("class_name")
+    body = config.get("config", {})
+    if kind not in MODELS or not isinstance(body.get("layers"), list):
+        raise SpecError(f"from_keras: {label or 'the model'} is a {kind or 'model'} without a "
+                        "layer graph in its config (a subclassed model?); only functional and "
+                        "sequential models can be read")
+    layers = body["layers"]
+    if kind == "Sequential":
+        layers = _chain(layers)
+    shape, data_name = _input(layers, body, input_size, label)
+    channels_last = _channels_last(layers)
+    dims = len(shape) - 2
+    axes = tuple(range(1, 1 + dims)) if channels_last else tuple(range(2, 2 + dims))
+    builder = SpecBuilder(FRAMEWORK, dims, gates=gates)
+    walker = Walker(builder)
+    walker.values[(data_name, 0, 0)] = Value(INPUT, axes, tuple(shape[a] for a in axes),
+                                             len(shape))
+    walker.run(layers)
+    wanted = walker.outputs(body, layers, outputs)
+    source = {"framework": FRAMEWORK, "tracer": f"keras config ({kind})",
+              "input_shape": list(shape),
+              "input_size": "x".join(str(shape[a]) for a in axes)}
+    return builder.spec(name or body.get("name") or "keras", wanted, on_unsupported, source)
+
+
+def _config(path_or_model) -> tuple[dict, str]:
+    """The model's config dict ({class_name, config}) and a label for messages."""
+    if hasattr(path_or_model, "get_config") and hasattr(path_or_model, "layers"):
+        return {"class_name": _class(path_or_model),
+                "config": path_or_model.get_config()}, ""
+    path = os.fspath(path_or_model)
+    if not os.path.isfile(path):
+        raise SpecError(f"from_keras: no such file: {path}")
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                return json.loads(archive.read("config.json")), path
+        return _h5_config(path), path
+    except SpecError:
+        raise
+    except Exception as err:  # a corrupt or truncated archive, or a foreign file
+        raise SpecError(f"from_keras: cannot read {path} as a Keras model "
+                        f"({type(err).__name__}: {str(err).strip()[:200]})") from None
+
+
+def _class(model) -> str:
+    name = type(model).__name__
+    return name if name in MODELS else ("Functional" if hasattr(model, "_nodes_by_depth")
+                                        or hasattr(model, "_operation_node") else name)
+
+
+def _h5_config(path: str) -> dict:
+    try:
+        import h5py
+    except ImportError as err:
+        raise SpecError("from_keras: reading .h5 files needs h5py: pip install "
+                        "'rfsearch[keras]'") from err
+    with h5py.File(path, "r") as f:
+        raw = f.attrs.get("model_config")
+    if raw is None:
+        raise SpecError(f"from_keras: {path} has no model_config (weights only?)")
+    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+
+
+def _chain(layers: list[dict]) -> list[dict]:
+    """A Sequential model's layers as a functional graph: each reads the one before."""
+    out, previous = [], None
+    for i, layer in enumerate(layers):
+        layer = dict(layer)
+        layer.setdefault("name", layer.get("config", {}).get("name", f"layer_{i}"))
+        if previous is None and layer.get("class_name") != "InputLayer":
+            config = layer.get("config", {})
+            shape = config.get("batch_shape") or config.get("batch_input_shape") or \
+                (layer.get("build_config") or {}).get("input_shape")
+            out.append({"class_name": "InputLayer", "name": "input",
+                        "config": {"batch_shape": shape}, "inbound_nodes": []})
+            previous = "input"
+        if previous is not None:
+            layer["inbound_nodes"] = [[[previous, 0, 0, {}]]]
+        out.append(layer)
+        previous = layer["name"]
+    return out
+
+
+def _input(layers, body, input_size, label: str) -> tuple[list, str]:
+    from ..axes import parse_input_sizes
+
+    inputs = [la for la in layers if la.get("class_name") == "InputLayer"]
+    if not inputs:
+        raise SpecError(f"from_keras: {label or 'the model'} has no input layer")
+    first = inputs[0]
+    config = first.get("config", {})
+    shape = config.get("batch_shape") or config.get("batch_input_shape")
+    if not shape or not 3 <= len(shape) <= 5:
+        raise SpecError(f"from_keras: the input {first.get('name')!r} has shape {shape}; "
+                        "expected a batch, 1 to 3 spatial axes and channels")
+    shape = list(shape)
+    channels_last = _channels_last(layers)
+    spatial = list(range(1, len(shape) - 1)) if channels_last else list(range(2, len(shape)))
+    if input_size is not None:
+        sizes = list(parse_input_sizes(input_size))
+        sizes = sizes * len(spatial) if len(sizes) == 1 else sizes
+        for a, n in zip(spatial, sizes, strict=False):
+            if shape[a] not in (None, n):
+                raise SpecError(f"from_keras: the model's input is fixed at "
+                                f"{[shape[b] for b in spatial]}; input_size {input_size!r} "
+                                "differs")
+            shape[a] = n
+    if any(shape[a] is None for a in spatial):
+        raise SpecError(f"from_keras: the input {first.get('name')!r} has a dynamic spatial "
+                        f"size {shape[1:]}; give input_size (--input-size)")
+    return [s if s is not None else 1 for s in shape], first.get("name") or \
+        config.get("name")
+
+
+def _channels_last(layers) -> bool:
+    formats = [la.get("config", {}).get("data_format") for la in layers]
+    return "channels_first" not in formats
+
+
+class Walker:
+    """Maps the layers' calls in dependency order."""
+
+    def __init__(self, builder: SpecBuilder):
+        self.builder = builder
+        self.values: dict[tuple, object] = {}  # (layer, call, tensor) -> Value
+        self.produced: dict[str, Value] = {}
+
+    def run(self, layers: list[dict]) -> None:
+        pending = [(la, i, node) for la in layers if la.get("class_name") != "InputLayer"
+                   for i, node in enumerate(la.get("inbound_nodes") or [])]
+        while pending:
+            waiting = []
+            for layer, call, node in pending:
+                refs = _references(node)
+                if all(r[:3] in self.values for r in refs):
+                    self._call(layer, call, refs)
+                else:
+                    waiting.append((layer, call, node))
+            if len(waiting) == len(pending):
+                names = sorted({la.get("name", "?") for la, _, _ in waiting})
+                raise SpecError(f"from_keras: layers {names[:8]} read tensors no layer makes")
+            pending = waiting
+
+    def _call(self, layer: dict, call: int, refs: list[tuple]) -> None:
+        name = layer.get("name") or layer.get("config", {}).get("name", "layer")
+        ins = [self.values[r[:3]] for r in refs]
+        for ref, value in zip(refs, ins, strict=True):
+            _check(ref, value, name)
+        la = Layer(layer.get("class_name", "?"), layer.get("config", {}), ins, name,
+                   self.builder)
+        try:
+            rule = RULES.get(la.kind)
+            if rule is None:
+                raise Unsupported("no rule maps this layer class")
+            result = rule(la)
+        except Unsupported as why:
+            values = [v for v in ins if isinstance(v, Value)]
+            offender = Offender(name, "", la.kind, f"in {_sizes(values)}", "", str(why))
+            node = self.builder.offend(name, values, offender)
+            result = Value(node, values[0].axes, values[0].sizes, values[0].rank)
+        self.values[(name, call, 0)] = result
+        self.produced.setdefault(name, result)
+
+    def outputs(self, body: dict, layers: list[dict], outputs) -> list[Value]:
+        if outputs is None:
+            refs = _references(body.get("output_layers")) if body.get("output_layers") \
+                else [(layers[-1]["name"], 0, 0)]
+            found = [self.values.get(r[:3]) for r in refs]
+            return [v for v in found if isinstance(v, Value)] or self._none()
+        names = [outputs] if isinstance(outputs, str) else list(outputs)
+        missing = [n for n in names if n not in self.produced]
+        if missing:
+            known = ", ".join(list(self.produced)[:12])
+            raise SpecError(f"from_keras: outputs {missing} name no layer computed from the "
+                            f"input (layers: {known}, ...)")
+        return [self.produced[n] for n in names]
+
+    @staticmethod
+    def _none():
+        raise SpecError("from_keras: no model output is computed from the input")
+
+
+def _references(node) -> list[tuple]:
+    """(layer, call, tensor[, shape]) of every tensor a call reads, in order: Keras 3's
+    ``{"args": [...]}`` with ``__keras_tensor__`` entries, or Keras 2's nested lists."""
+    found: list[tuple] = []
+
+    def visit(item):
+        if isinstance(item, dict):
+            if item.get("class_name") == "__keras_tensor__":
+                config = item.get("config", {})
+                layer, call, tensor = config["keras_history"]
+                found.append((layer, call, tensor, config.get("shape")))
+                return
+            for value in item.values():
+                visit(value)
+        elif isinstance(item, (list, tuple)):
+            if len(item) >= 3 and isinstance(item[0], str) and isinstance(item[1], int):
+                found.append((item[0], item[1], item[2], None))
+                return
+            for value in item:
+                visit(value)
+    visit(node.get("args", node) if isinstance(node, dict) else node)
+    return found
+
+
+def _check(ref: tuple, value, layer: str) -> None:
+    """rfsearch's sizes against the tensor shape Keras recorded, where it did."""
+    shape = ref[3] if len(ref) > 3 else None
+    if not isinstance(value, Value) or not shape or len(shape) != value.rank:
+        return
+    theirs = tuple(shape[a] for a in value.axes)
+    if None not in theirs and theirs != value.sizes:
+        raise SpecError(f"from_keras: layer {layer!r} reads {ref[0]!r}: rfsearch computes a "
+                        f"{'x'.join(map(str, value.sizes))} map, the Keras config records "
+                        f"{'x'.join(map(str, theirs))}")
+
+
+def _sizes(values: list[Value]) -> str:
+    return ", ".join("x".join(map(str, v.sizes)) or "features" for v in values)
+
+
+def supported_ops() -> list[str]:
+    """The Keras layer classes :func:`from_keras` maps."""
+    return sorted(RULES)

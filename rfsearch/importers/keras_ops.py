@@ -1,0 +1,287 @@
+"""What each Keras layer class is, as spec layers, and the size of the map it makes.
+
+Rules are keyed by the layer's class name and read its config (``kernel_size``,
+``strides``, ``padding``, ...). Keras's ``'same'`` is TensorFlow's (the odd unit of padding
+after: the spec's ``'same'``); ``'causal'`` pads ``d(k - 1)`` before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .builder import SpecBuilder, Unsupported, Value, carried, transposed_padding
+
+
+@dataclass
+class Layer:
+    """One call of a layer being mapped."""
+
+    kind: str  # class name
+    config: dict
+    ins: list
+    name: str
+    builder: SpecBuilder
+
+    @property
+    def dims(self) -> int:
+        return self.builder.dims
+
+    def x(self) -> Value:
+        x = self.ins[0]
+        if not isinstance(x, Value) or not x.spatial:
+            raise Unsupported("its input is not a map")
+        return x
+
+    def per_axis(self, key: str, default) -> list[int]:
+        value = self.config.get(key, default)
+        if value is None:
+            value = default
+        if isinstance(value, int):
+            return [value] * self.dims
+        value = [int(v) for v in value]
+        return value * self.dims if len(value) == 1 else value
+
+    def layer(self, op: str, inputs: list[Value], sizes=None, axes=None, rank=None,
+              **fields) -> Value:
+        node = self.builder.add(self.name, op, inputs, **fields)
+        first = inputs[0]
+        axes = first.axes if axes is None else tuple(axes)
+        sizes = first.sizes if sizes is None else tuple(int(s) for s in sizes)
+        summary = all(s == 1 for s in sizes)
+        return Value(node, axes, sizes, rank or first.rank, first.pooled if summary else None)
+
+
+def out_size(n: int, k: int, s: int, d: int, padding: str) -> int:
+    if padding == "same":
+        return -(-n // s)
+    return (n - d * (k - 1) - 1) // s + 1
+
+
+def windowed(la: Layer, op: str, kernel: list[int]) -> Value:
+    x = la.x()
+    stride = la.per_axis("strides", 1) if la.config.get("strides") is not None else kernel
+    dilation = la.per_axis("dilation_rate", 1)
+    padding = la.config.get("padding", "valid")
+    fields = {"kernel": kernel, "stride": stride}
+    if op != "avgpool":
+        fields["dilation"] = dilation
+    if padding == "causal":
+        pads = [[d * (k - 1), 0] for k, d in zip(kernel, dilation, strict=True)]
+        fields["padding"] = pads
+        sizes = [out_size(n + a, k, s, d, "valid") for n, k, s, d, (a, _) in
+                 zip(x.sizes, kernel, stride, dilation, pads, strict=True)]
+    else:
+        fields["padding"] = "same" if padding == "same" else 0
+        sizes = [out_size(n, k, s, d, padding) for n, k, s, d in
+                 zip(x.sizes, kernel, stride, dilation, strict=True)]
+    if any(s < 1 for s in sizes):
+        raise Unsupported(f"the window leaves no output unit (sizes {sizes})")
+    return la.layer(op, [x], sizes, **fields)
+
+
+def conv(la: Layer) -> Value:
+    return windowed(la, "conv", la.per_axis("kernel_size", 1))
+
+
+def pool(op: str) -> Callable[[Layer], Value]:
+    def rule(la: Layer) -> Value:
+        kernel = la.per_axis("pool_size", 2)
+        if la.config.get("strides") is None:
+            la.config = {**la.config, "strides": kernel}
+        return windowed(la, op, kernel)
+    return rule
+
+
+def conv_transpose(la: Layer) -> Value:
+    """Keras's transposed convolution as an input-dilated one (its JAX backend's pads),
+    then the spec's padding and output_padding."""
+    x = la.x()
+    kernel, stride = la.per_axis("kernel_size", 1), la.per_axis("strides", 1)
+    dilation = la.per_axis("dilation_rate", 1)
+    extra = la.config.get("output_padding")
+    extra = None if extra is None else la.per_axis("output_padding", 0)
+    pads = []
+    for i, (k, s, d) in enumerate(zip(kernel, stride, dilation, strict=True)):
+        span = (k - 1) * d + 1
+        o = None if extra is None else extra[i]
+        if la.config.get("padding", "valid") == "valid":
+            o = max(span, s) - span if o is None else o
+            pads.append((span - 1, span - 1 + o))
+        else:
+            total = s + span - 2 if o is None else span + span % 2 - 2 + o
+            lo = min(total // 2 + total % 2, span - 1)
+            pads.append((lo, total - lo))
+    fields = transposed_padding(kernel, stride, dilation, pads)
+    if fields is None:
+        raise Unsupported("a transposed convolution whose padding crops more than it "
+                          "computes")
+    sizes = [(n - 1) * s + lo + hi - d * (k - 1) + 1 for n, s, (lo, hi), d, k in
+             zip(x.sizes, stride, pads, dilation, kernel, strict=True)]
+    return la.layer("conv_transpose", [x], sizes, kernel=kernel, stride=stride,
+                    dilation=dilation, **fields)
+
+
+def global_pool(la: Layer) -> Value:
+    x = la.x()
+    node = la.builder.add(la.name, "global_pool", [x])
+    if la.config.get("keepdims"):
+        return Value(node, x.axes, (1,) * len(x.axes), x.rank, x)
+    return Value(node, (), (), x.rank - len(x.axes), x)
+
+
+def pairs(la: Layer, key: str) -> list[list[int]]:
+    """ZeroPadding / Cropping amounts: an int, one per axis, or (before, after) pairs."""
+    value = la.config.get(key, 0)
+    if isinstance(value, int):
+        return [[value, value]] * la.dims
+    value = list(value)
+    if la.dims == 1 and len(value) == 2 and all(isinstance(v, int) for v in value):
+        return [[int(value[0]), int(value[1])]]
+    return [[int(v), int(v)] if isinstance(v, int) else [int(v[0]), int(v[1])]
+            for v in value]
+
+
+def zero_padding(la: Layer) -> Value:
+    x = la.x()
+    pads = pairs(la, "padding")
+    return la.layer("pad", [x], [n + a + b for n, (a, b) in zip(x.sizes, pads, strict=True)],
+                    padding=pads)
+
+
+def cropping(la: Layer) -> Value:
+    x = la.x()
+    crop = pairs(la, "cropping")
+    return la.layer("crop", [x], [n - a - b for n, (a, b) in zip(x.sizes, crop, strict=True)],
+                    crop=crop)
+
+
+UPSAMPLE_MODES = {"nearest": "nearest", "bilinear": "linear", "bicubic": "cubic"}
+
+
+def upsampling(la: Layer) -> Value:
+    x = la.x()
+    factor = la.per_axis("size", 2)
+    mode = UPSAMPLE_MODES.get(la.config.get("interpolation", "nearest"))
+    if mode is None:
+        raise Unsupported(f"interpolation {la.config.get('interpolation')!r} has no spec "
+                          "mode")
+    return la.layer("upsample", [x], [n * f for n, f in zip(x.sizes, factor, strict=True)],
+                    factor=factor, mode=mode)
+
+
+# ---------------------------------------------------------------- merges and features
+
+def merge(la: Layer) -> Value:
+    values = [v for v in la.ins if isinstance(v, Value)]
+    maps = [v for v in values if v.spatial and any(s > 1 for s in v.sizes)]
+    if len(maps) >= 2 and len({v.sizes for v in maps}) > 1:
+        raise Unsupported(f"an element-wise merge of maps of sizes "
+                          f"{[list(v.sizes) for v in maps]}")
+    if len(maps) == 1 and len(values) == 2:
+        gated = la.builder.gate(la.name, maps[0], next(v for v in values
+                                                      if v is not maps[0]))
+        if gated is not None:
+            return gated
+        return la.layer("mul", maps, comment=la.kind)
+    return la.layer("add", maps or values, **({"comment": la.kind} if la.kind != "Add"
+                                              else {}))
+
+
+def concatenate(la: Layer) -> Value:
+    values = [v for v in la.ins if isinstance(v, Value)]
+    axis = int(la.config.get("axis", -1)) % values[0].rank
+    if any(axis in v.axes for v in values):
+        raise Unsupported("a concatenation along a spatial axis")
+    return la.layer("concat", values)
+
+
+def dense(la: Layer) -> Value:
+    """Dense on features is dense; on a channel-last map it mixes channels only."""
+    x = la.ins[0]
+    if x.spatial and x.rank - 1 not in x.axes:
+        return la.layer("identity", [x], comment="Dense over the channels")
+    node = la.builder.add(la.name, "dense", [x])
+    return Value(node, (), (), 2, x.pooled)
+
+
+def flatten(la: Layer) -> Value:
+    x = la.ins[0]
+    if not x.spatial or all(s == 1 for s in x.sizes):
+        return Value(x.node, (), (), 2, x.pooled)
+    la.builder.assume(f"flattening a {'x'.join(map(str, x.sizes))} map into features read "
+                      "as a dense layer (every feature after it reads the whole map)")
+    node = la.builder.add(la.name, "dense", [x])
+    return Value(node, (), (), 2)
+
+
+def reshape(la: Layer) -> Value:
+    x = la.ins[0]
+    target = [int(t) for t in la.config.get("target_shape", ())]
+    if not x.spatial:
+        return Value(x.node, (), (), 1 + len(target), x.pooled)
+    if -1 in target or len(target) + 1 != x.rank:
+        return flatten(la)
+    old = [1] + [x.sizes[x.axes.index(d)] if d in x.axes else None for d in range(1, x.rank)]
+    if None in old:
+        return flatten(la)
+    axes = carried(old, [1, *target], x.axes)
+    return Value(x.node, axes, x.sizes, x.rank, x.pooled) if axes else flatten(la)
+
+
+def elementwise(la: Layer) -> Value:
+    x = next(v for v in la.ins if isinstance(v, Value))
+    kind = ELEMENTWISE.get(la.kind, "identity")
+    if la.kind == "Activation" or la.kind == "ReLU":
+        kind = ACTIVATIONS.get(str(la.config.get("activation", "relu")), "identity")
+        if la.kind == "ReLU" and la.config.get("max_value") == 6:
+            kind = "relu6"
+    if la.kind in ("GroupNormalization", "LayerNormalization") and \
+            set(la.per_axis("axis", -1)) & set(x.axes):
+        la.builder.assume(f"{la.kind}: statistics over the map ignored (element-wise, by "
+                          "convention)")
+    fields = {} if kind != "identity" else {"comment": la.kind}
+    return la.layer(kind, [x], **fields)
+
+
+def alias(la: Layer) -> Value:
+    return next(v for v in la.ins if isinstance(v, Value))
+
+
+ACTIVATIONS = {"relu": "relu", "relu6": "relu6", "gelu": "gelu", "silu": "silu",
+               "swish": "silu", "sigmoid": "sigmoid", "hard_sigmoid": "hard_sigmoid",
+               "hard_silu": "hard_swish", "hard_swish": "hard_swish", "tanh": "tanh",
+               "elu": "elu", "selu": "selu", "softmax": "softmax", "mish": "mish",
+               "leaky_relu": "leaky_relu", "linear": "identity"}
+ELEMENTWISE = {"BatchNormalization": "batchnorm", "LayerNormalization": "layernorm",
+               "GroupNormalization": "groupnorm", "Dropout": "dropout",
+               "SpatialDropout1D": "dropout", "SpatialDropout2D": "dropout",
+               "SpatialDropout3D": "dropout", "GaussianNoise": "dropout",
+               "GaussianDropout": "dropout", "LeakyReLU": "leaky_relu", "PReLU": "prelu",
+               "ELU": "elu", "Softmax": "softmax", "Rescaling": "identity",
+               "Normalization": "identity", "Activation": "identity", "ReLU": "relu",
+               "UnitNormalization": "identity"}
+
+RULES: dict[str, Callable[[Layer], Value]] = {
+    **dict.fromkeys(("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D",
+                     "SeparableConv1D", "SeparableConv2D", "Convolution1D",
+                     "Convolution2D", "Convolution3D"), conv),
+    **dict.fromkeys(("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"),
+                    conv_transpose),
+    **dict.fromkeys(("MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "MaxPool1D",
+                     "MaxPool2D", "MaxPool3D"), pool("maxpool")),
+    **dict.fromkeys(("AveragePooling1D", "AveragePooling2D", "AveragePooling3D",
+                     "AvgPool1D", "AvgPool2D", "AvgPool3D"), pool("avgpool")),
+    **dict.fromkeys(("GlobalAveragePooling1D", "GlobalAveragePooling2D",
+                     "GlobalAveragePooling3D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+                     "GlobalMaxPooling3D", "GlobalAvgPool1D", "GlobalAvgPool2D",
+                     "GlobalAvgPool3D", "GlobalMaxPool1D", "GlobalMaxPool2D",
+                     "GlobalMaxPool3D"), global_pool),
+    **dict.fromkeys(("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"), zero_padding),
+    **dict.fromkeys(("Cropping1D", "Cropping2D", "Cropping3D"), cropping),
+    **dict.fromkeys(("UpSampling1D", "UpSampling2D", "UpSampling3D"), upsampling),
+    **dict.fromkeys(("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"), merge),
+    "Concatenate": concatenate, "Dense": dense, "Flatten": flatten, "Reshape": reshape,
+    **dict.fromkeys(ELEMENTWISE, elementwise),
+    **dict.fromkeys(("Identity", "InputSpec", "Masking"), alias),
+}
