@@ -87,7 +87,7 @@ class ReceptiveField:
         from .periodic_eval import geometry, output_states
         from .sources import resolve
 
-        src = resolve(spec)[0]
+        src = resolve(spec, input_size)[0]
         if src.errors or len(src.networks) != 1 or src.networks[0].dims != 2:
             raise SpecError(src.errors[0][2] if src.errors else
                             "ReceptiveField.of takes one 2-D network")

@@ -233,7 +233,7 @@ def evaluate(specs, *, input_size=None, per_layer: bool = False, progress: bool 
         raise SpecError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     tables = []
     options = {"exempt_1x1": bool(exempt_1x1)} if analysis else None
-    for src in resolve(specs):
+    for src in resolve(specs, input_size):
         cols, order = _table(src, sizes, per_layer, chunk_size, progress, options)
         df = frame(cols, per_layer, size)
         if analysis:

@@ -117,7 +117,7 @@ def boxes(spec, output, *, image=None, features=None, input_size=None, erf=False
     else:
         h, w = parse_input_size(input_size) if input_size is not None else (224, 224)
         img = synthetic_image(h, w)
-    src = resolve(spec)[0]
+    src = resolve(spec, (h, w))[0]
     if src.errors or src.total != 1:
         raise SpecError(src.errors[0][2] if src.errors else
                         f"{src.label}: holds {src.total} specs; boxes takes one")

@@ -93,7 +93,7 @@ def _batch_layers(batch) -> list[Layer]:
 
 def show_table(spec, input_size) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The per-layer table of one network, and its per-layer result rows."""
-    src = resolve(spec)[0]
+    src = resolve(spec, input_size)[0]
     if src.errors:
         raise SpecError(src.errors[0][2])
     if src.total != 1:

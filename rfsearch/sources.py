@@ -23,6 +23,7 @@ from . import zoo
 from .axes import MAX_PARAM
 from .encode import Batch, chains, default_names
 from .errors import Location, SpecError
+from .importers.files import MODEL_SUFFIXES, import_file, is_model_file
 from .spec import Network, parse_network
 
 SPEC_SUFFIXES = (".json", ".jsonl", ".ndjson", ".yaml", ".yml", ".parquet")
@@ -97,7 +98,8 @@ def read_source(path: str | Path) -> Source:
     suffix = path.suffix.lower()
     if suffix not in SPEC_SUFFIXES:
         raise SpecError(f"{label}: unsupported file type {suffix or '(none)'!r}; "
-                        f"use one of {', '.join(SPEC_SUFFIXES)}")
+                        f"use one of {', '.join(SPEC_SUFFIXES)} (or a model file: "
+                        f"{', '.join(MODEL_SUFFIXES)})")
     if path.is_dir():
         raise SpecError(f"{label}: is a directory, not a spec file")
     if not path.exists():
@@ -329,9 +331,10 @@ def read_chains(path: str | Path | pa.Table) -> Batch:
     return src.batch
 
 
-def resolve(specs) -> list[Source]:
-    """Normalise what users pass: a dict, a list of dicts, path(s), a Batch, or a table
-    of chains (Arrow or pandas)."""
+def resolve(specs, input_size=None) -> list[Source]:
+    """Normalise what users pass: a dict, a list of dicts, path(s) (spec files, or model
+    files imported at ``input_size``: .onnx, .keras, .h5, .pt2), a Batch, or a table of
+    chains (Arrow or pandas)."""
     if isinstance(specs, Batch):
         return [Source(None, [], list(range(len(specs))), [], len(specs), specs)]
     if isinstance(specs, pd.DataFrame):
@@ -341,19 +344,21 @@ def resolve(specs) -> list[Source]:
     if isinstance(specs, Mapping):
         return [from_objects([specs])]
     if isinstance(specs, str | Path):
-        return [_read_or_error(specs)]
+        return [_read_or_error(specs, input_size)]
     specs = list(specs)
     if specs and all(isinstance(s, str | Path) for s in specs):
-        return [_read_or_error(s) for s in specs]
+        return [_read_or_error(s, input_size) for s in specs]
     return [from_objects(specs)]
 
 
-def _read_or_error(path) -> Source:
-    """A file's specs (or a ``zoo:NAME`` network); a file that cannot be read at all
-    becomes one error row."""
+def _read_or_error(path, input_size=None) -> Source:
+    """A file's specs (or a ``zoo:NAME`` network, or an imported model file); a file that
+    cannot be read at all becomes one error row."""
     try:
         if isinstance(path, str) and path.startswith(zoo.PREFIX):
             return from_objects([zoo.build(path)], label=path)
+        if is_model_file(path):
+            return from_objects([import_file(path, input_size=input_size)], label=str(path))
         return read_source(path)
     except SpecError as err:
         return Source(str(path), [], [], [(0, None, str(err))], 1)

@@ -10,6 +10,7 @@ geometry could change with the data.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 
@@ -41,10 +42,12 @@ def _torch():
     return torch
 
 
-def from_torch(model, example_input, *, outputs=None, name: str | None = None,
+def from_torch(model, example_input=None, *, outputs=None, name: str | None = None,
                on_unsupported: str = "error", gates: str = "local") -> dict:
     """The rfsearch spec of a PyTorch module, traced at ``example_input`` (a tensor
-    ``[N, C, L]``, ``[N, C, H, W]`` or ``[N, C, D, H, W]``).
+    ``[N, C, L]``, ``[N, C, H, W]`` or ``[N, C, D, H, W]``), or of a ``torch.export``
+    program (``torch.export.load``), whose ``example_input`` may be omitted or be an input
+    size (N, HxW, ...) for a program saved with dynamic sizes.
 
     ``outputs``: module paths (``"layer4"``) to cut the model at; the first is the spec's
     output. ``on_unsupported``: ``"error"`` (one message listing every op no rule maps)
@@ -53,6 +56,8 @@ def from_torch(model, example_input, *, outputs=None, name: str | None = None,
     unit) or ``"global"`` (it reads the whole map it was pooled from)."""
     torch = _torch()
     check_policy(on_unsupported, gates)
+    if isinstance(model, torch.export.ExportedProgram):
+        model, example_input = _program(torch, model, example_input)
     if not isinstance(example_input, torch.Tensor) or example_input.dim() not in (3, 4, 5):
         shape = list(getattr(example_input, "shape", [])) or type(example_input).__name__
         raise SpecError(f"from_torch: example_input must be a tensor [N, C, spatial...] with "
@@ -60,7 +65,7 @@ def from_torch(model, example_input, *, outputs=None, name: str | None = None,
     graph, tracer, inputs = _trace(torch, model, example_input)
     dims = example_input.dim() - 2
     builder = SpecBuilder(FRAMEWORK, dims, gates=gates)
-    values, produced = _walk(graph, inputs, builder, _leaves(model))
+    values, produced = _walk(graph, inputs, builder, _leaves(model, graph))
     wanted = _outputs(graph, values, produced, outputs)
     source = {"framework": FRAMEWORK, "tracer": tracer,
               "input_shape": list(example_input.shape),
@@ -68,10 +73,36 @@ def from_torch(model, example_input, *, outputs=None, name: str | None = None,
     return builder.spec(name or type(model).__name__, wanted, on_unsupported, source)
 
 
+def _program(torch, program, input_size):
+    """A saved program as itself (static sizes) or re-exported at ``input_size``."""
+    from ..axes import parse_input_sizes
+
+    placeholder = next(n for n in program.graph.nodes if n.op == "placeholder"
+                       and n.name in program.graph_signature.user_inputs)
+    shape = list(placeholder.meta["val"].shape)
+    static = all(isinstance(d, int) for d in shape)
+    if input_size is None:
+        if not static:
+            raise SpecError(f"from_torch: the saved program's input {shape} has a dynamic "
+                            "size; give an input size (--input-size)")
+        return program, torch.zeros(shape)
+    sizes = list(parse_input_sizes(input_size))
+    spatial = len(shape) - 2
+    sizes = sizes * spatial if len(sizes) == 1 else sizes
+    wanted = [int(shape[0]) if isinstance(shape[0], int) else 1,
+              int(shape[1]) if isinstance(shape[1], int) else 1, *sizes]
+    if static and wanted == shape:
+        return program, torch.zeros(shape)
+    return program.module(), torch.zeros(wanted)
+
+
 def _trace(torch, model, example):
     """(graph, tracer description, names of the graph's user inputs)."""
+    if isinstance(model, torch.export.ExportedProgram):
+        return model.graph, "torch.export (saved program)", \
+            set(model.graph_signature.user_inputs)
     was_training = getattr(model, "training", False)
-    model.eval()
+    _mode(model, False)
     try:
         try:
             program = torch.export.export(model, (example,), strict=False)
@@ -95,7 +126,13 @@ def _trace(torch, model, example):
         return module.graph, f"torch.fx make_fx (torch.export failed: {reason})", \
             set(placeholders[:1])
     finally:
-        model.train(was_training)
+        _mode(model, was_training)
+
+
+def _mode(model, training: bool) -> None:
+    """Train / eval mode, where the module has one (a saved program's module has not)."""
+    with contextlib.suppress(NotImplementedError):
+        model.train(training)
 
 
 def _first_line(err: Exception) -> str:
@@ -103,9 +140,17 @@ def _first_line(err: Exception) -> str:
     return f"{type(err).__name__}: {text[0] if text else ''}"[:300]
 
 
-def _leaves(model) -> set[str]:
-    """Paths of modules without children (a layer named after its module alone)."""
-    return {path for path, m in model.named_modules() if not any(True for _ in m.children())}
+def _leaves(model, graph) -> set[str]:
+    """Paths of modules without children (a layer named after its module alone); for a
+    saved program (or its module), the module paths its graph records that no other path
+    extends."""
+    import torch.fx
+
+    if hasattr(model, "named_modules") and not isinstance(model, torch.fx.GraphModule):
+        return {path for path, m in model.named_modules()
+                if not any(True for _ in m.children())}
+    paths = {p for node in graph.nodes for p in _paths(node)}
+    return {p for p in paths if not any(q.startswith(p + ".") for q in paths)}
 
 
 def _path(node) -> str:
