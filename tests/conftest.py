@@ -1,6 +1,9 @@
-"""Test configuration: strict JAX promotion, a bounded hypothesis profile."""
+"""Test configuration: strict JAX promotion, a bounded hypothesis profile, Keras on the
+JAX backend (TensorFlow is never needed)."""
 
 import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import jax
 import pytest

@@ -1,8 +1,11 @@
-"""The importers' gradient oracle, shared by the PyTorch and JAX tests: every output unit's
-gradient support (computed by the framework) against rfsearch's box for that unit."""
+"""The importers' gradient oracle, shared by the importers' tests: every output unit's
+gradient support (computed by the framework) against rfsearch's box for that unit, and
+the supports of a JAX function (Flax, Equinox, Haiku, Keras on the JAX backend)."""
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from rfsearch.periodic_eval import boxes, output_states
@@ -39,3 +42,27 @@ def check_boxes(spec: dict, supports, size: tuple[int, ...]) -> None:
                 assert seen.min() == lo[i], (a, i, "start", lo[i], seen)
             if exact and hi[i] <= n - 1:
                 assert seen.max() == hi[i], (a, i, "end", hi[i], seen)
+
+
+def gradient_supports(f, x: np.ndarray, axes: tuple[int, ...]) -> list[list[np.ndarray]]:
+    """Per spatial axis, per output index along it: the input indices its gradient
+    reaches (float64; the output keeps the input's spatial dimensions). One backward
+    pass per output index, all in one batch."""
+    with jax.enable_x64(True):
+        x = jnp.asarray(x, dtype=jnp.float64)
+        y, vjp = jax.vjp(f, x)
+        cts = []
+        for a in axes:
+            n = y.shape[a]
+            shape = [n] + [1] * y.ndim
+            shape[1 + a] = n
+            cts.append(jnp.broadcast_to(jnp.eye(n, dtype=y.dtype).reshape(shape),
+                                        (n, *y.shape)))
+        (grads,) = jax.vmap(vjp)(jnp.concatenate(cts))
+        out, start = [], 0
+        for a in axes:
+            other = tuple(d for d in range(1, grads.ndim) if d != 1 + a)
+            reach = np.asarray(jnp.abs(grads[start:start + y.shape[a]]).sum(axis=other))
+            out.append([np.flatnonzero(row) for row in reach])
+            start += y.shape[a]
+    return out

@@ -19,36 +19,12 @@ import pytest
 from flax import nnx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from import_oracle import check_boxes
+from import_oracle import check_boxes, gradient_supports
 from jax import lax
 
 import rfsearch
 
 C = 4  # channels of the random models
-
-
-def gradient_supports(f, x: np.ndarray, axes: tuple[int, ...]) -> list[list[np.ndarray]]:
-    """Per spatial axis, per output index along it: the input indices its gradient
-    reaches (float64; the output keeps the input's spatial dimensions). One backward
-    pass per output index, all in one batch."""
-    with jax.enable_x64(True):
-        x = jnp.asarray(x, dtype=jnp.float64)
-        y, vjp = jax.vjp(f, x)
-        cts = []
-        for a in axes:
-            n = y.shape[a]
-            shape = [n] + [1] * y.ndim
-            shape[1 + a] = n
-            cts.append(jnp.broadcast_to(jnp.eye(n, dtype=y.dtype).reshape(shape),
-                                        (n, *y.shape)))
-        (grads,) = jax.vmap(vjp)(jnp.concatenate(cts))
-        out, start = [], 0
-        for a in axes:
-            other = tuple(d for d in range(1, grads.ndim) if d != 1 + a)
-            reach = np.asarray(jnp.abs(grads[start:start + y.shape[a]]).sum(axis=other))
-            out.append([np.flatnonzero(row) for row in reach])
-            start += y.shape[a]
-    return out
 
 
 def check(spec: dict, f, x: np.ndarray, axes: tuple[int, ...]) -> None:

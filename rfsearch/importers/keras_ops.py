@@ -262,6 +262,10 @@ ELEMENTWISE = {"BatchNormalization": "batchnorm", "LayerNormalization": "layerno
                "Normalization": "identity", "Activation": "identity", "ReLU": "relu",
                "UnitNormalization": "identity"}
 
+# data augmentation: identity at inference
+AUGMENTATION = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
+                "RandomContrast", "RandomBrightness")
+
 RULES: dict[str, Callable[[Layer], Value]] = {
     **dict.fromkeys(("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D",
                      "SeparableConv1D", "SeparableConv2D", "Convolution1D",
@@ -283,5 +287,5 @@ RULES: dict[str, Callable[[Layer], Value]] = {
     **dict.fromkeys(("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"), merge),
     "Concatenate": concatenate, "Dense": dense, "Flatten": flatten, "Reshape": reshape,
     **dict.fromkeys(ELEMENTWISE, elementwise),
-    **dict.fromkeys(("Identity", "InputSpec", "Masking"), alias),
+    **dict.fromkeys(("Identity", "InputSpec", "Masking", *AUGMENTATION), alias),
 }

@@ -1,0 +1,208 @@
+"""rfsearch.from_keras against Keras itself, on the JAX backend.
+
+The oracle: the Keras model with positive weights, linear activations and average pooling,
+differentiated through the JAX backend (``jax.vjp``); every output unit's gradient support
+must lie in rfsearch's box and reach its ends inside the input (:mod:`import_oracle`). It
+runs on random Keras models of every mapped layer on 1, 2 and 3 axes and on the Keras
+twins of the hand-written architectures (``tests/keras_models.py``), which must also give
+the rows of their PyTorch twins, layer by layer under the same names.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from import_oracle import check_boxes, gradient_supports
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+keras = pytest.importorskip("keras")
+if keras.backend.backend() != "jax":
+    pytest.skip("Keras runs on another backend here", allow_module_level=True)
+import keras_models as km  # noqa: E402
+
+import rfsearch  # noqa: E402
+
+C = 4  # channels of the random models
+
+
+def positive(model):
+    """The model as a JAX function of its input, every weight positive."""
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.uniform(0.1, 1.1, w.shape).astype(w.dtype)
+                       for w in model.get_weights()])
+    return lambda x: model(x)
+
+
+def check(spec: dict, model, x: np.ndarray) -> None:
+    axes = tuple(range(1, x.ndim - 1))
+    with jax.numpy_rank_promotion("allow"):  # Keras broadcasts biases by rank
+        supports = gradient_supports(positive(model), x.astype(np.float32), axes)
+    check_boxes(spec, supports, tuple(x.shape[a] for a in axes))
+
+
+ARCHITECTURES = {  # name: (builder, input shape without the batch)
+    "resnet18": (lambda m, **kw: m.ResNet18(head=False, **kw), (40, 40, 3)),
+    "mobilenetv2": (lambda m, **kw: m.MobileNetV2Blocks(**kw), (24, 24, 3)),
+    "unet": (lambda m, **kw: m.UNet(**kw), (16, 16, 3)),
+    "unet-bilinear": (lambda m, **kw: m.UNet(upsample="bilinear", **kw), (16, 16, 3)),
+    "tcn": (lambda m, **kw: m.TCN(**kw), (40, 1)),
+    "fpn": (lambda m, **kw: m.FPN(**kw), (32, 32, 3)),
+}
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_gradient_oracle_on_keras_architectures(name):
+    build, shape = ARCHITECTURES[name]
+    spec = rfsearch.from_keras(build(km, input_shape=shape))
+    x = np.random.default_rng(0).uniform(size=(1, *shape))
+    check(spec, build(km, act="linear", pool="avg", input_shape=shape), x)
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_keras_twins_give_the_rows_of_the_torch_models(name, tmp_path):
+    """Per torch layer name, the same row; the Keras twins add ZeroPadding layers
+    (``<name>.pad``) where a Keras conv cannot pad as torch does, and order layers by
+    depth, so rows are matched by name."""
+    torch = pytest.importorskip("torch")
+    import torch_models
+
+    build, shape = ARCHITECTURES[name]
+    model = build(km, input_shape=shape)
+    model.save(tmp_path / "twin.keras")
+    spec = rfsearch.from_keras(tmp_path / "twin.keras")
+    twin = rfsearch.from_torch(build(torch_models),
+                               torch.rand(1, shape[-1], *shape[:-1]))
+    size = "x".join(map(str, shape[:-1]))
+    rows = rfsearch.evaluate(spec, input_size=size, per_layer=True).set_index("layer_name")
+    theirs = rfsearch.evaluate(twin, input_size=size, per_layer=True).set_index("layer_name")
+    extra = set(rows.index) - set(theirs.index)
+    assert all(n.endswith(".pad") for n in extra), extra
+    columns = [c for c in theirs.columns if c not in ("name", "layer")]
+    pd.testing.assert_frame_equal(rows.loc[theirs.index, columns], theirs[columns])
+
+
+def test_keras_resnet50_gives_the_zoos_geometry():
+    spec = rfsearch.from_keras(km.ResNet50(head=False, input_shape=(224, 224, 3)))
+    row = rfsearch.evaluate(spec, input_size=224).iloc[0]
+    zoo = rfsearch.evaluate("zoo:resnet50", input_size=224).iloc[0]
+    assert (row["rf_h"], row["stride_h"], row["padding_h"]) == (
+        zoo["rf_h"], zoo["stride_h"], zoo["padding_h"]) == (427, 32, 213)
+
+
+# ---------------------------------------------------------------- random models
+
+def random_model(recipe: list[tuple], dims: int, act: str, pool: str):
+    layers = keras.layers
+    size = {1: (20,), 2: (12, 12), 3: (6, 6, 6)}[dims]
+    x = inputs = keras.Input((*size, C), name="input")
+    d = f"{dims}D"
+    for i, (op, p) in enumerate(recipe):
+        name = f"{op}{i}"
+        if op == "conv":
+            padding = "causal" if p["pad"] == "same" and dims == 1 and p["s"] == 1 \
+                else p["pad"]
+            x = getattr(layers, f"Conv{d}")(C, p["k"], strides=p["s"], padding=padding,
+                                            dilation_rate=p["d"] if p["s"] == 1 else 1,
+                                            name=name)(x)
+        elif op == "pool":
+            kind = "MaxPooling" if pool == "max" else "AveragePooling"
+            x = getattr(layers, f"{kind}{d}")(p["k"], strides=p["s"], padding=p["pad"],
+                                              name=name)(x)
+        elif op == "transpose":
+            x = getattr(layers, f"Conv{d}Transpose")(C, p["k"], strides=p["s"],
+                                                     padding=p["pad"], name=name)(x)
+        elif op == "upsample":
+            interpolation = p["mode"] if dims == 2 else "nearest"
+            kwargs = {"interpolation": interpolation} if dims == 2 else {}
+            x = getattr(layers, f"UpSampling{d}")(2, name=name, **kwargs)(x)
+        elif op == "pad":
+            x = getattr(layers, f"ZeroPadding{d}")(tuple((a, b) for a, b in
+                                                         p["pads"][:dims])
+                                                   if dims > 1 else p["pads"][0],
+                                                   name=name)(x)
+        elif op == "crop":
+            x = getattr(layers, f"Cropping{d}")(p["cut"] if dims == 1 else
+                                                tuple([p["cut"]] * dims), name=name)(x)
+        elif op == "act":
+            x = layers.Activation(act, name=name)(x)
+        else:
+            side = getattr(layers, f"Conv{d}")(C, 1, name=f"{name}.side")(x)
+            x = layers.Add(name=name)([x, side]) if op == "branch_add" else \
+                layers.Concatenate(name=name)([x, side])
+    return keras.Model(inputs, x)
+
+
+@st.composite
+def recipes(draw, dims: int):
+    ops = ["conv", "conv", "pool", "upsample", "transpose", "pad", "crop", "act",
+           "branch_add", "branch_cat"]
+    recipe = []
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(ops))
+        pad = draw(st.sampled_from(["valid", "same"]))
+        if op == "conv":
+            p = {"k": draw(st.integers(1, 3)), "s": draw(st.integers(1, 2)), "pad": pad,
+                 "d": draw(st.integers(1, 2))}
+        elif op == "pool":
+            p = {"k": draw(st.integers(2, 3)), "s": draw(st.integers(1, 2)), "pad": pad}
+        elif op == "transpose":
+            s = draw(st.integers(1, 2))
+            p = {"k": draw(st.integers(s, 3)), "s": s, "pad": pad}
+        elif op == "upsample":
+            p = {"mode": draw(st.sampled_from(["nearest", "bilinear"]))}
+        elif op == "pad":
+            p = {"pads": [(draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+                          for _ in range(3)]}
+        elif op == "crop":
+            p = {"cut": (draw(st.integers(0, 2)), draw(st.integers(0, 2)))}
+        else:
+            p = {}
+        recipe.append((op, p))
+    return [*recipe, ("conv", {"k": 1, "s": 1, "pad": "valid", "d": 1})]
+
+
+@settings(max_examples=10, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(dims=st.sampled_from((1, 2, 3)), data=st.data())
+def test_gradient_oracle_on_random_keras_models(dims, data):
+    recipe = data.draw(recipes(dims), label="recipe")
+    try:
+        model = random_model(recipe, dims, "gelu", "max")
+    except ValueError:  # a map became empty
+        return
+    if 0 in model.output.shape[1:]:
+        return
+    spec = rfsearch.from_keras(model)
+    x = np.random.default_rng(0).uniform(size=(1, *model.input.shape[1:]))
+    check(spec, random_model(recipe, dims, "linear", "avg"), x)
+
+
+# ---------------------------------------------------------------- options and errors
+
+def test_outputs_cut_at_layer_names_and_unknown_ones_are_refused():
+    model = km.ResNet18(head=True, input_shape=(64, 64, 3))
+    cut = rfsearch.from_keras(model, outputs="layer4.1.relu:2")
+    assert cut["output"] == "layer4.1.relu:2" and "fc" not in [la["name"] for la in
+                                                              cut["layers"]]
+    with pytest.raises(rfsearch.SpecError, match="name no layer"):
+        rfsearch.from_keras(model, outputs="layer9")
+
+
+def test_unsupported_layers_are_listed_in_one_message():
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = keras.layers.RandomFlip(name="augment")(x)  # identity at inference
+    x = keras.layers.Permute((2, 1, 3), name="swap")(x)
+    x = keras.layers.Lambda(lambda t: t[:, ::-1], name="flip")(x)
+    with pytest.raises(rfsearch.SpecError) as err:
+        rfsearch.from_keras(keras.Model(inputs, x))
+    message = str(err.value)
+    assert "\n" not in message and "2 unsupported ops" in message
+    assert "swap (top level, Permute" in message and "flip" in message
+    assert "outputs=" in message and "augment" not in message
