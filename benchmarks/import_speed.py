@@ -25,14 +25,19 @@ import contextlib
 import datetime as dt
 import importlib.metadata
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
+FILES = Path(tempfile.gettempdir()) / "rfsearch-import-speed"  # exported models, reused
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))  # torch_models: torchvision's architectures
 import workloads as W  # noqa: E402
@@ -41,9 +46,11 @@ from kernel_throughput import source_info  # noqa: E402
 import rfsearch  # noqa: E402
 
 SIZE = 224
-TARGET_S = 5.0  # "a few seconds at most", judged on the cold ResNet-50 import
+# judged on the cold ResNet-50 import: "a few seconds at most" from a live model, "well
+# under a second" from a file
+TARGETS_S = {"PyTorch": 5.0, "Flax": 5.0, "ONNX": 0.5, "Keras": 0.5}
 QUICK_WIDTH = 8  # --quick: the same architectures at 1/8 of torchvision's width
-PACKAGES = ("torch", "flax", "jax", "jaxlib", "numpy")  # versions recorded (and each framework's)
+PACKAGES = ("torch", "flax", "onnx", "keras", "jax", "jaxlib", "numpy")  # versions recorded
 
 Importer = Callable[[], object]  # one timed call: model to spec
 
@@ -75,17 +82,79 @@ def flax_case(model: str, quick: bool) -> tuple[Importer, int]:
     return (lambda: rfsearch.from_jax(net, example)), count
 
 
+def onnx_case(model: str, quick: bool) -> tuple[Importer, Callable[[], int]]:
+    """``from_onnx`` on the file ``torch.onnx.export`` writes of the PyTorch model. The
+    file is written once (untimed) and reused by the cold processes, which then import
+    no framework: their first call pays for ``import onnx`` as a user's does."""
+    path = saved(model, quick, ".onnx", export_onnx)
+    return (lambda: rfsearch.from_onnx(path)), lambda: parameter_count(path)
+
+
+def keras_case(model: str, quick: bool) -> tuple[Importer, Callable[[], int]]:
+    """``from_keras`` on the ``.keras`` archive of the Keras twin (``tests/keras_models.py``),
+    written once; reading it needs no Keras."""
+    path = saved(model, quick, ".keras", save_keras)
+    return (lambda: rfsearch.from_keras(path)), lambda: parameter_count(path)
+
+
+def saved(model: str, quick: bool, suffix: str, write) -> Path:
+    path = FILES / f"{model}{'-quick' if quick else ''}{suffix}"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(model, QUICK_WIDTH if quick else 64, path)
+    return path
+
+
+def export_onnx(model: str, width: int, path: Path) -> None:
+    import torch
+    from torch_models import ResNet18, ResNet50
+
+    net = {"ResNet-50": ResNet50, "ResNet-18": ResNet18}[model](width=width, classes=1000)
+    with contextlib.redirect_stdout(sys.stderr):
+        torch.onnx.export(net.eval(), (torch.zeros(1, 3, SIZE, SIZE),), str(path),
+                          dynamo=True)
+
+
+def save_keras(model: str, width: int, path: Path) -> None:
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    from keras_models import ResNet18, ResNet50
+
+    build = {"ResNet-50": ResNet50, "ResNet-18": ResNet18}[model]
+    build(width=width, classes=1000, input_shape=(SIZE, SIZE, 3)).save(path)
+
+
+def parameter_count(path: Path) -> int:
+    """Parameters stored in the file (the ONNX initializers, the Keras weights)."""
+    if path.suffix == ".onnx":
+        import onnx
+
+        return sum(int(np.prod(t.dims)) for t in onnx.load(str(path)).graph.initializer
+                   if len(t.dims) > 1 or "running" not in t.name)
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as fh, \
+            h5py.File(fh, "r") as f:
+        sizes = []
+        f.visititems(lambda _, obj: sizes.append(obj.size) if hasattr(obj, "size") and
+                     hasattr(obj, "dtype") else None)
+    return int(sum(sizes))
+
+
 # The extension point: one row per (model, framework), label -> (model, framework, factory).
 # A factory takes ``quick`` and returns (the import call, the model's parameter count),
 # building the model and its input untimed (as torch_case does). Another framework is
 # another factory, its rows here ("resnet50-<framework>", ...) and its package in PACKAGES;
 # render_readme.py puts every ResNet-50 row in README.md and every row in
 # benchmarks/README.md, by its framework.
-CASES: dict[str, tuple[str, str, Callable[[bool], tuple[Importer, int]]]] = {
+CASES: dict[str, tuple[str, str, Callable[[bool], tuple[Importer, object]]]] = {
     "resnet50-torch": ("ResNet-50", "PyTorch", lambda quick: torch_case("ResNet-50", quick)),
     "resnet18-torch": ("ResNet-18", "PyTorch", lambda quick: torch_case("ResNet-18", quick)),
     "resnet50-flax": ("ResNet-50", "Flax", lambda quick: flax_case("ResNet-50", quick)),
     "resnet18-flax": ("ResNet-18", "Flax", lambda quick: flax_case("ResNet-18", quick)),
+    "resnet50-onnx": ("ResNet-50", "ONNX", lambda quick: onnx_case("ResNet-50", quick)),
+    "resnet50-keras": ("ResNet-50", "Keras", lambda quick: keras_case("ResNet-50", quick)),
 }
 
 
@@ -106,8 +175,9 @@ def measure(label: str, repeats: int, processes: int, quick: bool) -> dict:
     """One row: cold (median over ``processes``) and warm import, the spec's size and
     geometry, ``evaluate`` at 224."""
     model, framework, factory = CASES[label]
+    call, params = factory(quick)  # first: files it writes are then reused by the children
+    params = params() if callable(params) else params
     cold = [cold_seconds(label, quick) for _ in range(processes)]
-    call, params = factory(quick)
     first, spec = seconds(call)
     times = [seconds(call)[0] for _ in range(repeats)]
     evaluate = lambda: rfsearch.evaluate(spec, input_size=SIZE)  # noqa: E731
@@ -151,14 +221,17 @@ def main(argv=None) -> int:
     out = args.out or W.RESULTS / ("import_speed_quick.json" if args.quick
                                    else "import_speed.json")
     rows = [measure(label, repeats, processes, args.quick) for label in args.only or CASES]
-    r50 = [r["cold_s"] for r in rows if r["model"] == "ResNet-50"]
+    for r in rows:
+        r["target_s"] = TARGETS_S[r["framework"]]
+    r50 = [r for r in rows if r["model"] == "ResNet-50"]
     res = {"benchmark": "import_speed", "quick": args.quick,
            "question": "seconds to import a ResNet-50-sized model into a spec",
            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
            "device": W.device_info(), "source": source_info(), "versions": versions(),
            "statistic": "median", "repeats": repeats, "processes": processes,
            "input_size": SIZE,
-           "target_s": TARGET_S, "target_met": bool(r50) and max(r50) <= TARGET_S,
+           "targets_s": TARGETS_S,
+           "target_met": bool(r50) and all(r["cold_s"] <= r["target_s"] for r in r50),
            "rows": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1) + "\n")

@@ -75,7 +75,7 @@ def test_show_rejects_files_with_several_specs(capsys):
     assert capsys.readouterr().err == f"rfsearch: {EXAMPLES}: holds 4 specs; show takes one\n"
 
 
-@pytest.mark.parametrize("command", ["eval", "show", "zoo list", "zoo show", "zoo export",
+@pytest.mark.parametrize("command", ["eval", "show", "zoo list", "zoo show", "zoo export", "import",
                                      "search", "spaces", "plot growth", "plot boxes",
                                      "plot results"])
 def test_every_command_is_documented_in_the_readme(command):
