@@ -14,10 +14,14 @@ import os
 import numpy as np
 
 from ..errors import SpecError
+from . import onnx_layout, onnx_ops, onnx_resample
 from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy
-from .onnx_ops import RULES, Node
+from .onnx_ops import Node
+
+RULES = {**onnx_ops.RULES, **onnx_layout.RULES, **onnx_resample.RULES}
 
 FRAMEWORK = "onnx"
+EXPORTER_NAMES = ("main_graph", "torch_jit", "torch-jit-export", "tf2onnx")  # not the model's
 
 
 def _onnx():
@@ -41,9 +45,8 @@ def from_onnx(path_or_model, *, input_size=None, outputs=None, name: str | None 
     model, label = _load(onnx, path_or_model)
     graph = model.graph
     data, shape = _input(graph, input_size, label)
-    inferred = _inferred(onnx, model, data.name, shape)
     builder = SpecBuilder(FRAMEWORK, len(shape) - 2, gates=gates)
-    walker = Walker(builder, inferred, _constants(graph))
+    walker = Walker(builder, Inference(onnx, model, data.name, shape), *_constants(graph))
     axes = tuple(range(2, len(shape)))
     walker.values[data.name] = Value(INPUT, axes, tuple(shape[a] for a in axes), len(shape))
     walker.shapes[data.name] = tuple(shape)
@@ -52,8 +55,9 @@ def from_onnx(path_or_model, *, input_size=None, outputs=None, name: str | None 
     source = {"framework": FRAMEWORK, "tracer": f"onnx graph (opset {_opset(model)})",
               "input_shape": list(shape),
               "input_size": "x".join(str(s) for s in shape[2:])}
-    spec_name = name or graph.name or (os.path.basename(label).rsplit(".", 1)[0] if label
-                                       else "onnx")
+    stem = os.path.basename(label).rsplit(".", 1)[0] if label else ""
+    spec_name = name or (graph.name if graph.name not in ("", *EXPORTER_NAMES) else "") \
+        or stem or "onnx"
     return builder.spec(spec_name, wanted, on_unsupported, source)
 
 
@@ -63,11 +67,11 @@ def _load(onnx, path_or_model):
     path = os.fspath(path_or_model)
     if not os.path.isfile(path):
         raise SpecError(f"from_onnx: no such file: {path}")
-    try:
-        model = onnx.load(path)
+    try:  # weights stay on disk: only their shapes count
+        model = onnx.load(path, load_external_data=False)
     except Exception as err:  # a corrupt or truncated protobuf, or external data missing
         raise SpecError(f"from_onnx: cannot read {path} as an ONNX model "
-                        f"({type(err).__name__}: {str(err).strip()[:200]})") from None
+                        f"({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
     if not model.graph.node:
         raise SpecError(f"from_onnx: {path} holds no ONNX graph (empty or not a model)")
     return model, path
@@ -111,40 +115,106 @@ def _input(graph, input_size, label: str):
     return data, [dims[0] or 1, dims[1] or 1, *spatial]
 
 
-def _inferred(onnx, model, data: str, shape) -> dict[str, tuple]:
-    """Tensor shapes from ONNX shape inference at the traced input (None where unknown)."""
-    fixed = onnx.ModelProto()
-    fixed.CopyFrom(model)
-    for value in fixed.graph.input:
-        if value.name == data:
-            for dim, size in zip(value.type.tensor_type.shape.dim, shape, strict=True):
-                dim.Clear()
-                dim.dim_value = size
-    try:
-        inferred = onnx.shape_inference.infer_shapes(fixed, data_prop=True)
-    except Exception:  # inference is a cross-check only
-        return {}
-    shapes = {}
-    for value in [*inferred.graph.value_info, *inferred.graph.output]:
+class Inference:
+    """ONNX shape inference at the traced input (shapes None where unknown); :meth:`pin`
+    runs it again with a tensor's shape fixed, where rfsearch knowingly differs."""
+
+    def __init__(self, onnx, model, data: str, shape):
+        self.onnx, self.model = onnx, _light(onnx, model)
+        for value in self.model.graph.input:
+            if value.name == data:
+                _set_dims(value, shape)
+        self.infos: dict = {}  # tensor -> its inferred ValueInfoProto
+        self._infer()
+
+    def get(self, name: str) -> tuple | None:
+        info = self.infos.get(name)
+        if info is None:
+            return None
+        return tuple(d.dim_value if d.HasField("dim_value") else None
+                     for d in info.type.tensor_type.shape.dim)
+
+    def pin(self, name: str, shape) -> None:
+        """Infer again with ``name``'s shape declared (ONNX keeps a declared shape)."""
+        graph = self.model.graph
+        declared = [v for v in [*graph.value_info, *graph.output] if v.name == name]
+        if not declared and name in self.infos:
+            graph.value_info.append(self.infos[name])
+            declared = [graph.value_info[-1]]
+        for value in declared:
+            _set_dims(value, shape)
+        self._infer()
+
+    def _infer(self) -> None:
+        try:
+            inferred = self.onnx.shape_inference.infer_shapes(self.model, data_prop=True)
+        except Exception:  # inference is a cross-check only
+            self.infos = {}
+            return
+        self.infos = {v.name: v for v in [*inferred.graph.value_info, *inferred.graph.output]}
+
+
+def _set_dims(value, shape) -> None:
+    dims = value.type.tensor_type.shape.dim
+    if len(dims) != len(shape):
+        value.type.tensor_type.shape.Clear()
         dims = value.type.tensor_type.shape.dim
-        shapes[value.name] = tuple(d.dim_value if d.HasField("dim_value") else None
-                                   for d in dims)
-    return shapes
+        for _ in shape:
+            dims.add()
+    for dim, size in zip(dims, shape, strict=True):
+        dim.Clear()
+        dim.dim_value = size
 
 
-def _constants(graph) -> dict[str, np.ndarray]:
+SMALL = 4096  # elements: a constant read as a number (shapes, scales); larger ones are weights
+
+
+def _small(tensor) -> bool:
+    from onnx import TensorProto
+
+    return int(np.prod(tensor.dims)) <= SMALL and \
+        tensor.data_location != TensorProto.EXTERNAL
+
+
+def _light(onnx, model):
+    """The model for shape inference: weights declared as inputs of their shape, not
+    copied (inference serialises the model it is given)."""
+    light = onnx.ModelProto()
+    light.ir_version = model.ir_version
+    light.opset_import.extend(model.opset_import)
+    light.functions.extend(model.functions)
+    graph, source = light.graph, model.graph
+    graph.name = source.name
+    graph.node.extend(source.node)
+    graph.input.extend(source.input)
+    graph.output.extend(source.output)
+    graph.value_info.extend(source.value_info)
+    declared = {v.name for v in source.input}
+    for tensor in source.initializer:
+        if _small(tensor):
+            graph.initializer.append(tensor)
+        elif tensor.name not in declared:
+            graph.input.append(onnx.helper.make_tensor_value_info(
+                tensor.name, tensor.data_type, list(tensor.dims)))
+    return light
+
+
+def _constants(graph) -> tuple[dict[str, np.ndarray], dict[str, tuple]]:
+    """Small initializers as numbers; every initializer's shape."""
     from onnx import numpy_helper
 
-    return {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer if _small(t)}
+    return values, {t.name: tuple(t.dims) for t in graph.initializer}
 
 
 class Walker:
     """Maps the graph's nodes in order."""
 
-    def __init__(self, builder: SpecBuilder, inferred: dict, constants: dict):
-        self.builder, self.inferred = builder, inferred
+    def __init__(self, builder: SpecBuilder, inference: Inference, constants: dict,
+                 shapes: dict):
+        self.builder, self.inference = builder, inference
         self.values: dict[str, object] = dict(constants)  # tensor -> Value or np.ndarray
-        self.shapes: dict[str, tuple] = {k: v.shape for k, v in constants.items()}
+        self.shapes: dict[str, tuple] = dict(shapes)
         self.produced: dict[str, Value] = {}
 
     def run(self, graph) -> None:
@@ -158,15 +228,15 @@ class Walker:
                 continue
             base = node.name or f"{node.op_type}_{index}"
             n = Node(node, ins, [self.shapes.get(t) for t in node.input], base,
-                     self.builder, self.inferred.get(node.output[0]))
+                     self.builder, self.inference.get(node.output[0]))
             try:
                 rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
                 if rule is None:
                     raise Unsupported("no rule maps this op")
                 result = rule(n)
-            except Unsupported as why:
+                self._check(n, result)
+            except Unsupported as why:  # its size is unknown: refused, not cross-checked
                 result = self._offend(n, str(why))
-            self._check(node, result)
             self.values[node.output[0]] = result
             self.shapes[node.output[0]] = n.shape_of(result)
             for extra in node.output[1:]:
@@ -213,18 +283,30 @@ class Walker:
                             f"in {ins} -> out {list(out) if out != '?' else out}", "", why)
         node = self.builder.offend(n.base, values, offender)
         first = values[0]
-        return Value(node, first.axes, first.sizes, first.rank)
+        sizes = first.sizes  # ONNX's where it knows them: what follows sees the right map
+        if n.inferred and len(n.inferred) == first.rank \
+                and None not in (theirs := tuple(n.inferred[a] for a in first.axes)):
+            sizes = theirs
+        return Value(node, first.axes, sizes, first.rank)
 
-    def _check(self, node, result) -> None:
+    def _check(self, n: Node, result) -> None:
         """rfsearch's sizes against ONNX shape inference's, where it knows them."""
-        known = self.inferred.get(node.output[0])
+        known, node = n.inferred, n.node
         if not isinstance(result, Value) or not known or len(known) != result.rank:
             return
         theirs = tuple(known[a] for a in result.axes)
-        if None not in theirs and theirs != result.sizes:
-            raise SpecError(f"from_onnx: node {node.name or node.op_type!r} ({node.op_type}): "
-                            f"rfsearch computes a {'x'.join(map(str, result.sizes))} map, ONNX "
-                            f"shape inference {'x'.join(map(str, theirs))}")
+        if None in theirs or theirs == result.sizes:
+            return
+        if theirs == n.counted:  # ONNX's inference before opset 22 keeps a ceil window
+            self.builder.assume(
+                "ceil_mode windows that start in the right padding dropped, as ONNX Runtime "
+                "and PyTorch do (ONNX shape inference before opset 22 counts them): shapes "
+                "inferred again from rfsearch's sizes")
+            self.inference.pin(node.output[0], n.shape_of(result))
+            return
+        raise SpecError(f"from_onnx: node {node.name or node.op_type!r} ({node.op_type}): "
+                        f"rfsearch computes a {'x'.join(map(str, result.sizes))} map, ONNX "
+                        f"shape inference {'x'.join(map(str, theirs))}")
 
     def outputs(self, graph, outputs) -> list[Value]:
         if outputs is None:

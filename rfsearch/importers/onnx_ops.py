@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .builder import SpecBuilder, Unsupported, Value, carried
+from .builder import SpecBuilder, Unsupported, Value
 
 
 @dataclass
@@ -26,6 +26,7 @@ class Node:
     base: str
     builder: SpecBuilder
     inferred: tuple | None  # ONNX shape inference's shape of the first output
+    counted: tuple | None = None  # sizes counting a dropped ceil_mode window (see window)
 
     @property
     def op(self) -> str:
@@ -99,14 +100,15 @@ def ints(values, dims: int, default: int, name: str) -> list[int]:
     return values
 
 
-def out_size(n, k, s, d, lo, hi, ceil=False) -> int:
+def out_size(n, k, s, d, lo, hi, ceil=False, drop=True) -> int:
     """Output units of a window (PyTorch's and ONNX Runtime's ceil rule: a last window
-    starting in the right padding is dropped)."""
+    starting in the right padding is dropped, unless ``drop`` is False, as ONNX's shape
+    inference before opset 22 does)."""
     span = n + lo + hi - d * (k - 1) - 1
     if not ceil:
         return span // s + 1
     out = -(-span // s) + 1
-    return out - 1 if (out - 1) * s >= n + lo else out
+    return out - 1 if drop and (out - 1) * s >= n + lo else out
 
 
 # ---------------------------------------------------------------- windows
@@ -127,8 +129,11 @@ def window(n: Node, x: Value, kernel: list[int]) -> tuple[dict, list[int]]:
     fields["padding"] = pairs
     if ceil:
         fields["ceil_mode"] = True
-    sizes = [out_size(size, k, s, d, lo, hi, ceil) for size, k, s, d, (lo, hi) in
-             zip(x.sizes, kernel, stride, dilation, pairs, strict=True)]
+    geometry = list(zip(x.sizes, kernel, stride, dilation, pairs, strict=True))
+    sizes = [out_size(size, k, s, d, lo, hi, ceil) for size, k, s, d, (lo, hi) in geometry]
+    if ceil:
+        n.counted = tuple(out_size(size, k, s, d, lo, hi, True, False)
+                          for size, k, s, d, (lo, hi) in geometry)
     if any(s < 1 for s in sizes):
         raise Unsupported(f"the window leaves no output unit (sizes {sizes})")
     return fields, sizes
@@ -186,8 +191,8 @@ def pool(op: str) -> Callable[[Node], Value]:
         x = n.x()
         kernel = ints(n.attr("kernel_shape"), n.dims, 1, "kernel_shape")
         fields, sizes = window(n, x, kernel)
-        if op != "maxpool":
-            fields.pop("dilation")
+        if op != "maxpool" and all(d == 1 for d in fields["dilation"]):
+            fields.pop("dilation")  # AveragePool and LpPool have dilations since opset 18/19
         return n.layer(op, [x], sizes, **fields)
     return rule
 
@@ -244,73 +249,6 @@ def slice_(n: Node) -> Value:
         return n.layer("crop", [x], sizes, crop=crop)
     return n.layer("pool", [x], sizes, kernel=1, stride=stride,
                    padding=[[-a, -b] for a, b in crop])
-
-
-# ---------------------------------------------------------------- resampling
-
-NEAREST_FLOOR = {("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"),
-                 ("half_pixel", "round_prefer_ceil"), ("pytorch_half_pixel",
-                                                       "round_prefer_floor"),
-                 ("pytorch_half_pixel", "round_prefer_ceil")}
-
-
-def resize(n: Node) -> Value:
-    """Resize / Upsample by integer factors on the spatial axes."""
-    x = n.ins[0]
-    if n.op == "Upsample":
-        scales = n.const(1, "scales") if len(n.node.input) > 1 else n.attr("scales")
-        sizes = None
-    else:
-        scales, sizes = n.const(2, "scales"), n.const(3, "sizes")
-    if sizes is not None and len(sizes):
-        out = [int(s) for s in sizes]
-        out = out[-x.rank:] if len(out) >= x.rank else out
-        factors = [out[a] / s for a, s in zip(x.axes, x.sizes, strict=True)]
-    elif scales is not None and len(scales):
-        factors = [float(scales[a]) for a in x.axes]
-    else:
-        raise Unsupported("its scales and sizes are unknown")
-    if all(s == 1 for s in x.sizes) and x.pooled is not None:  # a pooled summary spread
-        target = tuple(round(f * s) for f, s in zip(factors, x.sizes, strict=True))
-        return n.builder.spread(n.base, x, target)
-    if any(f != int(f) or f < 1 for f in factors):
-        raise Unsupported(f"a resize by {factors}, not an integer upsampling")
-    factors = [int(f) for f in factors]
-    mode, fields = _resize_mode(n)
-    return n.layer("upsample", [x], [s * f for s, f in zip(x.sizes, factors, strict=True)],
-                   factor=factors, mode=mode, **fields)
-
-
-def _resize_mode(n: Node) -> tuple[str, dict]:
-    mode = n.attr("mode", "nearest")
-    if n.op == "Upsample":
-        if mode != "nearest":
-            raise Unsupported("Upsample's linear mode reads asymmetric coordinates")
-        return "nearest", {}
-    where = n.attr("coordinate_transformation_mode", "half_pixel")
-    if mode == "nearest":
-        if (where, n.attr("nearest_mode", "round_prefer_floor")) not in NEAREST_FLOOR:
-            raise Unsupported(f"nearest resize with {where} coordinates and nearest_mode "
-                              f"{n.attr('nearest_mode', 'round_prefer_floor')} reads shifted "
-                              "units")
-        return "nearest", {}
-    if mode not in ("linear", "cubic"):
-        raise Unsupported(f"resize mode {mode!r}")
-    if where in ("half_pixel", "pytorch_half_pixel", "half_pixel_symmetric"):
-        return mode, {}
-    if where == "align_corners":
-        return mode, {"align_corners": True}
-    raise Unsupported(f"{mode} resize with {where} coordinates")
-
-
-def shuffle(op: str) -> Callable[[Node], Value]:
-    def rule(n: Node) -> Value:
-        x = n.x()
-        r = int(n.attr("blocksize"))
-        sizes = [s * r for s in x.sizes] if op == "pixel_shuffle" else \
-            [s // r for s in x.sizes]
-        return n.layer(op, [x], sizes, factor=r)
-    return rule
 
 
 # ---------------------------------------------------------------- merges and reductions
@@ -373,81 +311,6 @@ def dense(n: Node) -> Value:
                                                                           else None))
 
 
-def flatten(n: Node) -> Value:
-    x = n.ins[0]
-    if not x.spatial:
-        return Value(x.node, (), (), 2, x.pooled)
-    if all(s == 1 for s in x.sizes):
-        return Value(x.node, (), (), 2, x.pooled)
-    n.builder.assume(f"flattening a {'x'.join(map(str, x.sizes))} map into features read "
-                     "as a dense layer (every feature after it reads the whole map)")
-    node = n.builder.add(n.base, "dense", [x])
-    return Value(node, (), (), 2)
-
-
-def reshape(n: Node) -> Value:
-    x = n.ins[0]
-    target = n.const(1, "shape")
-    old = n.shapes[0]
-    if not x.spatial:
-        return Value(x.node, (), (), len(target), x.pooled)
-    if old is None or None in old:
-        raise Unsupported("a reshape of a tensor of unknown shape")
-    new = [int(d) if d != 0 else old[i] for i, d in enumerate(target)]
-    if -1 in new:
-        rest = int(np.prod([d for d in new if d != -1]))
-        new[new.index(-1)] = int(np.prod(old)) // max(rest, 1)
-    axes = carried(old, new, x.axes)
-    if axes is not None:
-        return Value(x.node, axes, x.sizes, len(new), x.pooled)
-    return flatten(n)  # a map merged into features: read as dense
-
-
-def transpose(n: Node) -> Value:
-    x = n.ins[0]
-    perm = list(n.attr("perm") or reversed(range(x.rank)))
-    axes = tuple(perm.index(a) for a in x.axes)
-    if axes != tuple(sorted(axes)):
-        raise Unsupported("a transpose that reorders the spatial axes")
-    return Value(x.node, axes, x.sizes, x.rank, x.pooled)
-
-
-def squeeze(n: Node) -> Value:
-    x = n.ins[0]
-    axes = n.attr("axes")
-    if axes is None and len(n.node.input) > 1:
-        axes = n.const(1, "axes")
-    shape = n.shapes[0]
-    gone = {int(a) % x.rank for a in axes} if axes is not None else \
-        {d for d, s in enumerate(shape or ()) if s == 1}
-    kept = [d for d in range(x.rank) if d not in gone]
-    axes_out = tuple(kept.index(a) for a in x.axes if a in kept)
-    if gone & set(x.axes) and axes_out:
-        raise Unsupported("a squeeze of some of the spatial axes")
-    return Value(x.node, axes_out, tuple(x.sizes[x.axes.index(kept[a])] for a in axes_out)
-                 if axes_out else (), len(kept), x.pooled)
-
-
-def unsqueeze(n: Node) -> Value:
-    x = n.ins[0]
-    axes = n.attr("axes")
-    if axes is None:
-        axes = n.const(1, "axes")
-    rank = x.rank + len(axes)
-    new = sorted(int(a) % rank for a in axes)
-    kept = [d for d in range(rank) if d not in new]
-    return Value(x.node, tuple(kept[a] for a in x.axes), x.sizes, rank, x.pooled)
-
-
-def expand(n: Node) -> Value:
-    """A one-unit map broadcast over a larger one stays a one-unit operand (a gate)."""
-    x = n.ins[0]
-    target = n.const(1, "shape")
-    rank = max(x.rank, len(target))
-    shift = rank - x.rank
-    return Value(x.node, tuple(a + shift for a in x.axes), x.sizes, rank, x.pooled)
-
-
 # ---------------------------------------------------------------- element-wise
 
 ELEMENTWISE = {
@@ -497,16 +360,14 @@ RULES: dict[str, Callable[[Node], Value]] = {
     "MaxPool": pool("maxpool"), "AveragePool": pool("avgpool"), "LpPool": pool("avgpool"),
     **dict.fromkeys(("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"),
                     lambda n: global_pool(n, n.values[0])),
-    "Pad": pad, "Slice": slice_, "Resize": resize, "Upsample": resize,
-    "DepthToSpace": shuffle("pixel_shuffle"), "SpaceToDepth": shuffle("pixel_unshuffle"),
+    "Pad": pad, "Slice": slice_,
     **dict.fromkeys(("Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "Pow",
                      "Where", "And", "Or", "Xor", "Equal", "Greater", "Less",
                      "GreaterOrEqual", "LessOrEqual"), merge),
     "Concat": concat,
     **dict.fromkeys(("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd",
                      "ReduceL1", "ReduceL2", "ReduceLogSumExp", "ArgMax", "ArgMin"), reduce),
-    "Gemm": dense, "MatMul": dense, "Flatten": flatten, "Reshape": reshape,
-    "Transpose": transpose, "Squeeze": squeeze, "Unsqueeze": unsqueeze, "Expand": expand,
+    "Gemm": dense, "MatMul": dense,
     "Softmax": softmax, "LogSoftmax": softmax,
     **dict.fromkeys((k for k in ELEMENTWISE if k not in ("Softmax", "LogSoftmax")),
                     elementwise),

@@ -1,0 +1,80 @@
+"""Resampling nodes of an ONNX graph: Resize / Upsample by integer factors (their
+coordinate modes mapped to the spec's ``upsample`` where they read the same units) and
+DepthToSpace / SpaceToDepth."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .builder import Unsupported, Value
+from .onnx_ops import Node
+
+NEAREST_FLOOR = {("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"),
+                 ("half_pixel", "round_prefer_ceil"), ("pytorch_half_pixel",
+                                                       "round_prefer_floor"),
+                 ("pytorch_half_pixel", "round_prefer_ceil")}
+
+
+def resize(n: Node) -> Value:
+    """Resize / Upsample by integer factors on the spatial axes."""
+    x = n.ins[0]
+    if n.op == "Upsample":
+        scales = n.const(1, "scales") if len(n.node.input) > 1 else n.attr("scales")
+        sizes = None
+    else:
+        scales, sizes = n.const(2, "scales"), n.const(3, "sizes")
+    if sizes is not None and len(sizes):
+        out = [int(s) for s in sizes]
+        out = out[-x.rank:] if len(out) >= x.rank else out
+        factors = [out[a] / s for a, s in zip(x.axes, x.sizes, strict=True)]
+    elif scales is not None and len(scales):
+        factors = [float(scales[a]) for a in x.axes]
+    else:
+        raise Unsupported("its scales and sizes are unknown")
+    if all(s == 1 for s in x.sizes) and x.pooled is not None:  # a pooled summary spread
+        target = tuple(round(f * s) for f, s in zip(factors, x.sizes, strict=True))
+        return n.builder.spread(n.base, x, target)
+    if any(f != int(f) or f < 1 for f in factors):
+        raise Unsupported(f"a resize by {factors}, not an integer upsampling")
+    factors = [int(f) for f in factors]
+    mode, fields = _resize_mode(n)
+    return n.layer("upsample", [x], [s * f for s, f in zip(x.sizes, factors, strict=True)],
+                   factor=factors, mode=mode, **fields)
+
+
+def _resize_mode(n: Node) -> tuple[str, dict]:
+    mode = n.attr("mode", "nearest")
+    if n.op == "Upsample":
+        if mode != "nearest":
+            raise Unsupported("Upsample's linear mode reads asymmetric coordinates")
+        return "nearest", {}
+    where = n.attr("coordinate_transformation_mode", "half_pixel")
+    if mode == "nearest":
+        if (where, n.attr("nearest_mode", "round_prefer_floor")) not in NEAREST_FLOOR:
+            raise Unsupported(f"nearest resize with {where} coordinates and nearest_mode "
+                              f"{n.attr('nearest_mode', 'round_prefer_floor')} reads shifted "
+                              "units")
+        return "nearest", {}
+    if mode not in ("linear", "cubic"):
+        raise Unsupported(f"resize mode {mode!r}")
+    if where in ("half_pixel", "pytorch_half_pixel", "half_pixel_symmetric"):
+        return mode, {}
+    if where == "align_corners":
+        return mode, {"align_corners": True}
+    raise Unsupported(f"{mode} resize with {where} coordinates")
+
+
+def shuffle(op: str) -> Callable[[Node], Value]:
+    def rule(n: Node) -> Value:
+        x = n.x()
+        r = int(n.attr("blocksize"))
+        sizes = [s * r for s in x.sizes] if op == "pixel_shuffle" else \
+            [s // r for s in x.sizes]
+        return n.layer(op, [x], sizes, factor=r)
+    return rule
+
+
+RULES: dict[str, Callable[[Node], Value]] = {
+    "Resize": resize, "Upsample": resize,
+    "DepthToSpace": shuffle("pixel_shuffle"), "SpaceToDepth": shuffle("pixel_unshuffle"),
+}
