@@ -171,6 +171,50 @@ class SpecBuilder:
         return needed
 
 
+def derived(node: str, first: Value, axes, sizes, rank: int) -> Value:
+    """The value a layer on ``first`` computes: its map at ``axes`` of ``sizes``, still
+    ``first``'s pooled summary while it is one unit."""
+    sizes = tuple(int(s) for s in sizes)
+    summary = all(s == 1 for s in sizes)
+    return Value(node, tuple(axes), sizes, rank, first.pooled if summary else None)
+
+
+def merge_operands(builder: SpecBuilder, base: str, values: list[Value], op: str, layer,
+                   elementwise) -> Value:
+    """An element-wise op of several operands (add, mul, max, where, ...): maps of one
+    size merge (a layer ``add``, the op in a comment); with one map, the other operands
+    (a bias, a 1 x 1 channel gate) leave an element-wise op on it (``elementwise``), or
+    with gates='global' read the whole map the gate pooled. ``layer(op, inputs, fields)``
+    makes the importer's layer."""
+    maps = [v for v in values if v.spatial and any(s > 1 for s in v.sizes)]
+    if len(maps) >= 2:
+        if len({v.sizes for v in maps}) > 1:
+            raise Unsupported(f"an element-wise op on maps of sizes "
+                              f"{[list(v.sizes) for v in maps]} (broadcast along a map)")
+        return layer("add", maps, {} if op.lower() == "add" else {"comment": op})
+    if len(values) >= 2 and not maps:  # maps of one unit, or features: still a merge
+        return layer("add", values, {})
+    keep = maps[0] if maps else values[0]
+    if len(values) >= 2:
+        gated = builder.gate(base, keep, next(v for v in values if v is not keep))
+        if gated is not None:
+            return gated
+    return elementwise(keep)
+
+
+def chosen(produced: dict, outputs, who: str, what: str) -> list[Value]:
+    """The values named by ``outputs`` (a name or a list), or one error listing the
+    names the model has (``what``: module paths, nodes, layers)."""
+    names = [outputs] if isinstance(outputs, str) else list(outputs)
+    missing = [n for n in names if not isinstance(produced.get(n), Value)]
+    if missing:
+        known = ", ".join(sorted(p for p, v in produced.items() if p and
+                                 isinstance(v, Value))[:12])
+        raise SpecError(f"{who}: outputs {missing} name no {what} computed from the input "
+                        f"(known: {known}, ...)")
+    return [produced[n] for n in names]
+
+
 def check_policy(on_unsupported: str, gates: str = "local") -> None:
     if on_unsupported not in POLICIES:
         raise SpecError(f"on_unsupported must be one of {', '.join(map(repr, POLICIES))}, "

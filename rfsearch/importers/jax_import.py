@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import SpecError
 from . import jax_layout, jax_ops
-from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy
+from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy, chosen
 from .jax_layout import input_axes
 from .jax_models import (
     SUBJAXPRS,
@@ -230,13 +230,7 @@ class Walker:
             if not found:
                 raise SpecError("from_jax: the model returns nothing computed from its input")
             return found
-        names = [outputs] if isinstance(outputs, str) else list(outputs)
-        missing = [n for n in names if n not in self.produced]
-        if missing:
-            known = ", ".join(sorted(self.produced)[:12])
-            raise SpecError(f"from_jax: outputs {missing} name no module that computed a "
-                            f"value from the input (module paths: {known}, ...)")
-        return [self.produced[n] for n in names]
+        return chosen(self.produced, outputs, "from_jax", "module")
 
 
 def _read(env: dict, var):

@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .builder import INPUT, SpecBuilder, Unsupported, Value, transposed_padding
+from .builder import (
+    INPUT,
+    SpecBuilder,
+    Unsupported,
+    Value,
+    derived,
+    merge_operands,
+    transposed_padding,
+)
 
 
 @dataclass
@@ -42,9 +50,7 @@ class Eqn:
         node = self.builder.add(self.base, op, inputs, **fields)
         self.units[node] = (self.unit, op == self.kind)
         axes = inputs[0].axes if axes is None else tuple(axes)
-        sizes = tuple(self.out[a] for a in axes)
-        summary = all(s == 1 for s in sizes)  # still a one-unit summary of a pooled map
-        return Value(node, axes, sizes, len(self.out), inputs[0].pooled if summary else None)
+        return derived(node, inputs[0], axes, [self.out[a] for a in axes], len(self.out))
 
     def elementwise(self, x: Value) -> Value:
         """``x`` through an element-wise op: one layer per module call or named function
@@ -223,19 +229,8 @@ def merge(e: Eqn) -> Value:
     inside = e.within_call(maps)
     if inside is not None:  # x * sigmoid(x) inside one call: still element-wise of x
         return e.elementwise(inside)
-    if len(maps) >= 2:
-        if len({v.sizes for v in maps}) > 1:
-            raise Unsupported(f"an element-wise op on maps of sizes "
-                              f"{[list(v.sizes) for v in maps]} (broadcast along a map)")
-        return e.layer("add", maps, **({"comment": e.prim} if e.prim != "add" else {}))
-    if len(values) >= 2 and not maps:  # maps of one unit, or features: still a merge
-        return e.layer("add", values)
-    keep = maps[0] if maps else values[0]
-    if len(values) >= 2:
-        gated = e.builder.gate(e.base, keep, next(v for v in values if v is not keep))
-        if gated is not None:
-            return Value(gated.node, keep.axes, keep.sizes, len(e.out))
-    return e.elementwise(keep)
+    return merge_operands(e.builder, e.base, values, e.prim,
+                          lambda op, ins, f: e.layer(op, ins, **f), e.elementwise)
 
 
 def concatenate(e: Eqn) -> Value:

@@ -15,7 +15,7 @@ import os
 import zipfile
 
 from ..errors import SpecError
-from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy
+from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy, chosen
 from .keras_ops import RULES, Layer
 
 FRAMEWORK = "keras"
@@ -199,13 +199,7 @@ class Walker:
                 else [(layers[-1]["name"], 0, 0)]
             found = [self.values.get(r[:3]) for r in refs]
             return [v for v in found if isinstance(v, Value)] or self._none()
-        names = [outputs] if isinstance(outputs, str) else list(outputs)
-        missing = [n for n in names if n not in self.produced]
-        if missing:
-            known = ", ".join(list(self.produced)[:12])
-            raise SpecError(f"from_keras: outputs {missing} name no layer computed from the "
-                            f"input (layers: {known}, ...)")
-        return [self.produced[n] for n in names]
+        return chosen(self.produced, outputs, "from_keras", "layer")
 
     @staticmethod
     def _none():

@@ -10,7 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .builder import SpecBuilder, Unsupported, Value, carried, transposed_padding
+from .builder import (
+    SpecBuilder,
+    Unsupported,
+    Value,
+    carried,
+    derived,
+    merge_operands,
+    transposed_padding,
+)
 
 
 @dataclass
@@ -46,10 +54,8 @@ class Layer:
               **fields) -> Value:
         node = self.builder.add(self.name, op, inputs, **fields)
         first = inputs[0]
-        axes = first.axes if axes is None else tuple(axes)
-        sizes = first.sizes if sizes is None else tuple(int(s) for s in sizes)
-        summary = all(s == 1 for s in sizes)
-        return Value(node, axes, sizes, rank or first.rank, first.pooled if summary else None)
+        return derived(node, first, first.axes if axes is None else axes,
+                       first.sizes if sizes is None else sizes, rank or first.rank)
 
 
 def out_size(n: int, k: int, s: int, d: int, padding: str) -> int:
@@ -172,20 +178,12 @@ def upsampling(la: Layer) -> Value:
 
 # ---------------------------------------------------------------- merges and features
 
-def merge(la: Layer) -> Value:
+def merge_layer(la: Layer) -> Value:
+    """Add/Multiply/Maximum/... (:func:`builder.merge`)."""
     values = [v for v in la.ins if isinstance(v, Value)]
-    maps = [v for v in values if v.spatial and any(s > 1 for s in v.sizes)]
-    if len(maps) >= 2 and len({v.sizes for v in maps}) > 1:
-        raise Unsupported(f"an element-wise merge of maps of sizes "
-                          f"{[list(v.sizes) for v in maps]}")
-    if len(maps) == 1 and len(values) == 2:
-        gated = la.builder.gate(la.name, maps[0], next(v for v in values
-                                                      if v is not maps[0]))
-        if gated is not None:
-            return gated
-        return la.layer("mul", maps, comment=la.kind)
-    return la.layer("add", maps or values, **({"comment": la.kind} if la.kind != "Add"
-                                              else {}))
+    return merge_operands(la.builder, la.name, values, la.kind,
+                          lambda op, ins, f: la.layer(op, ins, **f),
+                          lambda x: la.layer("mul", [x], comment=la.kind))
 
 
 def concatenate(la: Layer) -> Value:
@@ -284,7 +282,8 @@ RULES: dict[str, Callable[[Layer], Value]] = {
     **dict.fromkeys(("ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"), zero_padding),
     **dict.fromkeys(("Cropping1D", "Cropping2D", "Cropping3D"), cropping),
     **dict.fromkeys(("UpSampling1D", "UpSampling2D", "UpSampling3D"), upsampling),
-    **dict.fromkeys(("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"), merge),
+    **dict.fromkeys(("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"),
+                    merge_layer),
     "Concatenate": concatenate, "Dense": dense, "Flatten": flatten, "Reshape": reshape,
     **dict.fromkeys(ELEMENTWISE, elementwise),
     **dict.fromkeys(("Identity", "InputSpec", "Masking", *AUGMENTATION), alias),

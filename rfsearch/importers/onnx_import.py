@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import SpecError
 from . import onnx_layout, onnx_ops, onnx_resample
-from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy
+from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy, chosen
 from .onnx_ops import Node
 
 RULES = {**onnx_ops.RULES, **onnx_layout.RULES, **onnx_resample.RULES}
@@ -315,13 +315,7 @@ class Walker:
             if not found:
                 raise SpecError("from_onnx: no graph output is computed from the input")
             return found
-        names = [outputs] if isinstance(outputs, str) else list(outputs)
-        missing = [n for n in names if not isinstance(self.produced.get(n), Value)]
-        if missing:
-            known = ", ".join(list(k for k in self.produced if k)[:12])
-            raise SpecError(f"from_onnx: outputs {missing} name no node or tensor computed "
-                            f"from the input (nodes: {known}, ...)")
-        return [self.produced[n] for n in names]
+        return chosen(self.produced, outputs, "from_onnx", "node or tensor")
 
 
 def supported_ops() -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .builder import SpecBuilder, Unsupported, Value
+from .builder import SpecBuilder, Unsupported, Value, derived, merge_operands
 
 
 @dataclass
@@ -70,10 +70,8 @@ class Node:
               **fields) -> Value:
         node = self.builder.add(self.base, op, inputs, **fields)
         first = inputs[0]
-        axes = first.axes if axes is None else tuple(axes)
-        sizes = first.sizes if sizes is None else tuple(int(s) for s in sizes)
-        summary = all(s == 1 for s in sizes)
-        return Value(node, axes, sizes, rank or first.rank, first.pooled if summary else None)
+        return derived(node, first, first.axes if axes is None else axes,
+                       first.sizes if sizes is None else sizes, rank or first.rank)
 
     def shape_of(self, result) -> tuple | None:
         """The full shape of ``result``: ONNX's inferred shape with rfsearch's sizes."""
@@ -254,23 +252,10 @@ def slice_(n: Node) -> Value:
 # ---------------------------------------------------------------- merges and reductions
 
 def merge(n: Node) -> Value:
-    """Add/Sub/Mul/...: maps of one size merge; a broadcast operand (a bias, a 1 x 1
-    gate) leaves an element-wise layer on the map."""
-    values = n.values
-    maps = [v for v in values if v.spatial and any(s > 1 for s in v.sizes)]
-    if len(maps) >= 2:
-        if len({v.sizes for v in maps}) > 1:
-            raise Unsupported(f"an element-wise op on maps of sizes "
-                              f"{[list(v.sizes) for v in maps]}")
-        return n.layer("add", maps, **({"comment": n.op} if n.op != "Add" else {}))
-    if len(values) >= 2 and not maps:
-        return n.layer("add", values)
-    keep = maps[0] if maps else values[0]
-    if len(values) >= 2:
-        gated = n.builder.gate(n.base, keep, next(v for v in values if v is not keep))
-        if gated is not None:
-            return gated
-    return elementwise(n, keep)
+    """Add/Sub/Mul/... (:func:`builder.merge`)."""
+    return merge_operands(n.builder, n.base, n.values, n.op,
+                          lambda op, ins, f: n.layer(op, ins, **f),
+                          lambda x: elementwise(n, x))
 
 
 def concat(n: Node) -> Value:

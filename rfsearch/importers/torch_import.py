@@ -16,7 +16,7 @@ import warnings
 
 from ..errors import SpecError
 from . import torch_layout, torch_ops
-from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy
+from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy, chosen
 from .torch_ops import Call
 
 RULES = {**torch_ops.RULES, **torch_layout.RULES}
@@ -296,13 +296,7 @@ def _outputs(graph, values, produced: dict[str, Value], outputs) -> list[Value]:
         if not found:
             raise SpecError("from_torch: the model returns no traced tensor")
         return found
-    names = [outputs] if isinstance(outputs, str) else list(outputs)
-    missing = [n for n in names if n not in produced]
-    if missing:
-        known = ", ".join(sorted(p for p in produced if p)[:12])
-        raise SpecError(f"from_torch: outputs {missing} name no module that computed a "
-                        f"tensor (module paths: {known}, ...)")
-    return [produced[n] for n in names]
+    return chosen(produced, outputs, "from_torch", "module")
 
 
 def supported_ops() -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .builder import SpecBuilder, Unsupported, Value
+from .builder import SpecBuilder, Unsupported, Value, derived, merge_operands
 
 
 @dataclass
@@ -39,10 +39,8 @@ class Call:
         of the returned shape."""
         node = self.builder.add(self.base, op, inputs, **fields)
         first = inputs[0]
-        sizes = tuple(self.shape[a] for a in first.axes)
-        summary = all(s == 1 for s in sizes)  # still a one-unit summary of a pooled map
-        return Value(node, first.axes, sizes, len(self.shape),
-                     first.pooled if summary else None)
+        return derived(node, first, first.axes, [self.shape[a] for a in first.axes],
+                       len(self.shape))
 
 
 def per_axis(value, dims: int, name: str) -> list[int]:
@@ -191,22 +189,9 @@ def tensors(c: Call, *names: str) -> list[Value]:
 def binary(c: Call) -> Value:
     """add/sub/mul/div/...: two maps of one size merge; a broadcast operand (a bias, a
     scale, a channel gate of 1 x 1) leaves an element-wise layer on the map."""
-    values = tensors(c, "self", "other", "input")
-    maps = [v for v in values if v.spatial and any(s > 1 for s in v.sizes)]
-    if len(maps) >= 2:
-        if len({v.sizes for v in maps}) > 1:
-            raise Unsupported(f"an element-wise op on maps of sizes "
-                              f"{[list(v.sizes) for v in maps]} (broadcast along a map)")
-        op = c.args["__op"].rstrip("_")
-        return c.layer("add", maps, **({"comment": op} if op != "add" else {}))
-    if len(values) >= 2 and not maps:  # maps of one unit, or features: still a merge
-        return c.layer("add", values)
-    keep = maps[0] if maps else values[0]
-    if len(values) >= 2:
-        gated = c.builder.gate(c.base, keep, next(v for v in values if v is not keep))
-        if gated is not None:
-            return Value(gated.node, keep.axes, keep.sizes, len(c.shape))
-    return elementwise(c, keep)
+    return merge_operands(c.builder, c.base, tensors(c, "self", "other", "input"),
+                          c.args["__op"].rstrip("_"), lambda op, ins, f: c.layer(op, ins, **f),
+                          lambda x: elementwise(c, x))
 
 
 def cat(c: Call) -> Value:
