@@ -370,11 +370,33 @@ def render_full(results: dict[str, dict]) -> str:
     return "\n".join(lines).rstrip("\n")
 
 
+def stream_row(res: dict) -> Row:
+    """``stream_eval.py``: ``rfsearch eval`` of a large chain table, time and memory."""
+    ok = res["rows_in_order"] and res["peak_rss_gb"] <= res["target_gb"]
+    return check(f"`rfsearch eval`, {res['n']:.0e} ragged chains at {res['input_size']}, "
+                 "Parquet to Parquet (peak memory)",
+                 f"{seconds(res['seconds'])} ({res['peak_rss_gb']:.2f} GB)",
+                 res["seconds"] if ok else float("inf"), res["target_s"],
+                 f"≤ {res['target_s']:g} s, ≤ {res['target_gb']:g} GB")
+
+
+def render_stream(res: dict) -> list[str]:
+    """The streaming section (``benchmarks/stream_eval.py``)."""
+    return [f"`rfsearch eval` of {res['n']:,} random ragged chains (8 to 16 layers; "
+            f"{res['input_mb']:.0f} MB of Parquet) at {res['input_size']} into "
+            f"{res['output_mb']:.0f} MB of results, in a child process: wall time and peak "
+            "resident memory; every row written, in order: "
+            f"{'yes' if res['rows_in_order'] else 'NO'}.",
+            *table(("what", "measured", "target", "status"), [stream_row(res)], "lrrl"),
+            f"{res['cpu_cores']} cores; {res['date']}{quick(res)}.", ""]
+
+
 SECTIONS = ((BENCHMARK, "Kernel throughput", render_kernel),
             ("end_to_end", "End to end", render_end_to_end),
             ("kernel_anatomy", "Where the kernel's time goes", render_anatomy),
             ("search_throughput", "Search", render_search),
-            ("import_speed", "Importing a model", render_import))
+            ("import_speed", "Importing a model", render_import),
+            ("stream_eval", "Streaming a large chain table", render_stream))
 
 
 # --- the short table (README.md) --------------------------------------------------------
@@ -399,6 +421,8 @@ def summary_rows(results: dict[str, dict]) -> list[Row]:
                  ofa_row(search, "`search ofa-mbv3`, exhaustive")]
     if imports := results.get("import_speed"):
         rows += import_rows(imports, "ResNet-50")
+    if stream := results.get("stream_eval"):
+        rows.append(stream_row(stream))
     return rows
 
 

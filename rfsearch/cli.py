@@ -27,6 +27,7 @@ from .search.runner import DEFAULT_CHUNK
 from .show import left_aligned, show_table, summary_line
 from .spaces import BUILTIN, candidates
 from .spec import parse_input_size
+from .stream import evaluate_parquet, streamable
 from .table import write_parquet
 
 MAX_MESSAGES = 20
@@ -96,6 +97,8 @@ def _progress(args) -> bool:
 def cmd_eval(args) -> int:
     if args.output:
         _writable(args.output)
+    if streamable(args.specs, args.output):
+        return _eval_stream(args)
     df = evaluate(args.specs, input_size=args.input_size, per_layer=args.per_layer,
                   progress=_progress(args), chunk_size=args.chunk_size,
                   analysis=args.analysis, exempt_1x1=args.exempt_1x1)
@@ -111,6 +114,21 @@ def cmd_eval(args) -> int:
         with pd.option_context("display.max_rows", None, "display.width", 200):
             print(df.drop(columns="error").to_string(index=False) if len(df) else "(no rows)")
     return _report_errors(df)
+
+
+def _eval_stream(args) -> int:
+    """One chain table into Parquet, a record batch at a time (bounded memory)."""
+    rows, failed, messages = evaluate_parquet(
+        args.specs[0], args.output, input_size=args.input_size, per_layer=args.per_layer,
+        analysis=args.analysis, exempt_1x1=args.exempt_1x1, progress=_progress(args),
+        messages=MAX_MESSAGES)
+    if not args.quiet:
+        print(f"wrote {rows} rows ({rows - failed} valid) to {args.output}", file=sys.stderr)
+    for message in messages:
+        print(f"rfsearch: {message}", file=sys.stderr)
+    if failed > len(messages):
+        print("rfsearch: ... and more errors (see the 'error' column)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_show(args) -> int:

@@ -209,6 +209,17 @@ def _layer_rows(ctx: Context, raw: Raw, src: Source, found=None):
     return cols, order
 
 
+def source_frame(src: Source, sizes, per_layer: bool, chunk_size, progress: bool,
+                 options: dict | None) -> pd.DataFrame:
+    """One source's rows, in the source's order (``options``: the analysis options, or
+    None without analysis)."""
+    cols, order = _table(src, sizes, per_layer, chunk_size, progress, options)
+    df = frame(cols, per_layer, sizes if sizes is None or len(sizes) != 1 else sizes * 2)
+    if options is not None:
+        df.attrs["analysis_rule"] = rule(options["exempt_1x1"])
+    return df.iloc[np.argsort(order, kind="stable")]
+
+
 def evaluate(specs, *, input_size=None, per_layer: bool = False, progress: bool = False,
              chunk_size: int | None = None, analysis: bool = False,
              exempt_1x1: bool = False) -> pd.DataFrame:
@@ -227,18 +238,13 @@ def evaluate(specs, *, input_size=None, per_layer: bool = False, progress: bool 
     (:func:`rfsearch.driver.default_chunk`).
     """
     sizes = parse_input_sizes(input_size)
-    size = sizes if sizes is None or len(sizes) != 1 else sizes * 2
     if chunk_size is not None and (isinstance(chunk_size, bool)
                                    or not isinstance(chunk_size, int) or chunk_size < 1):
         raise SpecError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     tables = []
     options = {"exempt_1x1": bool(exempt_1x1)} if analysis else None
     for src in resolve(specs, input_size):
-        cols, order = _table(src, sizes, per_layer, chunk_size, progress, options)
-        df = frame(cols, per_layer, size)
-        if analysis:
-            df.attrs["analysis_rule"] = rule(bool(exempt_1x1))
-        tables.append(df.iloc[np.argsort(order, kind="stable")])
+        tables.append(source_frame(src, sizes, per_layer, chunk_size, progress, options))
     df = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
     df = df.reset_index(drop=True)
     df.attrs.update(tables[0].attrs)

@@ -269,15 +269,18 @@ def _fit(values: np.ndarray, depth: int, fill: int) -> np.ndarray:
     return np.pad(values, ((0, 0), (0, depth - values.shape[1])), constant_values=fill)
 
 
-def read_chain_source(path: str | Path | pa.Table) -> Source:
+def read_chain_source(path: str | Path | pa.Table, *, label: str | None = None,
+                      offset: int = 0) -> Source:
     """A Parquet file (or Arrow table) of chains -> Source: a Batch of the valid rows and
     one located error per invalid row, validated without a Python loop over good rows.
+    ``offset``: the table's first row in a larger file (a streamed record batch), for
+    default names and error locations.
 
     Columns: ``kernel`` (list<int>, required), ``stride``, ``dilation``, ``padding``
     (list<int>, same lengths, optional), ``name`` (string, optional). Square layers;
     padding is symmetric.
     """
-    label = "<table>" if isinstance(path, pa.Table) else str(path)
+    label = label or ("<table>" if isinstance(path, pa.Table) else str(path))
     try:
         table = path if isinstance(path, pa.Table) else pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
@@ -307,9 +310,10 @@ def read_chain_source(path: str | Path | pa.Table) -> Source:
     arrays = {c: _fit(col.values[rows], depth, SMALLEST[c] and 1)
               for c, col in columns.items() if c != "kernel"}
     if names is None:  # default names follow the table row, not the row among valid ones
-        shown = default_names(good)
+        shown = default_names(good + offset)
     else:
-        shown = np.where(names[rows] == None, default_names(good), names[rows])  # noqa: E711
+        shown = np.where(names[rows] == None, default_names(good + offset),  # noqa: E711
+                         names[rows])
     # _list_column filled every layer past a row's length with identity values
     batch = chains(columns["kernel"].values[rows], **arrays,
                    lengths=np.maximum(columns["kernel"].lengths[rows], 1), names=shown,
@@ -317,9 +321,10 @@ def read_chain_source(path: str | Path | pa.Table) -> Source:
     errors = []
     for row, (layer, problem) in sorted(problems.items()):
         name = None if names is None else names[row]
-        where = Location(label, row, name, layer, None if layer is None else f"layer{layer}")
-        errors.append((row, name, str(SpecError(problem, where))))
-    return Source(label, [], good.tolist(), errors, n, batch)
+        where = Location(label, row + offset, name, layer,
+                         None if layer is None else f"layer{layer}")
+        errors.append((row + offset, name, str(SpecError(problem, where))))
+    return Source(label, [], (good + offset).tolist(), errors, n, batch)
 
 
 def read_chains(path: str | Path | pa.Table) -> Batch:

@@ -1,0 +1,69 @@
+"""``rfsearch eval`` on a chain table streams: a record batch at a time, the same rows as
+``evaluate`` (order, default names, error locations counted over the whole file)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import rfsearch
+from rfsearch.cli import main
+from rfsearch.stream import evaluate_parquet
+
+
+@pytest.fixture
+def chain_file(tmp_path):
+    """1,000 ragged chains, two of them invalid, names on some rows only."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 12, 1000)
+    kernel = [rng.integers(1, 6, n).tolist() for n in lengths]
+    stride = [rng.integers(1, 3, n).tolist() for n in lengths]
+    kernel[7], stride[7] = [3, 0, 2], [1, 1, 1]  # kernel 0: invalid
+    kernel[612] = [3] * len(stride[612])
+    stride[612] = [-1] * len(stride[612])  # a negative stride: invalid
+    names = [f"net{i}" if i % 3 == 0 else None for i in range(1000)]
+    path = tmp_path / "chains.parquet"
+    pq.write_table(pa.table({"kernel": kernel, "stride": stride, "name": names}), path)
+    return path
+
+
+@pytest.mark.parametrize("per_layer, analysis", [(False, False), (True, False),
+                                                 (False, True)])
+def test_streamed_rows_equal_evaluate(chain_file, tmp_path, per_layer, analysis):
+    out = tmp_path / "out.parquet"
+    rows, failed, messages = evaluate_parquet(chain_file, out, input_size=64,
+                                              per_layer=per_layer, analysis=analysis,
+                                              batch_rows=128)
+    got = pd.read_parquet(out)
+    want = rfsearch.evaluate(str(chain_file), input_size=64, per_layer=per_layer,
+                             analysis=analysis)
+    pd.testing.assert_frame_equal(got, want.reset_index(drop=True), check_dtype=False)
+    assert rows == len(want) and failed == int(want["error"].notna().sum())
+    assert messages == want["error"].dropna().drop_duplicates().tolist()[:20]
+    assert got["error"].str.contains("spec #612").any()  # counted over the whole file
+    assert pq.ParquetFile(out).metadata.num_row_groups == -(-1000 // 128)
+
+
+def test_eval_streams_a_chain_table_into_parquet(chain_file, tmp_path, capsys):
+    out = tmp_path / "out.parquet"
+    assert main(["eval", str(chain_file), "-o", str(out), "--input-size", "64"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    want = rfsearch.evaluate(str(chain_file), input_size=64)
+    assert err[0] == f"wrote 1000 rows ({want['error'].isna().sum()} valid) to {out}"
+    assert all(line.startswith("rfsearch: ") for line in err[1:])
+    assert pd.read_parquet(out)["name"].tolist()[:4] == ["net0", "chain1", "chain2", "net3"]
+
+
+def test_an_empty_or_unreadable_table_is_one_line(tmp_path):
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"kernel": pa.array([], pa.list_(pa.int32()))}), empty)
+    with pytest.raises(rfsearch.SpecError, match="has no rows"):
+        evaluate_parquet(empty, tmp_path / "out.parquet")
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"not parquet")
+    with pytest.raises(rfsearch.SpecError, match="not a readable Parquet file") as err:
+        evaluate_parquet(bad, tmp_path / "out.parquet")
+    assert "\n" not in str(err.value)
