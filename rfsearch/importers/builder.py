@@ -73,12 +73,18 @@ class SpecBuilder:
     offenders: dict[str, Offender] = field(default_factory=dict)  # by layer name
     assumptions: list[str] = field(default_factory=list)
     _calls: Counter = field(default_factory=Counter)
+    _taken: set = field(default_factory=set)
 
     def unique(self, base: str) -> str:
-        """``base`` the first time, then ``base:2``, ``base:3`` (a module called again)."""
+        """``base`` the first time, then ``base:2``, ``base:3`` (a module called again);
+        never the network input's name nor one already given."""
         self._calls[base] += 1
-        count = self._calls[base]
-        return base if count == 1 else f"{base}:{count}"
+        name = base if self._calls[base] == 1 else f"{base}:{self._calls[base]}"
+        while name in self._taken or name == INPUT:
+            self._calls[base] += 1
+            name = f"{base}:{self._calls[base]}"
+        self._taken.add(name)
+        return name
 
     def add(self, base: str, op: str, inputs: list[Value], **fields) -> str:
         """A layer reading ``inputs``; returns its name."""
@@ -96,15 +102,30 @@ class SpecBuilder:
                                         offender.line, offender.reason)
         return name
 
-    def broadcast(self, base: str, source: Value, why: str) -> str:
-        """A layer each unit of which reads the whole of ``source``'s map, its size kept
-        (a pooled summary spread back over the map): per axis a window of 2n - 1 with
-        n - 1 padding, n being the map's size at the traced input."""
-        self.assume(f"{why}: every unit reads the whole map, written as a window of 2n-1 "
-                    "at the traced size n")
+    def broadcast(self, base: str, source: Value, why: str, along=None) -> str:
+        """A layer each unit of which reads the whole of ``source``'s map (or the whole of
+        the tensor dimensions ``along``), its size kept (a pooled summary spread back over
+        the map, a softmax across an axis): per axis a window of 2n - 1 with n - 1
+        padding, n being the map's size at the traced input."""
+        whole = [along is None or a in along for a in source.axes]
+        self.assume(f"{why}: every unit reads the whole map along those axes, written as a "
+                    "window of 2n-1 at the traced size n")
         return self.add(f"{base}.whole_map", "conv", [source],
-                        kernel=[2 * n - 1 for n in source.sizes],
-                        padding=[n - 1 for n in source.sizes], comment=why)
+                        kernel=[2 * n - 1 if w else 1 for n, w in zip(source.sizes, whole,
+                                                                       strict=True)],
+                        padding=[n - 1 if w else 0 for n, w in zip(source.sizes, whole,
+                                                                   strict=True)],
+                        comment=why)
+
+    def across(self, base: str, x: Value, dims) -> Value | None:
+        """A softmax (or another normalisation) over the tensor dimensions ``dims``: where
+        they hold spatial axes, every unit reads the whole map along them; else None (an
+        element-wise op)."""
+        along = {d % x.rank for d in dims} & set(x.axes)
+        if not along:
+            return None
+        node = self.broadcast(base, x, "a softmax across the map", along)
+        return Value(node, x.axes, x.sizes, x.rank)
 
     def spread(self, base: str, value: Value, sizes: tuple[int, ...]) -> Value:
         """``value`` as an operand over a map of ``sizes``: itself, or, when it is a
@@ -159,6 +180,10 @@ class SpecBuilder:
         return {"name": name, "dims": self.dims, "layers": layers, "output": outputs[0].node,
                 "source": source}
 
+    def ancestors(self, nodes: list[str]) -> set[str]:
+        """``nodes`` and every layer they read, directly or not."""
+        return self._needed(nodes) if self.offenders else set()
+
     def _needed(self, outputs: list[str]) -> set[str]:
         inputs = {la["name"]: la["inputs"] for la in self.layers}
         needed, todo = set(), list(outputs)
@@ -195,6 +220,10 @@ def merge_operands(builder: SpecBuilder, base: str, values: list[Value], op: str
     if len(values) >= 2 and not maps:  # maps of one unit, or features: still a merge
         return layer("add", values, {})
     keep = maps[0] if maps else values[0]
+    unmapped = [builder.offenders[n] for n in builder.ancestors(
+        [v.node for v in values if v is not keep]) if n in builder.offenders]
+    if unmapped:
+        raise Unsupported(f"an operand comes from an unsupported op ({unmapped[0].node})")
     if len(values) >= 2:
         gated = builder.gate(base, keep, next(v for v in values if v is not keep))
         if gated is not None:

@@ -211,7 +211,7 @@ def resize(e: Eqn, taps: int) -> Value:
     if any(m % n or m < n for n, m in zip(x.sizes, out, strict=True)):
         raise Unsupported(f"a resize from {list(x.sizes)} to {out} is not an integer "
                           "upsampling")
-    modes = {1: "nearest", 2: "linear", 4: "cubic"}
+    modes = {1: "nearest", 2: "linear", 3: "cubic", 4: "cubic"}  # 3: cubic by an odd factor
     if taps not in modes:
         raise Unsupported("a resize method no spec mode reads like (lanczos)")
     return e.layer("upsample", [x], factor=[m // n for n, m in zip(x.sizes, out,

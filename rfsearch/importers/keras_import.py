@@ -29,6 +29,8 @@ def from_keras(path_or_model, *, input_size=None, outputs=None, name: str | None
     size; ``outputs``: layer names to cut the model at."""
     check_policy(on_unsupported, gates)
     config, label = _config(path_or_model)
+    if not isinstance(config, dict):
+        raise SpecError(f"from_keras: {label or 'the model'}'s config is not a model config")
     kind = config.get("class_name")
     body = config.get("config", {})
     if kind not in MODELS or not isinstance(body.get("layers"), list):
@@ -131,7 +133,10 @@ def _input(layers, body, input_size, label: str) -> tuple[list, str]:
     if input_size is not None:
         sizes = list(parse_input_sizes(input_size))
         sizes = sizes * len(spatial) if len(sizes) == 1 else sizes
-        for a, n in zip(spatial, sizes, strict=False):
+        if len(sizes) != len(spatial):
+            raise SpecError(f"from_keras: input_size {input_size!r} has {len(sizes)} axes, "
+                            f"the model's input {len(spatial)}")
+        for a, n in zip(spatial, sizes, strict=True):
             if shape[a] not in (None, n):
                 raise SpecError(f"from_keras: the model's input is fixed at "
                                 f"{[shape[b] for b in spatial]}; input_size {input_size!r} "
@@ -185,6 +190,9 @@ class Walker:
             if rule is None:
                 raise Unsupported("no rule maps this layer class")
             result = rule(la)
+        except (TypeError, ValueError, KeyError, IndexError) as err:  # a malformed config
+            raise SpecError(f"from_keras: layer {name!r} ({la.kind}): its config cannot be "
+                            f"read ({type(err).__name__}: {err})") from None
         except Unsupported as why:
             values = [v for v in ins if isinstance(v, Value)]
             offender = Offender(name, "", la.kind, f"in {_sizes(values)}", "", str(why))

@@ -234,6 +234,10 @@ def elementwise(la: Layer) -> Value:
         kind = ACTIVATIONS.get(str(la.config.get("activation", "relu")), "identity")
         if la.kind == "ReLU" and la.config.get("max_value") == 6:
             kind = "relu6"
+    if kind == "softmax":  # over ``axis`` (-1: the last dimension)
+        across = la.builder.across(la.name, x, [la.config.get("axis", -1)])
+        if across is not None:
+            return across
     if la.kind in ("GroupNormalization", "LayerNormalization") and \
             set(la.per_axis("axis", -1)) & set(x.axes):
         la.builder.assume(f"{la.kind}: statistics over the map ignored (element-wise, by "

@@ -47,6 +47,7 @@ def from_onnx(path_or_model, *, input_size=None, outputs=None, name: str | None 
     data, shape = _input(graph, input_size, label)
     builder = SpecBuilder(FRAMEWORK, len(shape) - 2, gates=gates)
     walker = Walker(builder, Inference(onnx, model, data.name, shape), *_constants(graph))
+    walker.opset = _opset(model)
     axes = tuple(range(2, len(shape)))
     walker.values[data.name] = Value(INPUT, axes, tuple(shape[a] for a in axes), len(shape))
     walker.shapes[data.name] = tuple(shape)
@@ -216,6 +217,7 @@ class Walker:
         self.values: dict[str, object] = dict(constants)  # tensor -> Value or np.ndarray
         self.shapes: dict[str, tuple] = dict(shapes)
         self.produced: dict[str, Value] = {}
+        self.opset = 18
 
     def run(self, graph) -> None:
         for index, node in enumerate(graph.node):
@@ -228,7 +230,7 @@ class Walker:
                 continue
             base = node.name or f"{node.op_type}_{index}"
             n = Node(node, ins, [self.shapes.get(t) for t in node.input], base,
-                     self.builder, self.inference.get(node.output[0]))
+                     self.builder, self.inference.get(node.output[0]), opset=self.opset)
             try:
                 rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
                 if rule is None:

@@ -27,6 +27,7 @@ class Node:
     builder: SpecBuilder
     inferred: tuple | None  # ONNX shape inference's shape of the first output
     counted: tuple | None = None  # sizes counting a dropped ceil_mode window (see window)
+    opset: int = 18  # the model's default-domain opset
 
     @property
     def op(self) -> str:
@@ -168,7 +169,7 @@ def conv_transpose(n: Node) -> Value:
             [size * s for size, s in zip(x.sizes, stride, strict=True)]
         total = [f - o for f, o in zip(full, out, strict=True)]
         lower = [t // 2 for t in total]
-        pairs = [[t - a, a] if auto == "SAME_UPPER" else [a, t - a]
+        pairs = [[a, t - a] if auto == "SAME_UPPER" else [t - a, a]
                  for t, a in zip(total, lower, strict=True)]
     else:
         pads = ints(n.attr("pads"), 2 * dims, 0, "pads")
@@ -268,9 +269,11 @@ def concat(n: Node) -> Value:
 
 def reduce(n: Node) -> Value:
     x = n.ins[0]
-    axes = n.attr("axes")
+    axes = [n.attr("axis", 0)] if n.op in ("ArgMax", "ArgMin") else n.attr("axes")
     if axes is None and len(n.node.input) > 1 and n.node.input[1]:
         axes = n.const(1, "axes")
+    if (axes is None or len(axes) == 0) and n.attr("noop_with_empty_axes", 0):
+        return elementwise(n, x)
     axes = set(range(x.rank)) if axes is None or len(axes) == 0 else \
         {int(a) % x.rank for a in axes}
     keep = bool(n.attr("keepdims", 1))
@@ -332,12 +335,11 @@ def alias(n: Node) -> Value:
 
 
 def softmax(n: Node) -> Value:
+    """Softmax over an axis (before opset 13: over the axis and every one after it)."""
     x = n.values[0]
-    axis = int(n.attr("axis", -1)) % x.rank
-    if axis in x.axes:
-        node = n.builder.add(n.base, "dense", [x], comment="a softmax across the map")
-        return Value(node, x.axes, x.sizes, x.rank)
-    return elementwise(n, x)
+    axis = int(n.attr("axis", -1 if n.opset >= 13 else 1)) % x.rank
+    dims = [axis] if n.opset >= 13 else list(range(axis, x.rank))
+    return n.builder.across(n.base, x, dims) or elementwise(n, x)
 
 
 RULES: dict[str, Callable[[Node], Value]] = {

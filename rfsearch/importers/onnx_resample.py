@@ -23,12 +23,17 @@ def resize(n: Node) -> Value:
         sizes = None
     else:
         scales, sizes = n.const(2, "scales"), n.const(3, "sizes")
+    axes = n.attr("axes")  # opset 18: scales / sizes of these dimensions only
+    dims = [int(a) % x.rank for a in axes] if axes else list(range(x.rank))
+    given = sizes if sizes is not None and len(sizes) else scales
+    if given is not None and len(given) and len(given) != len(dims):
+        raise Unsupported(f"{len(given)} scales or sizes for {len(dims)} dimensions")
     if sizes is not None and len(sizes):
-        out = [int(s) for s in sizes]
-        out = out[-x.rank:] if len(out) >= x.rank else out
-        factors = [out[a] / s for a, s in zip(x.axes, x.sizes, strict=True)]
+        given = dict(zip(dims, (int(s) for s in sizes), strict=True))
+        factors = [given.get(a, s) / s for a, s in zip(x.axes, x.sizes, strict=True)]
     elif scales is not None and len(scales):
-        factors = [float(scales[a]) for a in x.axes]
+        given = dict(zip(dims, (float(s) for s in scales), strict=True))
+        factors = [given.get(a, 1.0) for a in x.axes]
     else:
         raise Unsupported("its scales and sizes are unknown")
     if all(s == 1 for s in x.sizes) and x.pooled is not None:  # a pooled summary spread

@@ -260,6 +260,7 @@ ELEMENTWISE = {  # ATen op -> the spec's element-wise op name
     "pow": "identity", "reciprocal": "identity", "softplus": "identity",
     "channel_shuffle": "identity", "native_channel_shuffle": "identity",
 }
+SOFTMAX = ("softmax", "_softmax", "log_softmax", "_log_softmax")
 NORMS_OVER_MAPS = ("group_norm", "native_group_norm", "instance_norm", "layer_norm",
                    "native_layer_norm")
 
@@ -269,6 +270,10 @@ def elementwise(c: Call, x: Value | None = None) -> Value:
     if x is None:
         raise Unsupported("no traced input")
     op = c.args["__op"]
+    if op in SOFTMAX and isinstance(c.args.get("dim"), int):
+        across = c.builder.across(c.base, x, [c.args["dim"]])
+        if across is not None:
+            return across
     name = ELEMENTWISE.get(op, "identity")
     if op in NORMS_OVER_MAPS:
         c.builder.assume(f"{op}: statistics over the map ignored (element-wise, by "

@@ -1,0 +1,147 @@
+"""Cases a review of the importers found wrong, each against the framework itself:
+transposed convolutions with ONNX's automatic padding, ArgMax, Resize over named axes,
+softmax across the map, cubic resizing by an odd factor, layer names that collide with
+the network input or with each other, and malformed Keras inputs."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+import pytest
+from import_oracle import check_boxes, gradient_supports
+
+import rfsearch
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from test_import_onnx import impulse_supports  # noqa: E402
+
+
+def graph(tmp_path, nodes, shape, inits=(), opset=17) -> str:
+    """A one-input graph (dynamic batch for the impulses) saved under ``tmp_path``."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *shape[1:]])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], list(inits)),
+                              opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    path = str(tmp_path / f"g{len(list(tmp_path.iterdir()))}.onnx")
+    onnx.save(model, path)
+    return path
+
+
+def weight(name, shape):
+    return numpy_helper.from_array(
+        np.random.default_rng(0).uniform(0.1, 1.1, shape).astype(np.float32), name)
+
+
+def const(name, values, dtype=np.int64):
+    return numpy_helper.from_array(np.asarray(values, dtype), name)
+
+
+def agrees(path, shape, **options) -> dict:
+    spec = rfsearch.from_onnx(path, **options)
+    check_boxes(spec, impulse_supports(path, shape), tuple(shape[2:]))
+    return spec
+
+
+@pytest.mark.parametrize("attrs", [{"auto_pad": "SAME_UPPER"}, {"auto_pad": "SAME_LOWER"},
+                                   {"output_shape": [12, 12]}])
+def test_transposed_convolutions_pad_on_onnx_runtimes_side(tmp_path, attrs):
+    shape = (1, 2, 6, 6)  # kernel 3, stride 2: an odd total padding
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], **attrs)
+    agrees(graph(tmp_path, [node], shape, [weight("w", (2, 3, 3, 3))]), shape)
+
+
+@pytest.mark.parametrize("keep", [0, 1])
+def test_argmax_over_channels_is_element_wise(tmp_path, keep):
+    shape = (1, 2, 8, 8)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("ArgMax", ["c"], ["y"], axis=1, keepdims=keep)]
+    spec = rfsearch.from_onnx(graph(tmp_path, nodes, shape, [weight("w", (3, 2, 3, 3))]))
+    assert rfsearch.evaluate(spec, input_size=8).iloc[0][["rf_h", "out_h"]].tolist() == [3, 8]
+
+
+@pytest.mark.parametrize("kind", ["scales", "sizes"])
+def test_resize_over_named_axes(tmp_path, kind):
+    shape = (1, 2, 5, 5)
+    values = const(kind, [2.0, 2.0] if kind == "scales" else [10, 10],
+                   np.float32 if kind == "scales" else np.int64)
+    inputs = ["x", "", "scales"] if kind == "scales" else ["x", "", "", "sizes"]
+    node = helper.make_node("Resize", inputs, ["y"], axes=[2, 3], mode="nearest",
+                            coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    spec = agrees(graph(tmp_path, [node], shape, [values], opset=18), shape)
+    assert spec["layers"][0]["factor"] == [2, 2]
+
+
+def test_a_softmax_across_the_map_reads_the_whole_axis(tmp_path):
+    shape = (1, 2, 6, 6)
+    node = helper.make_node("Softmax", ["x"], ["y"], axis=1)  # opset 11: C, H and W
+    spec = agrees(graph(tmp_path, [node], shape, opset=11), shape)
+    assert rfsearch.evaluate(spec, input_size=6).iloc[0]["rf_h"] == 11
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 2, 1), torch.nn.Softmax(dim=2))
+    row = rfsearch.evaluate(rfsearch.from_torch(model, torch.rand(1, 2, 5, 5)),
+                            input_size=5).iloc[0]
+    assert (row["rf_h"], row["rf_w"]) == (9, 1)  # every row of a column, one column
+
+
+def test_a_jax_softmax_across_the_map_is_refused_not_dropped():
+    with pytest.raises(rfsearch.SpecError, match="unsupported"):
+        rfsearch.from_jax(lambda v: jax.nn.softmax(v, axis=1), np.ones((1, 5, 5, 2)))
+
+
+def test_cubic_resize_by_an_odd_factor():
+    def f(v):
+        return jax.image.resize(v, (1, 9, 9, 2), "cubic")
+
+    x = np.random.default_rng(0).uniform(size=(1, 3, 3, 2))
+    spec = rfsearch.from_jax(f, x)
+    assert spec["layers"][0]["mode"] == "cubic"
+    check_boxes(spec, gradient_supports(f, x, (1, 2)), (3, 3))
+
+
+def test_layer_names_never_collide_with_the_input_or_each_other(tmp_path):
+    torch = pytest.importorskip("torch")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.input = torch.nn.Conv2d(1, 1, 3)
+            self.body = torch.nn.Conv2d(1, 1, 3)
+
+        def forward(self, x):
+            return self.body(self.input(x))
+
+    spec = rfsearch.from_torch(Net(), torch.rand(1, 1, 9, 9))
+    assert [la["name"] for la in spec["layers"]] == ["input:2", "body"]
+    assert rfsearch.evaluate(spec, input_size=9).iloc[0]["rf_h"] == 5
+    shape = (1, 1, 9, 9)
+    nodes = [helper.make_node("Conv", [src, "w"], [out], name=name)
+             for src, out, name in (("x", "a", "a"), ("a", "b", "a:2"), ("b", "y", "a"))]
+    spec = rfsearch.from_onnx(graph(tmp_path, nodes, shape, [weight("w", (1, 1, 3, 3))]))
+    assert [la["name"] for la in spec["layers"]] == ["a", "a:2", "a:3"]
+    assert rfsearch.evaluate(spec, input_size=9).iloc[0]["rf_h"] == 7
+
+
+def test_malformed_keras_inputs_are_one_line(tmp_path):
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(2, 3, name="c")])
+    with pytest.raises(rfsearch.SpecError, match="has 3 axes, the model's input 2"):
+        rfsearch.from_keras(model, input_size="9x10x11")
+    config = model.get_config()
+    config["layers"][1]["config"]["kernel_size"] = ["a", "b"]
+
+    class Broken:
+        layers = ()
+
+        def get_config(self):
+            return config
+
+    Broken.__name__ = "Sequential"
+    with pytest.raises(rfsearch.SpecError, match=r"layer 'c' .* cannot be read") as err:
+        rfsearch.from_keras(Broken())
+    assert "\n" not in str(err.value)
