@@ -373,7 +373,7 @@ def render_full(results: dict[str, dict]) -> str:
 def stream_row(res: dict) -> Row:
     """``stream_eval.py``: ``rfsearch eval`` of a large chain table, time and memory."""
     ok = res["rows_in_order"] and res["peak_rss_gb"] <= res["target_gb"]
-    return check(f"`rfsearch eval`, {res['n']:.0e} ragged chains at {res['input_size']}, "
+    return check(f"`rfsearch eval`, {res['n']:,} ragged chains at {res['input_size']}, "
                  "Parquet to Parquet (peak memory)",
                  f"{seconds(res['seconds'])} ({res['peak_rss_gb']:.2f} GB)",
                  res["seconds"] if ok else float("inf"), res["target_s"],
