@@ -145,3 +145,21 @@ def test_malformed_keras_inputs_are_one_line(tmp_path):
     with pytest.raises(rfsearch.SpecError, match=r"layer 'c' .* cannot be read") as err:
         rfsearch.from_keras(Broken())
     assert "\n" not in str(err.value)
+
+
+def test_smaller_findings(tmp_path):
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3), torch.nn.LPPool2d(2, 2))
+    spec = rfsearch.from_torch(model, torch.rand(1, 1, 10, 10))  # aten.sign is element-wise
+    assert rfsearch.evaluate(spec, input_size=10).iloc[0][["rf_h", "stride_h"]].tolist() == [
+        4, 2]
+    with pytest.raises(rfsearch.SpecError, match="outputs is empty"):
+        rfsearch.from_torch(model, torch.rand(1, 1, 10, 10), outputs=[])
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")
+    inputs = keras.Input((2, 6, 6))
+    out = keras.layers.Conv2D(2, 3, padding="same", activation="softmax",
+                              data_format="channels_first", name="head")(inputs)
+    spec = rfsearch.from_keras(keras.Model(inputs, out))
+    row = rfsearch.evaluate(spec, input_size=6).iloc[0]
+    assert (row["rf_h"], row["rf_w"]) == (3, 13)  # the softmax runs along W

@@ -235,6 +235,9 @@ def chosen(produced: dict, outputs, who: str, what: str) -> list[Value]:
     """The values named by ``outputs`` (a name or a list), or one error listing the
     names the model has (``what``: module paths, nodes, layers)."""
     names = [outputs] if isinstance(outputs, str) else list(outputs)
+    if not names:
+        raise SpecError(f"{who}: outputs is empty; name at least one {what}, or leave it out "
+                        "for the model's own outputs")
     missing = [n for n in names if not isinstance(produced.get(n), Value)]
     if missing:
         known = ", ".join(sorted(p for p, v in produced.items() if p and

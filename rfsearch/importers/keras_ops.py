@@ -87,7 +87,11 @@ def windowed(la: Layer, op: str, kernel: list[int]) -> Value:
 
 
 def conv(la: Layer) -> Value:
-    return windowed(la, "conv", la.per_axis("kernel_size", 1))
+    """A convolution; its own softmax activation (over the last axis) can span the map."""
+    out = windowed(la, "conv", la.per_axis("kernel_size", 1))
+    if la.config.get("activation") in ("softmax", "log_softmax"):
+        return la.builder.across(la.name, out, [-1]) or out
+    return out
 
 
 def pool(op: str) -> Callable[[Layer], Value]:

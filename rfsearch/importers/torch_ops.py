@@ -257,6 +257,7 @@ ELEMENTWISE = {  # ATen op -> the spec's element-wise op name
     "dropout": "dropout", "native_dropout": "dropout", "feature_dropout": "dropout",
     "clamp": "identity", "clamp_min": "identity", "abs": "identity", "neg": "identity",
     "exp": "identity", "log": "identity", "sqrt": "identity", "rsqrt": "identity",
+    "sign": "identity",
     "pow": "identity", "reciprocal": "identity", "softplus": "identity",
     "channel_shuffle": "identity", "native_channel_shuffle": "identity",
 }
