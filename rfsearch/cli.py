@@ -21,6 +21,7 @@ from .driver import DAG_CHUNK, NATIVE_DAG_CHUNK, UNROLLED_CHUNK
 from .driver import DEFAULT_CHUNK as DEFAULT_CHUNK_ROWS
 from .errors import SpecError
 from .evaluate import evaluate
+from .importers.command import import_parser
 from .kernel import TILE
 from .search import search
 from .search.runner import DEFAULT_CHUNK
@@ -307,50 +308,6 @@ def _zoo_parser(sub) -> None:
     ex.set_defaults(func=cmd_zoo_export)
 
 
-def cmd_import(args) -> int:
-    from .importers import FRAMEWORKS, supported_ops
-    from .importers.files import import_file
-
-    if args.list_ops:
-        print("\n".join(supported_ops(args.list_ops)))
-        return 0
-    if not args.model:
-        raise SpecError("import: give a model file (.onnx, .keras, .h5, .pt2), or "
-                        f"--list-ops {{{','.join(FRAMEWORKS)}}}")
-    spec = import_file(args.model, input_size=args.input_size, outputs=args.outputs,
-                       on_unsupported=args.on_unsupported, gates=args.gates)
-    text = json.dumps(spec, indent=1) + "\n"
-    if args.output in (None, "-"):
-        sys.stdout.write(text)
-        return 0
-    _writable(args.output)
-    Path(args.output).write_text(text, encoding="utf-8")
-    if not args.quiet:
-        print(f"wrote {spec['name']} ({len(spec['layers'])} layers, traced at "
-              f"{spec['source']['input_size']}) to {args.output}", file=sys.stderr)
-    return 0
-
-
-def _import_parser(sub) -> None:
-    from .importers import FRAMEWORKS
-    from .importers.builder import GATES, POLICIES
-
-    im = sub.add_parser("import", help="a model file (.onnx, .keras, .h5, .pt2) into a spec")
-    im.add_argument("model", nargs="?", help="the model file")
-    im.add_argument("-o", "--output", help="write the spec (JSON) here instead of stdout")
-    im.add_argument("--input-size", type=_input_sizes,
-                    help="N, HxW or DxHxW: the size to trace at (needed for dynamic sizes)")
-    im.add_argument("--outputs", nargs="+", help="cut the model at these layers / modules")
-    im.add_argument("--on-unsupported", choices=POLICIES, default="error",
-                    help="error (default), or read unmapped ops as identity (recorded)")
-    im.add_argument("--gates", choices=GATES, default="local",
-                    help="channel gates scale each unit (local) or read the whole map")
-    im.add_argument("--list-ops", choices=list(FRAMEWORKS), metavar="FRAMEWORK",
-                    help=f"print the ops an importer maps ({', '.join(FRAMEWORKS)})")
-    im.add_argument("-q", "--quiet", action="store_true", help="no message on stderr")
-    im.set_defaults(func=cmd_import)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rfsearch",
@@ -385,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--input-size", type=_input_sizes, help="N, HxW or DxHxW")
     sh.set_defaults(func=cmd_show)
     _zoo_parser(sub)
-    _import_parser(sub)
+    import_parser(sub, _input_sizes, _writable)
     _search_parser(sub)
     _plot_parser(sub)
     return parser
