@@ -17,11 +17,11 @@ import pandas as pd
 
 from . import __version__, zoo
 from .axes import parse_input_sizes
+from .cli_import import import_parser
 from .driver import DAG_CHUNK, NATIVE_DAG_CHUNK, UNROLLED_CHUNK
 from .driver import DEFAULT_CHUNK as DEFAULT_CHUNK_ROWS
 from .errors import SpecError
 from .evaluate import evaluate
-from .importers.command import import_parser
 from .kernel import TILE
 from .search import search
 from .search.runner import DEFAULT_CHUNK

@@ -6,10 +6,10 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import SpecError
-from . import FRAMEWORKS, supported_ops
-from .builder import GATES, POLICIES
-from .files import import_file
+from .errors import SpecError
+from .importers import FRAMEWORKS, supported_ops
+from .importers.builder import GATES, POLICIES
+from .importers.files import import_file
 
 
 def cmd_import(args) -> int:
