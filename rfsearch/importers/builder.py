@@ -247,6 +247,42 @@ def chosen(produced: dict, outputs, who: str, what: str) -> list[Value]:
     return [produced[n] for n in names]
 
 
+def flattened(builder: SpecBuilder, x: Value, rank: int, dense) -> Value:
+    """``x`` merged into features (a flatten, or a reshape that does not keep the map): a
+    map of one unit simply becomes features; a larger one is read as a dense layer,
+    recorded (``dense(x)`` makes the importer's layer)."""
+    if not x.spatial or all(s == 1 for s in x.sizes):
+        return Value(x.node, (), (), rank, x.pooled)
+    builder.assume(f"flattening a {'x'.join(map(str, x.sizes))} map into features read "
+                   "as a dense layer (every feature after it reads the whole map)")
+    return dense(x)
+
+
+def zero_padding(builder: SpecBuilder, x: Value, pairs: dict, mode: str,
+                 repeating: tuple[str, ...]) -> list[list[int]]:
+    """The spec's per-axis padding of a pad given as ``{tensor dim: (before, after)}``;
+    padding of other dimensions is ignored and padding that repeats units (``repeating``
+    modes: reflect, replicate) is read as zero padding, both recorded."""
+    if any(p != (0, 0) for d, p in pairs.items() if d not in x.axes):
+        builder.assume("padding of non-spatial dimensions ignored")
+    if mode in repeating:
+        builder.assume(f"{mode} padding read as zero padding (the same boxes: the units it "
+                       "repeats lie inside them)")
+    return [list(pairs.get(a, (0, 0))) for a in x.axes]
+
+
+def input_sizes(input_size, count: int, who: str) -> list[int]:
+    """``input_size`` (N, HxW, ...) as one size per spatial axis of a ``count``-axis input."""
+    from ..axes import parse_input_sizes
+
+    sizes = list(parse_input_sizes(input_size))
+    sizes = sizes * count if len(sizes) == 1 else sizes
+    if len(sizes) != count:
+        raise SpecError(f"{who}: input_size {input_size!r} has {len(sizes)} axes, the "
+                        f"model's input {count}")
+    return sizes
+
+
 def check_policy(on_unsupported: str, gates: str = "local") -> None:
     if on_unsupported not in POLICIES:
         raise SpecError(f"on_unsupported must be one of {', '.join(map(repr, POLICIES))}, "

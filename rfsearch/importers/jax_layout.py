@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .builder import Unsupported, Value, carried
+from .builder import Unsupported, Value, carried, flattened
 from .jax_models import SUBJAXPRS
 from .jax_ops import Eqn, alias
 
@@ -23,11 +23,7 @@ def reshape(e: Eqn) -> Value:
     axes = carried(e.shapes[0], e.out, x.axes)
     if axes is not None:
         return Value(x.node, axes, x.sizes, len(e.out), x.pooled)
-    if all(s == 1 for s in x.sizes):
-        return Value(x.node, (), (), len(e.out), x.pooled)
-    e.builder.assume(f"flattening a {'x'.join(map(str, x.sizes))} map into features read "
-                     "as a dense layer (every feature after it reads the whole map)")
-    return e.whole(x)
+    return flattened(e.builder, x, len(e.out), e.whole)
 
 
 def transpose(e: Eqn) -> Value:

@@ -15,7 +15,16 @@ import os
 import zipfile
 
 from ..errors import SpecError
-from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy, chosen
+from .builder import (
+    INPUT,
+    Offender,
+    SpecBuilder,
+    Unsupported,
+    Value,
+    check_policy,
+    chosen,
+    input_sizes,
+)
 from .keras_ops import RULES, Layer
 
 FRAMEWORK = "keras"
@@ -116,8 +125,6 @@ def _chain(layers: list[dict]) -> list[dict]:
 
 
 def _input(layers, body, input_size, label: str) -> tuple[list, str]:
-    from ..axes import parse_input_sizes
-
     inputs = [la for la in layers if la.get("class_name") == "InputLayer"]
     if not inputs:
         raise SpecError(f"from_keras: {label or 'the model'} has no input layer")
@@ -131,11 +138,7 @@ def _input(layers, body, input_size, label: str) -> tuple[list, str]:
     channels_last = _channels_last(layers)
     spatial = list(range(1, len(shape) - 1)) if channels_last else list(range(2, len(shape)))
     if input_size is not None:
-        sizes = list(parse_input_sizes(input_size))
-        sizes = sizes * len(spatial) if len(sizes) == 1 else sizes
-        if len(sizes) != len(spatial):
-            raise SpecError(f"from_keras: input_size {input_size!r} has {len(sizes)} axes, "
-                            f"the model's input {len(spatial)}")
+        sizes = input_sizes(input_size, len(spatial), "from_keras")
         for a, n in zip(spatial, sizes, strict=True):
             if shape[a] not in (None, n):
                 raise SpecError(f"from_keras: the model's input is fixed at "

@@ -16,6 +16,7 @@ from .builder import (
     Value,
     carried,
     derived,
+    flattened,
     merge_operands,
     transposed_padding,
 )
@@ -208,13 +209,8 @@ def dense(la: Layer) -> Value:
 
 
 def flatten(la: Layer) -> Value:
-    x = la.ins[0]
-    if not x.spatial or all(s == 1 for s in x.sizes):
-        return Value(x.node, (), (), 2, x.pooled)
-    la.builder.assume(f"flattening a {'x'.join(map(str, x.sizes))} map into features read "
-                      "as a dense layer (every feature after it reads the whole map)")
-    node = la.builder.add(la.name, "dense", [x])
-    return Value(node, (), (), 2)
+    return flattened(la.builder, la.ins[0], 2,
+                     lambda x: Value(la.builder.add(la.name, "dense", [x]), (), (), 2))
 
 
 def reshape(la: Layer) -> Value:

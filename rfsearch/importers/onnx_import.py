@@ -15,7 +15,16 @@ import numpy as np
 
 from ..errors import SpecError
 from . import onnx_layout, onnx_ops, onnx_resample
-from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy, chosen
+from .builder import (
+    INPUT,
+    Offender,
+    SpecBuilder,
+    Unsupported,
+    Value,
+    check_policy,
+    chosen,
+    input_sizes,
+)
 from .onnx_ops import Node
 
 RULES = {**onnx_ops.RULES, **onnx_layout.RULES, **onnx_resample.RULES}
@@ -85,8 +94,6 @@ def _opset(model) -> int:
 def _input(graph, input_size, label: str):
     """The data input and its shape [N, C, spatial...], the spatial sizes from the model
     or from ``input_size`` where the model's are dynamic."""
-    from ..axes import parse_input_sizes
-
     initialized = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initialized]
     if not inputs:
@@ -99,11 +106,7 @@ def _input(graph, input_size, label: str):
                         "[N, C, L], [N, C, H, W] or [N, C, D, H, W]")
     spatial = dims[2:]
     if input_size is not None:
-        sizes = list(parse_input_sizes(input_size))
-        sizes = sizes * len(spatial) if len(sizes) == 1 else sizes
-        if len(sizes) != len(spatial):
-            raise SpecError(f"from_onnx: input_size {input_size!r} has {len(sizes)} axes, the "
-                            f"model's input {len(spatial)}")
+        sizes = input_sizes(input_size, len(spatial), "from_onnx")
         fixed = [(s, n) for s, n in zip(spatial, sizes, strict=True) if s and s != n]
         if fixed:
             raise SpecError(f"from_onnx: the model's input is fixed at "

@@ -8,20 +8,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .builder import Unsupported, Value, carried
+from .builder import Unsupported, Value, carried, flattened
 from .onnx_ops import Node
 
 
 def flatten(n: Node) -> Value:
-    x = n.ins[0]
-    if not x.spatial:
-        return Value(x.node, (), (), 2, x.pooled)
-    if all(s == 1 for s in x.sizes):
-        return Value(x.node, (), (), 2, x.pooled)
-    n.builder.assume(f"flattening a {'x'.join(map(str, x.sizes))} map into features read "
-                     "as a dense layer (every feature after it reads the whole map)")
-    node = n.builder.add(n.base, "dense", [x])
-    return Value(node, (), (), 2)
+    return flattened(n.builder, n.ins[0], 2,
+                     lambda x: Value(n.builder.add(n.base, "dense", [x]), (), (), 2))
 
 
 def reshape(n: Node) -> Value:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .builder import SpecBuilder, Unsupported, Value, derived, merge_operands
+from .builder import SpecBuilder, Unsupported, Value, derived, merge_operands, zero_padding
 
 
 @dataclass
@@ -216,12 +216,7 @@ def pad(n: Node) -> Value:
     mode = n.attr("mode", "constant")
     if mode == "wrap":
         raise Unsupported("circular padding reads the far side of the map")
-    if any(p != (0, 0) for a, p in pairs.items() if a not in x.axes):
-        n.builder.assume("padding of non-spatial dimensions ignored")
-    if mode in ("reflect", "edge"):
-        n.builder.assume(f"{mode} padding read as zero padding (the same boxes: the units "
-                         "it repeats lie inside them)")
-    padding = [list(pairs.get(a, (0, 0))) for a in x.axes]
+    padding = zero_padding(n.builder, x, pairs, mode, ("reflect", "edge"))
     sizes = [s + a + b for s, (a, b) in zip(x.sizes, padding, strict=True)]
     return n.layer("pad", [x], sizes, padding=padding)
 

@@ -16,7 +16,16 @@ import warnings
 
 from ..errors import SpecError
 from . import torch_layout, torch_ops
-from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy, chosen
+from .builder import (
+    INPUT,
+    Offender,
+    SpecBuilder,
+    Unsupported,
+    Value,
+    check_policy,
+    chosen,
+    input_sizes,
+)
 from .torch_ops import Call
 
 RULES = {**torch_ops.RULES, **torch_layout.RULES}
@@ -75,8 +84,6 @@ def from_torch(model, example_input=None, *, outputs=None, name: str | None = No
 
 def _program(torch, program, input_size):
     """A saved program as itself (static sizes) or re-exported at ``input_size``."""
-    from ..axes import parse_input_sizes
-
     placeholder = next(n for n in program.graph.nodes if n.op == "placeholder"
                        and n.name in program.graph_signature.user_inputs)
     shape = list(placeholder.meta["val"].shape)
@@ -86,9 +93,7 @@ def _program(torch, program, input_size):
             raise SpecError(f"from_torch: the saved program's input {shape} has a dynamic "
                             "size; give an input size (--input-size)")
         return program, torch.zeros(shape)
-    sizes = list(parse_input_sizes(input_size))
-    spatial = len(shape) - 2
-    sizes = sizes * spatial if len(sizes) == 1 else sizes
+    sizes = input_sizes(input_size, len(shape) - 2, "from_torch")
     wanted = [int(shape[0]) if isinstance(shape[0], int) else 1,
               int(shape[1]) if isinstance(shape[1], int) else 1, *sizes]
     if static and wanted == shape:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .builder import Value
+from .builder import Value, flattened
 from .torch_ops import Call
 
 
@@ -49,12 +49,8 @@ def reshape(c: Call) -> Value:
     if (x.axes == tuple(range(x.rank - len(x.axes), x.rank)) and rank >= len(x.axes)
             and tuple(c.shape[a] for a in trailing) == x.sizes):
         return Value(x.node, trailing, x.sizes, rank, x.pooled)
-    if all(s == 1 for s in x.sizes):
-        return Value(x.node, (), (), rank, x.pooled)
-    c.builder.assume(f"flattening a {'x'.join(map(str, x.sizes))} map into features read "
-                     "as a dense layer (every feature after it reads the whole map)")
-    node = c.builder.add(c.base, "dense", [x])
-    return Value(node, (), (), len(c.shape))
+    return flattened(c.builder, x, rank,
+                     lambda v: Value(c.builder.add(c.base, "dense", [v]), (), (), rank))
 
 
 def permute(c: Call) -> Value:

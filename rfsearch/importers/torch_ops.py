@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .builder import SpecBuilder, Unsupported, Value, derived, merge_operands
+from .builder import (
+    SpecBuilder,
+    Unsupported,
+    Value,
+    derived,
+    merge_operands,
+    zero_padding,
+)
 
 
 @dataclass
@@ -166,12 +173,7 @@ def pad(c: Call) -> Value:
         raise Unsupported("circular padding reads the far side of the map")
     flat = list(c.args["pad"])
     pairs = {len(c.shape) - 1 - i: (flat[2 * i], flat[2 * i + 1]) for i in range(len(flat) // 2)}
-    if any(p != (0, 0) for d, p in pairs.items() if d not in x.axes):
-        c.builder.assume("padding of non-spatial dimensions ignored")
-    if mode in ("reflect", "replicate"):
-        c.builder.assume(f"{mode} padding read as zero padding (the same boxes: the units it "
-                         "repeats lie inside them)")
-    padding = [list(pairs.get(a, (0, 0))) for a in x.axes]
+    padding = zero_padding(c.builder, x, pairs, mode, ("reflect", "replicate"))
     return c.layer("pad", [x], padding=padding)
 
 
