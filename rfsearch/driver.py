@@ -248,9 +248,8 @@ def _run(batch: Batch, rows: slice | np.ndarray, size, program: Program, bucket:
     with jax.enable_x64(True):
         res = jax.device_get(K.propagate(chunk_program, *args))
 
-    def trim(d):  # [..., axes, bucket] -> [..., 2, n]
-        return {k: np.repeat(np.asarray(v)[..., :n], 2 // program.axes, axis=-2)
-                for k, v in d._asdict().items()}
+    def trim(d):  # [..., axes, bucket] -> [..., axes, n]
+        return {k: np.asarray(v)[..., :n] for k, v in d._asdict().items()}
     return Raw(trim(res.out), None if res.layers is None else trim(res.layers))
 
 
@@ -304,8 +303,16 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk: int | None = None,
             bar.update(raw.out["u"].shape[-1])
     if not parts:
         return _empty(batch, program.dtype, per_layer)
-    cat = lambda key, d: np.concatenate([p.__dict__[d][key] for p in parts], axis=-1)  # noqa: E731
-    return Raw(
-        {k: cat(k, "out") for k in parts[0].out},
-        None if not per_layer else {k: cat(k, "layers") for k in parts[0].layers},
-    )
+    return Raw(_joined([p.out for p in parts]),
+               None if not per_layer else _joined([p.layers for p in parts]))
+
+
+def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Chunk results ([..., axes, n] each) as one [..., 2, N] array per field; one
+    computed axis (a square batch) is read for both, as a broadcast view."""
+    joined = {}
+    for key in parts[0]:
+        values = np.concatenate([p[key] for p in parts], axis=-1)  # [..., axes, N]
+        shape = (*values.shape[:-2], 2, values.shape[-1])
+        joined[key] = values if values.shape == shape else np.broadcast_to(values, shape)
+    return joined

@@ -45,6 +45,7 @@ import numpy as np
 from . import ops
 from .axes import MAX_PARAM
 from .errors import SpecError
+from .names import NumberedNames, numbered
 from .spec import Network, parse_network
 
 MIN_LAYER_BUCKET = 8
@@ -126,7 +127,7 @@ class Batch:
     preds: np.ndarray  # [N, L, M] int32, -1 = none
     length: np.ndarray  # [N] int32
     output: np.ndarray  # [N] int32
-    names: np.ndarray  # [N] object (str)
+    names: np.ndarray | NumberedNames  # [N] str (object array) or default numbered names
     layer_names: tuple[tuple[str, ...], ...] | None = None  # per network, per layer
     layer_ops: tuple[tuple[str, ...], ...] | None = None
     is_chain: bool = field(default=False)  # every node reads the one before it
@@ -284,10 +285,9 @@ def _write_layers(dst: np.ndarray, src: np.ndarray, fill, used: np.ndarray | Non
             np.copyto(out, np.asarray(fill, out.dtype), where=layer >= used[block])
 
 
-def default_names(rows: np.ndarray) -> np.ndarray:
-    """'chain{i}' for each row index, as an object array."""
-    return np.fromiter(map("chain{}".format, np.asarray(rows).tolist()), dtype=object,
-                       count=len(rows))
+def default_names(rows: np.ndarray) -> NumberedNames:
+    """'chain{i}' for each row index (strings only when a table needs them)."""
+    return numbered("chain", rows)
 
 
 def _chain_fields(kernel, stride, dilation, padding) -> tuple[np.ndarray, dict]:
@@ -371,5 +371,6 @@ def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None,
     return Batch(
         op=op.T, preds=np.moveaxis(preds, -1, 0), **arrays,
         length=(used + 1).astype(np.int32), output=used.astype(np.int32),
-        names=np.asarray(names, dtype=object), is_chain=True, has_same=False, has_whole=False,
+        names=names if isinstance(names, NumberedNames) else np.asarray(names, dtype=object),
+        is_chain=True, has_same=False, has_whole=False,
     )

@@ -16,6 +16,7 @@ from .driver import Raw, run_batch
 from .encode import encode_networks
 from .errors import Location, SpecError
 from .faults import Context, messages_for
+from .names import arrow_names
 from .ops import op_names
 from .periodic_eval import unit_by_unit
 from .periodic_table import group_columns
@@ -60,7 +61,7 @@ def _source_table(src: Source, size, per_layer: bool, chunk: int, progress: bool
     overflow = ((raw.out["flags"] & R.OVERFLOW) != 0).any(axis=0)
     messages = messages_for(ctx, np.arange(len(batch)), raw.out["fault"].min(axis=0), overflow)
     cols = _network_columns(raw.out, messages == None)  # noqa: E711
-    cols["name"] = (batch.names.astype(str), None)
+    cols["name"] = (arrow_names(batch.names), None)
     cols["error"] = (messages, None)
     if found is not None:
         invalid = messages != None  # noqa: E711
@@ -188,7 +189,7 @@ def _layer_rows(ctx: Context, raw: Raw, src: Source, found=None):
     overflow = ((layers["flags"] & R.OVERFLOW) != 0).any(axis=0)
     messages = messages_for(ctx, net, layers["fault"].min(axis=0), overflow)
     cols = _network_columns(layers, messages == None)  # noqa: E711
-    cols["name"] = (batch.names[net].astype(str), None)
+    cols["name"] = (arrow_names(batch.names[net]), None)
     cols["layer"] = (nodes - 1, None)
     if batch.layer_names is not None:
         cols["layer_name"] = (np.array([batch.layer_names[i][j - 1] for i, j in zip(
@@ -217,6 +218,8 @@ def source_frame(src: Source, sizes, per_layer: bool, chunk_size, progress: bool
     df = frame(cols, per_layer, sizes if sizes is None or len(sizes) != 1 else sizes * 2)
     if options is not None:
         df.attrs["analysis_rule"] = rule(options["exempt_1x1"])
+    if len(order) < 2 or (order[1:] >= order[:-1]).all():  # already in the source's order
+        return df
     return df.iloc[np.argsort(order, kind="stable")]
 
 

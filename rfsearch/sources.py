@@ -40,7 +40,7 @@ class Source:
 
     label: str | None
     networks: list[Network]
-    index: list[int]
+    index: list[int] | np.ndarray  # [len(networks)] or [len(batch)] ints
     errors: list[tuple[int, str | None, str]]
     total: int
     batch: Batch | None = None  # set instead of networks for columnar sources
@@ -312,7 +312,7 @@ def read_chain_source(path: str | Path | pa.Table, *, label: str | None = None,
     if names is None:  # default names follow the table row, not the row among valid ones
         shown = default_names(good + offset)
     else:
-        shown = np.where(names[rows] == None, default_names(good + offset),  # noqa: E711
+        shown = np.where(names[rows] == None, np.asarray(default_names(good + offset)),  # noqa: E711
                          names[rows])
     # _list_column filled every layer past a row's length with identity values
     batch = chains(columns["kernel"].values[rows], **arrays,
@@ -324,7 +324,7 @@ def read_chain_source(path: str | Path | pa.Table, *, label: str | None = None,
         where = Location(label, row + offset, name, layer,
                          None if layer is None else f"layer{layer}")
         errors.append((row + offset, name, str(SpecError(problem, where))))
-    return Source(label, [], (good + offset).tolist(), errors, n, batch)
+    return Source(label, [], good + offset, errors, n, batch)
 
 
 def read_chains(path: str | Path | pa.Table) -> Batch:
@@ -341,7 +341,7 @@ def resolve(specs, input_size=None) -> list[Source]:
     files imported at ``input_size``: .onnx, .keras, .h5, .pt2), a Batch, or a table of
     chains (Arrow or pandas)."""
     if isinstance(specs, Batch):
-        return [Source(None, [], list(range(len(specs))), [], len(specs), specs)]
+        return [Source(None, [], np.arange(len(specs)), [], len(specs), specs)]
     if isinstance(specs, pd.DataFrame):
         specs = pa.Table.from_pandas(specs, preserve_index=False)
     if isinstance(specs, pa.Table):

@@ -161,7 +161,7 @@ def frame(columns: dict[str, tuple[np.ndarray, np.ndarray | None]], per_layer: b
     analysis = "feasible_max" in columns or "border" in columns
     for name in column_names(per_layer, analysis, "rf_d" in columns):
         data[name] = typed_array(name, *columns[name])
-    df = pd.DataFrame(data)
+    df = pd.DataFrame(data, copy=False)
     df.attrs["input_size"] = None if input_size is None else list(input_size)
     df.attrs["per_layer"] = per_layer
     return df
@@ -175,20 +175,28 @@ def typed_array(name: str, values, mask=None) -> pd.api.extensions.ExtensionArra
         return _strings(values)
     numpy = {"Int64": np.int64, "Int32": np.int32, "boolean": np.bool_,
              "Float64": np.float64}[dtype]
-    arr = np.asarray(values).astype(numpy, copy=False)
-    m = np.zeros(arr.shape, bool) if mask is None else np.asarray(mask, bool)
-    return pd.array(arr, dtype=dtype) if not m.any() else _masked(arr, m, dtype)
+    arr = np.array(values, dtype=numpy)  # the column's own memory: one copy, no view
+    m = np.zeros(arr.shape, bool) if mask is None else np.array(mask, dtype=bool)
+    return _masked(arr, m, dtype)
 
 
 def _strings(values) -> pd.api.extensions.ExtensionArray:
-    """pandas' "string" array of ``values`` (None = missing). Arrow converts an object
-    array 2x to 6x faster than ``pd.array(values, dtype="string")``."""
+    """pandas' "string" array of ``values``: an Arrow string array, or objects (None =
+    missing). Arrow converts an object array 2x to 6x faster than ``pd.array(values,
+    dtype="string")``; a column without a value is Arrow's null array, never objects."""
     if pd.StringDtype().storage == "pyarrow":
+        if not isinstance(values, pa.Array):
+            values = np.asarray(values, dtype=object)
+            if not values.size or (values == None).all():  # noqa: E711
+                values = pa.nulls(len(values), pa.large_string())
         try:
-            return pd.arrays.ArrowStringArray(pa.array(
-                np.asarray(values, dtype=object), type=pa.large_string(), from_pandas=True))
+            return pd.arrays.ArrowStringArray(values if isinstance(values, pa.Array) else
+                                              pa.array(values, type=pa.large_string(),
+                                                       from_pandas=True))
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all str: pandas converts them
             pass
+    if isinstance(values, pa.Array):
+        values = values.to_pandas().to_numpy(dtype=object)
     return pd.array(values, dtype="string")
 
 

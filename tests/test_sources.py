@@ -200,7 +200,7 @@ def test_parquet_chain_table_is_one_batch_and_one_error_per_bad_row(tmp_path):
                              "kernel": [[3, 3], [3, 0], [7]],
                              "stride": [[1, 2], [1, 1], [2]]}), path)
     src = read_source(path)
-    assert src.networks == [] and src.total == 3 and src.index == [0, 2]
+    assert src.networks == [] and src.total == 3 and list(src.index) == [0, 2]
     assert src.batch is not None and len(src.batch) == 2
     assert src.batch.names.tolist() == ["a", "chain2"]  # default names follow the table row
     assert [(i, name) for i, name, _ in src.errors] == [(1, "b")]
@@ -282,7 +282,7 @@ def test_resolve_zoo_references():
 def test_resolve_a_batch_and_tables_of_chains():
     batch = rfsearch.chains([[3, 3], [5, 1]])
     (src,) = resolve(batch)
-    assert src.batch is batch and src.index == [0, 1] and src.total == 2 and not src.errors
+    assert src.batch is batch and list(src.index) == [0, 1] and src.total == 2 and not src.errors
     frame = pd.DataFrame({"name": ["x", "y"], "kernel": [[3, 3], [5]]})
     for table in (frame, pa.Table.from_pandas(frame)):
         (src,) = resolve(table)
