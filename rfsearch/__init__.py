@@ -3,7 +3,8 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from . import importers, zoo
-from .encode import Batch, chains, encode
+from .chain_arrays import chains
+from .encode import Batch, encode
 from .errors import SpecError
 from .evaluate import evaluate
 from .importers import from_jax, from_keras, from_onnx, from_torch

@@ -12,10 +12,7 @@ between the steps of a scan and during transfers, so concurrent calls measured f
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import jax
@@ -23,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import kernel as K
-from . import native
+from . import native, threads
 from . import recurrence as R
 from .encode import PARAM_FIELDS, Batch, tiled
 
@@ -36,51 +33,17 @@ DAG_CHUNK = 1 << 12  # XLA's DAG programs carry every node's state: small chunks
 NATIVE_DAG_CHUNK = 1 << 14  # the compiled DAG kernel keeps one tile's states at a time
 MIN_CHUNK_BUCKET = 64
 KERNEL_FIELDS = ("op", "kernel", "stride", "dilation", "pad_before", "pad_after", "preds")
-MAX_WORKERS = 8  # concurrent kernel calls at most (each holds one chunk in memory)
 
 
 def workers() -> int:
     """Concurrent kernel calls: one per usable CPU core on the CPU backend, else one."""
-    if jax.default_backend() != "cpu":
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores or 1, MAX_WORKERS))
-
-
-_POOL: ThreadPoolExecutor | None = None  # created on first use, its threads reused
-_POOL_LOCK = threading.Lock()
-_THREAD_PREFIX = "rfsearch-chunk"
-
-
-def _forget_pool() -> None:
-    """In a forked child the pool's threads are gone: start a new pool there."""
-    global _POOL
-    _POOL = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
-
-
-def _pool(count: int) -> ThreadPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers != count:
-            _POOL = ThreadPoolExecutor(count, thread_name_prefix=_THREAD_PREFIX)
-        return _POOL
+    return threads.cores() if jax.default_backend() == "cpu" else 1
 
 
 def concurrently(fn: Callable, items: Iterable) -> Iterator:
-    """``map(fn, items)`` in order, with :func:`workers` calls in flight at a time.
-
-    The threads live in one reused pool (JAX's dispatch caches are per thread, so fresh
-    threads would pay for them on every call); from a pool thread it runs serially."""
-    items = list(items)
-    count = workers()
-    if count <= 1 or len(items) <= 1 or threading.current_thread().name.startswith(
-            _THREAD_PREFIX):
-        return map(fn, items)
-    return _pool(count).map(fn, items)
+    """``map(fn, items)`` in order, with :func:`workers` kernel calls in flight at a time
+    (:func:`rfsearch.threads.concurrently`)."""
+    return threads.concurrently(fn, items, workers())
 
 
 @dataclass(frozen=True)

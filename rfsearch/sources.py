@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 
 from . import zoo
 from .axes import MAX_PARAM
-from .encode import Batch, chains, default_names
+from .chain_arrays import chains, default_names
+from .encode import Batch
 from .errors import Location, SpecError
 from .importers.files import MODEL_SUFFIXES, import_file, is_model_file
 from .spec import Network, parse_network

@@ -107,7 +107,7 @@ def test_chains_validates_lengths_and_names():
 
 
 def test_chain_layers_past_lengths_are_identity_across_transpose_blocks(monkeypatch):
-    monkeypatch.setattr(sys.modules["rfsearch.encode"], "TRANSPOSE_BLOCK", 7)  # many blocks
+    monkeypatch.setattr(sys.modules["rfsearch.chain_arrays"], "TRANSPOSE_BLOCK", 7)  # many blocks
     rng = np.random.default_rng(5)
     n, depth = 50, 6
     k = rng.integers(1, 6, (n, depth))
