@@ -17,6 +17,7 @@ import pandas as pd
 
 from . import __version__, zoo
 from .axes import parse_input_sizes
+from .cli_cluster import cluster_options, process_of, summary
 from .cli_import import import_parser
 from .driver import DAG_CHUNK, NATIVE_DAG_CHUNK, UNROLLED_CHUNK
 from .driver import DEFAULT_CHUNK as DEFAULT_CHUNK_ROWS
@@ -193,13 +194,13 @@ def cmd_search(args) -> int:
     result = search(args.space, output=args.output, where=args.where, sample=args.sample,
                     seed=args.seed, input_size=args.input_size, chunk=args.chunk,
                     top=args.top, by=args.by, ascending=args.ascending, ids=args.ids,
-                    partition_by=args.partition_by or (), progress=_progress(args))
+                    partition_by=args.partition_by or (), progress=_progress(args),
+                    process=process_of(args))
     if args.output is None:
         with pd.option_context("display.max_rows", 50, "display.width", 200):
             print(result.to_string(index=False) if len(result) else "(no rows)")
     elif not args.quiet:
-        print(f"{result.space}: {result.candidates} candidates, {result.matches} rows written "
-              f"to {result.output} in {result.seconds:.1f} s", file=sys.stderr)
+        print(summary(result), file=sys.stderr)
     return 0
 
 
@@ -230,6 +231,7 @@ def _search_parser(sub) -> None:
     se.add_argument("--ids", type=_id_range, help="only candidate ids START:STOP")
     se.add_argument("--partition-by", nargs="+", metavar="COL",
                     help="hive-partition the output folder by these choice columns")
+    cluster_options(se, _positive)
     _progress_options(se)
     se.set_defaults(func=cmd_search)
     sp = sub.add_parser("spaces", help="list the built-in search spaces")

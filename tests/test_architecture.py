@@ -114,7 +114,7 @@ def test_the_import_graph_sees_relative_and_function_level_imports():
     assert "rfsearch.plot" in graph["rfsearch.cli"]  # inside cmd_plot
     assert {"rfsearch.search", "rfsearch.search.runner"} <= graph["rfsearch.cli"]
     assert "rfsearch.zoo.nas" in graph["rfsearch.spaces.nasbench101"]  # inside a function
-    assert "rfsearch.errors" in graph["rfsearch.search.output"]  # from ..errors import
+    assert "rfsearch.errors" in graph["rfsearch.search.manifest"]  # from ..errors import
     assert "rfsearch.search.runner" in graph["rfsearch.search"]
 
 

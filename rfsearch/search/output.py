@@ -1,19 +1,22 @@
-"""Search output folders: Parquet part files, the manifest that makes runs resumable,
-and the final top-K merge.
+"""Search output folders: Parquet part files, the manifest that makes runs resumable
+(:mod:`.manifest`), and completing the dataset (the top-K merge, leftovers).
 
 A folder holds ``part-NNNNNN.parquet`` files (each the matches of consecutive chunks,
-NNNNNN the first) and ``_manifest.json``: the run's parameters and the finished chunks
-as [start, stop) ranges, rewritten atomically (write, then rename) after each part.
+NNNNNN the first) and the manifest. A part file is written before the manifest records
+it, so a killed run can leave one that no manifest names: the chunk it starts at is not
+finished, and a rerun removes it before it writes from that chunk again; the process that
+completes the dataset removes any other part file no manifest names (a rerun with another
+process count can start its parts elsewhere).
 
 ``run`` arguments are the search's run object (:class:`~.runs.Run`): its ``params()``,
 ``space``, ``input_size`` and ``top`` are recorded or used here. :class:`Writer` streams
-finished chunks into a folder; :class:`Collector` keeps them in memory.
+the finished chunks of this process's share (:mod:`.cluster`) into a folder and completes
+the dataset once every chunk is recorded; :class:`Collector` keeps them in memory.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -22,10 +25,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import SpecError
 from ..table import file_metadata, search_result, search_schema
+from .cluster import SINGLE, Process, barrier
+from .manifest import State, read_state, save, write_atomic
 
-MANIFEST = "_manifest.json"
+TOP = "part-top.parquet"
 
 
 def top_rows(df: pd.DataFrame, top) -> pd.DataFrame:
@@ -34,12 +38,6 @@ def top_rows(df: pd.DataFrame, top) -> pd.DataFrame:
     key = df[column].astype("float64").to_numpy()
     order = np.lexsort((df["candidate_id"].to_numpy(), -key if largest else key))
     return df.iloc[order[:k]].reset_index(drop=True)
-
-
-def write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def to_arrow(df: pd.DataFrame, run) -> pa.Table:
@@ -64,57 +62,94 @@ def write_table(path: Path, df: pd.DataFrame, run) -> None:
     write_atomic(path, lambda p: pq.write_table(to_arrow(df, run), p, compression="zstd"))
 
 
-def read_manifest(folder: Path, run) -> set[int]:
-    """Finished chunks of a previous identical run; a different run is refused."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / MANIFEST
-    if not path.exists():
-        if any(folder.glob("part-*.parquet")):
-            raise SpecError(f"{folder}: holds part files but no {MANIFEST}; use an empty folder")
-        return set()
+def part_name(first_chunk: int) -> str:
+    return f"part-{first_chunk:06d}.parquet"
+
+
+def first_chunk(path: Path) -> int | None:
+    """The chunk a part file is named after (None for ``part-top`` and other names)."""
+    digits = path.name[len("part-"):-len(".parquet")]
+    return int(digits) if digits.isdigit() else None
+
+
+def remove_leftovers(folder: Path, first: int, partitioned: bool) -> None:
+    """Part files named after chunk ``first``, which is not finished: a killed run wrote
+    them. Removed before writing from that chunk again, so that none of their rows stays
+    beside the rewrite (a hive folder the new part has no rows for keeps nothing)."""
+    name = part_name(first)
+    for path in folder.rglob(name) if partitioned else [folder / name]:
+        if path.exists():
+            path.unlink()
+
+
+def remove_unrecorded(folder: Path, state: State) -> None:
+    """Remove the part files no manifest records (see the module docstring); the
+    schema-only ``part-000000`` of a run without matches stays."""
+    if state.parts is None:  # a manifest older than the part list: nothing is known
+        return
+    for path in folder.rglob("part-*.parquet"):
+        first = first_chunk(path)
+        if first is not None and first not in state.parts and (state.parts or first):
+            path.unlink(missing_ok=True)
+
+
+def _recorded_parts(folder: Path, state: State) -> list[pd.DataFrame] | None:
+    """The rows of every recorded part file; None when one is gone (another process is
+    merging them)."""
+    if state.parts is not None:
+        paths = [folder / part_name(c) for c in sorted(state.parts)]
+    else:
+        paths = sorted(p for p in folder.glob("part-*.parquet") if p.name != TOP)
     try:
-        old = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise SpecError(f"{path}: unreadable manifest ({err})") from None
-    if old.get("params") != run.params():
-        raise SpecError(f"{folder}: holds a different search ({old.get('params', {}).get('space')}"
-                        "); use another folder or delete it")
-    return {c for lo, hi in old.get("done", []) for c in range(lo, hi)}
+        return [pd.read_parquet(p) for p in paths]
+    except OSError:
+        return None
 
 
-def ranges(chunks: set[int]) -> list[list[int]]:
-    """Sorted chunk numbers as [start, stop) ranges (a small manifest for long runs)."""
-    out: list[list[int]] = []
-    for c in sorted(chunks):
-        if out and out[-1][1] == c:
-            out[-1][1] = c + 1
-        else:
-            out.append([c, c + 1])
-    return out
-
-
-def save_manifest(folder: Path, run, done: set[int], complete: bool,
-                   top_merged: bool = False) -> None:
-    text = json.dumps({"params": run.params(), "done": ranges(done), "complete": complete,
-                       "top_merged": top_merged})
-    write_atomic(folder / MANIFEST, lambda p: p.write_text(text))
-
-
-def finish_top(folder: Path, run, done: set[int]) -> None:
-    """Keep the global top K of the per-chunk tops in one part file. The manifest says
-    when the merged file is complete, so a crash while deleting the chunk parts is
-    resumed by deleting the rest."""
-    manifest = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).exists() \
-        else {}
-    parts = sorted(p for p in folder.glob("part-*.parquet") if p.name != "part-top.parquet")
-    if not manifest.get("top_merged"):
-        frames = [pd.read_parquet(p) for p in parts]
+def finish_top(folder: Path, run, state: State) -> bool:
+    """Keep the global top K of the per-chunk tops in one part file; False when another
+    process is doing it. The manifest says when the merged file is written, so a crash
+    while deleting the chunk parts is resumed by deleting the rest."""
+    if not state.top_merged:
+        frames = _recorded_parts(folder, state)
+        if frames is None:
+            return False
         if frames:
-            df = top_rows(pd.concat(frames, ignore_index=True), run.top)
-            write_table(folder / "part-top.parquet", df, run)
-        save_manifest(folder, run, done, False, top_merged=True)
-    for p in parts:
-        p.unlink(missing_ok=True)
+            write_table(folder / TOP, top_rows(pd.concat(frames, ignore_index=True),
+                                               run.top), run)
+        state.top_merged = True
+        save(folder, run, state)
+    for p in folder.glob("part-*.parquet"):
+        if p.name != TOP:
+            p.unlink(missing_ok=True)
+    return True
+
+
+def complete(folder: Path, run, state: State) -> bool:
+    """Finish a folder whose every chunk is recorded: merge the top K or remove the
+    unrecorded part files, keep the schema readable without any match, and mark the
+    manifest complete. Safe to run by several processes at once, and again."""
+    if run.top is not None:
+        if not finish_top(folder, run, state):
+            return False
+    else:
+        remove_unrecorded(folder, state)
+    if not any(folder.rglob("part-*.parquet")):  # no match at all: keep the schema readable
+        write_table(folder / part_name(0), run.rows(np.zeros(0, np.int64)), run)
+    save(folder, run, state, complete=True)
+    return True
+
+
+def count_rows(folder: Path, run) -> int:
+    """Rows in a completed folder."""
+    paths = [folder / TOP] if run.top is not None else folder.rglob("part-*.parquet")
+    total = 0
+    for path in paths:
+        try:
+            total += pq.read_metadata(path).num_rows
+        except FileNotFoundError:  # removed by another process finishing the folder
+            continue
+    return total
 
 
 def write_part(folder: Path, first_chunk: int, df: pd.DataFrame, run,
@@ -122,7 +157,7 @@ def write_part(folder: Path, first_chunk: int, df: pd.DataFrame, run,
     """Write the rows of consecutive chunks starting at ``first_chunk``: one file, or with
     ``partition_by`` one file per hive directory ``col=value/...`` (the same name in each,
     so a rerun of the same chunks overwrites exactly what it wrote before)."""
-    name = f"part-{first_chunk:06d}.parquet"
+    name = part_name(first_chunk)
     if not partition_by:
         write_table(folder / name, df, run)
         return
@@ -144,15 +179,19 @@ FLUSH_ROWS, FLUSH_CHUNKS, FLUSH_SECONDS = 1 << 20, 512, 5.0
 
 class Writer:
     """Streams the rows of finished chunks into an output folder: a part file holds
-    consecutive chunks, and the manifest is rewritten after each part, so a killed run
-    resumes at its first unrecorded chunk."""
+    consecutive chunks, and the manifest (or this process's record) is rewritten after
+    each part, so a killed run resumes at its first unrecorded chunk."""
 
-    def __init__(self, folder: Path, run):
-        self.folder, self.run = folder, run
-        self.done = read_manifest(folder, run)  # finished chunks of an earlier run
+    def __init__(self, folder: Path, run, process: Process = SINGLE):
+        self.folder, self.run, self.process = folder, run, process
+        self.state = read_state(folder, run)
+        self.done = self.state.done  # finished chunks of earlier runs, of any process
         self.pending: list[pd.DataFrame] = []  # rows of finished chunks not yet written
         self.chunks: list[int] = []
+        self.written = 0  # rows this process wrote
         self.last_flush = time.perf_counter()
+        if process.count > 1:  # a record before any part file: others see a started run
+            save(folder, run, self.state, process)
 
     def skip(self, c: int) -> None:
         """Chunk c was finished by an earlier run."""
@@ -170,26 +209,35 @@ class Writer:
             self.flush()
 
     def flush(self) -> None:
+        first, partition_by = self.chunks[0], self.run.partition_by
+        remove_leftovers(self.folder, first, bool(partition_by))
         if self.pending:
-            write_part(self.folder, self.chunks[0], pd.concat(self.pending, ignore_index=True),
-                       self.run, self.run.partition_by)
+            df = pd.concat(self.pending, ignore_index=True)
+            write_part(self.folder, first, df, self.run, partition_by)
+            self.written += len(df)
+            if self.state.parts is not None:
+                self.state.parts.add(first)
         self.done.update(self.chunks)
-        save_manifest(self.folder, self.run, self.done, False)
+        save(self.folder, self.run, self.state, self.process)
         self.pending.clear()
         self.chunks.clear()
         self.last_flush = time.perf_counter()
 
-    def finish(self) -> int:
-        """Write what is pending, merge the top K, mark the run complete; rows written."""
-        folder, run = self.folder, self.run
+    def finish(self) -> tuple[int, bool]:
+        """Write what is pending; then, if every chunk of the run is recorded (and, with
+        the JAX runtime, after every process has got here, on process 0 only), complete
+        the dataset. Returns (rows in the dataset, True) when it is complete, else (rows
+        this process wrote, False)."""
         if self.chunks:
             self.flush()
-        if run.top is not None:
-            finish_top(folder, run, self.done)
-        if not any(folder.rglob("part-*.parquet")):  # no match at all: keep the schema readable
-            write_table(folder / "part-000000.parquet", run.rows(np.zeros(0, np.int64)), run)
-        save_manifest(folder, run, self.done, True, top_merged=run.top is not None)
-        return sum(pq.read_metadata(p).num_rows for p in folder.rglob("part-*.parquet"))
+        if self.process.synced:
+            barrier()
+            if self.process.index != 0:
+                return self.written, False
+        state = read_state(self.folder, self.run)  # what every process has recorded
+        if not state.finished(self.run.chunks) or not complete(self.folder, self.run, state):
+            return self.written, False
+        return count_rows(self.folder, self.run), True
 
 
 class Collector:

@@ -12,6 +12,11 @@ naming the finished chunks and the run's parameters. Re-running the same command
 resumes: finished chunks are skipped, and a part written but not yet recorded starts at
 the first unfinished chunk, so it is rewritten: no candidate is lost or duplicated.
 
+Several processes (``process``, :mod:`.cluster`) each evaluate one contiguous block of
+the chunks into the same folder, each keeping its own record of the manifest
+(:mod:`.manifest`); once every chunk is recorded the dataset is completed, and is then
+the one a single process writes.
+
 :func:`search` is three steps: :func:`prepare` checks the options and builds the run,
 :func:`chunk_loop` evaluates the chunks into a sink, and the sink
 (:class:`~.output.Writer` or :class:`~.output.Collector`) finishes the output.
@@ -32,6 +37,7 @@ from ..spaces.registry import resolve_space
 from ..spaces.space import Space
 from ..spec import parse_input_size
 from ..table import COLUMNS, SEARCH_COLUMNS, search_result
+from .cluster import resolve_process
 from .device_run import DeviceRun
 from .filter import parse_filter
 from .host_run import HostRun
@@ -43,7 +49,10 @@ DEFAULT_CHUNK = 1 << 22  # candidates per device call
 
 @dataclass
 class SearchSummary:
-    """What a run did: candidates covered, rows in the output, chunks, seconds, where."""
+    """What a run did: candidates covered, rows in the output, chunks, seconds, where.
+    Over several processes: ``candidates`` and ``chunks`` are this process's share,
+    ``process`` is (index, count), and ``matches`` counts the rows in the output when
+    ``complete`` (the dataset is finished), else the rows this process wrote."""
 
     space: str
     candidates: int
@@ -51,6 +60,8 @@ class SearchSummary:
     chunks: int
     seconds: float
     output: str | None
+    process: tuple[int, int] = (0, 1)
+    complete: bool = True
 
 
 def filter_schema(space: Space) -> dict[str, str]:
@@ -101,12 +112,14 @@ def prepare(space, *, output=None, where=None, sample=None, seed=0, input_size=N
                 partition)
 
 
-def chunk_loop(run: Run, sink, progress: bool) -> None:
-    """Evaluate every chunk the sink has not finished, in order, into the sink."""
+def chunk_loop(run: Run, sink, progress: bool, share: range | None = None) -> None:
+    """Evaluate every chunk of ``share`` (default: all) the sink has not finished, in
+    order, into the sink."""
+    share = range(run.chunks) if share is None else share
     matches = 0
-    with tqdm(total=run.total, unit="cand", unit_scale=True, disable=not progress,
-              desc=run.space.name) as bar:
-        for c in range(run.chunks):
+    with tqdm(total=sum(map(run.count_of, share)), unit="cand", unit_scale=True,
+              disable=not progress, desc=run.space.name) as bar:
+        for c in share:
             count = run.count_of(c)
             if c in sink.done:
                 sink.skip(c)
@@ -123,7 +136,7 @@ def chunk_loop(run: Run, sink, progress: bool) -> None:
 def search(space, *, output=None, where: str | None = None, sample: int | None = None,
            seed: int = 0, input_size=None, chunk: int = DEFAULT_CHUNK, top: int | None = None,
            by: str | None = None, ascending: bool = False, ids: tuple[int, int] | None = None,
-           partition_by=(), progress: bool = False):
+           partition_by=(), progress: bool = False, process=None):
     """Evaluate a space (built-in name, grid file or dict, or :class:`Space`).
 
     Without ``output`` returns a DataFrame of the matching rows (for spaces small
@@ -132,18 +145,25 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
     ``sample``: draw that many distinct ids (seeded) instead of walking all; ``top``/``by``:
     keep the K rows with the largest (``ascending``: smallest) ``by``; ``ids``: only the
     candidates in ``[start, stop)`` (walked, or sampled from); ``partition_by``: choice
-    columns to hive-partition the output folder by (``col=value/`` directories).
+    columns to hive-partition the output folder by (``col=value/`` directories);
+    ``process``: ``(index, count)``, this process's share of a search run by ``count``
+    processes into the same ``output`` (default: the JAX runtime's, one process unless
+    ``jax.distributed`` is initialized; see :mod:`rfsearch.search.cluster`).
     The rows follow :func:`rfsearch.table.search_schema`.
     """
     run = prepare(space, output=output, where=where, sample=sample, seed=seed,
                   input_size=input_size, chunk=chunk, top=top, by=by, ascending=ascending,
                   ids=ids, partition_by=partition_by)
-    folder = Path(output) if output is not None else None
-    sink = Writer(folder, run) if folder is not None else Collector(run)
+    proc = resolve_process(process, output)
+    if output is None:
+        sink = Collector(run)
+        chunk_loop(run, sink, progress)
+        return sink.finish()
+    folder, share = Path(output), proc.share(run.chunks)
+    sink = Writer(folder, run, proc)
     t0 = time.perf_counter()
-    chunk_loop(run, sink, progress)
-    result = sink.finish()
-    if folder is None:
-        return result
-    return SearchSummary(run.space.name, run.total, result, run.chunks,
-                         time.perf_counter() - t0, str(folder))
+    chunk_loop(run, sink, progress, share)
+    rows, complete = sink.finish()
+    return SearchSummary(run.space.name, sum(map(run.count_of, share)), rows, len(share),
+                         time.perf_counter() - t0, str(folder), (proc.index, proc.count),
+                         complete)
