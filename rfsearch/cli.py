@@ -25,7 +25,7 @@ from .errors import SpecError
 from .evaluate import evaluate
 from .kernel import TILE
 from .search import search
-from .search.runner import DEFAULT_CHUNK
+from .search.runner import ACCELERATOR_CHUNK, DEFAULT_CHUNK
 from .show import left_aligned, show_table, summary_line
 from .spaces import BUILTIN, candidates
 from .spec import parse_input_size
@@ -223,8 +223,9 @@ def _search_parser(sub) -> None:
     se.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     se.add_argument("--input-size", type=_input_sizes,
                     help="N, HxW (or DxHxW for a grid of 3-D blocks; default: the space's)")
-    se.add_argument("--chunk", type=_positive, default=DEFAULT_CHUNK,
-                    help=f"candidates per device call (default {DEFAULT_CHUNK:,})")
+    se.add_argument("--chunk", type=_positive,
+                    help=f"candidates per device call (default {DEFAULT_CHUNK:,} on CPUs, "
+                         f"{ACCELERATOR_CHUNK:,} on accelerators)")
     se.add_argument("--top", type=_positive, help="keep the K best rows by --by")
     se.add_argument("--by", help="column ranking --top (largest first)")
     se.add_argument("--ascending", action="store_true", help="--top keeps the smallest")
@@ -334,8 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"candidates per kernel call (default: {UNROLLED_CHUNK:,} for plain "
                          f"chains at an unknown input size, {DEFAULT_CHUNK_ROWS:,} for other "
                          f"chains, {NATIVE_DAG_CHUNK:,} for DAGs on the compiled CPU kernel, "
-                         f"{DAG_CHUNK:,} for other DAGs, which it also caps; chains round it "
-                         f"down to a multiple of {TILE})")
+                         f"{DAG_CHUNK:,} for other DAGs, which it also caps, on CPUs; more "
+                         f"on accelerators; chains round it down to a multiple of {TILE})")
     _progress_options(ev)
     ev.set_defaults(func=cmd_eval)
 

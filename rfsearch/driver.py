@@ -7,7 +7,9 @@ enough for :data:`~rfsearch.kernel.LIMITS`, else int64), and its rows per call; 
 chunk, and the kernel, read that value. Rows that overflow int32 are re-run in int64.
 On CPUs, chunks run on one thread per core: XLA's own threading leaves cores idle
 between the steps of a scan and during transfers, so concurrent calls measured faster
-(least for unrolled chains, most for sized chains and DAGs).
+(least for unrolled chains, most for sized chains and DAGs). The rows per call are the
+device's (:func:`device_chunk`): the per-program constants on CPUs, far larger chunks,
+bounded by the device's memory, one call at a time, on accelerators.
 """
 
 from __future__ import annotations
@@ -32,7 +34,36 @@ UNROLLED_CHUNK = 1 << 17  # the unrolled chain program keeps it in registers: la
 DAG_CHUNK = 1 << 12  # XLA's DAG programs carry every node's state: small chunks stay in cache
 NATIVE_DAG_CHUNK = 1 << 14  # the compiled DAG kernel keeps one tile's states at a time
 MIN_CHUNK_BUCKET = 64
+# On an accelerator a call must keep thousands of cores busy: rows per call grow to
+# ACCELERATOR_CHUNK, bounded by the device's memory (a call's arrays use at most
+# 1 / MEMORY_SHARE of it; ACCELERATOR_MEMORY when the device does not say).
+ACCELERATOR_CHUNK = 1 << 20
+MEMORY_SHARE = 8
+ACCELERATOR_MEMORY = 16 << 30
+STATE_BYTES = 8 * len(R.NodeState._fields)  # one node's state on one axis, int64 at most
 KERNEL_FIELDS = ("op", "kernel", "stride", "dilation", "pad_before", "pad_after", "preds")
+
+
+def device_memory() -> int:
+    """Bytes of memory of the default device (ACCELERATOR_MEMORY when it does not say)."""
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+    except (NotImplementedError, RuntimeError):
+        stats = {}
+    return int(stats.get("bytes_limit", ACCELERATOR_MEMORY))
+
+
+def device_chunk(cpu_chunk: int, batch: Batch) -> int:
+    """Rows per kernel call for a program whose CPU default is ``cpu_chunk``: that, on
+    CPUs (their caches decide it, whatever the core count: cores decide
+    :func:`workers`); on accelerators, ACCELERATOR_CHUNK rows or as many as fit in a
+    MEMORY_SHARE of the device's memory (every node's state and parameters, both axes),
+    a power of two."""
+    if jax.default_backend() == "cpu":
+        return cpu_chunk
+    row = batch.depth * (2 * (STATE_BYTES + 4 * len(PARAM_FIELDS)) + 4 * batch.fan_in + 1)
+    fits = device_memory() // MEMORY_SHARE // row
+    return max(MIN_CHUNK_BUCKET, 1 << (min(ACCELERATOR_CHUNK, fits).bit_length() - 1))
 
 
 def workers() -> int:
@@ -84,12 +115,13 @@ def choose_program(batch: Batch, size=None, per_layer: bool = False, dtype: str 
 
     Chains run the unrolled program where the kernel can unroll them
     (:func:`~rfsearch.kernel.unrollable`) and they have at most UNROLL_DEPTH nodes:
-    parameters tiled, TILE networks per tile, UNROLLED_CHUNK rows per call; else a rolled
-    scan over layer-major arrays, DEFAULT_CHUNK rows. DAGs run the compiled CPU kernel
-    where it can run them (:func:`~rfsearch.kernel.uses_native`; ``rows``: the networks
-    about to be evaluated, which decide whether it is worth building, None: build it if
-    needed): tiles of :func:`rfsearch.native.lanes` networks, NATIVE_DAG_CHUNK rows;
-    else XLA's program over layer-major arrays, DAG_CHUNK rows, compiled by XLA's CPU
+    parameters tiled, TILE networks per tile, UNROLLED_CHUNK rows per call (on CPUs; see
+    :func:`device_chunk`); else a rolled scan over layer-major arrays, DEFAULT_CHUNK rows.
+    DAGs run the compiled CPU kernel where it can run them
+    (:func:`~rfsearch.kernel.uses_native`; ``rows``: the networks about to be evaluated,
+    which decide whether it is worth building, None: build it if needed): tiles of
+    :func:`rfsearch.native.lanes` networks, NATIVE_DAG_CHUNK rows; else XLA's program
+    over layer-major arrays, DAG_CHUNK rows, compiled by XLA's CPU
     loop emitter where it is available."""
     dtype = dtype or compute_dtype(batch, size)
     features = R.Features(sized=size is not None, same=batch.has_same, whole=batch.has_whole)
@@ -97,14 +129,15 @@ def choose_program(batch: Batch, size=None, per_layer: bool = False, dtype: str 
               "dtype": dtype}
     if batch.is_chain:
         if K.unrollable("chain", features, per_layer, dtype) and batch.depth <= UNROLL_DEPTH:
-            return Program(K.UNROLLED, False, K.TILE, topology="chain", chunk=UNROLLED_CHUNK,
-                           **common)
-        return Program(K.SCAN, False, 0, topology="chain", chunk=DEFAULT_CHUNK, **common)
+            return Program(K.UNROLLED, False, K.TILE, topology="chain",
+                           chunk=device_chunk(UNROLLED_CHUNK, batch), **common)
+        return Program(K.SCAN, False, 0, topology="chain",
+                       chunk=device_chunk(DEFAULT_CHUNK, batch), **common)
     if K.uses_native("dag", per_layer, batch.fan_in, rows):
-        return Program(K.NATIVE, False, native.lanes(), topology="dag", chunk=NATIVE_DAG_CHUNK,
-                       **common)
-    return Program(K.XLA_DAG, K.loop_emitter_available(), 0, topology="dag", chunk=DAG_CHUNK,
-                   **common)
+        return Program(K.NATIVE, False, native.lanes(), topology="dag",
+                       chunk=device_chunk(NATIVE_DAG_CHUNK, batch), **common)
+    return Program(K.XLA_DAG, K.loop_emitter_available(), 0, topology="dag",
+                   chunk=device_chunk(DAG_CHUNK, batch), **common)
 
 
 def default_chunk(batch: Batch, size=None, per_layer: bool = False,

@@ -338,3 +338,24 @@ def test_run_batch_runs_the_chosen_program(calls, monkeypatch):
     calls.clear()
     assert_same_raw(driver.run_batch(batch, None), unrolled)
     assert calls == [(K.SCAN, "int32", "chain", 64)] * 4
+
+
+def test_rows_per_call_follow_the_device(monkeypatch):
+    """CPUs keep the per-program constants (caches decide them, whatever the core count);
+    on an accelerator a call takes ACCELERATOR_CHUNK rows or what fits in a share of the
+    device's memory, a power of two, and calls run one at a time."""
+    batch = rfsearch.chains(np.full((4, 64), 3))
+    assert driver.choose_program(batch).chunk == driver.UNROLLED_CHUNK
+    assert driver.choose_program(batch, (224, 224)).chunk == driver.DEFAULT_CHUNK
+    monkeypatch.setattr(driver.jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(driver, "device_memory", lambda: 80 << 30)
+    big = driver.choose_program(batch).chunk
+    row = batch.depth * (2 * (driver.STATE_BYTES + 4 * len(driver.PARAM_FIELDS)) + 4 + 1)
+    assert big == 1 << 20 and big * row <= (80 << 30) // driver.MEMORY_SHARE
+    monkeypatch.setattr(driver, "device_memory", lambda: 1 << 30)
+    small = driver.choose_program(batch).chunk
+    assert small & (small - 1) == 0 and small * row <= (1 << 30) // driver.MEMORY_SHARE
+    assert small * 2 * row > (1 << 30) // driver.MEMORY_SHARE
+    assert driver.workers() == 1
+    from rfsearch.search import runner
+    assert runner.default_chunk() == runner.ACCELERATOR_CHUNK

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import jax
 import pyarrow as pa
 from tqdm.auto import tqdm
 
@@ -44,7 +45,13 @@ from .host_run import HostRun
 from .output import Collector, Writer
 from .runs import Run
 
-DEFAULT_CHUNK = 1 << 22  # candidates per device call
+DEFAULT_CHUNK = 1 << 22  # candidates per device call on CPUs
+ACCELERATOR_CHUNK = 1 << 25  # on accelerators: a call must keep thousands of cores busy
+
+
+def default_chunk() -> int:
+    """Candidates per device call when the caller does not choose: the default device's."""
+    return DEFAULT_CHUNK if jax.default_backend() == "cpu" else ACCELERATOR_CHUNK
 
 
 @dataclass
@@ -81,7 +88,7 @@ def _positive(name: str, value) -> None:
 
 
 def prepare(space, *, output=None, where=None, sample=None, seed=0, input_size=None,
-            chunk=DEFAULT_CHUNK, top=None, by=None, ascending=False, ids=None,
+            chunk=None, top=None, by=None, ascending=False, ids=None,
             partition_by=()) -> Run:
     """Check the options of :func:`search` (one line per problem) and build its run."""
     space_obj, default_where = resolve_space(space)
@@ -90,6 +97,7 @@ def prepare(space, *, output=None, where=None, sample=None, seed=0, input_size=N
     node = parse_filter(where_text, schema) if where_text else None
     for name, value in (("chunk", chunk), ("sample", sample), ("top", top)):
         _positive(name, value)
+    chunk = default_chunk() if chunk is None else chunk
     if (top is None) != (by is None):
         raise SpecError("top and by go together: keep the K rows with the best 'by' column")
     if by is not None and schema.get(by) != "number":
@@ -134,7 +142,7 @@ def chunk_loop(run: Run, sink, progress: bool, share: range | None = None) -> No
 
 
 def search(space, *, output=None, where: str | None = None, sample: int | None = None,
-           seed: int = 0, input_size=None, chunk: int = DEFAULT_CHUNK, top: int | None = None,
+           seed: int = 0, input_size=None, chunk: int | None = None, top: int | None = None,
            by: str | None = None, ascending: bool = False, ids: tuple[int, int] | None = None,
            partition_by=(), progress: bool = False, process=None):
     """Evaluate a space (built-in name, grid file or dict, or :class:`Space`).
@@ -146,8 +154,9 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
     keep the K rows with the largest (``ascending``: smallest) ``by``; ``ids``: only the
     candidates in ``[start, stop)`` (walked, or sampled from); ``partition_by``: choice
     columns to hive-partition the output folder by (``col=value/`` directories);
-    ``process``: ``(index, count)``, this process's share of a search run by ``count``
-    processes into the same ``output`` (default: the JAX runtime's, one process unless
+    ``chunk``: candidates per device call (None: :func:`default_chunk`); ``process``:
+    ``(index, count)``, this process's share of a search run by ``count`` processes into
+    the same ``output`` (default: the JAX runtime's, one process unless
     ``jax.distributed`` is initialized; see :mod:`rfsearch.search.cluster`).
     The rows follow :func:`rfsearch.table.search_schema`.
     """
