@@ -6,7 +6,9 @@ shuffles), crop, pool in ceil mode or have 1 or 3 axes need the periodic program
 block tables apply: each id becomes its full spec and goes through the core
 :func:`~rfsearch.evaluate` in chunks, and the filter runs in numpy over those rows.
 Exact, and far slower than the tabulated walk: such spaces are for sampling or for grids
-of up to a million candidates.
+of up to a million candidates. A space with a ``batcher`` (DARTS) encodes a whole chunk
+of ids as one DAG Batch instead, without a loop per candidate, whenever its rows need no
+analysis column and the input size is 2-D (the same rows, far faster).
 """
 
 from __future__ import annotations
@@ -19,12 +21,18 @@ from ..axes import size_for
 from ..errors import SpecError
 from ..evaluate import evaluate
 from ..table import LAYERWISE, geometry, typed_array
+from .ahead import Ahead
 from .filter import Node, filter_mask
 from .output import top_rows
 from .runs import Run, filter_columns, uses_analysis
 
 HOST_CHUNK = 4096
+# Candidates per chunk encoded as one Batch (DARTS: ~4.5 kB each), and per kernel call
+# within it (several calls run concurrently). Small enough that the host reuses the
+# chunk's memory instead of mapping fresh pages for every chunk.
+BATCH_CHUNK, BATCH_CALL = 1 << 13, 1 << 12
 EXHAUSTIVE_LIMIT = 1_000_000
+BATCHED_EXHAUSTIVE_LIMIT = 1 << 30  # walked without --sample when encoded as batches
 
 
 def _ratio(ev: pd.DataFrame | None, size) -> np.ndarray:
@@ -56,14 +64,19 @@ class HostRun(Run):
         super().__init__(space, size or space.input_size, where_text, sample, seed, top, ids,
                          partition_by)
         self.where = where
-        if sample is None and self.total > EXHAUSTIVE_LIMIT:
-            raise SpecError(f"space {space.name!r} is evaluated per candidate: use --sample N "
-                            f"(or --ids) for its {self.total:,} candidates")
-        self.split(min(chunk, HOST_CHUNK))
         used = (where.columns() if where is not None else set()) | (
             {top[0]} if top is not None else set())
         self.analysis = uses_analysis(used)
+        size = self.input_size
+        self.batched = space.batcher is not None and not self.analysis and (
+            size is None or len(size) <= 2)
+        limit = BATCHED_EXHAUSTIVE_LIMIT if self.batched else EXHAUSTIVE_LIMIT
+        if sample is None and self.total > limit:
+            raise SpecError(f"space {space.name!r} is evaluated per candidate: use --sample N "
+                            f"(or --ids) for its {self.total:,} candidates")
+        self.split(min(chunk, BATCH_CHUNK if self.batched else HOST_CHUNK))
         self._rows = pd.DataFrame()
+        self._ahead = Ahead(lambda c: self.evaluate(self.ids_of(c)), self.chunks)
 
     def with_analysis(self) -> bool:
         return self.analysis
@@ -78,9 +91,10 @@ class HostRun(Run):
         """Result rows of ``ids`` in the declared order: keys, choices, geometry, valid,
         rf_ratio (and the analysis columns)."""
         analysis = LAYERWISE if self.analysis else ()
-        specs = [self.space.spec(int(i)) for i in ids]
-        ev = evaluate(specs, input_size=self.input_size, analysis=self.analysis) if len(
-            ids) else None
+        networks = self.space.batcher(ids) if self.batched else [
+            self.space.spec(int(i)) for i in ids]
+        ev = evaluate(networks, input_size=self.input_size, analysis=self.analysis,
+                      chunk_size=BATCH_CALL if self.batched else None) if len(ids) else None
         data = {"candidate_id": ids}
         if self.space.keys is not None:
             data.update(self.space.keys(ids))
@@ -98,8 +112,7 @@ class HostRun(Run):
         return df
 
     def matches(self, c: int) -> np.ndarray:
-        ids = self.ids_of(c)
-        df = self.evaluate(ids)
+        df = self._ahead.get(c) if self.batched else self.evaluate(self.ids_of(c))
         if self.where is not None:
             df = df[filter_mask(self.where, filter_columns(df, self.where.columns()), np)]
         if self.top is not None:

@@ -15,32 +15,23 @@ strided, FactorizedReduce: two 1x1/2 convs, the second on the input shifted by o
 concatenated. The shifted path reads pixel 2i+1 only; it is written as a 2x2/2 window,
 which gives the same union, the same shortest path (through the unshifted 1x1) and the
 same misalignment by half a pixel. Every cell reads the two before it, so the space is
-evaluated per candidate (sampling).
+not a chain of blocks: candidates are encoded as one DAG batch of a fixed skeleton
+(:mod:`.darts_batch`), or built spec by spec where a search needs the analysis columns.
 """
 
 from __future__ import annotations
 
-import itertools
+import functools
 import math
 
-import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..errors import SpecError
 from ..zoo.graph import Graph
-from .space import Space, Variable, mixed_radix
-
-OPS = ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
-       "dil_conv_3x3", "dil_conv_5x5")
-CELLS, STEPS = 20, 4
-
-
-def _node_options(i: int) -> list[tuple[tuple[str, int], tuple[str, int]]]:
-    """The ((op, input), (op, input)) choices of intermediate node i (inputs a < b)."""
-    return [((op_a, a), (op_b, b)) for a, b in itertools.combinations(range(i + 2), 2)
-            for op_a in OPS for op_b in OPS]
-
-
-NODE_OPTIONS = [_node_options(i) for i in range(STEPS)]
+from .darts_batch import darts_batch
+from .darts_genes import CELLS, NODE_OPTIONS, OPS, STEPS
+from .space import Space, Variable, mixed_radix, text_column
 
 
 def _factorized_reduce(g: Graph, name: str, x: str) -> str:
@@ -127,6 +118,30 @@ def _label(pair) -> str:
     return ",".join(f"{op}~{src}" for op, src in pair)
 
 
+@functools.cache
+def _fragments() -> list[pa.Array]:
+    """Per node, per option: its two (op, input) pairs as DARTS' Genotype prints them."""
+    return [pa.array([", ".join(f"('{op}', {src})" for op, src in pair) for pair in options])
+            for options in NODE_OPTIONS]
+
+
+def genotype_keys(ids, radices) -> dict:
+    """The ``genotype`` key column of ``ids`` [N]: DARTS' Genotype repr, joined in Arrow
+    (no loop per candidate)."""
+    digits = mixed_radix(ids, radices)  # [N, 2 * STEPS]
+    frags = _fragments()
+    parts: list = []
+    heads = ("Genotype(normal=[", "], normal_concat=range(2, 6), reduce=[")
+    for c, head in enumerate(heads):
+        parts.append(pa.scalar(head))
+        for i in range(STEPS):
+            parts += [pa.scalar(", ")] if i else []
+            parts.append(frags[i].take(digits[:, c * STEPS + i]))
+    parts.append(pa.scalar("], reduce_concat=range(2, 6))"))
+    joined = pc.binary_join_element_wise(*parts, "")
+    return {"genotype": text_column(joined)}
+
+
 def darts() -> Space:
     variables = [Variable(f"{cell}.node{i}", tuple(_label(p) for p in NODE_OPTIONS[i]))
                  for cell in ("normal", "reduce") for i in range(STEPS)]
@@ -142,18 +157,13 @@ def darts() -> Space:
     radices = [v.size for v in variables]
 
     def keys(ids):
-        digits = mixed_radix(ids, radices)
-        out = []
-        for row in digits:
-            normal, reduce = genes(row)
-            flat = [f"('{op}', {src})" for pair in normal for op, src in pair]
-            flat_r = [f"('{op}', {src})" for pair in reduce for op, src in pair]
-            out.append(f"Genotype(normal=[{', '.join(flat)}], normal_concat=range(2, 6), "
-                       f"reduce=[{', '.join(flat_r)}], reduce_concat=range(2, 6))")
-        return {"genotype": np.array(out, dtype=object)}
+        return genotype_keys(ids, radices)
+
+    def batch(ids):
+        return darts_batch(ids, radices)
 
     size = darts_size()
     return Space("darts", variables, [], input_size=(32, 32),
                  definition={"space": "darts", "ops": OPS, "cells": CELLS, "size": size},
                  description="DARTS genotypes in the 20-cell CIFAR network (sampling)",
-                 keys=keys, builder=build)
+                 keys=keys, builder=build, batcher=batch)

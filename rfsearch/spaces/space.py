@@ -16,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
+from ..encode import Batch
 from ..errors import SpecError
 from ..table import search_result
 
@@ -99,6 +101,11 @@ class Space:
     # 1-D / 3-D): its candidates are evaluated by the core evaluate() on the host too.
     host: bool = False
     dims: int = 2  # the blocks' axes (3: the results gain the _d columns)
+    # Optional, for a per-candidate space: ids [N] -> one encoded Batch of their networks
+    # (no loop per candidate) whose network rows equal those of their specs (geometry and
+    # validity; layer names and analysis may differ). Searches without analysis columns
+    # evaluate it instead of the specs (DARTS: spaces.darts_batch).
+    batcher: Callable[[np.ndarray], Batch] | None = None
 
     @property
     def per_candidate(self) -> bool:
@@ -173,13 +180,24 @@ class Space:
         return {"name": f"{self.name}#{int(candidate_id)}", "layers": layers}
 
     def choice_columns(self, ids: np.ndarray) -> dict[str, np.ndarray]:
-        """One column per variable: the chosen option's label."""
+        """One column per variable: the chosen option's label (text columns gathered in
+        Arrow, typed as pandas types text)."""
         digits = self.digits(ids)
         cols = {}
         for j, var in enumerate(self.variables):
             if var.numeric:
                 labels = np.asarray(var.labels, dtype=object).astype(var.dtype)
+                cols[var.name] = labels[digits[:, j]]
             else:  # mixed or text labels: one string column
-                labels = np.array([str(x) for x in var.labels], dtype=object)
-            cols[var.name] = labels[digits[:, j]]
+                labels = pa.array([str(x) for x in var.labels], pa.string())
+                cols[var.name] = text_column(labels.take(digits[:, j]))
         return cols
+
+
+def text_column(values: pa.Array):
+    """An Arrow string array as the column pandas makes of text: its string dtype where
+    pandas infers one (pandas 3), else an object array of str."""
+    dtype = pd.Series(np.array(["x"], dtype=object)).dtype
+    if isinstance(dtype, np.dtype) and dtype.kind == "O":
+        return values.to_numpy(zero_copy_only=False)
+    return pd.array(values, dtype=dtype)
