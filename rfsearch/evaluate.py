@@ -27,22 +27,23 @@ LAYER_SCALE = 1 << 32  # sort key of a per-layer row: spec index * LAYER_SCALE +
 
 
 def _network_columns(states: dict[str, np.ndarray], valid: np.ndarray):
-    """(values, null mask) per numeric column from node states ([2, R] fields)."""
-    unbounded = (states["flags"] & R.UNBOUNDED) != 0
+    """(values, null mask) per numeric column from node states ([2, R] fields), each
+    column's values and mask arrays of its own (a square batch's axes share states)."""
+    unbounded = (states["flags"] & R.UNBOUNDED) != 0  # [2, R]
     known = (states["flags"] & R.KNOWN) != 0
-    bad = np.broadcast_to(~valid, states["u"].shape)
-    cols = {
-        "rf": (states["v"] - states["u"] + 1, bad | unbounded),
-        "rf_min": (states["rmin"] + 1, bad | unbounded),
-        "stride": (states["J"], bad),
-        "stride_den": (np.ones_like(states["J"]), bad),
-        "padding": (-states["u"], bad | unbounded | ~known),
-        "out": (states["size"], bad | (states["size"] <= 0)),
-    }
     result = {}
-    for key, (values, mask) in cols.items():
-        for axis, suffix in enumerate("hw"):
-            result[f"{key}_{suffix}"] = (values[axis], mask[axis])
+    for axis, suffix in enumerate("hw"):
+        u, v, size = states["u"][axis], states["v"][axis], states["size"][axis]
+        bad, open_ = ~valid, ~valid | unbounded[axis]
+        cols = {
+            "rf": (np.subtract(v, u, dtype=np.int64) + 1, open_),
+            "rf_min": (np.add(states["rmin"][axis], 1, dtype=np.int64), open_.copy()),
+            "stride": (states["J"][axis], bad),
+            "stride_den": (np.ones(len(valid), states["J"].dtype), bad.copy()),
+            "padding": (np.negative(u, dtype=np.int64), open_ | ~known[axis]),
+            "out": (size, bad | (size <= 0)),
+        }
+        result.update({f"{key}_{suffix}": pair for key, pair in cols.items()})
     aligned, decided = R.alignment(states["flags"])
     result["aligned"] = (aligned, ~(valid & decided))
     return result
@@ -59,12 +60,13 @@ def _source_table(src: Source, size, per_layer: bool, chunk: int, progress: bool
     if per_layer:
         return _layer_rows(ctx, raw, src, found)
     overflow = ((raw.out["flags"] & R.OVERFLOW) != 0).any(axis=0)
-    messages = messages_for(ctx, np.arange(len(batch)), raw.out["fault"].min(axis=0), overflow)
-    cols = _network_columns(raw.out, messages == None)  # noqa: E711
+    fault = raw.out["fault"].min(axis=0)
+    messages = messages_for(ctx, np.arange(len(batch)), fault, overflow)
+    invalid = (fault != R.NO_FAULT) | overflow  # exactly the rows with a message
+    cols = _network_columns(raw.out, ~invalid)
     cols["name"] = (arrow_names(batch.names), None)
     cols["error"] = (messages, None)
     if found is not None:
-        invalid = messages != None  # noqa: E711
         for key, (values, mask) in found.network.items():
             mask = mask | invalid
             cols[key] = ((np.where(mask, None, values), None) if values.dtype == object
@@ -187,8 +189,9 @@ def _layer_rows(ctx: Context, raw: Raw, src: Source, found=None):
     net, nodes = np.nonzero(live.T)  # network-major order
     layers = {k: v[nodes, :, net].T for k, v in raw.layers.items()}  # [2, R]
     overflow = ((layers["flags"] & R.OVERFLOW) != 0).any(axis=0)
-    messages = messages_for(ctx, net, layers["fault"].min(axis=0), overflow)
-    cols = _network_columns(layers, messages == None)  # noqa: E711
+    fault = layers["fault"].min(axis=0)
+    messages = messages_for(ctx, net, fault, overflow)
+    cols = _network_columns(layers, (fault == R.NO_FAULT) & ~overflow)
     cols["name"] = (arrow_names(batch.names[net]), None)
     cols["layer"] = (nodes - 1, None)
     if batch.layer_names is not None:

@@ -169,15 +169,26 @@ def frame(columns: dict[str, tuple[np.ndarray, np.ndarray | None]], per_layer: b
 
 def typed_array(name: str, values, mask=None) -> pd.api.extensions.ExtensionArray:
     """The declared column ``name`` as a pandas array from values and a null mask
-    (None: no nulls)."""
+    (None: no nulls). Fresh arrays of the column's type become the column's memory;
+    views and other types are copied."""
     dtype = pandas_dtype(name)
     if dtype == "string":
         return _strings(values)
     numpy = {"Int64": np.int64, "Int32": np.int32, "boolean": np.bool_,
              "Float64": np.float64}[dtype]
-    arr = np.array(values, dtype=numpy)  # the column's own memory: one copy, no view
-    m = np.zeros(arr.shape, bool) if mask is None else np.array(mask, dtype=bool)
+    arr = _owned(values, numpy)
+    m = np.zeros(arr.shape, bool) if mask is None else _owned(mask, np.bool_)
     return _masked(arr, m, dtype)
+
+
+def _owned(values, dtype) -> np.ndarray:
+    """``values`` as an array of ``dtype`` with memory of its own: a fresh array of that
+    type is taken as it is (the column keeps it), anything else (a view, another type)
+    is copied once."""
+    arr = np.asarray(values)
+    if arr.dtype == dtype and arr.base is None and arr.flags.writeable and arr.ndim == 1:
+        return arr
+    return np.array(arr, dtype=dtype)
 
 
 def _strings(values) -> pd.api.extensions.ExtensionArray:
