@@ -67,11 +67,17 @@ from rfsearch import recurrence as R
 from rfsearch.driver import DEFAULT_CHUNK
 from rfsearch.encode import Batch
 
-TARGETS = {  # what "fast enough" means for this project
+TARGETS = {  # what "fast enough" means for this project, on a 2-core CPU
     "chains_cand_per_s": 30e6,
     "chains_speedup_vs_numpy": 3.0,
     "dags_cand_per_s": 3e6,
 }
+ACCELERATOR_TARGETS = {**TARGETS, "chains_cand_per_s": 1e9}  # issue #17: on an H100
+
+
+def targets() -> dict[str, float]:
+    """The targets of the default device."""
+    return TARGETS if jax.default_backend() == "cpu" else ACCELERATOR_TARGETS
 CHUNKS = sorted({1 << 12, 1 << 14, DEFAULT_CHUNK, 1 << 16, 1 << 17})  # rows per call
 DRIVER_CHUNKS = (1 << 15, 1 << 16, 1 << 17)  # run_batch end to end: how the defaults were chosen
 
@@ -406,7 +412,7 @@ def main(argv=None) -> int:
         "chains": chain_res,
         "dags": dag_res,
         "targets": {key: {"target": target, "value": values[key], "met": values[key] >= target}
-                    for key, target in TARGETS.items()},
+                    for key, target in targets().items()},
     }
     results["summary"] = summary_line(results)
     out_path.parent.mkdir(parents=True, exist_ok=True)

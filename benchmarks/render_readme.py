@@ -12,391 +12,65 @@ short table of headline figures, benchmarks/README.md every table. Nothing else 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from render_format import BENCHMARK, QUICK, Row, kernel_device, load_results, rate, seconds, table
+from render_kernel import (
+    dag_label,
+    kernel_target,
+    ofa_row,
+    render_anatomy,
+    render_end_to_end,
+    render_kernel,
+    render_search,
+    walk_row,
+)
+from render_more import (
+    darts_row,
+    evaluate_summary_rows,
+    import_rows,
+    render_darts,
+    render_evaluate,
+    render_import,
+    render_stream,
+    stream_row,
+)
+
 HERE = Path(__file__).resolve().parent
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
-BENCHMARK = "kernel_throughput"
-QUICK = " (--quick smoke run, not representative)"
-
-Row = tuple[str, ...]
 
 
-def load_results(folder: Path, benchmark: str = BENCHMARK) -> dict | None:
-    """The newest full result of ``benchmark`` in ``folder`` (else the newest quick one)."""
-    runs = []
-    for path in sorted(folder.glob("*.json")):
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            print(f"render_readme: skipping {path}: {exc}", file=sys.stderr)
-            continue
-        if isinstance(data, dict) and data.get("benchmark") == benchmark:
-            runs.append((not data.get("quick", False), data.get("date", ""), data))
-    if not runs:
-        return None
-    return max(runs, key=lambda r: (r[0], r[1]))[2]
-
-
-def rate(x: float) -> str:
-    """Candidates per second in millions, three significant digits (below 10^5: plain)."""
-    return f"{x / 1e6:.3g} M/s" if x >= 1e5 else f"{x:,.0f} /s"
-
-
-def seconds(x: float) -> str:
-    return f"{x:.2f} s"
-
-
-def status(ok: bool) -> str:
-    return "met" if ok else "**NOT met**"
-
-
-def quick(res: dict) -> str:
-    return QUICK if res.get("quick") else ""
-
-
-def check(label: str, measured: str, value: float, bound: float, bound_text: str) -> Row:
-    """A row judged against a target: ``≥ bound`` (throughput) or ``≤ bound`` (seconds)."""
-    at_least = bound_text.startswith("≥")
-    return (label, measured, bound_text, status(value >= bound if at_least else value <= bound))
-
-
-def timed(label: str, what: str, fig: dict) -> Row:
-    """A kernel figure: throughput and compile time."""
-    return (label, what, rate(fig["cand_per_s"]), seconds(fig["compile_s"]))
-
-
-def table(header: Row, rows: list[Row], align: str) -> list[str]:
-    """A markdown table between blank lines; ``align``: one l or r per column."""
-    rule = ["---:" if a == "r" else "---" for a in align]
-    return ["", f"| {' | '.join(header)} |", f"| {' | '.join(rule)} |",
-            *(f"| {' | '.join(row)} |" for row in rows), ""]
-
-
-def kernel_device(res: dict) -> str:
-    dev = res["device"]
-    if dev["platform"] == "cpu":
-        return f"CPU: {dev['cpu_model']}, {dev['cpu_cores']} cores"
-    return f"{dev['platform']}: {dev['device_kind']} (host {dev['cpu_model']})"
-
-
-def dag_label(dag: dict) -> str:
-    return "DAGs (compiled CPU kernel)" if dag.get("program") == "native" else "DAGs"
-
-
-# --- the full tables (benchmarks/README.md) ---------------------------------------------
-
-def chunked_rows(part: dict, label: str, key: str) -> list[Row]:
-    """One row per chunk size the benchmark timed, the driver's default marked."""
-    figures = [fig for fig in part.get(key, []) if "cand_per_s" in fig]
-    size = "unknown size" if key == "chunked_unknown_size" else "input 224×224"
-    default = (part["driver_unknown_size"]["chunk"] if key == "chunked_unknown_size"
-               else figures[0]["chunk"] if figures else None)  # 224: only the driver's chunk
-    return [timed(f"{label}, {size}, {fig['chunk']:,} rows per call"
-                  + (" (driver default)" if fig["chunk"] == default else ""), "same", fig)
-            for fig in figures]
-
-
-def driver_pair_rows(figures: dict | None, label: str, what: str, suffix: str) -> list[Row]:
-    """Rows for the driver's chunk at both sizes (XLA's DAG program, shared topologies)."""
-    if not figures:
-        return []
-    pairs = (("unknown size", figures["driver_unknown_size"]),
-             ("input 224×224", figures["driver_size_224"]))
-    return [timed(f"{label}, {size}, {fig['chunk']:,} rows per call {suffix}",
-                  what if i == 0 else "same", fig) for i, (size, fig) in enumerate(pairs)]
-
-
-def kernel_rows(res: dict) -> list[Row]:
-    """Every row of the kernel throughput table."""
-    ch, dag = res["chains"], res["dags"]
-    chain_what = f"{ch['n']:,} chains × {ch['layers']} layers"
-    dag_what = f"{dag['n']:,} DAGs × {dag['layers']} layers, ≤ {dag['max_inputs']} inputs per node"
-    dags = dag_label(dag)
-    shared = dag["shared_topology"]
-    shared_what = f"DAG #{shared['network']} of those, {shared['n']:,} times"
-    return [
-        timed("Chains, unknown input size, one call", chain_what, ch["unknown_size"]),
-        *chunked_rows(ch, "Chains", "chunked_unknown_size"),
-        timed("Chains, input 224×224, one call", chain_what, ch["size_224"]),
-        *chunked_rows(ch, "Chains", "chunked_size_224"),
-        ("numpy baseline (same chains, int64)", chain_what, rate(ch["numpy"]["cand_per_s"]), "–"),
-        ("Kernel (driver chunks) speed-up over numpy", "", f"{ch['speedup_vs_numpy']:.2f}×", ""),
-        timed(f"{dags}, unknown input size, one call", dag_what, dag["unknown_size"]),
-        *chunked_rows(dag, dags, "chunked_unknown_size"),
-        timed(f"{dags}, input 224×224, one call", dag_what, dag["size_224"]),
-        *chunked_rows(dag, dags, "chunked_size_224"),
-        *driver_pair_rows(dag.get("xla_program"), "DAGs, XLA's program (GPUs; CPUs without a "
-                          "C++ compiler)", "same", "(its driver default)"),
-        *driver_pair_rows(shared, "DAGs sharing one topology", shared_what, "(driver default)"),
-    ]
-
-
-def kernel_target(res: dict, key: str, label: str) -> Row:
-    """One kernel target: chains or DAGs per second (``label`` names them)."""
-    t = res["targets"][key]
-    return check(label, rate(t["value"]), t["value"], t["target"],
-                 f"≥ {t['target'] / 1e6:g} M/s")
-
-
-def target_rows(res: dict) -> list[Row]:
-    """The kernel targets: chains, chains over numpy, DAGs."""
-    numpy = res["targets"]["chains_speedup_vs_numpy"]
-    return [kernel_target(res, "chains_cand_per_s", "chains"),
-            check("chains over numpy", f"{numpy['value']:.2f}×", numpy["value"],
-                  numpy["target"], f"≥ {numpy['target']:g}×"),
-            kernel_target(res, "dags_cand_per_s", "DAGs")]
-
-
-def render_kernel(res: dict) -> list[str]:
-    """The kernel throughput section (``benchmarks/kernel_throughput.py``), with the driver
-    end to end per chunk size."""
-    ch = res["chains"]
-    run_batch = [(str(fig["input_size"] or "unknown"),
-                  f"{fig['chunk']:,}" + (" (driver default)" if fig["driver_default"] else ""),
-                  f"{fig['median_s']:.3f} s", rate(fig["cand_per_s"])) for fig in ch["run_batch"]]
-    return [
-        "Candidates per second of `rfsearch.kernel.propagate`, inputs already on the device, "
-        "laid out as the driver lays them out (these random networks are square: one stored "
-        f"axis), median of {res['repeats']} runs; compile = first call less one run. Chunked "
-        f"rows run {res.get('driver_workers', 1)} calls at a time, as the driver does (one per "
-        "CPU core). Targets are judged at the driver's chunk size.",
-        *table(("what", "batch", "throughput", "compile"), kernel_rows(res), "llrr"),
-        f"Device: {kernel_device(res)}; jax {res['versions']['jax']}; {res['date']}{quick(res)}.",
-        *table(("what", "measured", "target", "status"), target_rows(res), "lrrl"),
-        f"`driver.run_batch` on the same {ch['n']:,} chains, end to end (host layout, "
-        "transfer, kernel, results back on the host), by rows per call: how the driver's "
-        f"default chunk sizes were chosen (median of {res['repeats']}).",
-        *table(("input size", "rows per call", "time", "throughput"), run_batch, "lrrr"),
-    ]
-
-
-def render_end_to_end(res: dict) -> list[str]:
-    """The end-to-end section (``benchmarks/end_to_end.py``)."""
-    d, n = res["dags"], res["n"]
-    dags = f"`evaluate`, {d['n']:,} random DAGs of {d['layers']} layers at {d['input_size']}"
-    rows = [(f"load the Parquet table (target about {res['load_target_s']:g} s: "
-             f"{status(res['load_target_met'])})", seconds(res["load_s"]), ""),
-            ("`evaluate` (error messages and DataFrame included)", seconds(res["evaluate_s"]),
-             rate(n / res["evaluate_s"])),
-            (f"`write_parquet` ({res['result_mb']:.1f} MB)", seconds(res["write_s"]), ""),
-            *((f"{dags}, {name}", seconds(d[f"{key}_evaluate_s"]),
-               rate(d["n"] / d[f"{key}_evaluate_s"]))
-              for key, name in (("native", "compiled CPU kernel"), ("xla", "XLA's program"))
-              if f"{key}_evaluate_s" in d),
-            *decoder_rows(res.get("decoders"))]
-    return [f"{n:,} ragged chains of up to {res['max_layers']} layers from a Parquet table to "
-            f"a Parquet table of results at input {res['input_size']}, median of "
-            f"{res['repeats']}.", *table(("stage", "time", "throughput"), rows, "lrr"),
-            f"Device: {res['device']}, {res['cpu_cores']} cores; {res['date']}{quick(res)}.", ""]
-
-
-def decoder_rows(dec: dict | None) -> list[Row]:
-    """``evaluate`` on random encoder-decoders from specs: the program chosen (the compiled
-    periodic kernel where it runs) and XLA's, measured alternately in the same run."""
-    if not dec:
-        return []
-    chosen = "compiled CPU kernel" if dec.get("program") == "native" else "XLA's program"
-    label = (f"`evaluate`, {dec['n']:,} random encoder-decoders from specs at "
-             f"{dec['input_size']} (periodic program")
-    rows = [(f"{label}, {chosen})", seconds(dec["evaluate_s"]),
-             rate(dec["n"] / dec["evaluate_s"]))]
-    if "xla_evaluate_s" in dec:
-        rows.append((f"{label}, XLA's program)", seconds(dec["xla_evaluate_s"]),
-                     rate(dec["n"] / dec["xla_evaluate_s"])))
-    return rows
-
-
-def chain_anatomy_rows(c: dict) -> list[Row]:
-    """The chain program on each tile width, XLA's loop emitter and the layer-major layout."""
-    tile, widths = str(c["tile"]), c["tiled_spans"]
-    return [
-        (f"Chains: span program (the kernel's first), tiles of {tile} chains `[N/{tile}, L, 1, "
-         f"{tile}]` (as the driver sends them)", f"{c['n']:,} × {c['layers']} layers",
-         rate(widths[tile]["cand_per_s"])),
-        *((f"Chains: the same program on tiles of {w} chains", "same", rate(f["cand_per_s"]))
-          for w, f in widths.items() if w != tile),
-        *optional_row("Chains: the same program compiled with XLA's loop emitter (not used "
-                      "for chains)", c.get("tiled_spans_loop_emitter")),
-        ("Chains: the same recurrence on the layer-major layout `[L, 1, N]` a Batch stores "
-         f"(spans agree: {'yes' if c['spans_agree'] else 'NO'})", "same",
-         rate(c["layer_major_spans"]["cand_per_s"])),
-    ]
-
-
-def optional_row(label: str, fig: dict | None) -> list[Row]:
-    """A row for a figure that older results (or machines) lack."""
-    return [(label, "same", rate(fig["cand_per_s"]))] if fig else []
-
-
-def dag_anatomy_rows(d: dict) -> list[Row]:
-    """The compiled DAG kernel, XLA's DAG program, its gather and arithmetic alone, and
-    shared topologies."""
-    used = "loop" if d.get("loop_emitter") else "default"
-    nat = d.get("native")  # the compiled CPU kernel: absent without a C++ compiler
-    native = [] if not nat else [
-        (f"DAGs: the compiled CPU kernel (`rfsearch.native`, built in {nat['build_s']:.1f} s), "
-         f"chunks of {nat['driver_chunk']['chunk']:,} (its driver default)",
-         f"{d['n']:,} × {d['nodes']} nodes", rate(nat["driver_chunk"]["cand_per_s"])),
-        (f"DAGs: the compiled CPU kernel, chunks of {nat['xla_chunk']['chunk']:,}", "same",
-         rate(nat["xla_chunk"]["cand_per_s"]))]
-    return [
-        *native,
-        (f"DAGs: XLA's program, per-network topologies ({used} emitter)",
-         "same" if "native" in d else f"{d['n']:,} × {d['nodes']} nodes",
-         rate(d["kernel"]["cand_per_s"])),
-        *optional_row("DAGs: XLA's program with its default emitter",
-                      d.get("kernel_default_emitter")),
-        (f"DAGs: gather alone ({d['slot_words']}-word slices from `[L, N, F]`)", "same",
-         rate(d["gather_only"]["cand_per_s"])),
-        ("DAGs: node arithmetic alone, `[L, N, F]` buffer (no gather)", "same",
-         rate(d["arithmetic_only_LNF"]["cand_per_s"])),
-        ("DAGs: node arithmetic alone, field-major `[L, F, N]` buffer", "same",
-         rate(d["arithmetic_only_LFN"]["cand_per_s"])),
-        *optional_row(f"DAGs sharing one topology (DAG #0 repeated): XLA's program ({used} "
-                      "emitter)", d.get("shared_kernel")),
-        *optional_row("DAGs sharing one topology: XLA's program with its default emitter",
-                      d.get("shared_kernel_default_emitter")),
-    ]
-
-
-def render_anatomy(res: dict) -> list[str]:
-    """Where the kernel's time goes (``benchmarks/kernel_anatomy.py``)."""
-    c, d = res["chains"], res["dags"]
-    return [
-        f"Chunks of {c['chunk']:,} chains / {d['chunk']:,} DAGs, {res['workers']} calls at a "
-        f"time, median of {res['repeats']}; unknown input size.",
-        *table(("what", "batch", "throughput"), [*chain_anatomy_rows(c), *dag_anatomy_rows(d)],
-              "llr"),
-        f"Device: {res['device']['platform']}, {res['device']['cpu_cores']} cores; "
-        f"{res['date']}{quick(res)}.",
-        "",
-    ]
-
-
-def search_rows(res: dict) -> list[Row]:
-    """Each search figure with its target: the grid walk, the grid to Parquet, ofa-mbv3,
-    the small spaces and NAS-Bench-101."""
-    g, t = res["grid"], res["targets"]
-    e = g["end_to_end"]
-    rows = [
-        walk_row(res, f"64-layer grid walk, filter `{g['where']}` (kernel only)"),
-        check(f"{e['candidates']:.0e} candidates of that grid to Parquet ({e['rows']:,} rows)",
-              seconds(e["seconds"]), e["seconds"], t["grid_end_to_end_s"],
-              f"≤ {t['grid_end_to_end_s']:g} s"),
-        ofa_row(res, "ofa-mbv3 exhaustive"),
-        *(check(f"`rfsearch search {name} -o DIR`" + (" from the cache" if name == "nasbench101"
-                else " (whole space, Python start-up included)"), seconds(fig["seconds"]),
-                fig["seconds"], t["small_spaces_s"], f"≤ {t['small_spaces_s']:g} s")
-          for name, fig in res["small"].items()),
-    ]
-    if "nasbench101_generate_s" in res:
-        gen, first = res["nasbench101_generate_s"], res.get("nasbench101_first_search_s", 0)
-        rows.append(check("NAS-Bench-101: generate the 423,624 cells, then the first search "
-                          "(which encodes the cells)", f"{seconds(gen)} + {seconds(first)}",
-                          gen + first, 120, "≤ 120 s"))
-    return rows
-
-
-def walk_row(res: dict, label: str) -> Row:
-    """The search walk's kernel rate on the 64-layer grid, with its target."""
-    per_s, bound = res["grid"]["kernel"]["per_s"], res["targets"]["grid_kernel_per_s"]
-    return check(label, f"{per_s / 1e6:,.0f} M cand/s", per_s, bound, f"≥ {bound / 1e6:g} M/s")
-
-
-def ofa_row(res: dict, label: str) -> Row:
-    """ofa-mbv3 exhaustive: measured, or projected from the walk's rate."""
-    ofa, bound = res["ofa"], res["targets"]["ofa_exhaustive_s"]
-    full = ofa.get("exhaustive")
-    took = full["seconds"] if full else ofa["projected_exhaustive_s"]
-    how = "measured" if full else "projected from the walk's rate"
-    return check(f"{label} ({ofa['size']:.3g} candidates, {how})", seconds(took), took, bound,
-                 f"≤ {bound:g} s")
-
-
-def render_search(res: dict) -> list[str]:
-    """The search section (``benchmarks/search_throughput.py``)."""
-    k = res["grid"]["kernel"]
-    return [
-        f"The walk times device calls of {k['candidates_per_call']:,} candidates (median of "
-        f"{k['calls']}, compile {seconds(k['first_call_s'])} apart); end to end includes "
-        "tabulating, compiling, decoding matches and writing Parquet.",
-        *table(("what", "measured", "target", "status"), search_rows(res), "lrrl"),
-        f"Device: {res['device']}, {res['cpu_cores']} cores; {res['date']}{quick(res)}.",
-        "",
-    ]
-
-
-def import_rows(res: dict, model: str | None = None) -> list[Row]:
-    """``import_speed.py``: every row (full table), or the README's rows for ``model``."""
-    if model:
-        return [check(f"import a {r['model']} ({r['framework']}, {res['input_size']}): first "
-                      "call in a process (later calls)",
-                      f"{seconds(r['cold_s'])} ({seconds(r['median_s'])})", r["cold_s"],
-                      r["target_s"], f"≤ {r['target_s']:g} s")
-                for r in res["rows"] if r["model"] == model]
-    return [(r["model"], r["framework"], f"{r['params'] / 1e6:.1f} M", str(r["layers"]),
-             seconds(r["cold_s"]), seconds(r["median_s"]), f"{r['evaluate_s'] * 1e3:.1f} ms",
-             seconds(r["evaluate_first_s"])) for r in res["rows"]]
-
-
-def render_import(res: dict) -> list[str]:
-    """The import section (``benchmarks/import_speed.py``)."""
-    return [f"Whole models at {res['rows'][0]['input']} (torchvision's architectures and "
-            "widths, hand-written in `tests/torch_models.py`, their Flax NNX and Keras twins "
-            "in `tests/flax_models.py` and `tests/keras_models.py`, and the ONNX file "
-            "`torch.onnx.export` writes), into a spec: cold = the first "
-            f"call in a fresh Python process (median of {res.get('processes', 1)} processes), "
-            f"warm = median of {res['repeats']} calls after it; `evaluate` of the spec at "
-            f"{res['input_size']}, median and first call.",
-            *table(("model", "framework", "parameters", "layers", "import, cold",
-                    "import, warm", "`evaluate`", "`evaluate`, first"),
-                   import_rows(res), "llrrrrrr"),
-            "Targets, on the cold ResNet-50 import: "
-            + ", ".join(f"{k} ≤ {v:g} s" for k, v in res["targets_s"].items())
-            + f": {status(res['target_met'])}. Device: {kernel_device(res)}; "
-            f"{', '.join(f'{k} {v}' for k, v in res['versions'].items())}; "
-            f"{res['date']}{quick(res)}.", ""]
-
-
-def render_full(results: dict[str, dict]) -> str:
-    """Every table: the block of benchmarks/README.md."""
+def render_full(results: dict[str, dict], level: str = "###") -> str:
+    """Every table: the block of benchmarks/README.md (``level``: the headings')."""
     lines = []
     for name, title, render in SECTIONS:
         if name in results:
-            lines += [f"### {title} (`{name}.py`)", "", *render(results[name])]
+            lines += [f"{level} {title} (`{name}.py`)", "", *render(results[name])]
     return "\n".join(lines).rstrip("\n")
-
-
-def stream_row(res: dict) -> Row:
-    """``stream_eval.py``: ``rfsearch eval`` of a large chain table, time and memory."""
-    ok = res["rows_in_order"] and res["peak_rss_gb"] <= res["target_gb"]
-    return check(f"`rfsearch eval`, {res['n']:,} ragged chains at {res['input_size']}, "
-                 "Parquet to Parquet (peak memory)",
-                 f"{seconds(res['seconds'])} ({res['peak_rss_gb']:.2f} GB)",
-                 res["seconds"] if ok else float("inf"), res["target_s"],
-                 f"≤ {res['target_s']:g} s, ≤ {res['target_gb']:g} GB")
-
-
-def render_stream(res: dict) -> list[str]:
-    """The streaming section (``benchmarks/stream_eval.py``)."""
-    return [f"`rfsearch eval` of {res['n']:,} random ragged chains (8 to 16 layers; "
-            f"{res['input_mb']:.0f} MB of Parquet) at {res['input_size']} into "
-            f"{res['output_mb']:.0f} MB of results, in a child process: wall time and peak "
-            "resident memory; every row written, in order: "
-            f"{'yes' if res['rows_in_order'] else 'NO'}.",
-            *table(("what", "measured", "target", "status"), [stream_row(res)], "lrrl"),
-            f"{res['cpu_cores']} cores; {res['date']}{quick(res)}.", ""]
 
 
 SECTIONS = ((BENCHMARK, "Kernel throughput", render_kernel),
             ("end_to_end", "End to end", render_end_to_end),
+            ("evaluate_path", "From arrays to a table", render_evaluate),
             ("kernel_anatomy", "Where the kernel's time goes", render_anatomy),
             ("search_throughput", "Search", render_search),
+            ("darts_search", "Sampling DARTS", render_darts),
             ("import_speed", "Importing a model", render_import),
             ("stream_eval", "Streaming a large chain table", render_stream))
+
+
+def load_all(folder: Path) -> dict[str, dict]:
+    """Every benchmark's newest result in ``folder``."""
+    return {name: res for name, _, _ in SECTIONS
+            if (res := load_results(folder, name)) is not None}
+
+
+def accelerator_folders(folder: Path) -> list[Path]:
+    """The subfolders of ``folder`` holding an accelerator's results
+    (``benchmarks/device_run.sh`` writes them), by name."""
+    return [sub for sub in sorted(p for p in folder.iterdir() if p.is_dir())
+            if (res := load_results(sub)) is not None and res["device"]["platform"] != "cpu"]
 
 
 # --- the short table (README.md) --------------------------------------------------------
@@ -423,6 +97,10 @@ def summary_rows(results: dict[str, dict]) -> list[Row]:
         rows += import_rows(imports, "ResNet-50")
     if stream := results.get("stream_eval"):
         rows.append(stream_row(stream))
+    if path := results.get("evaluate_path"):
+        rows += evaluate_summary_rows(path)
+    if darts := results.get("darts_search"):
+        rows.append(darts_row(darts))
     return rows
 
 
@@ -486,19 +164,38 @@ def main(argv=None) -> int:
     parser.add_argument("--results", type=Path, default=HERE / "results",
                         help="folder of benchmark JSON files")
     args = parser.parse_args(argv)
-    results = {name: res for name, _, _ in SECTIONS
-               if (res := load_results(args.results, name)) is not None}
+    results = load_all(args.results)
     if BENCHMARK not in results:
         print(f"render_readme: no {BENCHMARK} results in {args.results}", file=sys.stderr)
         return 1
     before_dir = args.results / "before"
-    before = {name: res for name, _, _ in SECTIONS
-              if (res := load_results(before_dir, name)) is not None} if before_dir.is_dir() else {}
+    before = load_all(before_dir) if before_dir.is_dir() else {}
     label = (before_dir / "LABEL").read_text().strip() if (before_dir / "LABEL").exists() else ""
-    written = [write_block(args.readme, render_summary(results, before, label)),
-               write_block(args.full, render_full(results))]
+    devices = {sub: load_all(sub) for sub in accelerator_folders(args.results)}
+    written = [write_block(args.readme, render_summary(results, before, label) + "\n\n"
+                           + render_accelerators(devices)),
+               write_block(args.full, render_full(results) + "\n\n"
+                           + render_accelerators(devices, full=True))]
     return 0 if all(written) else 1
 
+
+def render_accelerators(devices: dict[Path, dict[str, dict]], full: bool = False) -> str:
+    """The accelerators' figures (``benchmarks/device_run.sh``): per device, its short
+    table (``full``: every table), or how to measure them when there are none."""
+    if not devices:
+        return ("No accelerator figures yet: on a machine with a GPU or TPU, `bash "
+                "benchmarks/device_run.sh` measures them (within 8 minutes) and `python "
+                "benchmarks/render_readme.py` adds them here.")
+    parts = []
+    for folder, results in devices.items():
+        device = kernel_device(next(iter(results.values())))
+        if full:
+            parts += [f"### On {device} (`results/{folder.name}/`)", "",
+                      render_full(results, "####")]
+        elif BENCHMARK in results:
+            parts.append(render_summary(results).replace(
+                "Measured on", "On an accelerator (`benchmarks/device_run.sh`): measured on"))
+    return "\n\n".join(parts)
 
 if __name__ == "__main__":
     sys.exit(main())
