@@ -242,11 +242,26 @@ def _run(batch: Batch, rows: slice | np.ndarray, size, program: Program, bucket:
     args, chunk_program = kernel_inputs(batch, rows, size, program, bucket)
     n = len(batch.output[rows])
     with jax.enable_x64(True):
-        res = jax.device_get(K.propagate(chunk_program, *args))
+        res = jax.device_get(K.propagate(chunk_program, *_on_device(args)))
 
     def trim(d):  # [..., axes, bucket] -> [..., axes, n]
         return {k: np.asarray(v)[..., :n] for k, v in d._asdict().items()}
     return Raw(trim(res.out), None if res.layers is None else trim(res.layers))
+
+
+def _on_device(args: list) -> list:
+    """The kernel's arguments on the device, each distinct array transferred once
+    (symmetric padding: one array read as both pad_before and pad_after)."""
+    moved = {}
+
+    def put(a):
+        if not isinstance(a, np.ndarray):
+            return a
+        key = (a.__array_interface__["data"][0], a.shape, a.strides, a.dtype.str)
+        if key not in moved:
+            moved[key] = jax.device_put(a)
+        return moved[key]
+    return [put(a) for a in args]
 
 
 def _overwrite(raw: Raw, fix: Raw, rows: np.ndarray) -> None:
