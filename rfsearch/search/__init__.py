@@ -2,8 +2,9 @@
 
 Pipeline: a :class:`~rfsearch.spaces.Space` is tabulated into a :class:`~.plan.Plan`
 (:mod:`.tables`, :mod:`.plan`), the device programs of :mod:`.walk` score chunks of ids
-against the parsed ``where`` (:mod:`.filter`), and :mod:`.runner` streams the matches to
-an output dataset (:mod:`.output`).
+against the parsed ``where`` (:mod:`.filter`; the layer-wise analysis columns through
+:mod:`.layerwise`), and :mod:`.runner` streams the matches to an output dataset
+(:mod:`.output`).
 """
 
 from .runner import SearchSummary, search

@@ -222,32 +222,3 @@ def filter_mask(node: Node, columns: dict, xp):
     """Rows where ``node`` is true (unknown counts as false)."""
     value, known = evaluate_filter(node, columns, xp)
     return xp.asarray(value) & known
-
-
-def conjuncts(node: Node) -> list[Node]:
-    """The terms of a top-level ``and`` chain (the node itself when it is not one)."""
-    if node.kind == "and":
-        return [t for a in node.args for t in conjuncts(a)]
-    return [node]
-
-
-def split_filter(node: Node | None, host: set[str]) -> tuple[Node | None, Node | None]:
-    """(device part, host part): top-level ``and`` terms reading a ``host`` column go to
-    the host; such columns anywhere else are refused (one line)."""
-    if node is None:
-        return None, None
-    device, late = [], []
-    for term in conjuncts(node):
-        (late if term.columns() & host else device).append(term)
-    for term in device:
-        if term.columns() & host:
-            raise SpecError("where: analysis columns may only appear in top-level 'and' terms")
-
-    def join(terms):
-        if not terms:
-            return None
-        out = terms[0]
-        for t in terms[1:]:
-            out = Node("and", "and", (out, t), "bool")
-        return out
-    return join(device), join(late)

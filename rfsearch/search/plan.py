@@ -4,13 +4,15 @@
 block summaries of every option at every reachable input size (computed by the core
 kernel, see :mod:`rfsearch.search.tables`), folded into a few groups of slots whose
 variables do not cross group boundaries. Evaluating a candidate is then one table
-lookup and one affine step per group, whatever the number of layers.
+lookup and one affine step per group, whatever the number of layers. With ``analysis``,
+each group also keeps its slots (``stages``) for the layer counts of
+:mod:`rfsearch.search.layerwise`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,6 +20,7 @@ from ..errors import SpecError
 from ..recurrence import ALIGNED, KNOWN
 from ..spaces.space import Space, mixed_radix
 from ..spec import parse_input_size
+from .layerwise import identity_analysis
 from .tables import Table, block_table, chain, outer
 
 GROUP_OPTIONS = 4096  # merge neighbouring groups while their joint options stay this small
@@ -32,6 +35,7 @@ class Group:
     table: Table
     radix: int
     below: int
+    stages: list = field(default_factory=list)  # (slot table, slot option per option)
 
 
 @dataclass
@@ -43,26 +47,35 @@ class Plan:
     groups: list[Group]
     sizes_out: list
     dtype: str
+    analysis: bool = False
 
     def suffix(self, limit: int = SUFFIX_ENTRIES) -> tuple[int, Table]:
         """(first group of the suffix, its precomposed table): the longest run of final
         groups whose joint table stays within ``limit`` entries per size class."""
         start, table = len(self.groups) - 1, self.groups[-1].table
-        while start > 0:
-            prev = self.groups[start - 1].table
-            if prev.shape[0] * prev.shape[1] * table.shape[1] > limit:
-                break
-            table, start = outer(prev, table), start - 1
+        while start > self.suffix_start(limit):
+            table, start = outer(self.groups[start - 1].table, table), start - 1
         return start, table
 
+    def suffix_start(self, limit: int = SUFFIX_ENTRIES) -> int:
+        """The first group of :meth:`suffix`, without composing it."""
+        start, width = len(self.groups) - 1, self.groups[-1].radix
+        while start > 0:
+            prev = self.groups[start - 1].table
+            if prev.shape[0] * prev.shape[1] * width > limit:
+                break
+            width, start = width * prev.shape[1], start - 1
+        return start
 
-def _identity_table(sizes: list, options: int) -> Table:
+
+def _identity_table(sizes: list, options: int, analysis: bool = False) -> Table:
     k = len(sizes)
     z = np.zeros((2, k, options), np.int64)
+    extra = identity_analysis(np, (k, options), np.int64) if analysis else {}
     return Table(A=z, B=z, M=z, S=np.ones_like(z), F=np.full(z.shape, KNOWN | ALIGNED,
                  np.int32), V=np.ones((k, options), bool),
                  nxt=np.broadcast_to(np.arange(k, dtype=np.int32)[:, None], (k, options)).copy(),
-                 sizes_out=list(sizes))
+                 sizes_out=list(sizes), **extra)
 
 
 def _slot_groups(space: Space) -> list[list[int]]:
@@ -82,8 +95,9 @@ def _slot_groups(space: Space) -> list[list[int]]:
 
 
 def _group_table(space: Space, slots: list[int], tables: dict[int, Table], sizes_in: list
-                 ) -> tuple[Table, int]:
-    """Fold the slots' tables over every joint option of the group's variables."""
+                 ) -> tuple[Table, int, list]:
+    """Fold the slots' tables over every joint option of the group's variables; also
+    (slot table, slot option of each joint option) per slot."""
     variables = sorted({v for i in slots for v in space.slots[i].variables})
     radices = [space.variables[v].size for v in variables]
     options = math.prod(radices)
@@ -93,14 +107,16 @@ def _group_table(space: Space, slots: list[int], tables: dict[int, Table], sizes
                         f"{options} joint options; too many to tabulate")
     digits = mixed_radix(np.arange(options), radices)  # [options, V]
     digit = {v: digits[:, j] for j, v in enumerate(variables)}
-    table = _identity_table(sizes_in, options)
+    table = _identity_table(sizes_in, options, tables[slots[0]].analysis)
+    stages = []
     for i in slots:
         slot = space.slots[i]
         index = np.zeros(options, np.int64)
         for v in slot.variables:
             index = index * space.variables[v].size + digit[v]
         table = chain(table, tables[i], np.arange(options), index)
-    return table, options
+        stages.append((tables[i], index))
+    return table, options, stages
 
 
 def _bound_dtype(groups: list[Group]) -> str:
@@ -117,8 +133,16 @@ def _bound_dtype(groups: list[Group]) -> str:
     return "int32" if 2 * top + 1 < 1 << 31 else "int64"  # rf = B - A + 1 fits too
 
 
-def plan(space: Space, input_size=None) -> Plan:
-    """Tabulate ``space`` at ``input_size`` (default: the space's own)."""
+def _merged_stages(left: Group, stages: list, options: int) -> list:
+    """The stages of ``left`` then ``stages`` (of ``options`` options), on their joint
+    options (left-major, as :func:`~.tables.outer`)."""
+    return ([(t, index[np.arange(left.radix * options) // options]) for t, index in left.stages]
+            + [(t, index[np.arange(left.radix * options) % options]) for t, index in stages])
+
+
+def plan(space: Space, input_size=None, analysis: bool = False) -> Plan:
+    """Tabulate ``space`` at ``input_size`` (default: the space's own); ``analysis``: with
+    the layer-wise analysis (:mod:`~.layerwise`)."""
     size = parse_input_size(input_size) if input_size is not None else space.input_size
     if space.per_candidate:
         raise SpecError(f"space {space.name!r} is evaluated per candidate, not tabulated")
@@ -128,7 +152,7 @@ def plan(space: Space, input_size=None) -> Plan:
         key = (id(slot.blocks), tuple(sizes))  # repeated cells at one size: tabulate once
         if key not in memo:
             try:
-                memo[key] = block_table(slot.blocks, sizes)
+                memo[key] = block_table(slot.blocks, sizes, analysis)
             except SpecError as err:  # name the slot: block-local names mean little
                 raise SpecError(f"space {space.name!r}, slot {slot.name!r}: {err}") from None
         tables[i] = memo[key]
@@ -136,14 +160,15 @@ def plan(space: Space, input_size=None) -> Plan:
     groups: list[Group] = []
     sizes = [size]
     for run in _slot_groups(space):
-        table, options = _group_table(space, run, tables, sizes)
+        table, options, stages = _group_table(space, run, tables, sizes)
         sizes = table.sizes_out
         if groups and groups[-1].radix * options <= GROUP_OPTIONS:
             prev = groups.pop()
+            stages = _merged_stages(prev, stages, options)
             table, options = outer(prev.table, table), prev.radix * options
-        groups.append(Group(table, options, 1))
+        groups.append(Group(table, options, 1, stages if analysis else []))
     below = 1
     for g in reversed(groups):
         g.below = below
         below *= g.radix
-    return Plan(space, size, groups, sizes, _bound_dtype(groups))
+    return Plan(space, size, groups, sizes, _bound_dtype(groups), analysis)

@@ -17,6 +17,10 @@ known, as in the kernel), validity by AND.
 The summaries depend on the block's input size only through 'same' padding and the
 output size, so a :class:`Table` is indexed by (incoming size class, option) and
 names the outgoing size class: sizes then follow each candidate exactly.
+
+With ``analysis``, tables also carry the layer-wise analysis of their blocks
+(:mod:`rfsearch.search.layerwise`): the composable fields (X, W, Rs, AV), folded by the
+same :func:`combine`, and, for a slot's own table, every layer's thresholds.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from .. import recurrence as R
 from ..driver import run_batch
 from ..encode import encode_networks
 from ..spec import parse_network
+from .layerwise import AN_FIELDS, block_analysis, combine_analysis, identity_analysis
 
 AND_FLAGS = R.KNOWN | R.ALIGNED
 FIELDS = ("A", "B", "M", "S", "F")  # per axis: [2, ...]
@@ -40,6 +45,9 @@ class Table:
 
     A, B, M, S, F: [2, K, C] (axis, incoming size class, option); V: [K, C] valid;
     nxt: [K, C] the outgoing size class; ``sizes_out[k]`` is its (h, w) or None.
+    With analysis: X, W [2, K, C], Rs [STRIDES, K, C], AV [K, C] (the composable
+    fields of :mod:`~.layerwise`); a slot's own table also has ``lay``, its layers'
+    thresholds (:func:`~.layerwise.block_analysis`).
     """
 
     A: np.ndarray
@@ -50,6 +58,19 @@ class Table:
     V: np.ndarray
     nxt: np.ndarray
     sizes_out: list
+    X: np.ndarray | None = None
+    W: np.ndarray | None = None
+    Rs: np.ndarray | None = None
+    AV: np.ndarray | None = None
+    lay: dict | None = None
+
+    @property
+    def analysis(self) -> bool:
+        return self.X is not None
+
+    def fields(self) -> tuple[str, ...]:
+        """The per-entry fields it carries, besides nxt."""
+        return (*FIELDS, "V", *(AN_FIELDS if self.analysis else ()))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -60,9 +81,11 @@ class Table:
 
 
 def combine(xp, left: dict, right: dict) -> dict:
-    """Left block then right block (the rule in the module docstring), broadcasting."""
+    """Left block then right block (the rule in the module docstring), broadcasting;
+    the analysis fields too when both carry them."""
     J = left["S"]
-    return {
+    extra = combine_analysis(xp, left, right) if "X" in left and "X" in right else {}
+    return extra | {
         "A": left["A"] + right["A"] * J,
         "B": left["B"] + right["B"] * J,
         "M": left["M"] + right["M"] * J,
@@ -74,13 +97,14 @@ def combine(xp, left: dict, right: dict) -> dict:
     }
 
 
-def identity_state(xp, n: int | tuple = (), dtype=np.int64) -> dict:
+def identity_state(xp, n: int | tuple = (), dtype=np.int64, analysis: bool = False) -> dict:
     """The state at the network input: reads [0, 0], jump 1, known and aligned."""
     shape = (2, *((n,) if isinstance(n, int) else n))
     zeros = xp.zeros(shape, dtype)
-    return {"A": zeros, "B": zeros, "M": zeros, "S": xp.ones(shape, dtype),
-            "F": xp.full(shape, R.KNOWN | R.ALIGNED, np.int32),
-            "V": xp.ones(shape[1:], bool)}
+    extra = identity_analysis(xp, shape[1:], dtype) if analysis else {}
+    return extra | {"A": zeros, "B": zeros, "M": zeros, "S": xp.ones(shape, dtype),
+                    "F": xp.full(shape, R.KNOWN | R.ALIGNED, np.int32),
+                    "V": xp.ones(shape[1:], bool)}
 
 
 def chain(left: Table, right: Table, left_index: np.ndarray, right_index: np.ndarray) -> Table:
@@ -89,10 +113,11 @@ def chain(left: Table, right: Table, left_index: np.ndarray, right_index: np.nda
     Kl = left.shape[0]
     li = np.broadcast_to(left_index[None, :], (Kl, left_index.size))  # [K, C]
     ks = np.broadcast_to(np.arange(Kl)[:, None], li.shape)
-    lhs = {f: getattr(left, f)[:, ks, li] for f in FIELDS} | {"V": left.V[ks, li]}
+    names = left.fields() if right.analysis else (*FIELDS, "V")
+    lhs = {f: getattr(left, f)[..., ks, li] for f in names}
     mid = left.nxt[ks, li]  # [K, C] size class entering the right block
     ri = np.broadcast_to(right_index[None, :], li.shape)
-    rhs = {f: getattr(right, f)[:, mid, ri] for f in FIELDS} | {"V": right.V[mid, ri]}
+    rhs = {f: getattr(right, f)[..., mid, ri] for f in names}
     out = combine(np, lhs, rhs)
     return Table(**out, nxt=right.nxt[mid, ri], sizes_out=right.sizes_out)
 
@@ -135,12 +160,17 @@ def encode_blocks(blocks) -> tuple:
     return encoded
 
 
-def block_table(blocks, sizes_in: list) -> Table:
+def block_table(blocks, sizes_in: list, analysis: bool = False) -> Table:
     """Summaries of block specs (one per option) at every incoming size, computed by the
-    core kernel: a block is a small network whose input is the block's input."""
+    core kernel: a block is a small network whose input is the block's input
+    (``analysis``: with the layer-wise analysis, from every layer's state)."""
     batch, index, usable = encode_blocks(blocks)
-    raws = [{key: value[..., index] for key, value in run_batch(batch, size).out.items()}
-            for size in sizes_in]
+    results = [run_batch(batch, size, per_layer=analysis) for size in sizes_in]
+    raws = [{key: value[..., index] for key, value in r.out.items()} for r in results]
+    extra = {}
+    if analysis:
+        an, lay = block_analysis(batch, index, usable, [r.layers for r in results])
+        extra = an | {"lay": lay}
     k, c = len(sizes_in), len(blocks)
     fields = {f: np.stack([raw[src].astype(np.int64) for raw in raws], axis=1)  # [2, K, C]
               for f, src in (("A", "u"), ("B", "v"), ("M", "rmin"), ("S", "J"))}
@@ -156,4 +186,4 @@ def block_table(blocks, sizes_in: list) -> Table:
                                   return_inverse=True)
         sizes_out = [(int(key >> 32), int(key & 0xFFFFFFFF)) for key in keys]
         nxt = inverse.reshape(k, c).astype(np.int32)
-    return Table(**fields, V=valid, nxt=nxt, sizes_out=sizes_out)
+    return Table(**fields, V=valid, nxt=nxt, sizes_out=sizes_out, **extra)

@@ -10,13 +10,17 @@ constants, so a space compiles once per chunk shape):
   ``[rows, suffix]`` and the precomposed suffix table is broadcast against it, a few
   multiply-adds per candidate whatever the depth (the exhaustive walk).
 
-Columns are built lazily, so a filter on ``rf_h`` never computes padding or sizes.
+Columns are built lazily, so a filter on ``rf_h`` never computes padding or sizes. With
+the layer-wise analysis (``t.analysis``) the tables carry its composable fields, folded
+with the geometry, and the programs take the layer counts of their candidates
+(:mod:`~.layerwise`): per id for :func:`evaluate_ids`, per row and per suffix key for
+:func:`walk`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 
 import jax
 import jax.numpy as jnp
@@ -25,15 +29,23 @@ import numpy as np
 from .. import recurrence as R
 from ..analysis import rf_ratio
 from ..spaces.space import place_values
-from ..table import GEOMETRY
+from ..table import GEOMETRY, LAYERWISE
 from .filter import Node, evaluate_filter
+from .layerwise import AN_FIELDS
 from .plan import Plan
 from .tables import FIELDS, Table, combine, identity_state
 
+PER_AXIS = (*FIELDS, "X", "W")  # fields with one row per axis
+COUNTS = ("n_critical", "n_unproductive")
 
-@dataclass(frozen=True, eq=False)  # hashed by identity: a static argument of the programs
+
+@dataclass(frozen=True, eq=False)  # a static argument of the programs: see signature
 class DeviceTables:
-    """A plan's tables as device-ready arrays (one axis when the space is isotropic)."""
+    """A plan's tables as device-ready arrays (one axis when the space is isotropic).
+
+    Equal (and hashed alike) when everything the programs read from it, all but the
+    ``groups`` arrays (which they take as arguments), is equal: a space searched again
+    reuses its compiled programs."""
 
     groups: tuple  # per group: dict of fields [axes, K*C] and "nxt" [K*C]
     layout: tuple  # per group: (radix, below)
@@ -46,23 +58,55 @@ class DeviceTables:
     var_names: tuple
     id_aliases: tuple  # key columns equal to candidate_id (nb201_index, ...)
     dtype: str
+    analysis: bool = False  # the tables carry the layer-wise analysis fields
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The per-entry fields of the tables, besides nxt."""
+        return (*FIELDS, "V", *(AN_FIELDS if self.analysis else ()))
+
+    @cached_property
+    def signature(self) -> tuple:
+        """What the traced programs depend on, hashable (arrays by their bytes)."""
+        def frozen(a):
+            if a is None:
+                return None
+            return tuple(a.tolist()) if a.dtype == object else (str(a.dtype), a.shape,
+                                                                a.tobytes())
+        return (self.layout, frozen(self.sizes), self.sized, self.input_size, self.axes,
+                tuple(frozen(x) for x in self.labels), self.var_layout, self.var_names,
+                self.id_aliases, self.dtype, self.analysis)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, DeviceTables) and self.signature == other.signature
+
+    def __hash__(self) -> int:
+        return hash(self.signature)
+
+
+def _typed(table: Table, axes: int, dtype) -> dict:
+    """The table's fields [rows, K, C] as the programs take them (``axes`` rows per axis)."""
+    out = {}
+    for f in table.fields():
+        value = getattr(table, f)
+        value = value[:axes] if f in PER_AXIS else value
+        out[f] = value.astype(np.int32 if f == "F" else bool if f in ("V", "AV") else dtype)
+    out["nxt"] = table.nxt.astype(np.int32)
+    return out
 
 
 def _flat(table: Table, axes: int, dtype) -> dict:
     k, c = table.shape
-    out = {f: getattr(table, f)[:axes].reshape(axes, k * c).astype(
-        np.int32 if f == "F" else dtype) for f in FIELDS}
-    out["V"] = table.V.reshape(k * c)
-    out["nxt"] = table.nxt.reshape(k * c).astype(np.int32)
-    return out
+    return {f: v.reshape(*v.shape[:-2], k * c) for f, v in _typed(table, axes, dtype).items()}
 
 
 def _isotropic(plan: Plan) -> bool:
     size = plan.input_size
     if size is not None and size[0] != size[1]:
         return False
+    fields = PER_AXIS if plan.analysis else FIELDS
     return all((getattr(g.table, f)[0] == getattr(g.table, f)[1]).all()
-               for g in plan.groups for f in FIELDS)
+               for g in plan.groups for f in fields)
 
 
 def device_tables(plan: Plan) -> DeviceTables:
@@ -81,26 +125,23 @@ def device_tables(plan: Plan) -> DeviceTables:
         axes=axes, labels=tuple(labels),
         var_layout=tuple((int(r), int(b)) for r, b in zip(space.radices, below, strict=True)),
         var_names=tuple(v.name for v in space.variables), id_aliases=space.id_aliases,
-        dtype=plan.dtype)
+        dtype=plan.dtype, analysis=plan.analysis)
 
 
 def suffix_tables(plan: Plan, axes: int) -> tuple[int, dict]:
-    """(first suffix group, suffix table fields [axes, K, C], V [K, C])."""
+    """(first suffix group, suffix table fields [axes, K, C], V [K, C], ...)."""
     start, table = plan.suffix()
-    dtype = np.dtype(plan.dtype)
-    fields = {f: getattr(table, f)[:axes].astype(np.int32 if f == "F" else dtype)
-              for f in FIELDS}
-    return start, fields | {"V": table.V, "nxt": table.nxt.astype(np.int32)}
+    return start, _typed(table, axes, np.dtype(plan.dtype))
 
 
-def _fold(ids, groups, layout, dtype, axes):
+def _fold(ids, groups, layout, dtype, axes, fields):
     """State and size class after every group, for ids [...]."""
-    state = identity_state(jnp, ids.shape, np.dtype(dtype))
-    state = {k: v[:axes] if k != "V" else v for k, v in state.items()}
+    state = identity_state(jnp, ids.shape, np.dtype(dtype), "X" in fields)
+    state = {k: v[:axes] if k in PER_AXIS else v for k, v in state.items()}
     cls = jnp.zeros(ids.shape, jnp.int32)
     for (radix, below), tab in zip(layout, groups, strict=True):
         flat = cls * radix + ((ids // below) % radix).astype(jnp.int32)
-        entry = {f: jnp.take(tab[f], flat, axis=-1) for f in (*FIELDS, "V")}
+        entry = {f: jnp.take(tab[f], flat, axis=-1) for f in fields}
         state = combine(jnp, state, entry)
         cls = jnp.take(tab["nxt"], flat)
     return state, cls
@@ -109,8 +150,9 @@ def _fold(ids, groups, layout, dtype, axes):
 class Columns:
     """Result columns computed on demand from a folded state: name -> (value, known)."""
 
-    def __init__(self, state, cls, ids, t: DeviceTables, ids_fn=None):
+    def __init__(self, state, cls, ids, t: DeviceTables, ids_fn=None, counts=None):
         self.s, self.cls, self.t, self._ids, self._ids_fn = state, cls, t, ids, ids_fn
+        self.counts = counts  # (n_critical, n_unproductive) of each candidate, or None
         self.cache = {}
 
     def ids(self):
@@ -152,6 +194,8 @@ class Columns:
         if name == "aligned":
             aligned, decided = R.alignment(flags)
             return aligned, valid & decided
+        if name in LAYERWISE:
+            return self._layerwise(name, valid & s["AV"])
         if name in GEOMETRY:
             base, suffix = name.rsplit("_", 1)
             a = self._axis(suffix)
@@ -174,16 +218,31 @@ class Columns:
         return jnp.take(jnp.asarray(self.t.labels[j]), digit), True
 
 
+    def _layerwise(self, name: str, ok):
+        """An analysis column (value, known) from the composable fields or the counts."""
+        s = self.s
+        if name in COUNTS:
+            if self.counts is None:  # no input size: null, as evaluate() gives them
+                return jnp.zeros(ok.shape, jnp.int32), jnp.zeros(ok.shape, bool)
+            return self.counts[COUNTS.index(name)], ok & self.t.sized
+        if name.startswith("rf_at_stride_"):
+            span = s["Rs"][int(name.rsplit("_", 1)[1]).bit_length() - 1]
+        else:
+            span = (s["X"] if name == "feasible_min" else s["W"]).max(axis=0)
+        return span + 1, ok & (span >= 0)
+
+
 def _columns_for(state, cls, ids, t, names):
     cols = Columns(state, cls, ids, t)
     return {n: cols[n] for n in names}
 
 
 @partial(jax.jit, static_argnames=("t", "names", "where"))
-def evaluate_ids(ids, groups, *, t, names: tuple, where: Node | None):
-    """Columns ``names`` (value, known) and the filter mask for ids [N]."""
-    state, cls = _fold(ids, groups, t.layout, t.dtype, t.axes)
-    cols = Columns(state, cls, ids, t)
+def evaluate_ids(ids, groups, counts=None, *, t, names: tuple, where: Node | None):
+    """Columns ``names`` (value, known) and the filter mask for ids [N] (``counts``
+    [2, N]: their layer counts, with the analysis)."""
+    state, cls = _fold(ids, groups, t.layout, t.dtype, t.axes, t.fields)
+    cols = Columns(state, cls, ids, t, counts=counts)
     mask = jnp.broadcast_to(True if where is None else _mask(where, cols), ids.shape)
     return {n: cols[n] for n in names}, mask
 
@@ -193,24 +252,33 @@ def _mask(where: Node, cols: Columns):
     return jnp.asarray(value) & known
 
 
+def _walk_counts(counts, width: int):
+    """(n_critical, n_unproductive) [R, C] of the walk: each row's prefix counts
+    ``rows`` [2, R] plus its suffix key's counts ``keys`` [U, 2, C] (``key`` [R])."""
+    if counts is None:
+        return None
+    suffix = jnp.take(counts["keys"], counts["key"], axis=0)  # [R, 2, C]
+    return tuple(counts["rows"][i][:, None] + suffix[:, i] for i in range(2))
+
+
 @partial(jax.jit, static_argnames=("t", "start", "where", "top", "bounded"))
-def walk(prefix_ids, real, bounds, suffix, prefix_groups, *, t, start: int,
+def walk(prefix_ids, real, bounds, suffix, prefix_groups, counts=None, *, t, start: int,
          where: Node | None, top: tuple | None, bounded: bool):
     """Filter mask [R, C] (and top-k scores) for ids ``prefix_ids[:, None] * C + arange(C)``;
     rows from ``real`` on are padding, and with ``bounded`` ids outside
-    ``[bounds[0], bounds[1])`` never match."""
+    ``[bounds[0], bounds[1])`` never match (``counts``: see :func:`_walk_counts`)."""
     width = suffix["V"].shape[-1]
     layout = tuple((radix, below // width) for radix, below in t.layout[:start])  # prefix ids
-    state, cls = _fold(prefix_ids, prefix_groups, layout, t.dtype, t.axes)  # [axes, R]
+    state, cls = _fold(prefix_ids, prefix_groups, layout, t.dtype, t.axes, t.fields)
     if suffix["V"].shape[0] == 1:
-        entry = {f: suffix[f][..., 0, None, :] for f in (*FIELDS, "V")}  # [axes, 1, C]
+        entry = {f: suffix[f][..., 0, None, :] for f in t.fields}  # [axes, 1, C]
         nxt = suffix["nxt"][0][None, :]
     else:
-        entry = {f: jnp.take(suffix[f], cls, axis=-2) for f in (*FIELDS, "V")}  # [axes, R, C]
+        entry = {f: jnp.take(suffix[f], cls, axis=-2) for f in t.fields}  # [axes, R, C]
         nxt = jnp.take(suffix["nxt"], cls, axis=0)
     wide = {k: v[..., None] for k, v in state.items()}
     full = combine(jnp, wide, entry)
-    cols = Columns(full, nxt, None, t,
+    cols = Columns(full, nxt, None, t, counts=_walk_counts(counts, width),
                    ids_fn=lambda: prefix_ids[:, None] * width + jnp.arange(width)[None, :])
     rows = (jnp.arange(prefix_ids.shape[0]) < real)[:, None]
     if bounded:
