@@ -160,3 +160,43 @@ def evaluate_summary_rows(res: dict) -> list[Row]:
                        at["path_vs_numpy"], t["path_vs_numpy"]["target"],
                        f"≥ {t['path_vs_numpy']['target']:g}× numpy")]
     return rows
+
+
+def _space_label(fig: dict) -> str:
+    ids = fig["ids"]
+    where = f"ids {ids[0]:,}:{ids[1]:,}" if ids else "whole space"
+    return f"`search {fig['space']}`, {where}, input {fig['input_size']}"
+
+
+def analysis_rows(res: dict, first_per_space: bool = False) -> list[Row]:
+    """``analysis_filter.py``: each search against its target (``first_per_space``: one
+    per space, the README's rows)."""
+    rows, seen = [], set()
+    for name, fig in res["figures"].items():
+        if first_per_space and fig["space"] in seen:
+            continue
+        seen.add(fig["space"])
+        t, run = res["targets"][name], fig["analysis"]
+        rows.append(check(f"{_space_label(fig)}, where `{run['where']}` (analysis in the walk)",
+                          f"{rate(run['per_s'])} (walk alone {rate(run['walk_per_s'])})",
+                          run["per_s"], t["target_per_s"], f"≥ {rate(t['target_per_s'])}"))
+    return rows
+
+
+def render_analysis(res: dict) -> list[str]:
+    """The analysis-filter section (``benchmarks/analysis_filter.py``)."""
+    rows = []
+    for fig in res["figures"].values():
+        for kind in ("analysis", "baseline"):
+            if run := fig.get(kind):
+                rows.append((_space_label(fig), f"`{run['where']}`", f"{run['candidates']:,}",
+                             f"{run['rows']:,}", seconds(run["median_s"]), rate(run["per_s"]),
+                             rate(run["walk_per_s"]), seconds(run["first_run_s"])))
+    return [f"`rfsearch search` to Parquet with an analysis column in `--where` (computed in "
+            "the device walk), and beside it the same search without the analysis term; "
+            f"median of {res['runs']} runs, the first reported apart (it compiles and "
+            "tabulates); walk alone: the device walk without set-up and writing.",
+            *table(("search", "where", "candidates", "rows", "time", "rate", "walk alone",
+                    "first run"), rows, "llrrrrrr"),
+            *table(("target", "measured", "target", "status"), analysis_rows(res), "lrrl"),
+            f"Device: {kernel_device(res)}; {res['date']}{quick(res)}.", ""]

@@ -27,9 +27,11 @@ from render_kernel import (
     walk_row,
 )
 from render_more import (
+    analysis_rows,
     darts_row,
     evaluate_summary_rows,
     import_rows,
+    render_analysis,
     render_darts,
     render_evaluate,
     render_import,
@@ -56,6 +58,7 @@ SECTIONS = ((BENCHMARK, "Kernel throughput", render_kernel),
             ("kernel_anatomy", "Where the kernel's time goes", render_anatomy),
             ("search_throughput", "Search", render_search),
             ("darts_search", "Sampling DARTS", render_darts),
+            ("analysis_filter", "Analysis filters in the walk", render_analysis),
             ("import_speed", "Importing a model", render_import),
             ("stream_eval", "Streaming a large chain table", render_stream))
 
@@ -101,6 +104,8 @@ def summary_rows(results: dict[str, dict]) -> list[Row]:
         rows += evaluate_summary_rows(path)
     if darts := results.get("darts_search"):
         rows.append(darts_row(darts))
+    if analysis := results.get("analysis_filter"):
+        rows += analysis_rows(analysis, first_per_space=True)
     return rows
 
 
