@@ -22,6 +22,7 @@ from .periodic_eval import unit_by_unit
 from .periodic_table import group_columns
 from .sources import Source, resolve
 from .table import ANALYSIS_LAYER, frame
+from .threads import in_background
 
 LAYER_SCALE = 1 << 32  # sort key of a per-layer row: spec index * LAYER_SCALE + node
 
@@ -53,6 +54,7 @@ def _source_table(src: Source, size, per_layer: bool, chunk: int, progress: bool
                   analysis: dict | None = None):
     """Columns for one source: kernel rows for valid networks, error rows for the rest."""
     batch = src.batch if src.batch is not None else encode_networks(src.networks)
+    names = None if per_layer else in_background(arrow_names, batch.names)  # meanwhile
     raw = run_batch(batch, size, per_layer=per_layer or analysis is not None, chunk=chunk,
                     progress=progress)
     ctx = Context(batch, src.label, np.asarray(src.index, dtype=np.int64), size, chunk)
@@ -64,7 +66,7 @@ def _source_table(src: Source, size, per_layer: bool, chunk: int, progress: bool
     messages = messages_for(ctx, np.arange(len(batch)), fault, overflow)
     invalid = (fault != R.NO_FAULT) | overflow  # exactly the rows with a message
     cols = _network_columns(raw.out, ~invalid)
-    cols["name"] = (arrow_names(batch.names), None)
+    cols["name"] = (names.result(), None)
     cols["error"] = (messages, None)
     if found is not None:
         for key, (values, mask) in found.network.items():

@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 MAX_WORKERS = 8  # threads at most (each may hold one chunk in memory)
 _POOL: ThreadPoolExecutor | None = None  # created on first use, its threads reused
+_BACKGROUND: ThreadPoolExecutor | None = None  # one thread for work beside the pool's
 _POOL_LOCK = threading.Lock()
 _THREAD_PREFIX = "rfsearch-chunk"
 
@@ -22,9 +23,9 @@ def cores() -> int:
 
 
 def _forget_pool() -> None:
-    """In a forked child the pool's threads are gone: start a new pool there."""
-    global _POOL
-    _POOL = None
+    """In a forked child the pools' threads are gone: start new pools there."""
+    global _POOL, _BACKGROUND
+    _POOL = _BACKGROUND = None
 
 
 if hasattr(os, "register_at_fork"):
@@ -50,3 +51,13 @@ def concurrently(fn: Callable, items: Iterable, count: int | None = None) -> Ite
             _THREAD_PREFIX):
         return map(fn, items)
     return _pool(count).map(fn, items)
+
+
+def in_background(fn: Callable, *args) -> Future:
+    """``fn(*args)`` on a thread of its own, beside the pool's calls (for work that
+    releases the GIL, such as Arrow's compute kernels): its Future."""
+    global _BACKGROUND
+    with _POOL_LOCK:
+        if _BACKGROUND is None:
+            _BACKGROUND = ThreadPoolExecutor(1, thread_name_prefix="rfsearch-background")
+        return _BACKGROUND.submit(fn, *args)
