@@ -139,3 +139,21 @@ def test_analysis_filter_and_ranking_over_millions_of_candidates_run_on_the_devi
     assert (top["n_critical"] <= 4).all() and top["feasible_min"].is_monotonic_increasing
     rivals = got[got["n_critical"] <= 4]["feasible_min"]
     assert top["feasible_min"].max() <= rivals.nsmallest(5).max()
+
+
+# A slot whose last layer strides one axis only, with no node after it inside the slot (8
+# layers: a whole depth bucket): the layers after it count on both axes (review of #17).
+ONE_AXIS = {"name": "one-axis", "layers": [
+    {"repeat": [1], "layers": [{"op": "conv", "kernel": 3, "padding": "same"}] * 7
+     + [{"op": "conv", "kernel": 1, "stride": [[2, 1], [1, 1]]}]},
+    {"op": "conv", "kernel": [3, 5], "padding": "same"}]}
+
+
+@pytest.mark.parametrize("size", [18, 20, 30])
+def test_a_stride_on_one_axis_ending_a_slot_counts_both_axes(size):
+    space = space_of(ONE_AXIS)
+    got = rfsearch.search(space, where=EVERY, input_size=size)
+    assert_analysis_equal(got, expected(space, got["candidate_id"], size))
+    critical = rfsearch.search(space, where="n_critical == 0", input_size=size)
+    ev = expected(space, range(space.size), size)
+    assert critical["candidate_id"].tolist() == np.flatnonzero(ev["n_critical"] == 0).tolist()

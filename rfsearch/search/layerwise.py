@@ -242,13 +242,17 @@ def suffix_counts(key: dict, groups, axes: int, distinct: list) -> np.ndarray:
 
 
 def count_axes(plan) -> int:
-    """1 when every layer threshold and the input size agree on both axes, else 2."""
+    """1 when the input size, every slot's geometry (which moves the key from slot to
+    slot: a stride on one axis only changes one axis's key) and every layer threshold
+    agree on both axes, else 2."""
     size = plan.input_size
     if size is None or size[0] != size[1]:
         return 2
     seen = {id(t): t for g in plan.groups for t, _ in g.stages}
-    return 1 if all((t.lay[f][:, 0] == t.lay[f][:, 1]).all() for t in seen.values()
-                    for f in ("mu", "pi", "th")) else 2
+    same = all((getattr(t, f)[0] == getattr(t, f)[1]).all() for t in seen.values()
+               for f in ("M", "S"))  # the slot's rf_min growth and jump: they move the key
+    return 1 if same and all((t.lay[f][:, 0] == t.lay[f][:, 1]).all() for t in seen.values()
+                             for f in ("mu", "pi", "th")) else 2
 
 
 class LayerCounts:
