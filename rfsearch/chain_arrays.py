@@ -48,6 +48,22 @@ def default_names(rows) -> NumberedNames:
     return numbered("chain", rows)
 
 
+def _names(names, n: int) -> np.ndarray | NumberedNames:
+    """The chains' names: default ones for None, else a sequence of N (any values: the
+    table writes them as text)."""
+    if names is None:
+        return default_names(np.arange(n))
+    if isinstance(names, NumberedNames):
+        given = names
+    elif isinstance(names, str | bytes) or np.ndim(names) != 1:
+        raise SpecError(f"names must be a sequence of {n} names, got {names!r:.40}")
+    else:
+        given = np.asarray(names, dtype=object)
+    if len(given) != n:
+        raise SpecError(f"names must hold {n} names, got {len(given)}")
+    return given
+
+
 def _as_axes(a, label: str, shape: tuple[int, int]) -> np.ndarray:
     """Scalar, [N, L] or [N, L, 2] integers -> an [N, L, 1 or 2] view (no copy)."""
     arr = np.asarray(a)
@@ -219,8 +235,7 @@ def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None,
     fields = _fields(kernel, stride, dilation, padding)
     n, depth = fields[0].values.shape[:2]
     used = _chain_lengths(lengths, n, depth)
-    if names is not None and len(names) != n:
-        raise SpecError(f"names must hold {n} names, got {len(names)}")
+    names = _names(names, n)
     nodes = depth_bucket(depth + 1)
     axes = 1 if all(f.values.shape[-1] == 1 for f in fields) else 2
     cut = None if lengths is None else used  # [N]
@@ -238,7 +253,5 @@ def chains(kernel, stride=1, dilation=1, padding=0, *, lengths=None, names=None,
         **{name: square_view(a) if axes == 1 else np.moveaxis(a, -1, 0)
            for name, a in arrays.items()},
         length=(used + 1).astype(np.int32), output=used.astype(np.int32),
-        names=default_names(np.arange(n)) if names is None else names if isinstance(
-            names, NumberedNames) else np.asarray(names, dtype=object),
-        is_chain=True, has_same=False, has_whole=False,
+        names=names, is_chain=True, has_same=False, has_whole=False,
     )

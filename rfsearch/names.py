@@ -52,7 +52,13 @@ def numbered(prefix: str, numbers) -> NumberedNames:
 
 
 def arrow_names(names) -> pa.Array:
-    """A name array (NumberedNames, or str / None objects) as an Arrow string array."""
+    """A name array (NumberedNames, or objects: str, None = missing, anything else is
+    written as its str) as an Arrow string array."""
     if isinstance(names, NumberedNames):
         return names.to_arrow()
-    return pa.array(np.asarray(names, dtype=object), type=pa.large_string(), from_pandas=True)
+    values = np.asarray(names, dtype=object)
+    try:
+        return pa.array(values, type=pa.large_string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all str (numbers, say)
+        text = [None if v is None else str(v) for v in values]
+        return pa.array(text, type=pa.large_string())
