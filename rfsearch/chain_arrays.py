@@ -202,7 +202,9 @@ def _check_k_eff(fields: list[Field], ranges: dict) -> None:
         by_name = {f.name: f.values for f in fields}
         k_eff = by_name["dilation"].astype(np.int64) * (by_name["kernel"] - 1) + 1
         if k_eff.max() > MAX_PARAM:
-            raise SpecError(f"dilation*(kernel-1)+1 must be at most {MAX_PARAM}")
+            bad = np.argwhere(k_eff > MAX_PARAM)[0]
+            raise SpecError(f"spec #{bad[0]}, layer #{bad[1]}: dilation*(kernel-1)+1 must be "
+                            f"at most {MAX_PARAM}, got {int(k_eff[tuple(bad)])}")
 
 
 def _ops(nodes: int, depth: int, n: int, cut: np.ndarray | None) -> np.ndarray:

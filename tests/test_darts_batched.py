@@ -148,3 +148,13 @@ def test_ahead_computes_the_next_chunk_once_and_in_any_order():
     assert {0, 1, 3, 4} <= set(calls) <= {0, 1, 2, 3, 4}  # 2: started, or cancelled
     assert all(calls.count(c) == 1 for c in calls)
     assert ahead.pool is None and ahead.pending is None  # closed after the last chunk
+
+
+def test_ahead_computes_only_the_chunks_expected_next():
+    """A resumed run's finished chunks and the chunks after a process's share are never
+    computed ahead, and the thread stops with the run."""
+    calls = []
+    ahead = Ahead(lambda c: calls.append(c) or c, 10)
+    ahead.expect([2, 5, 6])  # 3, 4 finished already; 7.. another process's
+    assert [ahead.get(2), ahead.get(5), ahead.get(6)] == [2, 5, 6]
+    assert calls == [2, 5, 6] and ahead.pool is None and ahead.pending is None

@@ -143,3 +143,13 @@ def test_a_batch_of_jax_arrays_still_evaluates():
     assert not on_device.square
     got = rfsearch.evaluate(on_device, input_size=32)
     assert got[["rf_h", "out_h"]].values.tolist() == [[3, 15]]
+
+
+def test_chains_name_the_first_layer_whose_effective_kernel_is_too_large():
+    from rfsearch.axes import MAX_PARAM
+    kernel = np.full((3, 4), 3, np.int64)
+    dilation = np.ones((3, 4), np.int64)
+    kernel[2, 1], dilation[2, 1] = 1000, MAX_PARAM // 999 + 1  # each fine alone
+    with pytest.raises(rfsearch.SpecError, match=r"^spec #2, layer #1: dilation\*\(kernel-1\)"
+                                                 rf"\+1 must be at most {MAX_PARAM}, got \d+$"):
+        rfsearch.chains(kernel, dilation=dilation)

@@ -9,18 +9,25 @@ one chunk is computed ahead (memory: two chunks).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 
 class Ahead:
-    """``get(c)``: ``compute(c)``, started ahead when c follows the previous request;
-    ``chunks``: the number of chunks (none is started past the last)."""
+    """``get(c)``: ``compute(c)``, started ahead when c is the chunk expected next;
+    ``order``: the chunks that will be asked for, in order (default: all ``chunks``)."""
 
     def __init__(self, compute: Callable[[int], object], chunks: int):
-        self.compute, self.chunks = compute, chunks
+        self.compute = compute
         self.pending: tuple[int, Future] | None = None
         self.pool: ThreadPoolExecutor | None = None
+        self.expect(range(chunks))
+
+    def expect(self, order) -> None:
+        """The chunks that will be asked for from now on, in order (finished chunks of a
+        resumed run, and other processes' shares, are never computed ahead)."""
+        self.following = dict(itertools.pairwise(order))
 
     def get(self, c: int):
         started, self.pending = self.pending, None
@@ -32,9 +39,10 @@ class Ahead:
         except BaseException:
             self.close()
             raise
-        if c + 1 < self.chunks:
+        if c in self.following:
             self.pool = self.pool or ThreadPoolExecutor(1, thread_name_prefix="rfsearch-ahead")
-            self.pending = (c + 1, self.pool.submit(self.compute, c + 1))
+            following = self.following[c]
+            self.pending = (following, self.pool.submit(self.compute, following))
         else:
             self.close()
         return result

@@ -81,6 +81,12 @@ class HostRun(Run):
     def with_analysis(self) -> bool:
         return self.analysis
 
+    def expect(self, order: list[int]) -> None:
+        self._ahead.expect(order)
+
+    def close(self) -> None:
+        self._ahead.close()
+
     def ids_of(self, c: int) -> np.ndarray:
         if self.sample is not None:
             return self.sampled_ids(c)

@@ -125,20 +125,24 @@ def chunk_loop(run: Run, sink, progress: bool, share: range | None = None) -> No
     order, into the sink."""
     share = range(run.chunks) if share is None else share
     matches = 0
+    run.expect([c for c in share if c not in sink.done])
     with tqdm(total=sum(map(run.count_of, share)), unit="cand", unit_scale=True,
               disable=not progress, desc=run.space.name) as bar:
-        for c in share:
-            count = run.count_of(c)
-            if c in sink.done:
-                sink.skip(c)
+        try:
+            for c in share:
+                count = run.count_of(c)
+                if c in sink.done:
+                    sink.skip(c)
+                    bar.update(count)
+                    continue
+                ids = run.matches(c)
+                df = run.rows(ids) if ids.size else None
+                matches += 0 if df is None else len(df)
+                sink.add(c, df)
                 bar.update(count)
-                continue
-            ids = run.matches(c)
-            df = run.rows(ids) if ids.size else None
-            matches += 0 if df is None else len(df)
-            sink.add(c, df)
-            bar.update(count)
-            bar.set_postfix(matches=matches)
+                bar.set_postfix(matches=matches)
+        finally:
+            run.close()
 
 
 def search(space, *, output=None, where: str | None = None, sample: int | None = None,

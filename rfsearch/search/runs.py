@@ -58,6 +58,13 @@ class Run:
         return sample_ids(self.lo, self.hi, c * self.chunk_candidates, self.count_of(c),
                           self.seed)
 
+    def expect(self, order: list[int]) -> None:
+        """The chunks :meth:`matches` will be asked for, in order (a run may start the
+        next one early)."""
+
+    def close(self) -> None:
+        """The run is over (finished or failed): stop any work started early."""
+
     def with_analysis(self) -> bool:
         """Whether the rows carry the LAYERWISE analysis columns (a filter or ranking
         reads one)."""
