@@ -32,11 +32,12 @@ run() {  # run SECONDS SCRIPT [ARGS...]: one benchmark, its JSON into $dest
     fi
 }
 
-# Shares of the 8 minutes (480 s), largest first where the work is largest.
-run 150 kernel_throughput --repeats 5
-run 60 evaluate_path --repeats 3
-run 60 end_to_end --repeats 3
-run 120 search_throughput
-run 45 darts_search
-run 45 analysis_filter
+# Shares of the 8 minutes (480 s), by the work each does; the host-bound parts (numpy
+# baselines, the per-spec DARTS path, NAS-Bench-101's cells) take as long as on a CPU.
+run 120 kernel_throughput --repeats 5
+run 50 evaluate_path --repeats 3
+run 40 end_to_end --repeats 3
+run 110 search_throughput
+run 50 darts_search --runs 2 --baseline 500
+run 110 analysis_filter --runs 2
 exit $status
