@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ import rfsearch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import workloads as W  # noqa: E402
+from end_to_end import timed  # noqa: E402
 from kernel_throughput import source_info  # noqa: E402
 
 LAYERS = 64
@@ -90,15 +90,6 @@ def numpy_transposed(arrays, size):
                             len(arrays["kernel"]), size)
 
 
-def median_time(fn, repeats: int):
-    times, out = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), times, out
-
-
 def agree(df, reference: dict[str, np.ndarray]) -> bool:
     """The DataFrame's geometry equals numpy's, row for row."""
     return all((df[f"{key}_h"].to_numpy(dtype=np.int64) == values).all()
@@ -112,18 +103,18 @@ def figures_at(arrays, size, repeats: int, tmp: Path) -> dict:
     first = time.perf_counter()
     rfsearch.evaluate(batch, input_size=size)  # compiles every chunk bucket it uses
     first_s = time.perf_counter() - first
-    chains_s, chains_t, batch = median_time(
+    chains_s, chains_t, batch = timed(
         lambda: rfsearch.chains(*(arrays[f] for f in FIELDS)), repeats)
-    eval_s, eval_t, df = median_time(lambda: rfsearch.evaluate(batch, input_size=size),
+    eval_s, eval_t, df = timed(lambda: rfsearch.evaluate(batch, input_size=size),
                                      repeats)
-    path_s, path_t, _ = median_time(lambda: rfsearch.evaluate(
+    path_s, path_t, _ = timed(lambda: rfsearch.evaluate(
         rfsearch.chains(*(arrays[f] for f in FIELDS)), input_size=size), repeats)
-    write_s, write_t, _ = median_time(
+    write_s, write_t, _ = timed(
         lambda: rfsearch.write_parquet(df, tmp / "results.parquet"), repeats)
-    np_batch_s, np_batch_t, reference = median_time(lambda: numpy_on_batch(batch, size),
+    np_batch_s, np_batch_t, reference = timed(lambda: numpy_on_batch(batch, size),
                                                     repeats)
-    columns_s, _, _ = median_time(lambda: numpy_on_columns(arrays, size), max(1, repeats // 2))
-    transposed_s, _, _ = median_time(lambda: numpy_transposed(arrays, size),
+    columns_s, _, _ = timed(lambda: numpy_on_columns(arrays, size), max(1, repeats // 2))
+    transposed_s, _, _ = timed(lambda: numpy_transposed(arrays, size),
                                      max(1, repeats // 2))
     np_user_s = min(columns_s, transposed_s)
     return {
