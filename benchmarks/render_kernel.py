@@ -46,13 +46,23 @@ def kernel_rows(res: dict) -> list[Row]:
     dags = dag_label(dag)
     shared = dag["shared_topology"]
     shared_what = f"DAG #{shared['network']} of those, {shared['n']:,} times"
+    native = ch.get("native")
+    compiled = [] if not native else [
+        ("Chains, compiled CPU program (`driver.run_batch`), unknown input size, "
+         f"{native['unknown_size']['chunk']:,} rows per call", chain_what,
+         rate(native["unknown_size"]["cand_per_s"]), "–"),
+        ("Chains, compiled CPU program, input 224×224", "same",
+         rate(native["size_224"]["cand_per_s"]), "–")]
+    xla = "Chains, XLA's program (GPUs, TPUs)" if native else "Chains"
     return [
-        timed("Chains, unknown input size, one call", chain_what, ch["unknown_size"]),
-        *chunked_rows(ch, "Chains", "chunked_unknown_size"),
-        timed("Chains, input 224×224, one call", chain_what, ch["size_224"]),
-        *chunked_rows(ch, "Chains", "chunked_size_224"),
+        *compiled,
+        timed(f"{xla}, unknown input size, one call", chain_what, ch["unknown_size"]),
+        *chunked_rows(ch, xla, "chunked_unknown_size"),
+        timed(f"{xla}, input 224×224, one call", chain_what, ch["size_224"]),
+        *chunked_rows(ch, xla, "chunked_size_224"),
         ("numpy baseline (same chains, int64)", chain_what, rate(ch["numpy"]["cand_per_s"]), "–"),
-        ("Kernel (driver chunks) speed-up over numpy", "", f"{ch['speedup_vs_numpy']:.2f}×", ""),
+        (f"{'Compiled program' if native else 'Kernel (driver chunks)'} speed-up over numpy",
+         "", f"{ch['speedup_vs_numpy']:.2f}×", ""),
         timed(f"{dags}, unknown input size, one call", dag_what, dag["unknown_size"]),
         *chunked_rows(dag, dags, "chunked_unknown_size"),
         timed(f"{dags}, input 224×224, one call", dag_what, dag["size_224"]),

@@ -140,9 +140,14 @@ def device_inputs(batch: Batch, size: int) -> tuple[list[jax.Array], driver.Prog
     them out for the whole batch (``driver.kernel_inputs`` for the program
     ``driver.choose_program`` picks: one stored axis for square batches, tiled parameters
     for the unrolled chain program and the compiled DAG kernel, [L, M] input slots for a
-    shared topology), and that program."""
+    shared topology), and that program. Where the driver runs the compiled chain program
+    (outside XLA, on the Batch itself: :func:`time_native_chains`), XLA's chain program,
+    which accelerators run."""
     shape = (size, size) if size else None
     program = driver.choose_program(batch, shape, False, compute_dtype(batch, shape), len(batch))
+    if program.kind == K.NATIVE_CHAIN:  # it runs outside XLA: time_native_chains times it
+        with xla_programs():
+            program = driver.choose_program(batch, shape, False, program.dtype, len(batch))
     arrays, program = driver.kernel_inputs(batch, slice(None), shape, program, len(batch))
     with jax.enable_x64(True):
         args = [None if a is None else jax.device_put(np.ascontiguousarray(a)) for a in arrays]
@@ -189,14 +194,35 @@ def program(batch: Batch) -> str:
 @contextlib.contextmanager
 def xla_programs():
     """Within: ``propagate``, the driver and the periodic evaluation run XLA's programs
-    only, as on GPUs or without a C++ compiler (rfsearch.native off)."""
-    saved, chooser = K.uses_native, periodic_eval.program
-    K.uses_native = lambda *args, **kwargs: False
+    only, as on GPUs or without a C++ compiler (rfsearch.native off, chains included)."""
+    saved, chooser, chains = K.uses_native, periodic_eval.program, driver.native_chain
+    K.uses_native = driver.native_chain = lambda *args, **kwargs: False
     periodic_eval.program = lambda rows: periodic.propagate
     try:
         yield
     finally:
-        K.uses_native, periodic_eval.program = saved, chooser
+        K.uses_native, periodic_eval.program, driver.native_chain = saved, chooser, chains
+
+
+def time_native_chains(batch: Batch, repeats: int) -> dict | None:
+    """The compiled chain program as the driver runs it on CPUs (``driver.run_batch``:
+    result arrays, its chunks on one thread per core, the int64 re-run of any overflow),
+    at an unknown size and at SIZE; None where the driver runs XLA's program."""
+    figures = {}
+    for label, size in (("unknown_size", None), ("size_224", (SIZE, SIZE))):
+        program = driver.choose_program(batch, size, rows=len(batch))
+        if program.kind != K.NATIVE_CHAIN:
+            return None
+        driver.run_batch(batch, size)  # first call: builds nothing, allocates once
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            driver.run_batch(batch, size)
+            times.append(time.perf_counter() - start)
+        median = statistics.median(times)
+        figures[label] = {"chunk": program.chunk, "workers": driver.workers(), "times_s": times,
+                          "median_s": median, "cand_per_s": len(batch) / median}
+    return figures
 
 
 def time_kernel(args, program: driver.Program, repeats: int) -> tuple[dict, object]:

@@ -33,6 +33,7 @@ DEFAULT_CHUNK = 1 << 15  # rolled chain scans re-read their state every layer: l
 UNROLLED_CHUNK = 1 << 17  # the unrolled chain program keeps it in registers: larger is faster
 DAG_CHUNK = 1 << 12  # XLA's DAG programs carry every node's state: small chunks stay in cache
 NATIVE_DAG_CHUNK = 1 << 14  # the compiled DAG kernel keeps one tile's states at a time
+NATIVE_CHAIN_CHUNK = 1 << 16  # the compiled chain program: rows per call (and per thread)
 MIN_CHUNK_BUCKET = 64
 # On an accelerator a call must keep thousands of cores busy: rows per call grow to
 # ACCELERATOR_CHUNK, bounded by the device's memory (a call's arrays use at most
@@ -113,7 +114,10 @@ def choose_program(batch: Batch, size=None, per_layer: bool = False, dtype: str 
     """The kernel program for ``batch`` at input ``size`` (None: unknown), with or without
     per-layer states, in ``dtype`` (None: :func:`compute_dtype`).
 
-    Chains run the unrolled program where the kernel can unroll them
+    On CPUs, plain chains in int32 without per-layer states run the compiled chain
+    program on the Batch's own arrays where it can read them (:func:`native_chain`),
+    NATIVE_CHAIN_CHUNK rows per call. Other chains run the unrolled program where the
+    kernel can unroll them
     (:func:`~rfsearch.kernel.unrollable`) and they have at most UNROLL_DEPTH nodes:
     parameters tiled, TILE networks per tile, UNROLLED_CHUNK rows per call (on CPUs; see
     :func:`device_chunk`); else a rolled scan over layer-major arrays, DEFAULT_CHUNK rows.
@@ -128,6 +132,9 @@ def choose_program(batch: Batch, size=None, per_layer: bool = False, dtype: str 
     common = {"axes": state_axes(batch, size), "features": features, "per_layer": per_layer,
               "dtype": dtype}
     if batch.is_chain:
+        if native_chain(batch, common["axes"], features, per_layer, dtype, rows):
+            return Program(K.NATIVE_CHAIN, False, 0, topology="chain",
+                           chunk=NATIVE_CHAIN_CHUNK, **common)
         if K.unrollable("chain", features, per_layer, dtype) and batch.depth <= UNROLL_DEPTH:
             return Program(K.UNROLLED, False, K.TILE, topology="chain",
                            chunk=device_chunk(UNROLLED_CHUNK, batch), **common)
@@ -138,6 +145,22 @@ def choose_program(batch: Batch, size=None, per_layer: bool = False, dtype: str 
                        chunk=device_chunk(NATIVE_DAG_CHUNK, batch), **common)
     return Program(K.XLA_DAG, K.loop_emitter_available(), 0, topology="dag",
                    chunk=device_chunk(DAG_CHUNK, batch), **common)
+
+
+def native_chain(batch: Batch, axes: int, features: R.Features, per_layer: bool, dtype: str,
+                 rows: int | None) -> bool:
+    """Whether the compiled chain program (``kernel.NATIVE_CHAIN``) computes ``batch``: a
+    plain chain (explicit padding, no whole-map layer) in int32 without per-layer states,
+    on CPUs, its parameters laid out as it reads them (:func:`rfsearch.native.reads_chain`),
+    once the library is built (``rows``: see :func:`rfsearch.native.available`)."""
+    return (batch.is_chain and not (per_layer or features.same or features.whole)
+            and dtype == "int32" and native.reads_chain(chain_params(batch, axes))
+            and native.available(rows))
+
+
+def chain_params(batch: Batch, axes: int) -> list[np.ndarray]:
+    """The five window parameters as layer-major [L, axes, N] views, in chain.cc's order."""
+    return [batch.axes_major(f, axes) for f in PARAM_FIELDS]
 
 
 def default_chunk(batch: Batch, size=None, per_layer: bool = False,
@@ -284,6 +307,20 @@ def _empty(batch: Batch, dtype: str, per_layer: bool) -> Raw:
     return Raw(fields(), fields(batch.depth) if per_layer else None)
 
 
+class _ChainRows:
+    """The compiled chain program (``kernel.NATIVE_CHAIN``) on a whole batch: each call
+    computes a range of rows into result arrays [axes, N] shared by every call."""
+
+    def __init__(self, batch: Batch, size, axes: int):
+        self.params, self.size = chain_params(batch, axes), size
+        self.out = {k: np.empty((axes, len(batch)), np.int8 if k == "flags" else np.int32)
+                    for k in R.NodeState._fields}
+
+    def __call__(self, rows: slice) -> Raw:
+        native.chain_rows(self.params, self.size, rows, self.out)
+        return Raw({k: v[:, rows] for k, v in self.out.items()}, None)
+
+
 def run_batch(batch: Batch, size, *, per_layer=False, chunk: int | None = None,
               progress=False) -> Raw:
     """Kernel results for a whole Batch, chunk by chunk, int32 with int64 fallback.
@@ -295,15 +332,19 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk: int | None = None,
     wide = program if program.dtype == "int64" else choose_program(
         batch, size, per_layer, "int64", n)  # for the rows that overflow int32
     chunk = program.rows_per_call(chunk)
+    in_place = _ChainRows(batch, size, program.axes) if program.kind == K.NATIVE_CHAIN else None
+    fixed = []  # chunks with rows computed again in int64
 
     def chunk_result(start: int) -> Raw:
         rows = slice(start, min(n, start + chunk))
-        raw = _run(batch, rows, size, program, chunk_bucket(rows.stop - start, chunk))
+        raw = in_place(rows) if in_place else _run(batch, rows, size, program,
+                                                   chunk_bucket(rows.stop - start, chunk))
         overflow = np.nonzero(raw.overflow)[0]
         if program.dtype == "int32" and overflow.size:
             sub = batch.take(overflow + start)
             fix = _run(sub, slice(None), size, wide, chunk_bucket(overflow.size, chunk))
             _overwrite(raw, fix, overflow)
+            fixed.append(start)
         return raw
 
     parts = []
@@ -314,6 +355,8 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk: int | None = None,
             bar.update(raw.out["u"].shape[-1])
     if not parts:
         return _empty(batch, program.dtype, per_layer)
+    if in_place and not fixed:  # every chunk is in the shared arrays already
+        return Raw(_joined([in_place.out]), None)
     return Raw(_joined([p.out for p in parts]),
                None if not per_layer else _joined([p.layers for p in parts]))
 
@@ -323,7 +366,8 @@ def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     computed axis (a square batch) is read for both, as a broadcast view."""
     joined = {}
     for key in parts[0]:
-        values = np.concatenate([p[key] for p in parts], axis=-1)  # [..., axes, N]
+        values = (np.concatenate([p[key] for p in parts], axis=-1) if len(parts) > 1
+                  else parts[0][key])  # [..., axes, N]
         shape = (*values.shape[:-2], 2, values.shape[-1])
         joined[key] = values if values.shape == shape else np.broadcast_to(values, shape)
     return joined

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from . import recurrence as R
 from .analysis import analyze, rf_ratio, rule
@@ -22,18 +23,19 @@ from .periodic_eval import unit_by_unit
 from .periodic_table import group_columns
 from .sources import Source, resolve
 from .table import ANALYSIS_LAYER, frame
-from .threads import in_background
+from .threads import concurrently, in_background
 
 LAYER_SCALE = 1 << 32  # sort key of a per-layer row: spec index * LAYER_SCALE + node
 
 
 def _network_columns(states: dict[str, np.ndarray], valid: np.ndarray):
     """(values, null mask) per numeric column from node states ([2, R] fields), each
-    column's values and mask arrays of its own (a square batch's axes share states)."""
+    column's values and mask arrays of its own (a square batch's axes share states); the
+    two axes are computed side by side (numpy releases the GIL)."""
     unbounded = (states["flags"] & R.UNBOUNDED) != 0  # [2, R]
     known = (states["flags"] & R.KNOWN) != 0
-    result = {}
-    for axis, suffix in enumerate("hw"):
+
+    def axis_columns(axis: int) -> dict:
         u, v, size = states["u"][axis], states["v"][axis], states["size"][axis]
         bad, open_ = ~valid, ~valid | unbounded[axis]
         cols = {
@@ -44,10 +46,20 @@ def _network_columns(states: dict[str, np.ndarray], valid: np.ndarray):
             "padding": (np.negative(u, dtype=np.int64), open_ | ~known[axis]),
             "out": (size, bad | (size <= 0)),
         }
-        result.update({f"{key}_{suffix}": pair for key, pair in cols.items()})
-    aligned, decided = R.alignment(states["flags"])
+        return {f"{key}_{'hw'[axis]}": pair for key, pair in cols.items()}
+
+    result = {}
+    for part in concurrently(axis_columns, range(2)):
+        result.update(part)
+    aligned, decided = R.alignment(_distinct_axes(states["flags"]))
     result["aligned"] = (aligned, ~(valid & decided))
     return result
+
+
+def _distinct_axes(field: np.ndarray) -> np.ndarray:
+    """A [2, R] result field without its repeated axis ([1, R]) when both axes are one
+    array (a square batch), for reductions over the axes."""
+    return field[:1] if field.strides[0] == 0 else field
 
 
 def _source_table(src: Source, size, per_layer: bool, chunk: int, progress: bool,
@@ -61,13 +73,14 @@ def _source_table(src: Source, size, per_layer: bool, chunk: int, progress: bool
     found = None if analysis is None else analyze(batch, raw.layers, size, **analysis)
     if per_layer:
         return _layer_rows(ctx, raw, src, found)
-    overflow = ((raw.out["flags"] & R.OVERFLOW) != 0).any(axis=0)
-    fault = raw.out["fault"].min(axis=0)
-    messages = messages_for(ctx, np.arange(len(batch)), fault, overflow)
+    overflow = ((_distinct_axes(raw.out["flags"]) & R.OVERFLOW) != 0).any(axis=0)
+    fault = _distinct_axes(raw.out["fault"]).min(axis=0)
     invalid = (fault != R.NO_FAULT) | overflow  # exactly the rows with a message
+    errors = (messages_for(ctx, np.arange(len(batch)), fault, overflow) if invalid.any()
+              else pa.nulls(len(batch), pa.large_string()))  # all valid: no None objects
     cols = _network_columns(raw.out, ~invalid)
     cols["name"] = (names.result(), None)
-    cols["error"] = (messages, None)
+    cols["error"] = (errors, None)
     if found is not None:
         for key, (values, mask) in found.network.items():
             mask = mask | invalid

@@ -15,6 +15,8 @@ are laid out, is decided once per batch by the driver (:class:`rfsearch.driver.P
   (:func:`rfsearch.encode.tiled`): the layers of T networks are then one contiguous
   block instead of L * A rows far apart, which the memory system streams much faster.
 - ``SCAN``: other chains, a rolled scan over layer-major ``[L, A, N]`` arrays.
+- ``NATIVE_CHAIN``: plain chains in int32 on CPUs, the float32 program compiled in
+  :mod:`rfsearch.native` (``chain.cc``) and run on the Batch's own arrays by the driver.
 - ``XLA_DAG``: DAGs, a scan over the nodes with every node's state in one buffer; on
   CPUs compiled by XLA's older loop emitter, measured faster for these programs alone.
 - ``NATIVE``: DAGs on CPUs, the compiled kernel of :mod:`rfsearch.native`.
@@ -58,7 +60,7 @@ UNROLLED = "unrolled"  # plain chains, unrolled over the layers, parameters tile
 SCAN = "scan"  # chains: a rolled scan over the layers, layer-major
 XLA_DAG = "xla_dag"  # DAGs: XLA's scan over the nodes, every node's state in a buffer
 NATIVE = "native"  # DAGs on CPUs: the compiled kernel (rfsearch.native)
-
+NATIVE_CHAIN = "native_chain"  # plain chains on CPUs: chain.cc, outside XLA (rfsearch.native)
 
 EXACT_F32 = 2**24  # float32 holds every integer below this exactly
 

@@ -43,3 +43,12 @@ def full():
     from search_cases import exhaustive
 
     return exhaustive()
+
+
+@pytest.fixture
+def xla_chain_programs(monkeypatch):
+    """Chains run XLA's programs, as on accelerators, instead of the compiled chain
+    program CPUs run (which test_native_chain.py compares with them)."""
+    from rfsearch import driver
+
+    monkeypatch.setattr(driver, "native_chain", lambda *a, **k: False)

@@ -14,6 +14,8 @@ from rfsearch import driver, native
 from rfsearch import kernel as K
 from rfsearch import recurrence as R
 
+pytestmark = pytest.mark.usefixtures("xla_chain_programs")  # the programs accelerators run
+
 PLAIN = R.Features(sized=False, same=False, whole=False)
 SMALL = R.LIMITS[np.dtype(np.int32)].param  # the largest parameter int32 computes with
 

@@ -14,6 +14,8 @@ from rfsearch import kernel as K
 from rfsearch import recurrence as R
 from rfsearch.driver import compute_dtype
 
+pytestmark = pytest.mark.usefixtures("xla_chain_programs")  # the programs accelerators run
+
 
 def random_chains(n, depth, seed=0):
     rng = np.random.default_rng(seed)

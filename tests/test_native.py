@@ -636,7 +636,7 @@ def test_build_reuses_the_cached_library(monkeypatch):
 
 
 def test_cache_path_names_everything_the_binary_depends_on(monkeypatch, tmp_path):
-    """The cached library's name changes with either source's bytes, the compiler and the
+    """The cached library's name changes with any source's bytes, the compiler and the
     flags; $RFSEARCH_CACHE moves the cache."""
     cxx = native.compiler()
     original = native._library_path(cxx)
@@ -650,6 +650,11 @@ def test_cache_path_names_everything_the_binary_depends_on(monkeypatch, tmp_path
     periodic.write_bytes(native.PERIODIC_SOURCE.read_bytes() + b"\n// one more line\n")
     with monkeypatch.context() as mp:
         mp.setattr(native, "PERIODIC_SOURCE", periodic)
+        assert native._library_path(cxx) != original
+    chain = tmp_path / "chain.cc"
+    chain.write_bytes(native.CHAIN_SOURCE.read_bytes() + b"\n// one more line\n")
+    with monkeypatch.context() as mp:
+        mp.setattr(native, "CHAIN_SOURCE", chain)
         assert native._library_path(cxx) != original
     with monkeypatch.context() as mp:
         mp.setattr(native, "FLAGS", (*native.FLAGS, "-g"))

@@ -17,6 +17,12 @@ says it can (:func:`rfsearch.driver.choose_program`), with its arguments in tile
 exact program of networks with fractional jumps) one network at a time with its box
 tables in the cache, instead of XLA's scan of gathers; :func:`periodic_states` calls it
 and :func:`rfsearch.periodic_eval.program` chooses it by the same rule.
+
+``chain.cc``, in the same library too, is the float32 program of plain chains as a plain
+C function: :func:`chain_rows` runs it through ctypes on a Batch's own layer-major
+arrays, with no transfer into XLA's buffers (for deep chains that copy took longer than
+the recurrence), straight into the result arrays. The driver runs it on CPUs
+(:func:`rfsearch.driver.choose_program`, ``kernel.NATIVE_CHAIN``).
 """
 
 from __future__ import annotations
@@ -55,10 +61,13 @@ from ..reads import RESAMPLE, WHOLE, WINDOW
 _log = logging.getLogger(__name__)
 SOURCE = Path(__file__).with_name("dag.cc")
 PERIODIC_SOURCE = Path(__file__).with_name("periodic.cc")
+CHAIN_SOURCE = Path(__file__).with_name("chain.cc")
 TARGET, PERIODIC_TARGET = "rfsearch_dag", "rfsearch_periodic"
 # -fwrapv: signed arithmetic wraps, as XLA's does; -march=native: the binary is built
-# for, and cached per, this machine's CPU.
-FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fwrapv", "-march=native")
+# for, and cached per, this machine's CPU. -fno-trapping-math lets chain.cc's float loops
+# be vectorised with their selects (no value changes: nothing here reads FP exceptions).
+FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-fwrapv", "-march=native",
+         "-fno-trapping-math")
 SLOTS = (1, 2, 3, 4, 8)  # input slots per node the compiled kernel handles
 ENV_SWITCH = "RFSEARCH_NATIVE"  # "0" turns the compiled kernel off
 
@@ -81,9 +90,14 @@ def compiler() -> str | None:
     return None
 
 
+def _sources() -> tuple[Path, ...]:
+    """The sources compiled into the one library."""
+    return SOURCE, PERIODIC_SOURCE, CHAIN_SOURCE
+
+
 def _library_path(cxx: str) -> Path:
     """A cache path naming everything the binary depends on."""
-    return cache_dir() / f"rfsearch_dag-{_key((SOURCE, PERIODIC_SOURCE), cxx, FLAGS)}.so"
+    return cache_dir() / f"rfsearch_dag-{_key(_sources(), cxx, FLAGS)}.so"
 
 
 @cache
@@ -114,9 +128,10 @@ STALE_S = 3600  # a temporary file this old is left by a build that was killed
 
 
 def build(cxx: str) -> Path:
-    """Compile dag.cc and periodic.cc (unless cached) and return the shared library's path. Raises
-    CalledProcessError or TimeoutExpired when the compiler fails, OSError when the cache
-    directory is not writable. Concurrent processes wait for one build (a lock file)."""
+    """Compile dag.cc, periodic.cc and chain.cc (unless cached) and return the shared
+    library's path. Raises CalledProcessError or TimeoutExpired when the compiler fails,
+    OSError when the cache directory is not writable. Concurrent processes wait for one
+    build (a lock file)."""
     path = _library_path(cxx)
     if path.exists():
         return path
@@ -135,8 +150,8 @@ def build(cxx: str) -> Path:
         os.close(fd)
         start = time.perf_counter()
         try:
-            subprocess.run([cxx, *FLAGS, f"-I{jax.ffi.include_dir()}", str(SOURCE),
-                            str(PERIODIC_SOURCE), "-o", tmp],
+            subprocess.run([cxx, *FLAGS, f"-I{jax.ffi.include_dir()}", *map(str, _sources()),
+                            "-o", tmp],
                            check=True, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
             os.chmod(tmp, 0o755)  # mkstemp's 0600 would hide it from other users of the cache
             os.replace(tmp, path)
@@ -148,7 +163,8 @@ def build(cxx: str) -> Path:
 
 
 _LOCK = threading.Lock()  # the driver's worker threads may ask at the same time
-_REGISTERED: list[tuple[Path, int]] = []  # the library registered in this process, its lanes
+# the library registered in this process, its lanes, and chain.cc's function
+_REGISTERED: list[tuple[Path, int, ctypes._CFuncPtr]] = []
 
 
 BUILD_MIN_ROWS = 1 << 16  # smaller DAG batches run XLA's program rather than wait for a build
@@ -196,7 +212,7 @@ def _register() -> bool:
             jax.ffi.register_ffi_target(PERIODIC_TARGET,
                                         jax.ffi.pycapsule(library.RfsearchPeriodic),
                                         platform="cpu")
-            _REGISTERED.append((path, lanes))
+            _REGISTERED.append((path, lanes, _chain_function(library)))
     except (OSError, AttributeError, subprocess.SubprocessError,
             jax.errors.JaxRuntimeError) as err:
         detail = getattr(err, "stderr", "") or str(err)
@@ -213,6 +229,51 @@ def lanes() -> int:
     if not _REGISTERED:
         raise RuntimeError("rfsearch: the compiled DAG kernel is not registered")
     return _REGISTERED[0][1]
+
+
+def _chain_function(library: ctypes.CDLL):
+    """chain.cc's RfsearchChainRows with its argument types (ctypes releases the GIL
+    during the call, so the driver's worker threads run it side by side)."""
+    function = library.RfsearchChainRows
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    function.restype = ctypes.c_int
+    function.argtypes = [*[ptr] * 5, i64, i64, i64, i64, i64, ctypes.c_int, ptr, i64, i64, i64,
+                         *[ptr] * 7]
+    return function
+
+
+CHAIN_TYPES = (1, 2, 4, 8)  # bytes of the integer types chain.cc reads
+
+
+def reads_chain(params: list) -> bool:
+    """Whether chain.cc reads these layer-major [L, A, N] parameter arrays (kernel,
+    stride, dilation, pad_before, pad_after: rfsearch.encode.PARAM_FIELDS) in place:
+    numpy arrays of one signed integer type, the same strides, each row contiguous."""
+    first = params[0]
+    return (all(isinstance(a, np.ndarray) for a in params) and first.dtype.kind == "i"
+            and first.itemsize in CHAIN_TYPES and first.strides[-1] == first.itemsize
+            and all(a.dtype == first.dtype and a.shape == first.shape
+                    and a.strides == first.strides for a in params))
+
+
+def chain_rows(params: list[np.ndarray], size: tuple[int, int] | None, rows: slice,
+               out: dict[str, np.ndarray]) -> None:
+    """The float32 chain program (:func:`rfsearch.kernel._plain_chain`) for networks
+    ``rows`` (a slice with a start and a stop) of layer-major parameters ``params``
+    (:func:`reads_chain`), at input ``size`` (None: unknown), written into ``out``: u, v,
+    J, rmin, size, fault [A, N] int32 and flags [A, N] int8, rows contiguous. Rows flagged
+    OVERFLOW are not exact (the driver computes them again in int64)."""
+    first = params[0]
+    layers, axes, _ = first.shape
+    step = first.itemsize
+    size0 = np.zeros(axes, np.float32) if size is None else np.asarray(size[:axes], np.float32)
+    fields = [out[k] for k in ("u", "v", "J", "rmin", "size", "flags", "fault")]
+    code = _REGISTERED[0][2](
+        *(a.ctypes.data for a in params), step, layers, first.strides[0] // step,
+        first.strides[1] // step, axes, int(size is not None), size0.ctypes.data, rows.start,
+        rows.stop, fields[0].strides[0] // 4, *(f.ctypes.data for f in fields))
+    if code:
+        raise ValueError(f"chain.cc does not read {first.dtype} parameters")
 
 
 def tile_layer_major(a: jax.Array) -> jax.Array:
