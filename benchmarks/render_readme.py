@@ -81,8 +81,9 @@ def accelerator_folders(folder: Path) -> list[Path]:
 def summary_rows(results: dict[str, dict]) -> list[Row]:
     """The headline figures: kernel on chains and DAGs, evaluate end to end, the search."""
     res = results[BENCHMARK]
+    compiled = " (compiled CPU program)" if res["chains"].get("native") else ""
     rows = [kernel_target(res, "chains_cand_per_s", f"kernel, {res['chains']['layers']}-layer "
-                          "chains"),
+                          f"chains{compiled}"),
             kernel_target(res, "dags_cand_per_s", f"kernel, {res['dags']['layers']}-layer "
                           f"{dag_label(res['dags'])}")]
     if e2e := results.get("end_to_end"):
