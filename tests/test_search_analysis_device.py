@@ -157,3 +157,19 @@ def test_a_stride_on_one_axis_ending_a_slot_counts_both_axes(size):
     critical = rfsearch.search(space, where="n_critical == 0", input_size=size)
     ev = expected(space, range(space.size), size)
     assert critical["candidate_id"].tolist() == np.flatnonzero(ev["n_critical"] == 0).tolist()
+
+
+@pytest.mark.parametrize("top", [5, 2**61], ids=["one key", "rows"])
+def test_row_keys_are_equal_exactly_where_the_rows_are(top):
+    """distinct_options' keys: one int64 per row while the mixed radix fits (repeated
+    columns counted once), else the rows themselves; either way equal iff rows are."""
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 4, 500), rng.integers(0, 5, 500)
+    b[::3] = top - 1
+    columns = [a, b, a.copy(), rng.integers(0, 3, 500)]
+    keys = layerwise._row_keys(columns)
+    rows = np.stack(columns, axis=1)
+    same_key = (keys[:, None, :] == keys[None, :, :]).all(axis=-1)
+    same_row = (rows[:, None, :] == rows[None, :, :]).all(axis=-1)
+    assert (same_key == same_row).all()
+    assert keys.shape[1] == (1 if top == 5 else 3)

@@ -214,9 +214,24 @@ def _pick(key: dict, rows) -> dict:
 def distinct_options(group) -> tuple[np.ndarray, np.ndarray]:
     """(one option per distinct tuple of slot blocks, the tuple of each option): options
     built of the same blocks count alike (NAS-Bench-101's cells share 64,029 geometries)."""
-    blocks = np.stack([t.lay["dindex"][index] for t, index in group.stages], axis=1)
-    _, first, inverse = np.unique(blocks, axis=0, return_index=True, return_inverse=True)
+    columns = [t.lay["dindex"][index] for t, index in group.stages]
+    _, first, inverse = np.unique(_row_keys(columns), axis=0, return_index=True,
+                                  return_inverse=True)
     return first, inverse.reshape(-1)
+
+
+def _row_keys(columns: list[np.ndarray]) -> np.ndarray:
+    """Rows of non-negative integer ``columns`` ([E] each) as keys that are equal exactly
+    where the rows are: one int64 per row (mixed radix over the distinct columns) when it
+    fits, which sorts far faster than rows; else the [E, columns] rows."""
+    distinct = list({c.tobytes(): c for c in columns}.values())  # slots with one index
+    key, scale = np.zeros(len(columns[0]), np.int64), 1
+    for column in distinct:
+        radix = int(column.max(initial=0)) + 1
+        if scale * radix >= 1 << 62:
+            return np.stack(distinct, axis=1)
+        key, scale = key * radix + column, scale * radix
+    return key[:, None]
 
 
 def suffix_counts(key: dict, groups, axes: int, distinct: list) -> np.ndarray:

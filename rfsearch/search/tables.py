@@ -114,12 +114,23 @@ def chain(left: Table, right: Table, left_index: np.ndarray, right_index: np.nda
     li = np.broadcast_to(left_index[None, :], (Kl, left_index.size))  # [K, C]
     ks = np.broadcast_to(np.arange(Kl)[:, None], li.shape)
     names = left.fields() if right.analysis else (*FIELDS, "V")
-    lhs = {f: getattr(left, f)[..., ks, li] for f in names}
+    whole = left_index.size == left.shape[1] and (left_index == np.arange(left.shape[1])).all()
+    lhs = {f: getattr(left, f) for f in names} if whole else _gather(left, names, ks, li)
     mid = left.nxt[ks, li]  # [K, C] size class entering the right block
     ri = np.broadcast_to(right_index[None, :], li.shape)
-    rhs = {f: getattr(right, f)[..., mid, ri] for f in names}
+    rhs = _gather(right, names, mid, ri)
     out = combine(np, lhs, rhs)
     return Table(**out, nxt=right.nxt[mid, ri], sizes_out=right.sizes_out)
+
+
+def _gather(table: Table, names, rows: np.ndarray, cols: np.ndarray) -> dict:
+    """``table``'s fields ([..., K, C]) at entries (rows, cols) ([K', C'] each): one flat
+    index shared by every field (a take per field, several times faster than indexing
+    with two arrays)."""
+    k, c = table.shape
+    flat = rows.astype(np.int64) * c + cols
+    return {f: np.take(getattr(table, f).reshape(*getattr(table, f).shape[:-2], k * c), flat,
+                       axis=-1) for f in names}
 
 
 def outer(left: Table, right: Table) -> Table:
