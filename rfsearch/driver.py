@@ -356,18 +356,19 @@ def run_batch(batch: Batch, size, *, per_layer=False, chunk: int | None = None,
     if not parts:
         return _empty(batch, program.dtype, per_layer)
     if in_place and not fixed:  # every chunk is in the shared arrays already
-        return Raw(_joined([in_place.out]), None)
+        return Raw({k: _two_axes(v) for k, v in in_place.out.items()}, None)
     return Raw(_joined([p.out for p in parts]),
                None if not per_layer else _joined([p.layers for p in parts]))
 
 
 def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Chunk results ([..., axes, n] each) as one [..., 2, N] array per field; one
-    computed axis (a square batch) is read for both, as a broadcast view."""
-    joined = {}
-    for key in parts[0]:
-        values = (np.concatenate([p[key] for p in parts], axis=-1) if len(parts) > 1
-                  else parts[0][key])  # [..., axes, N]
-        shape = (*values.shape[:-2], 2, values.shape[-1])
-        joined[key] = values if values.shape == shape else np.broadcast_to(values, shape)
-    return joined
+    """Chunk results ([..., axes, n] each) as one [..., 2, N] array per field, of its own."""
+    return {key: _two_axes(np.concatenate([p[key] for p in parts], axis=-1))
+            for key in parts[0]}
+
+
+def _two_axes(values: np.ndarray) -> np.ndarray:
+    """[..., axes, N] results as [..., 2, N]: one computed axis (a square batch) is read
+    for both, as a broadcast view."""
+    shape = (*values.shape[:-2], 2, values.shape[-1])
+    return values if values.shape == shape else np.broadcast_to(values, shape)

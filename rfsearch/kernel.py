@@ -15,8 +15,7 @@ are laid out, is decided once per batch by the driver (:class:`rfsearch.driver.P
   (:func:`rfsearch.encode.tiled`): the layers of T networks are then one contiguous
   block instead of L * A rows far apart, which the memory system streams much faster.
 - ``SCAN``: other chains, a rolled scan over layer-major ``[L, A, N]`` arrays.
-- ``NATIVE_CHAIN``: plain chains in int32 on CPUs, the float32 program compiled in
-  :mod:`rfsearch.native` (``chain.cc``) and run on the Batch's own arrays by the driver.
+- ``NATIVE_CHAIN``: plain int32 chains on CPUs, ``native/chain.cc``, run by the driver.
 - ``XLA_DAG``: DAGs, a scan over the nodes with every node's state in one buffer; on
   CPUs compiled by XLA's older loop emitter, measured faster for these programs alone.
 - ``NATIVE``: DAGs on CPUs, the compiled kernel of :mod:`rfsearch.native`.
@@ -376,6 +375,8 @@ def propagate(program, op, kernel, stride, dilation, pad_before, pad_after, pred
     second program: XLA does not fuse sibling outputs on CPUs, so converting inside the
     unrolled program would re-read every layer's parameters once per state field.
     """
+    if program.kind == NATIVE_CHAIN:
+        raise ValueError("the compiled chain program runs outside XLA (driver.run_batch)")
     if (kernel.ndim == 4) != bool(program.tile):
         raise ValueError(f"the {program.kind} program reads "
                          f"{'tiled' if program.tile else 'layer-major'} parameters")

@@ -145,3 +145,67 @@ def test_no_rows_and_one_row():
     assert len(df) == 1 and df["error"].isna().all()
     empty = one.take(np.arange(0))
     assert len(rfsearch.evaluate(empty)) == 0
+
+
+def test_many_blocks_in_one_call_and_overflow_in_some_chunks(xla_chains):
+    """2,100 rows in one call (chain.cc walks 1,024 rows at a time: a partial last block),
+    and chunks of which only some hold overflowing rows (their int64 re-run joins views of
+    the shared arrays with widened parts); h != w with one axis overflowing."""
+    a = random_arrays(2100, 9, seed=11)
+    batch = rfsearch.chains(a["kernel"], a["stride"], a["dilation"], a["padding"])
+    assert driver.choose_program(batch).chunk > len(batch)
+    for size in (None, (96, 96)):
+        assert_same(driver.run_batch(batch, size), xla_chains(driver.run_batch, batch, size))
+    depth = 26
+    stride = np.ones((600, depth, 2), np.int64)
+    stride[450:, :, 1] = 2  # the last chunk's rows overflow on the w axis only
+    wide = rfsearch.chains(np.full((600, depth, 2), 3), stride, padding=1)
+    for size in (None, (64, 64)):
+        mine = driver.run_batch(wide, size, chunk=128)
+        assert mine.out["u"].dtype == np.int64  # widened by the re-run
+        assert_same(mine, xla_chains(driver.run_batch, wide, size, chunk=128))
+        assert (mine.out["J"][1, 450:] == 2**depth).all() and (mine.out["J"][1, :450] == 1).all()
+
+
+@pytest.mark.parametrize("size", [None, (224, 224)], ids=str)
+def test_deep_chains_against_the_rolled_scan(size, xla_chains):
+    """More nodes than XLA unrolls (its reference is then the rolled scan), with paddings
+    large enough that the size bound reaches 2**24 on some rows."""
+    a = random_arrays(300, 140, seed=3, top=3)
+    a["padding"][::7] = 127
+    a["stride"][:] = 1
+    batch = rfsearch.chains(a["kernel"], a["stride"], a["dilation"], a["padding"])
+    assert xla_chains(driver.choose_program, batch, size).kind == K.SCAN
+    mine = driver.run_batch(batch, size)
+    assert_same(mine, xla_chains(driver.run_batch, batch, size))
+
+
+def test_layouts_it_cannot_read_are_left_to_xla():
+    """Parameters in another byte order, or strides that are not whole elements, are not
+    read in place: the driver chooses XLA's program for them."""
+    a = random_arrays(64, 8, seed=4, top=300)
+    batch = rfsearch.chains(a["kernel"], a["stride"], a["dilation"], a["padding"])
+    params = driver.chain_params(batch, 1)
+    swapped = [p.astype(p.dtype.newbyteorder()) for p in params]
+    assert not native.reads_chain(swapped)
+    raw = np.zeros(params[0].size * 3 + 1, np.uint8)[1:]  # int16 rows at odd addresses
+    odd = np.ndarray(params[0].shape, params[0].dtype, raw.data, 0,
+                     (params[0].shape[2] * 2 + 1, 0, 2))
+    assert not native.reads_chain([odd] * 5)
+    big = dataclasses.replace(batch, **{f: getattr(batch, f).astype(
+        getattr(batch, f).dtype.newbyteorder()) for f in ("kernel", "stride", "dilation",
+                                                         "pad_before", "pad_after")})
+    assert driver.choose_program(big).kind != K.NATIVE_CHAIN
+
+
+def test_results_are_arrays_of_their_own():
+    """run_batch's fields are writable and own their memory, whichever program ran (a
+    single XLA chunk is not a view of the padded device buffer)."""
+    a = random_arrays(300, 6, seed=6)
+    batch = rfsearch.chains(a["kernel"], a["stride"], a["dilation"], a["padding"])
+    for per_layer in (False, True):
+        raw = driver.run_batch(batch, (40, 40), per_layer=per_layer)
+        for fields in (raw.out, raw.layers or {}):
+            for key, value in fields.items():
+                base = value.base if value.strides[-2] == 0 else value
+                assert base.flags.writeable and base.shape[-1] == len(batch), key

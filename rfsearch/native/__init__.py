@@ -217,7 +217,7 @@ def _register() -> bool:
             jax.errors.JaxRuntimeError) as err:
         detail = getattr(err, "stderr", "") or str(err)
         first = next((line for line in detail.splitlines() if "error" in line), detail)
-        warnings.warn(f"rfsearch: compiled DAG kernel unavailable, using XLA's ({first.strip()})",
+        warnings.warn(f"rfsearch: compiled kernels unavailable, using XLA's ({first.strip()})",
                       RuntimeWarning, stacklevel=2)
         return False
     return True
@@ -248,12 +248,17 @@ CHAIN_TYPES = (1, 2, 4, 8)  # bytes of the integer types chain.cc reads
 def reads_chain(params: list) -> bool:
     """Whether chain.cc reads these layer-major [L, A, N] parameter arrays (kernel,
     stride, dilation, pad_before, pad_after: rfsearch.encode.PARAM_FIELDS) in place:
-    numpy arrays of one signed integer type, the same strides, each row contiguous."""
+    numpy arrays of one signed integer type in native byte order, aligned, with the same
+    strides, whole elements apart, each row contiguous."""
     first = params[0]
-    return (all(isinstance(a, np.ndarray) for a in params) and first.dtype.kind == "i"
-            and first.itemsize in CHAIN_TYPES and first.strides[-1] == first.itemsize
+    if not all(isinstance(a, np.ndarray) for a in params):
+        return False
+    size = first.itemsize
+    return (first.dtype.kind == "i" and first.dtype.isnative and size in CHAIN_TYPES
+            and first.strides[-1] == size and all(s % size == 0 for s in first.strides)
             and all(a.dtype == first.dtype and a.shape == first.shape
-                    and a.strides == first.strides for a in params))
+                    and a.strides == first.strides and a.ctypes.data % size == 0
+                    for a in params))
 
 
 def chain_rows(params: list[np.ndarray], size: tuple[int, int] | None, rows: slice,
