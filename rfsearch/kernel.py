@@ -380,12 +380,8 @@ def propagate(program, op, kernel, stride, dilation, pad_before, pad_after, pred
     if (kernel.ndim == 4) != bool(program.tile):
         raise ValueError(f"the {program.kind} program reads "
                          f"{'tiled' if program.tile else 'layer-major'} parameters")
-    if program.kind == NATIVE:
-        jitted = _propagate_native
-    elif program.loop_emitter:
-        jitted = _propagate_loop
-    else:
-        jitted = _propagate
+    jitted = (_propagate_native if program.kind == NATIVE else _propagate_loop
+              if program.loop_emitter else _propagate)
     res = jitted(op, kernel, stride, dilation, pad_before, pad_after, preds, output,
                  input_size, **program.options)
     if program.kind == UNROLLED:
