@@ -199,4 +199,23 @@ def render_analysis(res: dict) -> list[str]:
             *table(("search", "where", "candidates", "rows", "time", "rate", "walk alone",
                     "first run"), rows, "llrrrrrr"),
             *table(("target", "measured", "target", "status"), analysis_rows(res), "lrrl"),
+            *_set_up_bound(res),
             f"Device: {kernel_device(res)}; {res['date']}{quick(res)}.", ""]
+
+
+def _set_up_bound(res: dict) -> list[str]:
+    """A sentence per missed target whose whole space takes under a second at the target
+    rate: its run is bound by the set-up (loading and tabulating the space), not the walk."""
+    lines = []
+    for name, fig in res["figures"].items():
+        t, run = res["targets"][name], fig["analysis"]
+        at_target = run["candidates"] / t["target_per_s"]
+        if not t["met"] and at_target < 1:
+            walk = run["candidates"] / run["walk_per_s"]
+            lines.append(f"{_space_label(fig)}: at the target rate its {run['candidates']:,} "
+                         f"candidates would take {seconds(at_target)} in all, Parquet "
+                         f"included; a run takes {seconds(run['median_s'])}, of which the "
+                         f"walk and output {seconds(walk)}: the rest is loading and "
+                         "tabulating the space, work per candidate, not per chunk. "
+                         "The target is not met.")
+    return [*lines, ""] if lines else []
