@@ -23,17 +23,24 @@ class Location:
     layer_name: str | None = None
 
     def __str__(self) -> str:
-        parts = []
-        if self.spec_index is not None or self.spec_name is not None:
-            spec = "spec" if self.spec_index is None else f"spec #{self.spec_index}"
-            parts.append(spec if self.spec_name is None else f"{spec} {self.spec_name!r}")
-        if self.layer_index is not None or self.layer_name is not None:
-            layer = "layer" if self.layer_index is None else f"layer #{self.layer_index}"
-            parts.append(layer if self.layer_name is None else f"{layer} {self.layer_name!r}")
-        where = ", ".join(parts)
-        if self.file:
-            where = f"{self.file}: {where}" if where else self.file
-        return where
+        return where_text(self.file, self.spec_index, self.spec_name, self.layer_index,
+                          self.layer_name)
+
+
+def where_text(file=None, spec_index=None, spec_name=None, layer_index=None,
+               layer_name=None) -> str:
+    """A :class:`Location`'s text from its parts (for many rows, without a Location each)."""
+    parts = []
+    if spec_index is not None or spec_name is not None:
+        spec = "spec" if spec_index is None else f"spec #{spec_index}"
+        parts.append(spec if spec_name is None else f"{spec} {spec_name!r}")
+    if layer_index is not None or layer_name is not None:
+        layer = "layer" if layer_index is None else f"layer #{layer_index}"
+        parts.append(layer if layer_name is None else f"{layer} {layer_name!r}")
+    where = ", ".join(parts)
+    if file:
+        where = f"{file}: {where}" if where else file
+    return where
 
 
 class SpecError(ValueError):

@@ -15,7 +15,7 @@ import numpy as np
 from . import recurrence as R
 from .driver import run_batch
 from .encode import Batch
-from .errors import Location
+from .errors import Location, where_text
 
 
 @dataclass
@@ -37,6 +37,21 @@ def where(ctx: Context, row: int, node: int | None) -> Location:
     names = ctx.batch.layer_names
     layer_name = names[row][node - 1] if names is not None else f"layer{node - 1}"
     return Location(ctx.label, int(ctx.spec_index[row]), name, node - 1, layer_name)
+
+
+def wheres(ctx: Context, rows: np.ndarray, nodes: np.ndarray | None) -> list[str]:
+    """``str(where(ctx, r, n))`` for batch rows [R] and their nodes [R] (None: the
+    networks), the names taken for all rows at once and no Location per row."""
+    names = np.asarray(ctx.batch.names[rows], dtype=object).tolist()
+    spec = ctx.spec_index[rows].tolist()
+    if nodes is None:
+        return [where_text(ctx.label, i, str(n)) for i, n in zip(spec, names, strict=True)]
+    layers = (np.asarray(nodes) - 1).tolist()
+    given = ctx.batch.layer_names
+    layer_names = ([given[r][k] for r, k in zip(rows.tolist(), layers, strict=True)]
+                   if given is not None else [f"layer{k}" for k in layers])
+    return [where_text(ctx.label, i, str(n), k, m)
+            for i, n, k, m in zip(spec, names, layers, layer_names, strict=True)]
 
 
 def pairs(values) -> str:
@@ -67,10 +82,8 @@ def explain(ctx: Context, rows: np.ndarray, faults: np.ndarray) -> np.ndarray:
         (R.ERR_NONE, overflow_problem()),
     ):
         pick = codes == code
-        messages[pick] = [
-            f"{where(ctx, r, None if code == R.ERR_NONE else int(n))}: {problem}"
-            for r, n in zip(rows[pick], nodes[pick], strict=True)
-        ]
+        at = wheres(ctx, rows[pick], None if code == R.ERR_NONE else nodes[pick])
+        messages[pick] = [f"{w}: {problem}" for w in at]
     mismatch = (codes == R.ERR_JUMP) | (codes == R.ERR_SIZE)
     if mismatch.any():
         unique, column = np.unique(rows[mismatch], return_inverse=True)
@@ -98,7 +111,8 @@ def messages_for(ctx: Context, rows: np.ndarray, fault: np.ndarray,
     messages = np.full(len(rows), None, dtype=object)
     failed = (fault != R.NO_FAULT) | overflow
     if failed.any():
-        keys = np.stack([rows[failed], fault[failed]]).astype(np.int64)
-        unique, back = np.unique(keys, axis=1, return_inverse=True)
-        messages[failed] = explain(ctx, unique[0], unique[1])[back.reshape(-1)]
+        # one int64 per (row, fault): rows are below 2**31, faults non-negative int32
+        keys = (rows[failed].astype(np.int64) << 32) | fault[failed].astype(np.int64)
+        unique, back = np.unique(keys, return_inverse=True)
+        messages[failed] = explain(ctx, unique >> 32, unique & 0xFFFFFFFF)[back.reshape(-1)]
     return messages

@@ -43,3 +43,24 @@ def test_output_smaller_than_one_pixel():
     assert df["error"][0] == (
         "spec #0 'tiny', layer #1 'c2': output is smaller than 1 pixel at input size 9x40")
     assert rfsearch.evaluate(net, input_size=11)["error"].isna()[0]
+
+
+def test_many_messages_word_each_row_as_one_location_would():
+    """``faults.wheres`` (every row's location at once, used for empty maps and overflow)
+    gives exactly ``str(faults.where(...))`` per row: default and given spec and layer
+    names (quotes included), a file label, network and layer locations."""
+    import numpy as np
+
+    from rfsearch import faults
+
+    specs = [{"name": name, "layers": [{"name": f"{layer}{j}", "op": "conv", "kernel": 3}
+                                       for j in range(2)]}
+             for name, layer in (("a'b", 'c"d'), ("plain", "x"), ("é", "l\\1"))]
+    arrays = rfsearch.chains(np.full((5, 3), 3))
+    for batch, label in ((rfsearch.encode(specs), "nets.jsonl"), (arrays, None)):
+        ctx = faults.Context(batch, label, np.arange(len(batch)) * 7 + 2, (9, 9), 64)
+        rows = np.arange(len(batch))[::-1]
+        nodes = rows % 2 + 1
+        assert faults.wheres(ctx, rows, nodes) == [
+            str(faults.where(ctx, r, int(n))) for r, n in zip(rows, nodes, strict=True)]
+        assert faults.wheres(ctx, rows, None) == [str(faults.where(ctx, r, None)) for r in rows]
