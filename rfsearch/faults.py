@@ -34,9 +34,16 @@ def where(ctx: Context, row: int, node: int | None) -> Location:
     name = str(ctx.batch.names[row])
     if node is None:
         return Location(ctx.label, int(ctx.spec_index[row]), name)
-    names = ctx.batch.layer_names
-    layer_name = names[row][node - 1] if names is not None else f"layer{node - 1}"
+    layer_name = _layer_names(ctx, [row], [node - 1])[0]
     return Location(ctx.label, int(ctx.spec_index[row]), name, node - 1, layer_name)
+
+
+def _layer_names(ctx: Context, rows: list[int], layers: list[int]) -> list[str]:
+    """The names of layers ``layers`` of batch rows ``rows`` (default: 'layer{k}')."""
+    given = ctx.batch.layer_names
+    if given is None:
+        return [f"layer{k}" for k in layers]
+    return [given[r][k] for r, k in zip(rows, layers, strict=True)]
 
 
 def wheres(ctx: Context, rows: np.ndarray, nodes: np.ndarray | None) -> list[str]:
@@ -47,11 +54,8 @@ def wheres(ctx: Context, rows: np.ndarray, nodes: np.ndarray | None) -> list[str
     if nodes is None:
         return [where_text(ctx.label, i, str(n)) for i, n in zip(spec, names, strict=True)]
     layers = (np.asarray(nodes) - 1).tolist()
-    given = ctx.batch.layer_names
-    layer_names = ([given[r][k] for r, k in zip(rows.tolist(), layers, strict=True)]
-                   if given is not None else [f"layer{k}" for k in layers])
-    return [where_text(ctx.label, i, str(n), k, m)
-            for i, n, k, m in zip(spec, names, layers, layer_names, strict=True)]
+    return [where_text(ctx.label, i, str(n), k, m) for i, n, k, m in zip(
+        spec, names, layers, _layer_names(ctx, rows.tolist(), layers), strict=True)]
 
 
 def pairs(values) -> str:
