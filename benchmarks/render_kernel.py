@@ -121,6 +121,7 @@ def render_end_to_end(res: dict) -> list[str]:
             ("`evaluate` (error messages and DataFrame included)", seconds(res["evaluate_s"]),
              rate(n / res["evaluate_s"])),
             (f"`write_parquet` ({res['result_mb']:.1f} MB)", seconds(res["write_s"]), ""),
+            *invalid_rows(res.get("invalid")),
             *((f"{dags}, {name}", seconds(d[f"{key}_evaluate_s"]),
                rate(d["n"] / d[f"{key}_evaluate_s"]))
               for key, name in (("native", "compiled CPU kernel"), ("xla", "XLA's program"))
@@ -130,6 +131,15 @@ def render_end_to_end(res: dict) -> list[str]:
             f"a Parquet table of results at input {res['input_size']}, median of "
             f"{res['repeats']}.", *table(("stage", "time", "throughput"), rows, "lrr"),
             f"Device: {res['device']}, {res['cpu_cores']} cores; {res['date']}{quick(res)}.", ""]
+
+
+def invalid_rows(bad: dict | None) -> list[Row]:
+    """``evaluate`` on the README's library example, many of whose rows are errors."""
+    if not bad:
+        return []
+    return [(f"`evaluate`, the README's {bad['n']:,} random chains of {bad['layers']} layers "
+             f"at {bad['input_size']} ({bad['invalid_rows']:,} invalid: one message each)",
+             seconds(bad["evaluate_s"]), rate(bad["n"] / bad["evaluate_s"]))]
 
 
 def decoder_rows(dec: dict | None) -> list[Row]:
