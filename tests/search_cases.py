@@ -70,6 +70,15 @@ ANALYSIS_GRID = {"name": "g", "input_size": 32, "layers": [
 _SPACES: dict[str, object] = {}
 
 
+# A sampled grid written as partitioned parts, in small chunks (resume and share tests).
+PARTITIONED = {"name": "p", "input_size": 64, "layers": [
+    {"op": "conv", "kernel": [1, 3, 5, 7], "dilation": [1, 2], "stride": 2, "padding": "same"},
+    {"op": "conv", "kernel": [3, 5], "dilation": [1, 2], "padding": "same"},
+    {"op": "conv", "kernel": [1, 3, 5], "padding": "same"}]}
+PARTITIONED_OPTIONS = {"where": "valid", "partition_by": ["layer0.kernel"], "chunk": 8,
+                       "sample": 96}
+
+
 def space_of(grid):
     """The grid's Space (built once per grid, so its block encodings are reused)."""
     key = json.dumps(grid, sort_keys=True)

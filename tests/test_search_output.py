@@ -19,6 +19,8 @@ from search_cases import (
     BIG_WIDTH,
     GEOMETRY,
     MANIFEST,
+    PARTITIONED,
+    PARTITIONED_OPTIONS,
     SMALL,
     VALID,
     assert_same,
@@ -177,12 +179,7 @@ def test_hive_partitioned_output_reads_back_the_same_rows(tmp_path):
 def test_partitioned_output_resumes_after_a_crash(tmp_path, monkeypatch):
     from rfsearch.search import output
 
-    grid = {"name": "p", "input_size": 64, "layers": [
-        {"op": "conv", "kernel": [1, 3, 5, 7], "dilation": [1, 2], "stride": 2,
-         "padding": "same"},
-        {"op": "conv", "kernel": [3, 5], "dilation": [1, 2], "padding": "same"},
-        {"op": "conv", "kernel": [1, 3, 5], "padding": "same"}]}
-    kwargs = {"where": "valid", "partition_by": ["layer0.kernel"], "chunk": 8, "sample": 96}
+    grid, kwargs = PARTITIONED, dict(PARTITIONED_OPTIONS)
     monkeypatch.setattr(output, "FLUSH_CHUNKS", 2)
     real, calls = output.write_atomic, []
 

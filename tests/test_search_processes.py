@@ -18,7 +18,15 @@ import time
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from search_cases import BIG, BIG_WIDTH, MANIFEST, read_folder, space_of
+from search_cases import (
+    BIG,
+    BIG_WIDTH,
+    MANIFEST,
+    PARTITIONED,
+    PARTITIONED_OPTIONS,
+    read_folder,
+    space_of,
+)
 
 from rfsearch import search
 from rfsearch.cli import main
@@ -91,12 +99,7 @@ def test_top_over_three_processes_is_the_single_top(single, tmp_path):
 
 
 def test_partitioned_and_sampled_shares(tmp_path):
-    grid = {"name": "p", "input_size": 64, "layers": [
-        {"op": "conv", "kernel": [1, 3, 5, 7], "dilation": [1, 2], "stride": 2,
-         "padding": "same"},
-        {"op": "conv", "kernel": [3, 5], "dilation": [1, 2], "padding": "same"},
-        {"op": "conv", "kernel": [1, 3, 5], "padding": "same"}]}
-    kwargs = {"where": "valid", "partition_by": ["layer0.kernel"], "chunk": 8, "sample": 96}
+    grid, kwargs = PARTITIONED, dict(PARTITIONED_OPTIONS)
     search(grid, output=tmp_path / "one", **kwargs)
     for index in (0, 1):
         search(grid, output=tmp_path / "two", process=(index, 2), **kwargs)
