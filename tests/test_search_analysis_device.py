@@ -159,17 +159,24 @@ def test_a_stride_on_one_axis_ending_a_slot_counts_both_axes(size):
     assert critical["candidate_id"].tolist() == np.flatnonzero(ev["n_critical"] == 0).tolist()
 
 
-@pytest.mark.parametrize("top", [5, 2**61], ids=["one key", "rows"])
-def test_row_keys_are_equal_exactly_where_the_rows_are(top):
-    """distinct_options' keys: one int64 per row while the mixed radix fits (repeated
-    columns counted once), else the rows themselves; either way equal iff rows are."""
+@pytest.mark.parametrize("top", [5, 2**40, 2**61], ids=["dense key", "sparse key", "rows"])
+def test_option_classes_group_exactly_the_equal_rows(top):
+    """The option classes that the group tables and the counts fold over: one int64 key
+    per row while the mixed radix fits (repeated columns counted once; numbered without a
+    sort while the keys are dense), else the rows themselves; either way two options
+    share a class iff their blocks are equal, each class's representative is one of its
+    options, and classes follow the order of their rows."""
     rng = np.random.default_rng(0)
     a, b = rng.integers(0, 4, 500), rng.integers(0, 5, 500)
     b[::3] = top - 1
     columns = [a, b, a.copy(), rng.integers(0, 3, 500)]
-    keys = layerwise._row_keys(columns)
+    keys, _ = layerwise._row_keys(columns)
+    assert keys.shape[1] == (3 if top == 2**61 else 1)
+    rep, cls = layerwise.option_classes(columns)
     rows = np.stack(columns, axis=1)
-    same_key = (keys[:, None, :] == keys[None, :, :]).all(axis=-1)
+    same_class = cls[:, None] == cls[None, :]
     same_row = (rows[:, None, :] == rows[None, :, :]).all(axis=-1)
-    assert (same_key == same_row).all()
-    assert keys.shape[1] == (1 if top == 5 else 3)
+    assert (same_class == same_row).all()
+    assert (cls[rep] == np.arange(len(rep))).all()
+    firsts = rows[np.unique(cls, return_index=True)[1]]
+    assert [tuple(r) for r in firsts] == sorted(tuple(r) for r in firsts)

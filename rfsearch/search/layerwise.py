@@ -40,30 +40,42 @@ AN_FIELDS = ("X", "W", "Rs", "AV")
 
 
 def _gather(values: np.ndarray, preds: np.ndarray) -> np.ndarray:
-    """values [L, 2, N] at each input slot of each node: [L, P, 2, N] (slot -1: node 0)."""
-    idx = np.clip(preds, 0, None)[:, :, None, :]  # [L, P, 1, N]
-    return values[idx, np.arange(2)[None, None, :, None], np.arange(values.shape[-1])]
+    """values [L, A, N] at each input slot of each node: [L, P, A, N] (slot -1: node 0),
+    one flat take per axis: element (node, a, n) of values is (node * A + a) * N + n."""
+    axes, n = values.shape[1:]
+    base = np.clip(preds, 0, None).astype(np.intp) * (axes * n) + np.arange(n)  # [L, P, N]
+    flat = np.ascontiguousarray(values).reshape(-1)
+    return np.stack([flat.take(base + a * n) for a in range(axes)], axis=2)
+
+
+def _same_axes(batch, layers: dict) -> bool:
+    """Whether every layer state and parameter is the same on both axes (a square batch
+    at a square or unknown size: the kernel then computes one axis, a stride-0 view)."""
+    return batch.square and all(layers[f].strides[1] == 0 for f in ("rmin", "J", "u", "v"))
 
 
 def _layers_of(batch, layers: dict) -> dict:
-    """Per-layer thresholds of one size class: mu, pi, theta [L, 2, N] and the masks."""
+    """Per-layer thresholds of one size class: mu, pi, theta [L, 2, N] and the masks
+    (computed on one axis and broadcast when both agree)."""
     depth = layers["J"].shape[0]
     node = np.arange(depth)[:, None]
     live = (node >= 1) & (node < batch.length[None, :])  # [L, N]
     clean = (layers["fault"] == R.NO_FAULT).all(axis=1)  # [L, N]
     whole = np.isin(batch.layer_major("op"), list(ops.WHOLE_MAP.values()))
     bounded = ((layers["flags"] & R.UNBOUNDED) == 0).all(axis=1)
-    mu = layers["rmin"].astype(np.int64)  # [L, 2, N]
-    jump = layers["J"].astype(np.int64)
-    k_eff = np.broadcast_to(batch.layer_major("dilation").astype(np.int64)
-                            * (batch.layer_major("kernel") - 1) + 1, mu.shape)
+    axes = 1 if _same_axes(batch, layers) else 2
+    mu = layers["rmin"][:, :axes].astype(np.int64)  # [L, A, N]
+    jump = layers["J"][:, :axes].astype(np.int64)
+    k_eff = np.broadcast_to(batch.axes_major("dilation", axes).astype(np.int64)
+                            * (batch.axes_major("kernel", axes) - 1) + 1, mu.shape)
     preds = batch.layer_major("preds")  # [L, P, N]
     has = (preds >= 0)[:, :, None, :]  # [L, P, 1, N]
     pi = np.where(has, _gather(mu, preds), FAR).min(axis=1)
     theta = np.where(has, (k_eff[:, None] + 1) * _gather(jump, preds), FAR).min(axis=1)
-    return {"mu": mu, "pi": pi, "th": theta, "cnt": live & clean & ~whole & bounded,
-            "ok": clean | ~live, "span": (layers["v"] - layers["u"]).astype(np.int64),
-            "jump": jump}
+    span = (layers["v"][:, :axes] - layers["u"][:, :axes]).astype(np.int64)
+    both = {f: np.broadcast_to(x, (depth, 2, x.shape[-1]))
+            for f, x in (("mu", mu), ("pi", pi), ("th", theta), ("span", span), ("jump", jump))}
+    return both | {"cnt": live & clean & ~whole & bounded, "ok": clean | ~live}
 
 
 def _maxima(g: dict) -> dict:
@@ -82,22 +94,21 @@ def _maxima(g: dict) -> dict:
     return out
 
 
-def block_analysis(batch, index: np.ndarray, usable: np.ndarray, per_class: list) -> tuple:
-    """(composable fields per option [.., K, C], layer thresholds per distinct block):
-    ``per_class`` holds the kernel's per-layer states of ``batch`` at each incoming
-    size class. The thresholds are [L, 2, K, Nd] (mu, pi, th) and [L, K, Nd] (cnt), with
-    ``dindex`` [C] the distinct block of each option."""
+def block_analysis(batch, usable: np.ndarray, per_class: list) -> tuple:
+    """(composable fields [.., K, N], layer thresholds) of the distinct blocks of
+    ``batch`` (``usable`` [N]: which are networks): ``per_class`` holds the kernel's
+    per-layer states at each incoming size class. The thresholds are [L, 2, K, N] (mu,
+    pi, th) and [L, K, N] (cnt)."""
     stats = [_layers_of(batch, layers) for layers in per_class]
     maxima = [_maxima(g) for g in stats]
-    an = {f: np.stack([m[f][..., index] for m in maxima], axis=-2) for f in AN_FIELDS}
+    an = {f: np.stack([m[f] for m in maxima], axis=-2) for f in AN_FIELDS}
     an["AV"] = an["AV"] & usable[None, :]
     reach = max(int(np.where(g[f] < FAR, g[f], 0).max(initial=0)) for g in stats
                 for f in ("mu", "pi", "th"))
     kind = np.int32 if reach < 1 << 30 else np.int64
     lay = {f: np.stack([np.minimum(g[f][1:], np.iinfo(kind).max) for g in stats],
-                       axis=2).astype(kind) for f in ("mu", "pi", "th")}  # [L, 2, K, Nd]
-    lay["cnt"] = np.stack([g["cnt"][1:] for g in stats], axis=1)  # [L, K, Nd]
-    lay["dindex"] = np.asarray(index, np.int64)
+                       axis=2).astype(kind) for f in ("mu", "pi", "th")}  # [L, 2, K, N]
+    lay["cnt"] = np.stack([g["cnt"][1:] for g in stats], axis=1)  # [L, K, N]
     return an, lay
 
 
@@ -163,12 +174,11 @@ def input_key(size, shape: tuple = ()) -> dict:
 
 
 def stage_counts(key: dict, table, idx: np.ndarray, axes: int) -> tuple:
-    """(critical, unproductive) layers [E] of one slot's options ``idx`` [E] entered with
+    """(critical, unproductive) layers [E] of one slot's blocks ``idx`` [E] entered with
     ``key`` (arrays [2, E] and [E]), and the key after the slot."""
     cls, lay = key["cls"], table.lay
-    d = lay["dindex"][idx]
-    mu, pi, th = (lay[f][:, :axes, cls, d] for f in ("mu", "pi", "th"))  # [L, A, E]
-    live = lay["cnt"][:, cls, d] & ~key["unb"]  # [L, E]
+    mu, pi, th = (lay[f][:, :axes, cls, idx] for f in ("mu", "pi", "th"))  # [L, A, E]
+    live = lay["cnt"][:, cls, idx] & ~key["unb"]  # [L, E]
     q, q1, rho = (key[f][None, :axes] for f in ("q", "q1", "rho"))  # [1, A, E]
     deep = (q < mu).all(axis=1)
     critical = live & deep
@@ -183,7 +193,7 @@ def stage_counts(key: dict, table, idx: np.ndarray, axes: int) -> tuple:
 
 def group_counts(key: dict, stages, option: np.ndarray, axes: int) -> tuple:
     """(critical, unproductive, key after) of a group's options ``option`` [E]:
-    ``stages`` are its slots, (slot table, slot option of each group option)."""
+    ``stages`` are its slots, (slot table, slot block of each group option)."""
     critical = unproductive = 0
     for table, slot_option in stages:
         c, u, key = stage_counts(key, table, slot_option[option], axes)
@@ -214,24 +224,40 @@ def _pick(key: dict, rows) -> dict:
 def distinct_options(group) -> tuple[np.ndarray, np.ndarray]:
     """(one option per distinct tuple of slot blocks, the tuple of each option): options
     built of the same blocks count alike (NAS-Bench-101's cells share 64,029 geometries)."""
-    columns = [t.lay["dindex"][index] for t, index in group.stages]
-    _, first, inverse = np.unique(_row_keys(columns), axis=0, return_index=True,
-                                  return_inverse=True)
-    return first, inverse.reshape(-1)
+    if group.classes is not None:
+        return group.classes
+    return option_classes([index for _, index in group.stages])
 
 
-def _row_keys(columns: list[np.ndarray]) -> np.ndarray:
+def option_classes(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(one option of each class, the class of each option) of the options whose blocks
+    are ``columns`` (one [options] array per slot): a class is one tuple of blocks.
+    Classes are numbered in the order of their tuples; any option may represent its class."""
+    keys, scale = _row_keys(columns)
+    if keys.shape[1] == 1 and scale <= 4 * len(keys) + 1024:  # dense keys: no sort
+        key = keys[:, 0]
+        seen = np.bincount(key, minlength=scale) > 0
+        inverse = (np.cumsum(seen) - 1)[key]
+    else:
+        _, inverse = np.unique(keys, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    rep = np.empty(int(inverse.max(initial=-1)) + 1, np.int64)
+    rep[inverse] = np.arange(inverse.size)  # whichever write lands is in the class
+    return rep, inverse
+
+
+def _row_keys(columns: list[np.ndarray]) -> tuple[np.ndarray, int]:
     """Rows of non-negative integer ``columns`` ([E] each) as keys that are equal exactly
-    where the rows are: one int64 per row (mixed radix over the distinct columns) when it
-    fits, which sorts far faster than rows; else the [E, columns] rows."""
+    where the rows are, and their range: one int64 per row (mixed radix over the distinct
+    columns) when it fits, which sorts far faster than rows; else the [E, columns] rows."""
     distinct = list({c.tobytes(): c for c in columns}.values())  # slots with one index
     key, scale = np.zeros(len(columns[0]), np.int64), 1
     for column in distinct:
         radix = int(column.max(initial=0)) + 1
         if scale * radix >= 1 << 62:
-            return np.stack(distinct, axis=1)
+            return np.stack(distinct, axis=1), 0
         key, scale = key * radix + column, scale * radix
-    return key[:, None]
+    return key[:, None], scale
 
 
 def suffix_counts(key: dict, groups, axes: int, distinct: list) -> np.ndarray:

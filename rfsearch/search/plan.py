@@ -20,8 +20,8 @@ from ..errors import SpecError
 from ..recurrence import ALIGNED, KNOWN
 from ..spaces.space import Space, mixed_radix
 from ..spec import parse_input_size
-from .layerwise import identity_analysis
-from .tables import Table, block_table, chain, outer
+from .layerwise import identity_analysis, option_classes
+from .tables import Table, block_table, chain, expand, outer
 
 GROUP_OPTIONS = 4096  # merge neighbouring groups while their joint options stay this small
 SUFFIX_ENTRIES = 1 << 21  # the exhaustive walk's precomposed suffix table: bounded memory
@@ -35,7 +35,8 @@ class Group:
     table: Table
     radix: int
     below: int
-    stages: list = field(default_factory=list)  # (slot table, slot option per option)
+    stages: list = field(default_factory=list)  # (slot table, slot block per option)
+    classes: tuple | None = None  # (one option per class, the class of each option)
 
 
 @dataclass
@@ -79,25 +80,32 @@ def _identity_table(sizes: list, options: int, analysis: bool = False) -> Table:
 
 
 def _slot_groups(space: Space) -> list[list[int]]:
-    """Minimal runs of slots such that no variable is used in two runs."""
+    """Minimal runs of slots such that no variable is used in two runs; slots without a
+    variable join the run they follow (or, before any variable, the first run)."""
     last_use = {}
     for i, slot in enumerate(space.slots):
         for v in slot.variables:
             last_use[v] = i
     groups, current, reach = [], [], -1
     for i, slot in enumerate(space.slots):
+        if not slot.variables and groups and not current:
+            groups[-1].append(i)
+            continue
         current.append(i)
         reach = max([reach, *(last_use[v] for v in slot.variables)])
-        if reach <= i:
+        if reach <= i and reach >= 0:
             groups.append(current)
-            current = []
+            current, reach = [], -1
+    if current:
+        groups.append(current)
     return groups
 
 
 def _group_table(space: Space, slots: list[int], tables: dict[int, Table], sizes_in: list
-                 ) -> tuple[Table, int, list]:
+                 ) -> tuple[Table, int, list, tuple]:
     """Fold the slots' tables over every joint option of the group's variables; also
-    (slot table, slot option of each joint option) per slot."""
+    (slot table, slot block of each joint option) per slot, and the option classes
+    (:func:`~.layerwise.option_classes`): options built of the same blocks are folded once."""
     variables = sorted({v for i in slots for v in space.slots[i].variables})
     radices = [space.variables[v].size for v in variables]
     options = math.prod(radices)
@@ -107,18 +115,18 @@ def _group_table(space: Space, slots: list[int], tables: dict[int, Table], sizes
                         f"{options} joint options; too many to tabulate")
     digits = mixed_radix(np.arange(options), radices)  # [options, V]
     digit = {v: digits[:, j] for j, v in enumerate(variables)}
-    table = _identity_table(sizes_in, options, tables[slots[0]].analysis)
     stages = []
     for i in slots:
-        slot = space.slots[i]
         index = np.zeros(options, np.int64)
-        for v in slot.variables:
+        for v in space.slots[i].variables:
             index = index * space.variables[v].size + digit[v]
-        table = chain(table, tables[i], np.arange(options), index)
-        stages.append((tables[i], index))
-    return table, options, stages
-
-
+        stages.append((tables[i], tables[i].block[index]))
+    classes = option_classes([column for _, column in stages])
+    first = classes[0]
+    table = _identity_table(sizes_in, first.size, tables[slots[0]].analysis)
+    for slot_table, column in stages:
+        table = chain(table, slot_table, np.arange(first.size), column[first])
+    return expand(table, classes[1]), options, stages, classes
 def _bound_dtype(groups: list[Group]) -> str:
     """int32 when no candidate's |u|, |v|, |m|, J or rf can reach 2**31, else int64."""
     big, jump = 0, 1
@@ -160,13 +168,13 @@ def plan(space: Space, input_size=None, analysis: bool = False) -> Plan:
     groups: list[Group] = []
     sizes = [size]
     for run in _slot_groups(space):
-        table, options, stages = _group_table(space, run, tables, sizes)
+        table, options, stages, classes = _group_table(space, run, tables, sizes)
         sizes = table.sizes_out
         if groups and groups[-1].radix * options <= GROUP_OPTIONS:
             prev = groups.pop()
             stages = _merged_stages(prev, stages, options)
-            table, options = outer(prev.table, table), prev.radix * options
-        groups.append(Group(table, options, 1, stages if analysis else []))
+            table, options, classes = outer(prev.table, table), prev.radix * options, None
+        groups.append(Group(table, options, 1, stages if analysis else [], classes))
     below = 1
     for g in reversed(groups):
         g.below = below

@@ -47,7 +47,8 @@ class Table:
     nxt: [K, C] the outgoing size class; ``sizes_out[k]`` is its (h, w) or None.
     With analysis: X, W [2, K, C], Rs [STRIDES, K, C], AV [K, C] (the composable
     fields of :mod:`~.layerwise`); a slot's own table also has ``lay``, its layers'
-    thresholds (:func:`~.layerwise.block_analysis`).
+    thresholds (:func:`~.layerwise.block_analysis`); its columns are distinct blocks,
+    and ``block`` names each option's column.
     """
 
     A: np.ndarray
@@ -63,6 +64,7 @@ class Table:
     Rs: np.ndarray | None = None
     AV: np.ndarray | None = None
     lay: dict | None = None
+    block: np.ndarray | None = None  # a slot's table: the column of each option [options]
 
     @property
     def analysis(self) -> bool:
@@ -139,6 +141,15 @@ def outer(left: Table, right: Table) -> Table:
     return chain(left, right, np.repeat(np.arange(cl), cr), np.tile(np.arange(cr), cl))
 
 
+def expand(table: Table, index: np.ndarray) -> Table:
+    """``table``'s column ``index[c]`` as column c, for every field."""
+    if index.size == table.shape[1] and (index == np.arange(index.size)).all():
+        return table
+    names = [f for f in (*FIELDS, "V", *AN_FIELDS, "nxt") if getattr(table, f) is not None]
+    return Table(**{f: np.take(getattr(table, f), index, axis=-1) for f in names},
+                 sizes_out=table.sizes_out)
+
+
 _IDENTITY = {"name": "invalid", "layers": [{"name": "id", "op": "identity"}]}
 _ENCODED: dict = {}  # id(blocks tuple) -> (blocks, encoded): specs are parsed once per space
 
@@ -172,17 +183,19 @@ def encode_blocks(blocks) -> tuple:
 
 
 def block_table(blocks, sizes_in: list, analysis: bool = False) -> Table:
-    """Summaries of block specs (one per option) at every incoming size, computed by the
-    core kernel: a block is a small network whose input is the block's input
-    (``analysis``: with the layer-wise analysis, from every layer's state)."""
+    """Summaries of block specs at every incoming size, computed by the core kernel: a
+    block is a small network whose input is the block's input (``analysis``: with the
+    layer-wise analysis, from every layer's state). Its columns are the distinct blocks
+    (``block`` [options]: the column of each option), so equal blocks are summarised once."""
     batch, index, usable = encode_blocks(blocks)
     results = [run_batch(batch, size, per_layer=analysis) for size in sizes_in]
-    raws = [{key: value[..., index] for key, value in r.out.items()} for r in results]
+    raws = [r.out for r in results]
+    usable = _column_usable(index, usable, len(batch.length))
     extra = {}
     if analysis:
-        an, lay = block_analysis(batch, index, usable, [r.layers for r in results])
+        an, lay = block_analysis(batch, usable, [r.layers for r in results])
         extra = an | {"lay": lay}
-    k, c = len(sizes_in), len(blocks)
+    k, c = len(sizes_in), len(usable)
     fields = {f: np.stack([raw[src].astype(np.int64) for raw in raws], axis=1)  # [2, K, C]
               for f, src in (("A", "u"), ("B", "v"), ("M", "rmin"), ("S", "J"))}
     fields["F"] = np.stack([raw["flags"].astype(np.int32) for raw in raws], axis=1)
@@ -197,4 +210,12 @@ def block_table(blocks, sizes_in: list, analysis: bool = False) -> Table:
                                   return_inverse=True)
         sizes_out = [(int(key >> 32), int(key & 0xFFFFFFFF)) for key in keys]
         nxt = inverse.reshape(k, c).astype(np.int32)
-    return Table(**fields, V=valid, nxt=nxt, sizes_out=sizes_out, **extra)
+    return Table(**fields, V=valid, nxt=nxt, sizes_out=sizes_out, block=index, **extra)
+
+
+def _column_usable(index: np.ndarray, usable: np.ndarray, columns: int) -> np.ndarray:
+    """Whether each distinct block is usable: the options of one block agree (options
+    that are not networks share one placeholder block of their own)."""
+    out = np.ones(columns, bool)
+    out[index[~usable]] = False
+    return out

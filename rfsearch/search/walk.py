@@ -114,8 +114,7 @@ def device_tables(plan: Plan) -> DeviceTables:
     dtype = np.dtype(plan.dtype)
     space = plan.space
     below = place_values(space.radices)
-    labels = [np.asarray(var.labels, dtype=object).astype(var.dtype) if var.numeric else None
-              for var in space.variables]
+    labels = [var.column_labels if var.numeric else None for var in space.variables]
     sized = plan.input_size is not None
     sizes = np.array(plan.sizes_out if sized else [(0, 0)], dtype=np.int32)
     return DeviceTables(

@@ -174,11 +174,15 @@ class CellBlocks(Sequence):
 
 def _geometry(data: dict) -> tuple[np.ndarray, np.ndarray]:
     """(geometry id per cell, one representative cell per geometry): cells with the same
-    adjacency and the same 1x1 / 3x3 vertices have the same receptive fields."""
-    m = data["matrix"].reshape(len(data["matrix"]), -1).astype(np.int64)
-    key = np.stack([data["vertices"].astype(np.int64), m @ (1 << np.arange(49)),
-                    (data["ops"] == 1).astype(np.int64) @ (1 << np.arange(7))], axis=1)
-    _, first, geometry = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    adjacency and the same 1x1 / 3x3 vertices have the same receptive fields. Ids follow
+    the order of (vertices, adjacency bits, 1x1 bits), packed into one int64 key."""
+    n = len(data["matrix"])
+    adjacency = np.packbits(data["matrix"].reshape(n, -1) != 0, axis=1, bitorder="little")
+    adjacency = np.pad(adjacency, ((0, 0), (0, 8 - adjacency.shape[1]))).view("<u8")[:, 0]
+    one_by_one = np.packbits(data["ops"] == 1, axis=1, bitorder="little")[:, 0]
+    key = ((data["vertices"].astype(np.int64) << 56) | (adjacency.astype(np.int64) << 7)
+           | one_by_one.astype(np.int64))
+    _, first, geometry = np.unique(key, return_index=True, return_inverse=True)
     return geometry.reshape(-1), first
 
 

@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -50,7 +51,7 @@ class Variable:
     def size(self) -> int:
         return len(self.labels)
 
-    @property
+    @cached_property
     def dtype(self) -> np.dtype:
         """Its column's type: int64 for integer labels, float64 for numbers, else text
         (object)."""
@@ -69,6 +70,13 @@ class Variable:
     @property
     def arrow_type(self) -> pa.DataType:
         return pa.string() if self.dtype == object else pa.from_numpy_dtype(self.dtype)
+
+    @cached_property
+    def column_labels(self) -> np.ndarray | pa.Array:
+        """The labels as its column's values: a numpy array of its dtype, or Arrow text."""
+        if self.numeric:
+            return np.asarray(self.labels, dtype=object).astype(self.dtype)
+        return pa.array([str(x) for x in self.labels], pa.string())
 
 
 @dataclass(frozen=True)
@@ -186,11 +194,9 @@ class Space:
         cols = {}
         for j, var in enumerate(self.variables):
             if var.numeric:
-                labels = np.asarray(var.labels, dtype=object).astype(var.dtype)
-                cols[var.name] = labels[digits[:, j]]
+                cols[var.name] = var.column_labels[digits[:, j]]
             else:  # mixed or text labels: one string column
-                labels = pa.array([str(x) for x in var.labels], pa.string())
-                cols[var.name] = text_column(labels.take(digits[:, j]))
+                cols[var.name] = text_column(var.column_labels.take(digits[:, j]))
         return cols
 
 
