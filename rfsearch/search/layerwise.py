@@ -176,18 +176,23 @@ def input_key(size, shape: tuple = ()) -> dict:
 def stage_counts(key: dict, table, idx: np.ndarray, axes: int) -> tuple:
     """(critical, unproductive) layers [E] of one slot's blocks ``idx`` [E] entered with
     ``key`` (arrays [2, E] and [E]), and the key after the slot."""
-    cls, lay = key["cls"], table.lay
-    mu, pi, th = (lay[f][:, :axes, cls, idx] for f in ("mu", "pi", "th"))  # [L, A, E]
-    live = lay["cnt"][:, cls, idx] & ~key["unb"]  # [L, E]
+    lay, k, c = table.lay, *table.shape
+    flat = np.broadcast_arrays(key["cls"] * c + idx)[0]  # one index per (size class, block)
+
+    def at(values):  # values [..., K, C] at each entry: [..., E]
+        return np.take(values.reshape(*values.shape[:-2], k * c), flat, axis=-1)
+
+    mu, pi, th = (at(lay[f][:, :axes]) for f in ("mu", "pi", "th"))  # [L, A, E]
+    live = at(lay["cnt"]) & ~key["unb"]  # [L, E]
     q, q1, rho = (key[f][None, :axes] for f in ("q", "q1", "rho"))  # [1, A, E]
     deep = (q < mu).all(axis=1)
     critical = live & deep
     unproductive = live & ((rho < th).all(axis=1) | ((q1 < pi).all(axis=1) & deep))
-    m, s = table.M[:, cls, idx], np.maximum(table.S[:, cls, idx], 1)  # [2, E]
+    m, s = at(table.M), np.maximum(at(table.S), 1)  # [2, E]
     after = {"q": np.maximum((key["q"] - m) // s, -1),
              "q1": np.maximum((key["q1"] - m) // s, -1), "rho": key["rho"] // s,
-             "unb": key["unb"] | ((table.F[:, cls, idx] & R.UNBOUNDED) != 0).any(axis=0),
-             "cls": table.nxt[cls, idx].astype(np.int64)}
+             "unb": key["unb"] | ((at(table.F) & R.UNBOUNDED) != 0).any(axis=0),
+             "cls": at(table.nxt).astype(np.int64)}
     return critical.sum(axis=0), unproductive.sum(axis=0), after
 
 
