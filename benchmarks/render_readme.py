@@ -30,7 +30,7 @@ from render_more import (
     analysis_rows,
     darts_row,
     evaluate_summary_rows,
-    import_rows,
+    import_summary_row,
     render_analysis,
     render_darts,
     render_evaluate,
@@ -98,7 +98,7 @@ def summary_rows(results: dict[str, dict]) -> list[Row]:
         rows += [walk_row(search, f"`search`, {search['grid']['layers']}-layer grid walk"),
                  ofa_row(search, "`search ofa-mbv3`, exhaustive")]
     if imports := results.get("import_speed"):
-        rows += import_rows(imports, "ResNet-50")
+        rows.append(import_summary_row(imports, "ResNet-50"))
     if stream := results.get("stream_eval"):
         rows.append(stream_row(stream))
     if path := results.get("evaluate_path"):
@@ -110,25 +110,16 @@ def summary_rows(results: dict[str, dict]) -> list[Row]:
     return rows
 
 
-def render_summary(results: dict[str, dict], before: dict[str, dict] | None = None,
-                   label: str = "") -> str:
-    """The short table: the block of README.md (with ``before``: a column of the same
-    figures from an earlier code version measured in the same session, ``label`` says
-    which)."""
+def render_summary(results: dict[str, dict]) -> str:
+    """The short table: the block of README.md."""
     res = results[BENCHMARK]
     dates = sorted({r["date"][:10] for r in results.values()})
     when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
     smoke = QUICK if any(r.get("quick") for r in results.values()) else ""
-    rows, header = summary_rows(results), ("benchmark", "measured", "target", "status")
-    if before and BENCHMARK in before:
-        old = {r[0]: r[1] for r in summary_rows(before)}
-        rows = [(r[0], old.get(r[0], "–"), *r[1:]) for r in rows]
-        header = ("benchmark", "before", "measured", "target", "status")
-    note = f" Before: {label}." if before and label else ""
     return "\n".join([
-        *table(header, rows, "lrrrl" if len(header) == 5 else "lrrl")[1:],
+        *table(("benchmark", "measured", "target", "status"), summary_rows(results), "lrrl")[1:],
         f"Measured on {kernel_device(res)}, jax {res['versions']['jax']}, {when}{smoke}. "
-        f"Every table, and how to re-run them: [benchmarks/README.md](benchmarks/README.md).{note}",
+        "Every table, and how to re-run them: [benchmarks/README.md](benchmarks/README.md).",
     ])
 
 
@@ -174,11 +165,8 @@ def main(argv=None) -> int:
     if BENCHMARK not in results:
         print(f"render_readme: no {BENCHMARK} results in {args.results}", file=sys.stderr)
         return 1
-    before_dir = args.results / "before"
-    before = load_all(before_dir) if before_dir.is_dir() else {}
-    label = (before_dir / "LABEL").read_text().strip() if (before_dir / "LABEL").exists() else ""
     devices = {sub: load_all(sub) for sub in accelerator_folders(args.results)}
-    written = [write_block(args.readme, render_summary(results, before, label) + "\n\n"
+    written = [write_block(args.readme, render_summary(results) + "\n\n"
                            + render_accelerators(devices)),
                write_block(args.full, render_full(results) + "\n\n"
                            + render_accelerators(devices, full=True))]

@@ -48,7 +48,7 @@ def _render(results: Path, tmp: Path) -> tuple[str, str]:
 
 def test_render_adds_an_accelerators_tables_from_its_folder(tmp_path):
     results = tmp_path / "results"
-    shutil.copytree(BENCH / "results", results, ignore=shutil.ignore_patterns("before"))
+    shutil.copytree(BENCH / "results", results)
     readme, _ = _render(results, tmp_path)
     assert "No accelerator figures yet" in readme and "kernel, 64-layer chains" in readme
     gpu = results / "gpu-nvidia-h100"
