@@ -34,8 +34,7 @@ import rfsearch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from kernel_throughput import source_info  # noqa: E402
-from workloads import device_info  # noqa: E402
+from workloads import device_info, source_info  # noqa: E402
 
 TARGET_PER_S = 1e7  # issue #17 item 3
 EXAMPLE = "n_unproductive == 0 and rf_h >= 200"

@@ -29,8 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from kernel_throughput import _version, source_info  # noqa: E402
-from workloads import RESULTS, device_info  # noqa: E402
+from workloads import RESULTS, device_info, package_version, source_info  # noqa: E402
 
 import rfsearch  # noqa: E402
 from rfsearch.search.host_run import BATCH_CHUNK  # noqa: E402
@@ -80,7 +79,7 @@ def report(args, new: dict, old: dict) -> dict:
                     "path before it",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "device": device_info(), "source": source_info(),
-        "versions": {name: _version(name) for name in
+        "versions": {name: package_version(name) for name in
                      ("rfsearch", "jax", "jaxlib", "numpy", "pandas", "pyarrow")},
         "input_size": 32, "batched": new, "per_spec": old,
         "speedup": per_s / old["per_s"],

@@ -29,7 +29,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import workloads as W  # noqa: E402
 from end_to_end import timed  # noqa: E402
-from kernel_throughput import source_info  # noqa: E402
 
 LAYERS = 64
 TARGETS = {"evaluate_cand_per_s": 1e7, "evaluate_vs_numpy": 5.0, "path_vs_numpy": 3.0}
@@ -48,46 +47,25 @@ def user_arrays(n: int, seed: int = 0) -> dict[str, np.ndarray]:
             "dilation": dilation, "padding": dilation * (kernel - 1) // 2}
 
 
-def numpy_recurrence(layer, steps: int, n: int, size: int | None) -> dict[str, np.ndarray]:
-    """The chain recurrence in numpy, int64, one vectorised step per layer; ``layer(i)``
-    gives layer i's (kernel, stride, dilation, padding) rows [N]."""
-    u, v, rmin = (np.zeros(n, np.int64) for _ in range(3))
-    jump = np.ones(n, np.int64)
-    out = np.full(n, size or 0, np.int64)
-    for i in range(steps):
-        k, s, d, p = layer(i)
-        k_eff = d.astype(np.int64) * (k - 1) + 1
-        u -= p * jump
-        v += (k_eff - 1 - p) * jump
-        rmin += (k_eff - 1) * jump
-        jump *= s
-        if size is not None:
-            out = (out + 2 * p - k_eff) // s + 1
-    result = {"rf": v - u + 1, "rf_min": rmin + 1, "stride": jump, "padding": -u}
-    if size is not None:
-        result["out"] = out
-    return result
-
-
 def numpy_on_batch(batch, size):
     """The recurrence on the Batch's own layer-major arrays (one axis: square chains)."""
     lm = {f: batch.axes_major(f, 1)[1:, 0] for f in ("kernel", "stride", "dilation",
                                                       "pad_before")}  # [L, N] views
-    return numpy_recurrence(lambda i: tuple(lm[f][i] for f in lm), batch.depth - 1,
-                            len(batch), size)
+    return W.numpy_recurrence(lambda i: tuple(lm[f][i] for f in lm), batch.depth - 1,
+                              len(batch), size)
 
 
 def numpy_on_columns(arrays, size):
     """The recurrence reading the user's [N, L] arrays column by column."""
-    return numpy_recurrence(lambda i: tuple(arrays[f][:, i] for f in FIELDS), LAYERS,
-                            len(arrays["kernel"]), size)
+    return W.numpy_recurrence(lambda i: tuple(arrays[f][:, i] for f in FIELDS), LAYERS,
+                              len(arrays["kernel"]), size)
 
 
 def numpy_transposed(arrays, size):
     """The recurrence after transposing the user's arrays to [L, N]."""
     t = {f: np.ascontiguousarray(arrays[f].T) for f in FIELDS}
-    return numpy_recurrence(lambda i: tuple(t[f][i] for f in FIELDS), LAYERS,
-                            len(arrays["kernel"]), size)
+    return W.numpy_recurrence(lambda i: tuple(t[f][i] for f in FIELDS), LAYERS,
+                              len(arrays["kernel"]), size)
 
 
 def agree(df, reference: dict[str, np.ndarray]) -> bool:
@@ -156,7 +134,7 @@ def main(argv=None) -> int:
         "benchmark": "evaluate_path", "quick": args.quick,
         "question": "arrays -> chains() -> evaluate() -> write_parquet at kernel speed?",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "device": W.device_info(), "source": source_info(), "layers": LAYERS,
+        "device": W.device_info(), "source": W.source_info(), "layers": LAYERS,
         "repeats": repeats, "statistic": "median", "sizes": sizes,
         "targets": {size: judged(at) for size, at in sizes.items()},
     }

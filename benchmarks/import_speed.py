@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import importlib.metadata
 import json
 import os
 import statistics
@@ -41,7 +40,6 @@ FILES = Path(tempfile.gettempdir()) / "rfsearch-import-speed"  # exported models
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))  # torch_models: torchvision's architectures
 import workloads as W  # noqa: E402
-from kernel_throughput import source_info  # noqa: E402
 
 import rfsearch  # noqa: E402
 
@@ -208,11 +206,8 @@ def measure(label: str, repeats: int, processes: int, quick: bool) -> dict:
 
 def versions() -> dict:
     """Versions of rfsearch and of the packages in ``PACKAGES`` that are installed."""
-    found = {"rfsearch": rfsearch.__version__}
-    for name in PACKAGES:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            found[name] = importlib.metadata.version(name)
-    return found
+    found = {name: W.package_version(name) for name in PACKAGES}
+    return {"rfsearch": rfsearch.__version__} | {k: v for k, v in found.items() if v}
 
 
 def main(argv=None) -> int:
@@ -239,7 +234,7 @@ def main(argv=None) -> int:
     res = {"benchmark": "import_speed", "quick": args.quick,
            "question": "seconds to import a ResNet-50-sized model into a spec",
            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-           "device": W.device_info(), "source": source_info(), "versions": versions(),
+           "device": W.device_info(), "source": W.source_info(), "versions": versions(),
            "statistic": "median", "repeats": repeats, "processes": processes,
            "input_size": SIZE,
            "targets_s": TARGETS_S,

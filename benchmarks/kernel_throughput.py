@@ -33,11 +33,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
-import importlib.metadata
 import json
 import statistics
-import subprocess
 import sys
 import time
 import types
@@ -52,14 +49,17 @@ from workloads import (
     DAG_LAYERS,
     DAG_MAX_INPUTS,
     RESULTS,
-    ROOT,
     SIZE,
+    code_changed,
     describe,
     device_info,
     device_inputs,
+    numpy_recurrence,
+    package_version,
     program,
     random_chains,
     random_dags,
+    source_info,
     time_chunked,
     time_kernel,
     time_native_chains,
@@ -91,39 +91,20 @@ DRIVER_CHUNKS = (1 << 15, 1 << 16, 1 << 17)  # run_batch end to end: how the def
 
 
 
-def numpy_chains(lm: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The chain recurrence in numpy, int64, over layer-major [L, A, N] arrays (loop over L).
-
-    u -= p J;  v += (k_eff - 1 - p) J;  rmin += (k_eff - 1) J;  J *= s  (per axis).
-    """
-    steps, axes, n = lm["kernel"].shape
-    u = np.zeros((axes, n), np.int64)
-    v = np.zeros((axes, n), np.int64)
-    rmin = np.zeros((axes, n), np.int64)
-    J = np.ones((axes, n), np.int64)
-    for i in range(1, steps):
-        k_eff = lm["dilation"][i].astype(np.int64) * (lm["kernel"][i] - 1) + 1
-        p = lm["pad_before"][i]
-        u -= p * J
-        v += (k_eff - 1 - p) * J
-        rmin += (k_eff - 1) * J
-        J *= lm["stride"][i]
-    return {"rf": v - u + 1, "rf_min": rmin + 1, "stride": J, "padding": -u}
-
-
 def time_numpy(batch: Batch, repeats: int) -> tuple[dict, dict]:
     """The numpy baseline on the arrays the kernel reads (one axis for square batches)."""
     axes = driver.state_axes(batch, None)
     lm = {f: np.ascontiguousarray(batch.axes_major(f, axes))
           for f in ("kernel", "stride", "dilation", "pad_before")}
-    times = []
+    steps, times = lm["kernel"].shape[0], []
     for _ in range(repeats):
         start = time.perf_counter()
-        result = numpy_chains(lm)
+        result = numpy_recurrence(lambda i: tuple(lm[f][i + 1] for f in lm), steps - 1,
+                                  lm["kernel"].shape[1:], None)
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
     figures = {"times_s": times, "median_s": median, "cand_per_s": len(batch) / median,
-               "steps": int(lm["kernel"].shape[0]) - 1}
+               "steps": int(steps) - 1}
     return figures, result
 
 
@@ -168,35 +149,6 @@ def verify_dags(batch: Batch, downs: np.ndarray, rows: int = 64) -> dict:
 
 
 # ----------------------------------------------------------------------------- report
-
-
-def source_info() -> dict:
-    """The rfsearch source measured: git commit and a digest of any local rfsearch/ changes."""
-    def git(*cmd):
-        try:
-            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True,
-                                  timeout=10, check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    diff = git("diff", "HEAD", "--", "rfsearch")
-    return {"commit": git("rev-parse", "HEAD"),
-            "rfsearch_tree": git("rev-parse", "HEAD:rfsearch"),
-            "rfsearch_modified": None if diff is None else bool(diff),
-            "rfsearch_diff_sha1": hashlib.sha1(diff.encode()).hexdigest() if diff else None}
-
-
-def code_changed(before: dict, after: dict) -> bool:
-    """Whether rfsearch/ (committed tree or local changes) differs between two source_info()."""
-    keys = ("rfsearch_tree", "rfsearch_diff_sha1")
-    return any(before[k] != after[k] for k in keys)
-
-
-def _version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def millions(x: float) -> str:
@@ -341,6 +293,86 @@ def measure_shared(dags: Batch, repeats: int, log) -> dict:
     return figures
 
 
+def measure_chains(n: int, repeats: int, rng: np.random.Generator, log) -> dict:
+    """Chains: XLA's programs, the numpy baseline on the same data, the compiled program
+    (where CPUs run it), and the driver end to end by chunk size."""
+    log(f"building {n} chains of {CHAIN_LAYERS} layers ...")
+    start = time.perf_counter()
+    chains = random_chains(n, CHAIN_LAYERS, rng)
+    res = {"n": n, "layers": CHAIN_LAYERS, "depth_bucket": chains.depth,
+           "build_s": time.perf_counter() - start}
+    figures, result = measure(chains, "chains", repeats, log)
+    res.update(figures)
+    log("timing the numpy baseline ...")
+    res["numpy"], reference = time_numpy(chains, repeats)
+    res["agreement"] = agreement(result, reference)
+    log("timing the compiled chain program (driver.run_batch) ...")
+    res["native"] = time_native_chains(chains, repeats)
+    if res["native"]:  # what CPUs run: judged, and compared with numpy too
+        raw = driver.run_batch(chains, None)
+        res["native"]["agreement"] = agreement(
+            types.SimpleNamespace(out=R.NodeState(**raw.out)), reference)
+    res["speedup_vs_numpy"] = chain_figure(res)["cand_per_s"] / res["numpy"]["cand_per_s"]
+    res["run_batch"] = time_driver(chains, repeats, log)
+    if not all(a["equal"] for a in (res["agreement"],
+                                    (res["native"] or {}).get("agreement", {"equal": 1}))):
+        log(f"MISMATCH between kernel and numpy: {res['agreement']}")
+    return res
+
+
+def measure_dags(n: int, repeats: int, rng: np.random.Generator, log) -> dict:
+    """DAGs: the driver's program at both sizes, a shared topology, and XLA's program
+    where the compiled kernel is the driver's."""
+    log(f"building {n} DAGs of {DAG_LAYERS} layers ...")
+    start = time.perf_counter()
+    dags, downs = random_dags(n, DAG_LAYERS + 1, rng)
+    build = time.perf_counter() - start
+    live = dags.preds[:, 1 : DAG_LAYERS + 1] >= 0
+    res = {
+        "n": n, "layers": DAG_LAYERS, "depth_bucket": dags.depth, "fan_in_bucket": dags.fan_in,
+        "max_inputs": DAG_MAX_INPUTS, "build_s": build,
+        "merge_nodes_per_dag": float((live.sum(axis=2) > 1).sum() / n),
+        "inputs_per_node": float(live.sum() / (n * DAG_LAYERS)),
+        "stride2_nodes_per_dag": float(downs.mean()),
+        "verified": verify_dags(dags, downs),
+    }
+    figures, _ = measure(dags, "DAGs", repeats, log)
+    res.update(figures)
+    if any(res[k]["invalid_rows"] for k in ("unknown_size", "size_224")):
+        log("WARNING: the kernel marks some generated DAGs invalid")
+    res["shared_topology"] = measure_shared(dags, repeats, log)
+    res["program"] = program(dags)
+    if res["program"] == "native":
+        res["xla_program"] = measure_xla_dags(dags, repeats, log)
+    return res
+
+
+def record(args, source: dict, chain_res: dict, dag_res: dict) -> dict:
+    """The result file's contents: the figures, how they were taken, and the targets."""
+    values = {"chains_cand_per_s": chain_figure(chain_res)["cand_per_s"],
+              "chains_speedup_vs_numpy": chain_res["speedup_vs_numpy"],
+              "dags_cand_per_s": dag_res["driver_unknown_size"]["cand_per_s"]}
+    results = {
+        "benchmark": "kernel_throughput",
+        "question": "candidates per second of rfsearch.kernel.propagate on this machine's device",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "quick": args.quick, "repeats": args.repeats, "seed": args.seed, "statistic": "median",
+        "driver_default_chunk": DEFAULT_CHUNK, "driver_unrolled_chunk": driver.UNROLLED_CHUNK,
+        "driver_workers": driver.workers(), "driver_dag_chunk": driver.DAG_CHUNK,
+        "driver_native_dag_chunk": driver.NATIVE_DAG_CHUNK,
+        "device": device_info(),
+        "source": {**source, "changed_during_run": code_changed(source, source_info())},
+        "versions": {"jax": jax.__version__, "jaxlib": package_version("jaxlib"),
+                     "numpy": np.__version__, "rfsearch": rfsearch.__version__},
+        "chains": chain_res,
+        "dags": dag_res,
+        "targets": {key: {"target": target, "value": values[key], "met": values[key] >= target}
+                    for key, target in targets().items()},
+    }
+    results["summary"] = summary_line(results)
+    return results
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--quick", action="store_true",
@@ -359,85 +391,8 @@ def main(argv=None) -> int:
     source = source_info()  # the code imported above; compared again at the end
     rng = np.random.default_rng(args.seed)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-
-    # 1. chains
-    log(f"building {n_chains} chains of {CHAIN_LAYERS} layers ...")
-    start = time.perf_counter()
-    chains = random_chains(n_chains, CHAIN_LAYERS, rng)
-    build_chains = time.perf_counter() - start
-    chain_res = {"n": n_chains, "layers": CHAIN_LAYERS, "depth_bucket": chains.depth,
-                 "build_s": build_chains}
-    figures, result = measure(chains, "chains", args.repeats, log)
-    chain_res.update(figures)
-    # 2. numpy baseline on the same data
-    log("timing the numpy baseline ...")
-    chain_res["numpy"], reference = time_numpy(chains, args.repeats)
-    chain_res["agreement"] = agreement(result, reference)
-    log("timing the compiled chain program (driver.run_batch) ...")
-    chain_res["native"] = time_native_chains(chains, args.repeats)
-    if chain_res["native"]:  # what CPUs run: judged, and compared with numpy too
-        raw = driver.run_batch(chains, None)
-        chain_res["native"]["agreement"] = agreement(
-            types.SimpleNamespace(out=R.NodeState(**raw.out)), reference)
-    chain_res["speedup_vs_numpy"] = (chain_figure(chain_res)["cand_per_s"]
-                                     / chain_res["numpy"]["cand_per_s"])
-    chain_res["run_batch"] = time_driver(chains, args.repeats, log)
-    del chains, result, reference
-    if not all(a["equal"] for a in (chain_res["agreement"],
-                                    (chain_res["native"] or {}).get("agreement", {"equal": 1}))):
-        log(f"MISMATCH between kernel and numpy: {chain_res['agreement']}")
-
-    # 3. DAGs
-    log(f"building {n_dags} DAGs of {DAG_LAYERS} layers ...")
-    start = time.perf_counter()
-    dags, downs = random_dags(n_dags, DAG_LAYERS + 1, rng)
-    build_dags = time.perf_counter() - start
-    live = dags.preds[:, 1 : DAG_LAYERS + 1] >= 0
-    dag_res = {
-        "n": n_dags, "layers": DAG_LAYERS, "depth_bucket": dags.depth, "fan_in_bucket": dags.fan_in,
-        "max_inputs": DAG_MAX_INPUTS, "build_s": build_dags,
-        "merge_nodes_per_dag": float((live.sum(axis=2) > 1).sum() / n_dags),
-        "inputs_per_node": float(live.sum() / (n_dags * DAG_LAYERS)),
-        "stride2_nodes_per_dag": float(downs.mean()),
-        "verified": verify_dags(dags, downs),
-    }
-    figures, _ = measure(dags, "DAGs", args.repeats, log)
-    dag_res.update(figures)
-    if any(dag_res[k]["invalid_rows"] for k in ("unknown_size", "size_224")):
-        log("WARNING: the kernel marks some generated DAGs invalid")
-    dag_res["shared_topology"] = measure_shared(dags, args.repeats, log)
-    dag_res["program"] = program(dags)
-    if dag_res["program"] == "native":
-        dag_res["xla_program"] = measure_xla_dags(dags, args.repeats, log)
-
-    values = {
-        "chains_cand_per_s": chain_figure(chain_res)["cand_per_s"],
-        "chains_speedup_vs_numpy": chain_res["speedup_vs_numpy"],
-        "dags_cand_per_s": dag_res["driver_unknown_size"]["cand_per_s"],
-    }
-    results = {
-        "benchmark": "kernel_throughput",
-        "question": "candidates per second of rfsearch.kernel.propagate on this machine's device",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "quick": args.quick,
-        "repeats": args.repeats,
-        "seed": args.seed,
-        "statistic": "median",
-        "driver_default_chunk": DEFAULT_CHUNK,
-        "driver_unrolled_chunk": driver.UNROLLED_CHUNK,
-        "driver_workers": driver.workers(),
-        "driver_dag_chunk": driver.DAG_CHUNK,
-        "driver_native_dag_chunk": driver.NATIVE_DAG_CHUNK,
-        "device": device_info(),
-        "source": {**source, "changed_during_run": code_changed(source, source_info())},
-        "versions": {"jax": jax.__version__, "jaxlib": _version("jaxlib"),
-                     "numpy": np.__version__, "rfsearch": rfsearch.__version__},
-        "chains": chain_res,
-        "dags": dag_res,
-        "targets": {key: {"target": target, "value": values[key], "met": values[key] >= target}
-                    for key, target in targets().items()},
-    }
-    results["summary"] = summary_line(results)
+    chain_res = measure_chains(n_chains, args.repeats, rng, log)
+    results = record(args, source, chain_res, measure_dags(n_dags, args.repeats, rng, log))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
     tmp.write_text(json.dumps(results, indent=2) + "\n")

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from end_to_end import chain_table  # noqa: E402
-from kernel_throughput import source_info  # noqa: E402
+from workloads import source_info  # noqa: E402
 
 PIECE = 1_000_000  # chains generated and written at a time
 TARGET_S, TARGET_GB = 90.0, 3.0  # issue #17: 2e7 chains at 224 in 90 s within 3 GB

@@ -1,16 +1,19 @@
-"""Workloads and timing shared by the kernel benchmarks (``kernel_throughput.py`` and
-``kernel_anatomy.py``): random square chains and DAGs built as ``rfsearch`` encodes them,
-their kernel arguments laid out on the device exactly as the driver lays them out, and
-timed calls of ``rfsearch.kernel.propagate`` (single and chunked, as the driver calls it).
+"""Workloads and timing shared by the benchmarks: random square chains and DAGs built as
+``rfsearch`` encodes them, their kernel arguments laid out on the device exactly as the
+driver lays them out, timed calls of ``rfsearch.kernel.propagate`` (single and chunked, as
+the driver calls it), the numpy baseline, and what every result records (device, source).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import importlib.metadata
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,6 +48,31 @@ SIZE = 224
 
 
 # ----------------------------------------------------------------------------- data
+
+
+def numpy_recurrence(layer, steps: int, shape: tuple, size: int | None) -> dict[str, np.ndarray]:
+    """The chain recurrence in numpy, int64, one vectorised step per layer (the baseline
+    of the kernel benchmarks): ``layer(i)`` gives layer i's (kernel, stride, dilation,
+    padding before) arrays of ``shape``; with ``size``, also the output size.
+
+    u -= p J;  v += (k_eff - 1 - p) J;  rmin += (k_eff - 1) J;  J *= s.
+    """
+    u, v, rmin = (np.zeros(shape, np.int64) for _ in range(3))
+    jump = np.ones(shape, np.int64)
+    out = np.full(shape, size or 0, np.int64)
+    for i in range(steps):
+        k, s, d, p = layer(i)
+        k_eff = d.astype(np.int64) * (k - 1) + 1
+        u -= p * jump
+        v += (k_eff - 1 - p) * jump
+        rmin += (k_eff - 1) * jump
+        jump *= s
+        if size is not None:
+            out = (out + 2 * p - k_eff) // s + 1
+    result = {"rf": v - u + 1, "rf_min": rmin + 1, "stride": jump, "padding": -u}
+    if size is not None:
+        result["out"] = out
+    return result
 
 
 def random_chains(n: int, layers: int, rng: np.random.Generator, chunk: int = 1 << 17) -> Batch:
@@ -280,6 +308,36 @@ def time_chunked(args, program: driver.Program, chunk: int, repeats: int) -> dic
     return {"chunk": chunk, "calls": len(parts), "workers": driver.workers(),
             "first_call_s": first, "compile_s": max(0.0, first - median / len(parts)),
             "times_s": times, "median_s": median, "cand_per_s": n / median}
+
+
+def source_info() -> dict:
+    """The rfsearch source measured: git commit and a digest of any local rfsearch/ changes."""
+    def git(*cmd):
+        try:
+            return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True,
+                                  timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    diff = git("diff", "HEAD", "--", "rfsearch")
+    return {"commit": git("rev-parse", "HEAD"),
+            "rfsearch_tree": git("rev-parse", "HEAD:rfsearch"),
+            "rfsearch_modified": None if diff is None else bool(diff),
+            "rfsearch_diff_sha1": hashlib.sha1(diff.encode()).hexdigest() if diff else None}
+
+
+def code_changed(before: dict, after: dict) -> bool:
+    """Whether rfsearch/ (committed tree or local changes) differs between two source_info()."""
+    keys = ("rfsearch_tree", "rfsearch_diff_sha1")
+    return any(before[k] != after[k] for k in keys)
+
+
+def package_version(name: str) -> str | None:
+    """The installed version of distribution ``name``, or None."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def device_info() -> dict:
