@@ -55,7 +55,7 @@ class Variable:
     def dtype(self) -> np.dtype:
         """Its column's type: int64 for integer labels, float64 for numbers, else text
         (object)."""
-        kinds = {type(x) for x in self.labels}
+        kinds = self._kinds
         if all(issubclass(k, int | np.integer) and k is not bool for k in kinds):
             return np.dtype(np.int64)
         if all(issubclass(k, int | float | np.number) and k is not bool for k in kinds):
@@ -76,7 +76,13 @@ class Variable:
         """The labels as its column's values: a numpy array of its dtype, or Arrow text."""
         if self.numeric:
             return np.asarray(self.labels, dtype=object).astype(self.dtype)
-        return pa.array([str(x) for x in self.labels], pa.string())
+        text = self.labels if self._kinds <= {str} else [str(x) for x in self.labels]
+        return pa.array(list(text), pa.string())
+
+    @cached_property
+    def _kinds(self) -> set[type]:
+        """The types of its labels."""
+        return set(map(type, self.labels))
 
 
 @dataclass(frozen=True)
