@@ -177,7 +177,7 @@ def stage_counts(key: dict, table, idx: np.ndarray, axes: int) -> tuple:
     """(critical, unproductive) layers [E] of one slot's blocks ``idx`` [E] entered with
     ``key`` (arrays [2, E] and [E]), and the key after the slot."""
     lay, k, c = table.lay, *table.shape
-    flat = np.broadcast_arrays(key["cls"] * c + idx)[0]  # one index per (size class, block)
+    flat = key["cls"] * c + idx  # one index per (size class, block)
 
     def at(values):  # values [..., K, C] at each entry: [..., E]
         return np.take(values.reshape(*values.shape[:-2], k * c), flat, axis=-1)
