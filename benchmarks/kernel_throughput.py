@@ -90,7 +90,6 @@ DRIVER_CHUNKS = (1 << 15, 1 << 16, 1 << 17)  # run_batch end to end: how the def
 # ----------------------------------------------------------------------------- baseline
 
 
-
 def time_numpy(batch: Batch, repeats: int) -> tuple[dict, dict]:
     """The numpy baseline on the arrays the kernel reads (one axis for square batches)."""
     axes = driver.state_axes(batch, None)
