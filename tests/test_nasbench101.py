@@ -61,3 +61,21 @@ def test_space_rows_agree_with_evaluate(cells):
     for column in ("rf_h", "rf_min_h", "stride_h", "padding_h", "out_h", "aligned"):
         assert df[column].tolist() == want[column].tolist(), column
     assert df["module_hash"].tolist() == [cells["hash"][i] for i in df["candidate_id"]]
+
+
+def test_each_cells_spec_has_its_own_ops(cells):
+    """Cells of one geometry (a 3x3 conv where another has a 3x3 max pool) share their
+    tabulated summary but not their spec: each spec carries the cell's own ops."""
+    space = nb101.nasbench101()
+    geometry = space.slots[1].blocks.geometry
+    kind = {0: "conv", 1: "conv", 2: "maxpool"}
+    first = np.unique(geometry, return_index=True)[1][geometry]  # each geometry's first
+    twins = np.flatnonzero((cells["ops"] != cells["ops"][first]).any(axis=1))
+    assert twins.size
+    for i in (first[twins[0]], twins[0], twins[-1], first[twins[-1]]):
+        n = int(cells["vertices"][i])
+        want = [kind[int(x)] for x in cells["ops"][i, 1:n - 1]]
+        layers = [layer for layer in space.spec(i)["layers"]
+                  if layer["name"].startswith("stack0.cell0/c/vertex")
+                  and not layer["name"].endswith(".sum")]
+        assert [layer["op"] for layer in layers] == want, i

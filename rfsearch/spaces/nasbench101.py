@@ -150,7 +150,10 @@ BATCH_ARRAYS = ("op", "kernel", "stride", "dilation", "pad_before", "pad_after",
 class CellBlocks(Sequence):
     """The 423,624 cells as block specs, built on demand (``space.spec``), with the
     encoding of their distinct geometries precomputed (conv3x3 and maxpool3x3 share a
-    window), so tabulating the space parses no spec."""
+    window), so tabulating the space parses no spec. Each cell's spec has its own ops
+    (cells of one geometry differ in them); the last ``KEEP`` built are kept."""
+
+    KEEP = 4096
 
     def __init__(self, data: dict, geometry: np.ndarray, encoded: tuple):
         self.data, self.geometry, self.encoded = data, geometry, encoded
@@ -162,14 +165,16 @@ class CellBlocks(Sequence):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        g = int(self.geometry[i])
-        if g not in self._built:
+        i = range(len(self))[i]  # a negative index counts from the end; bounds checked
+        if i not in self._built:
             n = int(self.data["vertices"][i])
             names = ["input", *OPS, "output"]
             ops = ["input", *(names[int(x) + 1] for x in self.data["ops"][i, 1:n - 1]),
                    "output"]
-            self._built[g] = _cell_block(self.data["matrix"][i, :n, :n], ops)
-        return self._built[g]
+            while len(self._built) >= self.KEEP:
+                self._built.pop(next(iter(self._built)))
+            self._built[i] = _cell_block(self.data["matrix"][i, :n, :n], ops)
+        return self._built[i]
 
 
 def _geometry(data: dict) -> tuple[np.ndarray, np.ndarray]:
