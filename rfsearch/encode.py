@@ -162,6 +162,15 @@ class Batch:
         (the h entries) is only meaningful for a square batch."""
         return np.moveaxis(getattr(self, name), 0, -1)[:, :axes]
 
+    def layer_name_codes(self) -> tuple[list[str], np.ndarray]:
+        """(vocabulary, codes [N, L - 1]) of the layer names, node 1 first (-1 past a
+        network's layers): one small table for networks that share their names."""
+        vocab: dict[str, int] = {}
+        codes = np.full((len(self), self.depth - 1), -1, np.int32)
+        for i, names in enumerate(self.layer_names or ()):
+            codes[i, :len(names)] = [vocab.setdefault(name, len(vocab)) for name in names]
+        return list(vocab), codes
+
     def take(self, rows: np.ndarray | slice) -> Batch:
         """The sub-batch of the given candidate rows (square storage is kept)."""
         idx = np.arange(len(self))[rows]

@@ -77,6 +77,8 @@ ANALYSIS_NETWORK = ["border_layer", "n_unproductive", "n_critical", "feasible_mi
                     "feasible_max", *(f"rf_at_stride_{s}" for s in RF_AT_STRIDES), "rf_ratio"]
 # The analysis columns that need every layer's state (rf_ratio needs only the output).
 LAYERWISE = tuple(c for c in ANALYSIS_NETWORK if c not in ("border_layer", "rf_ratio"))
+# A search's analysis columns: LAYERWISE (which a filter may use) and the border's name.
+SEARCH_ANALYSIS = ("border_layer", *LAYERWISE)
 # Columns of the depth axis: present only in tables that hold a 3-D network.
 DEPTH = tuple(c for c in COLUMNS if c.endswith("_d"))
 
@@ -91,7 +93,7 @@ GEOMETRY = geometry()  # of 2-D (and 1-D) networks
 
 # The search output (rfsearch.search): one row per matching candidate, in this order:
 # candidate_id, the space's native key columns, one column per choice, GEOMETRY, valid,
-# rf_ratio, and the LAYERWISE analysis columns when a filter or ranking used them.
+# rf_ratio, and the SEARCH_ANALYSIS columns when a filter or ranking used them.
 SEARCH_COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "candidate_id": (pa.int64(), "the candidate's number in its space: the mixed-radix "
                                  "number of its choices, the first choice most significant"),
@@ -102,7 +104,7 @@ SEARCH_COLUMNS: dict[str, tuple[pa.DataType, str]] = {
 # come between candidate_id and the geometry).
 def search_result(depth: bool = False) -> tuple[str, ...]:
     """Declared result columns of a search, in order (``depth``: of 3-D blocks)."""
-    return ("candidate_id", *geometry(depth), "valid", "rf_ratio", *LAYERWISE)
+    return ("candidate_id", *geometry(depth), "valid", "rf_ratio", *SEARCH_ANALYSIS)
 
 NETWORK_COLUMNS = [c for c in COLUMNS if c not in ("layer", "layer_name", "op",
                                                   *ANALYSIS_LAYER, *ANALYSIS_NETWORK)]
@@ -132,12 +134,12 @@ def schema(per_layer: bool = False, analysis: bool = False, depth: bool = False)
 def search_schema(keys: dict[str, pa.DataType], choices: dict[str, pa.DataType],
                   analysis: bool = False, depth: bool = False) -> pa.Schema:
     """The declared Arrow schema of a search output with these native key and choice
-    columns (``analysis``: with the LAYERWISE analysis columns; ``depth``: 3-D blocks)."""
+    columns (``analysis``: with the SEARCH_ANALYSIS columns; ``depth``: 3-D blocks)."""
     def field(name):
         own = SEARCH_COLUMNS.get(name) or COLUMNS[name]
         return pa.field(name, own[0], metadata={"description": own[1]})
     result = search_result(depth)
-    first, *tail = result[:len(result) - (0 if analysis else len(LAYERWISE))]
+    first, *tail = result[:len(result) - (0 if analysis else len(SEARCH_ANALYSIS))]
     return pa.schema([field(first), *(pa.field(k, t) for k, t in {**keys, **choices}.items()),
                       *map(field, tail)])
 

@@ -14,7 +14,7 @@ import rfsearch
 from rfsearch.search import layerwise
 from rfsearch.search.plan import plan
 from rfsearch.spaces.registry import builtin
-from rfsearch.table import LAYERWISE
+from rfsearch.table import SEARCH_ANALYSIS
 
 EVERY = "feasible_max > 0 or n_critical >= 0 or true"  # reads the analysis, keeps every row
 
@@ -49,9 +49,10 @@ def expected(space, ids, size) -> pd.DataFrame:
 
 
 def assert_analysis_equal(got: pd.DataFrame, ev: pd.DataFrame) -> None:
-    """Every LAYERWISE column (values, nulls and dtypes) and validity agree."""
+    """Every analysis column of a search (values, nulls and dtypes; the border layer's
+    name too) and validity agree."""
     assert got["valid"].tolist() == ev["error"].isna().tolist()
-    for name in LAYERWISE:
+    for name in SEARCH_ANALYSIS:
         assert got[name].dtype == ev[name].dtype, name
         want = ev[name].reset_index(drop=True)
         pd.testing.assert_series_equal(got[name].reset_index(drop=True), want, check_names=False,
@@ -83,6 +84,7 @@ def test_sampled_builtin_candidates_equal_evaluate(name, size, n):
     ev = expected(space, got["candidate_id"], size)
     assert_analysis_equal(got, ev)
     assert (ev["n_critical"] > 0).any() and (ev["n_unproductive"] > 0).any()
+    assert ev["border_layer"].notna().any()
 
 
 def test_walk_and_per_id_paths_agree_across_rows_and_keys():
@@ -105,6 +107,19 @@ def test_walk_and_per_id_paths_agree_across_rows_and_keys():
     ev = expected(space, others, 20)
     keep = (ev["n_unproductive"] >= 3) & (ev["n_critical"] <= 5) & (ev["feasible_min"] < 40)
     assert not keep.any()
+
+
+@pytest.mark.parametrize("size", [(23, 40), (61, 200)])
+def test_border_layer_across_groups_size_classes_and_axes(size):
+    """DEEP at non-square inputs: the border is found in any of several groups (rows
+    sharing a key and option are folded once), where both axes exceed; candidates whose
+    layers never exceed the input have none (null)."""
+    space = space_of(DEEP)
+    got = rfsearch.search(space, where=EVERY, input_size=size, sample=400, seed=5)
+    ev = expected(space, got["candidate_id"], size)
+    assert_analysis_equal(got, ev)
+    slots = ev["border_layer"].dropna().str.split("/").str[0]
+    assert slots.nunique() >= 3 and ev["border_layer"].isna().any()
 
 
 def test_suffix_tables_equal_counting_every_layer_per_id():
@@ -170,7 +185,7 @@ def test_option_classes_group_exactly_the_equal_rows(top):
     a, b = rng.integers(0, 4, 500), rng.integers(0, 5, 500)
     b[::3] = top - 1
     columns = [a, b, a.copy(), rng.integers(0, 3, 500)]
-    keys, _ = layerwise._row_keys(columns)
+    keys, _ = layerwise.row_keys(columns)
     assert keys.shape[1] == (3 if top == 2**61 else 1)
     rep, cls = layerwise.option_classes(columns)
     rows = np.stack(columns, axis=1)

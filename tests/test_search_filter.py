@@ -200,6 +200,17 @@ def test_unknown_column_suggests_a_close_name():
     assert "did you mean 'aligned'" in reject("aligend")
 
 
+def test_text_columns_are_refused_by_name():
+    """A layer name or a text choice is a column of the rows but not of a filter."""
+    for where, column in (("border_layer == 1", "border_layer"),
+                          ("n_critical == 0 and module_hash > 0", "module_hash")):
+        with pytest.raises(SpecError) as info:
+            search("nasbench101", where=where, sample=3)
+        assert str(info.value) == (f"where {where!r}: column {column!r} is text; a filter "
+                                   f"compares numbers and booleans at position "
+                                   f"{where.index(column)}")
+
+
 @pytest.mark.parametrize(("text", "expected"), [
     ("rf_h = 3", "where 'rf_h = 3': unexpected character '=' (use == to compare) at position 5"),
     ("rf_h > 3 3", "where 'rf_h > 3 3': unexpected '3' at position 9"),

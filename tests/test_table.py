@@ -166,7 +166,7 @@ def test_search_schema_order():
     tail = [("valid", pa.bool_()), ("rf_ratio", pa.float64())]
     assert fields(search_schema(keys, choices)) == head + GEOMETRY + tail
     assert fields(search_schema(keys, choices, analysis=True)) == (
-        head + GEOMETRY + tail + LAYERWISE)
+        head + GEOMETRY + tail + [("border_layer", pa.string())] + LAYERWISE)
     assert fields(search_schema({}, {})) == [("candidate_id", pa.int64()), *GEOMETRY, *tail]
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from ..analysis import rf_ratio
 from ..table import GEOMETRY, LAYERWISE, typed_array
 from . import walk as W
+from .border import border_layer
 from .filter import Node
 from .layerwise import LayerCounts
 from .plan import plan
@@ -111,7 +112,7 @@ class DeviceRun(Run):
 
     def rows(self, ids: np.ndarray) -> pd.DataFrame:
         """candidate_id, native keys, choices, geometry, valid and rf_ratio of ``ids``
-        (and the LAYERWISE analysis columns when a filter or ranking uses them)."""
+        (and the SEARCH_ANALYSIS columns when a filter or ranking uses them)."""
         ids = np.asarray(ids, dtype=np.int64)
         n = ids.size
         padded = _padded(ids)
@@ -133,8 +134,19 @@ class DeviceRun(Run):
         ratio = rf_ratio(*(data[c].to_numpy(dtype=float, na_value=np.nan)
                            for c in ("rf_h", "rf_w")), self.input_size)
         data["rf_ratio"] = typed_array("rf_ratio", np.nan_to_num(ratio), np.isnan(ratio))
-        data.update({name: column(name) for name in names if name in LAYERWISE})
+        if self.analysis:
+            layerwise = {name: column(name) for name in LAYERWISE}
+            data["border_layer"] = self._border(ids, layerwise["n_critical"])
+            data.update(layerwise)
         return pd.DataFrame(data)
+
+    def _border(self, ids: np.ndarray, n_critical):
+        """The border_layer column of ``ids``: null where n_critical is (no input size,
+        an invalid candidate) or no layer exceeds the input."""
+        known = ~np.asarray(pd.isna(n_critical))
+        if not known.any():
+            return typed_array("border_layer", np.full(ids.size, None, object))
+        return border_layer(self.plan, ids, known)
 
     def matches(self, c: int) -> np.ndarray:
         """Ids of chunk c that pass the filter (or its top K)."""

@@ -167,6 +167,9 @@ class _Parser:
                 close = difflib.get_close_matches(text, self.schema, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 self.fail(f"unknown column {text!r}{hint}", pos)
+            if self.schema[text] == "text":
+                self.fail(f"column {text!r} is text; a filter compares numbers and booleans",
+                          pos)
             return Node("col", text, (), self.schema[text])
         if text == "(":
             node = self.expr()
@@ -179,7 +182,8 @@ class _Parser:
 
 
 def parse_filter(text: str, schema: dict[str, str]) -> Node:
-    """Parse and type-check ``text`` against ``schema`` (column -> 'number' | 'bool')."""
+    """Parse and type-check ``text`` against ``schema`` (column -> 'number' | 'bool' |
+    'text'; a text column is refused)."""
     if not isinstance(text, str) or not text.strip():
         raise SpecError(f"where must be a non-empty expression, got {text!r}")
     return _Parser(text, schema).parse()

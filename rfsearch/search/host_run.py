@@ -20,7 +20,7 @@ from ..analysis import rf_ratio_axes
 from ..axes import size_for
 from ..errors import SpecError
 from ..evaluate import evaluate
-from ..table import LAYERWISE, geometry, typed_array
+from ..table import SEARCH_ANALYSIS, geometry, typed_array
 from .ahead import Ahead
 from .filter import Node, filter_mask
 from .output import top_rows
@@ -96,7 +96,7 @@ class HostRun(Run):
     def evaluate(self, ids: np.ndarray) -> pd.DataFrame:
         """Result rows of ``ids`` in the declared order: keys, choices, geometry, valid,
         rf_ratio (and the analysis columns)."""
-        analysis = LAYERWISE if self.analysis else ()
+        analysis = SEARCH_ANALYSIS if self.analysis else ()
         networks = self.space.batcher(ids) if self.batched else [
             self.space.spec(int(i)) for i in ids]
         ev = evaluate(networks, input_size=self.input_size, analysis=self.analysis,

@@ -98,16 +98,16 @@ def block_analysis(batch, usable: np.ndarray, per_class: list) -> tuple:
     """(composable fields [.., K, N], layer thresholds) of the distinct blocks of
     ``batch`` (``usable`` [N]: which are networks): ``per_class`` holds the kernel's
     per-layer states at each incoming size class. The thresholds are [L, 2, K, N] (mu,
-    pi, th) and [L, K, N] (cnt)."""
+    pi, th, and span: v - u, for the border of :mod:`~.border`) and [L, K, N] (cnt)."""
     stats = [_layers_of(batch, layers) for layers in per_class]
     maxima = [_maxima(g) for g in stats]
     an = {f: np.stack([m[f] for m in maxima], axis=-2) for f in AN_FIELDS}
     an["AV"] = an["AV"] & usable[None, :]
     reach = max(int(np.where(g[f] < FAR, g[f], 0).max(initial=0)) for g in stats
-                for f in ("mu", "pi", "th"))
+                for f in ("mu", "pi", "th", "span"))
     kind = np.int32 if reach < 1 << 30 else np.int64
     lay = {f: np.stack([np.minimum(g[f][1:], np.iinfo(kind).max) for g in stats],
-                       axis=2).astype(kind) for f in ("mu", "pi", "th")}  # [L, 2, K, N]
+                       axis=2).astype(kind) for f in ("mu", "pi", "th", "span")}  # [L, 2, K, N]
     lay["cnt"] = np.stack([g["cnt"][1:] for g in stats], axis=1)  # [L, K, N]
     return an, lay
 
@@ -238,7 +238,7 @@ def option_classes(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(one option of each class, the class of each option) of the options whose blocks
     are ``columns`` (one [options] array per slot): a class is one tuple of blocks.
     Classes are numbered in the order of their tuples; any option may represent its class."""
-    keys, scale = _row_keys(columns)
+    keys, scale = row_keys(columns)
     if keys.shape[1] == 1 and scale <= 4 * len(keys) + 1024:  # dense keys: no sort
         key = keys[:, 0]
         seen = np.bincount(key, minlength=scale) > 0
@@ -251,7 +251,7 @@ def option_classes(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return rep, inverse
 
 
-def _row_keys(columns: list[np.ndarray]) -> tuple[np.ndarray, int]:
+def row_keys(columns: list[np.ndarray]) -> tuple[np.ndarray, int]:
     """Rows of non-negative integer ``columns`` ([E] each) as keys that are equal exactly
     where the rows are, and their range: one int64 per row (mixed radix over the distinct
     columns) when it fits, which sorts far faster than rows; else the [E, columns] rows."""

@@ -72,12 +72,13 @@ class SearchSummary:
 
 
 def filter_schema(space: Space) -> dict[str, str]:
-    """Columns a ``where`` filter may use, with their types ('bool' or 'number')."""
+    """The columns of a search's rows with their types ('bool', 'number' or 'text': a
+    ``where`` filter compares numbers and booleans)."""
     declared = {**COLUMNS, **SEARCH_COLUMNS}
-    schema = {c: "bool" if declared[c][0] == pa.bool_() else "number"
-              for c in search_result(space.dims == 3)}
+    kinds = {pa.bool_(): "bool", pa.string(): "text"}
+    schema = {c: kinds.get(declared[c][0], "number") for c in search_result(space.dims == 3)}
     schema |= dict.fromkeys(space.id_aliases, "number")
-    schema |= {var.name: "number" for var in space.variables if var.numeric}
+    schema |= {var.name: "number" if var.numeric else "text" for var in space.variables}
     return schema
 
 

@@ -155,8 +155,10 @@ class CellBlocks(Sequence):
 
     KEEP = 4096
 
-    def __init__(self, data: dict, geometry: np.ndarray, encoded: tuple):
+    def __init__(self, data: dict, geometry: np.ndarray, encoded: tuple,
+                 layer_names: tuple | None = None):
         self.data, self.geometry, self.encoded = data, geometry, encoded
+        self.layer_names = layer_names  # (vocabulary, codes [geometries, layers])
         self._built: dict[int, dict] = {}
 
     def __len__(self) -> int:
@@ -201,16 +203,21 @@ def _layer_major_copy(a: np.ndarray) -> np.ndarray:
 
 
 def _encoded(data: dict, cache: Path | None):
-    """The Batch of the distinct cell geometries (cached next to the cells)."""
+    """(geometry per cell, the Batch of the distinct cell geometries, their layer names as
+    (vocabulary, codes)): cached next to the cells."""
     from ..encode import PARAM_FIELDS, Batch, encode_networks, squared
     from ..spec import parse_network
 
     geometry, first = _geometry(data)
     path = None if cache is None else cache.with_name(ENCODED)
-    if path is not None and path.exists():
-        with np.load(path) as z:
+    stored = np.load(path) if path is not None and path.exists() else None
+    if stored is not None and "name_codes" not in stored.files:  # older: rebuilt with names
+        stored = stored.close()
+    if stored is not None:
+        with stored as z:
             arrays = {k: _layer_major_copy(z[k]) for k in BATCH_ARRAYS}
             flags = z["flags"].tolist()
+            names = (z["name_vocab"].tolist(), z["name_codes"])
         arrays.update(squared({k: arrays[k] for k in PARAM_FIELDS}))
         batch = Batch(**arrays, names=np.array([f"cell{g}" for g in range(len(first))], object),
                       is_chain=bool(flags[0]), has_same=bool(flags[1]), has_whole=bool(flags[2]))
@@ -218,11 +225,14 @@ def _encoded(data: dict, cache: Path | None):
         blocks = CellBlocks(data, geometry, None)
         batch = encode_networks([parse_network(blocks[int(i)], g)
                                  for g, i in enumerate(first)])
+        names = batch.layer_name_codes()
         if path is not None:
             np.savez_compressed(path, **{k: getattr(batch, k) for k in BATCH_ARRAYS},
                                 flags=np.array([batch.is_chain, batch.has_same,
-                                                batch.has_whole]))
-    return geometry, (batch, geometry.astype(np.int64), np.ones(len(geometry), bool))
+                                                batch.has_whole]),
+                                name_vocab=np.array(names[0]), name_codes=names[1])
+    encoded = (batch, geometry.astype(np.int64), np.ones(len(geometry), bool))
+    return geometry, encoded, names
 
 
 def nasbench101_size() -> int:
@@ -239,8 +249,8 @@ def nasbench101(cache: Path | bool = True):
     from .space import Slot, Space, Variable
 
     data = cells(cache)
-    geometry, encoded = _encoded(data, _cache_path(cache))
-    blocks = CellBlocks(data, geometry, encoded)
+    geometry, encoded, names = _encoded(data, _cache_path(cache))
+    blocks = CellBlocks(data, geometry, encoded, names)
     stem, pool = Graph("stem"), Graph("pool")
     stem.conv("stem", 3, 1, "same")
     pool.maxpool("downsample", 2, 2, "same")
