@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .. import recurrence as R
 from ..table import typed_array
-from .layerwise import row_keys
+from .layerwise import option_classes
 from .tables import encode_blocks
 
 
@@ -51,29 +51,31 @@ def stage_border(key: dict, table, idx: np.ndarray) -> tuple[np.ndarray, dict]:
 
 def positions(plan, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(slot, block column, layer) [N] of each id's border layer (slot -1: none): group
-    by group, once per distinct (key, option) of the rows still without one."""
+    by group, once per distinct (key, option) of the rows still without one. Rows carry
+    the number of their key in a table of distinct keys, so finding the distinct entries
+    is one small-integer pairing per group."""
     n = ids.size
     slot, column, layer = np.full(n, -1), np.zeros(n, np.int64), np.zeros(n, np.int64)
-    rows, key, first_slot = np.arange(n), input_key(plan.input_size, n), 0
+    rows, key_of, keys = np.arange(n), np.zeros(n, np.int64), input_key(plan.input_size, 1)
+    first_slot = 0
     for group in plan.groups:
         option = (ids[rows] // group.below) % group.radix
-        rep, inverse = _distinct(key, option)
-        found, at = _group_border(_pick(key, rep), group, option[rep], first_slot)
+        rep, inverse = option_classes([key_of * group.radix + option])
+        found, after = _group_border(_pick(keys, key_of[rep]), group, option[rep], first_slot)
         hit = found[0][inverse] >= 0
         for out, values in zip((slot, column, layer), found, strict=True):
             out[rows[hit]] = values[inverse[hit]]
-        rows, key = rows[~hit], _pick(at, inverse[~hit])
+        distinct, after_of = _distinct_keys(after)
+        rows, key_of, keys = rows[~hit], after_of[inverse[~hit]], distinct
         first_slot += len(group.stages)
     return slot, column, layer
 
 
-def _distinct(key: dict, option: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(one row of each distinct (key, option), the distinct entry of each row)."""
-    keys, _ = row_keys([key["z"][0] + 1, key["z"][1] + 1, key["unb"].astype(np.int64),
-                         key["cls"], option])
-    _, rep, inverse = np.unique(keys[:, 0] if keys.shape[1] == 1 else keys, axis=0,
-                                return_index=True, return_inverse=True)
-    return rep, inverse.reshape(-1)
+def _distinct_keys(key: dict) -> tuple[dict, np.ndarray]:
+    """(the distinct keys of ``key`` [E], the number of each entry's key among them)."""
+    rep, inverse = option_classes([key["z"][0] + 1, key["z"][1] + 1,
+                                   key["unb"].astype(np.int64), key["cls"]])
+    return _pick(key, rep), inverse
 
 
 def _group_border(key: dict, group, option: np.ndarray, first_slot: int) -> tuple:
