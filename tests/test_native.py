@@ -18,6 +18,7 @@ import platform
 import re
 import subprocess
 import sys
+import time
 import types
 import warnings
 from pathlib import Path
@@ -618,13 +619,14 @@ def test_no_compiler_is_a_silent_fallback(reregister):
 # ---------------------------------------------------------------- the build cache
 
 def test_build_reuses_the_cached_library(monkeypatch):
-    """A second build() returns the same path without running the compiler (the file's
-    mtime is unchanged)."""
+    """A second build() returns the same path without running the compiler, and marks
+    the library used now (its mtime)."""
     cxx = native.compiler()
     path = native.build(cxx)
     assert path == native._library_path(cxx) and path.is_file()
     assert path.parent == cache_dir()
-    mtime = path.stat().st_mtime_ns
+    inode = path.stat().st_ino
+    os.utime(path, (1e9, 1e9))
 
     def no_compile(*args, **kwargs):
         raise AssertionError(f"compiled again: {args}")
@@ -632,7 +634,24 @@ def test_build_reuses_the_cached_library(monkeypatch):
     monkeypatch.setattr(native, "subprocess", types.SimpleNamespace(
         run=no_compile, CalledProcessError=subprocess.CalledProcessError))
     assert native.build(cxx) == path
-    assert path.stat().st_mtime_ns == mtime
+    assert path.stat().st_ino == inode and time.time() - path.stat().st_mtime < 600
+
+
+def test_a_new_build_prunes_libraries_unused_for_a_month(tmp_path):
+    """Libraries for other sources, compilers or CPUs stay while some process uses them
+    and go once unused for UNUSED_S; other files of the cache are never touched."""
+    keep = tmp_path / "rfsearch_dag-new.so"
+    files = {name: tmp_path / name for name in (
+        "rfsearch_dag-old.so", "rfsearch_dag-old.lock", "rfsearch_dag-recent.so",
+        "rfsearch_dag-recent.lock", "cells.npz")}
+    for f in (keep, *files.values()):
+        f.write_bytes(b"x")
+    month = time.time() - native.UNUSED_S - 60
+    for f in (keep, files["rfsearch_dag-old.so"], files["cells.npz"]):
+        os.utime(f, (month, month))
+    native.prune(keep)
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted([
+        keep.name, "rfsearch_dag-recent.so", "rfsearch_dag-recent.lock", "cells.npz"])
 
 
 def test_cache_path_names_everything_the_binary_depends_on(monkeypatch, tmp_path):

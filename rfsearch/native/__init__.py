@@ -125,15 +125,18 @@ def _cpu() -> str:
 
 BUILD_TIMEOUT_S = 600
 STALE_S = 3600  # a temporary file this old is left by a build that was killed
+UNUSED_S = 30 * 86400  # a library no process has loaded for this long is pruned
 
 
 def build(cxx: str) -> Path:
     """Compile dag.cc, periodic.cc and chain.cc (unless cached) and return the shared
     library's path. Raises CalledProcessError or TimeoutExpired when the compiler fails,
     OSError when the cache directory is not writable. Concurrent processes wait for one
-    build (a lock file)."""
+    build (a lock file). A library's mtime is its last use: a new build removes the
+    libraries (other sources, compilers or CPUs) unused for ``UNUSED_S``."""
     path = _library_path(cxx)
     if path.exists():
+        _used(path)
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
@@ -159,7 +162,26 @@ def build(cxx: str) -> Path:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        prune(path)
     return path
+
+
+def _used(path: Path) -> None:
+    """Mark a cached library as used now (a read-only cache is left as it is)."""
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def prune(keep: Path) -> None:
+    """Remove the cached libraries beside ``keep`` (and their lock files) that no process
+    has used for ``UNUSED_S``: builds for earlier sources or compilers, or for a CPU
+    that no longer shares this cache."""
+    now = time.time()
+    for old in keep.parent.glob("rfsearch_dag-*.so"):
+        with contextlib.suppress(OSError):
+            if old != keep and now - old.stat().st_mtime > UNUSED_S:
+                old.unlink()
+                old.with_suffix(".lock").unlink(missing_ok=True)
 
 
 _LOCK = threading.Lock()  # the driver's worker threads may ask at the same time
