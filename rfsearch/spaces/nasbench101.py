@@ -212,7 +212,8 @@ def _encoded(data: dict, cache: Path | None):
     path = None if cache is None else cache.with_name(ENCODED)
     stored = np.load(path) if path is not None and path.exists() else None
     if stored is not None and "name_codes" not in stored.files:  # older: rebuilt with names
-        stored = stored.close()
+        stored.close()
+        stored = None
     if stored is not None:
         with stored as z:
             arrays = {k: _layer_major_copy(z[k]) for k in BATCH_ARRAYS}
