@@ -34,7 +34,8 @@ def rate(x: float) -> str:
 
 
 def seconds(x: float) -> str:
-    return f"{x:.2f} s"
+    """Two decimals of a second; below 10 ms, milliseconds (not "0.00 s")."""
+    return f"{x:.2f} s" if x >= 0.01 else f"{x * 1e3:.2g} ms"
 
 
 def status(ok: bool) -> str:
