@@ -96,14 +96,18 @@ def _pick(key: dict, rows: np.ndarray) -> dict:
     return {f: v[..., rows] for f, v in key.items()}
 
 
-def names(plan, slot: np.ndarray, column: np.ndarray, layer: np.ndarray) -> pa.Array:
+def names(plan, slot: np.ndarray, column: np.ndarray, layer: np.ndarray,
+          vocabularies: dict) -> pa.Array:
     """The border layers as ``evaluate`` names them (``slot/layer``; null where slot is
-    -1), gathered in Arrow from each slot's vocabulary of layer names."""
+    -1), gathered in Arrow from each slot's vocabulary of layer names (``vocabularies``:
+    slot -> :func:`column_names`, filled as slots are met; a run keeps one)."""
     space = plan.space
     has = slot >= 0
     text, at = [], np.zeros(slot.size, np.int64)
     for s in np.flatnonzero(np.bincount(slot[has])).tolist():
-        vocab, codes = column_names(space.slots[s].blocks)
+        if s not in vocabularies:
+            vocabularies[s] = column_names(space.slots[s].blocks)
+        vocab, codes = vocabularies[s]
         mine = slot == s
         at[mine] = len(text) + codes[column[mine], layer[mine]]
         text += [f"{space.slots[s].name}/{name}" for name in vocab]
@@ -118,9 +122,9 @@ def column_names(blocks) -> tuple[list[str], np.ndarray]:
     return shipped if shipped is not None else encode_blocks(blocks)[0].layer_name_codes()
 
 
-def border_layer(plan, ids: np.ndarray, known: np.ndarray):
+def border_layer(plan, ids: np.ndarray, known: np.ndarray, vocabularies: dict):
     """The ``border_layer`` column of ``ids`` [N]: null where ``known`` is false (no input
     size, an invalid candidate: as n_critical) or no layer exceeds the input."""
     slot, column, layer = positions(plan, ids)
     slot = np.where(known, slot, -1)
-    return typed_array("border_layer", names(plan, slot, column, layer))
+    return typed_array("border_layer", names(plan, slot, column, layer, vocabularies))

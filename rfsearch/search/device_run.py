@@ -63,6 +63,7 @@ class DeviceRun(Run):
                          partition_by)
         self.where = where
         self._matched = None  # (ids, their layer counts) of the last chunk walked
+        self._vocabularies: dict = {}  # slot -> its layer names (border_layer)
         self.t = W.device_tables(self.plan)
         self.start = len(self.plan.groups)
         if sample is None:
@@ -146,7 +147,7 @@ class DeviceRun(Run):
         known = ~np.asarray(pd.isna(n_critical))
         if not known.any():
             return typed_array("border_layer", np.full(ids.size, None, object))
-        return border_layer(self.plan, ids, known)
+        return border_layer(self.plan, ids, known, self._vocabularies)
 
     def matches(self, c: int) -> np.ndarray:
         """Ids of chunk c that pass the filter (or its top K)."""
