@@ -21,6 +21,7 @@ from search_cases import (
     MANIFEST,
     PARTITIONED,
     PARTITIONED_OPTIONS,
+    SAME,
     SMALL,
     VALID,
     assert_same,
@@ -105,6 +106,23 @@ def test_rerun_changes_nothing_and_a_different_run_is_refused(tmp_path, monkeypa
     with pytest.raises(SpecError, match="holds a different search"):
         search(space_of(VALID), output=out)
     assert folder_state(out) == after
+
+
+def test_a_folder_written_with_other_columns_is_refused(tmp_path):
+    """A folder whose rows carry other columns (an analysis search written before its
+    rows gained border_layer: its manifest names no columns) is not resumed into a
+    dataset of two schemas; the message names what differs."""
+    out = tmp_path / "out"
+    kwargs = {"where": "n_critical >= 0 and rf_h >= 29", "input_size": 32, "output": out}
+    search(space_of(SAME), **kwargs)
+    manifest = json.loads((out / "_manifest.json").read_text())
+    assert "border_layer" in manifest["params"]["columns"]
+    del manifest["params"]["columns"]
+    (out / "_manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SpecError) as info:
+        search(space_of(SAME), **kwargs)
+    assert str(info.value) == (f"{out}: holds a different search (same; columns differ); "
+                               "use another folder or delete it")
 
 
 def test_a_folder_with_stray_parts_is_refused(tmp_path):

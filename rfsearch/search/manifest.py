@@ -102,10 +102,11 @@ def read_state(folder: Path, run) -> State:
         if entry is None:
             continue
         found = True
-        if entry.get("params") != run.params():
-            raise SpecError(f"{folder}: holds a different search ("
-                            f"{entry.get('params', {}).get('space')}); use another folder "
-                            "or delete it")
+        theirs, ours = entry.get("params") or {}, run.params()
+        if theirs != ours:
+            differ = ", ".join(k for k in {**ours, **theirs} if theirs.get(k) != ours.get(k))
+            raise SpecError(f"{folder}: holds a different search ({theirs.get('space')}; "
+                            f"{differ} differ); use another folder or delete it")
         _merge(state, entry, path.name == MANIFEST)
     if not found and any(folder.glob("part-*.parquet")):
         raise SpecError(f"{folder}: holds part files but no {MANIFEST}; use an empty folder")

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..errors import SpecError
 from ..spaces.space import Space
-from ..table import LAYERWISE
+from ..table import LAYERWISE, SEARCH_ANALYSIS, search_result
 from .sampling import sample_ids
 
 MAX_IDS = 1 << 63  # candidate ids are int64
@@ -66,14 +66,22 @@ class Run:
         """The run is over (finished or failed): stop any work started early."""
 
     def with_analysis(self) -> bool:
-        """Whether the rows carry the LAYERWISE analysis columns (a filter or ranking
-        reads one)."""
+        """Whether the rows carry the SEARCH_ANALYSIS columns (a filter or ranking reads
+        a LAYERWISE one)."""
         raise NotImplementedError
 
+    def columns(self) -> list[str]:
+        """The declared result columns its rows carry (besides the space's keys and
+        choices)."""
+        return [c for c in search_result(self.space.dims == 3)
+                if self.with_analysis() or c not in SEARCH_ANALYSIS]
+
     def params(self) -> dict:
-        """What identifies the run: a manifest with other parameters is another search."""
+        """What identifies the run: a manifest with other parameters is another search
+        (or the same one written by a version of rfsearch whose rows differ)."""
         size = self.input_size
         return {"space": self.space.name, "fingerprint": self.space.fingerprint(),
+                "columns": self.columns(),
                 "input_size": None if size is None else list(size), "where": self.where_text,
                 "sample": self.sample, "seed": self.seed,
                 "top": None if self.top is None else list(self.top), "ids": [self.lo, self.hi],
