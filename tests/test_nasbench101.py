@@ -79,3 +79,28 @@ def test_each_cells_spec_has_its_own_ops(cells):
                   if layer["name"].startswith("stack0.cell0/c/vertex")
                   and not layer["name"].endswith(".sum")]
         assert [layer["op"] for layer in layers] == want, i
+
+
+def test_an_older_cache_of_hex_text_is_rewritten_with_digests(cells, tmp_path):
+    """The cells file keeps md5 digests (16 bytes, not 32 UCS-4 characters); a file of an
+    earlier version, with the hashes as text, reads the same and is rewritten so. An
+    encoded cache without the geometry ids is rebuilt with them."""
+    old = tmp_path / "cells.npz"
+    np.savez_compressed(old, **cells)  # the earlier format: 'hash' as text
+    assert nb101.cells(old)["hash"].tolist() == cells["hash"].tolist()
+    with np.load(old) as rewritten:
+        assert sorted(rewritten.files) == ["digest", "matrix", "ops", "vertices"]
+        digest = rewritten["digest"]
+    assert digest.shape == (nb101.COUNT, 16) and digest.dtype == np.uint8
+    assert bytes(digest[7]).hex() == cells["hash"][7]
+    again = nb101.cells(old)
+    assert again["hash"].dtype == cells["hash"].dtype
+    assert all((again[k] == cells[k]).all() for k in cells)
+    shipped = nb101.cache_file(nb101.ENCODED)
+    with np.load(shipped) as z:
+        encoded = {k: z[k] for k in z.files if k != "geometry"}
+    np.savez_compressed(tmp_path / nb101.ENCODED, **encoded)  # the earlier encoded cache
+    geometry, (batch, _, _), names = nb101._encoded(cells, old)
+    with np.load(tmp_path / nb101.ENCODED) as z:
+        assert (z["geometry"] == geometry).all() and len(batch) == geometry.max() + 1
+    assert names[1].shape[0] == len(batch)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -117,19 +119,53 @@ def _cache_path(cache: Path | bool) -> Path | None:
 
 def cells(cache: Path | bool = True) -> dict[str, np.ndarray]:
     """The cells, from the cache file when present (else generated, and cached).
-    ``cache``: True for :func:`cache_file`, a path, or False for no cache."""
+    ``cache``: True for :func:`cache_file`, a path, or False for no cache. The file keeps
+    each hash as its 16-byte md5 digest (an older file of hex text is rewritten so)."""
     cache = _cache_path(cache)
     if cache is not None and cache.exists():
         with np.load(cache) as data:
             out = {k: data[k] for k in data.files}
+        if "digest" in out:
+            out["hash"] = hex_text(out.pop("digest"))
+        else:
+            _save(cache, out)
     else:
         out = generate()
         if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(cache, **out)
+            _save(cache, out)
     if len(out["hash"]) != COUNT:
         raise SpecError(f"NAS-Bench-101: expected {COUNT} cells, got {len(out['hash'])}")
     return out
+
+
+def _save(path: Path, cells: dict) -> None:
+    """Write the cells cache (digests for hashes), whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {k: v for k, v in cells.items() if k != "hash"}
+    arrays["digest"] = np.frombuffer(bytes.fromhex("".join(cells["hash"].tolist())),
+                                     np.uint8).reshape(-1, 16)
+    _write_npz(path, arrays)
+
+
+def _write_npz(path: Path, arrays: dict) -> None:
+    """``np.savez_compressed`` to a temporary file renamed over ``path``: a reader never
+    sees a partial cache."""
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as f:
+        np.savez_compressed(f, **arrays)
+    os.chmod(f.name, 0o644)  # as np.savez would leave it: readable by others sharing the cache
+    os.replace(f.name, path)
+
+
+# Each byte's two hex digits as two UCS-4 code points, one 8-byte word per byte value.
+HEX_PAIRS = np.array([[ord(a), ord(b)] for a in "0123456789abcdef" for b in "0123456789abcdef"],
+                     np.uint32).view(np.uint64)[:, 0]
+
+
+def hex_text(digests: np.ndarray) -> np.ndarray:
+    """The lowercase hex text [C] (numpy U32) of md5 digests [C, 16] uint8: one table
+    look-up per byte."""
+    codes = np.take(HEX_PAIRS, digests)  # [C, 16] words: [C, 32] code points
+    return codes.view(np.dtype(("U", 32)))[:, 0]
 
 
 def _cell_block(matrix: np.ndarray, ops: list[str]) -> dict:
@@ -204,36 +240,52 @@ def _layer_major_copy(a: np.ndarray) -> np.ndarray:
 
 def _encoded(data: dict, cache: Path | None):
     """(geometry per cell, the Batch of the distinct cell geometries, their layer names as
-    (vocabulary, codes)): cached next to the cells."""
-    from ..encode import PARAM_FIELDS, Batch, encode_networks, squared
+    (vocabulary, codes)): cached next to the cells, with the geometry ids (a cache that
+    lacks them gains them; one that lacks the names is rebuilt)."""
+    path = None if cache is None else cache.with_name(ENCODED)
+    stored = None
+    if path is not None and path.exists():
+        with np.load(path) as z:
+            stored = {k: z[k] for k in z.files} if "name_codes" in z.files else None
+    if stored is None:
+        geometry, first = _geometry(data)
+        stored = _encode(data, geometry, first)
+    elif "geometry" not in stored:
+        stored["geometry"] = _geometry(data)[0].astype(np.int32)
+    else:
+        path = None  # complete: nothing to write
+    if path is not None:
+        _write_npz(path, stored)
+    batch = _batch(stored)
+    geometry = stored["geometry"].astype(np.int64)
+    names = (stored["name_vocab"].tolist(), stored["name_codes"])
+    return geometry, (batch, geometry, np.ones(len(geometry), bool)), names
+
+
+def _encode(data: dict, geometry: np.ndarray, first: np.ndarray) -> dict:
+    """The arrays of the encoded cache: one cell spec per geometry, parsed and encoded."""
+    from ..encode import encode_networks
     from ..spec import parse_network
 
-    geometry, first = _geometry(data)
-    path = None if cache is None else cache.with_name(ENCODED)
-    stored = np.load(path) if path is not None and path.exists() else None
-    if stored is not None and "name_codes" not in stored.files:  # older: rebuilt with names
-        stored.close()
-        stored = None
-    if stored is not None:
-        with stored as z:
-            arrays = {k: _layer_major_copy(z[k]) for k in BATCH_ARRAYS}
-            flags = z["flags"].tolist()
-            names = (z["name_vocab"].tolist(), z["name_codes"])
-        arrays.update(squared({k: arrays[k] for k in PARAM_FIELDS}))
-        batch = Batch(**arrays, names=np.array([f"cell{g}" for g in range(len(first))], object),
-                      is_chain=bool(flags[0]), has_same=bool(flags[1]), has_whole=bool(flags[2]))
-    else:
-        blocks = CellBlocks(data, geometry, None)
-        batch = encode_networks([parse_network(blocks[int(i)], g)
-                                 for g, i in enumerate(first)])
-        names = batch.layer_name_codes()
-        if path is not None:
-            np.savez_compressed(path, **{k: getattr(batch, k) for k in BATCH_ARRAYS},
-                                flags=np.array([batch.is_chain, batch.has_same,
-                                                batch.has_whole]),
-                                name_vocab=np.array(names[0]), name_codes=names[1])
-    encoded = (batch, geometry.astype(np.int64), np.ones(len(geometry), bool))
-    return geometry, encoded, names
+    blocks = CellBlocks(data, geometry, None)
+    batch = encode_networks([parse_network(blocks[int(i)], g) for g, i in enumerate(first)])
+    vocab, codes = batch.layer_name_codes()
+    return {**{k: getattr(batch, k) for k in BATCH_ARRAYS},
+            "flags": np.array([batch.is_chain, batch.has_same, batch.has_whole]),
+            "name_vocab": np.array(vocab), "name_codes": codes,
+            "geometry": geometry.astype(np.int32)}
+
+
+def _batch(stored: dict):
+    """The Batch of the encoded cache's arrays, stored layer-major as the kernel reads."""
+    from ..encode import PARAM_FIELDS, Batch, squared
+
+    arrays = {k: _layer_major_copy(stored[k]) for k in BATCH_ARRAYS}
+    arrays.update(squared({k: arrays[k] for k in PARAM_FIELDS}))
+    flags = stored["flags"].tolist()
+    count = len(arrays["length"])
+    return Batch(**arrays, names=np.array([f"cell{g}" for g in range(count)], object),
+                 is_chain=bool(flags[0]), has_same=bool(flags[1]), has_whole=bool(flags[2]))
 
 
 def nasbench101_size() -> int:
