@@ -160,8 +160,8 @@ def main(argv=None) -> int:
     from rfsearch.spaces import nasbench101
 
     if args.fresh_nasbench101:
-        nasbench101.cache_file().unlink(missing_ok=True)
-        nasbench101.cache_file(nasbench101.ENCODED).unlink(missing_ok=True)
+        for name in (nasbench101.CELLS, nasbench101.TEXT_CELLS, nasbench101.ENCODED):
+            nasbench101.cache_file(name).unlink(missing_ok=True)
     if not nasbench101.cache_file().exists():
         t0 = time.perf_counter()
         nasbench101.cells()

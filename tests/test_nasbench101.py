@@ -11,6 +11,7 @@ import pytest
 
 import rfsearch
 from rfsearch import search
+from rfsearch.cache import ENV_CACHE
 from rfsearch.spaces import nasbench101 as nb101
 
 README_MATRIX = np.array([[0, 1, 1, 1, 0, 1, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 1],
@@ -81,26 +82,32 @@ def test_each_cells_spec_has_its_own_ops(cells):
         assert [layer["op"] for layer in layers] == want, i
 
 
-def test_an_older_cache_of_hex_text_is_rewritten_with_digests(cells, tmp_path):
-    """The cells file keeps md5 digests (16 bytes, not 32 UCS-4 characters); a file of an
-    earlier version, with the hashes as text, reads the same and is rewritten so. An
-    encoded cache without the geometry ids is rebuilt with them."""
-    old = tmp_path / "cells.npz"
-    np.savez_compressed(old, **cells)  # the earlier format: 'hash' as text
-    assert nb101.cells(old)["hash"].tolist() == cells["hash"].tolist()
-    with np.load(old) as rewritten:
-        assert sorted(rewritten.files) == ["digest", "matrix", "ops", "vertices"]
-        digest = rewritten["digest"]
+def test_an_earlier_versions_cache_is_read_and_left_for_it(cells, tmp_path, monkeypatch):
+    """The cells file keeps md5 digests (16 bytes, not 32 UCS-4 characters) under its own
+    name; an earlier version's file (hashes as text) is read when it is the only one, and
+    stays for that version. An encoded cache without the geometry ids gains them."""
+    monkeypatch.setenv(ENV_CACHE, str(tmp_path))
+    legacy = nb101.cache_file(nb101.TEXT_CELLS)
+    legacy.parent.mkdir()
+    np.savez_compressed(legacy, **cells)  # the earlier format: 'hash' as text
+    before = legacy.stat().st_mtime_ns
+    assert nb101.cells()["hash"].tolist() == cells["hash"].tolist()
+    assert legacy.stat().st_mtime_ns == before
+    with np.load(nb101.cache_file()) as written:
+        assert sorted(written.files) == ["digest", "matrix", "ops", "vertices"]
+        digest = written["digest"]
     assert digest.shape == (nb101.COUNT, 16) and digest.dtype == np.uint8
     assert bytes(digest[7]).hex() == cells["hash"][7]
-    again = nb101.cells(old)
+    assert nb101.cells(legacy)["hash"].tolist() == cells["hash"].tolist()  # a path: as it is
+    legacy.unlink()
+    again = nb101.cells()
     assert again["hash"].dtype == cells["hash"].dtype
     assert all((again[k] == cells[k]).all() for k in cells)
-    shipped = nb101.cache_file(nb101.ENCODED)
-    with np.load(shipped) as z:
+    monkeypatch.undo()
+    with np.load(nb101.cache_file(nb101.ENCODED)) as z:
         encoded = {k: z[k] for k in z.files if k != "geometry"}
-    np.savez_compressed(tmp_path / nb101.ENCODED, **encoded)  # the earlier encoded cache
-    geometry, (batch, _, _), names = nb101._encoded(cells, old)
+    np.savez_compressed(tmp_path / nb101.ENCODED, **encoded)  # without the geometry ids
+    geometry, (batch, _, _), names = nb101._encoded(cells, tmp_path / nb101.CELLS)
     with np.load(tmp_path / nb101.ENCODED) as z:
         assert (z["geometry"] == geometry).all() and len(batch) == geometry.max() + 1
     assert names[1].shape[0] == len(batch)

@@ -108,7 +108,11 @@ def generate() -> dict[str, np.ndarray]:
             "hash": hashes}
 
 
-def cache_file(name: str = "cells.npz") -> Path:
+CELLS = "cells-digest.npz"  # the cells, each hash kept as its 16-byte md5 digest
+TEXT_CELLS = "cells.npz"  # earlier versions' file, hashes as hex text: read, never written
+
+
+def cache_file(name: str = CELLS) -> Path:
     """A file of the NAS-Bench-101 cache, in the user cache directory."""
     return cache_dir() / "nasbench101" / name
 
@@ -119,27 +123,36 @@ def _cache_path(cache: Path | bool) -> Path | None:
 
 def cells(cache: Path | bool = True) -> dict[str, np.ndarray]:
     """The cells, from the cache file when present (else generated, and cached).
-    ``cache``: True for :func:`cache_file`, a path, or False for no cache. The file keeps
-    each hash as its 16-byte md5 digest (an older file of hex text is rewritten so)."""
-    cache = _cache_path(cache)
-    if cache is not None and cache.exists():
-        with np.load(cache) as data:
-            out = {k: data[k] for k in data.files}
-        if "digest" in out:
-            out["hash"] = hex_text(out.pop("digest"))
-        else:
-            _save(cache, out)
+    ``cache``: True for :func:`cache_file`, a path, or False for no cache. The default
+    file keeps hashes as md5 digests; without it, an earlier version's file of hex text
+    (which that version may still read, so it stays) is read and the default written."""
+    path = _cache_path(cache)
+    legacy = cache_file(TEXT_CELLS) if cache is True else None
+    if path is not None and path.exists():
+        out = _read(path)
+    elif legacy is not None and legacy.exists():
+        out = _read(legacy)
+        _save(path, out)
     else:
         out = generate()
-        if cache is not None:
-            _save(cache, out)
+        if path is not None:
+            _save(path, out)
     if len(out["hash"]) != COUNT:
         raise SpecError(f"NAS-Bench-101: expected {COUNT} cells, got {len(out['hash'])}")
     return out
 
 
+def _read(path: Path) -> dict[str, np.ndarray]:
+    """A cells file, hashes as text whichever way it keeps them."""
+    with np.load(path) as data:
+        out = {k: data[k] for k in data.files}
+    if "digest" in out:
+        out["hash"] = hex_text(out.pop("digest"))
+    return out
+
+
 def _save(path: Path, cells: dict) -> None:
-    """Write the cells cache (digests for hashes), whole or not at all."""
+    """Write a cells file (digests for hashes), whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: v for k, v in cells.items() if k != "hash"}
     arrays["digest"] = np.frombuffer(bytes.fromhex("".join(cells["hash"].tolist())),
