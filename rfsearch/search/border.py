@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .. import recurrence as R
 from ..table import typed_array
-from .layerwise import option_classes
+from .layerwise import option_classes, pick
 from .tables import encode_blocks
 
 
@@ -61,7 +61,7 @@ def positions(plan, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     for group in plan.groups:
         option = (ids[rows] // group.below) % group.radix
         rep, inverse = option_classes([key_of * group.radix + option])
-        found, after = _group_border(_pick(keys, key_of[rep]), group, option[rep], first_slot)
+        found, after = _group_border(pick(keys, key_of[rep]), group, option[rep], first_slot)
         hit = found[0][inverse] >= 0
         for out, values in zip((slot, column, layer), found, strict=True):
             out[rows[hit]] = values[inverse[hit]]
@@ -75,7 +75,7 @@ def _distinct_keys(key: dict) -> tuple[dict, np.ndarray]:
     """(the distinct keys of ``key`` [E], the number of each entry's key among them)."""
     rep, inverse = option_classes([key["z"][0] + 1, key["z"][1] + 1,
                                    key["unb"].astype(np.int64), key["cls"]])
-    return _pick(key, rep), inverse
+    return pick(key, rep), inverse
 
 
 def _group_border(key: dict, group, option: np.ndarray, first_slot: int) -> tuple:
@@ -90,10 +90,6 @@ def _group_border(key: dict, group, option: np.ndarray, first_slot: int) -> tupl
         new = (slot < 0) & (first >= 0)
         slot[new], column[new], layer[new] = s, idx[new], first[new]
     return (slot, column, layer), key
-
-
-def _pick(key: dict, rows: np.ndarray) -> dict:
-    return {f: v[..., rows] for f, v in key.items()}
 
 
 def names(plan, slot: np.ndarray, column: np.ndarray, layer: np.ndarray,

@@ -222,7 +222,8 @@ def key_rows(key: dict) -> np.ndarray:
                            key["cls"][None]]).T.astype(np.int64)
 
 
-def _pick(key: dict, rows) -> dict:
+def pick(key: dict, rows) -> dict:
+    """The entries ``rows`` of every field of a key (fields [..., E])."""
     return {f: v[..., rows] for f, v in key.items()}
 
 
@@ -277,7 +278,7 @@ def suffix_counts(key: dict, groups, axes: int, distinct: list) -> np.ndarray:
         inverse = inverse.reshape(-1)
         width = (*first.shape, reps.size)
         distinct_keys = {f: np.broadcast_to(v[..., None], (*v.shape, reps.size))
-                         for f, v in _pick(key, first).items()}  # [.., U, R']
+                         for f, v in pick(key, first).items()}  # [.., U, R']
         c, u, after = group_counts(distinct_keys, group.stages, reps[None, :], axes)
         grid = np.stack([np.broadcast_to(c, width), np.broadcast_to(u, width)])[:, :, same]
         counts = (counts[:, :, None] + grid[:, inverse]).reshape(2, -1)  # [2, P * R]
