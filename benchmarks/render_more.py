@@ -200,7 +200,9 @@ def render_analysis(res: dict) -> list[str]:
     return [f"`rfsearch search` to Parquet with an analysis column in `--where` (computed in "
             "the device walk), and beside it the same search without the analysis term; "
             f"median of {res['runs']} runs, the first reported apart (it compiles and "
-            "tabulates); walk alone: the device walk without set-up and writing.",
+            "tabulates); walk alone: the chunk loop (the device walk, the rows with "
+            "`border_layer`, the Parquet parts) without the set-up (loading and tabulating "
+            "the space).",
             *table(("search", "where", "candidates", "rows", "time", "rate", "walk alone",
                     "first run"), rows, "llrrrrrr"),
             *table(("target", "measured", "target", "status"), analysis_rows(res), "lrrl"),
