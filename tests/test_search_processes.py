@@ -234,7 +234,7 @@ def test_two_processes_joined_by_jax_distributed(single, tmp_path):
 DIES_MIDWAY = textwrap.dedent("""
     import json, os, signal, sys
     from rfsearch.cli import main
-    from rfsearch.search import manifest, output
+    from rfsearch.search import output
     output.FLUSH_CHUNKS = 1  # a part file and a record per chunk
     replace = os.replace
     records = []
@@ -244,7 +244,7 @@ DIES_MIDWAY = textwrap.dedent("""
             if len(records) == 4:  # chunks 6 and 7 recorded, chunk 8's part written
                 os.kill(os.getpid(), signal.SIGKILL)
         return replace(src, dst)
-    manifest.os.replace = replace_or_die
+    os.replace = replace_or_die  # as rfsearch.cache.write_atomic renames a record
     main(json.loads(sys.argv[1]))
 """)
 

@@ -18,11 +18,10 @@ does. Parquet readers skip files and folders whose names start with ``_`` or ``.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cache import write_atomic
 from ..errors import SpecError
 
 MANIFEST = "_manifest.json"
@@ -43,18 +42,6 @@ class State:
     def finished(self, chunks: int) -> bool:
         """Whether every chunk of a run of ``chunks`` chunks is recorded."""
         return len(self.done & set(range(chunks))) == chunks
-
-
-def write_atomic(path: Path, write) -> None:
-    """``write(tmp)`` then rename onto ``path``; the temporary name is hidden (readers skip
-    it) and unique, so processes writing the same file never share one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def ranges(chunks: set[int]) -> list[list[int]]:

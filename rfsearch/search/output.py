@@ -25,9 +25,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..cache import write_atomic
 from ..table import file_metadata, search_result, search_schema
 from .cluster import SINGLE, Process, barrier
-from .manifest import State, read_state, save, write_atomic
+from .manifest import State, read_state, save
 
 TOP = "part-top.parquet"
 

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..cache import cache_dir
+from ..cache import cache_dir, write_atomic
 from ..errors import SpecError
 
 OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
@@ -161,12 +159,12 @@ def _save(path: Path, cells: dict) -> None:
 
 
 def _write_npz(path: Path, arrays: dict) -> None:
-    """``np.savez_compressed`` to a temporary file renamed over ``path``: a reader never
-    sees a partial cache."""
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as f:
-        np.savez_compressed(f, **arrays)
-    os.chmod(f.name, 0o644)  # as np.savez would leave it: readable by others sharing the cache
-    os.replace(f.name, path)
+    """``np.savez_compressed`` of ``arrays``, whole or not at all (:func:`write_atomic`)."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: savez would append .npz to the name
+            np.savez_compressed(f, **arrays)
+
+    write_atomic(path, write)
 
 
 # Each byte's two hex digits as two UCS-4 code points, one 8-byte word per byte value.
