@@ -17,9 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .. import recurrence as R
 from ..table import typed_array
-from .layerwise import option_classes, pick
+from .layerwise import option_classes, passed_on, pick
 from .tables import encode_blocks
 
 
@@ -33,19 +32,13 @@ def input_key(size, n: int) -> dict:
 def stage_border(key: dict, table, idx: np.ndarray) -> tuple[np.ndarray, dict]:
     """(the first exceeding layer of each entry's block, or -1) [E] of one slot's blocks
     ``idx`` [E] entered with ``key``, and the key after the slot."""
-    k, c = table.shape
-    flat = key["cls"] * c + idx
-
-    def at(values):  # values [..., K, C] at each entry: [..., E]
-        return np.take(values.reshape(*values.shape[:-2], k * c), flat, axis=-1)
-
+    at = table.taker(key["cls"], idx)
     live = at(table.lay["cnt"]) & ~key["unb"]  # [L, E]
     exceeds = live & (key["z"][None] < at(table.lay["span"])).all(axis=1)
     layer = np.where(exceeds.any(axis=0), np.argmax(exceeds, axis=0), -1)
     grow, jump = at(table.B) - at(table.A), np.maximum(at(table.S), 1)  # [2, E]
     after = {"z": np.maximum((key["z"] - grow) // jump, -1),  # any z < 0: every layer exceeds
-             "unb": key["unb"] | ((at(table.F) & R.UNBOUNDED) != 0).any(axis=0),
-             "cls": at(table.nxt).astype(np.int64)}
+             **passed_on(key, table, at)}
     return layer, after
 
 

@@ -176,12 +176,7 @@ def input_key(size, shape: tuple = ()) -> dict:
 def stage_counts(key: dict, table, idx: np.ndarray, axes: int) -> tuple:
     """(critical, unproductive) layers [E] of one slot's blocks ``idx`` [E] entered with
     ``key`` (arrays [2, E] and [E]), and the key after the slot."""
-    lay, k, c = table.lay, *table.shape
-    flat = key["cls"] * c + idx  # one index per (size class, block)
-
-    def at(values):  # values [..., K, C] at each entry: [..., E]
-        return np.take(values.reshape(*values.shape[:-2], k * c), flat, axis=-1)
-
+    lay, at = table.lay, table.taker(key["cls"], idx)
     mu, pi, th = (at(lay[f][:, :axes]) for f in ("mu", "pi", "th"))  # [L, A, E]
     live = at(lay["cnt"]) & ~key["unb"]  # [L, E]
     q, q1, rho = (key[f][None, :axes] for f in ("q", "q1", "rho"))  # [1, A, E]
@@ -191,9 +186,15 @@ def stage_counts(key: dict, table, idx: np.ndarray, axes: int) -> tuple:
     m, s = at(table.M), np.maximum(at(table.S), 1)  # [2, E]
     after = {"q": np.maximum((key["q"] - m) // s, -1),
              "q1": np.maximum((key["q1"] - m) // s, -1), "rho": key["rho"] // s,
-             "unb": key["unb"] | ((at(table.F) & R.UNBOUNDED) != 0).any(axis=0),
-             "cls": at(table.nxt).astype(np.int64)}
+             **passed_on(key, table, at)}
     return critical.sum(axis=0), unproductive.sum(axis=0), after
+
+
+def passed_on(key: dict, table, at) -> dict:
+    """The unbounded flag and size class a slot passes on (``at``: :meth:`~.tables.Table.taker`
+    of its entries)."""
+    return {"unb": key["unb"] | ((at(table.F) & R.UNBOUNDED) != 0).any(axis=0),
+            "cls": at(table.nxt).astype(np.int64)}
 
 
 def group_counts(key: dict, stages, option: np.ndarray, axes: int) -> tuple:
