@@ -169,7 +169,7 @@ def test_zoo_references_are_accepted_as_spec_paths():
     assert list(df["rf_h"]) == [435, 212]
 
 
-def test_readme_zoo_table_is_generated_and_current():
+def test_zoo_tables_are_generated_and_current():
     import subprocess
     import sys
 
