@@ -50,15 +50,16 @@ def gradient_supports(f, x: np.ndarray, axes: tuple[int, ...]) -> list[list[np.n
     pass per output index, all in one batch."""
     with jax.enable_x64(True):
         x = jnp.asarray(x, dtype=jnp.float64)
-        y, vjp = jax.vjp(f, x)
+        y = jax.eval_shape(f, x)
         cts = []
         for a in axes:
             n = y.shape[a]
-            shape = [n] + [1] * y.ndim
+            shape = [n] + [1] * len(y.shape)
             shape[1 + a] = n
             cts.append(jnp.broadcast_to(jnp.eye(n, dtype=y.dtype).reshape(shape),
                                         (n, *y.shape)))
-        (grads,) = jax.vmap(vjp)(jnp.concatenate(cts))
+        # one compiled program (op by op, every primitive would compile on its own)
+        grads = jax.jit(lambda x, c: jax.vmap(jax.vjp(f, x)[1])(c)[0])(x, jnp.concatenate(cts))
         out, start = [], 0
         for a in axes:
             other = tuple(d for d in range(1, grads.ndim) if d != 1 + a)

@@ -28,6 +28,10 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+# The weights do not matter here (the oracle sets its own), and Keras's random initialisers
+# compile a random program per weight shape, the slowest part of building a model.
+ONES = "ones"
+
 
 def _tuple(v, dims: int) -> tuple:
     return tuple(v) if isinstance(v, tuple | list) else (v,) * dims
@@ -52,14 +56,17 @@ def conv(x, name, cout, kernel, stride=1, padding=0, dilation=1, groups=1, bias=
     x, pad = _padded(x, name, kernel, stride, padding, dilation, dims)
     kw = dict(strides=stride, padding=pad, dilation_rate=dilation, use_bias=bias, name=name)
     if groups > 1 and groups == x.shape[-1] == cout:
-        return getattr(layers, f"DepthwiseConv{dims}D")(kernel, **kw)(x)
-    return getattr(layers, f"Conv{dims}D")(cout, kernel, groups=groups, **kw)(x)
+        return getattr(layers, f"DepthwiseConv{dims}D")(kernel, depthwise_initializer=ONES,
+                                                        **kw)(x)
+    return getattr(layers, f"Conv{dims}D")(cout, kernel, groups=groups,
+                                           kernel_initializer=ONES, **kw)(x)
 
 
 def conv_transpose(x, name, cout, kernel, stride=1, bias=True, *, dims: int = 2):
     """torch's ``nn.ConvTranspose{dims}d`` without padding: out = (n - 1) * stride + kernel."""
     return getattr(layers, f"Conv{dims}DTranspose")(cout, kernel, stride, padding="valid",
-                                                    use_bias=bias, name=name)(x)
+                                                    use_bias=bias, kernel_initializer=ONES,
+                                                    name=name)(x)
 
 
 def batch_norm(x, name):
@@ -123,7 +130,8 @@ def _resnet(block, blocks, expansion, act, pool, width, classes, head, input_sha
             x = block(x, f"layer{i}.{b}", cin, planes, 2 if i > 1 and b == 0 else 1, act)
             cin = planes * expansion
     if head:
-        x = layers.Dense(classes, name="fc")(layers.GlobalAveragePooling2D(name="avgpool")(x))
+        x = layers.GlobalAveragePooling2D(name="avgpool")(x)
+        x = layers.Dense(classes, kernel_initializer=ONES, name="fc")(x)
     return keras.Model(inputs, x, name=name)
 
 

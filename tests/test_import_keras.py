@@ -109,14 +109,15 @@ def random_model(recipe: list[tuple], dims: int, act: str, pool: str):
                 else p["pad"]
             x = getattr(layers, f"Conv{d}")(C, p["k"], strides=p["s"], padding=padding,
                                             dilation_rate=p["d"] if p["s"] == 1 else 1,
-                                            name=name)(x)
+                                            kernel_initializer=km.ONES, name=name)(x)
         elif op == "pool":
             kind = "MaxPooling" if pool == "max" else "AveragePooling"
             x = getattr(layers, f"{kind}{d}")(p["k"], strides=p["s"], padding=p["pad"],
                                               name=name)(x)
         elif op == "transpose":
             x = getattr(layers, f"Conv{d}Transpose")(C, p["k"], strides=p["s"],
-                                                     padding=p["pad"], name=name)(x)
+                                                     padding=p["pad"], name=name,
+                                                     kernel_initializer=km.ONES)(x)
         elif op == "upsample":
             interpolation = p["mode"] if dims == 2 else "nearest"
             kwargs = {"interpolation": interpolation} if dims == 2 else {}
@@ -132,7 +133,8 @@ def random_model(recipe: list[tuple], dims: int, act: str, pool: str):
         elif op == "act":
             x = layers.Activation(act, name=name)(x)
         else:
-            side = getattr(layers, f"Conv{d}")(C, 1, name=f"{name}.side")(x)
+            side = getattr(layers, f"Conv{d}")(C, 1, kernel_initializer=km.ONES,
+                                               name=f"{name}.side")(x)
             x = layers.Add(name=name)([x, side]) if op == "branch_add" else \
                 layers.Concatenate(name=name)([x, side])
     return keras.Model(inputs, x)
