@@ -107,11 +107,12 @@ class ReceptiveField:
                                                                            strict=True)
                    if pd.isna(v)]
         name = row.get("name", "this row") if hasattr(row, "get") else "this row"
-        fractional = [f"stride_den_{a}" for a in "hw" if f"stride_den_{a}" in row
-                      and not pd.isna(row[f"stride_den_{a}"]) and row[f"stride_den_{a}"] != 1]
-        if fractional:
-            raise SpecError(f"{name}: the stride is a fraction, so feature boxes differ within "
-                            "a period: use ReceptiveField.of(spec, input_size)")
+        periodic = [f"{c}_{a}" for c in ("period", "stride_den") for a in "hw"
+                    if f"{c}_{a}" in row and not pd.isna(row[f"{c}_{a}"]) and row[f"{c}_{a}"] != 1]
+        if periodic:  # a stride_den > 1 makes a period > 1 (tables written before 'period')
+            raise SpecError(f"{name}: {periodic[0]} is {row[periodic[0]]}: the boxes repeat only "
+                            "after a period of several units and differ within it: use "
+                            "ReceptiveField.of(spec, input_size)")
         if missing:
             raise SpecError(f"{name}: {', '.join(missing)} unknown (an invalid row, a global "
                             "pool without input size, or 'same' padding without input size)")

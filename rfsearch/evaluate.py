@@ -43,6 +43,7 @@ def _network_columns(states: dict[str, np.ndarray], valid: np.ndarray):
             "rf_min": (np.add(states["rmin"][axis], 1, dtype=np.int64), open_.copy()),
             "stride": (states["J"][axis], bad),
             "stride_den": (np.ones(len(valid), states["J"].dtype), bad.copy()),
+            "period": (np.ones(len(valid), states["J"].dtype), bad.copy()),
             "padding": (np.negative(u, dtype=np.int64), open_ | ~known[axis]),
             "out": (size, bad | (size <= 0)),
         }

@@ -3,8 +3,9 @@
 :func:`run` runs :func:`rfsearch.periodic.propagate` over networks of one dims in chunks
 sized to bound memory; :func:`geometry` reads the columns off node states: rf is the
 largest box over the units of one period, the stride is the fraction K / T in lowest
-terms (``stride_*`` over ``stride_den_*``), the padding is minus the box start of unit 0,
-and rf_min the smallest box of a unit (exact for chains; DAGs: :mod:`rfsearch.shortest`).
+terms (``stride_*`` over ``stride_den_*``), the period the least number of units after
+which the boxes repeat (:func:`least_period`), the padding is minus the box start of unit
+0, and rf_min the smallest box of a unit (exact for chains; DAGs: :mod:`rfsearch.shortest`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .spec import Network
 
 CHUNK = 1024  # most networks per call
 BUDGET = 1 << 23  # elements of the largest intermediate of a call ([A, R, P, N], int64)
-GEOMETRY = ("rf", "rf_min", "stride", "stride_den", "padding", "out")
+GEOMETRY = ("rf", "rf_min", "stride", "stride_den", "period", "padding", "out")
 
 
 def chunk_for(dims: int, P: int, reads: int, n: int) -> int:
@@ -221,6 +222,40 @@ def boxes(state: dict, axis: int, j: int) -> tuple[np.ndarray, np.ndarray]:
     return state["lo"][axis, r, j] + q * K, state["hi"][axis, r, j] + q * K
 
 
+def _repeats(state: dict, t: int, cols: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Whether the boxes of the (axis, network) pairs ``cols`` repeat after ``t`` units,
+    shifted by t K / T input units: ``box(y + t) = box(y) + t K / T`` for every unit of the
+    table (a period of T units: wrapping around it, K units further; unit by unit: every
+    real unit with a real unit t further)."""
+    a, j = cols
+    T, K, M, n = (state[k][a, j] for k in ("T", "K", "origin", "size"))
+    lo, hi = state["lo"][a, :, j], state["hi"][a, :, j]  # [pairs, P]
+    y = np.arange(lo.shape[1])[None, :]
+    periodic = (M == 0)[:, None]
+    nxt = np.where(periodic, (y + t) % T[:, None], y + t)
+    wraps = np.where(periodic, (y + t) // T[:, None], 0) * K[:, None]
+    inside = units_of(state)[a, :, j] & (periodic | (nxt < (M + n)[:, None]))
+    nxt = np.minimum(nxt, lo.shape[1] - 1)
+    shift = (t * K // T)[:, None]
+    same = (np.take_along_axis(lo, nxt, 1) + wraps == lo + shift) & (
+        np.take_along_axis(hi, nxt, 1) + wraps == hi + shift)
+    return (same | ~inside).all(axis=1)
+
+
+def least_period(state: dict) -> np.ndarray:
+    """[A, N] the least number of output units after which the boxes repeat: a divisor t
+    of the program's period T (which can be a multiple of it, e.g. after a merge) that
+    advances a whole number of input units (t K / T). Candidates are tried in increasing
+    order, each on the pairs it divides (one numpy pass per candidate length)."""
+    T, K = state["T"], state["K"]
+    period = T.copy()
+    for t in range(1, int(T.max(initial=1))):
+        cols = np.nonzero((T % t == 0) & (t * K % T == 0) & (period == T) & (T > t))
+        if len(cols[0]):
+            period[tuple(c[_repeats(state, t, cols)] for c in cols)] = t
+    return period
+
+
 def geometry(state: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per-axis columns (values [A, N], null mask [A, N]) of node states."""
     T, K = state["T"], state["K"]
@@ -234,6 +269,7 @@ def geometry(state: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {"rf": (span.max(axis=1) + 1, unbounded),
             "rf_min": (smallest.min(axis=1) + 1, unbounded.copy()),
             "stride": (K // g, mixed), "stride_den": (T // g, mixed.copy()),
+            "period": (least_period(state), mixed.copy()),
             "padding": (-np.take_along_axis(state["lo"], state["origin"][:, None], axis=1)[:, 0],
                         unbounded | ~known),
             "out": (state["size"], state["size"] <= 0)}

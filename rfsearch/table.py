@@ -25,6 +25,10 @@ PER_AXIS = (
                            "neighbouring outputs, over stride_den"),
     ("stride_den", pa.int32(), "denominator of the effective stride along the {axis}, in "
                                "lowest terms (1 without upsampling)"),
+    ("period", pa.int32(), "output units after which the input boxes repeat along the "
+                           "{axis}, shifted by period x stride: 1 when every unit y reads "
+                           "[y*stride - padding, ... + rf - 1]; more after resampling (a "
+                           "stride-2 layer, then nearest x2: stride 1, period 2)"),
     ("padding", pa.int64(), "effective padding P along the {axis}: output unit 0 reads from "
                             "input pixel -P; null when 'same' padding with stride > 1 needs "
                             "an input size"),

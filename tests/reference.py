@@ -50,7 +50,8 @@ ELEMENTWISE_OPS = frozenset({"identity", "relu", "batchnorm", "squeeze_excite"})
 
 GEOMETRY_COLUMNS = (
     "rf_h", "rf_w", "rf_min_h", "rf_min_w", "stride_h", "stride_w", "stride_den_h",
-    "stride_den_w", "padding_h", "padding_w", "aligned", "out_h", "out_w",
+    "stride_den_w", "period_h", "period_w", "padding_h", "padding_w", "aligned", "out_h",
+    "out_w",
 )
 COLUMNS = ("name", *GEOMETRY_COLUMNS, "error")
 LAYER_COLUMNS = ("layer", "layer_name", "op")
@@ -311,6 +312,7 @@ def node_row(name: str, node: Node | str) -> dict:
         row[f"rf_min_{suffix}"] = finite(x.rf_min)
         row[f"stride_{suffix}"] = x.jump
         row[f"stride_den_{suffix}"] = 1  # integer ops only: the jump is a whole number
+        row[f"period_{suffix}"] = 1  # and every unit reads the window of the formula
         row[f"padding_{suffix}"] = -x.u if x.padding_known and bounded else None
         row[f"out_{suffix}"] = x.size
     row["aligned"] = three_valued_and(

@@ -57,3 +57,37 @@ def test_unknown_geometry_cannot_map_coordinates():
     row = rfsearch.evaluate(zoo.build("mobilenet_v1")).iloc[0]  # 'same': padding unknown
     with pytest.raises(SpecError, match="padding_h, padding_w unknown"):
         ReceptiveField.from_row(row)
+
+
+def exact_boxes(spec: dict, size: int, units: int) -> list[tuple[int, int]]:
+    field = ReceptiveField.of(spec, size)
+    return [(int(field.start(y, 0)), int(field.end(y, 0))) for y in range(units)]
+
+
+def test_a_period_of_several_units_is_reported_and_refused_by_from_row():
+    """A stride-2 layer then nearest x2: the stride is 1/1, but units 0 and 1 read the same
+    box (as torch's gradient shows), so the row's formula cannot give every unit's box."""
+    spec = {"name": "s2-up2", "layers": [{"op": "conv", "kernel": 3, "stride": 2},
+                                         {"op": "upsample", "factor": 2}]}
+    row = rfsearch.evaluate(spec, input_size=11).iloc[0]
+    assert (row["stride_h"], row["stride_den_h"], row["period_h"], row["period_w"]) == \
+        (1, 1, 2, 2)
+    assert exact_boxes(spec, 11, 4) == [(0, 2), (0, 2), (2, 4), (2, 4)]
+    with pytest.raises(SpecError, match=r"^s2-up2: period_h is 2: the boxes repeat only"):
+        ReceptiveField.from_row(row)
+
+
+def test_the_period_is_the_least_one_not_the_programs():
+    """A merge takes the least common period of its inputs (2 here), but where one input's
+    boxes lie inside the other's every unit reads [y - 1, y + 1]: period 1, and the row's
+    formula gives the exact boxes."""
+    spec = {"name": "covered", "layers": [
+        {"name": "a", "op": "conv", "kernel": 1, "stride": 2, "inputs": ["input"]},
+        {"name": "up", "op": "upsample", "factor": 2},
+        {"name": "b", "op": "conv", "kernel": 3, "padding": 1, "inputs": ["input"]},
+        {"name": "sum", "op": "add", "inputs": ["up", "b"]}]}
+    row = rfsearch.evaluate(spec, input_size=8).iloc[0]
+    assert row["period_h"] == 1
+    field = ReceptiveField.from_row(row)
+    assert [(int(field.start(y, 0)), int(field.end(y, 0))) for y in range(8)] == \
+        exact_boxes(spec, 8, 8) == [(y - 1, y + 1) for y in range(8)]

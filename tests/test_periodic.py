@@ -30,12 +30,14 @@ def test_nearest_after_a_stride_has_jump_one():
     r = row([{"op": "conv", "kernel": 1, "stride": 2},
              {"op": "upsample", "factor": 2}], 8)
     assert geometry(r) == (1, 1, 1, 1, 0, 8)
+    assert r["period_w"] == 2  # units 0 and 1 read pixel 0, units 2 and 3 pixel 2
 
 
 def test_bilinear_x2_reads_two_pixels_half_a_pixel_apart():
     # units 0..3 read [-1, 0], [0, 1], [0, 1], [1, 2]: rf 2, jump 1/2, padding 1
     r = row([{"op": "upsample", "factor": 2, "mode": "bilinear"}], 5)
     assert geometry(r) == (2, 2, 1, 2, 1, 10)
+    assert r["period_w"] == 2
 
 
 def test_bicubic_reads_four_taps():

@@ -79,6 +79,9 @@ def check_against_oracle(spec: dict, input_size) -> None:
         elif measured is not None:
             assert Fraction(int(row[f"stride_{name}"]), int(row[f"stride_den_{name}"])) == \
                 measured.jump
+        if not pd.isna(row[f"period_{name}"]):
+            J = Fraction(int(row[f"stride_{name}"]), int(row[f"stride_den_{name}"]))
+            check_period(want, int(row[f"period_{name}"]), J)
         if want.size >= T and live.all():  # a whole period of real units: the same extremes
             assert int(row[f"rf_{name}"]) == rf(want)
             if rf_min(want) is not None and not pd.isna(row[f"rf_min_{name}"]):
@@ -87,6 +90,24 @@ def check_against_oracle(spec: dict, input_size) -> None:
             a.size >= 2 * T_ for a, (_, _, T_, _) in zip(sim.axes, boxes(spec, size),
                                                          strict=True)):
         assert bool(row["aligned"]) == sim.aligned
+
+
+def repeats(want, t: int, J: Fraction) -> bool:
+    """Whether the oracle's live boxes repeat after ``t`` units, ``t J`` input units on."""
+    if (t * J).denominator != 1:
+        return False
+    y = np.flatnonzero(want.live[:-t] & want.live[t:]) if t < want.size else np.array([], int)
+    shift = int(t * J)
+    return bool((want.lo[y + t] == want.lo[y] + shift).all() and
+                (want.hi[y + t] == want.hi[y] + shift).all())
+
+
+def check_period(want, period: int, J: Fraction) -> None:
+    """The reported period holds on the simulated boxes and, where the map shows two whole
+    periods, no shorter one does."""
+    assert repeats(want, period, J), (period, J)
+    if want.live.all() and want.size >= 2 * period:
+        assert not any(repeats(want, t, J) for t in range(1, period)), (period, J)
 
 
 SETTINGS = settings(max_examples=30, deadline=None, derandomize=True,  # the same cases in CI

@@ -81,6 +81,7 @@ def test_arrow_table_is_written_as_is(tmp_path):
 GEOMETRY = [("rf_h", pa.int64()), ("rf_w", pa.int64()), ("rf_min_h", pa.int64()),
             ("rf_min_w", pa.int64()), ("stride_h", pa.int32()), ("stride_w", pa.int32()),
             ("stride_den_h", pa.int32()), ("stride_den_w", pa.int32()),
+            ("period_h", pa.int32()), ("period_w", pa.int32()),
             ("padding_h", pa.int64()), ("padding_w", pa.int64()), ("aligned", pa.bool_()),
             ("out_h", pa.int32()), ("out_w", pa.int32())]
 LAYER = [("layer", pa.int32()), ("layer_name", pa.string()), ("op", pa.string())]

@@ -205,7 +205,7 @@ class Columns:
                 return s["M"][a] + 1, bounded
             if base == "stride":
                 return s["S"][a], valid
-            if base == "stride_den":  # integer jumps: a space's blocks never resample
+            if base in ("stride_den", "period"):  # a space's blocks never resample
                 return jnp.ones_like(s["S"][a]), valid
             if base == "padding":
                 return -s["A"][a], bounded & ((flags[a] & R.KNOWN) != 0)
