@@ -403,6 +403,20 @@ def test_unknown_outputs_and_options_are_refused():
         rfsearch.from_jax(Unmapped(), x, gates="nearby")
 
 
+@pytest.mark.parametrize("method", ["nearest", "linear", "cubic"])
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_a_resize_of_a_small_map_keeps_its_method(method, n):
+    """A map of one or two units shows no impulse the whole reach of a cubic kernel: the
+    method is read by rerunning the call, and the boxes hold the gradient's support."""
+    def f(x):
+        return jax.image.resize(x, (1, 3 * n, 3 * n, 1), method)
+
+    x = np.random.default_rng(0).uniform(size=(1, n, n, 1))
+    spec = rfsearch.from_jax(f, x)
+    assert [layer.get("mode") for layer in spec["layers"]] == [method]
+    check(spec, f, x, (1, 2))
+
+
 def test_supported_ops_lists_the_mapped_primitives():
     mapped = rfsearch.importers.supported_ops("jax")
     assert {"conv_general_dilated", "reduce_window_max", "jax.image.resize", "pad",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from functools import partial
 
 import jax
 import numpy as np
@@ -36,7 +37,7 @@ from .jax_models import (
     stack_entries,
     trace_error,
 )
-from .jax_ops import Eqn, resize
+from .jax_ops import RESIZE_METHODS, Eqn, resize
 
 RULES = {**jax_ops.RULES, **jax_layout.RULES}
 
@@ -181,7 +182,7 @@ class Walker:
         e = self._eqn(eqn, prim, ins, stack, ctx)
         try:
             if sub is not None:
-                result = resize(e, _resize_taps(sub, eqn, values[0]))
+                result = resize(e, _resize_method(sub, eqn))
             elif prim in RULES:
                 result = RULES[prim](e)
             else:
@@ -283,26 +284,31 @@ def _library_call(eqn) -> tuple | None:
     return None
 
 
-def _resize_taps(sub, eqn, x: Value) -> int:
-    """How many output units one input unit reaches per unit of factor, found by running
-    jax.image.resize's own computation on an impulse at the map's centre."""
+def _resize_method(sub, eqn) -> str:
+    """The method of a jax.image.resize call (an impulse's reach, cut by the border of a
+    small map, would read a cubic as linear): the method whose own trace at the call's
+    shapes is the call's program, else (another JAX's trace) whose result on a random map
+    is the call's."""
     from jax.extend.core import jaxpr_as_fun
 
-    shape = tuple(eqn.invars[0].aval.shape)
-    probe = np.zeros(shape, dtype=np.dtype(eqn.invars[0].aval.dtype))
-    centre = [slice(None)] * len(shape)
-    for a, n in zip(x.axes, x.sizes, strict=True):
-        centre[a] = n // 2
-    probe[tuple(centre)] = 1
-    (out,) = jaxpr_as_fun(sub)(probe)
-    out = np.abs(np.asarray(out))
-    taps = 1
-    for a, n in zip(x.axes, x.sizes, strict=True):
-        other = tuple(d for d in range(out.ndim) if d != a)
-        reach = int(np.count_nonzero(out.sum(axis=other)))
-        factor = out.shape[a] // n
-        taps = max(taps, -(-reach // factor))
-    return taps
+    aval_in, aval_out = eqn.invars[0].aval, eqn.outvars[0].aval
+    probe = np.random.default_rng(0).uniform(1, 2, aval_in.shape).astype(aval_in.dtype)
+
+    def resized(method: str, antialias: bool):
+        return partial(jax.image.resize, shape=aval_out.shape, method=method,
+                       antialias=antialias)
+
+    program = str(sub)
+    for method, antialias in itertools.product(RESIZE_METHODS, (True, False)):
+        traced = jax.make_jaxpr(resized(method, antialias))(probe).jaxpr.eqns
+        if len(traced) == 1 and str(traced[0].params.get("jaxpr")) == program:
+            return method
+    (got,) = jaxpr_as_fun(sub)(probe)
+    for method in RESIZE_METHODS:
+        want = resized(method, True)(probe)
+        if np.allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6):
+            return method
+    return "unknown"
 
 
 def supported_ops() -> list[str]:

@@ -200,9 +200,13 @@ def slice_(e: Eqn) -> Value:
 
 # ---------------------------------------------------------------- resampling
 
-def resize(e: Eqn, taps: int) -> Value:
-    """jax.image.resize by an integer factor; ``taps``: how many output units one input
-    unit reaches per unit of factor (nearest 1, linear 2, cubic 4)."""
+# jax.image.resize's methods, and the spec mode each reads like (lanczos: none)
+RESIZE_METHODS = ("nearest", "linear", "cubic", "lanczos3", "lanczos5")
+SPEC_MODES = {"nearest": "nearest", "linear": "linear", "cubic": "cubic"}
+
+
+def resize(e: Eqn, method: str) -> Value:
+    """jax.image.resize by an integer factor; ``method``: its method (RESIZE_METHODS)."""
     x = e.values[0]
     out = [e.out[a] for a in x.axes]
     if all(n == 1 for n in x.sizes) and x.pooled is not None and x.pooled.sizes == tuple(out):
@@ -211,12 +215,11 @@ def resize(e: Eqn, taps: int) -> Value:
     if any(m % n or m < n for n, m in zip(x.sizes, out, strict=True)):
         raise Unsupported(f"a resize from {list(x.sizes)} to {out} is not an integer "
                           "upsampling")
-    modes = {1: "nearest", 2: "linear", 3: "cubic", 4: "cubic"}  # 3: cubic by an odd factor
-    if taps not in modes:
-        raise Unsupported("a resize method no spec mode reads like (lanczos)")
+    if method not in SPEC_MODES:
+        raise Unsupported(f"a resize method no spec mode reads like ({method})")
     return e.layer("upsample", [x], factor=[m // n for n, m in zip(x.sizes, out,
                                                                    strict=True)],
-                   mode=modes[taps])
+                   mode=SPEC_MODES[method])
 
 
 # ---------------------------------------------------------------- merges and reductions
