@@ -510,3 +510,36 @@ def test_analysis_only_filters_run_on_large_spaces():
     got = rfsearch.search("ofa-mbv3", where="n_critical == 0 and n_unproductive >= 0",
                           ids=(0, 2_000_000))
     assert len(got) == 0 or (got["n_critical"] == 0).all()
+
+
+# --- integers beyond 32 bits ----------------------------------------------------------------
+
+WIDE_GRID = {"input_size": 64, "layers": [
+    {"op": "conv", "kernel": [3, 5, 7], "stride": 2, "padding": "same"},
+    {"op": "maxpool", "kernel": 2, "stride": 2}]}
+
+
+@pytest.mark.parametrize(("where", "kept"), [
+    ("rf_h >= 2147483648", 0),  # 2**31: as a device's int32 it wrapped to -2**31 (all kept)
+    ("rf_h < 4294967306", 3),  # 2**32 + 10: it wrapped to 10
+    ("rf_h * 1000000000 > 0", 3),  # wrapped to negative products for some rows
+    ("rf_h * 9223372036854775807 > 0", 0),  # beyond int64: unknown, never kept
+    ("rf_h + 9223372036854775807 < 0", 0),
+    ("0 - rf_h - 9223372036854775807 > 0", 0),
+])
+def test_integers_are_compared_without_wrapping(where, kept):
+    """On the device and on the host alike: exact comparisons in int64, and arithmetic
+    that leaves int64 is unknown (the row is not kept), never wrapped."""
+    assert len(search(WIDE_GRID, where=where)) == kept
+
+
+def test_a_number_beyond_64_bits_is_one_clear_error():
+    with pytest.raises(SpecError, match="the number 99999999999999999999999 exceeds the 64-bit"):
+        search(WIDE_GRID, where="rf_h >= 99999999999999999999999")
+
+
+def test_host_arithmetic_is_checked_for_wrapping_too():
+    big = col(np.array([2**62, -(2**62) - 1, 3, -(2**62)], np.int64))
+    assert mask("a * 4 > 0", {"a": big}) == [False, False, True, False]
+    # -2**63 is an int64; one less is not
+    assert value("a + a < 0", {"a": big})[1] == [False, False, True, True]

@@ -30,6 +30,7 @@ from ..errors import SpecError
 _TOKEN = re.compile(r"\s*(?:(?P<num>\d+\.\d*|\.\d+|\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_.]*)"
                     r"|(?P<op>//|<=|>=|==|!=|[-+*/%<>(),])|(?P<bad>\S))")
 KEYWORDS = {"and", "or", "not", "true", "false"}
+LARGEST = 2**63 - 1  # integers are compared and computed in int64; a result beyond is unknown
 FUNCTIONS = {"abs": 1, "min": 2, "max": 2}
 COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
 
@@ -148,6 +149,9 @@ class _Parser:
         kind, text, pos = self.peek()
         self.i += 1
         if kind == "num":
+            if "." not in text and int(text) > LARGEST:
+                self.fail(f"the number {text} exceeds the 64-bit integers a filter computes in",
+                          pos)
             return Node("num", float(text) if "." in text else int(text), (), "number")
         if kind == "name" and text in ("true", "false"):
             return Node("bool", text == "true", (), "bool")
@@ -195,7 +199,10 @@ def evaluate_filter(node: Node, columns: dict, xp):
     if kind == "num" or kind == "bool":
         return node.value, True
     if kind == "col":
-        return columns[node.value]
+        value, known = columns[node.value]
+        if hasattr(value, "dtype") and xp.issubdtype(value.dtype, xp.integer):  # no wrapping:
+            value = value.astype(xp.int64)
+        return value, known
     if kind == "neg":
         return -args[0][0], args[0][1]
     if kind == "not":
@@ -219,7 +226,20 @@ def evaluate_filter(node: Node, columns: dict, xp):
         safe = xp.where(nonzero, b, 1)
         value = {"/": lambda: a / safe, "//": lambda: a // safe, "%": lambda: a % safe}[op]()
         return value, ak & bk & nonzero
-    return {"+": a + b, "-": a - b, "*": a * b}[op], ak & bk
+    value = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b}[op]()
+    return value, ak & bk & ~_wrapped(op, a, b, value, xp)
+
+
+def _wrapped(op: str, a, b, value, xp):
+    """Where an integer ``value = a op b`` wrapped around (floats never do)."""
+    value = xp.asarray(value)
+    if not xp.issubdtype(value.dtype, xp.integer):  # a device computes int32 columns
+        return False
+    if op == "*":
+        nonzero = a != 0
+        return nonzero & (value // xp.where(nonzero, a, 1) != b)
+    sign_b = b >= 0 if op == "+" else b < 0  # a - b adds -b
+    return ((a >= 0) == sign_b) & ((value >= 0) != (a >= 0))
 
 
 def filter_mask(node: Node, columns: dict, xp):
