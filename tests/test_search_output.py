@@ -125,6 +125,26 @@ def test_a_folder_written_with_other_columns_is_refused(tmp_path):
                                "use another folder or delete it")
 
 
+@pytest.mark.parametrize("partition_by", [(), ("layer0.kernel",)])
+def test_a_recorded_part_that_is_gone_is_refused_not_lost(tmp_path, monkeypatch,
+                                                          partition_by):
+    """Resuming a folder whose manifest records a part file that was deleted would give a
+    dataset without its rows: refused in one line instead."""
+    from rfsearch.search import output
+
+    monkeypatch.setattr(output, "FLUSH_CHUNKS", 2)  # several part files
+    out = tmp_path / "run"
+    kwargs = {"ids": (0, BIG_WIDTH * 6), "chunk": BIG_WIDTH, "where": "rf_h >= 29",
+              "output": out, "partition_by": partition_by}
+    search(space_of(BIG), **kwargs)
+    for part in out.rglob("part-000002.parquet"):
+        part.unlink()
+    with pytest.raises(SpecError) as info:
+        search(space_of(BIG), **kwargs)
+    assert str(info.value) == (f"{out}: part-000002.parquet is recorded in the manifest but "
+                               "missing (1 part(s)); delete the folder to search again")
+
+
 def test_a_folder_with_stray_parts_is_refused(tmp_path):
     out = tmp_path / "run"
     out.mkdir()

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..cache import write_atomic
+from ..errors import SpecError
 from ..table import file_metadata, search_result, search_schema
 from .cluster import SINGLE, Process, barrier
 from .manifest import State, read_state, save
@@ -178,6 +179,20 @@ def write_part(folder: Path, first_chunk: int, df: pd.DataFrame, run,
 FLUSH_ROWS, FLUSH_CHUNKS, FLUSH_SECONDS = 1 << 20, 512, 5.0
 
 
+def _check_recorded_parts(folder: Path, run, state: State) -> None:
+    """A recorded part file that is gone would lose its rows from the resumed dataset (a
+    top-K run merges and deletes its parts by design)."""
+    if run.top is not None:
+        return
+    def gone(c: int) -> bool:
+        name = part_name(c)
+        return not (any(folder.rglob(name)) if run.partition_by else (folder / name).exists())
+    missing = sorted(filter(gone, state.parts or ()))
+    if missing:
+        raise SpecError(f"{folder}: {part_name(missing[0])} is recorded in the manifest but "
+                        f"missing ({len(missing)} part(s)); delete the folder to search again")
+
+
 class Writer:
     """Streams the rows of finished chunks into an output folder: a part file holds
     consecutive chunks, and the manifest (or this process's record) is rewritten after
@@ -186,6 +201,7 @@ class Writer:
     def __init__(self, folder: Path, run, process: Process = SINGLE):
         self.folder, self.run, self.process = folder, run, process
         self.state = read_state(folder, run)
+        _check_recorded_parts(folder, run, self.state)
         self.done = self.state.done  # finished chunks of earlier runs, of any process
         self.pending: list[pd.DataFrame] = []  # rows of finished chunks not yet written
         self.chunks: list[int] = []
