@@ -57,6 +57,12 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _seed(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return int(text)
+
+
 def _writable(path: str) -> str:
     """Fail before hours of work, not after: the output's folder must exist and be writable."""
     target = Path(path)
@@ -220,7 +226,7 @@ def _search_parser(sub) -> None:
                                            "resumable); default: print the rows")
     se.add_argument("--where", help="filter, e.g. 'rf_h >= 200 and rf_h <= 400 and aligned'")
     se.add_argument("--sample", type=_positive, help="draw N candidate ids instead of all")
-    se.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    se.add_argument("--seed", type=_seed, default=0, help="sampling seed (default 0)")
     se.add_argument("--input-size", type=_input_sizes,
                     help="N, HxW (or DxHxW for a grid of 3-D blocks; default: the space's)")
     se.add_argument("--chunk", type=_positive,

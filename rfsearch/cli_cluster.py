@@ -50,8 +50,10 @@ def _check(args) -> None:
         raise SpecError(f"--process-id must be below --num-processes ({count}), got {index}")
     if coordinator is not None:
         host, sep, port = coordinator.rpartition(":")
-        if not (host and sep and port.isdigit()):
-            raise SpecError(f"--coordinator must be HOST:PORT, got {coordinator!r}")
+        if not (host and sep and port.isascii() and port.isdigit()
+                and 0 < int(port) < 65536):
+            raise SpecError(f"--coordinator must be HOST:PORT (a port from 1 to 65535), got "
+                            f"{coordinator!r}")
 
 
 def process_of(args) -> tuple[int, int] | None:

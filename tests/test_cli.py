@@ -196,7 +196,8 @@ def test_cli_search_bad_where_is_one_line_exit_1(grid_file, capsys):
 
 
 def test_cli_search_usage_errors_exit_2(grid_file):
-    for args in (["--top", "0"], ["--sample", "-1"], ["--ids", "3"], ["--chunk", "x"]):
+    for args in (["--top", "0"], ["--sample", "-1"], ["--ids", "3"], ["--chunk", "x"],
+                 ["--sample", "5", "--seed", "-1"]):
         with pytest.raises(SystemExit) as info:
             main(["search", str(grid_file), *args])
         assert info.value.code == 2

@@ -171,8 +171,10 @@ def empty_archive(tmp_path) -> str:
     (empty_archive, "cannot read"),
     (lambda p: str(p / "missing.onnx"), "no such file"),
     (lambda p: onnx_model(p / "odd.onnx", extra="CumSum"), "1 unsupported op: odd"),
+    (lambda p: "datasets/examples/toy.json", "not a model file (the importers read .onnx"),
+    (lambda p: str(p), "a folder, not a model file"),
 ], ids=["corrupt-onnx", "truncated-onnx", "corrupt-keras", "truncated-keras",
-        "keras-without-config", "missing", "unsupported-op"])
+        "keras-without-config", "missing", "unsupported-op", "a-spec", "a-folder"])
 def test_bad_files_are_one_line_and_exit_1(tmp_path, capsys, make, words):
     path = make(tmp_path)
     code, out, err = run(capsys, "import", path)

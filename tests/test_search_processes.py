@@ -173,7 +173,10 @@ def test_bad_process_arguments_are_one_line_exit_1(tmp_path, capsys):
         ("--num-processes", "2", "--process-id", "0"):
             "a search over several processes writes one output folder: give -o",
         ("--coordinator", "nohost", "--num-processes", "2", "--process-id", "0", "-o", out):
-            "--coordinator must be HOST:PORT, got 'nohost'",
+            "--coordinator must be HOST:PORT (a port from 1 to 65535), got 'nohost'",
+        ("--coordinator", "localhost:99999", "--num-processes", "2", "--process-id", "0",
+         "-o", out):
+            "--coordinator must be HOST:PORT (a port from 1 to 65535), got 'localhost:99999'",
     }
     for args, message in cases.items():
         assert main(["search", str(grid), *args]) == 1

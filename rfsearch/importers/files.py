@@ -22,7 +22,11 @@ def import_file(path, *, input_size=None, outputs=None, on_unsupported: str = "e
                 gates: str = "local") -> dict:
     """The spec of a model file (a fresh copy: edit it freely)."""
     if not os.path.isfile(path):
-        raise SpecError(f"{path}: no such file")
+        raise SpecError(f"{path}: " + ("a folder, not a model file" if os.path.isdir(path)
+                                       else "no such file"))
+    if not is_model_file(path):
+        raise SpecError(f"{path}: not a model file (the importers read "
+                        f"{', '.join(MODEL_SUFFIXES)})")
     stat = os.stat(path)
     key = _key(input_size), _key(outputs)
     spec = _imported(os.path.abspath(path), stat.st_mtime_ns, stat.st_size, *key,
