@@ -245,11 +245,11 @@ def _repeats(state: dict, t: int, cols: tuple[np.ndarray, np.ndarray]) -> np.nda
 def least_period(state: dict) -> np.ndarray:
     """[A, N] the least number of output units after which the boxes repeat: a divisor t
     of the program's period T (which can be a multiple of it, e.g. after a merge) that
-    advances a whole number of input units (t K / T). Candidates are tried in increasing
-    order, each on the pairs it divides (one numpy pass per candidate length)."""
+    advances a whole number of input units (t K / T). The divisors of the distinct periods
+    are tried in increasing order, each on the pairs it divides (one numpy pass each)."""
     T, K = state["T"], state["K"]
     period = T.copy()
-    for t in range(1, int(T.max(initial=1))):
+    for t in sorted({d for v in np.unique(T).tolist() for d in range(1, v) if v % d == 0}):
         cols = np.nonzero((T % t == 0) & (t * K % T == 0) & (period == T) & (T > t))
         if len(cols[0]):
             period[tuple(c[_repeats(state, t, cols)] for c in cols)] = t
