@@ -51,16 +51,17 @@ def _input_sizes(text: str):
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _positive(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return int(text)
+def _integer_from(least: int):
+    """An argparse type: a decimal integer of at least ``least`` (0 or 1)."""
+    def parse(text: str) -> int:
+        if not (text.isascii() and text.isdigit()) or int(text) < least:
+            kind = "positive" if least else "non-negative"
+            raise argparse.ArgumentTypeError(f"must be a {kind} integer, got {text!r}")
+        return int(text)
+    return parse
 
 
-def _seed(text: str) -> int:
-    if not (text.isascii() and text.isdigit()):
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-    return int(text)
+_positive, _non_negative = _integer_from(1), _integer_from(0)
 
 
 def _writable(path: str) -> str:
@@ -226,7 +227,7 @@ def _search_parser(sub) -> None:
                                            "resumable); default: print the rows")
     se.add_argument("--where", help="filter, e.g. 'rf_h >= 200 and rf_h <= 400 and aligned'")
     se.add_argument("--sample", type=_positive, help="draw N candidate ids instead of all")
-    se.add_argument("--seed", type=_seed, default=0, help="sampling seed (default 0)")
+    se.add_argument("--seed", type=_non_negative, default=0, help="sampling seed (default 0)")
     se.add_argument("--input-size", type=_input_sizes,
                     help="N, HxW (or DxHxW for a grid of 3-D blocks; default: the space's)")
     se.add_argument("--chunk", type=_positive,
@@ -238,7 +239,7 @@ def _search_parser(sub) -> None:
     se.add_argument("--ids", type=_id_range, help="only candidate ids START:STOP")
     se.add_argument("--partition-by", nargs="+", metavar="COL",
                     help="hive-partition the output folder by these choice columns")
-    cluster_options(se, _positive)
+    cluster_options(se, _positive, _non_negative)
     _progress_options(se)
     se.set_defaults(func=cmd_search)
     sp = sub.add_parser("spaces", help="list the built-in search spaces")

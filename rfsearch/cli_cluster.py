@@ -17,15 +17,9 @@ from .errors import SpecError
 from .search.cluster import detected_cluster, initialize
 
 
-def _process_id(text: str) -> int:
-    if not (text.isascii() and text.isdigit()):
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-    return int(text)
-
-
-def cluster_options(parser: argparse.ArgumentParser, positive) -> None:
-    """The options of a search over several processes (``positive``: the CLI's parser
-    of positive integers)."""
+def cluster_options(parser: argparse.ArgumentParser, positive, non_negative) -> None:
+    """The options of a search over several processes (``positive``, ``non_negative``:
+    the CLI's parsers of integers)."""
     group = parser.add_argument_group(
         "several processes", "one search, each process a contiguous block of the chunks, "
         "into one -o folder (JAX's multi-process runtime; detected on SLURM and TPU pods)")
@@ -33,7 +27,7 @@ def cluster_options(parser: argparse.ArgumentParser, positive) -> None:
                        help="address of process 0 (jax.distributed.initialize)")
     group.add_argument("--num-processes", type=positive, metavar="N",
                        help="how many processes run the search")
-    group.add_argument("--process-id", type=_process_id, metavar="I",
+    group.add_argument("--process-id", type=non_negative, metavar="I",
                        help="this process, 0 .. N-1 (without --coordinator: its share "
                             "alone, no runtime)")
 
