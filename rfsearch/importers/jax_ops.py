@@ -200,9 +200,9 @@ def slice_(e: Eqn) -> Value:
 
 # ---------------------------------------------------------------- resampling
 
-# jax.image.resize's methods, and the spec mode each reads like (lanczos: none)
+# jax.image.resize's methods; the spec has modes of the same names but for lanczos
 RESIZE_METHODS = ("nearest", "linear", "cubic", "lanczos3", "lanczos5")
-SPEC_MODES = {"nearest": "nearest", "linear": "linear", "cubic": "cubic"}
+SPEC_MODES = ("nearest", "linear", "cubic")
 
 
 def resize(e: Eqn, method: str) -> Value:
@@ -219,7 +219,7 @@ def resize(e: Eqn, method: str) -> Value:
         raise Unsupported(f"a resize method no spec mode reads like ({method})")
     return e.layer("upsample", [x], factor=[m // n for n, m in zip(x.sizes, out,
                                                                    strict=True)],
-                   mode=SPEC_MODES[method])
+                   mode=method)
 
 
 # ---------------------------------------------------------------- merges and reductions

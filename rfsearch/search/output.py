@@ -74,14 +74,19 @@ def first_chunk(path: Path) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
+def part_files(folder: Path, first: int, partitioned: bool) -> list[Path]:
+    """The part files named after chunk ``first``: one, or one per hive folder."""
+    name = part_name(first)
+    return list(folder.rglob(name)) if partitioned else [
+        path for path in [folder / name] if path.exists()]
+
+
 def remove_leftovers(folder: Path, first: int, partitioned: bool) -> None:
     """Part files named after chunk ``first``, which is not finished: a killed run wrote
     them. Removed before writing from that chunk again, so that none of their rows stays
     beside the rewrite (a hive folder the new part has no rows for keeps nothing)."""
-    name = part_name(first)
-    for path in folder.rglob(name) if partitioned else [folder / name]:
-        if path.exists():
-            path.unlink()
+    for path in part_files(folder, first, partitioned):
+        path.unlink()
 
 
 def remove_unrecorded(folder: Path, state: State) -> None:
@@ -184,10 +189,8 @@ def _check_recorded_parts(folder: Path, run, state: State) -> None:
     top-K run merges and deletes its parts by design)."""
     if run.top is not None:
         return
-    def gone(c: int) -> bool:
-        name = part_name(c)
-        return not (any(folder.rglob(name)) if run.partition_by else (folder / name).exists())
-    missing = sorted(filter(gone, state.parts or ()))
+    missing = sorted(c for c in state.parts or ()
+                     if not part_files(folder, c, bool(run.partition_by)))
     if missing:
         raise SpecError(f"{folder}: {part_name(missing[0])} is recorded in the manifest but "
                         f"missing ({len(missing)} part(s)); delete the folder to search again")
