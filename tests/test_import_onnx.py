@@ -405,3 +405,22 @@ def test_supported_ops_lists_the_mapped_onnx_ops():
             "Pad", "Slice", "Concat", "Reshape"} <= set(mapped)
     assert not {"TopK", "CumSum", "GatherND"} & set(mapped)
     assert mapped == sorted(mapped)
+
+
+@pytest.mark.parametrize(("mode", "pad", "exact"), [
+    ("reflect", 1, True), ("reflect", 2, False), ("replicate", 2, True),
+    ("replicate", 3, False)])
+def test_repeating_pads_are_exact_or_refused(exports, mode, pad, exact):
+    """ONNX Pad (reflect, edge) before a 3-wide convolution: exact where the window reaches
+    the units it copies (impulse responses agree), else one line."""
+    def build(**_):
+        return nn.Sequential(nn.Conv2d(1, 1, 3, padding=pad, padding_mode=mode))
+
+    key, shape = f"{mode}-{pad}", (1, 1, 12, 12)
+    if exact:
+        oracle(exports, key, build, shape)
+    else:
+        onnx_mode = "reflect" if mode == "reflect" else "edge"
+        with pytest.raises(rfsearch.SpecError, match=rf"^onnx import: {onnx_mode} padding "
+                           r"'.*' repeats input units beyond the window of"):
+            rfsearch.from_onnx(exports(key, build, shape))

@@ -243,3 +243,23 @@ def test_models_export_refuses_are_traced_by_make_fx_with_a_warning():
     columns = ["rf_h", "rf_w", "stride_h", "padding_h", "out_h"]
     assert (rfsearch.evaluate(spec, input_size=32)[columns].values.tolist()
             == rfsearch.evaluate(plain, input_size=32)[columns].values.tolist())
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+@pytest.mark.parametrize(("pad", "kernel", "dilation"), [
+    (1, 3, 1), (3, 7, 1), (2, 3, 1), (3, 3, 1), (2, 3, 2), (5, 3, 2)])
+def test_repeating_padding_is_exact_or_refused(mode, pad, kernel, dilation):
+    """Reflect padding copies units 1 .. p into the border (replicate: unit 0): the boxes
+    of zero padding hold them only when the window reaches them (reach >= 2p, or p);
+    such a model matches the gradient, any other is refused in one line."""
+    def build(**_):
+        return nn.Sequential(nn.Conv2d(1, 1, kernel, padding=pad, dilation=dilation,
+                                       padding_mode=mode))
+
+    reach = dilation * (kernel - 1)
+    if reach >= (2 if mode == "reflect" else 1) * pad:
+        oracle(build, (1, 1, 12, 12))
+    else:
+        with pytest.raises(rfsearch.SpecError, match=rf"^torch import: {mode} padding '0' "
+                           r"repeats input units beyond the window of '0:2'"):
+            rfsearch.from_torch(build(), torch.rand(1, 1, 12, 12))

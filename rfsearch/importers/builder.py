@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..errors import SpecError
+from .repeats import check_repeating
 
 INPUT = "input"  # the spec's name of the network input
 POLICIES = ("error", "identity")  # on_unsupported
@@ -72,6 +73,7 @@ class SpecBuilder:
     layers: list[dict] = field(default_factory=list)
     offenders: dict[str, Offender] = field(default_factory=dict)  # by layer name
     assumptions: list[str] = field(default_factory=list)
+    repeats: dict[str, str] = field(default_factory=dict)  # padding layers that copy units
     _calls: Counter = field(default_factory=Counter)
     _taken: set = field(default_factory=set)
 
@@ -154,6 +156,12 @@ class SpecBuilder:
                         f"as element-wise scaling of the map (gates='{self.gates}')")
         return None
 
+    def padded(self, node: str, mode: str, repeating: tuple[str, ...]) -> None:
+        """Padding layer ``node`` has ``mode``: one of ``repeating`` (reflect, replicate)
+        is checked against the layers reading it when the spec is made."""
+        if mode in repeating:
+            self.repeats[node] = mode
+
     def assume(self, text: str) -> None:
         if text not in self.assumptions:
             self.assumptions.append(text)
@@ -177,8 +185,10 @@ class SpecBuilder:
         if offenders:
             source["identity"] = [str(o) for o in offenders]
             source["on_unsupported"] = on_unsupported
-        return {"name": name, "dims": self.dims, "layers": layers, "output": outputs[0].node,
+        spec = {"name": name, "dims": self.dims, "layers": layers, "output": outputs[0].node,
                 "source": source}
+        check_repeating(spec, self.repeats, f"{self.framework} import")
+        return spec
 
     def ancestors(self, nodes: list[str]) -> set[str]:
         """``nodes`` and every layer they read, directly or not."""
@@ -266,8 +276,8 @@ def zero_padding(builder: SpecBuilder, x: Value, pairs: dict, mode: str,
     if any(p != (0, 0) for d, p in pairs.items() if d not in x.axes):
         builder.assume("padding of non-spatial dimensions ignored")
     if mode in repeating:
-        builder.assume(f"{mode} padding read as zero padding (the same boxes: the units it "
-                       "repeats lie inside them)")
+        builder.assume(f"{mode} padding read as zero padding (the same boxes: the window "
+                       "after it reaches the units it repeats; checked)")
     return [list(pairs.get(a, (0, 0))) for a in x.axes]
 
 

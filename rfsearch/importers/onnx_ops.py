@@ -216,9 +216,12 @@ def pad(n: Node) -> Value:
     mode = n.attr("mode", "constant")
     if mode == "wrap":
         raise Unsupported("circular padding reads the far side of the map")
-    padding = zero_padding(n.builder, x, pairs, mode, ("reflect", "edge"))
+    repeating = ("reflect", "edge")
+    padding = zero_padding(n.builder, x, pairs, mode, repeating)
     sizes = [s + a + b for s, (a, b) in zip(x.sizes, padding, strict=True)]
-    return n.layer("pad", [x], sizes, padding=padding)
+    padded = n.layer("pad", [x], sizes, padding=padding)
+    n.builder.padded(padded.node, mode, repeating)
+    return padded
 
 
 def slice_(n: Node) -> Value:

@@ -173,8 +173,10 @@ def pad(c: Call) -> Value:
         raise Unsupported("circular padding reads the far side of the map")
     flat = list(c.args["pad"])
     pairs = {len(c.shape) - 1 - i: (flat[2 * i], flat[2 * i + 1]) for i in range(len(flat) // 2)}
-    padding = zero_padding(c.builder, x, pairs, mode, ("reflect", "replicate"))
-    return c.layer("pad", [x], padding=padding)
+    repeating = ("reflect", "replicate")
+    padded = c.layer("pad", [x], padding=zero_padding(c.builder, x, pairs, mode, repeating))
+    c.builder.padded(padded.node, mode, repeating)
+    return padded
 
 
 def reflection_pad(c: Call) -> Value:
