@@ -263,3 +263,14 @@ def test_repeating_padding_is_exact_or_refused(mode, pad, kernel, dilation):
         with pytest.raises(rfsearch.SpecError, match=rf"^torch import: {mode} padding '0' "
                            r"repeats input units beyond the window of '0:2'"):
             rfsearch.from_torch(build(), torch.rand(1, 1, 12, 12))
+
+
+def test_a_linear_layer_over_one_axis_of_a_map_is_refused():
+    """nn.Linear on an NCHW map mixes W only (torch's output is 5 x 5); read as a dense
+    layer it gave 1 x 1. Over flattened features it stays a dense layer."""
+    along_w = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.Linear(5, 5))
+    with pytest.raises(rfsearch.SpecError, match="a linear layer over one spatial axis"):
+        rfsearch.from_torch(along_w, torch.rand(1, 1, 11, 11))
+    flat = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.Flatten(), nn.Linear(25, 5))
+    spec = rfsearch.from_torch(flat, torch.rand(1, 1, 11, 11))
+    assert spec["layers"][-1]["op"] == "dense"

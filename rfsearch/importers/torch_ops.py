@@ -232,8 +232,12 @@ def dense(c: Call) -> Value:
     x = next(iter(tensors(c, "input", "mat1", "self")), None)
     if x is None:
         raise Unsupported("no traced input")
-    if x.spatial and len(c.shape) - 1 not in x.axes:
+    last = len(c.shape) - 1
+    if x.spatial and last not in x.axes:
         return elementwise(c, x)
+    if any(a != last and n > 1 for a, n in zip(x.axes, x.sizes, strict=True)):
+        raise Unsupported("a linear layer over one spatial axis of a map (it mixes that axis "
+                          "only, and keeps the others)")
     node = c.builder.add(c.base, "dense", [x])
     return Value(node, (), (), len(c.shape), x.pooled)
 
