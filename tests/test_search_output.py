@@ -335,3 +335,20 @@ def test_resume_rewrites_a_part_whose_chunk_was_not_recorded(tmp_path):
     pd.testing.assert_frame_equal(a, b)
     assert a["candidate_id"].is_unique  # 3,000 draws from 117**5: no repeats expected
     assert done_chunks(out) == list(range(6))
+
+
+@pytest.mark.parametrize("top", [None, 3])
+def test_a_damaged_folder_is_one_line(tmp_path, top):
+    """A manifest that is JSON but not a manifest, and a part file that is not Parquet,
+    are refused in one line on resume (they were AttributeError and ArrowInvalid)."""
+    kwargs = {"output": tmp_path / "a", "top": top, "by": "rf_h" if top else None}
+    search(VALID, **kwargs)
+    (tmp_path / "a" / "_manifest.json").write_text("[]")
+    with pytest.raises(SpecError, match=r"_manifest\.json: unreadable manifest \(not a"):
+        search(VALID, **kwargs)
+    kwargs["output"] = tmp_path / "b"
+    search(VALID, **kwargs)
+    for part in (tmp_path / "b").glob("part-*.parquet"):
+        part.write_bytes(b"garbage")
+    with pytest.raises(SpecError, match=r"part-.*\.parquet: not a readable part file"):
+        search(VALID, **kwargs)

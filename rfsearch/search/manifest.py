@@ -61,11 +61,14 @@ def record_path(folder: Path, index: int) -> Path:
 
 def _load(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text())
+        entry = json.loads(path.read_text())
     except FileNotFoundError:  # listed, then replaced or removed: nothing to merge
         return None
     except (OSError, json.JSONDecodeError) as err:
         raise SpecError(f"{path}: unreadable manifest ({err})") from None
+    if not isinstance(entry, dict) or not isinstance(entry.get("done", []), list):
+        raise SpecError(f"{path}: unreadable manifest (not a manifest object)")
+    return entry
 
 
 def _merge(state: State, entry: dict, is_manifest: bool) -> None:

@@ -107,10 +107,21 @@ def _recorded_parts(folder: Path, state: State) -> list[pd.DataFrame] | None:
         paths = [folder / part_name(c) for c in sorted(state.parts)]
     else:
         paths = sorted(p for p in folder.glob("part-*.parquet") if p.name != TOP)
-    try:
-        return [pd.read_parquet(p) for p in paths]
-    except OSError:
-        return None
+    frames = []
+    for path in paths:
+        try:
+            frames.append(pd.read_parquet(path))
+        except pa.ArrowInvalid as err:
+            raise unreadable(path, err) from None
+        except OSError:
+            return None
+    return frames
+
+
+def unreadable(path: Path, err: Exception) -> SpecError:
+    """The one line for a part file that is not Parquet (damaged by hand or by a disk)."""
+    return SpecError(f"{path}: not a readable part file ({err}); delete the folder to search "
+                     "again")
 
 
 def finish_top(folder: Path, run, state: State) -> bool:
@@ -156,6 +167,8 @@ def count_rows(folder: Path, run) -> int:
             total += pq.read_metadata(path).num_rows
         except FileNotFoundError:  # removed by another process finishing the folder
             continue
+        except pa.ArrowInvalid as err:
+            raise unreadable(path, err) from None
     return total
 
 
