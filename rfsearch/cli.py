@@ -265,9 +265,12 @@ def cmd_plot(args) -> int:
 
     _writable(args.output)
     size = {"size": args.size} if args.size else {}
-    if args.plot == "growth":
-        path = plot.growth(args.specs, args.output, input_size=args.input_size, **size)
-    elif args.plot == "boxes":
+    if args.plot == "growth":  # the networks that cannot be drawn are reported, as by eval
+        rows = plot.growth_rows(args.specs, args.input_size)
+        print(f"wrote {plot.growth(rows, args.output, input_size=args.input_size, **size)}",
+              file=sys.stderr)
+        return _report_errors(rows)
+    if args.plot == "boxes":
         path = plot.boxes(args.spec, args.output, image=args.image, features=args.features,
                           input_size=args.input_size, erf=args.erf, **size)
     else:

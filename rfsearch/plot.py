@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .coords import ReceptiveField
 from .errors import SpecError
@@ -56,12 +57,18 @@ def _save(plt, fig, output) -> Path:
     return path
 
 
+def growth_rows(specs, input_size=None) -> pd.DataFrame:
+    """The per-layer rows :func:`growth` draws (an invalid network: its error row)."""
+    return evaluate(specs, input_size=input_size, per_layer=True,
+                    analysis=input_size is not None)
+
+
 def growth(specs, output, *, input_size=None, size=(900, 540)) -> Path:
-    """RF per layer (h solid, w dashed) for every network in ``specs``."""
+    """RF per layer (h solid, w dashed) for every valid network in ``specs`` (anything
+    :func:`rfsearch.evaluate` takes, or the table of :func:`growth_rows`)."""
     plt, fig = _figure(size)
     ax = fig.add_subplot()
-    df = evaluate(specs, input_size=input_size, per_layer=True,
-                  analysis=input_size is not None)
+    df = specs if isinstance(specs, pd.DataFrame) else growth_rows(specs, input_size)
     if df["error"].notna().all():
         raise SpecError(f"nothing to plot: {df['error'].dropna().iloc[0]}")
     for (name, rows), color in zip(df[df["error"].isna()].groupby("name", sort=False),

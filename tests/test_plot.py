@@ -24,6 +24,21 @@ def test_growth(tmp_path):
     assert_image(out, 640, 400)
 
 
+def test_growth_reports_the_networks_it_cannot_draw(tmp_path, capsys):
+    """Like eval: the valid networks are drawn, each bad input is one line, exit 1."""
+    specs = tmp_path / "specs.jsonl"
+    specs.write_text('{"name": "ok", "layers": [{"op": "conv", "kernel": 3}]}\n'
+                     '{"name": "bad", "layers": [{"op": "conv", "kernel": 0}]}\n')
+    picture = tmp_path / "g.png"
+    assert main(["plot", "growth", str(specs), str(tmp_path / "nope.json"),
+                 "-o", str(picture)]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"wrote {picture}"
+    assert "'bad', layer #0 'conv0': kernel must be a positive integer, got 0" in err[1]
+    assert err[2] == f"rfsearch: {tmp_path / 'nope.json'}: no such file"
+    assert_image(picture, 900, 540)
+
+
 def test_boxes_with_erf_proxy_and_an_image(tmp_path):
     photo = tmp_path / "photo.png"
     plt.imsave(photo, np.random.default_rng(0).random((96, 128, 3)))
