@@ -424,3 +424,14 @@ def test_repeating_pads_are_exact_or_refused(exports, mode, pad, exact):
         with pytest.raises(rfsearch.SpecError, match=rf"^onnx import: {onnx_mode} padding "
                            r"'.*' repeats input units beyond the window of"):
             rfsearch.from_onnx(exports(key, build, shape))
+
+
+def test_a_grouped_transposed_convolution_follows_onnx_runtime(exports):
+    """Groups split the channels, not the windows: the boxes of ConvTranspose2d(groups=2)
+    are those of the ungrouped layer, unit by unit (it was refused)."""
+    def build(**_):
+        return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1),
+                             nn.ConvTranspose2d(4, 4, 3, stride=2, padding=1, groups=2))
+
+    spec = oracle(exports, "grouped-transpose", build, (1, 2, 6, 6))
+    assert spec["layers"][-1]["groups"] == 2

@@ -180,9 +180,9 @@ def conv_transpose(n: Node) -> Value:
     fields = {"kernel": kernel, "stride": stride, "dilation": dilation, "padding": pairs}
     if any(extra):
         fields["output_padding"] = extra
-    if int(n.attr("group", 1)) != 1:
-        raise Unsupported("a grouped transposed convolution")
-    return n.layer("conv_transpose", [x], sizes, **fields)
+    groups = int(n.attr("group", 1))  # channel groups: the same windows on every map
+    return n.layer("conv_transpose", [x], sizes, **fields,
+                   **({"groups": groups} if groups != 1 else {}))
 
 
 def pool(op: str) -> Callable[[Node], Value]:
