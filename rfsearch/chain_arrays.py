@@ -92,7 +92,11 @@ def _range_error(field: Field) -> SpecError:
 def _fields(kernel, stride, dilation, padding) -> list[Field]:
     """The parameter fields of :func:`chains`' arguments, shapes checked (padding first,
     as messages name it)."""
-    k = np.asarray(kernel)
+    try:
+        k = np.asarray(kernel)
+    except ValueError:  # a ragged list of lists
+        raise SpecError("kernel must be an [N, L] array (chains of different lengths: pad "
+                        "them and pass lengths=...)") from None
     if k.ndim not in (2, 3):
         raise SpecError(f"kernel must have shape [N, L] or [N, L, 2], got {list(k.shape)}")
     shape = k.shape[:2]
@@ -169,7 +173,8 @@ def _layer_major(fields: list[Field], nodes: int, axes: int, dtype,
 def _constant(dst: np.ndarray, field: Field, used: np.ndarray | None) -> tuple[int, int]:
     """dst [depth, A, N] <- the field's one value (the identity past ``used``)."""
     value = int(field.values.flat[0])
-    dst[...] = value
+    dst[...] = np.asarray(value).astype(dst.dtype)  # wraps as the copied rows do; the range
+    # decides the type, and a value too wide for this one is written again, wider
     if used is not None:
         np.copyto(dst, np.asarray(field.fill, dst.dtype),
                   where=np.arange(dst.shape[0])[:, None, None] >= used)

@@ -9,7 +9,7 @@ is validated on its own, so one bad spec costs one row, never the file.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -351,6 +351,9 @@ def resolve(specs, input_size=None) -> list[Source]:
         return [from_objects([specs])]
     if isinstance(specs, str | Path):
         return [_read_or_error(specs, input_size)]
+    if not isinstance(specs, Iterable):
+        raise SpecError(f"specs must be a spec, a path, a table or a list of them, got "
+                        f"{type(specs).__name__}")
     specs = list(specs)
     if specs and all(isinstance(s, str | Path) for s in specs):
         return [_read_or_error(s, input_size) for s in specs]

@@ -93,10 +93,27 @@ def test_empty_and_single_batches():
     assert one["rf_h"].tolist() == [13]  # published: three 3x3 convs with dilation 2
 
 
-@pytest.mark.parametrize("bad", [np.ones((2, 3)) * 1.5, np.ones((2, 3, 3), int)])
+@pytest.mark.parametrize("bad", [np.ones((2, 3)) * 1.5, np.ones((2, 3, 3), int),
+                                 [[3, 3], [3]]])
 def test_chains_validates_arrays(bad):
     with pytest.raises(rfsearch.SpecError, match=r"^kernel must"):
         rfsearch.chains(bad)
+
+
+@pytest.mark.parametrize("field", ["stride", "dilation", "padding"])
+def test_a_scalar_wider_than_8_bits_is_its_value(field):
+    """A scalar field of 128 or more was written into the int8 pass and raised NumPy's
+    OverflowError; it gives the rows of the same value as a full array."""
+    k = np.full((2, 3), 3)
+    scalar = rfsearch.evaluate(rfsearch.chains(k, **{field: 300}))
+    full = rfsearch.evaluate(rfsearch.chains(k, **{field: np.full((2, 3), 300)}))
+    assert scalar.equals(full) and scalar["error"].isna().all()
+
+
+def test_specs_that_are_no_specs_are_one_line():
+    with pytest.raises(rfsearch.SpecError, match=r"^specs must be a spec, a path, a table or "
+                       r"a list of them, got NoneType$"):
+        rfsearch.evaluate(None)
 
 
 def test_chains_validates_lengths_and_names():
