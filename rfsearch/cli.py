@@ -30,7 +30,7 @@ from .show import left_aligned, show_table, summary_line
 from .spaces import BUILTIN, candidates
 from .spec import parse_input_size
 from .stream import evaluate_parquet, streamable
-from .table import write_parquet
+from .table import check_writable, write_parquet
 
 MAX_MESSAGES = 20
 
@@ -64,19 +64,6 @@ def _integer_from(least: int):
 _positive, _non_negative = _integer_from(1), _integer_from(0)
 
 
-def _writable(path: str) -> str:
-    """Fail before hours of work, not after: the output's folder must exist and be writable."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise SpecError(f"{path}: cannot write the output: it is a directory")
-    if not folder.is_dir():
-        raise SpecError(f"{path}: cannot write the output: no folder {str(folder)!r}")
-    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise SpecError(f"{path}: cannot write the output: permission denied")
-    return path
-
-
 def _report_errors(df: pd.DataFrame) -> int:
     """Print each error once (one line each) to stderr; return 1 if there were any."""
     errors = df["error"].dropna().drop_duplicates()
@@ -105,7 +92,7 @@ def _progress(args) -> bool:
 
 def cmd_eval(args) -> int:
     if args.output:
-        _writable(args.output)
+        check_writable(args.output, reads=args.specs)
     if streamable(args.specs, args.output):
         return _eval_stream(args)
     df = evaluate(args.specs, input_size=args.input_size, per_layer=args.per_layer,
@@ -177,7 +164,7 @@ def cmd_zoo_export(args) -> int:
     if args.output in (None, "-"):
         sys.stdout.write(text)
         return 0
-    _writable(args.output)
+    check_writable(args.output)
     Path(args.output).write_text(text, encoding="utf-8")
     if not args.quiet:
         print(f"wrote {spec['name']} ({len(spec['layers'])} layers) to {args.output}",
@@ -197,7 +184,7 @@ def cmd_search(args) -> int:
         target = Path(args.output)
         if target.exists() and not target.is_dir():
             raise SpecError(f"{args.output}: cannot write the output: not a folder")
-        _writable(str(target / "_manifest.json") if target.is_dir() else args.output)
+        check_writable(str(target / "_manifest.json") if target.is_dir() else args.output)
     result = search(args.space, output=args.output, where=args.where, sample=args.sample,
                     seed=args.seed, input_size=args.input_size, chunk=args.chunk,
                     top=args.top, by=args.by, ascending=args.ascending, ids=args.ids,
@@ -263,7 +250,7 @@ def _feature(text: str) -> tuple[int, int]:
 def cmd_plot(args) -> int:
     from . import plot
 
-    _writable(args.output)
+    check_writable(args.output)
     size = {"size": args.size} if args.size else {}
     if args.plot == "growth":  # the networks that cannot be drawn are reported, as by eval
         rows = plot.growth_rows(args.specs, args.input_size)
@@ -355,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--input-size", type=_input_sizes, help="N, HxW or DxHxW")
     sh.set_defaults(func=cmd_show)
     _zoo_parser(sub)
-    import_parser(sub, _input_sizes, _writable)
+    import_parser(sub, _input_sizes, check_writable)
     _search_parser(sub)
     _plot_parser(sub)
     return parser

@@ -15,7 +15,7 @@ from .axes import parse_input_sizes
 from .errors import SpecError
 from .evaluate import source_frame
 from .sources import read_chain_source
-from .table import to_arrow
+from .table import check_writable, to_arrow
 
 BATCH_ROWS = 1 << 20  # chains per record batch: a few hundred MB of working memory
 
@@ -28,6 +28,7 @@ def evaluate_parquet(source, output, *, input_size=None, per_layer: bool = False
     record batch at a time; returns (rows written, rows with an error, the first
     ``messages`` distinct error messages)."""
     label = str(source)
+    check_writable(output, reads=[source])
     try:
         reader = pq.ParquetFile(source)
     except (pa.ArrowException, OSError) as err:

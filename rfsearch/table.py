@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -264,3 +266,20 @@ def write_parquet(data: pd.DataFrame | pa.Table, path, *, row_group_size: int = 
     """Write a result table to Parquet: declared schema, metadata, zstd compression."""
     table = data if isinstance(data, pa.Table) else to_arrow(data)
     pq.write_table(table, str(path), compression="zstd", row_group_size=row_group_size)
+
+
+def check_writable(path, reads=()) -> str:
+    """Fail before hours of work, not after: the output's folder must exist and be
+    writable, and the output must not be one of the files the work ``reads``."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise SpecError(f"{path}: cannot write the output: it is a directory")
+    if not folder.is_dir():
+        raise SpecError(f"{path}: cannot write the output: no folder {str(folder)!r}")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise SpecError(f"{path}: cannot write the output: permission denied")
+    if target.exists() and any(isinstance(r, str | Path) and Path(r).exists()
+                               and Path(r).samefile(target) for r in reads):
+        raise SpecError(f"{path}: cannot write the output: it is an input (write elsewhere)")
+    return str(path)

@@ -67,3 +67,18 @@ def test_an_empty_or_unreadable_table_is_one_line(tmp_path):
     with pytest.raises(rfsearch.SpecError, match="not a readable Parquet file") as err:
         evaluate_parquet(bad, tmp_path / "out.parquet")
     assert "\n" not in str(err.value)
+
+
+def test_the_output_is_checked_before_reading(chain_file, tmp_path, capsys):
+    """Writing onto the input table would destroy it while it is read; a folder or a
+    missing folder is one line from the API too (IsADirectoryError and FileNotFoundError
+    before)."""
+    before = chain_file.read_bytes()
+    assert main(["eval", str(chain_file), "-o", str(chain_file)]) == 1
+    assert capsys.readouterr().err == (f"rfsearch: {chain_file}: cannot write the output: it "
+                                       "is an input (write elsewhere)\n")
+    assert chain_file.read_bytes() == before
+    for output, words in ((tmp_path, "it is a directory"),
+                          (tmp_path / "no" / "out.parquet", "no folder")):
+        with pytest.raises(rfsearch.SpecError, match=f"cannot write the output: {words}"):
+            evaluate_parquet(chain_file, output)
