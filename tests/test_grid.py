@@ -101,6 +101,13 @@ def test_spaces_past_64_bit_ids_and_bad_slots_are_one_line_errors():
         rfsearch.search(huge, sample=10)
     with pytest.raises(SpecError, match=r"slot 'layer0': .*unknown op 'max_pool'"):
         rfsearch.search({"layers": [{"op": "max_pool", "kernel": 3}]})
+    # a grid searched candidate by candidate refuses a bad choice the same way (its rows
+    # were valid=False without a message)
+    resampling = {"name": "up", "layers": [{"op": "upsample", "factor": 2,
+                                           "mode": ["nearest", "area"]}]}
+    with pytest.raises(SpecError, match=r"^space 'up', slot 'layer0': .*mode must be one of "
+                       r"nearest, .*got 'area'$"):
+        rfsearch.search(resampling)
 
 
 DECODER_GRID = {"name": "dec", "input_size": 64, "layers": [

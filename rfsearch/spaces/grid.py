@@ -182,16 +182,16 @@ def _entries(b: _Builder, raw_list, templates: dict, prefix: str, where: str, de
             yield name, raw, f"{where} #{i} {name!r}"
 
 
-def _kind(block: dict | None) -> tuple[bool, int]:
+def _kind(block: dict | None) -> tuple[bool, int, str | None]:
     """(whether a block needs the periodic program, so that the grid is searched candidate
-    by candidate through evaluate(); its axes)."""
+    by candidate through evaluate(); its axes; why it is invalid, or None)."""
     if block is None:
-        return False, 2
+        return False, 2, None
     try:
         net = parse_network({"name": "block", **block})
-    except SpecError:  # an invalid block is the candidate's error row, found later
-        return False, 2
-    return net.periodic, net.dims
+    except SpecError as err:  # a tabulated grid refuses it with its slot's name
+        return False, 2, str(err)
+    return net.periodic, net.dims, None
 
 
 def grid_space(grid: dict, label: str | None = None) -> tuple[Space, str | None]:
@@ -214,8 +214,11 @@ def grid_space(grid: dict, label: str | None = None) -> tuple[Space, str | None]
             b.fail(where, f"duplicate name {slot_name!r}")
         names.add(slot_name)
         slots.append(_slot(b, raw, slot_name, where))
-    kinds = [_kind(block) for slot in slots for block in slot.blocks]
-    host, dims = any(k[0] for k in kinds), max((k[1] for k in kinds), default=2)
+    kinds = [(slot, *_kind(block)) for slot in slots for block in slot.blocks]
+    host, dims = any(k[1] for k in kinds), max((k[2] for k in kinds), default=2)
+    bad = next((k for k in kinds if k[3] is not None), None)
+    if host and bad is not None:  # as a tabulated grid's slots are: before any candidate
+        raise SpecError(f"space {str(name)!r}, slot {bad[0].name!r}: {bad[3]}")
     size = grid.get("input_size")
     if size is not None:  # per candidate: N, HxW or DxHxW; tabulated: N or HxW
         size = parse_input_sizes(size) if host else parse_input_size(size)
