@@ -180,3 +180,16 @@ def test_bad_files_are_one_line_and_exit_1(tmp_path, capsys, make, words):
     code, out, err = run(capsys, "import", path)
     assert code == 1 and out == ""
     assert err.startswith("rfsearch: ") and err.count("\n") == 1 and words in err
+
+
+def test_a_corrupt_torch_program_is_one_line_without_torchs_log(tmp_path):
+    """torch.export.load logs a traceback before it raises; stderr holds our line only."""
+    import subprocess
+    import sys
+
+    bad = corrupt(tmp_path / "bad.pt2")
+    proc = subprocess.run([sys.executable, "-m", "rfsearch.cli", "import", bad],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == (f"rfsearch: {bad}: cannot load a torch.export program "
+                           "(BadZipFile: File is not a zip file)\n")

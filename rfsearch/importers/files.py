@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import os
 from pathlib import Path
 
@@ -61,11 +62,16 @@ def _torch_program(path: str, input_size, options: dict) -> dict:
     from .torch_import import _torch, from_torch
 
     torch = _torch()
+    quiet = logging.getLogger("torch.export")  # it logs a traceback before raising
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         program = torch.export.load(path)
     except Exception as err:  # a corrupt archive, or a program of another torch version
         raise SpecError(f"{path}: cannot load a torch.export program "
                         f"({type(err).__name__}: {str(err).strip()[:200]})") from None
+    finally:
+        quiet.setLevel(level)
     spec = from_torch(program, input_size, **options)
     spec["name"] = Path(path).stem if spec["name"] in ("ExportedProgram", "GraphModule") \
         else spec["name"]
