@@ -9,6 +9,7 @@ is validated on its own, so one bad spec costs one row, never the file.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from .errors import Location, SpecError
 from .importers.files import MODEL_SUFFIXES, import_file, is_model_file
 from .spec import Network, parse_network
 
+DOC_START = re.compile(r"---(\s|$)")  # a line that starts a YAML document
 SPEC_SUFFIXES = (".json", ".jsonl", ".ndjson", ".yaml", ".yml", ".parquet")
 CHAIN_COLUMNS = ("kernel", "stride", "dilation", "padding")
 
@@ -113,9 +115,7 @@ def read_source(path: str | Path) -> Source:
     if suffix in (".jsonl", ".ndjson"):
         return _read_json_lines(text, label)
     if suffix in (".yaml", ".yml"):
-        # several documents: each is a spec or a list of specs
-        data = [spec for doc in _yaml_documents(text, label) for spec in _as_list(doc)]
-        return from_objects(data, label)
+        return _read_yaml(text, label)
     try:
         data = _parse_json(text, label)
     except SpecError:
@@ -172,20 +172,47 @@ def _is_json_lines(text: str) -> bool:
 
 
 def _read_json_lines(text: str, label: str) -> Source:
-    objects, positions, bad = [], [], []
+    entries = []
     for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            objects.append(_parse_json(line, label, lineno))
-            positions.append(len(positions) + len(bad))
-        except SpecError as err:
-            bad.append((len(positions) + len(bad), str(err)))
+        if line.strip():
+            try:
+                entries.append(_parse_json(line, label, lineno))
+            except SpecError as err:
+                entries.append(err)
+    return _from_entries(entries, label)
+
+
+def _read_yaml(text: str, label: str) -> Source:
+    """Every document of a YAML file, each a spec or a list of specs. A document that is
+    not YAML costs its own row only: the file is read again document by document (split
+    at the ``---`` lines that start them), its messages naming lines of the file."""
+    try:
+        docs = _yaml_documents(text, label)
+    except SpecError:
+        starts = [0] + [i for i, line in enumerate(text.splitlines()) if DOC_START.match(line)]
+        if len(starts) == 1:
+            raise
+        lines = text.splitlines(keepends=True)
+        docs = []
+        for lo, hi in zip(starts, [*starts[1:], len(lines)], strict=False):
+            try:
+                docs += _yaml_documents("\n" * lo + "".join(lines[lo:hi]), label)
+            except SpecError as err:
+                docs.append(err)
+    return _from_entries([s for d in docs
+                          for s in ([d] if isinstance(d, SpecError) else _as_list(d))], label)
+
+
+def _from_entries(entries: list, label: str) -> Source:
+    """The Source of a file's entries in order: spec objects, or the SpecError of an entry
+    that could not be read (its row keeps its position)."""
+    objects = [e for e in entries if not isinstance(e, SpecError)]
+    positions = [i for i, e in enumerate(entries) if not isinstance(e, SpecError)]
     src = from_objects(objects, label, positions)
-    # Map indices back to positions in the file (bad lines included).
-    src.index = [positions[i] for i in src.index]
-    src.errors = [(positions[i], n, m) for i, n, m in src.errors] + [(i, None, m) for i, m in bad]
-    src.total = len(positions) + len(bad)
+    src.index = [positions[i] for i in src.index]  # positions in the file, bad entries too
+    src.errors = [(positions[i], n, m) for i, n, m in src.errors] + [
+        (i, None, str(e)) for i, e in enumerate(entries) if isinstance(e, SpecError)]
+    src.total = len(entries)
     return src
 
 

@@ -82,6 +82,21 @@ def test_multi_document_yaml_and_json_lines_in_a_json_file(tmp_path):
                               "(did you mean 'stride'?)")
 
 
+def test_a_bad_yaml_document_costs_its_own_row_only(tmp_path):
+    """Documents are read one by one once the file fails as a whole: the good ones keep
+    their rows (the whole file was one error row), the bad one names a line of the file."""
+    multi = tmp_path / "multi.yaml"
+    multi.write_text("name: a\nlayers: [{op: conv, kernel: 3}]\n---\n"
+                     "name: b\nlayers: [{op: conv, kernel: 3\n---\n"
+                     "- name: c\n  layers: [{op: conv, kernel: 5}]\n"
+                     "- name: d\n  layers: [{op: conv, kernel: 7}]\n")
+    df = rfsearch.evaluate(multi)
+    assert df["name"].tolist()[:1] + df["name"].tolist()[2:] == ["a", "c", "d"]
+    assert df["rf_h"].tolist()[2:] == [5, 7] and df["rf_h"][0] == 3
+    assert df["error"].isna().tolist() == [True, False, True, True]
+    assert df["error"][1].startswith(f"{multi}: invalid YAML at line 6, column 1:")
+
+
 # --- Parquet and in-memory chain tables ---------------------------------------------------
 
 def test_read_chains_from_parquet_ragged(tmp_path):
