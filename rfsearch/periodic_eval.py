@@ -222,37 +222,62 @@ def boxes(state: dict, axis: int, j: int) -> tuple[np.ndarray, np.ndarray]:
     return state["lo"][axis, r, j] + q * K, state["hi"][axis, r, j] + q * K
 
 
-def _repeats(state: dict, t: int, cols: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Whether the boxes of the (axis, network) pairs ``cols`` repeat after ``t`` units,
-    shifted by t K / T input units: ``box(y + t) = box(y) + t K / T`` for every unit of the
-    table (a period of T units: wrapping around it, K units further; unit by unit: every
-    real unit with a real unit t further)."""
+def _repeats(state: dict, inside: np.ndarray, t: np.ndarray,
+             cols: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Whether the boxes of the (axis, network) pairs ``cols`` repeat after ``t`` units
+    (one length per pair), shifted by t K / T input units: ``box(y + t) = box(y) + t K /
+    T`` for every unit of the table (``inside``: :func:`units_of`; a period of T units:
+    wrapping around it, K units further; unit by unit: every real unit with a real unit t
+    further)."""
     a, j = cols
-    T, K, M, n = (state[k][a, j] for k in ("T", "K", "origin", "size"))
+    T, K, M, n = (state[k][a, j][:, None] for k in ("T", "K", "origin", "size"))
     lo, hi = state["lo"][a, :, j], state["hi"][a, :, j]  # [pairs, P]
-    y = np.arange(lo.shape[1])[None, :]
-    periodic = (M == 0)[:, None]
-    nxt = np.where(periodic, (y + t) % T[:, None], y + t)
-    wraps = np.where(periodic, (y + t) // T[:, None], 0) * K[:, None]
-    inside = units_of(state)[a, :, j] & (periodic | (nxt < (M + n)[:, None]))
+    y, t = np.arange(lo.shape[1])[None, :], t[:, None]
+    periodic = M == 0
+    nxt = np.where(periodic, (y + t) % T, y + t)
+    wraps = np.where(periodic, (y + t) // T, 0) * K
+    held = inside[a, :, j] & (periodic | (nxt < M + n))
     nxt = np.minimum(nxt, lo.shape[1] - 1)
-    shift = (t * K // T)[:, None]
+    shift = t * K // T
     same = (np.take_along_axis(lo, nxt, 1) + wraps == lo + shift) & (
         np.take_along_axis(hi, nxt, 1) + wraps == hi + shift)
-    return (same | ~inside).all(axis=1)
+    return (same | ~held).all(axis=1)
+
+
+def _prime_factors(values) -> list[int]:
+    """The primes dividing any of ``values`` (positive integers), ascending."""
+    primes = set()
+    for v in values:
+        d = 2
+        while d * d <= v:
+            while v % d == 0:
+                primes.add(d)
+                v //= d
+            d += 1
+        if v > 1:
+            primes.add(v)
+    return sorted(primes)
 
 
 def least_period(state: dict) -> np.ndarray:
-    """[A, N] the least number of output units after which the boxes repeat: a divisor t
-    of the program's period T (which can be a multiple of it, e.g. after a merge) that
-    advances a whole number of input units (t K / T). The divisors of the distinct periods
-    are tried in increasing order, each on the pairs it divides (one numpy pass each)."""
+    """[A, N] the least number of output units after which the boxes repeat. Every period
+    that divides the program's period T (which can be a multiple of the least one, e.g.
+    after a merge) is a multiple of the least, and must advance a whole number of input
+    units (t K / T); so T is divided by each of its primes while what is left still
+    repeats. One numpy pass per prime and step, over the pairs it may still divide."""
     T, K = state["T"], state["K"]
-    period = T.copy()
-    for t in sorted({d for v in np.unique(T).tolist() for d in range(1, v) if v % d == 0}):
-        cols = np.nonzero((T % t == 0) & (t * K % T == 0) & (period == T) & (T > t))
-        if len(cols[0]):
-            period[tuple(c[_repeats(state, t, cols)] for c in cols)] = t
+    inside, period = units_of(state), T.copy()
+    for p in _prime_factors(np.unique(T).tolist()):
+        trying = period % p == 0
+        while True:
+            t = period // p
+            cols = np.nonzero(trying & (t * K % T == 0))
+            if not len(cols[0]):
+                break
+            held = _repeats(state, inside, t[cols], cols)
+            period[tuple(c[held] for c in cols)] = t[cols][held]
+            trying[tuple(c[~held] for c in cols)] = False
+            trying &= period % p == 0
     return period
 
 
