@@ -435,3 +435,27 @@ def test_a_grouped_transposed_convolution_follows_onnx_runtime(exports):
 
     spec = oracle(exports, "grouped-transpose", build, (1, 2, 6, 6))
     assert spec["layers"][-1]["groups"] == 2
+
+
+def test_an_opset_10_resize_is_an_upsample(tmp_path):
+    """Resize of opset 10 is Upsample renamed (X, scales): nearest x2 reads unit y // 2, as
+    ONNX Runtime's impulses show; its linear mode (asymmetric coordinates) is refused.
+    Scales were read from the third input, as from opset 11, and reported unknown."""
+    def model(mode: str) -> str:
+        node = helper.make_node("Resize", ["x", "s"], ["y"], mode=mode)
+        graph = helper.make_graph(
+            [node], "r10", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 5, 6])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 10, 12])],
+            [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "s")])
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 10)])
+        proto.ir_version = 8
+        path = str(tmp_path / f"{mode}.onnx")
+        onnx.save(proto, path)
+        return path
+
+    spec = rfsearch.from_onnx(model("nearest"))
+    assert [(la["op"], la["mode"], la["factor"]) for la in spec["layers"]] == [
+        ("upsample", "nearest", [2, 2])]
+    check_boxes(spec, impulse_supports(model("nearest"), (1, 2, 5, 6)), (5, 6))
+    with pytest.raises(rfsearch.SpecError, match="linear mode of opset 10 and earlier"):
+        rfsearch.from_onnx(model("linear"))

@@ -18,7 +18,7 @@ NEAREST_FLOOR = {("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"),
 def resize(n: Node) -> Value:
     """Resize / Upsample by integer factors on the spatial axes."""
     x = n.ins[0]
-    if n.op == "Upsample":
+    if _upsample_form(n):
         scales = n.const(1, "scales") if len(n.node.input) > 1 else n.attr("scales")
         sizes = None
     else:
@@ -47,11 +47,18 @@ def resize(n: Node) -> Value:
                    factor=factors, mode=mode, **fields)
 
 
+def _upsample_form(n: Node) -> bool:
+    """Upsample, or Resize of opset 10 (Upsample renamed: X and scales, no coordinate
+    modes); from opset 11 a Resize reads scales or sizes after a roi, its third input."""
+    return n.op == "Upsample" or len(n.node.input) == 2
+
+
 def _resize_mode(n: Node) -> tuple[str, dict]:
     mode = n.attr("mode", "nearest")
-    if n.op == "Upsample":
+    if _upsample_form(n):
         if mode != "nearest":
-            raise Unsupported("Upsample's linear mode reads asymmetric coordinates")
+            raise Unsupported(f"{n.op}'s linear mode of opset 10 and earlier reads asymmetric "
+                              "coordinates")
         return "nearest", {}
     where = n.attr("coordinate_transformation_mode", "half_pixel")
     if mode == "nearest":
