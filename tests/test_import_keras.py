@@ -208,3 +208,60 @@ def test_unsupported_layers_are_listed_in_one_message():
     assert "\n" not in message and "2 unsupported ops" in message
     assert "swap (top level, Permute" in message and "flip" in message
     assert "outputs=" in message and "augment" not in message
+
+
+# ---------------------------------------------------------------- nested models
+
+def _transfer(base, shape):
+    """A transfer-learning model: ``base`` called as a layer, then a 3x3 head."""
+    inputs = keras.Input(shape)
+    x = keras.layers.Conv2D(2, 3, padding="same", name="head",
+                            kernel_initializer=km.ONES)(base(inputs))
+    return keras.Model(inputs, x)
+
+
+def test_a_model_called_as_a_layer_is_inlined_under_its_path(tmp_path):
+    """ResNet-18 as a backbone: its layers keep their rows under ``<model name>/``, the
+    head reads its output, and the whole model passes the gradient oracle, live and saved."""
+    shape = (40, 40, 3)
+    base = km.ResNet18(head=False, input_shape=shape)
+    model = _transfer(base, shape)
+    model.save(tmp_path / "transfer.keras")
+    alone = rfsearch.evaluate(rfsearch.from_keras(base), input_size=40,
+                              per_layer=True).set_index("layer_name")
+    for source in (model, tmp_path / "transfer.keras"):
+        spec = rfsearch.from_keras(source)
+        assert spec["output"] == "head"
+        rows = rfsearch.evaluate(spec, input_size=40, per_layer=True).set_index("layer_name")
+        inner = rows.loc[[f"{base.name}/{name}" for name in alone.index]]
+        columns = ["rf_h", "rf_w", "stride_h", "padding_h", "out_h"]
+        np.testing.assert_array_equal(inner[columns].to_numpy(), alone[columns].to_numpy())
+    x = np.random.default_rng(0).uniform(size=(1, *shape))
+    check(spec, _transfer(km.ResNet18(head=False, act="linear", pool="avg",
+                                      input_shape=shape), shape), x)
+
+
+def test_nested_models_called_twice_and_sequential_ones_keep_every_call():
+    """A functional model called twice (Keras lists its calls from node 1 in the outputs and
+    from 0 in the calls), a Sequential model, and a model inside a model."""
+    def conv(name, stride=1):
+        return keras.layers.Conv2D(2, 3, strides=stride, name=name, kernel_initializer=km.ONES)
+    inner_in = keras.Input((None, None, 2))
+    inner = keras.Model(inner_in, conv("c2", 2)(conv("c1")(inner_in)), name="inner")
+    block_in = keras.Input((None, None, 2))
+    block = keras.Model(block_in, inner(conv("c0")(block_in)), name="block")
+    head = keras.Sequential([conv("s1")], name="head")
+    x = keras.Input((33, 33, 2))
+    model = keras.Model(x, [head(block(x)), inner(x), inner(conv("c3")(x))])
+    spec = rfsearch.from_keras(model)
+    names = {la["name"] for la in spec["layers"]}
+    assert {"block/c0", "block/inner/c1", "block/inner/c2", "head/s1", "inner/c1",
+            "inner/c2", "inner:2/c1", "inner:2/c2"} <= names
+    rows = rfsearch.evaluate(spec, input_size=33, per_layer=True).set_index("layer_name")
+    assert rows.loc["head/s1", ["rf_h", "stride_h", "out_h"]].tolist() == [11, 2, 12]
+    assert rows.loc["inner/c2", ["rf_h", "stride_h", "out_h"]].tolist() == [5, 2, 15]
+    assert rows.loc["inner:2/c2", ["rf_h", "stride_h", "out_h"]].tolist() == [7, 2, 14]
+    xs = np.random.default_rng(0).uniform(size=(1, 33, 33, 2))
+    check(spec, keras.Model(x, head(block(x))), xs)
+    for output, tensor in (("inner/c2", inner(x)), ("inner:2/c2", inner(conv("c4")(x)))):
+        check(rfsearch.from_keras(model, outputs=output), keras.Model(x, tensor), xs)

@@ -3,9 +3,11 @@ Keras needed for files): a ``.keras`` archive's ``config.json``, a Keras 2 ``.h5
 ``model_config`` (read with h5py), or a live ``keras.Model``'s ``get_config()``.
 
 Functional models are walked along their layers' inbound nodes (a shared layer called
-twice gives ``name`` and ``name:2``), Sequential models in order. Layers are named after
-the Keras layer names; sizes are rfsearch's own arithmetic from the input layer's shape,
-cross-checked against the tensor shapes Keras 3 records in the config.
+twice gives ``name`` and ``name:2``), Sequential models in order. A model called as a layer
+(a ``keras.applications`` backbone inside a transfer model) is inlined: its layers are
+named by Keras's paths, ``backbone/conv1``, and ``backbone:2/conv1`` for a second call.
+Layers are named after the Keras layer names; sizes are rfsearch's own arithmetic from the
+input layer's shape, cross-checked against the tensor shapes Keras 3 records in the config.
 """
 
 from __future__ import annotations
@@ -46,9 +48,7 @@ def from_keras(path_or_model, *, input_size=None, outputs=None, name: str | None
         raise SpecError(f"from_keras: {label or 'the model'} is a {kind or 'model'} without a "
                         "layer graph in its config (a subclassed model?); only functional and "
                         "sequential models can be read")
-    layers = body["layers"]
-    if kind == "Sequential":
-        layers = _chain(layers)
+    layers = _graph(kind, body)
     shape, data_name = _input(layers, body, input_size, label)
     channels_last = _channels_last(layers)
     dims = len(shape) - 2
@@ -104,6 +104,11 @@ def _h5_config(path: str) -> dict:
     return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
 
 
+def _graph(kind: str, body: dict) -> list[dict]:
+    """A model's layers as a functional graph: a Sequential model's as a chain."""
+    return _chain(body["layers"]) if kind == "Sequential" else body["layers"]
+
+
 def _chain(layers: list[dict]) -> list[dict]:
     """A Sequential model's layers as a functional graph: each reads the one before."""
     out, previous = [], None
@@ -153,26 +158,44 @@ def _input(layers, body, input_size, label: str) -> tuple[list, str]:
 
 
 def _channels_last(layers) -> bool:
-    formats = [la.get("config", {}).get("data_format") for la in layers]
-    return "channels_first" not in formats
+    return "channels_first" not in _formats(layers)
+
+
+def _formats(layers) -> list:
+    """Every layer's data format, nested models' layers included."""
+    found = []
+    for la in layers:
+        config = la.get("config", {}) if isinstance(la, dict) else {}
+        found.append(config.get("data_format"))
+        if la.get("class_name") in MODELS and isinstance(config.get("layers"), list):
+            found += _formats(config["layers"])
+    return found
 
 
 class Walker:
-    """Maps the layers' calls in dependency order."""
+    """Maps the layers' calls in dependency order; a nested model's calls with its layers'
+    names under ``prefix`` (its path), in the same tables as the model around it."""
 
-    def __init__(self, builder: SpecBuilder):
+    def __init__(self, builder: SpecBuilder, values=None, produced=None, prefix: str = ""):
         self.builder = builder
-        self.values: dict[tuple, object] = {}  # (layer, call, tensor) -> Value
-        self.produced: dict[str, Value] = {}
+        self.values: dict[tuple, object] = {} if values is None else values
+        self.produced: dict[str, Value] = {} if produced is None else produced
+        self.prefix = prefix
+        self.shift: dict[str, int] = {}  # list-written node index of each first call
+
+    def key(self, ref: tuple) -> tuple:
+        """The (layer, call, tensor) key of a reference made inside this model."""
+        return (self.prefix + ref[0], ref[1], ref[2])
 
     def run(self, layers: list[dict]) -> None:
+        self.shift = {la.get("name"): _first_call(la) for la in layers}
         pending = [(la, i, node) for la in layers if la.get("class_name") != "InputLayer"
                    for i, node in enumerate(la.get("inbound_nodes") or [])]
         while pending:
             waiting = []
             for layer, call, node in pending:
-                refs = _references(node)
-                if all(r[:3] in self.values for r in refs):
+                refs = _references(node, self.shift)
+                if all(self.key(r) in self.values for r in refs):
                     self._call(layer, call, refs)
                 else:
                     waiting.append((layer, call, node))
@@ -182,10 +205,13 @@ class Walker:
             pending = waiting
 
     def _call(self, layer: dict, call: int, refs: list[tuple]) -> None:
-        name = layer.get("name") or layer.get("config", {}).get("name", "layer")
-        ins = [self.values[r[:3]] for r in refs]
+        name = self.prefix + (layer.get("name") or layer.get("config", {}).get("name", "layer"))
+        ins = [self.values[self.key(r)] for r in refs]
         for ref, value in zip(refs, ins, strict=True):
             _check(ref, value, name)
+        if layer.get("class_name") in MODELS:
+            self._inline(layer, call, name, ins)
+            return
         la = Layer(layer.get("class_name", "?"), layer.get("config", {}), ins, name,
                    self.builder)
         try:
@@ -204,11 +230,35 @@ class Walker:
         self.values[(name, call, 0)] = result
         self.produced.setdefault(name, result)
 
+    def _inline(self, layer: dict, call: int, name: str, ins: list) -> None:
+        """A model called as a layer: its inputs are this call's, its layers are walked
+        under its path, and its outputs are this call's tensors."""
+        body = layer.get("config", {})
+        if not isinstance(body.get("layers"), list):
+            raise SpecError(f"from_keras: layer {name!r} is a {layer.get('class_name')} "
+                            "without a layer graph in its config; only functional and "
+                            "sequential models can be read")
+        layers = _graph(layer["class_name"], body)
+        inner = Walker(self.builder, self.values, self.produced,
+                       f"{name if call == 0 else f'{name}:{call + 1}'}/")
+        names = _input_names(layers, body)
+        if len(names) != len(ins):
+            raise SpecError(f"from_keras: model {name!r} has {len(names)} inputs; its call "
+                            f"{call + 1} passes {len(ins)}")
+        for input_name, value in zip(names, ins, strict=True):
+            self.values[(inner.prefix + input_name, 0, 0)] = value
+        inner.run(layers)
+        found = [self.values.get(inner.key(r))
+                 for r in _output_refs(body, layers, inner.shift)]
+        for tensor, value in enumerate(found):
+            self.values[(name, call, tensor)] = value
+        if isinstance(found[0], Value):
+            self.produced.setdefault(name, found[0])
+
     def outputs(self, body: dict, layers: list[dict], outputs) -> list[Value]:
         if outputs is None:
-            refs = _references(body.get("output_layers")) if body.get("output_layers") \
-                else [(layers[-1]["name"], 0, 0)]
-            found = [self.values.get(r[:3]) for r in refs]
+            found = [self.values.get(self.key(r))
+                     for r in _output_refs(body, layers, self.shift)]
             return [v for v in found if isinstance(v, Value)] or self._none()
         return chosen(self.produced, outputs, "from_keras", "layer")
 
@@ -217,9 +267,41 @@ class Walker:
         raise SpecError("from_keras: no model output is computed from the input")
 
 
-def _references(node) -> list[tuple]:
-    """(layer, call, tensor[, shape]) of every tensor a call reads, in order: Keras 3's
-    ``{"args": [...]}`` with ``__keras_tensor__`` entries, or Keras 2's nested lists."""
+def _first_call(layer: dict) -> int:
+    """The node index that a reference written as a list (``[layer, node, tensor]``: Keras
+    2's calls, and every model's ``output_layers``) gives a layer's first listed call. A
+    functional model (and in Keras 2 a sequential one that starts with its input layer) has
+    a node of its own, made when it was built and not listed among its calls, so such
+    references count its calls from 1. Keras 3's ``__keras_tensor__`` histories count the
+    listed calls from 0."""
+    kind = layer.get("class_name")
+    if kind in ("Functional", "Model"):
+        return 1
+    config = layer.get("config", {})
+    inner = config.get("layers") if isinstance(config, dict) else None
+    keras2 = any(isinstance(node, list) for node in layer.get("inbound_nodes") or [])
+    return int(kind == "Sequential" and keras2 and bool(inner) and
+               inner[0].get("class_name") == "InputLayer")
+
+
+def _output_refs(body: dict, layers: list[dict], shift: dict) -> list[tuple]:
+    """A model's output tensors, in order: its ``output_layers``, else its last layer's."""
+    return _references(body.get("output_layers"), shift) if body.get("output_layers") \
+        else [(layers[-1]["name"], 0, 0)]
+
+
+def _input_names(layers: list[dict], body: dict) -> list[str]:
+    """A model's input layers, in the order its calls pass tensors."""
+    if body.get("input_layers"):
+        return [r[0] for r in _references(body["input_layers"])]
+    return [la.get("name") for la in layers if la.get("class_name") == "InputLayer"]
+
+
+def _references(node, shift: dict | None = None) -> list[tuple]:
+    """(layer, call, tensor, shape) of every tensor a call reads, in order: Keras 3's
+    ``{"args": [...]}`` with ``__keras_tensor__`` entries, or Keras 2's nested lists, whose
+    node indices are made calls by ``shift`` (:func:`_first_call` per layer name)."""
+    shift = shift or {}
     found: list[tuple] = []
 
     def visit(item):
@@ -233,7 +315,7 @@ def _references(node) -> list[tuple]:
                 visit(value)
         elif isinstance(item, (list, tuple)):
             if len(item) >= 3 and isinstance(item[0], str) and isinstance(item[1], int):
-                found.append((item[0], item[1], item[2], None))
+                found.append((item[0], item[1] - shift.get(item[0], 0), item[2], None))
                 return
             for value in item:
                 visit(value)
