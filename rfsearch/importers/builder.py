@@ -317,6 +317,24 @@ def carried(old, new, axes) -> tuple[int, ...] | None:
     return tuple(result) if result == sorted(result) else None
 
 
+def refuse_split(old, new, axes) -> None:
+    """Refuse a row-major reshape from ``old`` to ``new`` that splits a spatial dimension
+    among several (windows, tiles, a hand-written pixel shuffle, a circular transposed
+    convolution folding its output back): its units no longer sit at one position each,
+    so no box describes what a later unit reads. Reshapes that only merge the map into
+    features (a flatten) pass."""
+    before = list(itertools.accumulate(old, operator.mul, initial=1))
+    after = set(itertools.accumulate(new, operator.mul, initial=1))
+    for a in axes:
+        cuts = sorted(b for b in after if before[a] < b < before[a + 1])
+        if cuts:
+            edges = [before[a], *cuts, before[a + 1]]
+            parts = [f"{j // i}" if j % i == 0 else "?" for i, j in itertools.pairwise(edges)]
+            raise Unsupported(f"a reshape that splits a spatial axis of {old[a]} units into "
+                              f"{' x '.join(parts)} (windows, tiles or a wrap-around have "
+                              "no box)")
+
+
 def transposed_padding(kernel, stride, dilation, pads) -> dict | None:
     """The spec's ``padding`` and ``output_padding`` of a transposed convolution given as
     an input-dilated one with pads ``(lo, hi)`` per axis: it crops ``d(k-1) - lo`` units

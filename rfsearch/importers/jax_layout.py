@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .builder import Unsupported, Value, carried, flattened
+from .builder import Unsupported, Value, carried, flattened, refuse_split
 from .jax_models import SUBJAXPRS
 from .jax_ops import Eqn, alias
 
@@ -23,6 +23,7 @@ def reshape(e: Eqn) -> Value:
     axes = carried(e.shapes[0], e.out, x.axes)
     if axes is not None:
         return Value(x.node, axes, x.sizes, len(e.out), x.pooled)
+    refuse_split(e.shapes[0], e.out, x.axes)
     return flattened(e.builder, x, len(e.out), e.whole)
 
 

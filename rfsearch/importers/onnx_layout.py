@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .builder import Unsupported, Value, carried, flattened
+from .builder import Unsupported, Value, carried, flattened, refuse_split
 from .onnx_ops import Node
 
 
@@ -38,6 +38,7 @@ def reshape(n: Node) -> Value:
         return n.layer("pixel_unshuffle", [x], [s // r for s, r in zip(x.sizes, factors,
                                                                       strict=True)],
                        axes=axes, rank=len(new), factor=factors)
+    refuse_split(old, new, x.axes)
     return flatten(n)  # a map merged into features: read as dense
 
 
