@@ -377,6 +377,14 @@ def test_unsupported_primitives_are_listed_in_one_message():
     assert [layer["name"] for layer in cut["layers"]] == ["conv"]
 
 
+def test_an_unsupported_resize_is_never_read_as_identity():
+    def lanczos(x):  # refused: its window is not a box of the units it weighs
+        return jax.image.resize(x, (1, 32, 32, 3), "lanczos3")
+
+    with pytest.raises(rfsearch.SpecError, match="changes the map from 16x16 to 32x32"):
+        rfsearch.from_jax(lanczos, np.zeros((1, 16, 16, 3)), on_unsupported="identity")
+
+
 def data_dependent(x):
     return x * 2 if x.sum() > 0 else x
 

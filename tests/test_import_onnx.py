@@ -330,9 +330,12 @@ def test_unsupported_ops_are_listed_in_one_message():
 
 
 def test_unsupported_ops_read_as_identity_are_recorded():
-    spec = rfsearch.from_onnx(small_graph(("TopK", "CumSum")), on_unsupported="identity")
+    spec = rfsearch.from_onnx(small_graph(("CumSum", "CumSum")), on_unsupported="identity")
     assert len(spec["source"]["identity"]) == 2
     assert rfsearch.evaluate(spec, input_size=16).iloc[0]["rf_h"] == 5
+    with pytest.raises(rfsearch.SpecError, match="topk .* changes the map from 12x12 to "
+                                                 "12x2"):  # an identity keeps 12x12
+        rfsearch.from_onnx(small_graph(("TopK", "CumSum")), on_unsupported="identity")
 
 
 @pytest.mark.parametrize("cut", ["conv2", "c2", ["relu"]])

@@ -153,6 +153,31 @@ def test_unsupported_ops_read_as_identity_are_recorded():
     assert rfsearch.evaluate(spec, input_size=16).iloc[0]["rf_h"] == 3
 
 
+class Sampled(torch.nn.Module):
+    """A conv, then grid_sample (unmapped) onto an ``out`` x ``out`` grid."""
+
+    def __init__(self, out: int):
+        super().__init__()
+        self.conv, self.out = torch.nn.Conv2d(1, 1, 3), out
+
+    def forward(self, x):
+        grid = torch.zeros(1, self.out, self.out, 2)
+        return torch.nn.functional.grid_sample(self.conv(x), grid, align_corners=False)
+
+
+def test_an_unsupported_op_that_resizes_the_map_is_never_read_as_identity():
+    """An identity keeps the map's size, so it cannot stand in for an op that changes it:
+    the spec's later layers would all have the wrong sizes."""
+    with pytest.raises(rfsearch.SpecError, match="grid_sampler .* changes the map from 6x6 "
+                                                 "to 12x12. Cut the model") as err:
+        rfsearch.from_torch(Sampled(12), torch.rand(1, 1, 8, 8), on_unsupported="identity")
+    assert "\n" not in str(err.value)
+    kept = rfsearch.from_torch(Sampled(6), torch.rand(1, 1, 8, 8), on_unsupported="identity")
+    assert len(kept["source"]["identity"]) == 1
+    cut = rfsearch.from_torch(Sampled(12), torch.rand(1, 1, 8, 8), outputs="conv")
+    assert [layer["name"] for layer in cut["layers"]] == ["conv"]
+
+
 def test_outputs_cut_before_unsupported_ops():
     spec = rfsearch.from_torch(Unmapped(), torch.rand(1, 3, 16, 16), outputs="conv")
     assert [layer["name"] for layer in spec["layers"]] == ["conv"]

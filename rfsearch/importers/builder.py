@@ -74,6 +74,7 @@ class SpecBuilder:
     offenders: dict[str, Offender] = field(default_factory=dict)  # by layer name
     assumptions: list[str] = field(default_factory=list)
     repeats: dict[str, str] = field(default_factory=dict)  # padding layers that copy units
+    resized: dict[str, str] = field(default_factory=dict)  # offenders that resize the map
     _calls: Counter = field(default_factory=Counter)
     _taken: set = field(default_factory=set)
 
@@ -95,13 +96,19 @@ class SpecBuilder:
                             **fields})
         return name
 
-    def offend(self, base: str, inputs: list[Value], offender: Offender) -> str:
+    def offend(self, base: str, inputs: list[Value], offender: Offender, out=None) -> str:
         """An unmapped op: an identity layer in its place, refused at :meth:`spec` unless
-        the policy allows it (and then only if an output depends on it)."""
+        the policy allows it (and then only if an output depends on it). ``out``, the op's
+        output shape where the framework gives it, tells whether it resizes the map."""
         name = self.add(base, "identity", inputs[:1],
                         comment=f"unsupported {offender.op}, read as identity")
         self.offenders[name] = Offender(name, offender.path, offender.op, offender.shapes,
                                         offender.line, offender.reason)
+        first = inputs[0] if inputs else None
+        if first is not None and first.spatial and out is not None and len(out) == first.rank:
+            theirs = tuple(out[a] for a in first.axes)
+            if None not in theirs and theirs != first.sizes:
+                self.resized[name] = f"{_size(first.sizes)} to {_size(theirs)}"
         return name
 
     def broadcast(self, base: str, source: Value, why: str, along=None) -> str:
@@ -180,6 +187,12 @@ class SpecBuilder:
                 f"{'s' if len(offenders) > 1 else ''}: " + "; ".join(map(str, offenders))
                 + ". Cut the model before them with outputs=[...], or pass "
                 "on_unsupported='identity' to read them as identity (recorded in the spec)")
+        resizing = [f"{o.node} ({o.op}) changes the map from {self.resized[o.node]}"
+                    for o in offenders if o.node in self.resized]
+        if resizing:
+            raise SpecError(f"{self.framework} import: an unsupported op that resizes the map "
+                            f"cannot be read as identity: {'; '.join(resizing)}. Cut the "
+                            "model before it with outputs=[...]")
         layers = [la for la in self.layers if la["name"] in needed]
         source = {**source, "gates": self.gates, "assumptions": list(self.assumptions)}
         if offenders:
@@ -204,6 +217,10 @@ class SpecBuilder:
             needed.add(node)
             todo.extend(inputs[node])
         return needed
+
+
+def _size(sizes) -> str:
+    return "x".join(map(str, sizes))
 
 
 def derived(node: str, first: Value, axes, sizes, rank: int) -> Value:

@@ -220,7 +220,7 @@ class Walker:
             e.unit[0] == "path" else ""
         offender = Offender(e.base, path, f"jax.lax.{e.prim}", f"in {ins} -> out "
                             f"{list(e.out)}", line, why)
-        node = self.builder.offend(e.base, values, offender)
+        node = self.builder.offend(e.base, values, offender, e.out)
         first = values[0]
         axes = first.axes if len(e.out) == first.rank else ()
         return Value(node, axes, tuple(e.out[a] for a in axes), len(e.out))

@@ -286,7 +286,7 @@ class Walker:
         out = n.inferred if n.inferred else "?"
         offender = Offender(n.base, "", f"onnx {n.node.op_type}",
                             f"in {ins} -> out {list(out) if out != '?' else out}", "", why)
-        node = self.builder.offend(n.base, values, offender)
+        node = self.builder.offend(n.base, values, offender, n.inferred)
         first = values[0]
         sizes = first.sizes  # ONNX's where it knows them: what follows sees the right map
         if n.inferred and len(n.inferred) == first.rank \

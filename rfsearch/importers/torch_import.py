@@ -263,7 +263,7 @@ def _call(node, values, builder: SpecBuilder, leaves: set[str]):
     except Unsupported as why:
         offender = Offender(base, path, f"aten.{op}", _shapes(tensors, shape),
                             _line(node), str(why))
-        name = builder.offend(base, tensors, offender)
+        name = builder.offend(base, tensors, offender, shape)
         result = Value(name, tensors[0].axes, tensors[0].sizes, tensors[0].rank)
     if isinstance(val, (list, tuple)):  # (output, indices) and the like
         return (result, *(None for _ in val[1:]))
