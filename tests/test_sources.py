@@ -148,8 +148,12 @@ def test_parquet_rows_fail_one_by_one(tmp_path):
     assert df["error"][4] == f"{path}: spec #4 'e': kernel list is empty"
     with pytest.raises(rfsearch.SpecError, match=r"^<table>: spec #1 'b'"):
         rfsearch.read_chains(pq.read_table(path))
-    unsigned = pa.table({"kernel": pa.array([[3, 3]], pa.list_(pa.uint64()))})
-    assert rfsearch.evaluate(unsigned)["rf_h"].tolist() == [5]
+    unsigned = pa.table({"kernel": pa.array([[3, 3], [3, 2**63 + 5], [2**30 + 1]],
+                                            pa.list_(pa.uint64()))})
+    df = rfsearch.evaluate(unsigned)
+    assert df["rf_h"].tolist()[0] == 5
+    assert df["error"][1].endswith("got a value beyond int64")
+    assert df["error"][2].endswith(f"got {2**30 + 1}")
 
 
 def test_tables_of_chains_in_memory():
