@@ -125,8 +125,8 @@ def parse_input_sizes(input_size) -> tuple[int, ...] | None:
             isinstance(v, bool) or (not isinstance(v, int) and not (
                 hasattr(v, "dtype") and v.dtype.kind in "iu")) or not 1 <= v <= MAX_PARAM
             for v in values):
-        raise SpecError(f"input size must be a positive integer, (H, W) or (D, H, W), got "
-                        f"{text!r}")
+        raise SpecError(f"input size must be a positive integer, (H, W) or (D, H, W), each "
+                        f"at most {MAX_PARAM}, got {text!r}")
     return tuple(int(v) for v in values)
 
 

@@ -92,8 +92,12 @@ class ReceptiveField:
             raise SpecError(src.errors[0][2] if src.errors else
                             "ReceptiveField.of takes one 2-D network")
         state = output_states(src.networks, size_for(parse_input_sizes(input_size), 2))
-        if (state["fault"] != R.NO_FAULT).any():
-            raise SpecError(f"{src.networks[0].name}: not a valid network at this size")
+        if (state["fault"] != R.NO_FAULT).any():  # evaluate's own message says why
+            from .evaluate import evaluate
+
+            why = evaluate(spec, input_size=input_size)["error"].iloc[0]
+            raise SpecError(why if isinstance(why, str) else
+                            f"{src.networks[0].name}: not a valid network at this size")
         geo = geometry(state)
         phases = tuple(_phases(state, a) for a in range(2))
         return cls(*(tuple(int(geo[k][0][a, 0]) for a in range(2))

@@ -80,14 +80,17 @@ def explain(ctx: Context, rows: np.ndarray, faults: np.ndarray) -> np.ndarray:
     """
     messages = np.empty(len(rows), dtype=object)
     codes, nodes = R.fault_code(faults)
+    overflowed = codes == R.ERR_NONE
+    if overflowed.any():
+        nodes = np.array(nodes)
+        nodes[overflowed] = _first_overflow(ctx, rows[overflowed])
     size = ctx.size or (0, 0)
     for code, problem in (
         (R.ERR_EMPTY, f"output is smaller than 1 pixel at input size {size[0]}x{size[1]}"),
         (R.ERR_NONE, overflow_problem()),
     ):
         pick = codes == code
-        at = wheres(ctx, rows[pick], None if code == R.ERR_NONE else nodes[pick])
-        messages[pick] = [f"{w}: {problem}" for w in at]
+        messages[pick] = [f"{w}: {problem}" for w in wheres(ctx, rows[pick], nodes[pick])]
     mismatch = (codes == R.ERR_JUMP) | (codes == R.ERR_SIZE)
     if mismatch.any():
         unique, column = np.unique(rows[mismatch], return_inverse=True)
@@ -97,6 +100,16 @@ def explain(ctx: Context, rows: np.ndarray, faults: np.ndarray) -> np.ndarray:
                 column, rows[mismatch], codes[mismatch], nodes[mismatch], strict=True)
         ]
     return messages
+
+
+def _first_overflow(ctx: Context, rows: np.ndarray) -> np.ndarray:
+    """Per row, the first layer whose geometry left the exact range (its rows re-run per
+    layer, as for mismatches)."""
+    unique, column = np.unique(rows, return_inverse=True)
+    detail = run_batch(ctx.batch.take(unique), ctx.size, per_layer=True, chunk=ctx.chunk)
+    flags = (detail.layers["flags"] & R.OVERFLOW) != 0
+    hit = flags.reshape(flags.shape[0], -1, flags.shape[-1]).any(axis=1)  # [L, rows]
+    return np.argmax(hit, axis=0)[column.reshape(-1)]
 
 
 def _mismatch(ctx: Context, layers, j: int, row: int, code: int, node: int) -> str:

@@ -24,21 +24,28 @@ from .shortest import dag_rf_min
 from .spec import Layer, Network
 
 
-def message(net: Network, where: Location, fault: int, overflow: bool, size) -> str | None:
-    """The ``error`` of one network (None when valid)."""
+def message(net: Network, where: Location, fault: int, overflow: bool, size,
+            overflow_node: int = 0) -> str | None:
+    """The ``error`` of one network (None when valid); ``overflow_node``: the first node
+    whose geometry left the exact range."""
     if fault == R.NO_FAULT and not overflow:
         return None
     if fault == R.NO_FAULT:
-        return f"{where}: {overflow_problem()}"
+        return f"{_at(net, where, overflow_node) if overflow_node else where}: " \
+            f"{overflow_problem()}"
     code, node = fault % R.FAULT_CODES, fault // R.FAULT_CODES
-    layer: Layer = net.layers[node - 1]
-    at = replace(where, layer_index=node - 1, layer_name=layer.name)
+    at = _at(net, where, node)
     shown = "x".join(map(str, size)) if size is not None else "unknown"
     problem = {R.ERR_EMPTY: f"output is smaller than 1 pixel at input size {shown}",
                R.ERR_JUMP: "inputs have different effective strides",
                R.ERR_SIZE: "inputs have different feature-map sizes"}[int(code)]
     return f"{at}: {problem}"
 
+
+
+def _at(net: Network, where: Location, node: int) -> Location:
+    layer: Layer = net.layers[node - 1]
+    return replace(where, layer_index=node - 1, layer_name=layer.name)
 
 
 def _axis_columns(geo: dict, dims: int, bad: np.ndarray) -> dict:
@@ -72,9 +79,11 @@ def _layers(batch: PeriodicBatch, states: dict, geo: dict, live: np.ndarray,
                   axis=axes.index("h") if "h" in axes else 0)
 
 
-def _errors(networks, where, net, faults, overflow, refused, size) -> np.ndarray:
+def _errors(networks, where, net, faults, overflow, refused, size,
+            first_overflow) -> np.ndarray:
     """The ``error`` of each row (None when valid)."""
-    return np.array([message(networks[j], where[j], int(f), bool(o), size)
+    return np.array([message(networks[j], where[j], int(f), bool(o), size,
+                             int(first_overflow[j]))
                      if refused[j] is None else f"{where[j]}: {refused[j]}"
                      for j, f, o in zip(net, faults, overflow, strict=True)], dtype=object)
 
@@ -118,7 +127,8 @@ def group_columns(networks: list[Network], where: list[Location], sizes, per_lay
     faults = states["fault"][nodes, :, net].min(axis=1)
     flags = states["flags"][nodes, :, net].T
     overflow = ((flags & R.OVERFLOW) != 0).any(axis=0) | too_long[net]
-    errors = _errors(networks, where, net, faults, overflow, refused, size)
+    first_overflow = np.argmax(((states["flags"] & R.OVERFLOW) != 0).any(axis=1), axis=0)
+    errors = _errors(networks, where, net, faults, overflow, refused, size, first_overflow)
     bad = errors != None  # noqa: E711
     cols = _axis_columns(picked, dims, bad)
     aligned, decided = R.alignment(flags)

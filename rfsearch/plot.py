@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from .coords import ReceptiveField
 from .errors import SpecError
@@ -187,10 +188,17 @@ def _scan(folder, columns: list[str]):
                              exclude_invalid_files=True)  # --partition-by folders too
     except (OSError, ValueError) as err:
         raise SpecError(f"{folder}: cannot read a Parquet dataset ({err})") from None
+    if not dataset.files:
+        raise SpecError(f"{folder}: no Parquet files (a result table or a search folder)")
     missing = [c for c in columns if c not in dataset.schema.names]
     if missing:
         raise SpecError(f"{folder}: no column {missing[0]!r} (columns: "
                         f"{', '.join(dataset.schema.names)})")
+    for c in columns:
+        kind = dataset.schema.field(c).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)
+                or pa.types.is_boolean(kind)):
+            raise SpecError(f"{folder}: column {c!r} holds {kind}, not numbers")
     return dataset, dataset.scanner(columns=columns, batch_size=1 << 16)
 
 
@@ -198,7 +206,7 @@ def results(folder, output, *, x: str, y: str | None = None, hue: str | None = N
             bins: int = 60, size=(900, 600)) -> Path:
     """Histogram of ``x`` (no ``y``), else a scatter (small results) or a 2-D histogram,
     computed over record batches so memory stays bounded."""
-    columns = [c for c in (x, y, hue) if c is not None]
+    columns = list(dict.fromkeys(c for c in (x, y, hue) if c is not None))
     dataset, scanner = _scan(folder, columns)
     rows = dataset.count_rows()
     if rows == 0:
@@ -230,7 +238,7 @@ def results(folder, output, *, x: str, y: str | None = None, hue: str | None = N
         ys = table.column(y).to_numpy(zero_copy_only=False).astype(float)
         cs = (table.column(hue).to_numpy(zero_copy_only=False).astype(float)
               if hue else None)
-        points = ax.scatter(xs, ys, c=cs, s=6, alpha=0.6, cmap="viridis")
+        points = ax.scatter(xs, ys, c=cs, s=6, alpha=0.6, cmap="viridis" if hue else None)
         if hue:
             fig.colorbar(points, ax=ax, label=hue)
         ax.set_ylabel(y)

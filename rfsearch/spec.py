@@ -325,5 +325,6 @@ def parse_input_size(input_size) -> tuple[int, int] | None:
         raise SpecError(f"input size must be a positive integer or (H, W), got {input_size!r}")
     if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, int | np.integer)
                              or not 1 <= v <= MAX_PARAM for v in pair):
-        raise SpecError(f"input size must be a positive integer or (H, W), got {input_size!r}")
+        raise SpecError(f"input size must be a positive integer or (H, W), each at most "
+                        f"{MAX_PARAM}, got {input_size!r}")
     return int(pair[0]), int(pair[1])

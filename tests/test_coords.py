@@ -77,6 +77,16 @@ def test_a_period_of_several_units_is_reported_and_refused_by_from_row():
         ReceptiveField.from_row(row)
 
 
+def test_an_invalid_network_is_refused_with_its_reason():
+    spec = {"name": "m", "layers": [
+        {"name": "a", "op": "conv", "kernel": 3, "stride": 2},
+        {"name": "b", "op": "conv", "kernel": 1, "inputs": ["input"]},
+        {"name": "c", "op": "add", "inputs": ["a", "b"]}]}
+    with pytest.raises(SpecError, match=r"layer #2 'c': inputs have different effective "
+                                        r"strides \(h: 2 vs 1"):
+        ReceptiveField.of(spec, 32)
+
+
 def test_the_period_is_the_least_one_not_the_programs():
     """A merge takes the least common period of its inputs (2 here), but where one input's
     boxes lie inside the other's every unit reads [y - 1, y + 1]: period 1, and the row's

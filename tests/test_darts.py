@@ -58,5 +58,8 @@ def test_sampling_is_deterministic_and_filters(space):
 
 
 def test_walking_all_of_darts_is_refused():
-    with pytest.raises(SpecError, match="use --sample N"):
+    with pytest.raises(SpecError, match=r"at most 1,073,741,824 in one search \(the space "
+                                        r"has [\d,]+\): use --sample N, or --ids A:B"):
         rfsearch.search("darts")
+    with pytest.raises(SpecError, match=r"\(--ids covers 1,073,741,825\)"):
+        rfsearch.search("darts", ids=(0, 2**30 + 1))

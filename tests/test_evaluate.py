@@ -246,6 +246,8 @@ def test_dag_programs_agree(batch):
 def test_bad_arguments_raise_one_spec_error():
     with pytest.raises(rfsearch.SpecError, match=r"^input size must be a positive integer"):
         rfsearch.evaluate(ONE_CONV, input_size=0)
+    with pytest.raises(rfsearch.SpecError, match=r"each at most 1073741824, got 2000000000"):
+        rfsearch.evaluate(ONE_CONV, input_size=2_000_000_000)
     with pytest.raises(rfsearch.SpecError, match=r"^input size must be N, HxW or DxHxW, got '3x'$"):
         rfsearch.evaluate(ONE_CONV, input_size="3x")
     with pytest.raises(rfsearch.SpecError, match=r"^chunk_size must be a positive integer"):

@@ -89,11 +89,16 @@ def test_int32_fast_path_falls_back_to_int64_exactly():
 def test_overflow_is_an_error_not_a_wrapped_number():
     batch = rfsearch.chains(np.full((2, 40), 3), stride=[[2] * 40, [1] * 40], padding=1)
     df = rfsearch.evaluate(batch)
-    assert df["error"][0] == (
-        "spec #0 'chain0': receptive-field geometry exceeds the exact integer range "
+    assert df["error"][0] == (  # stride 2**31 at layer 30: the first beyond 2**30
+        "spec #0 'chain0', layer #30 'layer30': receptive-field geometry exceeds the exact "
+        "integer range "
         "(effective stride above 1073741824 or a region above 2305843009213693952 pixels)")
     assert df.iloc[0][["rf_h", "stride_h", "padding_h"]].isna().all()
     assert df["rf_h"][1] == 81 and df["error"].isna()[1]
+    one_d = {"name": "wide", "dims": 1, "layers": [  # the periodic program names it too
+        {"name": f"c{i}", "op": "conv", "kernel": 1000, "stride": 1000} for i in range(5)]}
+    assert rfsearch.evaluate(one_d)["error"][0].startswith(
+        "spec #0 'wide', layer #3 'c3': receptive-field geometry exceeds the exact integer")
 
 
 def test_large_parameters_use_int64():

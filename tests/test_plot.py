@@ -78,6 +78,13 @@ def test_results_scatter_histogram_and_2d_histogram(tmp_path, monkeypatch):
     assert_image(plot.results(folder, tmp_path / "2d.png", x="rf_h", y="rf_min_h"), 900, 600)
     with pytest.raises(SpecError, match="no column 'rf'"):
         plot.results(folder, tmp_path / "x.png", x="rf")
+    assert_image(plot.results(folder, tmp_path / "d.png", x="rf_h", y="rf_h"), 900, 600)
+    with pytest.raises(SpecError, match="column 'arch_str' holds string, not numbers"):
+        plot.results(folder, tmp_path / "x.png", x="rf_h", y="arch_str")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("not a table")
+    with pytest.raises(SpecError, match="notes: no Parquet files"):
+        plot.results(tmp_path / "notes", tmp_path / "x.png", x="rf_h")
 
 
 def test_cli_writes_svg_and_reports_errors(tmp_path, capsys):

@@ -72,8 +72,10 @@ class HostRun(Run):
             size is None or len(size) <= 2)
         limit = BATCHED_EXHAUSTIVE_LIMIT if self.batched else EXHAUSTIVE_LIMIT
         if sample is None and self.total > limit:
-            raise SpecError(f"space {space.name!r} is evaluated per candidate: use --sample N "
-                            f"(or --ids) for its {self.total:,} candidates")
+            asked = "--ids covers" if ids is not None else "the space has"
+            raise SpecError(f"space {space.name!r} is evaluated per candidate, at most "
+                            f"{limit:,} in one search ({asked} {self.total:,}): use "
+                            f"--sample N, or --ids A:B for a range of at most {limit:,}")
         self.split(min(chunk, BATCH_CHUNK if self.batched else HOST_CHUNK))
         self._rows = pd.DataFrame()
         self._ahead = Ahead(lambda c: self.evaluate(self.ids_of(c)), self.chunks)
