@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from . import zoo
 from .chain_table import chain_rows
 from .encode import Batch
-from .errors import SpecError
+from .errors import Location, SpecError
 from .importers.files import MODEL_SUFFIXES, import_file, is_model_file
 from .spec import Network, parse_network
 
@@ -47,18 +47,60 @@ class Source:
 
 
 def from_objects(objects: list, label: str | None = None,
-                 positions: list[int] | None = None) -> Source:
-    """Validate spec dicts one by one; bad ones become error entries."""
+                 positions: list[int] | None = None, repeats: bool = False) -> Source:
+    """Validate spec dicts one by one; bad ones become error entries. ``repeats``: the
+    objects were read from a text in which some object gave a key twice."""
     src = Source(label, [], [], [], len(objects))
     for i, raw in enumerate(objects):
         where = i if positions is None else positions[i]
         try:
+            problem = repeated_key(raw) if repeats else None
+            if problem:
+                raise SpecError(problem, Location(label, where, raw.get("name") if
+                                                  isinstance(raw, dict) else None))
             src.networks.append(parse_network(raw, where, label))
             src.index.append(i)
         except SpecError as err:
             name = raw.get("name") if isinstance(raw, dict) else None
             src.errors.append((i, name if isinstance(name, str) else None, str(err)))
     return src
+
+
+# A JSON or YAML object that gives a key twice (json and PyYAML keep the last value
+# silently) holds this key, its value the message; a spec holding one is refused.
+REPEATED = object()
+
+
+class Marks:
+    """How many objects read so far gave a key twice: a text during whose reading none
+    was made needs no search for them."""
+
+    made = 0
+
+
+def _json_object(pairs: list) -> dict:
+    """json's ``object_pairs_hook``: the object, marked if a key is given twice."""
+    data = dict(pairs)
+    if len(data) < len(pairs):
+        seen: set = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))
+        data[REPEATED] = f"key {key!r} is given twice in one object"
+        Marks.made += 1
+    return data
+
+
+def repeated_key(data) -> str | None:
+    """The message of the first object inside ``data`` that gives a key twice."""
+    todo = [data]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            if REPEATED in item:
+                return item[REPEATED]
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return None
 
 
 def _json_error(label: str, err: json.JSONDecodeError, line: int | None = None) -> str:
@@ -83,7 +125,7 @@ def _read_text(path: Path, label: str) -> str:
 
 def _parse_json(text: str, label: str, line: int | None = None):
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_json_object)
     except json.JSONDecodeError as err:
         raise SpecError(_json_error(label, err, line)) from None
     except RecursionError:
@@ -113,13 +155,14 @@ def read_source(path: str | Path) -> Source:
         return _read_json_lines(text, label)
     if suffix in (".yaml", ".yml"):
         return _read_yaml(text, label)
+    before = Marks.made
     try:
         data = _parse_json(text, label)
     except SpecError:
         if _is_json_lines(text):  # a .json file may hold JSON Lines too
             return _read_json_lines(text, label)
         raise
-    return from_objects(_as_list(data), label)
+    return from_objects(_as_list(data), label, repeats=Marks.made != before)
 
 
 def _yaml_documents(text: str, label: str) -> list:
@@ -127,13 +170,34 @@ def _yaml_documents(text: str, label: str) -> list:
     import yaml
 
     try:
-        return list(yaml.safe_load_all(text))
+        return list(yaml.load_all(text, Loader=_yaml_loader()))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SpecError(f"{label}: invalid YAML{at}: {getattr(err, 'problem', err)}") from None
     except RecursionError:
         raise SpecError(f"{label}: invalid YAML: nested too deeply") from None
+
+
+def _yaml_loader():
+    """PyYAML's safe loader (data only), marking a mapping that gives a key twice; keys
+    merged in with ``<<`` may be overridden, as YAML intends."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            own = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)
+                   and k.tag != "tag:yaml.org,2002:merge"]
+            mapping = super().construct_mapping(node, deep)
+            seen: set = set()
+            key = next((k for k in own if k in seen or seen.add(k)), None)
+            if key is not None:
+                mapping[REPEATED] = (f"key {key!r} is given twice in one mapping (line "
+                                     f"{node.start_mark.line + 1})")
+                Marks.made += 1
+            return mapping
+
+    return Loader
 
 
 def read_document(path: str | Path) -> object:
@@ -149,11 +213,16 @@ def read_document(path: str | Path) -> object:
     if not text.strip():
         raise SpecError(f"{label}: file is empty")
     if path.suffix.lower() == ".json":
-        return _parse_json(text, label)
-    docs = [d for d in _yaml_documents(text, label) if d is not None]
-    if len(docs) != 1:
-        raise SpecError(f"{label}: expected one YAML document, found {len(docs)}")
-    return docs[0]
+        data = _parse_json(text, label)
+    else:
+        docs = [d for d in _yaml_documents(text, label) if d is not None]
+        if len(docs) != 1:
+            raise SpecError(f"{label}: expected one YAML document, found {len(docs)}")
+        data = docs[0]
+    problem = repeated_key(data)
+    if problem:
+        raise SpecError(f"{label}: {problem}")
+    return data
 
 
 def _is_json_lines(text: str) -> bool:
@@ -169,20 +238,21 @@ def _is_json_lines(text: str) -> bool:
 
 
 def _read_json_lines(text: str, label: str) -> Source:
-    entries = []
+    before, entries = Marks.made, []
     for lineno, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
                 entries.append(_parse_json(line, label, lineno))
             except SpecError as err:
                 entries.append(err)
-    return _from_entries(entries, label)
+    return _from_entries(entries, label, Marks.made != before)
 
 
 def _read_yaml(text: str, label: str) -> Source:
     """Every document of a YAML file, each a spec or a list of specs. A document that is
     not YAML costs its own row only: the file is read again document by document (split
     at the ``---`` lines that start them), its messages naming lines of the file."""
+    before = Marks.made
     try:
         docs = _yaml_documents(text, label)
     except SpecError:
@@ -197,15 +267,16 @@ def _read_yaml(text: str, label: str) -> Source:
             except SpecError as err:
                 docs.append(err)
     return _from_entries([s for d in docs
-                          for s in ([d] if isinstance(d, SpecError) else _as_list(d))], label)
+                          for s in ([d] if isinstance(d, SpecError) else _as_list(d))], label,
+                         Marks.made != before)
 
 
-def _from_entries(entries: list, label: str) -> Source:
+def _from_entries(entries: list, label: str, repeats: bool) -> Source:
     """The Source of a file's entries in order: spec objects, or the SpecError of an entry
     that could not be read (its row keeps its position)."""
     objects = [e for e in entries if not isinstance(e, SpecError)]
     positions = [i for i, e in enumerate(entries) if not isinstance(e, SpecError)]
-    src = from_objects(objects, label, positions)
+    src = from_objects(objects, label, positions, repeats)
     src.index = [positions[i] for i in src.index]  # positions in the file, bad entries too
     src.errors = [(positions[i], n, m) for i, n, m in src.errors] + [
         (i, None, str(e)) for i, e in enumerate(entries) if isinstance(e, SpecError)]

@@ -243,6 +243,31 @@ def test_read_document_reads_one_json_or_yaml_document(tmp_path):
         read_document(two)
     with pytest.raises(rfsearch.SpecError, match="no such file"):
         read_document(tmp_path / "missing.json")
+    twice = tmp_path / "twice.json"
+    twice.write_text('{"name": "g", "layers": [{"op": "conv", "kernel": [3], "kernel": [5]}]}')
+    with pytest.raises(rfsearch.SpecError, match="twice.json: key 'kernel' is given twice"):
+        read_document(twice)
+
+
+def test_a_key_given_twice_costs_its_spec_not_the_last_value_silently(tmp_path):
+    """json and PyYAML keep a repeated key's last value; a spec that repeats one is refused,
+    and only that spec. YAML's merge keys may still be overridden."""
+    conv = '{"op": "conv", "kernel": 3}'
+    (tmp_path / "a.json").write_text(
+        f'[{{"name": "a", "layers": [{{"op": "conv", "kernel": 3, "kernel": 5}}]}},'
+        f' {{"name": "b", "layers": [{conv}]}}]')
+    (tmp_path / "a.jsonl").write_text(
+        f'{{"name": "a", "name": "z", "layers": [{conv}]}}\n{{"name": "b", "layers": [{conv}]}}\n')
+    (tmp_path / "a.yaml").write_text(
+        "- name: a\n  layers:\n  - {op: conv, kernel: 3, kernel: 5}\n"
+        "- &base {name: b, layers: [{op: conv, kernel: 3}]}\n- {<<: *base, name: c}\n")
+    for path, message in (("a.json", "spec #0 'a': key 'kernel' is given twice in one object"),
+                          ("a.jsonl", "spec #0 'z': key 'name' is given twice in one object"),
+                          ("a.yaml", "spec #0 'a': key 'kernel' is given twice in one mapping "
+                                     "(line 3)")):
+        df = rfsearch.evaluate(tmp_path / path)
+        assert df["error"][0] == f"{tmp_path / path}: {message}"
+        assert df["rf_h"].tolist()[1:] == [3] * (len(df) - 1) and len(df) >= 2
 
 
 # --- resolve: whatever a user passes ---------------------------------------------------------

@@ -147,6 +147,7 @@ def test_explicit_padding_variant_of_mobilenet_v1():
     ("resnet50(stride_in=middle)", "stride_in must be 'first' or 'last', got 'middle'"),
     ("vgg_16(", "expected NAME or NAME(key=value, ...)"),
     ("mobilenet_v1(depth_multiplier=-1)", "depth_multiplier must be > 0"),
+    ("resnet50(stride_in=first, stride_in=last)", "argument 'stride_in' is given twice"),
 ])
 def test_bad_references_are_one_line_errors(reference, message):
     with pytest.raises(SpecError) as info:

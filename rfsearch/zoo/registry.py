@@ -117,6 +117,8 @@ def parse_reference(reference: str) -> tuple[Entry, dict]:
             allowed = ", ".join(entry.parameters()) or "none"
             raise SpecError(f"zoo reference {reference!r}: unknown argument {item.strip()!r} "
                             f"(arguments of {name}: {allowed})")
+        if key in kwargs:
+            raise SpecError(f"zoo reference {reference!r}: argument {key!r} is given twice")
         kwargs[key] = _value(value)
     return entry, kwargs
 
