@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import SpecError
 from .importers import FRAMEWORKS, supported_ops
 from .importers.builder import GATES, POLICIES
 from .importers.files import import_file
@@ -16,9 +15,9 @@ def cmd_import(args) -> int:
     if args.list_ops:
         print("\n".join(supported_ops(args.list_ops)))
         return 0
-    if not args.model:
-        raise SpecError("import: give a model file (.onnx, .keras, .h5, .pt2), or "
-                        f"--list-ops {{{','.join(FRAMEWORKS)}}}")
+    if not args.model:  # a usage error, as a missing argument is (exit 2)
+        args.usage.error("give a model file (.onnx, .keras, .h5, .pt2), or --list-ops "
+                         f"{{{','.join(FRAMEWORKS)}}}")
     spec = import_file(args.model, input_size=args.input_size, outputs=args.outputs,
                        on_unsupported=args.on_unsupported, gates=args.gates)
     text = json.dumps(spec, indent=1) + "\n"
@@ -49,4 +48,4 @@ def import_parser(sub, input_sizes, writable) -> None:
     im.add_argument("--list-ops", choices=list(FRAMEWORKS), metavar="FRAMEWORK",
                     help=f"print the ops an importer maps ({', '.join(FRAMEWORKS)})")
     im.add_argument("-q", "--quiet", action="store_true", help="no message on stderr")
-    im.set_defaults(func=cmd_import, writable=writable)
+    im.set_defaults(func=cmd_import, writable=writable, usage=im)

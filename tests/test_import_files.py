@@ -123,6 +123,12 @@ def test_saved_torch_programs_import_with_their_module_names(tmp_path, capsys):
     assert spec["name"] == "seq" and spec["source"]["tracer"] == "torch.export (saved program)"
 
 
+def test_import_without_a_model_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["import"])
+    assert exit_.value.code == 2 and "give a model file" in capsys.readouterr().err
+
+
 def test_list_ops_prints_what_each_importer_maps(capsys):
     for framework, op in (("onnx", "Conv"), ("keras", "Conv2D"), ("jax", "reduce_window_max")):
         code, out, _ = run(capsys, "import", "--list-ops", framework)

@@ -119,6 +119,14 @@ def test_bad_arguments_are_spec_errors():
         search(12)
     with pytest.raises(SpecError, match="unknown space"):
         search("nasbench2O1")
+    with pytest.raises(SpecError, match="ascending orders --top"):
+        search(space, ascending=True)
+
+
+def test_a_blank_where_is_no_filter_as_an_empty_one_is():
+    space = space_of(VALID)
+    rows = [search(space, where=text) for text in ("", "  \t")]
+    assert len(rows[0]) == len(rows[1]) == space.size
 
 
 # --- id ranges ----------------------------------------------------------------------------

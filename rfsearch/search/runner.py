@@ -94,13 +94,18 @@ def prepare(space, *, output=None, where=None, sample=None, seed=0, input_size=N
     """Check the options of :func:`search` (one line per problem) and build its run."""
     space_obj, default_where = resolve_space(space)
     where_text = where if where is not None else default_where
+    if isinstance(where_text, str) and not where_text.strip():
+        where_text = ""  # blank: no filter, not even the space's own
     schema = filter_schema(space_obj)
-    node = parse_filter(where_text, schema) if where_text else None
+    node = parse_filter(where_text, schema) if where_text != "" and where_text is not None \
+        else None
     for name, value in (("chunk", chunk), ("sample", sample), ("top", top)):
         _positive(name, value)
     chunk = default_chunk() if chunk is None else chunk
     if (top is None) != (by is None):
         raise SpecError("top and by go together: keep the K rows with the best 'by' column")
+    if ascending and top is None:
+        raise SpecError("ascending orders --top: give --top K --by COLUMN with it")
     if by is not None and schema.get(by) != "number":
         raise SpecError(f"by must name a numeric column, got {by!r}")
     top_spec = None if top is None else (by, top, not ascending)
