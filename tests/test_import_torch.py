@@ -178,6 +178,29 @@ def test_an_unsupported_op_that_resizes_the_map_is_never_read_as_identity():
     assert [layer["name"] for layer in cut["layers"]] == ["conv"]
 
 
+class Windows(torch.nn.Module):
+    """A Swin-style window partition: a view that splits H and W into 4 x 4 windows."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        b, c, h, w = y.shape
+        return y.view(b, c, h // 4, 4, w // 4, 4).permute(0, 2, 4, 1, 3, 5).flatten(3)
+
+
+def test_a_view_that_splits_the_map_is_refused_and_a_flatten_is_dense():
+    with pytest.raises(rfsearch.SpecError, match=r"view .*: a reshape that splits a spatial "
+                                                 r"axis of 16 units into 4 x 4"):
+        rfsearch.from_torch(Windows(), torch.rand(1, 1, 16, 16))
+    flat = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(),
+                               torch.nn.Linear(2 * 14 * 14, 3))
+    spec = rfsearch.from_torch(flat, torch.rand(1, 1, 16, 16))
+    assert [la["op"] for la in spec["layers"]] == ["conv", "dense", "dense"]
+
+
 def test_outputs_cut_before_unsupported_ops():
     spec = rfsearch.from_torch(Unmapped(), torch.rand(1, 3, 16, 16), outputs="conv")
     assert [layer["name"] for layer in spec["layers"]] == ["conv"]

@@ -259,7 +259,7 @@ def _call(node, values, builder: SpecBuilder, leaves: set[str]):
     try:
         if rule is None:
             raise Unsupported("no rule maps this op")
-        result = rule(Call({**args, "__op": op}, shape, base, builder))
+        result = rule(Call({**args, "__op": op}, shape, base, builder, _in_shape(node)))
     except Unsupported as why:
         offender = Offender(base, path, f"aten.{op}", _shapes(tensors, shape),
                             _line(node), str(why))
@@ -268,6 +268,13 @@ def _call(node, values, builder: SpecBuilder, leaves: set[str]):
     if isinstance(val, (list, tuple)):  # (output, indices) and the like
         return (result, *(None for _ in val[1:]))
     return result
+
+
+def _in_shape(node) -> tuple[int, ...] | None:
+    """The shape of the op's first argument, where it is a traced tensor."""
+    first = node.args[0] if node.args else None
+    val = getattr(first, "meta", {}).get("val")
+    return tuple(val.shape) if hasattr(val, "shape") else None
 
 
 def _flatten(items):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .builder import Value, flattened
+from .builder import Value, flattened, refuse_split
 from .torch_ops import Call
 
 
@@ -49,6 +49,8 @@ def reshape(c: Call) -> Value:
     if (x.axes == tuple(range(x.rank - len(x.axes), x.rank)) and rank >= len(x.axes)
             and tuple(c.shape[a] for a in trailing) == x.sizes):
         return Value(x.node, trailing, x.sizes, rank, x.pooled)
+    if c.in_shape is not None:
+        refuse_split(c.in_shape, c.shape, x.axes)
     return flattened(c.builder, x, rank,
                      lambda v: Value(c.builder.add(c.base, "dense", [v]), (), (), rank))
 

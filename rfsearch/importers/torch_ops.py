@@ -24,12 +24,14 @@ from .builder import (
 
 @dataclass
 class Call:
-    """One op being mapped: its bound arguments, output shape and the layer base name."""
+    """One op being mapped: its bound arguments, output shape and the layer base name
+    (``in_shape``: its first argument's shape, where it is a traced tensor)."""
 
     args: dict
     shape: tuple[int, ...]
     base: str
     builder: SpecBuilder
+    in_shape: tuple[int, ...] | None = None
 
     @property
     def dims(self) -> int:
