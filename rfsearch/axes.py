@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 from . import ops
 from .errors import SpecError
 
@@ -28,6 +30,9 @@ def positive_int(value, field: str, minimum: int = 1) -> int:
     """An integer in [minimum, MAX_PARAM] (booleans and floats rejected)."""
     kind = ("a positive integer" if minimum == 1 else "a non-negative integer" if minimum == 0
             else "an integer")
+    if isinstance(value, np.integer | np.ndarray) and np.ndim(value) == 0 \
+            and np.asarray(value).dtype.kind in "iu":
+        value = int(value)  # a numpy integer, as specs built with numpy hold
     if isinstance(value, bool) or not isinstance(value, int):
         raise SpecError(f"{field} must be {kind}, got {value!r}")
     if value < minimum:
@@ -39,7 +44,8 @@ def positive_int(value, field: str, minimum: int = 1) -> int:
 
 
 def _is_list(value) -> bool:
-    return isinstance(value, Sequence) and not isinstance(value, str)
+    return (isinstance(value, Sequence) and not isinstance(value, str)) or (
+        isinstance(value, np.ndarray) and value.ndim == 1)
 
 
 def per_axis(value, field: str, dims: int = 2, minimum: int = 1) -> tuple[int, ...]:
@@ -119,6 +125,8 @@ def parse_input_sizes(input_size) -> tuple[int, ...] | None:
         if len(parts) > 3 or not all(p.isascii() and p.isdigit() for p in parts):
             raise SpecError(f"input size must be N, HxW or DxHxW, got {input_size!r}")
         input_size = [int(p) for p in parts]
+    if np.ndim(input_size) == 0 and isinstance(input_size, np.ndarray):
+        input_size = input_size.item()  # a 0-d array: its one value
     values = [input_size] if not _is_list(input_size) and not hasattr(
         input_size, "__len__") else list(input_size)
     if not 1 <= len(values) <= 3 or any(

@@ -30,7 +30,7 @@ from .show import left_aligned, show_table, summary_line
 from .spaces import BUILTIN, candidates
 from .spec import parse_input_size
 from .stream import evaluate_parquet, streamable
-from .table import check_writable, write_parquet
+from .table import PARQUET, check_writable, write_parquet
 
 MAX_MESSAGES = 20
 
@@ -92,7 +92,7 @@ def _progress(args) -> bool:
 
 def cmd_eval(args) -> int:
     if args.output:
-        check_writable(args.output, reads=args.specs)
+        check_writable(args.output, reads=args.specs, suffix=PARQUET)
     if streamable(args.specs, args.output):
         return _eval_stream(args)
     df = evaluate(args.specs, input_size=args.input_size, per_layer=args.per_layer,

@@ -68,8 +68,9 @@ def pairs(values) -> str:
 
 def overflow_problem() -> str:
     limits = R.LIMITS[np.dtype(np.int64)]
-    return ("receptive-field geometry exceeds the exact integer range (effective stride above "
-            f"{limits.param} or a region above {limits.position} pixels)")
+    return ("receptive-field geometry exceeds the exact integer range (an effective stride or "
+            f"a feature-map size above {limits.param}, or a region above {limits.position} "
+            "pixels)")
 
 
 def explain(ctx: Context, rows: np.ndarray, faults: np.ndarray) -> np.ndarray:

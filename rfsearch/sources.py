@@ -266,7 +266,7 @@ def _read_yaml(text: str, label: str) -> Source:
                 docs += _yaml_documents("\n" * lo + "".join(lines[lo:hi]), label)
             except SpecError as err:
                 docs.append(err)
-    return _from_entries([s for d in docs
+    return _from_entries([s for d in docs if d is not None  # an empty document: nothing
                           for s in ([d] if isinstance(d, SpecError) else _as_list(d))], label,
                          Marks.made != before)
 

@@ -6,6 +6,7 @@ would give."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,7 +16,7 @@ from .axes import parse_input_sizes
 from .errors import SpecError
 from .evaluate import source_frame
 from .sources import read_chain_source
-from .table import check_writable, to_arrow
+from .table import PARQUET, check_writable, to_arrow
 
 BATCH_ROWS = 1 << 20  # chains per record batch: a few hundred MB of working memory
 
@@ -28,7 +29,7 @@ def evaluate_parquet(source, output, *, input_size=None, per_layer: bool = False
     record batch at a time; returns (rows written, rows with an error, the first
     ``messages`` distinct error messages)."""
     label = str(source)
-    check_writable(output, reads=[source])
+    check_writable(output, reads=[source], suffix=PARQUET)
     try:
         reader = pq.ParquetFile(source)
     except (pa.ArrowException, OSError) as err:
@@ -36,34 +37,51 @@ def evaluate_parquet(source, output, *, input_size=None, per_layer: bool = False
     sizes = parse_input_sizes(input_size)
     options = {"exempt_1x1": bool(exempt_1x1)} if analysis else None
     bar = _bar(reader.metadata.num_rows, progress)
+    partial = Path(output).with_name(f".{Path(output).name}.partial")  # renamed when done
     writer, written, failed, offset, seen = None, 0, 0, 0, []
     try:
-        for batch in reader.iter_batches(batch_size=batch_rows):
+        for batch in _batches(reader, batch_rows, label):
             src = read_chain_source(pa.Table.from_batches([batch]), label=label,
                                     offset=offset)
             df = source_frame(src, sizes, per_layer, None, False, options)
             table = to_arrow(df)
             if writer is None:
-                writer = pq.ParquetWriter(str(output), table.schema, compression="zstd")
+                writer = pq.ParquetWriter(str(partial), table.schema, compression="zstd")
             writer.write_table(table, row_group_size=BATCH_ROWS)
             errors = df["error"].dropna()
             written, failed = written + len(df), failed + len(errors)
             seen += [m for m in errors.drop_duplicates().iloc[:messages] if m not in seen]
             offset += batch.num_rows
             bar.update(batch.num_rows)
-    finally:
-        bar.close()
+        writer.close()  # set: _batches yields at least one batch
+        os.replace(partial, output)
+    except BaseException:  # a failed or interrupted run leaves no output that looks done
         if writer is not None:
             writer.close()
-    if writer is None:
-        raise SpecError(f"{label}: the chain table has no rows")
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        bar.close()
     return written, failed, seen[:messages]
+
+
+def _batches(reader: pq.ParquetFile, rows: int, label: str):
+    """The file's record batches (one empty batch for a table without rows, so that the
+    output has the result's columns); a read error names the file."""
+    try:
+        if reader.metadata.num_rows == 0:
+            yield from reader.schema_arrow.empty_table().to_batches() or [
+                pa.RecordBatch.from_pylist([], schema=reader.schema_arrow)]
+            return
+        yield from reader.iter_batches(batch_size=rows)
+    except (pa.ArrowException, OSError) as err:
+        raise SpecError(f"{label}: not a readable Parquet file ({err})") from None
 
 
 def streamable(specs, output) -> bool:
     """Whether ``rfsearch eval`` can stream: one Parquet chain table into a Parquet file."""
     return output is not None and len(specs) == 1 and Path(specs[0]).suffix.lower() == \
-        ".parquet" and Path(specs[0]).is_file()
+        PARQUET and Path(specs[0]).is_file()
 
 
 def _bar(total: int, progress: bool):

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from .errors import SpecError
 
+PARQUET = ".parquet"  # the suffix of the tables written
 AXIS_NAMES = {"d": "depth", "h": "height", "w": "width"}
 # The per-axis geometry, in table order: (key, type, description); one column per axis,
 # key_d (3-D networks only), key_h (null for 1-D networks) and key_w.
@@ -268,13 +269,17 @@ def write_parquet(data: pd.DataFrame | pa.Table, path, *, row_group_size: int = 
     pq.write_table(table, str(path), compression="zstd", row_group_size=row_group_size)
 
 
-def check_writable(path, reads=()) -> str:
+def check_writable(path, reads=(), suffix: str | None = None) -> str:
     """Fail before hours of work, not after: the output's folder must exist and be
-    writable, and the output must not be one of the files the work ``reads``."""
+    writable, the output must not be one of the files the work ``reads``, and a name with
+    a suffix must have ``suffix`` (the format written)."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise SpecError(f"{path}: cannot write the output: it is a directory")
+    if target.is_dir() or str(path).endswith(("/", os.sep)):
+        raise SpecError(f"{path}: cannot write the output: it names a folder, not a file")
+    if suffix and target.suffix and target.suffix.lower() != suffix:
+        raise SpecError(f"{path}: the output is written as {suffix[1:].title()}: name it "
+                        f"{target.stem}{suffix}")
     if not folder.is_dir():
         raise SpecError(f"{path}: cannot write the output: no folder {str(folder)!r}")
     if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):

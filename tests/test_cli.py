@@ -103,7 +103,8 @@ def test_output_problems_are_found_before_the_work(tmp_path):
     assert proc.stderr == (f"rfsearch: {tmp_path / 'missing' / 'x.parquet'}: cannot write the "
                            f"output: no folder {str(tmp_path / 'missing')!r}\n")
     proc = run("eval", EXAMPLES, "-o", str(tmp_path), "--quiet")
-    assert proc.stderr == f"rfsearch: {tmp_path}: cannot write the output: it is a directory\n"
+    assert proc.stderr == (f"rfsearch: {tmp_path}: cannot write the output: it names a folder, "
+                           "not a file\n")
     assert run("eval", EXAMPLES, "--chunk-size", "0").returncode == 2
 
 

@@ -333,8 +333,8 @@ def test_unsupported_ops_read_as_identity_are_recorded():
     spec = rfsearch.from_onnx(small_graph(("CumSum", "CumSum")), on_unsupported="identity")
     assert len(spec["source"]["identity"]) == 2
     assert rfsearch.evaluate(spec, input_size=16).iloc[0]["rf_h"] == 5
-    with pytest.raises(rfsearch.SpecError, match="topk .* changes the map from 12x12 to "
-                                                 "12x2"):  # an identity keeps 12x12
+    with pytest.raises(rfsearch.SpecError, match=r"topk .* changes the map from 12x12 to "
+                                                 r"12x2"):  # an identity keeps 12x12
         rfsearch.from_onnx(small_graph(("TopK", "CumSum")), on_unsupported="identity")
 
 

@@ -168,8 +168,8 @@ class Sampled(torch.nn.Module):
 def test_an_unsupported_op_that_resizes_the_map_is_never_read_as_identity():
     """An identity keeps the map's size, so it cannot stand in for an op that changes it:
     the spec's later layers would all have the wrong sizes."""
-    with pytest.raises(rfsearch.SpecError, match="grid_sampler .* changes the map from 6x6 "
-                                                 "to 12x12. Cut the model") as err:
+    with pytest.raises(rfsearch.SpecError, match=r"grid_sampler .* changes the map from 6x6 "
+                                                 r"to 12x12\. Cut the model") as err:
         rfsearch.from_torch(Sampled(12), torch.rand(1, 1, 8, 8), on_unsupported="identity")
     assert "\n" not in str(err.value)
     kept = rfsearch.from_torch(Sampled(6), torch.rand(1, 1, 8, 8), on_unsupported="identity")

@@ -92,9 +92,12 @@ def test_overflow_is_an_error_not_a_wrapped_number():
     assert df["error"][0] == (  # stride 2**31 at layer 30: the first beyond 2**30
         "spec #0 'chain0', layer #30 'layer30': receptive-field geometry exceeds the exact "
         "integer range "
-        "(effective stride above 1073741824 or a region above 2305843009213693952 pixels)")
+        "(an effective stride or a feature-map size above 1073741824, or a region above "
+        "2305843009213693952 pixels)")
     assert df.iloc[0][["rf_h", "stride_h", "padding_h"]].isna().all()
     assert df["rf_h"][1] == 81 and df["error"].isna()[1]
+    padded = {"name": "padded", "layers": [{"op": "conv", "kernel": 3, "padding": 2**29}]}
+    assert "feature-map size above" in rfsearch.evaluate(padded, input_size=10)["error"][0]
     one_d = {"name": "wide", "dims": 1, "layers": [  # the periodic program names it too
         {"name": f"c{i}", "op": "conv", "kernel": 1000, "stride": 1000} for i in range(5)]}
     assert rfsearch.evaluate(one_d)["error"][0].startswith(

@@ -245,7 +245,7 @@ def test_read_document_reads_one_json_or_yaml_document(tmp_path):
         read_document(tmp_path / "missing.json")
     twice = tmp_path / "twice.json"
     twice.write_text('{"name": "g", "layers": [{"op": "conv", "kernel": [3], "kernel": [5]}]}')
-    with pytest.raises(rfsearch.SpecError, match="twice.json: key 'kernel' is given twice"):
+    with pytest.raises(rfsearch.SpecError, match=r"twice\.json: key 'kernel' is given twice"):
         read_document(twice)
 
 

@@ -57,16 +57,40 @@ def test_eval_streams_a_chain_table_into_parquet(chain_file, tmp_path, capsys):
     assert pd.read_parquet(out)["name"].tolist()[:4] == ["net0", "chain1", "chain2", "net3"]
 
 
-def test_an_empty_or_unreadable_table_is_one_line(tmp_path):
+def test_an_empty_table_gives_an_empty_result_and_an_unreadable_one_a_line(tmp_path):
+    """As evaluate does: no rows is a table of no rows (with the result's columns), not an
+    error; a file that breaks part way leaves no output that looks finished."""
     empty = tmp_path / "empty.parquet"
     pq.write_table(pa.table({"kernel": pa.array([], pa.list_(pa.int32()))}), empty)
-    with pytest.raises(rfsearch.SpecError, match="has no rows"):
-        evaluate_parquet(empty, tmp_path / "out.parquet")
+    assert evaluate_parquet(empty, tmp_path / "out.parquet") == (0, 0, [])
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.num_rows == 0 and out.schema.names == list(rfsearch.evaluate(
+        {"name": "n", "layers": [{"op": "conv", "kernel": 3}]}).columns)
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"not parquet")
     with pytest.raises(rfsearch.SpecError, match="not a readable Parquet file") as err:
         evaluate_parquet(bad, tmp_path / "out.parquet")
     assert "\n" not in str(err.value)
+    broken = tmp_path / "broken.parquet"  # its second row group is damaged
+    pq.write_table(pa.table({"kernel": [[3, 3]] * 4096}), broken, row_group_size=2048,
+                   compression="snappy")
+    data = bytearray(broken.read_bytes())
+    second = pq.ParquetFile(broken).metadata.row_group(1).column(0)
+    start = second.data_page_offset
+    data[start + 20:start + 60] = bytes(40)
+    broken.write_bytes(bytes(data))
+    with pytest.raises(rfsearch.SpecError, match=r"broken.parquet: not a readable Parquet"):
+        evaluate_parquet(broken, tmp_path / "part.parquet", batch_rows=2048)
+    assert list(tmp_path.glob("*part.parquet*")) == []
+
+
+def test_the_output_names_a_parquet_file(chain_file, tmp_path, capsys):
+    assert main(["eval", str(chain_file), "-o", str(tmp_path / "out.csv")]) == 1
+    assert capsys.readouterr().err.endswith("out.csv: the output is written as Parquet: "
+                                            "name it out.parquet\n")
+    assert main(["eval", str(chain_file), "-o", f"{tmp_path / 'new'}/"]) == 1
+    assert "it names a folder, not a file" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
 
 
 def test_the_output_is_checked_before_reading(chain_file, tmp_path, capsys):
@@ -78,7 +102,7 @@ def test_the_output_is_checked_before_reading(chain_file, tmp_path, capsys):
     assert capsys.readouterr().err == (f"rfsearch: {chain_file}: cannot write the output: it "
                                        "is an input (write elsewhere)\n")
     assert chain_file.read_bytes() == before
-    for output, words in ((tmp_path, "it is a directory"),
+    for output, words in ((tmp_path, "it names a folder"),
                           (tmp_path / "no" / "out.parquet", "no folder")):
         with pytest.raises(rfsearch.SpecError, match=f"cannot write the output: {words}"):
             evaluate_parquet(chain_file, output)
