@@ -265,3 +265,51 @@ def test_nested_models_called_twice_and_sequential_ones_keep_every_call():
     check(spec, keras.Model(x, head(block(x))), xs)
     for output, tensor in (("inner/c2", inner(x)), ("inner:2/c2", inner(conv("c4")(x)))):
         check(rfsearch.from_keras(model, outputs=output), keras.Model(x, tensor), xs)
+
+
+def _conv(name, kernel=1, **kw):
+    return keras.layers.Conv2D(1, kernel, name=name, kernel_initializer=km.ONES, **kw)
+
+
+def test_nested_models_in_a_sequential_and_with_dict_inputs_and_outputs():
+    """A Sequential holding a model then a layer (Keras lists a functional model's calls
+    from node 1); a nested model whose inputs and outputs are dicts, which Keras flattens
+    by sorted key whatever order they were written in (read by position, the head read
+    the 1x1 branch: rf 1 where Keras's gradient gives 9); outputs= naming a second call."""
+    x = keras.Input((32, 32, 1))
+    base_in = keras.Input((None, None, 1))
+    base = keras.Model(base_in, _conv("c1", 3)(base_in), name="base")
+    stacked = keras.Sequential([keras.Input((32, 32, 1)), base, _conv("head", 3)])
+    assert [la["name"] for la in rfsearch.from_keras(stacked)["layers"]] == ["base/c1", "head"]
+    a, b = keras.Input((None, None, 1), name="a"), keras.Input((None, None, 1), name="b")
+    sub = keras.Model({"b": b, "a": a}, [_conv("ca")(a), _conv("cb")(b)], name="sub")
+    _, from_b = sub({"a": _conv("narrow")(x), "b": _conv("wide", 9, padding="same")(x)})
+    pyramid = keras.Model(base_in, {"z_wide": _conv("w", 9, padding="same")(base_in),
+                                    "a_narrow": _conv("n")(base_in)}, name="pyramid")
+    heads = [_conv("head_b")(from_b), _conv("head_z")(pyramid(x)["z_wide"])]
+    xs = np.random.default_rng(0).uniform(size=(1, 32, 32, 1))
+    for head in heads:
+        model = keras.Model(x, head)
+        spec = rfsearch.from_keras(model)
+        assert rfsearch.evaluate(spec, input_size=32).iloc[0]["rf_h"] == 9
+        check(spec, model, xs)
+    twice = keras.Model(x, [base(x), base(_conv("pre", 3)(x)), keras.layers.ReLU(name="r")(
+        base(x))])
+    for output, rf in (("base", 3), ("base:2", 5), ("base:3", 3)):
+        cut = rfsearch.from_keras(twice, outputs=output)
+        assert rfsearch.evaluate(cut, input_size=32).iloc[0]["rf_h"] == rf, output
+
+
+def test_a_squeeze_excite_gate_reshaped_to_a_1x1_map_is_the_keepdims_gate():
+    """EfficientNet's squeeze-excite: pooled features reshaped to (1, 1, C) then 1x1 convs
+    gate the map, as the keepdims form does; it was refused (a conv on features)."""
+    inputs = keras.Input((16, 16, 4))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    squeezed = {
+        "reshaped": keras.layers.Reshape((1, 1, 4))(keras.layers.GlobalAveragePooling2D()(x)),
+        "keepdims": keras.layers.GlobalAveragePooling2D(keepdims=True)(x)}
+    for form, pooled in squeezed.items():
+        gated = keras.layers.Multiply()([x, keras.layers.Conv2D(4, 1)(pooled)])
+        rf = [rfsearch.evaluate(rfsearch.from_keras(keras.Model(inputs, gated), gates=gates),
+                                input_size=16).iloc[0]["rf_h"] for gates in ("local", "global")]
+        assert rf == [3, 33], form  # local: the conv's own 3; global: the whole 16x16 map

@@ -111,7 +111,7 @@ def _graph(kind: str, body: dict) -> list[dict]:
 
 def _chain(layers: list[dict]) -> list[dict]:
     """A Sequential model's layers as a functional graph: each reads the one before."""
-    out, previous = [], None
+    out, previous, first = [], None, 0
     for i, layer in enumerate(layers):
         layer = dict(layer)
         layer.setdefault("name", layer.get("config", {}).get("name", f"layer_{i}"))
@@ -123,9 +123,9 @@ def _chain(layers: list[dict]) -> list[dict]:
                         "config": {"batch_shape": shape}, "inbound_nodes": []})
             previous = "input"
         if previous is not None:
-            layer["inbound_nodes"] = [[[previous, 0, 0, {}]]]
+            layer["inbound_nodes"] = [[[previous, first, 0, {}]]]
         out.append(layer)
-        previous = layer["name"]
+        previous, first = layer["name"], _first_call(layer)
     return out
 
 
@@ -224,11 +224,17 @@ class Walker:
                             f"read ({type(err).__name__}: {err})") from None
         except Unsupported as why:
             values = [v for v in ins if isinstance(v, Value)]
-            offender = Offender(name, "", la.kind, f"in {_sizes(values)}", "", str(why))
+            offender = Offender(name, self.prefix.rstrip("/"), la.kind, f"in {_sizes(values)}",
+                                "", str(why))
             node = self.builder.offend(name, values, offender)
             result = Value(node, values[0].axes, values[0].sizes, values[0].rank)
         self.values[(name, call, 0)] = result
-        self.produced.setdefault(name, result)
+        self._produced(name, call, result)
+
+    def _produced(self, name: str, call: int, value) -> None:
+        """``outputs=`` names: a layer's first call by its name, the others ``name:N``."""
+        if isinstance(value, Value):
+            self.produced.setdefault(name if call == 0 else f"{name}:{call + 1}", value)
 
     def _inline(self, layer: dict, call: int, name: str, ins: list) -> None:
         """A model called as a layer: its inputs are this call's, its layers are walked
@@ -252,8 +258,7 @@ class Walker:
                  for r in _output_refs(body, layers, inner.shift)]
         for tensor, value in enumerate(found):
             self.values[(name, call, tensor)] = value
-        if isinstance(found[0], Value):
-            self.produced.setdefault(name, found[0])
+        self._produced(name, call, found[0])
 
     def outputs(self, body: dict, layers: list[dict], outputs) -> list[Value]:
         if outputs is None:
@@ -311,8 +316,8 @@ def _references(node, shift: dict | None = None) -> list[tuple]:
                 layer, call, tensor = config["keras_history"]
                 found.append((layer, call, tensor, config.get("shape")))
                 return
-            for value in item.values():
-                visit(value)
+            for key in sorted(item):  # keras.tree.flatten's order: dicts by sorted key
+                visit(item[key])
         elif isinstance(item, (list, tuple)):
             if len(item) >= 3 and isinstance(item[0], str) and isinstance(item[1], int):
                 found.append((item[0], item[1] - shift.get(item[0], 0), item[2], None))

@@ -217,6 +217,10 @@ def reshape(la: Layer) -> Value:
     x = la.ins[0]
     target = [int(t) for t in la.config.get("target_shape", ())]
     if not x.spatial:
+        summary = x.pooled
+        if summary is not None and 1 + len(target) == summary.rank and all(
+                target[a - 1] == 1 for a in summary.axes):  # pooled features as a 1x1 map
+            return Value(x.node, summary.axes, (1,) * len(summary.axes), summary.rank, summary)
         return Value(x.node, (), (), 1 + len(target), x.pooled)
     if -1 in target or len(target) + 1 != x.rank:
         return flatten(la)
@@ -262,7 +266,8 @@ ELEMENTWISE = {"BatchNormalization": "batchnorm", "LayerNormalization": "layerno
                "GaussianDropout": "dropout", "LeakyReLU": "leaky_relu", "PReLU": "prelu",
                "ELU": "elu", "Softmax": "softmax", "Rescaling": "identity",
                "Normalization": "identity", "Activation": "identity", "ReLU": "relu",
-               "UnitNormalization": "identity"}
+               "UnitNormalization": "identity",
+               "LayerScale": "identity"}  # keras.applications ConvNeXt: a per-channel scale
 
 # data augmentation: identity at inference
 AUGMENTATION = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
