@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -108,11 +109,53 @@ def _fit(values: np.ndarray, depth: int, fill: int) -> np.ndarray:
     return np.pad(values, ((0, 0), (0, depth - values.shape[1])), constant_values=fill)
 
 
-def chain_rows(table: pa.Table, label: str, offset: int = 0
+def frame_table(frame: pd.DataFrame) -> tuple[pa.Table, dict[int, str]]:
+    """A pandas frame of chains as an Arrow table, and {row: problem} for the rows whose
+    cells Arrow cannot read as integer lists (a string, a scalar, a bool, a value beyond
+    int64): those rows are nulled, so that they cost their own row only."""
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False), {}
+    except (pa.ArrowException, OverflowError, TypeError, ValueError):
+        pass  # find the rows at fault, one cell at a time (only a failed table pays this)
+    bad: dict[int, str] = {}
+    frame = frame.copy()
+    for column in (c for c in CHAIN_COLUMNS if c in frame.columns):
+        cells = []
+        for row, cell in enumerate(frame[column].tolist()):
+            problem, values = _cell(cell)
+            if problem and row not in bad:
+                bad[row] = f"{column} {problem}"
+            cells.append(values)
+        frame[column] = cells
+    for column in (c for c in CHAIN_COLUMNS if c in frame.columns):
+        frame[column] = [None if row in bad else v for row, v in enumerate(frame[column])]
+    if "name" in frame.columns:
+        frame["name"] = [None if v is None or v is pd.NA or (isinstance(v, float) and v != v)
+                         else str(v) for v in frame["name"].tolist()]
+    return pa.Table.from_pandas(frame, preserve_index=False), bad
+
+
+def _cell(cell) -> tuple[str | None, list[int] | None]:
+    """(why a cell is not a list of integers, or None; its values as Python ints)."""
+    if cell is None:
+        return None, None
+    if np.isscalar(cell):
+        return f"must be a list of integers, got {cell!r}", None
+    values = np.ravel(np.asarray(cell, dtype=object)).tolist()
+    for v in values:
+        if isinstance(v, bool | np.bool_) or not isinstance(v, int | np.integer):
+            return f"must hold integers, got {v!r}", None
+        if not -2**63 <= int(v) < 2**63:
+            return f"must hold integers, got {v!r} (beyond int64)", None
+    return None, [int(v) for v in values]
+
+
+def chain_rows(table: pa.Table, label: str, offset: int = 0, bad: dict | None = None
                ) -> tuple[Batch, np.ndarray, list[tuple[int, str | None, str]]]:
     """The table's valid rows as a Batch, their row numbers, and (row, name, message) for
     each invalid row; ``offset``: the table's first row in a larger file (a streamed record
-    batch), for default names and error locations."""
+    batch), for default names and error locations; ``bad``: {row: problem} found before
+    (:func:`frame_table`)."""
     if "kernel" not in table.column_names:
         raise SpecError(f"{label}: a chain table needs a list column 'kernel'")
     unknown = set(table.column_names) - {*CHAIN_COLUMNS, "name"}
@@ -129,7 +172,7 @@ def chain_rows(table: pa.Table, label: str, offset: int = 0
                    for c in CHAIN_COLUMNS if c in table.column_names}
     except SpecError as err:
         raise err.at(Location(file=label)) from None
-    problems = _row_problems(columns)
+    problems = {**_row_problems(columns), **{r: (None, m) for r, m in (bad or {}).items()}}
     keep = np.ones(n, bool)
     keep[list(problems)] = False
     good = np.nonzero(keep)[0]

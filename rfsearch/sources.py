@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import zoo
-from .chain_table import chain_rows
+from .chain_table import chain_rows, frame_table
 from .encode import Batch
 from .errors import Location, SpecError
 from .importers.files import MODEL_SUFFIXES, import_file, is_model_file
@@ -285,7 +285,7 @@ def _from_entries(entries: list, label: str, repeats: bool) -> Source:
 
 
 def read_chain_source(path: str | Path | pa.Table, *, label: str | None = None,
-                      offset: int = 0) -> Source:
+                      offset: int = 0, bad: dict | None = None) -> Source:
     """A Parquet file (or Arrow table) of chains -> Source: a Batch of the valid rows and
     one located error per invalid row, validated without a Python loop over good rows.
     ``offset``: the table's first row in a larger file (a streamed record batch), for
@@ -296,7 +296,7 @@ def read_chain_source(path: str | Path | pa.Table, *, label: str | None = None,
         table = path if isinstance(path, pa.Table) else pq.read_table(path)
     except (pa.ArrowException, OSError) as err:
         raise SpecError(f"{label}: not a readable Parquet file ({err})") from None
-    batch, good, errors = chain_rows(table, label, offset)
+    batch, good, errors = chain_rows(table, label, offset, bad)
     return Source(label, [], good + offset, errors, table.num_rows, batch)
 
 
@@ -316,7 +316,8 @@ def resolve(specs, input_size=None) -> list[Source]:
     if isinstance(specs, Batch):
         return [Source(None, [], np.arange(len(specs)), [], len(specs), specs)]
     if isinstance(specs, pd.DataFrame):
-        specs = pa.Table.from_pandas(specs, preserve_index=False)
+        table, bad = frame_table(specs)
+        return [read_chain_source(table, bad=bad)]
     if isinstance(specs, pa.Table):
         return [read_chain_source(specs)]
     if isinstance(specs, Mapping):

@@ -4,6 +4,7 @@ cannot be read. One bad spec costs one row, never the file."""
 
 import json
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -154,6 +155,26 @@ def test_parquet_rows_fail_one_by_one(tmp_path):
     assert df["rf_h"].tolist()[0] == 5
     assert df["error"][1].endswith("got a value beyond int64")
     assert df["error"][2].endswith(f"got {2**30 + 1}")
+
+
+def test_a_frame_cell_arrow_cannot_read_costs_its_row_only():
+    """pandas cells that are not integer lists (a string, a scalar, a bool, a value beyond
+    int64, lists of two numpy dtypes) raised Arrow's own exceptions and lost every row."""
+    frame = pd.DataFrame({
+        "kernel": [[3, 3], ["5"], [3, True], [2**70], np.array([3], np.int8),
+                   np.array([5], np.uint64), [7]],
+        "stride": [[1, 2], [1], [1, 1], [1], [1], 2, [1]]})
+    df = rfsearch.evaluate(frame)
+    assert df["rf_h"].tolist()[:1] + df["rf_h"].tolist()[4:5] + df["rf_h"].tolist()[6:] == \
+        [5, 3, 7]
+    assert df["name"][6] == "chain6"
+    errors = df["error"].tolist()
+    assert errors[1] == "<table>: spec #1: kernel must hold integers, got '5'"
+    assert errors[2] == "<table>: spec #2: kernel must hold integers, got True"
+    assert errors[3].endswith("got 1180591620717411303424 (beyond int64)")
+    assert errors[5] == "<table>: spec #5: stride must be a list of integers, got 2"
+    named = rfsearch.chains(np.full((3, 2), 3), names=["a", None, "c"])
+    assert rfsearch.evaluate(named)["name"].tolist() == ["a", "chain1", "c"]  # as tables do
 
 
 def test_tables_of_chains_in_memory():
