@@ -33,6 +33,7 @@ import numpy as np
 from . import ops
 from . import recurrence as R
 from .encode import Batch
+from .names import chain_layer
 from .table import RF_AT_STRIDES
 
 RULE = ("rfa-toolbox 1.7 is_border (feature-map rule, then rf_min rule; 1x1 layers "
@@ -155,7 +156,7 @@ def analyze(batch: Batch, layers: dict[str, np.ndarray], size, exempt_1x1: bool 
     names = batch.layer_names
 
     def name(i: int, node: int) -> str:
-        return names[i][node - 1] if names is not None else f"layer{node - 1}"
+        return names[i][node - 1] if names is not None else chain_layer(node - 1)
 
     g = Layers(live, valid, counted, rf=layers["v"].astype(np.int64) - layers["u"] + 1,
                rf_min=layers["rmin"].astype(np.int64) + 1, num=jump,

@@ -20,6 +20,7 @@ from .axes import MAX_PARAM
 from .chain_arrays import chains, default_names
 from .encode import Batch
 from .errors import Location, SpecError
+from .names import chain_layer
 
 CHAIN_COLUMNS = ("kernel", "stride", "dilation", "padding")
 
@@ -193,6 +194,6 @@ def chain_rows(table: pa.Table, label: str, offset: int = 0, bad: dict | None = 
     for row, (layer, problem) in sorted(problems.items()):
         name = None if names is None else names[row]
         where = Location(label, row + offset, name, layer,
-                         None if layer is None else f"layer{layer}")
+                         None if layer is None else chain_layer(layer))
         errors.append((row + offset, name, str(SpecError(problem, where))))
     return batch, good, errors

@@ -17,7 +17,7 @@ from .driver import Raw, run_batch
 from .encode import encode_networks
 from .errors import Location, SpecError
 from .faults import Context, messages_for
-from .names import arrow_names
+from .names import CHAIN_LAYER, arrow_names
 from .ops import op_names
 from .periodic_eval import unit_by_unit
 from .periodic_table import group_columns
@@ -216,7 +216,8 @@ def _layer_rows(ctx: Context, raw: Raw, src: Source, found=None):
         cols["op"] = (np.array([batch.layer_ops[i][j - 1] for i, j in zip(
             net, nodes, strict=True)], dtype=object), None)
     else:
-        cols["layer_name"] = (np.char.add("layer", (nodes - 1).astype(str)).astype(object), None)
+        cols["layer_name"] = (np.char.add(CHAIN_LAYER, (nodes - 1).astype(str)).astype(object),
+                              None)
         cols["op"] = (op_names(batch.op[net, nodes]), None)
     cols["error"] = (messages, None)
     if found is not None:

@@ -16,6 +16,7 @@ from . import recurrence as R
 from .driver import run_batch
 from .encode import Batch
 from .errors import Location, where_text
+from .names import chain_layer
 
 
 @dataclass
@@ -42,7 +43,7 @@ def _layer_names(ctx: Context, rows: list[int], layers: list[int]) -> list[str]:
     """The names of layers ``layers`` of batch rows ``rows`` (default: 'layer{k}')."""
     given = ctx.batch.layer_names
     if given is None:
-        return [f"layer{k}" for k in layers]
+        return [chain_layer(k) for k in layers]
     return [given[r][k] for r, k in zip(rows, layers, strict=True)]
 
 

@@ -15,6 +15,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+CHAIN_LAYER = "layer"  # a chain's layers have no names: 'layer0', 'layer1', ...
+
+
+def chain_layer(k: int) -> str:
+    """The name of layer ``k`` (0-based) of a chain built from arrays or a table."""
+    return f"{CHAIN_LAYER}{k}"
+
 
 @dataclass(frozen=True)
 class NumberedNames:

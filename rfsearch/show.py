@@ -14,6 +14,7 @@ from . import ops
 from .axes import AXES
 from .errors import SpecError
 from .evaluate import evaluate
+from .names import chain_layer
 from .sources import resolve
 from .spec import Layer
 
@@ -85,7 +86,7 @@ def _batch_layers(batch) -> list[Layer]:
     layers = []
     for node in range(1, int(batch.length[0])):
         before = axes("pad_before", node)
-        layers.append(Layer(f"layer{node - 1}", "conv", ops.CONV, (node - 1,),
+        layers.append(Layer(chain_layer(node - 1), "conv", ops.CONV, (node - 1,),
                             axes("kernel", node), axes("stride", node), axes("dilation", node),
                             before, axes("pad_after", node), same=min(0, before[0])))
     return layers
