@@ -44,6 +44,11 @@ def positive_int(value, field: str, minimum: int = 1) -> int:
 
 
 def _is_list(value) -> bool:
+    kind = type(value)
+    if kind is list or kind is tuple:  # the common cases first: ABC checks are slow
+        return True
+    if value is None or kind is int or kind is str:
+        return False
     return (isinstance(value, Sequence) and not isinstance(value, str)) or (
         isinstance(value, np.ndarray) and value.ndim == 1)
 
@@ -93,7 +98,7 @@ def network_dims(raw_layers, declared=None) -> int:
         raise SpecError(f"dims must be 1, 2 or 3, got {declared!r}")
     found: dict[int, str] = {}
     for i, layer in enumerate(raw_layers):
-        if not isinstance(layer, Mapping):
+        if type(layer) is not dict and not isinstance(layer, Mapping):
             continue
         for key in PER_AXIS_FIELDS:
             n = arity(layer.get(key))
