@@ -193,3 +193,12 @@ def test_reshapes_that_split_a_spatial_axis_are_refused_and_flattens_still_read_
                  [weight("w", (1, 1, 1, 1)), const("s", [1, 1, 2, 2, 2, 8])])
     with pytest.raises(rfsearch.SpecError, match="of 8 units into 2 x 2 x 2"):
         rfsearch.from_onnx(path)
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    keras = pytest.importorskip("keras")  # Keras 3 records the shape a Reshape reads
+    inputs = keras.Input((16, 16, 4))
+    y = keras.layers.Conv2D(4, 3, padding="same", name="c")(inputs)
+    with pytest.raises(rfsearch.SpecError, match="of 16 units into 4 x 4"):
+        rfsearch.from_keras(keras.Model(inputs, keras.layers.Reshape((4, 4, 4, 4, 4))(y)))
+    kept = keras.layers.Reshape((16, 16, 4))(keras.layers.Reshape((16, 16, 2, 2))(y))
+    spec = rfsearch.from_keras(keras.Model(inputs, kept))  # channels regrouped: the map kept
+    assert [la["op"] for la in spec["layers"]] == ["conv"]

@@ -213,7 +213,7 @@ class Walker:
             self._inline(layer, call, name, ins)
             return
         la = Layer(layer.get("class_name", "?"), layer.get("config", {}), ins, name,
-                   self.builder)
+                   self.builder, tuple(r[3] for r in refs))
         try:
             rule = RULES.get(la.kind)
             if rule is None:

@@ -7,6 +7,7 @@ after: the spec's ``'same'``); ``'causal'`` pads ``d(k - 1)`` before.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from .builder import (
     derived,
     flattened,
     merge_operands,
+    refuse_split,
     transposed_padding,
 )
 
@@ -31,6 +33,7 @@ class Layer:
     ins: list
     name: str
     builder: SpecBuilder
+    shapes: tuple = ()  # the input tensors' shapes Keras 3 records (None where it does not)
 
     @property
     def dims(self) -> int:
@@ -222,13 +225,27 @@ def reshape(la: Layer) -> Value:
                 target[a - 1] == 1 for a in summary.axes):  # pooled features as a 1x1 map
             return Value(x.node, summary.axes, (1,) * len(summary.axes), summary.rank, summary)
         return Value(x.node, (), (), 1 + len(target), x.pooled)
-    if -1 in target or len(target) + 1 != x.rank:
+    old = _input_shape(la, x)
+    if old is None:
         return flatten(la)
+    new = [1, *target]
+    if -1 in new:
+        new[new.index(-1)] = math.prod(old) // max(1, -math.prod(new))
+    axes = carried(old, new, x.axes)
+    if axes is not None:
+        return Value(x.node, axes, x.sizes, len(new), x.pooled)
+    refuse_split(old, new, x.axes)
+    return flatten(la)
+
+
+def _input_shape(la: Layer, x: Value) -> list[int] | None:
+    """The input's shape (batch 1): as Keras 3 recorded it, else from the map's sizes when
+    no other dimension is unknown."""
+    recorded = la.shapes[0] if la.shapes else None
+    if recorded and len(recorded) == x.rank and None not in recorded[1:]:
+        return [1, *recorded[1:]]
     old = [1] + [x.sizes[x.axes.index(d)] if d in x.axes else None for d in range(1, x.rank)]
-    if None in old:
-        return flatten(la)
-    axes = carried(old, [1, *target], x.axes)
-    return Value(x.node, axes, x.sizes, x.rank, x.pooled) if axes else flatten(la)
+    return None if None in old else old
 
 
 def elementwise(la: Layer) -> Value:
