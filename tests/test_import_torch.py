@@ -201,6 +201,69 @@ def test_a_view_that_splits_the_map_is_refused_and_a_flatten_is_dense():
     assert [la["op"] for la in spec["layers"]] == ["conv", "dense", "dense"]
 
 
+class C2f(nn.Module):
+    """YOLOv8's C2f: channels chunked in two, one half through a 3x3, all concatenated."""
+
+    def __init__(self, act=nn.Identity, pool="avg"):
+        super().__init__()
+        self.cv1, self.m, self.cv2 = nn.Conv2d(2, 4, 1), nn.Conv2d(2, 2, 3, 1, 1), \
+            nn.Conv2d(6, 2, 1)
+
+    def forward(self, x):
+        a, b = self.cv1(x).chunk(2, 1)
+        return self.cv2(torch.cat([a, b, self.m(b)], 1)) * torch.nn.functional.glu(
+            torch.cat(self.cv1(x).split([2, 2], 1), 1), 1).sum(1, keepdim=True)
+
+
+def test_channel_splits_and_glu_keep_every_part():
+    """chunk / split along channels give every part (C2f, ShuffleNetV2) and glu is
+    element-wise; each was an unmapped op, and the second part 'no traced tensor'."""
+    spec = oracle(C2f, (1, 2, 11, 11))
+    assert rfsearch.evaluate(spec, input_size=11).iloc[0]["rf_h"] == 3
+
+
+class Resampled(nn.Module):
+    def __init__(self, **options):
+        super().__init__()
+        self.conv, self.options = nn.Conv2d(1, 1, 3), options
+
+    def forward(self, x):
+        return torch.nn.functional.interpolate(self.conv(x), **self.options)
+
+
+def test_a_scale_factor_that_is_not_the_sizes_ratio_is_refused():
+    """scale_factor=2.1 gives 2x the units but maps coordinates by 1/2.1: the x2 boxes
+    were wrong for some units; recompute_scale_factor makes the ratio the factor."""
+    with pytest.raises(rfsearch.SpecError, match=r"a scale factor \[2\.1, 2\.1\] that is "
+                                                 r"not the sizes' ratio \[2, 2\]"):
+        rfsearch.from_torch(Resampled(scale_factor=2.1), torch.rand(1, 1, 7, 7))
+    for options in ({"scale_factor": 2.0}, {"scale_factor": 2.1,
+                                            "recompute_scale_factor": True}):
+        spec = rfsearch.from_torch(Resampled(**options), torch.rand(1, 1, 7, 7))
+        assert spec["layers"][-1]["factor"] == [2, 2]
+
+
+class FrequencyPooled(nn.Module):
+    """A CRNN head: the frequency axis averaged away, then a 1-D conv over time."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.tconv = nn.Conv2d(1, 4, 3, padding=1), nn.Conv1d(4, 4, 3)
+
+    def forward(self, x):
+        return self.tconv(self.conv(x).mean(2))
+
+
+def test_an_unmapped_op_that_drops_a_dimension_is_one_line():
+    """Its stand-in kept the input's rank, and the next op raised IndexError."""
+    for policy, words in (("error", "a reduction over some of the spatial axes"),
+                          ("identity", "changes the map from 4 dimensions to 3")):
+        with pytest.raises(rfsearch.SpecError, match=words) as err:
+            rfsearch.from_torch(FrequencyPooled(), torch.rand(1, 1, 16, 20),
+                                on_unsupported=policy)
+        assert "\n" not in str(err.value)
+
+
 def test_outputs_cut_before_unsupported_ops():
     spec = rfsearch.from_torch(Unmapped(), torch.rand(1, 3, 16, 16), outputs="conv")
     assert [layer["name"] for layer in spec["layers"]] == ["conv"]

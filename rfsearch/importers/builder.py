@@ -105,7 +105,9 @@ class SpecBuilder:
         self.offenders[name] = Offender(name, offender.path, offender.op, offender.shapes,
                                         offender.line, offender.reason)
         first = inputs[0] if inputs else None
-        if first is not None and first.spatial and out is not None and len(out) == first.rank:
+        if first is not None and first.spatial and out is not None and len(out) != first.rank:
+            self.resized[name] = f"{first.rank} dimensions to {len(out)}"
+        elif first is not None and first.spatial and out is not None:
             theirs = tuple(out[a] for a in first.axes)
             if None not in theirs and theirs != first.sizes:
                 self.resized[name] = f"{_size(first.sizes)} to {_size(theirs)}"

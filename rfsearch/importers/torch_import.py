@@ -26,7 +26,7 @@ from .builder import (
     chosen,
     input_sizes,
 )
-from .torch_ops import Call
+from .torch_ops import SPLITS, Call
 
 RULES = {**torch_ops.RULES, **torch_layout.RULES}
 
@@ -264,9 +264,11 @@ def _call(node, values, builder: SpecBuilder, leaves: set[str]):
         offender = Offender(base, path, f"aten.{op}", _shapes(tensors, shape),
                             _line(node), str(why))
         name = builder.offend(base, tensors, offender, shape)
-        result = Value(name, tensors[0].axes, tensors[0].sizes, tensors[0].rank)
-    if isinstance(val, (list, tuple)):  # (output, indices) and the like
-        return (result, *(None for _ in val[1:]))
+        first = tensors[0]  # a stand-in: the same map, or features where the rank changed
+        result = Value(name, first.axes, first.sizes, first.rank) if len(shape) == first.rank \
+            else Value(name, (), (), len(shape))
+    if isinstance(val, (list, tuple)):  # (output, indices) and the like; a split's parts
+        return (result, *((result if op in SPLITS else None) for _ in val[1:]))
     return result
 
 

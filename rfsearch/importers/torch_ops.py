@@ -152,6 +152,11 @@ def upsample(mode: str) -> Callable[[Call], Value]:
                 raise Unsupported(f"a resize from {list(x.sizes)} to {list(out)} is not an "
                                   "integer factor")
             factors.append(m // n)
+        scales = c.args.get("scale_factors") or [c.args.get(k) for k in (
+            "scales_d", "scales_h", "scales_w", "scales") if c.args.get(k) is not None]
+        if scales and [float(v) for v in scales][-len(factors):] != [float(f) for f in factors]:
+            raise Unsupported(f"a scale factor {list(scales)} that is not the sizes' ratio "
+                              f"{factors}: PyTorch maps coordinates by 1/scale")
         fields = {"factor": factors, "mode": mode}
         if mode != "nearest" and c.args.get("align_corners"):
             fields["align_corners"] = True
@@ -182,7 +187,8 @@ def pad(c: Call) -> Value:
 
 
 def reflection_pad(c: Call) -> Value:
-    c.args = {"self": c.args["self"], "pad": c.args["padding"], "mode": "reflect"}
+    mode = "replicate" if c.args["__op"].startswith("replication") else "reflect"
+    c.args = {"self": c.args["self"], "pad": c.args["padding"], "mode": mode}
     return pad(c)
 
 
@@ -297,6 +303,20 @@ def alias(c: Call) -> Value:
     return next(iter(tensors(c, "self", "input", "x")))
 
 
+SPLITS = ("split", "split_with_sizes", "chunk", "unsafe_split", "unsafe_chunk",
+          "unsafe_split_with_sizes", "tensor_split")  # every part is the same map
+
+
+def along_channels(c: Call) -> Value:
+    """split / chunk (every part) and glu: parts of a non-spatial dimension, each unit
+    where it was; along a spatial axis they would move units, and are refused."""
+    x = c.value("self")
+    dim = c.args.get("dim", -1 if c.args["__op"] == "glu" else 0)
+    if not isinstance(dim, int) or dim % x.rank in x.axes:
+        raise Unsupported(f"a {c.args['__op']} along a spatial axis")
+    return x if c.args["__op"] in SPLITS else elementwise(c, x)
+
+
 ALIASES = ("alias", "clone", "contiguous", "detach", "_to_copy", "to", "type_as",
            "lift_fresh_copy", "dropout_", "expand_as", "_assert_tensor_metadata")
 
@@ -331,4 +351,5 @@ RULES: dict[str, Callable[[Call], Value]] = {
     "scaled_dot_product_attention": attention,
     **dict.fromkeys(ELEMENTWISE, elementwise),
     **dict.fromkeys(ALIASES, alias),
+    **dict.fromkeys((*SPLITS, "glu"), along_channels),
 }
