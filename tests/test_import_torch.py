@@ -243,6 +243,32 @@ def test_a_scale_factor_that_is_not_the_sizes_ratio_is_refused():
         assert spec["layers"][-1]["factor"] == [2, 2]
 
 
+class Pooled(nn.Module):
+    """A conv, then an adaptive pool with even windows that do not divide the map, or a
+    mean over the width kept as one unit (coordinate attention's pooling)."""
+
+    def __init__(self, act=nn.Identity, pool="avg", adaptive=True):
+        super().__init__()
+        self.conv, self.adaptive = nn.Conv2d(1, 1, 3), adaptive
+
+    def forward(self, x):
+        y = self.conv(x)
+        return nn.functional.adaptive_avg_pool2d(y, (3, 7)) if self.adaptive else \
+            y.mean(3, keepdim=True)
+
+
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_pools_with_one_even_window_per_axis_are_exact(adaptive):
+    """13 -> 3 is kernel 5 stride 4, 21 -> 7 kernel 3; a mean over W with keepdim is a
+    window over the whole width. Each was refused; 13 -> 7 (uneven) still is."""
+    spec = oracle(lambda **kw: Pooled(adaptive=adaptive, **kw), (1, 1, 15, 23))
+    row = rfsearch.evaluate(spec, input_size=(15, 23)).iloc[0]
+    assert (row["rf_h"], row["stride_h"], row["rf_w"]) == ((7, 4, 5) if adaptive else
+                                                           (3, 1, 23))
+    with pytest.raises(rfsearch.SpecError, match="not one window"):
+        rfsearch.from_torch(nn.AdaptiveAvgPool2d(7), torch.rand(1, 1, 13, 13))
+
+
 class FrequencyPooled(nn.Module):
     """A CRNN head: the frequency axis averaged away, then a 1-D conv over time."""
 

@@ -122,12 +122,26 @@ def adaptive_pool(op: str) -> Callable[[Call], Value]:
         out = per_axis(c.args["output_size"], c.dims, "output_size")
         if all(o == 1 for o in out):
             return global_pool(c, x)
-        if any(o is None or n % o for n, o in zip(x.sizes, out, strict=True)):
+        windows = [None if o is None else adaptive_window(n, o)
+                   for n, o in zip(x.sizes, out, strict=True)]
+        if None in windows:
             raise Unsupported(f"an adaptive pool from {list(x.sizes)} to {out} is not one "
                               "window (its windows overlap unevenly)")
-        kernel = [n // o for n, o in zip(x.sizes, out, strict=True)]
-        return c.layer(op, [x], kernel=kernel, stride=kernel)
+        return c.layer(op, [x], kernel=[k for k, _ in windows], stride=[s for _, s in windows])
     return rule
+
+
+def adaptive_window(n: int, o: int) -> tuple[int, int] | None:
+    """(kernel, stride) of an adaptive pool from ``n`` units to ``o``, whose window ``i``
+    is [floor(i n / o), ceil((i + 1) n / o)), where the windows are one length and evenly
+    spaced (13 to 3: kernel 5, stride 4); else None."""
+    starts = [i * n // o for i in range(o)]
+    ends = [-(-(i + 1) * n // o) for i in range(o)]
+    kernel, stride = ends[0] - starts[0], (starts[1] if o > 1 else n)
+    if all(e - b == kernel for b, e in zip(starts, ends, strict=True)) and all(
+            b == i * stride for i, b in enumerate(starts)):
+        return kernel, stride
+    return None
 
 
 def global_pool(c: Call, x: Value) -> Value:
@@ -229,8 +243,12 @@ def reduce(c: Call) -> Value:
     spatial = dims & set(x.axes)
     if not spatial:
         return elementwise(c, x)
-    if spatial != set(x.axes):
-        raise Unsupported("a reduction over some of the spatial axes")
+    if spatial != set(x.axes):  # kept as one unit: a window over the whole of those axes
+        if len(c.shape) != x.rank:
+            raise Unsupported("a reduction over some of the spatial axes")
+        kernel = [n if a in spatial else 1 for a, n in zip(x.axes, x.sizes, strict=True)]
+        op = "avgpool" if c.args["__op"] in ("mean", "sum") else "maxpool"
+        return c.layer(op, [x], kernel=kernel, stride=kernel)
     return global_pool(c, x)
 
 
