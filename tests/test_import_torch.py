@@ -123,8 +123,13 @@ def test_gradient_oracle_on_random_models(dims, data):
 # ---------------------------------------------------------------- errors and options
 
 class Gate(nn.Module):
+    def __init__(self, expand: bool = False):
+        super().__init__()
+        self.expand = expand
+
     def forward(self, x):
-        return x * torch.sigmoid(x.mean((2, 3), keepdim=True))
+        gate = torch.sigmoid(x.mean((2, 3), keepdim=True))
+        return x * (gate.expand(-1, -1, *x.shape[2:]) if self.expand else gate)
 
 
 class Unmapped(nn.Module):
@@ -295,8 +300,9 @@ def test_outputs_cut_before_unsupported_ops():
     assert [layer["name"] for layer in spec["layers"]] == ["conv"]
 
 
-def test_squeeze_excitation_gates_are_element_wise():
-    spec = rfsearch.from_torch(nn.Sequential(nn.Conv2d(3, 3, 3), Gate()),
+@pytest.mark.parametrize("expand", [False, True])  # broadcast, or expanded first
+def test_squeeze_excitation_gates_are_element_wise(expand):
+    spec = rfsearch.from_torch(nn.Sequential(nn.Conv2d(3, 3, 3), Gate(expand)),
                                torch.rand(1, 3, 16, 16))
     assert rfsearch.evaluate(spec, input_size=16).iloc[0]["rf_h"] == 3
     assert any("gates" in a for a in spec["source"]["assumptions"])

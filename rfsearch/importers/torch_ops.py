@@ -336,7 +336,7 @@ def along_channels(c: Call) -> Value:
 
 
 ALIASES = ("alias", "clone", "contiguous", "detach", "_to_copy", "to", "type_as",
-           "lift_fresh_copy", "dropout_", "expand_as", "_assert_tensor_metadata")
+           "lift_fresh_copy", "dropout_", "expand_as", "expand", "_assert_tensor_metadata")
 
 
 RULES: dict[str, Callable[[Call], Value]] = {
