@@ -258,18 +258,21 @@ class Pooled(nn.Module):
 
     def forward(self, x):
         y = self.conv(x)
+        if self.adaptive == "area":  # an adaptive pool onto twice the units
+            return nn.functional.interpolate(y, scale_factor=2, mode="area")
         return nn.functional.adaptive_avg_pool2d(y, (3, 7)) if self.adaptive else \
             y.mean(3, keepdim=True)
 
 
-@pytest.mark.parametrize("adaptive", [True, False])
+@pytest.mark.parametrize("adaptive", [True, False, "area"])
 def test_pools_with_one_even_window_per_axis_are_exact(adaptive):
     """13 -> 3 is kernel 5 stride 4, 21 -> 7 kernel 3; a mean over W with keepdim is a
-    window over the whole width. Each was refused; 13 -> 7 (uneven) still is."""
+    window over the whole width; area x2 is nearest x2. Each was refused; 13 -> 7
+    (uneven) still is."""
     spec = oracle(lambda **kw: Pooled(adaptive=adaptive, **kw), (1, 1, 15, 23))
     row = rfsearch.evaluate(spec, input_size=(15, 23)).iloc[0]
-    assert (row["rf_h"], row["stride_h"], row["rf_w"]) == ((7, 4, 5) if adaptive else
-                                                           (3, 1, 23))
+    assert (row["rf_h"], row["stride_h"], row["rf_w"]) == {
+        True: (7, 4, 5), False: (3, 1, 23), "area": (3, 1, 3)}[adaptive]
     with pytest.raises(rfsearch.SpecError, match="not one window"):
         rfsearch.from_torch(nn.AdaptiveAvgPool2d(7), torch.rand(1, 1, 13, 13))
 

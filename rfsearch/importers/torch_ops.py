@@ -122,8 +122,11 @@ def adaptive_pool(op: str) -> Callable[[Call], Value]:
         out = per_axis(c.args["output_size"], c.dims, "output_size")
         if all(o == 1 for o in out):
             return global_pool(c, x)
-        windows = [None if o is None else adaptive_window(n, o)
-                   for n, o in zip(x.sizes, out, strict=True)]
+        out = [n if o is None else o for n, o in zip(x.sizes, out, strict=True)]
+        if all(o % n == 0 for n, o in zip(x.sizes, out, strict=True)) and out != list(x.sizes):
+            return c.layer("upsample", [x], factor=[o // n for n, o in zip(  # mode="area"
+                x.sizes, out, strict=True)], mode="nearest")  # x r: each unit r times
+        windows = [adaptive_window(n, o) for n, o in zip(x.sizes, out, strict=True)]
         if None in windows:
             raise Unsupported(f"an adaptive pool from {list(x.sizes)} to {out} is not one "
                               "window (its windows overlap unevenly)")
