@@ -62,7 +62,7 @@ def _names(names, n: int) -> np.ndarray | NumberedNames:
     if len(given) != n:
         raise SpecError(f"names must hold {n} names, got {len(given)}")
     if isinstance(given, np.ndarray):  # a missing name is the default one, as in tables
-        missing = np.fromiter((v is None for v in given), bool, n)
+        missing = np.equal(given, None).astype(bool)
         if missing.any():
             given = given.copy()
             given[missing] = np.asarray(default_names(np.nonzero(missing)[0]), dtype=object)
