@@ -82,11 +82,16 @@ def _json_object(pairs: list) -> dict:
     """json's ``object_pairs_hook``: the object, marked if a key is given twice."""
     data = dict(pairs)
     if len(data) < len(pairs):
-        seen: set = set()
-        key = next(k for k, _ in pairs if k in seen or seen.add(k))
-        data[REPEATED] = f"key {key!r} is given twice in one object"
+        data[REPEATED] = f"key {_first_repeat(k for k, _ in pairs)!r} is given twice in " \
+            "one object"
         Marks.made += 1
     return data
+
+
+def _first_repeat(keys):
+    """The first key that an earlier one equals (None if none does)."""
+    seen: set = set()
+    return next((k for k in keys if k in seen or seen.add(k)), None)
 
 
 def repeated_key(data) -> str | None:
@@ -189,8 +194,7 @@ def _yaml_loader():
             own = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)
                    and k.tag != "tag:yaml.org,2002:merge"]
             mapping = super().construct_mapping(node, deep)
-            seen: set = set()
-            key = next((k for k in own if k in seen or seen.add(k)), None)
+            key = _first_repeat(own)
             if key is not None:
                 mapping[REPEATED] = (f"key {key!r} is given twice in one mapping (line "
                                      f"{node.start_mark.line + 1})")

@@ -105,12 +105,13 @@ class SpecBuilder:
         self.offenders[name] = Offender(name, offender.path, offender.op, offender.shapes,
                                         offender.line, offender.reason)
         first = inputs[0] if inputs else None
-        if first is not None and first.spatial and out is not None and len(out) != first.rank:
+        if first is None or not first.spatial or out is None:
+            return name
+        if len(out) != first.rank:
             self.resized[name] = f"{first.rank} dimensions to {len(out)}"
-        elif first is not None and first.spatial and out is not None:
-            theirs = tuple(out[a] for a in first.axes)
-            if None not in theirs and theirs != first.sizes:
-                self.resized[name] = f"{_size(first.sizes)} to {_size(theirs)}"
+        elif None not in (theirs := tuple(out[a] for a in first.axes)) and \
+                theirs != first.sizes:
+            self.resized[name] = f"{_size(first.sizes)} to {_size(theirs)}"
         return name
 
     def broadcast(self, base: str, source: Value, why: str, along=None) -> str:

@@ -229,7 +229,7 @@ def reshape(la: Layer) -> Value:
     if old is None:
         return flatten(la)
     new = [1, *target]
-    if -1 in new:
+    if -1 in new:  # the product of the others is -prod(new)
         new[new.index(-1)] = math.prod(old) // max(1, -math.prod(new))
     axes = carried(old, new, x.axes)
     if axes is not None:
