@@ -92,7 +92,8 @@ def _wasted(g: Layers, res: np.ndarray, exempt_1x1: bool):
     has = g.preds >= 0  # [L, M, N]
     pnum, pden = _gather_preds(g.num, g.preds), _gather_preds(g.den, g.preds)
     pmin = _gather_preds(g.rf_min, g.preds)  # [L, M, A, N]
-    pmap = res[:, None] * pden // pnum  # a predecessor's map: the size over its stride
+    # a predecessor's map: the size over its stride (0 past an overflow: that row is null)
+    pmap = res[:, None] * pden // np.maximum(pnum, 1)
     small_maps = ((pmap <= g.k_eff[:, None]).all(axis=2) | ~has).all(axis=1)
     seen = ((res[:, None] <= pmin).all(axis=2) | ~has).all(axis=1)
     rf_rule = seen & (res < g.rf_min).all(axis=1)

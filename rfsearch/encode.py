@@ -202,18 +202,36 @@ def encode_networks(networks: Sequence[Network]) -> Batch:
         raise SpecError(f"{periodic.name!r}: resampling, crops, ceil-mode pools, negative "
                         "padding and 1-D / 3-D networks run in evaluate(), not in this "
                         "integer encoding (nor in search spaces, yet)")
-    n = len(networks)
-    nodes = np.array([len(net.layers) + 1 for net in networks], dtype=np.int32)
-    L = depth_bucket(nodes.max(initial=1))
-    M = fan_in_bucket(max((len(lay.inputs) for net in networks for lay in net.layers), default=1))
-    # Flat per-layer records, then one scatter into the padded arrays.
-    rows = np.repeat(np.arange(n), nodes - 1)
-    cols = np.concatenate([np.arange(1, k) for k in nodes]) if n else np.zeros(0, int)
     layers = [lay for net in networks for lay in net.layers]
-    flat = {
-        name: np.array([getattr(lay, name) for lay in layers], dtype=np.int64).reshape(-1, 2)
-        for name in PARAM_FIELDS
-    }
+    M = fan_in_bucket(max((len(lay.inputs) for lay in layers), default=1))
+    fan = np.full((len(layers), M), -1, dtype=np.int32)
+    for i, lay in enumerate(layers):
+        fan[i, : len(lay.inputs)] = lay.inputs
+    return pack(
+        np.array([len(net.layers) + 1 for net in networks], dtype=np.int32),
+        np.array([lay.code for lay in layers], dtype=np.int8),
+        {name: np.array([getattr(lay, name) for lay in layers], dtype=np.int64).reshape(-1, 2)
+         for name in PARAM_FIELDS},
+        fan,
+        output=np.array([net.output for net in networks], dtype=np.int32),
+        names=np.array([net.name for net in networks], dtype=object),
+        layer_names=tuple(tuple(lay.name for lay in net.layers) for net in networks),
+        layer_ops=tuple(tuple(lay.op for lay in net.layers) for net in networks),
+        is_chain=all(net.is_chain for net in networks),
+    )
+
+
+def pack(nodes: np.ndarray, codes: np.ndarray, flat: dict[str, np.ndarray],
+         fan: np.ndarray | None, **fields) -> Batch:
+    """A Batch from flat per-layer records, network after network: ``nodes`` [N] (layers
+    + 1 each), ``codes`` [n] op codes, ``flat`` the [n, 2] parameter fields, ``fan``
+    [n, M] input nodes (-1 = none; None: every layer reads the node before it), and the
+    Batch's per-network ``fields``; one scatter into the padded arrays."""
+    n = len(nodes)
+    L = depth_bucket(nodes.max(initial=1))
+    M = 1 if fan is None else fan.shape[1]
+    rows = np.repeat(np.arange(n), nodes - 1)
+    cols = np.arange(len(rows)) - np.repeat(np.cumsum(nodes - 1) - (nodes - 1), nodes - 1) + 1
     dtype = param_dtype(*flat.values())
     arrays = {}
     for name in PARAM_FIELDS:
@@ -225,25 +243,15 @@ def encode_networks(networks: Sequence[Network]) -> Batch:
     op = _layer_major((n, L), np.int8)
     op[...] = ops.ELEMENTWISE
     op[:, 0] = ops.INPUT
-    op[rows, cols] = [lay.code for lay in layers]
+    op[rows, cols] = codes
     preds = _layer_major((n, L, M), np.int32)
     preds[...] = -1
     preds[:, :, 0] = np.arange(L, dtype=np.int32) - 1  # padding nodes read the one before
-    fan = np.full((len(layers), M), -1, dtype=np.int32)
-    for i, lay in enumerate(layers):
-        fan[i, : len(lay.inputs)] = lay.inputs
-    preds[rows, cols] = fan
-    return Batch(
-        op=op, preds=preds, **arrays,
-        length=nodes,
-        output=np.array([net.output for net in networks], dtype=np.int32),
-        names=np.array([net.name for net in networks], dtype=object),
-        layer_names=tuple(tuple(lay.name for lay in net.layers) for net in networks),
-        layer_ops=tuple(tuple(lay.op for lay in net.layers) for net in networks),
-        is_chain=all(net.is_chain for net in networks),
-        has_same=bool((flat["pad_before"] < 0).any()),
-        has_whole=any(lay.code in (ops.GLOBAL_POOL, ops.DENSE) for lay in layers),
-    )
+    if fan is not None:
+        preds[rows, cols] = fan
+    return Batch(op=op, preds=preds, **arrays, length=nodes,
+                 has_same=bool((flat["pad_before"] < 0).any()),
+                 has_whole=bool(np.isin(codes, (ops.GLOBAL_POOL, ops.DENSE)).any()), **fields)
 
 
 def encode(specs) -> Batch:

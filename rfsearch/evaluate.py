@@ -144,6 +144,18 @@ def _concat_columns(parts: list[tuple[dict, np.ndarray]]):
     return merged, np.concatenate([order for _, order in parts])
 
 
+def _integer_sources(src: Source, rest: list[int]) -> list[Source]:
+    """What the integer kernel computes: the networks ``rest`` (possibly none: an empty
+    part declares every column) and the plain specs read column-wise."""
+    found = []
+    if rest or src.plain is None:
+        found.append(Source(src.label, [src.networks[i] for i in rest],
+                            [src.index[i] for i in rest], [], src.total))
+    if src.plain is not None:
+        found.append(Source(src.label, [], src.plain_index, [], src.total, src.plain))
+    return found
+
+
 def _table(src: Source, sizes, per_layer: bool, chunk, progress: bool, analysis):
     """Columns and order for one source: the integer kernel computes the 2-D networks of
     integer ops, the periodic program the rest (:mod:`rfsearch.periodic`); a network the
@@ -153,19 +165,20 @@ def _table(src: Source, sizes, per_layer: bool, chunk, progress: bool, analysis)
     picks = [i for i, net in enumerate(src.networks) if net.periodic]
     rest = [i for i in range(len(src.networks)) if i not in set(picks)]
     parts, errors = _periodic_rows(src, picks, sizes, per_layer, analysis) if picks else ([], [])
+    integer = _integer_sources(src, rest)
     size2 = None
     try:
-        size2 = size_for(sizes, 2) if rest else None
+        size2 = size_for(sizes, 2) if rest or src.plain is not None else None
     except SpecError as err:
-        errors += [(src.index[i], src.networks[i].name,
-                    f"{Location(src.label, src.index[i], src.networks[i].name)}: {err}")
-                   for i in rest]
-        rest = []
-    if not picks and not errors:  # the common case: the integer kernel alone
-        return _source_table(src, size2, per_layer, chunk, progress, analysis)
-    classic = Source(src.label, [src.networks[i] for i in rest], [src.index[i] for i in rest],
-                     [], src.total)  # possibly empty: it declares every column
-    parts.insert(0, _source_table(classic, size2, per_layer, chunk, progress, analysis))
+        errors += [(i, name, f"{Location(src.label, i, name)}: {err}")
+                   for part in integer for i, name in part.parsed()]
+        integer = _integer_sources(Source(src.label, [], [], [], src.total), [])
+    if not parts and not errors and len(integer) == 1:  # the common case: one kernel run
+        only = integer[0]
+        only.errors = src.errors
+        return _source_table(only, size2, per_layer, chunk, progress, analysis)
+    parts[:0] = [_source_table(part, size2, per_layer, chunk, progress, analysis)
+                 for part in integer]
     cols, order = _concat_columns(parts)
     failed = Source(src.label, [], [], [*src.errors, *errors], src.total)
     if failed.errors:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ from .chain_table import chain_rows, frame_table
 from .encode import Batch
 from .errors import Location, SpecError
 from .importers.files import MODEL_SUFFIXES, import_file, is_model_file
+from .plain import split_plain
 from .spec import Network, parse_network
 
 DOC_START = re.compile(r"---(\s|$)")  # a line that starts a YAML document
@@ -34,8 +35,9 @@ SPEC_SUFFIXES = (".json", ".jsonl", ".ndjson", ".yaml", ".yml", ".parquet")
 class Source:
     """Specs from one place: validated networks and the specs that failed.
 
-    ``networks[i]`` is spec ``index[i]`` of the source; ``errors`` holds
-    (spec index, spec name or None, one-line message) for the rest.
+    ``networks[i]`` is spec ``index[i]`` of the source; ``plain`` holds the plain chain
+    specs read column-wise (:mod:`rfsearch.plain`), row ``j`` spec ``plain_index[j]``;
+    ``errors`` holds (spec index, spec name or None, one-line message) for the rest.
     """
 
     label: str | None
@@ -44,21 +46,38 @@ class Source:
     errors: list[tuple[int, str | None, str]]
     total: int
     batch: Batch | None = None  # set instead of networks for columnar sources
+    plain: Batch | None = None
+    plain_index: list[int] = field(default_factory=list)
+
+    def parsed(self) -> list[tuple[int, str]]:
+        """(spec index, name) of every spec that parsed, in the source's order."""
+        if self.batch is not None:
+            return list(zip(np.asarray(self.index).tolist(),
+                            np.asarray(self.batch.names).tolist(), strict=True))
+        found = [(i, net.name) for i, net in zip(self.index, self.networks, strict=True)]
+        if self.plain is not None:
+            found += zip(self.plain_index, self.plain.names.tolist(), strict=True)
+        return sorted(found)
 
 
 def from_objects(objects: list, label: str | None = None,
                  positions: list[int] | None = None, repeats: bool = False) -> Source:
     """Validate spec dicts one by one; bad ones become error entries. ``repeats``: the
-    objects were read from a text in which some object gave a key twice."""
-    src = Source(label, [], [], [], len(objects))
-    for i, raw in enumerate(objects):
-        where = i if positions is None else positions[i]
+    objects were read from a text in which some object gave a key twice. Plain chain
+    specs are read column-wise when there are several (a single spec is always a
+    Network: ``show``, ``coords`` and ``plot`` read one)."""
+    where = positions if positions is not None else range(len(objects))
+    plain, plain_rows, rest = (split_plain(objects, where) if len(objects) > 1 and not repeats
+                               else (None, [], range(len(objects))))
+    src = Source(label, [], [], [], len(objects), plain=plain, plain_index=plain_rows)
+    for i in rest:
+        raw = objects[i]
         try:
             problem = repeated_key(raw) if repeats else None
             if problem:
-                raise SpecError(problem, Location(label, where, raw.get("name") if
+                raise SpecError(problem, Location(label, where[i], raw.get("name") if
                                                   isinstance(raw, dict) else None))
-            src.networks.append(parse_network(raw, where, label))
+            src.networks.append(parse_network(raw, where[i], label))
             src.index.append(i)
         except SpecError as err:
             name = raw.get("name") if isinstance(raw, dict) else None
@@ -282,6 +301,7 @@ def _from_entries(entries: list, label: str, repeats: bool) -> Source:
     positions = [i for i, e in enumerate(entries) if not isinstance(e, SpecError)]
     src = from_objects(objects, label, positions, repeats)
     src.index = [positions[i] for i in src.index]  # positions in the file, bad entries too
+    src.plain_index = [positions[i] for i in src.plain_index]
     src.errors = [(positions[i], n, m) for i, n, m in src.errors] + [
         (i, None, str(e)) for i, e in enumerate(entries) if isinstance(e, SpecError)]
     src.total = len(entries)

@@ -195,7 +195,11 @@ BAD = {"name": "bad", "layers": [{"op": "conv", "kernel": 0}]}
 
 
 def names(src) -> list[str]:
-    return [net.name for net in src.networks]
+    return [name for _, name in src.parsed()]
+
+
+def positions(src) -> list[int]:
+    return [i for i, _ in src.parsed()]
 
 
 def test_json_file_of_one_spec_or_a_list(tmp_path):
@@ -208,8 +212,8 @@ def test_json_file_of_one_spec_or_a_list(tmp_path):
     many = tmp_path / "many.json"
     many.write_text(json.dumps([CONV3, CONV5]))
     src = read_source(many)
-    assert names(src) == ["c3", "c5"] and src.index == [0, 1] and src.total == 2
-    assert src.networks[1].layers[0].stride == (2, 2)
+    assert names(src) == ["c3", "c5"] and positions(src) == [0, 1] and src.total == 2
+    assert src.plain.stride[1, 1].tolist() == [2, 2]  # several plain chains: read as columns
 
 
 def test_json_lines_keep_file_positions_past_bad_lines(tmp_path):
@@ -217,7 +221,7 @@ def test_json_lines_keep_file_positions_past_bad_lines(tmp_path):
     path.write_text(json.dumps(CONV3) + "\n\n{not json\n" + json.dumps(BAD) + "\n"
                     + json.dumps(CONV5) + "\n")
     src = read_source(path)
-    assert names(src) == ["c3", "c5"] and src.index == [0, 3] and src.total == 4
+    assert names(src) == ["c3", "c5"] and positions(src) == [0, 3] and src.total == 4
     assert sorted((i, name) for i, name, _ in src.errors) == [(1, None), (2, "bad")]
     assert all("\n" not in message for _, _, message in src.errors)
     message = {i: m for i, _, m in src.errors}
@@ -230,7 +234,7 @@ def test_yaml_documents_each_hold_a_spec_or_a_list(tmp_path):
     path = tmp_path / "nets.yml"
     path.write_text(yaml.safe_dump(CONV3) + "---\n" + yaml.safe_dump([CONV5, BAD]))
     src = read_source(path)
-    assert names(src) == ["c3", "c5"] and src.index == [0, 1] and src.total == 3
+    assert names(src) == ["c3", "c5"] and positions(src) == [0, 1] and src.total == 3
     assert [(i, name) for i, name, _ in src.errors] == [(2, "bad")]
 
 
@@ -297,12 +301,12 @@ def test_resolve_a_dict_and_a_list_of_dicts():
     (src,) = resolve(CONV3)
     assert (src.label, names(src), src.total) == (None, ["c3"], 1)
     (src,) = resolve([CONV3, CONV5])
-    assert names(src) == ["c3", "c5"] and src.index == [0, 1]
+    assert names(src) == ["c3", "c5"] and positions(src) == [0, 1]
 
 
 def test_a_bad_spec_costs_one_error_entry_not_the_source():
     (src,) = resolve([CONV3, BAD, "not a spec", CONV5])
-    assert names(src) == ["c3", "c5"] and src.index == [0, 3] and src.total == 4
+    assert names(src) == ["c3", "c5"] and positions(src) == [0, 3] and src.total == 4
     assert [(i, name) for i, name, _ in src.errors] == [(1, "bad"), (2, None)]
     assert src.errors[1][2] == "spec #2: a spec must be an object, got str"
     df = rfsearch.evaluate([CONV3, BAD, CONV5])
