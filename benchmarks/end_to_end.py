@@ -5,7 +5,8 @@ Also ``evaluate`` at 224 on the README's library example (10^6 random chains, ab
 fifth of them invalid there: their rows' messages are part of the work); on 2^18 random
 DAGs of 64 layers (``workloads.random_dags``, already encoded) at 224, with the compiled
 CPU DAG kernel (``rfsearch.native``, where a C++ compiler is available) and with XLA's
-DAG program; and ``evaluate`` on 4,096 distinct
+DAG program; ``evaluate`` on a JSON Lines file of 50,000 plain chain specs, read
+column-wise and (the baseline, same run) one spec at a time; and ``evaluate`` on 4,096 distinct
 random encoder-decoders from specs at 256 (the periodic program: upsampling and
 transposed convolutions, ``workloads.random_decoders``).
 
@@ -122,6 +123,31 @@ def decoder_figures(n: int, repeats: int) -> dict:
     return figures
 
 
+def spec_file_figures(n: int, repeats: int) -> dict:
+    """``evaluate`` at 224 on a JSON Lines file of ``n`` random plain chain specs
+    (``workloads.random_chain_specs``; reading and parsing included): plain chains read
+    column-wise (``evaluate_s``) and every spec validated one by one
+    (``per_spec_evaluate_s``, the path before), alternating."""
+    specs = W.random_chain_specs(n, np.random.default_rng(3))
+    ways = {"evaluate_s": contextlib.nullcontext, "per_spec_evaluate_s": W.per_spec_parsing}
+    times = {key: [] for key in ways}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "specs.jsonl"
+        path.write_text("".join(json.dumps(spec) + "\n" for spec in specs))
+        rfsearch.evaluate(specs[:64], input_size=224)  # compiles
+        for _ in range(repeats):
+            for key, within in ways.items():
+                with within():
+                    _, [t], df = timed(lambda: rfsearch.evaluate(path, input_size=224), 1)
+                times[key].append(t)
+    figures = {"n": n, "layers": "4-16", "input_size": 224, "valid_rows":
+               int(df["error"].isna().sum())}
+    for key, t in times.items():
+        figures[key], figures[key.replace("_s", "_times")] = statistics.median(t), t
+    figures["speedup"] = figures["per_spec_evaluate_s"] / figures["evaluate_s"]
+    return figures
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -155,6 +181,7 @@ def main(argv=None) -> int:
         "invalid": invalid_figures(n, args.repeats),
         "dags": dag_figures(1 << (12 if args.quick else 18), args.repeats),
         "decoders": decoder_figures(256 if args.quick else 4096, args.repeats),
+        "spec_file": spec_file_figures(2_000 if args.quick else 50_000, args.repeats),
     }
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -171,6 +198,10 @@ def main(argv=None) -> int:
           + ", ".join(f"{name} {d[f'{name}_evaluate_s']:.2f} s "
                       f"({d['n'] / d[f'{name}_evaluate_s'] / 1e6:.2f} M/s)"
                       for name in ("native", "xla") if f"{name}_evaluate_s" in d))
+    f = result["spec_file"]
+    print(f"{f['n']:,} plain chain specs from JSON Lines: evaluate at 224 "
+          f"{f['evaluate_s']:.2f} s ({f['n'] / f['evaluate_s']:,.0f} /s), one by one "
+          f"{f['per_spec_evaluate_s']:.2f} s ({f['speedup']:.1f}x)")
     dec = result["decoders"]
     print(f"{dec['n']:,} encoder-decoders from specs: evaluate at 256 {dec['evaluate_s']:.2f} s "
           f"({dec['n'] / dec['evaluate_s']:,.0f} /s, {dec['program']})"

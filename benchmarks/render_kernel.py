@@ -126,6 +126,7 @@ def render_end_to_end(res: dict) -> list[str]:
                rate(d["n"] / d[f"{key}_evaluate_s"]))
               for key, name in (("native", "compiled CPU kernel"), ("xla", "XLA's program"))
               if f"{key}_evaluate_s" in d),
+            *spec_file_rows(res.get("spec_file")),
             *decoder_rows(res.get("decoders"))]
     return [f"{n:,} ragged chains of up to {res['max_layers']} layers from a Parquet table to "
             f"a Parquet table of results at input {res['input_size']}, median of "
@@ -140,6 +141,19 @@ def invalid_rows(bad: dict | None) -> list[Row]:
     return [(f"`evaluate`, the README's {bad['n']:,} random chains of {bad['layers']} layers "
              f"at {bad['input_size']} ({bad['invalid_rows']:,} invalid: one message each)",
              seconds(bad["evaluate_s"]), rate(bad["n"] / bad["evaluate_s"]))]
+
+
+def spec_file_rows(f: dict | None) -> list[Row]:
+    """``evaluate`` on a JSON Lines file of plain chain specs: read column-wise, and one
+    spec at a time (the path before), in the same run."""
+    if not f:
+        return []
+    label = (f"`evaluate`, a JSON Lines file of {f['n']:,} chain specs of {f['layers']} "
+             f"layers at {f['input_size']}, reading included")
+    return [(f"{label} ({f['speedup']:.1f}× validating one spec at a time)",
+             seconds(f["evaluate_s"]), rate(f["n"] / f["evaluate_s"])),
+            (f"{label}, one spec at a time (the path before)",
+             seconds(f["per_spec_evaluate_s"]), rate(f["n"] / f["per_spec_evaluate_s"]))]
 
 
 def decoder_rows(dec: dict | None) -> list[Row]:

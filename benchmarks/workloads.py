@@ -381,3 +381,39 @@ def random_decoders(n: int, rng: np.random.Generator) -> list[dict]:
                            "padding": "same"})
         specs.append({"name": f"decoder{i}", "layers": layers})
     return specs
+
+
+def random_chain_specs(n: int, rng: np.random.Generator) -> list[dict]:
+    """n random plain chain specs of 4 to 16 layers, as a JSON Lines file of candidates
+    holds them: convs (kernel 1/3/5/7, stride 2 one time in six, padding an int or
+    'same'), pools and activations."""
+    specs = []
+    for i in range(n):
+        layers = []
+        for _ in range(int(rng.integers(4, 17))):
+            kind = int(rng.integers(6))
+            if kind < 4:
+                layers.append({"op": "conv", "kernel": int(rng.choice([1, 3, 5, 7])),
+                               "stride": 2 if kind == 0 and rng.random() < 0.5 else 1,
+                               "padding": "same" if kind == 1 else int(rng.integers(0, 3))})
+            else:
+                layers.append({"op": "maxpool", "kernel": 3, "stride": 2, "padding": 1}
+                              if kind == 4 else {"op": "relu"})
+        specs.append({"name": f"net{i}", "layers": layers})
+    return specs
+
+
+@contextlib.contextmanager
+def per_spec_parsing():
+    """Within: every spec is validated one by one (``spec.parse_network``), the path all
+    specs took before plain chains were read column-wise (``rfsearch.plain``)."""
+    from rfsearch import sources
+
+    def full_path_only(objects, positions):
+        return None, [], list(range(len(objects)))
+
+    saved, sources.split_plain = sources.split_plain, full_path_only
+    try:
+        yield
+    finally:
+        sources.split_plain = saved
