@@ -32,7 +32,14 @@ from import_oracle import check_boxes  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
-from torch_models import FPN, TCN, MobileNetV2Blocks, ResNet18, UNet  # noqa: E402
+from torch_models import (  # noqa: E402
+    FPN,
+    TCN,
+    GlobalContext,
+    MobileNetV2Blocks,
+    ResNet18,
+    UNet,
+)
 from torch_random import C, Random, recipes  # noqa: E402
 
 import rfsearch  # noqa: E402
@@ -260,6 +267,19 @@ def test_a_ceil_window_in_the_right_padding_is_dropped_as_onnx_runtime_does(opse
     assert row["out_w"] == y.shape[2] == 2
     noted = any("ceil_mode" in a for a in spec["source"]["assumptions"])
     assert noted == (opset < 22)
+
+
+@pytest.mark.parametrize("mode", ["alone", "concat", "sum"])
+@pytest.mark.parametrize("batch", [False, True])  # with a dynamic batch, no inferred sizes
+def test_a_summary_expanded_over_the_map_reads_the_whole_map(tmp_path, mode, batch):
+    # before: Expand kept the one-unit size (out_w 1 with a dynamic batch; static: refused)
+    model = GlobalContext(mode)
+    path = export(model, (1, 1, 32), tmp_path / "context.onnx", batch=batch)
+    row = rfsearch.evaluate(rfsearch.from_onnx(path), input_size=32).iloc[0]
+    assert row["out_w"] == 32 and row["rf_w"] >= 2 * 32 - 1 and pd.isna(row["error"])
+    check_boxes(rfsearch.from_onnx(export(positive(GlobalContext(mode)), (1, 1, 32),
+                                          tmp_path / "twin.onnx", batch=True)),
+                impulse_supports(str(tmp_path / "twin.onnx"), (1, 1, 32)), (32,))
 
 
 def test_a_size_onnx_disagrees_with_is_an_error_naming_the_node():

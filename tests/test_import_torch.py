@@ -14,6 +14,7 @@ torchvision's names, MobileNetV2 blocks, a U-Net, a TCN, an FPN).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -21,7 +22,15 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from import_oracle import check_boxes  # noqa: E402
 from torch import nn  # noqa: E402
-from torch_models import FPN, TCN, MobileNetV2Blocks, ResNet18, ResNet50, UNet  # noqa: E402
+from torch_models import (  # noqa: E402
+    FPN,
+    TCN,
+    GlobalContext,
+    MobileNetV2Blocks,
+    ResNet18,
+    ResNet50,
+    UNet,
+)
 from torch_random import C, Random, recipes  # noqa: E402
 
 import rfsearch  # noqa: E402
@@ -309,6 +318,29 @@ def test_squeeze_excitation_gates_are_element_wise(expand):
                                torch.rand(1, 3, 16, 16))
     assert rfsearch.evaluate(spec, input_size=16).iloc[0]["rf_h"] == 3
     assert any("gates" in a for a in spec["source"]["assumptions"])
+
+
+@pytest.mark.parametrize("mode", ["alone", "concat", "sum"])
+def test_a_summary_expanded_over_the_map_and_convolved_reads_the_whole_map(mode):
+    # before: expand kept the one-unit size (out_w 1, rf_w 36 where torch has 32 units)
+    spec = rfsearch.from_torch(GlobalContext(mode), torch.rand(1, 1, 32))
+    row = rfsearch.evaluate(spec, input_size=32).iloc[0]
+    assert row["out_w"] == 32 and row["rf_w"] >= 2 * 32 - 1 and pd.isna(row["error"])
+    check_boxes(spec, gradient_supports(positive(GlobalContext(mode)), (1, 1, 32)), (32,))
+
+
+def test_a_rule_whose_map_is_not_the_traced_one_is_refused(monkeypatch):
+    from rfsearch.importers import torch_import, torch_ops
+
+    def shrunk(c):  # a rule that forgets a resize: its map is not the traced tensor's
+        x = c.value("input")
+        return torch_ops.Value(c.builder.add(c.base, "conv", [x], kernel=1), x.axes,
+                               tuple(n // 2 for n in x.sizes), x.rank)
+
+    monkeypatch.setitem(torch_import.RULES, "conv1d", shrunk)
+    with pytest.raises(rfsearch.SpecError, match=r"operand of \[16\] units broadcast over a "
+                       r"map of \[32\]"):
+        rfsearch.from_torch(nn.Conv1d(1, 1, 3, padding=1), torch.rand(1, 1, 32))
 
 
 class DataDependent(nn.Module):

@@ -240,3 +240,22 @@ class FPN(nn.Module):
             outs.insert(0, self.layer_blocks[i](last))
         outs.append(self.extra(outs[-1]))
         return outs[0] + F.interpolate(outs[3], scale_factor=8, mode="nearest")
+
+
+class GlobalContext(nn.Module):
+    """PointNet segmentation's head in 1-D: a global summary expanded back to every point,
+    alone (``mode='alone'``), concatenated to the per-point features ('concat') or twice,
+    added ('sum': two one-unit operands, a map no box describes)."""
+
+    def __init__(self, mode: str = "concat"):
+        super().__init__()
+        self.mode = mode
+        self.c1 = nn.Conv1d(1, 4, 3, padding=1)
+        self.c2 = nn.Conv1d(8 if mode == "concat" else 4, 1, 3, padding=1)
+
+    def forward(self, x):
+        h = self.c1(x)
+        g = h.mean(2, keepdim=True).expand(-1, -1, h.shape[2])
+        if self.mode == "sum":
+            return self.c2(g + h.amax(2, keepdim=True).expand_as(h))
+        return self.c2(torch.cat([h, g], 1) if self.mode == "concat" else g)

@@ -30,12 +30,14 @@ class Value:
     dimensions holding its spatial axes (d, h, w order) and ``sizes`` their lengths
     (both empty once the map is gone: after a global pool or a dense layer)."""
 
-
     node: str
     axes: tuple[int, ...]
     sizes: tuple[int, ...]
     rank: int  # the tensor's number of dimensions
     pooled: Value | None = None  # the map a global pool summarised into this value
+    # the sizes an ``expand`` broadcast this one-unit value to, for an element-wise op to
+    # read it as a gate (see merge_operands)
+    broadcast: tuple[int, ...] | None = None
 
     @property
     def spatial(self) -> bool:
@@ -242,6 +244,10 @@ def merge_operands(builder: SpecBuilder, base: str, values: list[Value], op: str
     with gates='global' read the whole map the gate pooled. ``layer(op, inputs, fields)``
     makes the importer's layer."""
     maps = [v for v in values if v.spatial and any(s > 1 for s in v.sizes)]
+    if not maps and any(v.broadcast for v in values):  # no map beside expanded summaries:
+        values = [builder.spread(base, v, v.broadcast) if v.broadcast else v  # the map they
+                  for v in values]  # summarise, read whole
+        maps = [v for v in values if v.spatial and any(s > 1 for s in v.sizes)]
     if len(maps) >= 2:
         if len({v.sizes for v in maps}) > 1:
             raise Unsupported(f"an element-wise op on maps of sizes "

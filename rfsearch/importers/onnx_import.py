@@ -223,6 +223,7 @@ class Walker:
         self.opset = 18
 
     def run(self, graph) -> None:
+        readers = _readers(graph)
         for index, node in enumerate(graph.node):
             ins = [self.values.get(t) if t else None for t in node.input]
             if node.op_type in ("Shape", "Size") and isinstance(ins[0], Value):
@@ -233,7 +234,8 @@ class Walker:
                 continue
             base = node.name or f"{node.op_type}_{index}"
             n = Node(node, ins, [self.shapes.get(t) for t in node.input], base,
-                     self.builder, self.inference.get(node.output[0]), opset=self.opset)
+                     self.builder, self.inference.get(node.output[0]), opset=self.opset,
+                     readers=readers.get(node.output[0], ()))
             try:
                 rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
                 if rule is None:
@@ -300,7 +302,7 @@ class Walker:
         if not isinstance(result, Value) or not known or len(known) != result.rank:
             return
         theirs = tuple(known[a] for a in result.axes)
-        if None in theirs or theirs == result.sizes:
+        if None in theirs or theirs in (result.sizes, result.broadcast):  # or an expanded gate
             return
         if theirs == n.counted:  # ONNX's inference before opset 22 keeps a ceil window
             self.builder.assume(
@@ -321,6 +323,29 @@ class Walker:
                 raise SpecError("from_onnx: no graph output is computed from the input")
             return found
         return chosen(self.produced, outputs, "from_onnx", "node or tensor")
+
+
+def _readers(graph) -> dict[str, tuple[str, ...]]:
+    """Per tensor, the op types that read it, looking through aliases ('output': a graph
+    output)."""
+    direct: dict[str, list] = {}
+    for node in graph.node:
+        for t in node.input:
+            direct.setdefault(t, []).append(node)
+    outputs = {o.name for o in graph.output}
+    found = {}
+    for t in direct.keys() | outputs:
+        ops, todo = [], [t]
+        while todo:
+            name = todo.pop()
+            ops += ["output"] if name in outputs else []
+            for node in direct.get(name, ()):
+                if node.op_type in onnx_ops.ALIASES:
+                    todo.extend(node.output)
+                else:
+                    ops.append(node.op_type)
+        found[t] = tuple(ops)
+    return found
 
 
 def supported_ops() -> list[str]:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .builder import Unsupported, Value, carried, flattened, refuse_split
-from .onnx_ops import Node
+from .onnx_ops import MERGES, Node
 
 
 def flatten(n: Node) -> Value:
@@ -97,12 +97,23 @@ def unsqueeze(n: Node) -> Value:
 
 
 def expand(n: Node) -> Value:
-    """A one-unit map broadcast over a larger one stays a one-unit operand (a gate)."""
+    """A broadcast to a shape. Onto the map it has, the tensor itself. A one-unit summary
+    spread over a larger map stays that summary where only element-wise ops read it (a
+    gate), and is the summarised map read whole where anything else does."""
     x = n.ins[0]
-    target = n.const(1, "shape")
+    target = [int(d) for d in n.const(1, "shape")]
     rank = max(x.rank, len(target))
     shift = rank - x.rank
-    return Value(x.node, tuple(a + shift for a in x.axes), x.sizes, rank, x.pooled)
+    target = [1] * (rank - len(target)) + target
+    axes = tuple(a + shift for a in x.axes)
+    x = Value(x.node, axes, x.sizes, rank, x.pooled)
+    sizes = tuple(s if t == 1 else t for s, t in zip(x.sizes, (target[a] for a in axes),
+                                                     strict=True))
+    if sizes == x.sizes:
+        return x
+    if n.readers and all(op in MERGES for op in n.readers):
+        return Value(x.node, axes, x.sizes, rank, x.pooled, broadcast=sizes)
+    return n.builder.spread(n.base, x, sizes)
 
 
 RULES: dict[str, Callable[[Node], Value]] = {

@@ -28,6 +28,7 @@ class Node:
     inferred: tuple | None  # ONNX shape inference's shape of the first output
     counted: tuple | None = None  # sizes counting a dropped ceil_mode window (see window)
     opset: int = 18  # the model's default-domain opset
+    readers: tuple[str, ...] = ()  # op types reading the first output ('output': the graph's)
 
     @property
     def op(self) -> str:
@@ -250,6 +251,10 @@ def slice_(n: Node) -> Value:
 
 # ---------------------------------------------------------------- merges and reductions
 
+MERGES = ("Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "Pow", "Where", "And", "Or",
+          "Xor", "Equal", "Greater", "Less", "GreaterOrEqual", "LessOrEqual")
+
+
 def merge(n: Node) -> Value:
     """Add/Sub/Mul/... (:func:`builder.merge`)."""
     return merge_operands(n.builder, n.base, n.values, n.op,
@@ -346,9 +351,7 @@ RULES: dict[str, Callable[[Node], Value]] = {
     **dict.fromkeys(("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"),
                     lambda n: global_pool(n, n.values[0])),
     "Pad": pad, "Slice": slice_,
-    **dict.fromkeys(("Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "Pow",
-                     "Where", "And", "Or", "Xor", "Equal", "Greater", "Less",
-                     "GreaterOrEqual", "LessOrEqual"), merge),
+    **dict.fromkeys(MERGES, merge),
     "Concat": concat,
     **dict.fromkeys(("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd",
                      "ReduceL1", "ReduceL2", "ReduceLogSumExp", "ArgMax", "ArgMin"), reduce),

@@ -11,6 +11,7 @@ geometry could change with the data.
 from __future__ import annotations
 
 import contextlib
+import operator
 import re
 import warnings
 
@@ -26,7 +27,7 @@ from .builder import (
     chosen,
     input_sizes,
 )
-from .torch_ops import SPLITS, Call
+from .torch_ops import ALIASES, SPLITS, Call
 
 RULES = {**torch_ops.RULES, **torch_layout.RULES}
 
@@ -239,8 +240,6 @@ def _bind(node, values) -> dict:
 
 
 def _call(node, values, builder: SpecBuilder, leaves: set[str]):
-    import operator
-
     if node.target is operator.getitem:
         container, index = values.get(node.args[0]), node.args[1]
         return container[index] if isinstance(container, (list, tuple)) else container
@@ -259,7 +258,9 @@ def _call(node, values, builder: SpecBuilder, leaves: set[str]):
     try:
         if rule is None:
             raise Unsupported("no rule maps this op")
-        result = rule(Call({**args, "__op": op}, shape, base, builder, _in_shape(node)))
+        result = rule(Call({**args, "__op": op}, shape, base, builder, _in_shape(node),
+                           _readers(node)))
+        _check_sizes(result, shape, op)
     except Unsupported as why:
         offender = Offender(base, path, f"aten.{op}", _shapes(tensors, shape),
                             _line(node), str(why))
@@ -270,6 +271,32 @@ def _call(node, values, builder: SpecBuilder, leaves: set[str]):
     if isinstance(val, (list, tuple)):  # (output, indices) and the like; a split's parts
         return (result, *((result if op in SPLITS else None) for _ in val[1:]))
     return result
+
+
+def _readers(node) -> tuple[str, ...]:
+    """The ops that read ``node``'s result, looking through aliases ('output': the
+    graph's output)."""
+    found, todo = [], list(node.users)
+    while todo:
+        user = todo.pop()
+        op = _op_name(user.target) if user.op == "call_function" else user.op
+        if op in ALIASES or user.target is operator.getitem:
+            todo.extend(user.users)
+        else:
+            found.append(op)
+    return tuple(found)
+
+
+def _check_sizes(result, shape: tuple, op: str) -> None:
+    """A rule's map against the traced tensor: a one-unit operand spread along the map
+    (other than an ``expand`` that only a gate reads) has no box."""
+    if not isinstance(result, Value) or not result.spatial or len(shape) != result.rank \
+            or op in ("expand", "expand_as"):
+        return
+    traced = tuple(shape[a] for a in result.axes)
+    if traced != result.sizes:
+        raise Unsupported(f"an operand of {list(result.sizes)} units broadcast over a map "
+                          f"of {list(traced)}")
 
 
 def _in_shape(node) -> tuple[int, ...] | None:

@@ -10,7 +10,7 @@ of what it returned. Both ``torch.export``'s graph (``conv2d``, ``max_pool2d``, 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .builder import (
     SpecBuilder,
@@ -32,6 +32,7 @@ class Call:
     base: str
     builder: SpecBuilder
     in_shape: tuple[int, ...] | None = None
+    readers: tuple[str, ...] = ()  # the ops that read the result (through aliases)
 
     @property
     def dims(self) -> int:
@@ -324,6 +325,23 @@ def alias(c: Call) -> Value:
     return next(iter(tensors(c, "self", "input", "x")))
 
 
+def expand(c: Call) -> Value:
+    """expand / expand_as: a broadcast to the traced shape. Onto the map it has, the
+    tensor itself. A one-unit summary spread over a larger map stays that summary where
+    only element-wise ops read it (a gate, see ``merge_operands``), and is the summarised
+    map read whole where anything else does (a window, a concat, an output)."""
+    x = c.value("self")
+    shift = len(c.shape) - x.rank  # leading dimensions added
+    axes = tuple(a + shift for a in x.axes)
+    x = Value(x.node, axes, x.sizes, len(c.shape), x.pooled) if shift else x
+    sizes = tuple(c.shape[a] for a in axes)
+    if sizes == x.sizes:
+        return x
+    if c.readers and all(op in BINARY for op in c.readers):
+        return replace(x, broadcast=sizes)
+    return c.builder.spread(c.base, x, sizes)
+
+
 SPLITS = ("split", "split_with_sizes", "chunk", "unsafe_split", "unsafe_chunk",
           "unsafe_split_with_sizes", "tensor_split")  # every part is the same map
 
@@ -339,7 +357,9 @@ def along_channels(c: Call) -> Value:
 
 
 ALIASES = ("alias", "clone", "contiguous", "detach", "_to_copy", "to", "type_as",
-           "lift_fresh_copy", "dropout_", "expand_as", "expand", "_assert_tensor_metadata")
+           "lift_fresh_copy", "dropout_", "_assert_tensor_metadata")
+BINARY = ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "maximum", "minimum",
+          "where")  # element-wise ops of several operands: a one-unit operand is a gate
 
 
 RULES: dict[str, Callable[[Call], Value]] = {
@@ -364,13 +384,13 @@ RULES: dict[str, Callable[[Call], Value]] = {
     **dict.fromkeys(("reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
                      "replication_pad1d", "replication_pad2d", "replication_pad3d"),
                     reflection_pad),
-    **dict.fromkeys(("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "maximum",
-                     "minimum", "where"), binary),
+    **dict.fromkeys(BINARY, binary),
     "cat": cat, "concat": cat,
     **dict.fromkeys(("mean", "sum", "amax", "amin", "max", "min"), reduce),
     **dict.fromkeys(("linear", "addmm", "mm", "matmul", "bmm"), dense),
     "scaled_dot_product_attention": attention,
     **dict.fromkeys(ELEMENTWISE, elementwise),
     **dict.fromkeys(ALIASES, alias),
+    "expand": expand, "expand_as": expand,
     **dict.fromkeys((*SPLITS, "glu"), along_channels),
 }
