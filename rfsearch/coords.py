@@ -142,15 +142,39 @@ class ReceptiveField:
         """Input coordinates of the centre of feature (y, x) (half-pixels for even RFs)."""
         return Point(*((self.start(i, a) + self.end(i, a)) / 2 for a, i in enumerate((y, x))))
 
+    def _origin(self, axis: int) -> float:
+        """Where the features' centres would put feature 0 at the mean jump: its centre
+        (the Distill formula), or with a period the mean over one period of each unit's
+        centre less its place ``φ K / T``."""
+        if self.phases is None:
+            return (self.rf[axis] - 1) / 2 - self.padding[axis]
+        p = self.phases[axis]
+        return float(np.mean([(lo + hi) / 2 - phi * p.K / p.T
+                              for phi, (lo, hi) in enumerate(zip(p.lo, p.hi, strict=True))]))
+
     def feature(self, cy, cx) -> Point:
         """The (fractional) feature coordinates whose centre is input point (cy, cx) (with a
-        fractional stride: of the feature whose box would be centred there at the mean
-        jump K / T)."""
+        period: at the mean jump K / T, on the line through the units' centres)."""
         jump = [p.K / p.T for p in self.phases] if self.phases else self.stride
-        return Point(*((np.asarray(c) + self.padding[a] - (self.rf[a] - 1) / 2)
-                       / jump[a] for a, c in enumerate((cy, cx))))
+        return Point(*((np.asarray(c) - self._origin(a)) / jump[a]
+                       for a, c in enumerate((cy, cx))))
 
     def nearest_feature(self, cy, cx) -> Point:
-        """The feature whose centre is nearest to input point (cy, cx) (ties round down)."""
-        f = self.feature(cy, cx)
-        return Point(*(np.ceil(v - 0.5).astype(np.int64) for v in f))
+        """The feature whose centre is nearest to input point (cy, cx) (ties round down).
+        With a period, of the units within a period of :meth:`feature`'s estimate, one
+        whose centre is nearest; several units may share a centre (nearest upsampling):
+        then the one nearest the estimate, and of two the lower."""
+        found = []
+        for a, (f, c) in enumerate(zip(self.feature(cy, cx), (cy, cx), strict=True)):
+            guess = np.ceil(f - 0.5).astype(np.int64)
+            period = self.phases[a].T if self.phases else 1
+            if period == 1:
+                found.append(guess)
+                continue
+            units = guess[..., None] + np.arange(-period, period + 1)  # ascending
+            centre = (self.start(units, a) + self.end(units, a)) / 2
+            dist = np.abs(centre - np.asarray(c, float)[..., None])
+            tied = dist <= dist.min(axis=-1, keepdims=True)
+            pick = np.argmin(np.where(tied, np.abs(units - f[..., None]), np.inf), axis=-1)
+            found.append(np.take_along_axis(units, pick[..., None], axis=-1)[..., 0])
+        return Point(*found)

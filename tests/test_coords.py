@@ -101,3 +101,23 @@ def test_the_period_is_the_least_one_not_the_programs():
     field = ReceptiveField.from_row(row)
     assert [(int(field.start(y, 0)), int(field.end(y, 0))) for y in range(8)] == \
         exact_boxes(spec, 8, 8) == [(y - 1, y + 1) for y in range(8)]
+
+
+@pytest.mark.parametrize("up", [
+    {"op": "upsample", "factor": 2}, {"op": "upsample", "factor": 3, "mode": "bilinear"},
+    {"op": "conv_transpose", "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1}])
+def test_with_a_period_each_units_centre_maps_back_to_a_unit_with_that_centre(up):
+    """Before: the inverse map used the largest box and unit 0's start, which is no unit's
+    centre: a stride-2 conv, nearest x2 and a 2x2 conv sent unit 0's centre to unit -1."""
+    spec = {"name": "dec", "layers": [{"op": "conv", "kernel": 3, "stride": 2, "padding": 1},
+                                      up, {"op": "conv", "kernel": 2}]}
+    field = ReceptiveField.of(spec, 32)
+    assert field.phases[0].T > 1
+    units = np.arange(40)
+    centre = field.center(units, units)
+    found = field.nearest_feature(*centre)
+    np.testing.assert_array_equal(field.center(found.y, found.x).y, centre.y)
+    assert (np.abs(found.y - units) < field.phases[0].T).all()  # units sharing a centre
+    ahead = field.nearest_feature(centre.y + 0.25, centre.x + 0.25)  # off-centre points
+    assert (np.abs(field.center(ahead.y, ahead.x).y - (centre.y + 0.25)) <=
+            np.abs(centre.y - (centre.y + 0.25)) + 1e-9).all()
