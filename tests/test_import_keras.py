@@ -11,6 +11,7 @@ the rows of their PyTorch twins, layer by layer under the same names.
 from __future__ import annotations
 
 import os
+import re
 
 import jax
 import numpy as np
@@ -208,6 +209,21 @@ def test_unsupported_layers_are_listed_in_one_message():
     assert "\n" not in message and "2 unsupported ops" in message
     assert "swap (top level, Permute" in message and "flip" in message
     assert "outputs=" in message and "augment" not in message
+
+
+@pytest.mark.parametrize("resize", [
+    lambda: keras.layers.UpSampling2D(2, interpolation="lanczos3", name="up"),
+    lambda: keras.layers.Resizing(16, 16, name="up")])
+@pytest.mark.parametrize("policy", ["error", "identity"])
+def test_an_unsupported_layer_that_resizes_the_map_is_named_as_such(resize, policy):
+    # before: the next layer's size check fired first ("rfsearch computes a 8x8 map, the
+    # Keras config records 16x16"), whatever the policy
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 3, name="conv")(resize()(inputs)))
+    words = ("1 unsupported op: up (top level" if policy == "error" else
+             "resizes the map cannot be read as identity: up (")
+    with pytest.raises(rfsearch.SpecError, match=re.escape(words)):
+        rfsearch.from_keras(model, on_unsupported=policy)
 
 
 # ---------------------------------------------------------------- nested models

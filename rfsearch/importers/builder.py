@@ -116,6 +116,13 @@ class SpecBuilder:
             self.resized[name] = f"{_size(first.sizes)} to {_size(theirs)}"
         return name
 
+    def recorded(self, value: Value, sizes: tuple[int, ...]) -> Value:
+        """An unmapped op's stand-in at the map size the framework recorded for its output
+        (what follows then sees the right map); a resize is noted (see :meth:`offend`)."""
+        if sizes != value.sizes:
+            self.resized[value.node] = f"{_size(value.sizes)} to {_size(sizes)}"
+        return Value(value.node, value.axes, sizes, value.rank)
+
     def broadcast(self, base: str, source: Value, why: str, along=None) -> str:
         """A layer each unit of which reads the whole of ``source``'s map (or the whole of
         the tensor dimensions ``along``), its size kept (a pooled summary spread back over

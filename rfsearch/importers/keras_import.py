@@ -206,7 +206,7 @@ class Walker:
 
     def _call(self, layer: dict, call: int, refs: list[tuple]) -> None:
         name = self.prefix + (layer.get("name") or layer.get("config", {}).get("name", "layer"))
-        ins = [self.values[self.key(r)] for r in refs]
+        ins = [self._stand_in(r, self.values[self.key(r)]) for r in refs]
         for ref, value in zip(refs, ins, strict=True):
             _check(ref, value, name)
         if layer.get("class_name") in MODELS:
@@ -230,6 +230,15 @@ class Walker:
             result = Value(node, values[0].axes, values[0].sizes, values[0].rank)
         self.values[(name, call, 0)] = result
         self._produced(name, call, result)
+
+    def _stand_in(self, ref: tuple, value):
+        """An unmapped layer's output at the shape Keras recorded for it, where it did."""
+        shape = ref[3] if len(ref) > 3 else None
+        if not isinstance(value, Value) or value.node not in self.builder.offenders \
+                or not shape or len(shape) != value.rank:
+            return value
+        theirs = tuple(shape[a] for a in value.axes)
+        return value if None in theirs else self.builder.recorded(value, theirs)
 
     def _produced(self, name: str, call: int, value) -> None:
         """``outputs=`` names: a layer's first call by its name, the others ``name:N``."""
