@@ -250,6 +250,44 @@ def pool_graph(opset: int, declared: int | None = None) -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
+def resize_graph(mode: str, where: str, nearest: str, sizes: list[int],
+                 shape: tuple[int, ...]) -> onnx.ModelProto:
+    """One Resize of a (batch, 1, H, W) input onto ``sizes`` (H', W')."""
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], name="resize", mode=mode,
+                            coordinate_transformation_mode=where, nearest_mode=nearest,
+                            axes=[2, 3])
+    target = numpy_helper.from_array(np.array(sizes, np.int64), "sizes")
+    graph = helper.make_graph([node], "resize_graph", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["batch", 1, *shape])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, None)], [target])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+
+
+@pytest.mark.parametrize(("mode", "where", "nearest"), [
+    ("nearest", "asymmetric", "floor"), ("nearest", "half_pixel", "round_prefer_floor"),
+    ("nearest", "half_pixel", "round_prefer_ceil"), ("nearest", "tf_half_pixel_for_nn", "floor"),
+    ("nearest", "pytorch_half_pixel", "ceil"), ("linear", "half_pixel", "floor"),
+    ("linear", "asymmetric", "floor"), ("linear", "pytorch_half_pixel", "floor")])
+@pytest.mark.parametrize("sizes", [[6, 4], [4, 12], [3, 2], [1, 6]])  # from 12x12: by 2/3, ...
+def test_a_resize_onto_a_divisor_of_the_map_is_a_window_as_onnx_runtime_reads_it(
+        tmp_path, mode, where, nearest, sizes):
+    """Before, any Resize below one unit per unit was refused."""
+    model = resize_graph(mode, where, nearest, sizes, (12, 12))
+    path = str(tmp_path / "resize.onnx")
+    onnx.save(model, path)
+    spec = rfsearch.from_onnx(path)
+    assert [la["op"] for la in spec["layers"]] == ["pool"]
+    check_boxes(spec, impulse_supports(path, (1, 1, 12, 12)), (12, 12))
+
+
+def test_other_resizes_below_one_unit_per_unit_are_refused(tmp_path):
+    for mode, where, sizes in [("cubic", "half_pixel", [6, 6]), ("linear", "align_corners",
+                                                                [6, 6]),
+                               ("nearest", "asymmetric", [5, 12])]:
+        with pytest.raises(rfsearch.SpecError, match="a resize by"):
+            rfsearch.from_onnx(resize_graph(mode, where, "floor", sizes, (12, 12)))
+
+
 @pytest.mark.parametrize("opset", [19, 22])
 def test_a_ceil_window_in_the_right_padding_is_dropped_as_onnx_runtime_does(opset):
     """ONNX shape inference before opset 22 counts that window (4 units), ONNX Runtime

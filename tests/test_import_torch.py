@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from import_oracle import check_boxes  # noqa: E402
 from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
 from torch_models import (  # noqa: E402
     FPN,
     TCN,
@@ -341,6 +342,36 @@ def test_a_rule_whose_map_is_not_the_traced_one_is_refused(monkeypatch):
     with pytest.raises(rfsearch.SpecError, match=r"operand of \[16\] units broadcast over a "
                        r"map of \[32\]"):
         rfsearch.from_torch(nn.Conv1d(1, 1, 3, padding=1), torch.rand(1, 1, 32))
+
+
+class Shrink(nn.Module):
+    def __init__(self, **interpolate):
+        super().__init__()
+        self.conv, self.interpolate = nn.Conv2d(1, 1, 3, padding=1), interpolate
+
+    def forward(self, x):
+        return F.interpolate(self.conv(x), **self.interpolate)
+
+
+@pytest.mark.parametrize("interpolate", [
+    {"scale_factor": 0.5}, {"size": (4, 5), "mode": "nearest-exact"},
+    {"scale_factor": 0.5, "mode": "bilinear"}, {"size": (4, 5), "mode": "bilinear"},
+    {"scale_factor": 0.25, "mode": "bilinear"}])
+def test_interpolating_onto_a_divisor_of_the_map_is_a_window(interpolate):
+    """Before: refused ("not an integer factor"); a 16x15 map onto 1/r of each axis."""
+    spec = rfsearch.from_torch(Shrink(**interpolate), torch.rand(1, 1, 16, 15 if "size" in
+                                                                  interpolate else 16))
+    shape = (1, 1, 16, 15 if "size" in interpolate else 16)
+    check_boxes(spec, gradient_supports(positive(Shrink(**interpolate)), shape), shape[2:])
+
+
+@pytest.mark.parametrize("interpolate", [
+    {"scale_factor": 0.5, "mode": "bicubic"}, {"size": (4, 6)},
+    {"scale_factor": 0.5, "mode": "bilinear", "antialias": True},
+    {"scale_factor": 0.5, "mode": "bilinear", "align_corners": True}])
+def test_other_interpolations_below_one_unit_per_unit_are_refused(interpolate):
+    with pytest.raises(rfsearch.SpecError, match=r"a resize from \[16, 16\] to"):
+        rfsearch.from_torch(Shrink(**interpolate), torch.rand(1, 1, 16, 16))
 
 
 class DataDependent(nn.Module):

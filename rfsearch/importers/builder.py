@@ -301,6 +301,15 @@ def flattened(builder: SpecBuilder, x: Value, rank: int, dense) -> Value:
     return dense(x)
 
 
+def subsampled(factors, first, taps) -> dict:
+    """The window of a resize that divides each axis by an integer factor ``r``: output
+    unit ``y`` reads ``taps`` units from ``r * y + first`` on (a window of ``taps``,
+    stride ``r``, the first ``first`` units cropped), ending where the map does."""
+    return {"kernel": list(taps), "stride": list(factors),
+            "padding": [[-f, max(0, f + t - r)] for r, f, t in zip(factors, first, taps,
+                                                                strict=True)]}
+
+
 def zero_padding(builder: SpecBuilder, x: Value, pairs: dict, mode: str,
                  repeating: tuple[str, ...]) -> list[list[int]]:
     """The spec's per-axis padding of a pad given as ``{tensor dim: (before, after)}``;

@@ -4,9 +4,10 @@ DepthToSpace / SpaceToDepth."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
-from .builder import Unsupported, Value
+from .builder import Unsupported, Value, subsampled
 from .onnx_ops import Node
 
 NEAREST_FLOOR = {("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"),
@@ -39,12 +40,49 @@ def resize(n: Node) -> Value:
     if all(s == 1 for s in x.sizes) and x.pooled is not None:  # a pooled summary spread
         target = tuple(round(f * s) for f, s in zip(factors, x.sizes, strict=True))
         return n.builder.spread(n.base, x, target)
+    if any(f < 1 for f in factors) and all(f <= 1 for f in factors):
+        return _downsample(n, x, factors)
     if any(f != int(f) or f < 1 for f in factors):
         raise Unsupported(f"a resize by {factors}, not an integer upsampling")
     factors = [int(f) for f in factors]
     mode, fields = _resize_mode(n)
     return n.layer("upsample", [x], [s * f for s, f in zip(x.sizes, factors, strict=True)],
                    factor=factors, mode=mode, **fields)
+
+
+# source coordinate of output unit 0 when each axis shrinks by an integer factor r (the
+# unit y reads around r*y + this); align_corners and tf_crop_and_resize have another slope
+ORIGIN = {"half_pixel": lambda r: (r - 1) / 2, "half_pixel_symmetric": lambda r: (r - 1) / 2,
+          "pytorch_half_pixel": lambda r: (r - 1) / 2, "asymmetric": lambda r: 0,
+          "tf_half_pixel_for_nn": lambda r: r / 2}
+ROUND = {"floor": math.floor, "ceil": math.ceil,
+         "round_prefer_floor": lambda v: math.ceil(v - 0.5),
+         "round_prefer_ceil": lambda v: math.floor(v + 0.5)}
+
+
+def _downsample(n: Node, x: Value, factors: list[float]) -> Value:
+    """A Resize onto 1/r of each axis, r an integer: nearest reads one unit, linear the
+    one or two around the source coordinate ``r*y + origin``; a window of stride r."""
+    ratios = [1 / f for f in factors]
+    where = n.attr("coordinate_transformation_mode", "half_pixel")
+    mode = n.attr("mode", "nearest")
+    if _upsample_form(n) or any(r != round(r) or s % round(r) for r, s in zip(
+            ratios, x.sizes, strict=True)) or where not in ORIGIN or n.attr("antialias", 0) \
+            or mode not in ("nearest", "linear"):
+        raise Unsupported(f"a resize by {factors} with {mode} mode and {where} coordinates "
+                          "(only nearest or linear ones by 1/r, r an integer, without "
+                          "antialiasing)")
+    rs = [round(r) for r in ratios]
+    start = [0 if r == 1 or (where == "pytorch_half_pixel" and s == r) else ORIGIN[where](r)
+             for r, s in zip(rs, x.sizes, strict=True)]  # one unit out: pytorch's is 0
+    if mode == "nearest":
+        first = [ROUND[n.attr("nearest_mode", "round_prefer_floor")](c) for c in start]
+        taps = [1] * len(rs)
+    else:
+        first = [math.floor(c) for c in start]
+        taps = [1 if c == int(c) else 2 for c in start]
+    return n.layer("pool", [x], [s // r for s, r in zip(x.sizes, rs, strict=True)],
+                   **subsampled(rs, first, taps))
 
 
 def _upsample_form(n: Node) -> bool:
