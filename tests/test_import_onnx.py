@@ -288,6 +288,50 @@ def test_other_resizes_below_one_unit_per_unit_are_refused(tmp_path):
             rfsearch.from_onnx(resize_graph(mode, where, "floor", sizes, (12, 12)))
 
 
+class RowPooled(nn.Module):
+    """Each column's mean (a coordinate-attention branch), then a conv along the width."""
+
+    def __init__(self, keep: bool = True):
+        super().__init__()
+        self.keep = keep
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.head = nn.Conv2d(2, 1, (1, 3)) if keep else nn.Conv1d(2, 1, 3)
+
+    def forward(self, x):
+        return self.head(self.conv(x).mean(2, keepdim=self.keep))
+
+
+def test_a_reduction_over_one_spatial_axis_kept_is_a_window_as_onnx_runtime_reads_it(tmp_path):
+    """Before: refused ('a reduction over some of the spatial axes'), as it still is when
+    the reduced axis is dropped."""
+    path = export(positive(RowPooled()), (1, 1, 8, 12), tmp_path / "rows.onnx", batch=True)
+    spec = rfsearch.from_onnx(path)
+    assert [la["kernel"] for la in spec["layers"] if la["op"] == "avgpool"] == [[8, 1]]
+    row = rfsearch.evaluate(spec, input_size=(8, 12)).iloc[0]
+    assert (row["rf_h"], row["rf_w"], row["out_h"], row["out_w"]) == (10, 5, 1, 10)
+    check_boxes(spec, impulse_supports(path, (1, 1, 8, 12)), (8, 12))
+    with pytest.raises(rfsearch.SpecError, match="some of the spatial axes that drops them"):
+        rfsearch.from_onnx(export(RowPooled(keep=False), (1, 1, 8, 12),
+                                  tmp_path / "dropped.onnx"))
+
+
+@pytest.mark.parametrize("out", [32, 33, 34])  # the full output is 33 units
+def test_a_transposed_convolution_given_its_output_shape_follows_onnx_runtime(tmp_path, out):
+    """One unit past the full output is an output_padding (before: refused as negative
+    padding)."""
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", strides=[2],
+                            kernel_shape=[3], output_shape=[out])
+    graph = helper.make_graph([node], "up", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, ["batch", 1, 16])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, None)], [numpy_helper.from_array(
+                np.ones((1, 1, 3), np.float32), "w")])
+    path = str(tmp_path / "up.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), path)
+    spec = rfsearch.from_onnx(path)
+    assert spec["layers"][0].get("output_padding", [0]) == [int(out == 34)]
+    check_boxes(spec, impulse_supports(path, (1, 1, 16)), (16,))
+
+
 @pytest.mark.parametrize("opset", [19, 22])
 def test_a_ceil_window_in_the_right_padding_is_dropped_as_onnx_runtime_does(opset):
     """ONNX shape inference before opset 22 counts that window (4 units), ONNX Runtime

@@ -176,6 +176,9 @@ def conv_transpose(n: Node) -> Value:
         pads = ints(n.attr("pads"), 2 * dims, 0, "pads")
         pairs = [[pads[i], pads[i + dims]] for i in range(dims)]
     sizes = [f - a - b for f, (a, b) in zip(full, pairs, strict=True)]
+    for i, (a, b) in enumerate(pairs):  # units past the full output: output_padding
+        if a >= 0 > b and extra[i] - b < max(stride[i], dilation[i]):
+            pairs[i], extra[i] = [a, 0], extra[i] - b
     if any(a < 0 or b < 0 for a, b in pairs):
         raise Unsupported("a transposed convolution with negative padding")
     fields = {"kernel": kernel, "stride": stride, "dilation": dilation, "padding": pairs}
@@ -284,8 +287,13 @@ def reduce(n: Node) -> Value:
     if not spatial:
         kept = [d for d in range(x.rank) if keep or d not in axes]
         return elementwise(n, x, tuple(kept.index(a) for a in x.axes))
-    if spatial != set(x.axes):
-        raise Unsupported("a reduction over some of the spatial axes")
+    if spatial != set(x.axes):  # kept as one unit: a window over the whole of those axes
+        if not keep:
+            raise Unsupported("a reduction over some of the spatial axes that drops them")
+        kernel = [size if a in spatial else 1 for a, size in zip(x.axes, x.sizes, strict=True)]
+        op = "maxpool" if n.op in ("ReduceMax", "ReduceMin", "ArgMax", "ArgMin") else "avgpool"
+        return n.layer(op, [x], [1 if a in spatial else size for a, size in zip(
+            x.axes, x.sizes, strict=True)], kernel=kernel, stride=kernel)
     return global_pool(n, x, keep)
 
 
