@@ -280,6 +280,14 @@ def test_a_resize_onto_a_divisor_of_the_map_is_a_window_as_onnx_runtime_reads_it
     check_boxes(spec, impulse_supports(path, (1, 1, 12, 12)), (12, 12))
 
 
+def test_a_resize_keeping_the_aspect_ratio_is_refused_by_name():
+    model = resize_graph("nearest", "asymmetric", "floor", [24, 36], (12, 12))
+    model.graph.node[0].attribute.append(helper.make_attribute("keep_aspect_ratio_policy",
+                                                               "not_larger"))
+    with pytest.raises(rfsearch.SpecError, match="keep_aspect_ratio_policy 'not_larger'"):
+        rfsearch.from_onnx(model)
+
+
 def test_other_resizes_below_one_unit_per_unit_are_refused(tmp_path):
     for mode, where, sizes in [("cubic", "half_pixel", [6, 6]), ("linear", "align_corners",
                                                                 [6, 6]),

@@ -30,6 +30,9 @@ def resize(n: Node) -> Value:
     if given is not None and len(given) and len(given) != len(dims):
         raise Unsupported(f"{len(given)} scales or sizes for {len(dims)} dimensions")
     if sizes is not None and len(sizes):
+        policy = n.attr("keep_aspect_ratio_policy", "stretch")
+        if policy != "stretch":  # one scale for every axis, from the sizes: not mapped
+            raise Unsupported(f"a resize with keep_aspect_ratio_policy {policy!r}")
         given = dict(zip(dims, (int(s) for s in sizes), strict=True))
         factors = [given.get(a, s) / s for a, s in zip(x.axes, x.sizes, strict=True)]
     elif scales is not None and len(scales):
