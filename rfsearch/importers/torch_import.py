@@ -16,7 +16,7 @@ import re
 import warnings
 
 from ..errors import SpecError
-from . import torch_layout, torch_ops
+from . import torch_layout, torch_ops, torch_resample
 from .builder import (
     INPUT,
     Offender,
@@ -29,7 +29,7 @@ from .builder import (
 )
 from .torch_ops import ALIASES, SPLITS, Call
 
-RULES = {**torch_ops.RULES, **torch_layout.RULES}
+RULES = {**torch_ops.RULES, **torch_layout.RULES, **torch_resample.RULES}
 
 FRAMEWORK = "torch"
 # ATen ops that only carry shapes or asserts: no value to map
