@@ -74,24 +74,27 @@ class ReceptiveField:
     """The geometry of one layer's features: (h, w) pairs of size, stride and padding
     (and, from :meth:`of`, the per-unit boxes of each axis over one period)."""
 
-    rf: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    phases: tuple[Phases, Phases] | None = None
+    rf: tuple[int, ...]  # one per axis: (h, w); from :meth:`of`, (w,) or (d, h, w) too
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    phases: tuple[Phases, ...] | None = None
 
     @classmethod
     def of(cls, spec, input_size=None) -> ReceptiveField:
-        """The exact geometry of one 2-D network's output, every unit's box included."""
+        """The exact geometry of one network's output, every unit's box included. A 1-D
+        or 3-D network (audio, video) has one entry per axis in PyTorch's order, read
+        with :meth:`start` / :meth:`end`; the (y, x) methods take a 2-D one."""
         from . import recurrence as R
         from .axes import parse_input_sizes, size_for
         from .periodic_eval import geometry, output_states
         from .sources import resolve
 
         src = resolve(spec, input_size)[0]
-        if src.errors or len(src.networks) != 1 or src.networks[0].dims != 2:
+        if src.errors or len(src.networks) != 1:
             raise SpecError(src.errors[0][2] if src.errors else
-                            "ReceptiveField.of takes one 2-D network")
-        state = output_states(src.networks, size_for(parse_input_sizes(input_size), 2))
+                            "ReceptiveField.of takes one network")
+        dims = src.networks[0].dims
+        state = output_states(src.networks, size_for(parse_input_sizes(input_size), dims))
         if (state["fault"] != R.NO_FAULT).any():  # evaluate's own message says why
             from .evaluate import evaluate
 
@@ -99,9 +102,14 @@ class ReceptiveField:
             raise SpecError(why if isinstance(why, str) else
                             f"{src.networks[0].name}: not a valid network at this size")
         geo = geometry(state)
-        phases = tuple(_phases(state, a) for a in range(2))
-        return cls(*(tuple(int(geo[k][0][a, 0]) for a in range(2))
+        phases = tuple(_phases(state, a) for a in range(dims))
+        return cls(*(tuple(int(geo[k][0][a, 0]) for a in range(dims))
                      for k in ("rf", "stride", "padding")), phases=phases)
+
+    def _plane(self, what: str) -> None:
+        if len(self.rf) != 2:
+            raise SpecError(f"{what} takes (y, x) of a 2-D network; this one has "
+                            f"{len(self.rf)} axes: use start(i, axis) and end(i, axis)")
 
     @classmethod
     def from_row(cls, row) -> ReceptiveField:
@@ -136,10 +144,12 @@ class ReceptiveField:
 
     def box(self, y, x) -> Box:
         """Inclusive input box of feature (y, x)."""
+        self._plane("box")
         return Box(self.start(y, 0), self.start(x, 1), self.end(y, 0), self.end(x, 1))
 
     def center(self, y, x) -> Point:
         """Input coordinates of the centre of feature (y, x) (half-pixels for even RFs)."""
+        self._plane("center")
         return Point(*((self.start(i, a) + self.end(i, a)) / 2 for a, i in enumerate((y, x))))
 
     def _origin(self, axis: int) -> float:
@@ -155,6 +165,7 @@ class ReceptiveField:
     def feature(self, cy, cx) -> Point:
         """The (fractional) feature coordinates whose centre is input point (cy, cx) (with a
         period: at the mean jump K / T, on the line through the units' centres)."""
+        self._plane("feature")
         jump = [p.K / p.T for p in self.phases] if self.phases else self.stride
         return Point(*((np.asarray(c) - self._origin(a)) / jump[a]
                        for a, c in enumerate((cy, cx))))

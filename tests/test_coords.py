@@ -121,3 +121,25 @@ def test_with_a_period_each_units_centre_maps_back_to_a_unit_with_that_centre(up
     ahead = field.nearest_feature(centre.y + 0.25, centre.x + 0.25)  # off-centre points
     assert (np.abs(field.center(ahead.y, ahead.x).y - (centre.y + 0.25)) <=
             np.abs(centre.y - (centre.y + 0.25)) + 1e-9).all()
+
+
+def test_one_and_three_axis_networks_have_boxes_per_axis():
+    """Audio and video: a causal dilated 1-D stack then x2 upsampling; a 3-D conv with a
+    temporal stride (before: 'ReceptiveField.of takes one 2-D network')."""
+    audio = {"name": "wave", "layers": [
+        {"op": "pad", "padding": [[2, 0]]}, {"op": "conv", "kernel": [3], "dilation": 1},
+        {"op": "pad", "padding": [[4, 0]]}, {"op": "conv", "kernel": [3], "dilation": 2},
+        {"op": "conv", "kernel": [4], "stride": 4}, {"op": "upsample", "factor": [2]}]}
+    field = ReceptiveField.of(audio, 64)
+    assert len(field.rf) == 1 and field.phases[0].T == 2
+    row = rfsearch.evaluate(audio, input_size=64, per_layer=True).iloc[3]  # the causal part
+    assert (row["rf_w"], row["padding_w"]) == (7, 6)
+    assert [(int(field.start(i, 0)), int(field.end(i, 0))) for i in range(4)] == \
+        [(-6, 3), (-6, 3), (-2, 7), (-2, 7)]
+    with pytest.raises(SpecError, match=r"box takes \(y, x\) of a 2-D network; this one has 1"):
+        field.box(0, 0)
+    video = {"name": "clip", "layers": [{"op": "conv", "kernel": [3, 7, 7],
+                                         "stride": [2, 2, 2], "padding": [1, 3, 3]}]}
+    field = ReceptiveField.of(video, "16x32x32")
+    assert field.rf == (3, 7, 7) and field.stride == (2, 2, 2)
+    assert [int(field.start(5, a)) for a in range(3)] == [9, 7, 7]
