@@ -30,6 +30,7 @@ from torch_models import (  # noqa: E402
     MobileNetV2Blocks,
     ResNet18,
     ResNet50,
+    TimeAttention,
     UNet,
 )
 from torch_random import C, Random, recipes  # noqa: E402
@@ -342,6 +343,17 @@ def test_a_rule_whose_map_is_not_the_traced_one_is_refused(monkeypatch):
     with pytest.raises(rfsearch.SpecError, match=r"operand of \[16\] units broadcast over a "
                        r"map of \[32\]"):
         rfsearch.from_torch(nn.Conv1d(1, 1, 3, padding=1), torch.rand(1, 1, 32))
+
+
+def test_self_attention_over_time_reads_the_whole_clip():
+    """Before: the attention made features and the conv after it was refused ('a window
+    over a tensor whose spatial axes were moved')."""
+    spec = rfsearch.from_torch(TimeAttention(), torch.rand(1, 1, 24))
+    row = rfsearch.evaluate(spec, input_size=24).iloc[0]
+    assert row["out_w"] == 22 and row["rf_w"] >= 2 * 24 - 1
+    check_boxes(spec, gradient_supports(positive(TimeAttention()), (1, 1, 24)), (24,))
+    with pytest.raises(rfsearch.SpecError, match="masked attention along the map"):
+        rfsearch.from_torch(TimeAttention(mask=True), torch.rand(1, 1, 24))
 
 
 class Shrink(nn.Module):

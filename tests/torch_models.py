@@ -259,3 +259,23 @@ class GlobalContext(nn.Module):
         if self.mode == "sum":
             return self.c2(g + h.amax(2, keepdim=True).expand_as(h))
         return self.c2(torch.cat([h, g], 1) if self.mode == "concat" else g)
+
+
+class TimeAttention(nn.Module):
+    """A conv front end, self-attention over time (the sequence axis of an (N, T, C)
+    transpose), a conv back end: an audio encoder block. ``mask``: a local band mask."""
+
+    def __init__(self, mask: bool = False):
+        super().__init__()
+        self.mask = mask
+        self.front, self.back = nn.Conv1d(1, 4, 3, padding=1), nn.Conv1d(4, 1, 3)
+        self.query = nn.Linear(4, 4)
+
+    def forward(self, x):
+        t = self.front(x).transpose(1, 2)
+        band = None
+        if self.mask:
+            steps = torch.arange(t.shape[1])
+            band = (steps[:, None] - steps[None, :]).abs() <= 1
+        mixed = F.scaled_dot_product_attention(self.query(t), t, t, attn_mask=band)
+        return self.back(mixed.transpose(1, 2))

@@ -301,6 +301,16 @@ def flattened(builder: SpecBuilder, x: Value, rank: int, dense) -> Value:
     return dense(x)
 
 
+def standard_layout(x: Value, dims: int) -> None:
+    """Windows run over tensor dimensions 2.. (N, C, spatial...)."""
+    if not x.spatial:
+        raise Unsupported("a window over features: an earlier op read the map whole or "
+                          "flattened it (a dense layer, a product of two maps as in "
+                          "attention)")
+    if x.axes != tuple(range(2, 2 + dims)):
+        raise Unsupported("a window over a tensor whose spatial axes were moved")
+
+
 def subsampled(factors, first, taps) -> dict:
     """The window of a resize that divides each axis by an integer factor ``r``: output
     unit ``y`` reads ``taps`` units from ``r * y + first`` on (a window of ``taps``,

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .builder import SpecBuilder, Unsupported, Value, derived, merge_operands, zero_padding
+from .builder import (
+    SpecBuilder,
+    Unsupported,
+    Value,
+    derived,
+    merge_operands,
+    standard_layout,
+    zero_padding,
+)
 
 
 @dataclass
@@ -64,8 +72,7 @@ class Node:
         x = self.ins[0]
         if not isinstance(x, Value):
             raise Unsupported("its first input does not derive from the model input")
-        if x.axes != tuple(range(2, 2 + self.dims)):
-            raise Unsupported("a window over a tensor whose spatial axes were moved")
+        standard_layout(x, self.dims)
         return x
 
     def layer(self, op: str, inputs: list[Value], sizes=None, axes=None, rank=None,

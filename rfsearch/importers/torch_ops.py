@@ -18,6 +18,7 @@ from .builder import (
     Value,
     derived,
     merge_operands,
+    standard_layout,
     zero_padding,
 )
 
@@ -63,12 +64,6 @@ def per_axis(value, dims: int, name: str) -> list[int]:
     if len(value) != dims:
         raise Unsupported(f"{name} has {len(value)} values for {dims} axes")
     return [int(v) for v in value]
-
-
-def standard_layout(x: Value, dims: int) -> None:
-    """Windows run over tensor dimensions 2.. (N, C, spatial...)."""
-    if x.axes != tuple(range(2, 2 + dims)):
-        raise Unsupported("a window over a tensor whose spatial axes were moved")
 
 
 # ---------------------------------------------------------------- windows
@@ -240,10 +235,23 @@ def dense(c: Call) -> Value:
 
 
 def attention(c: Call) -> Value:
+    """scaled_dot_product_attention: every query reads every key. Along a spatial axis
+    (the sequence of a map transposed to (N, T, C) or split into heads), unmasked, the
+    map read whole along it; over flattened tokens, a dense layer (the map is gone)."""
     x = c.value("query")
-    node = c.builder.add(c.base, "dense", [x], comment="attention: every query reads the "
-                         "whole map")
-    return Value(node, (), (), len(c.shape))
+    if not x.spatial or x.rank - 2 not in x.axes:
+        node = c.builder.add(c.base, "dense", [x], comment="attention: every query reads "
+                             "the whole map")
+        return Value(node, (), (), len(c.shape))
+    if c.args.get("attn_mask") is not None or c.args.get("is_causal"):
+        raise Unsupported("masked attention along the map (a unit reads a part of it that "
+                          "depends on the unit)")
+    inputs = list({v.node: v for v in tensors(c, "query", "key", "value")}.values())
+    if any((v.axes, v.sizes) != (x.axes, x.sizes) for v in inputs):
+        raise Unsupported("attention between maps of different shapes")
+    merged = x if len(inputs) == 1 else c.layer("add", inputs, comment="query, key, value")
+    node = c.builder.broadcast(c.base, merged, "attention along the map", along={x.rank - 2})
+    return Value(node, x.axes, x.sizes, x.rank)
 
 
 # ---------------------------------------------------------------- element-wise

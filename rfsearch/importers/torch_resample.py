@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .builder import Unsupported, Value, subsampled
-from .torch_ops import Call, standard_layout
+from .builder import Unsupported, Value, standard_layout, subsampled
+from .torch_ops import Call
 
 
 def upsample(mode: str) -> Callable[[Call], Value]:
