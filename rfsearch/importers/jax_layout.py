@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .builder import Unsupported, Value, carried, flattened, refuse_split
+from .builder import Unsupported, Value, flattened
 from .jax_models import SUBJAXPRS
 from .jax_ops import Eqn, alias
+from .shapes import carried, refuse_split
 
 WINDOW_PRIMITIVES = ("reduce_window_max", "reduce_window_min", "reduce_window_sum",
                      "reduce_window")

@@ -11,15 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .builder import (
-    INPUT,
-    SpecBuilder,
-    Unsupported,
-    Value,
-    derived,
-    merge_operands,
-    transposed_padding,
-)
+from .builder import INPUT, SpecBuilder, Unsupported, Value, derived, merge_operands
+from .shapes import transposed_padding
 
 
 @dataclass

@@ -11,17 +11,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .builder import (
-    SpecBuilder,
-    Unsupported,
-    Value,
-    carried,
-    derived,
-    flattened,
-    merge_operands,
-    refuse_split,
-    transposed_padding,
-)
+from .builder import SpecBuilder, Unsupported, Value, derived, flattened, merge_operands
+from .shapes import carried, refuse_split, transposed_padding
 
 
 @dataclass

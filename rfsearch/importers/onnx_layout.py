@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .builder import Unsupported, Value, carried, flattened, refuse_split
+from .builder import Unsupported, Value, flattened
 from .onnx_ops import MERGES, Node
+from .shapes import carried, refuse_split
 
 
 def flatten(n: Node) -> Value:

@@ -13,15 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .builder import (
-    SpecBuilder,
-    Unsupported,
-    Value,
-    derived,
-    merge_operands,
-    standard_layout,
-    zero_padding,
-)
+from .builder import SpecBuilder, Unsupported, Value, derived, merge_operands, zero_padding
+from .shapes import standard_layout
 
 
 @dataclass

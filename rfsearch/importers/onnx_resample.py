@@ -7,8 +7,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from .builder import Unsupported, Value, subsampled
+from .builder import Unsupported, Value
 from .onnx_ops import Node
+from .shapes import subsampled
 
 NEAREST_FLOOR = {("asymmetric", "floor"), ("half_pixel", "round_prefer_floor"),
                  ("half_pixel", "round_prefer_ceil"), ("pytorch_half_pixel",

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .builder import Value, flattened, refuse_split
+from .builder import Value, flattened
+from .shapes import refuse_split
 from .torch_ops import Call
 
 

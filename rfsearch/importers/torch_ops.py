@@ -12,15 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .builder import (
-    SpecBuilder,
-    Unsupported,
-    Value,
-    derived,
-    merge_operands,
-    standard_layout,
-    zero_padding,
-)
+from .builder import SpecBuilder, Unsupported, Value, derived, merge_operands, zero_padding
+from .shapes import standard_layout
 
 
 @dataclass

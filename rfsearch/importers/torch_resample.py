@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .builder import Unsupported, Value, standard_layout, subsampled
+from .builder import Unsupported, Value
+from .shapes import standard_layout, subsampled
 from .torch_ops import Call
 
 
