@@ -179,4 +179,17 @@ def rf_ratio_axes(rf, size, xp=np):
     """:func:`rf_ratio` over any axes: ``rf`` [A, ...] (NaN unknown) and one size per
     axis."""
     size = xp.asarray(size).reshape(-1, *(1,) * (rf.ndim - 1))
-    return (rf / size).min(axis=0)
+    return (rf / divisor(size, xp.shape(rf), xp)).min(axis=0)
+
+
+def divisor(b, shape, xp=np):
+    """``b`` as the divisor of an array of ``shape``, so that dividing by it is correctly
+    rounded on every device, as numpy's division is: XLA turns a division by a broadcast
+    value into a product with its reciprocal (an ulp off for most divisors), so on the
+    device the divisor is materialised behind an optimisation barrier."""
+    if xp is np:
+        return b
+    from jax import lax
+
+    full = xp.broadcast_to(xp.asarray(b, dtype=xp.result_type(float)), shape)
+    return lax.optimization_barrier(full)

@@ -543,3 +543,25 @@ def test_host_arithmetic_is_checked_for_wrapping_too():
     assert mask("a * 4 > 0", {"a": big}) == [False, False, True, False]
     # -2**63 is an int64; one less is not
     assert value("a + a < 0", {"a": big})[1] == [False, False, True, True]
+
+
+@pytest.mark.parametrize(("where", "kept"), [
+    ("rf_ratio <= 0.35", [34, 35]), ("rf_ratio == 0.35", [35]), ("rf_h / 100 <= 0.35", [34, 35]),
+    ("rf_h / 100 == 0.36", [36])])
+def test_device_division_is_numpys_so_filters_agree_with_the_rows(where, kept):
+    """XLA divides by a broadcast value through its reciprocal: 35 / 100 came out an ulp
+    above 0.35, so the row printed as 0.35 failed 'rf_ratio <= 0.35' (audit)."""
+    grid = {"input_size": 100, "layers": [{"op": "conv", "kernel": [34, 35, 36]}]}
+    got = search(grid, where=where)
+    assert got["rf_h"].tolist() == kept
+    assert (got["rf_ratio"] == got["rf_h"] / 100).all()
+
+
+@pytest.mark.parametrize(("where", "kept"), [
+    ("candidate_id == 1076746950455072391", [1]), ("candidate_id % 2 == 1", [1, 3, 5, 7])])
+def test_host_filters_compare_ids_beyond_2_to_the_53_exactly(where, kept):
+    """DARTS ids reach 1.08e18; the host path read them as float64 (audit): every id of
+    the range matched '== ...391', none matched '% 2 == 1'."""
+    base = 1076746950455072390
+    got = search("darts", ids=(base, base + 9), where=where)
+    assert (got["candidate_id"] - base).tolist() == kept

@@ -25,6 +25,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
+from ..analysis import divisor
 from ..errors import SpecError
 
 _TOKEN = re.compile(r"\s*(?:(?P<num>\d+\.\d*|\.\d+|\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_.]*)"
@@ -224,6 +225,8 @@ def evaluate_filter(node: Node, columns: dict, xp):
     if op in ("/", "//", "%"):
         nonzero = b != 0
         safe = xp.where(nonzero, b, 1)
+        if op == "/":  # correctly rounded on the device too (a row's value is numpy's)
+            safe = divisor(safe, xp.broadcast_shapes(xp.shape(a), xp.shape(safe)), xp)
         value = {"/": lambda: a / safe, "//": lambda: a // safe, "%": lambda: a % safe}[op]()
         return value, ak & bk & nonzero
     value = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b}[op]()

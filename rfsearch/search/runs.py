@@ -96,13 +96,16 @@ def uses_analysis(columns: set[str]) -> bool:
 
 def filter_columns(df: pd.DataFrame, names) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The (value, known) arrays the filter reads, for columns ``names`` of ``df``:
-    booleans as bool, everything else as float64, nulls unknown."""
+    booleans as bool, integers as int64 (ids beyond 2^53 stay exact, as on the device),
+    the rest as float64, nulls unknown."""
     cols = {}
     for name in names:
         values = df[name]
         known = values.notna().to_numpy()
         if str(values.dtype) in ("bool", "boolean"):
             cols[name] = (values.fillna(False).to_numpy(dtype=bool), known)
+        elif pd.api.types.is_integer_dtype(values.dtype):
+            cols[name] = (values.to_numpy(dtype=np.int64, na_value=0), known)
         else:
             cols[name] = (values.to_numpy(dtype=float, na_value=0.0), known)
     return cols
