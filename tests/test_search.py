@@ -123,6 +123,42 @@ def test_bad_arguments_are_spec_errors():
         search(space, ascending=True)
 
 
+@pytest.mark.parametrize(("kwargs", "words"), [
+    ({"ids": "0:5"}, "ids must be"), ({"ids": (0, 3, 5)}, "ids must be"),
+    ({"ids": (0.5, 3)}, "ids must be"), ({"sample": 3, "seed": -1}, "seed must be"),
+    ({"sample": 3, "seed": 1.5}, "seed must be")])
+def test_ids_and_seed_of_the_python_api_are_checked_in_one_line(kwargs, words):
+    """Before: numpy's or Python's own exceptions (the CLI checked them; audit)."""
+    with pytest.raises(SpecError, match=words):
+        search(space_of(VALID), **kwargs)
+
+
+@pytest.mark.parametrize(("grid", "size", "words"), [
+    ({"layers": []}, None, "layers is empty"),
+    ({"layers": [{"op": "conv", "kernel": [3, 5]},
+                 {"op": "conv", "kernel": {"choices": [1, 7], "tie": "layer0.kernel"}}]}, None,
+     "two choices are named 'layer0.kernel'"),
+    ({"layers": [{"op": "conv", "kernel": [[3, 3, 3], [1, 3, 3]]},
+                 {"op": "upsample", "factor": [[1, 2, 2]]}]}, "32x32",
+     "input size 32x32 has 2 axes; this network has 3"),
+    ({"input_size": 32, "layers": [{"op": "conv", "kernel": [[3], [5]]},
+                                   {"op": "upsample", "factor": [[2]]}]}, "8x32x32",
+     "input size 8x32x32 has 3 axes; this network has 1")])
+def test_grids_the_search_cannot_answer_are_refused_in_one_line(grid, size, words):
+    """Before (audit): an IndexError; one column for two choices, the filter reading the
+    other; a KeyError, or every row invalid with no reason given."""
+    with pytest.raises(SpecError, match=words):
+        search(grid, input_size=size)
+
+
+def test_a_resumed_search_may_spell_its_filter_with_other_spacing(tmp_path):
+    first = search("nasbench201", where="rf_h >= 20 and valid", output=tmp_path / "o")
+    again = search("nasbench201", where="rf_h>=20   and valid", output=tmp_path / "o")
+    assert first.matches == again.matches
+    with pytest.raises(SpecError, match="where differ"):
+        search("nasbench201", where="rf_h >= 21 and valid", output=tmp_path / "o")
+
+
 def test_a_blank_where_is_no_filter_as_an_empty_one_is():
     space = space_of(VALID)
     rows = [search(space, where=text) for text in ("", "  \t")]

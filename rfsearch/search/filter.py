@@ -186,6 +186,14 @@ class _Parser:
                   pos)
 
 
+def canonical(text: str | None) -> str | None:
+    """``text`` with its tokens one space apart: filters that differ only in spacing are
+    the same filter (a search resumes with either)."""
+    if not isinstance(text, str):
+        return text
+    return " ".join(m.group(m.lastgroup) for m in _TOKEN.finditer(text))
+
+
 def parse_filter(text: str, schema: dict[str, str]) -> Node:
     """Parse and type-check ``text`` against ``schema`` (column -> 'number' | 'bool' |
     'text'; a text column is refused)."""

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..cache import write_atomic
 from ..errors import SpecError
+from .filter import canonical
 
 MANIFEST = "_manifest.json"
 RECORDS = "_manifest.d"
@@ -92,7 +93,7 @@ def read_state(folder: Path, run) -> State:
         if entry is None:
             continue
         found = True
-        theirs, ours = entry.get("params") or {}, run.params()
+        theirs, ours = (_comparable(p) for p in (entry.get("params") or {}, run.params()))
         if theirs != ours:
             differ = ", ".join(k for k in {**ours, **theirs} if theirs.get(k) != ours.get(k))
             raise SpecError(f"{folder}: holds a different search ({theirs.get('space')}; "
@@ -101,6 +102,12 @@ def read_state(folder: Path, run) -> State:
     if not found and any(folder.glob("part-*.parquet")):
         raise SpecError(f"{folder}: holds part files but no {MANIFEST}; use an empty folder")
     return state
+
+
+def _comparable(params: dict) -> dict:
+    """A run's parameters as two runs of one search share them (its filter's spacing
+    aside)."""
+    return {**params, "where": canonical(params.get("where"))} if "where" in params else params
 
 
 def save(folder: Path, run, state: State, process=None, complete: bool = False) -> None:

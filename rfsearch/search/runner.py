@@ -29,13 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jax
+import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
 from ..axes import parse_input_sizes, size_for
 from ..errors import SpecError
 from ..spaces.registry import resolve_space
-from ..spaces.space import Space
+from ..spaces.space import Space, fitted_size
 from ..spec import parse_input_size
 from ..table import COLUMNS, SEARCH_COLUMNS, search_result
 from .cluster import resolve_process
@@ -88,6 +89,20 @@ def _positive(name: str, value) -> None:
         raise SpecError(f"{name} must be a positive integer, got {value!r}")
 
 
+def _integer(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _id_range(ids) -> tuple[int, int] | None:
+    """``ids`` as (start, stop) Python ints (the range itself is checked by the run)."""
+    if ids is None:
+        return None
+    if isinstance(ids, str | bytes) or not hasattr(ids, "__len__") or len(ids) != 2 \
+            or not all(_integer(v) for v in ids):
+        raise SpecError(f"ids must be (start, stop), two integers, got {ids!r}")
+    return int(ids[0]), int(ids[1])
+
+
 def prepare(space, *, output=None, where=None, sample=None, seed=0, input_size=None,
             chunk=None, top=None, by=None, ascending=False, ids=None,
             partition_by=()) -> Run:
@@ -101,6 +116,9 @@ def prepare(space, *, output=None, where=None, sample=None, seed=0, input_size=N
         else None
     for name, value in (("chunk", chunk), ("sample", sample), ("top", top)):
         _positive(name, value)
+    if not _integer(seed) or seed < 0:
+        raise SpecError(f"seed must be a non-negative integer, got {seed!r}")
+    seed, ids = int(seed), _id_range(ids)
     chunk = default_chunk() if chunk is None else chunk
     if (top is None) != (by is None):
         raise SpecError("top and by go together: keep the K rows with the best 'by' column")
@@ -111,8 +129,9 @@ def prepare(space, *, output=None, where=None, sample=None, seed=0, input_size=N
     top_spec = None if top is None else (by, top, not ascending)
     size = None
     if input_size is not None:  # per candidate: any axes (N, HxW, DxHxW); tabulated: 2-D
-        sizes = parse_input_sizes(input_size)
-        size = sizes if space_obj.per_candidate else parse_input_size(size_for(sizes, 2))
+        size = fitted_size(space_obj.name, space_obj.dims, input_size) if \
+            space_obj.per_candidate else parse_input_size(size_for(parse_input_sizes(
+                input_size), 2))
     partition = (partition_by,) if isinstance(partition_by, str) else tuple(partition_by)
     choices = {v.name for v in space_obj.variables}
     for column in partition:

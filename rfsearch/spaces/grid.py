@@ -26,11 +26,10 @@ import itertools
 import json
 from pathlib import Path
 
-from ..axes import parse_input_sizes
 from ..errors import SpecError
 from ..sources import read_document
 from ..spec import GEOMETRIC_KEYS, parse_input_size, parse_network
-from .space import Slot, Space, Variable
+from .space import Slot, Space, Variable, fitted_size
 
 GRID_KEYS = ("name", "description", "input_size", "layers", "templates", "where")
 CHOICE_FIELDS = ("op", "kernel", "stride", "dilation", "padding", "factor", "mode")
@@ -214,6 +213,8 @@ def grid_space(grid: dict, label: str | None = None) -> tuple[Space, str | None]
             b.fail(where, f"duplicate name {slot_name!r}")
         names.add(slot_name)
         slots.append(_slot(b, raw, slot_name, where))
+    if not slots:
+        b.fail("top level", "layers is empty: a grid needs at least one layer")
     kinds = [(slot, *_kind(block)) for slot in slots for block in slot.blocks]
     host, dims = any(k[1] for k in kinds), max((k[2] for k in kinds), default=2)
     bad = next((k for k in kinds if k[3] is not None), None)
@@ -221,7 +222,7 @@ def grid_space(grid: dict, label: str | None = None) -> tuple[Space, str | None]
         raise SpecError(f"space {str(name)!r}, slot {bad[0].name!r}: {bad[3]}")
     size = grid.get("input_size")
     if size is not None:  # per candidate: N, HxW or DxHxW; tabulated: N or HxW
-        size = parse_input_sizes(size) if host else parse_input_size(size)
+        size = fitted_size(str(name), dims, size) if host else parse_input_size(size)
     space = Space(str(name), b.variables, slots, size, definition=grid,
                   description=str(grid.get("description", "")), host=host, dims=dims)
     where_text = grid.get("where")

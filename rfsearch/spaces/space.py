@@ -20,12 +20,24 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ..axes import parse_input_sizes, size_for
 from ..encode import Batch
 from ..errors import SpecError
 from ..table import search_result
 
 # Result columns a choice may not be named after.
 RESERVED = frozenset(search_result(depth=True))
+
+
+def fitted_size(name: str, dims: int, input_size) -> tuple[int, ...]:
+    """A per-candidate space's input size (N, HxW or DxHxW), refused in one line when its
+    axes are not its blocks' ``dims`` (else every row would be an error row)."""
+    sizes = parse_input_sizes(input_size)
+    try:
+        size_for(sizes, dims)
+    except SpecError as err:
+        raise SpecError(f"space {name!r}: {err}") from None
+    return sizes
 
 
 def place_values(radices) -> np.ndarray:
@@ -127,10 +139,15 @@ class Space:
         return self.builder is not None or self.host
 
     def __post_init__(self):
+        seen_names: set[str] = set()
         for var in self.variables:
             if var.name in RESERVED or var.name in self.id_aliases:
                 raise SpecError(f"space {self.name!r}: choice name {var.name!r} is a result "
                                 "column; name it differently")
+            if var.name in seen_names:  # one column would show one of them
+                raise SpecError(f"space {self.name!r}: two choices are named {var.name!r} "
+                                "(a tie named like a field's column?); name one differently")
+            seen_names.add(var.name)
         if self.builder is not None:
             if self.slots:
                 raise SpecError(f"space {self.name!r}: a builder space has no slots")
