@@ -94,8 +94,10 @@ def arity(value) -> int | None:
 def network_dims(raw_layers, declared=None) -> int:
     """The network's dimensionality: ``declared`` (its ``dims`` field) or the length of
     its per-axis lists, which must all agree (one line naming the first disagreement)."""
-    if declared is not None and (isinstance(declared, bool) or declared not in AXES):
+    if declared is not None and (isinstance(declared, bool) or not isinstance(
+            declared, int | np.integer) or declared not in AXES):
         raise SpecError(f"dims must be 1, 2 or 3, got {declared!r}")
+    declared = None if declared is None else int(declared)
     found: dict[int, str] = {}
     for i, layer in enumerate(raw_layers):
         if type(layer) is not dict and not isinstance(layer, Mapping):

@@ -161,7 +161,14 @@ def _table(src: Source, sizes, per_layer: bool, chunk, progress: bool, analysis)
     integer ops, the periodic program the rest (:mod:`rfsearch.periodic`); a network the
     input size does not fit (a DxHxW size for a 2-D network) gets an error row."""
     if src.batch is not None:  # a chain table: 2-D
-        return _source_table(src, size_for(sizes, 2), per_layer, chunk, progress, analysis)
+        try:
+            size2 = size_for(sizes, 2)
+        except SpecError as err:  # a DxHxW size: an error row each, as for other specs
+            failed = Source(src.label, [], [], [*src.errors, *(
+                (i, name, f"{Location(src.label, i, name)}: {err}")
+                for i, name in src.parsed())], src.total)
+            return _table(failed, sizes, per_layer, chunk, progress, analysis)
+        return _source_table(src, size2, per_layer, chunk, progress, analysis)
     picks = [i for i, net in enumerate(src.networks) if net.periodic]
     rest = [i for i in range(len(src.networks)) if i not in set(picks)]
     parts, errors = _periodic_rows(src, picks, sizes, per_layer, analysis) if picks else ([], [])

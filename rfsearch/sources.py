@@ -79,8 +79,8 @@ def from_objects(objects: list, label: str | None = None,
                                                   isinstance(raw, dict) else None))
             src.networks.append(parse_network(raw, where[i], label))
             src.index.append(i)
-        except SpecError as err:
-            name = raw.get("name") if isinstance(raw, dict) else None
+        except SpecError as err:  # the name its message gives (a default one too)
+            name = raw.get("name", f"net{where[i]}") if isinstance(raw, dict) else None
             src.errors.append((i, name if isinstance(name, str) else None, str(err)))
     return src
 

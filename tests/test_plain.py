@@ -149,3 +149,22 @@ def test_default_names_that_collide_take_the_full_path():
     assert split_plain([spec], [0])[0] is None
     df = rfsearch.evaluate([spec, spec], per_layer=True)
     assert df["layer_name"].iloc[61] == "relu61_1"
+
+
+def test_a_dims_that_is_not_an_int_costs_its_row_only():
+    """Before: 2.0 passed as 2 and crashed '(1,) * dims'; a list raised 'unhashable' (a
+    traceback for the whole call; audit of the input forms)."""
+    conv = [{"op": "conv", "kernel": 3}]
+    df = rfsearch.evaluate([{"layers": conv, "dims": 2.0}, {"layers": conv, "dims": [2]},
+                            {"layers": conv}])
+    assert df["error"].str.contains("dims must be 1, 2 or 3").fillna(False).tolist() == [
+        True, True, False]
+    assert df["name"].tolist() == ["net0", "net1", "net2"]  # a failed spec keeps its name
+
+
+def test_a_chain_table_at_a_three_axis_size_is_an_error_row_each():
+    """As dict specs are; before, the whole call raised."""
+    table = pd.DataFrame({"kernel": [[3, 3], [5]], "name": ["a", None]})
+    df = rfsearch.evaluate(table, input_size="4x4x4")
+    assert df["name"].tolist() == ["a", "chain1"]
+    assert df["error"].str.endswith("input size 4x4x4 has 3 axes; this network has 2").all()
