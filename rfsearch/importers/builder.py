@@ -20,6 +20,10 @@ from .repeats import check_repeating
 INPUT = "input"  # the spec's name of the network input
 POLICIES = ("error", "identity")  # on_unsupported
 GATES = ("local", "global")  # how a one-unit operand scaling a map (a channel gate) reads
+# why a concatenation along a spatial axis is refused, whichever framework wrote it
+SPATIAL_CONCAT = ("a concatenation along a spatial axis (as tiles, a roll or circular padding "
+                  "are written): its parts' units come from different places, so no box "
+                  "describes them")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .builder import INPUT, SpecBuilder, Unsupported, Value, derived, merge_operands
+from .builder import (
+    INPUT,
+    SPATIAL_CONCAT,
+    SpecBuilder,
+    Unsupported,
+    Value,
+    derived,
+    merge_operands,
+)
 from .shapes import transposed_padding
 
 
@@ -233,7 +241,7 @@ def concatenate(e: Eqn) -> Value:
     values = e.values
     dim = e.params["dimension"]
     if any(dim in v.axes for v in values):
-        raise Unsupported("a concatenation along a spatial axis")
+        raise Unsupported(SPATIAL_CONCAT)
     if len(values) == 1:
         return values[0]
     maps = [v for v in values if v.spatial]

@@ -11,7 +11,15 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .builder import SpecBuilder, Unsupported, Value, derived, flattened, merge_operands
+from .builder import (
+    SPATIAL_CONCAT,
+    SpecBuilder,
+    Unsupported,
+    Value,
+    derived,
+    flattened,
+    merge_operands,
+)
 from .shapes import carried, refuse_split, transposed_padding
 
 
@@ -189,7 +197,7 @@ def concatenate(la: Layer) -> Value:
     values = [v for v in la.ins if isinstance(v, Value)]
     axis = int(la.config.get("axis", -1)) % values[0].rank
     if any(axis in v.axes for v in values):
-        raise Unsupported("a concatenation along a spatial axis")
+        raise Unsupported(SPATIAL_CONCAT)
     return la.layer("concat", values)
 
 

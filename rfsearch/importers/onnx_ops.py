@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .builder import SpecBuilder, Unsupported, Value, derived, merge_operands, zero_padding
+from .builder import (
+    SPATIAL_CONCAT,
+    SpecBuilder,
+    Unsupported,
+    Value,
+    derived,
+    merge_operands,
+    zero_padding,
+)
 from .shapes import standard_layout
 
 
@@ -269,7 +277,7 @@ def concat(n: Node) -> Value:
     values = n.values
     axis = int(n.attr("axis", 1)) % values[0].rank
     if any(axis in v.axes for v in values):
-        raise Unsupported("a concatenation along a spatial axis")
+        raise Unsupported(SPATIAL_CONCAT)
     return values[0] if len(values) == 1 else n.layer("concat", values)
 
 

@@ -12,7 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .builder import SpecBuilder, Unsupported, Value, derived, merge_operands, zero_padding
+from .builder import (
+    SPATIAL_CONCAT,
+    SpecBuilder,
+    Unsupported,
+    Value,
+    derived,
+    merge_operands,
+    zero_padding,
+)
 from .shapes import standard_layout
 
 
@@ -185,7 +193,7 @@ def cat(c: Call) -> Value:
     dim = c.args.get("dim", 0)
     dim = dim + rank if dim < 0 else dim
     if any(dim in v.axes for v in values):
-        raise Unsupported("a concatenation along a spatial axis")
+        raise Unsupported(SPATIAL_CONCAT)
     if len(values) == 1:
         return values[0]
     return c.layer("concat", values)
