@@ -156,6 +156,11 @@ def _integer_sources(src: Source, rest: list[int]) -> list[Source]:
     return found
 
 
+def _misfits(part: Source, err: SpecError) -> list[tuple[int, str, str]]:
+    """An error entry for each spec of ``part``: the input size does not fit it."""
+    return [(i, name, f"{Location(part.label, i, name)}: {err}") for i, name in part.parsed()]
+
+
 def _table(src: Source, sizes, per_layer: bool, chunk, progress: bool, analysis):
     """Columns and order for one source: the integer kernel computes the 2-D networks of
     integer ops, the periodic program the rest (:mod:`rfsearch.periodic`); a network the
@@ -164,21 +169,18 @@ def _table(src: Source, sizes, per_layer: bool, chunk, progress: bool, analysis)
         try:
             size2 = size_for(sizes, 2)
         except SpecError as err:  # a DxHxW size: an error row each, as for other specs
-            failed = Source(src.label, [], [], [*src.errors, *(
-                (i, name, f"{Location(src.label, i, name)}: {err}")
-                for i, name in src.parsed())], src.total)
+            failed = Source(src.label, [], [], [*src.errors, *_misfits(src, err)], src.total)
             return _table(failed, sizes, per_layer, chunk, progress, analysis)
         return _source_table(src, size2, per_layer, chunk, progress, analysis)
     picks = [i for i, net in enumerate(src.networks) if net.periodic]
-    rest = [i for i in range(len(src.networks)) if i not in set(picks)]
+    rest = [i for i, net in enumerate(src.networks) if not net.periodic]
     parts, errors = _periodic_rows(src, picks, sizes, per_layer, analysis) if picks else ([], [])
     integer = _integer_sources(src, rest)
     size2 = None
     try:
         size2 = size_for(sizes, 2) if rest or src.plain is not None else None
     except SpecError as err:
-        errors += [(i, name, f"{Location(src.label, i, name)}: {err}")
-                   for part in integer for i, name in part.parsed()]
+        errors += [e for part in integer for e in _misfits(part, err)]
         integer = _integer_sources(Source(src.label, [], [], [], src.total), [])
     if not parts and not errors and len(integer) == 1:  # the common case: one kernel run
         only = integer[0]
