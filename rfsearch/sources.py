@@ -75,8 +75,7 @@ def from_objects(objects: list, label: str | None = None,
         try:
             problem = repeated_key(raw) if repeats else None
             if problem:
-                raise SpecError(problem, Location(label, where[i], raw.get("name") if
-                                                  isinstance(raw, dict) else None))
+                raise SpecError(problem, _repeat_location(raw, label, where[i]))
             src.networks.append(parse_network(raw, where[i], label))
             src.index.append(i)
         except SpecError as err:  # the name its message gives (a default one too)
@@ -105,6 +104,18 @@ def _json_object(pairs: list) -> dict:
             "one object"
         Marks.made += 1
     return data
+
+
+def _repeat_location(raw, label, index: int) -> Location:
+    """Where the first object that gives a key twice sits: its spec, and its layer when
+    one of the spec's layers holds it."""
+    spec = raw if isinstance(raw, dict) else {}
+    layers = spec.get("layers") if isinstance(spec.get("layers"), list) else []
+    at = next((k for k, layer in enumerate(layers) if repeated_key(layer)), None)
+    name = layers[at].get("name") if at is not None and isinstance(layers[at], dict) else None
+    own = spec.get("name")
+    return Location(label, index, own if isinstance(own, str) else None, at,
+                    name if isinstance(name, str) else None)
 
 
 def _first_repeat(keys):

@@ -286,10 +286,11 @@ def test_a_key_given_twice_costs_its_spec_not_the_last_value_silently(tmp_path):
     (tmp_path / "a.yaml").write_text(
         "- name: a\n  layers:\n  - {op: conv, kernel: 3, kernel: 5}\n"
         "- &base {name: b, layers: [{op: conv, kernel: 3}]}\n- {<<: *base, name: c}\n")
-    for path, message in (("a.json", "spec #0 'a': key 'kernel' is given twice in one object"),
+    for path, message in (("a.json", "spec #0 'a', layer #0: key 'kernel' is given twice in "
+                                     "one object"),
                           ("a.jsonl", "spec #0 'z': key 'name' is given twice in one object"),
-                          ("a.yaml", "spec #0 'a': key 'kernel' is given twice in one mapping "
-                                     "(line 3)")):
+                          ("a.yaml", "spec #0 'a', layer #0: key 'kernel' is given twice in one "
+                                     "mapping (line 3)")):
         df = rfsearch.evaluate(tmp_path / path)
         assert df["error"][0] == f"{tmp_path / path}: {message}"
         assert df["rf_h"].tolist()[1:] == [3] * (len(df) - 1) and len(df) >= 2
