@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import importers, zoo
+from . import coords, importers, stream, zoo
 from .chain_arrays import chains
 from .encode import Batch, encode
 from .errors import SpecError
@@ -27,6 +27,7 @@ __all__ = [
     "SpecError",
     "__version__",
     "chains",
+    "coords",
     "encode",
     "evaluate",
     "from_jax",
@@ -38,6 +39,7 @@ __all__ = [
     "read_chains",
     "schema",
     "search",
+    "stream",
     "to_arrow",
     "write_parquet",
     "zoo",

@@ -20,7 +20,7 @@ holds on every axis) and ``k_eff`` its window:
   (above it no layer covers the input);
 * ``rf_at_stride_K``: receptive field (height, or a 1-D network's sequence axis) of the
   last layer with effective stride exactly K/1;
-* ``rf_ratio``: the output's receptive field over the input size, the smaller axis.
+* ``rf_ratio``: the output's receptive field over the input size, the smallest ratio over the axes.
 """
 
 from __future__ import annotations
@@ -63,8 +63,11 @@ class Layers:
     upsampling); ``k_eff`` is the span of input units one output unit reads (the dilated
     window); ``name(i, node)`` names a layer; ``axis`` is the axis of ``rf_at_stride_K``
     (the height, or a 1-D network's sequence axis). ``counted``: valid layers that take
-    part (not whole-map, bounded, rf_min known); ``mixed``: layers after a merge of
-    different jumps (unit by unit), which no rf_at_stride counts."""
+    part (not whole-map, bounded); a layer that faults (a dead branch whose map is gone at
+    this size: the output's would make an error row) takes none. ``known``: whether a
+    layer's rf_min is known (None: every one is; beyond the paths enumerated unit by unit
+    it is not, and the rules that read it are then unknown); ``mixed``: layers after a
+    merge of different jumps (unit by unit), which no rf_at_stride counts."""
 
     live: np.ndarray
     valid: np.ndarray
@@ -78,6 +81,15 @@ class Layers:
     name: Callable[[int, int], str]
     axis: int = 0
     mixed: np.ndarray | None = None  # [L, N]: no single stride (num / den: one input's)
+    known: np.ndarray | None = None  # [L, N]: rf_min known
+
+
+def _known(g: Layers) -> tuple[np.ndarray, np.ndarray]:
+    """([L, N] rf_min known, [L, N] known for the layer and every predecessor)."""
+    known = np.ones(g.live.shape, bool) if g.known is None else g.known
+    has = g.preds >= 0  # [L, M, N]
+    preds = known[np.clip(g.preds, 0, None), np.arange(known.shape[1])]  # [L, M, N]
+    return known, known & (preds | ~has).all(axis=1)
 
 
 def _gather_preds(values: np.ndarray, preds: np.ndarray) -> np.ndarray:
@@ -88,7 +100,8 @@ def _gather_preds(values: np.ndarray, preds: np.ndarray) -> np.ndarray:
 
 
 def _wasted(g: Layers, res: np.ndarray, exempt_1x1: bool):
-    """(unproductive, critical) [L, N] at the input size ``res`` [1, A, 1]."""
+    """(unproductive, critical) [L, N] at the input size ``res`` [1, A, 1], and where each
+    is unknown (it reads an unknown rf_min)."""
     has = g.preds >= 0  # [L, M, N]
     pnum, pden = _gather_preds(g.num, g.preds), _gather_preds(g.den, g.preds)
     pmin = _gather_preds(g.rf_min, g.preds)  # [L, M, A, N]
@@ -99,7 +112,11 @@ def _wasted(g: Layers, res: np.ndarray, exempt_1x1: bool):
     rf_rule = seen & (res < g.rf_min).all(axis=1)
     if exempt_1x1:
         rf_rule &= ~(g.k_eff == 1).all(axis=1)
-    return g.counted & (small_maps | rf_rule), g.counted & (g.rf_min > res).all(axis=1)
+    known, with_preds = _known(g)
+    unproductive = g.counted & (small_maps | (rf_rule & with_preds))
+    critical = g.counted & known & (g.rf_min > res).all(axis=1)
+    return (unproductive, critical), (g.counted & ~small_maps & ~with_preds,
+                                      g.counted & ~known)
 
 
 def _at_size(g: Layers, size, exempt_1x1: bool) -> tuple[dict, dict]:
@@ -111,19 +128,19 @@ def _at_size(g: Layers, size, exempt_1x1: bool) -> tuple[dict, dict]:
                     "n_unproductive": (np.zeros(n, np.int64), none),
                     "n_critical": (np.zeros(n, np.int64), none)}
     res = np.asarray(size, np.int64)[None, :, None]  # [1, A, 1]
-    unproductive, critical = _wasted(g, res, exempt_1x1)
+    (unproductive, critical), (u_unknown, c_unknown) = _wasted(g, res, exempt_1x1)
     exceeds = g.counted & (g.rf > res).all(axis=1)
     first = np.argmax(exceeds, axis=0)  # [N]
     has_border = exceeds.any(axis=0)
     border = exceeds & (np.arange(len(exceeds))[:, None] == first) & has_border
-    no = ~g.valid.any(axis=0) | (~g.valid & g.live).any(axis=0)  # a network with a bad layer
+    no = ~g.valid.any(axis=0)
     names = np.array([g.name(i, first[i]) if has_border[i] else None for i in range(n)],
                      dtype=object)
-    lay = {"border": (border, ~g.valid), "unproductive": (unproductive, ~g.valid),
-           "critical": (critical, ~g.valid)}
+    lay = {"border": (border, ~g.valid), "unproductive": (unproductive, ~g.valid | u_unknown),
+           "critical": (critical, ~g.valid | c_unknown)}
     return lay, {"border_layer": (names, ~has_border | no),
-                 "n_unproductive": (unproductive.sum(axis=0), no),
-                 "n_critical": (critical.sum(axis=0), no)}
+                 "n_unproductive": (unproductive.sum(axis=0), no | u_unknown.any(axis=0)),
+                 "n_critical": (critical.sum(axis=0), no | c_unknown.any(axis=0))}
 
 
 def judge(g: Layers, size, exempt_1x1: bool = False) -> Analysis:
@@ -131,8 +148,10 @@ def judge(g: Layers, size, exempt_1x1: bool = False) -> Analysis:
     value per axis, or None)."""
     L, n = g.live.shape
     lay, net = _at_size(g, size, exempt_1x1)
-    bad = ~g.counted.any(axis=0) | (g.live & ~g.valid).any(axis=0)
-    net["feasible_min"] = (np.where(g.counted, g.rf_min.max(axis=1), 0).max(axis=0), bad)
+    bad = ~g.counted.any(axis=0)
+    known = _known(g)[0]
+    net["feasible_min"] = (np.where(g.counted, g.rf_min.max(axis=1), 0).max(axis=0),
+                           bad | (g.counted & ~known).any(axis=0))
     net["feasible_max"] = (np.where(g.counted, g.rf.max(axis=1), 0).max(axis=0), bad)
     a = g.axis
     for s in RF_AT_STRIDES:
@@ -168,8 +187,8 @@ def analyze(batch: Batch, layers: dict[str, np.ndarray], size, exempt_1x1: bool 
 
 
 def rf_ratio(rf_h, rf_w, size, xp=np):
-    """The output's receptive field over the input size, the smaller axis (NaN where the
-    RF or the size is unknown; ``xp``: numpy or jax.numpy)."""
+    """The output's receptive field over the input size, the smallest ratio over the axes
+    (NaN where the RF or the size is unknown; ``xp``: numpy or jax.numpy)."""
     if size is None:
         return xp.full(xp.shape(rf_h), np.nan)
     return rf_ratio_axes(xp.stack([rf_h, rf_w]), size, xp)

@@ -192,7 +192,8 @@ def chain_rows(table: pa.Table, label: str, offset: int = 0, bad: dict | None = 
                    padded=True)
     errors = []
     for row, (layer, problem) in sorted(problems.items()):
-        name = None if names is None else names[row]
+        name = names[row] if names is not None and names[row] is not None else \
+            default_names([row + offset])[0]  # as a valid row's, and as dict specs keep net{i}
         where = Location(label, row + offset, name, layer,
                          None if layer is None else chain_layer(layer))
         errors.append((row + offset, name, str(SpecError(problem, where))))

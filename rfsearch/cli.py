@@ -25,7 +25,7 @@ from .errors import SpecError
 from .evaluate import evaluate
 from .kernel import TILE
 from .search import search
-from .search.runner import ACCELERATOR_CHUNK, DEFAULT_CHUNK
+from .search.runner import ACCELERATOR_CHUNK, DEFAULT_CHUNK, option_conflict
 from .show import left_aligned, show_table, summary_line
 from .spaces import BUILTIN, candidates
 from .spec import parse_input_size
@@ -78,16 +78,17 @@ def _report_errors(df: pd.DataFrame) -> int:
 def _progress_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--progress", action="store_true",
-                       help="draw a progress bar even when standard error is not a terminal")
+                       help="draw a progress bar even when standard error is not a terminal "
+                            "or the rows are printed")
     group.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
 
 def _progress(args) -> bool:
-    """A bar while writing a file: on a terminal only, unless --progress asks for it (a
-    bar drawn into a pipe or a log file leaves carriage-return frames there)."""
-    if args.quiet or args.output is None:
+    """A bar while writing a file, on a terminal (a bar drawn into a pipe or a log file
+    leaves carriage-return frames there); --progress asks for one anyway, printing too."""
+    if args.quiet:
         return False
-    return args.progress or sys.stderr.isatty()
+    return args.progress or (args.output is not None and sys.stderr.isatty())
 
 
 def cmd_eval(args) -> int:
@@ -228,9 +229,19 @@ def _search_parser(sub) -> None:
                     help="hive-partition the output folder by these choice columns")
     cluster_options(se, _positive, _non_negative)
     _progress_options(se)
-    se.set_defaults(func=cmd_search)
+    se.set_defaults(func=cmd_search, misuse=_search_misuse, parser=se)
     sp = sub.add_parser("spaces", help="list the built-in search spaces")
     sp.set_defaults(func=cmd_spaces)
+
+
+CLI_NAMES = {"top": "--top", "by": "--by", "ascending": "--ascending",
+             "partition_by": "--partition-by", "output": "-o OUT_DIR"}
+
+
+def _search_misuse(args) -> str | None:
+    """Options of ``search`` that do not go together (a usage error, exit 2), or None."""
+    return option_conflict(args.top, args.by, args.ascending, args.partition_by, args.output,
+                           CLI_NAMES)
 
 
 def _pixels(text: str) -> tuple[int, int]:
@@ -274,7 +285,7 @@ def _plot_parser(sub) -> None:
     common.add_argument("--size", type=_pixels, help="WIDTHxHEIGHT in pixels")
     gr = psub.add_parser("growth", parents=[common], help="RF per layer of networks")
     gr.add_argument("specs", nargs="+", help="spec files or zoo:NAME")
-    gr.add_argument("--input-size", type=_input_size, help="draw it and mark border layers")
+    gr.add_argument("--input-size", type=_input_sizes, help="draw it and mark border layers")
     bx = psub.add_parser("boxes", parents=[common], help="RFs of output features on an image")
     bx.add_argument("spec", help="a spec file or zoo:NAME")
     bx.add_argument("--image", help="PNG/JPEG (default: a synthetic image)")
@@ -288,6 +299,7 @@ def _plot_parser(sub) -> None:
     rs.add_argument("--hue", help="colour points by this column (small results)")
     for p in (gr, bx, rs):
         p.set_defaults(func=cmd_plot)
+    _name_choices(psub)
 
 
 def _zoo_parser(sub) -> None:
@@ -306,6 +318,13 @@ def _zoo_parser(sub) -> None:
     ex.add_argument("-o", "--output", help="output .json file (default: standard output)")
     ex.add_argument("-q", "--quiet", action="store_true", help="no summary line")
     ex.set_defaults(func=cmd_zoo_export)
+    _name_choices(zsub)
+
+
+def _name_choices(subparsers) -> None:
+    """Usage errors name a group of subcommands by its choices ('required:
+    {list,show,export}'), not by its internal destination ('zoo_command')."""
+    subparsers.metavar = "{" + ",".join(subparsers.choices) + "}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -345,11 +364,15 @@ def build_parser() -> argparse.ArgumentParser:
     import_parser(sub, _input_sizes, check_writable)
     _search_parser(sub)
     _plot_parser(sub)
+    _name_choices(sub)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    misuse = getattr(args, "misuse", None)
+    if misuse is not None and misuse(args) is not None:
+        args.parser.error(misuse(args))  # exits 2, as argparse's own usage errors
     try:
         return args.func(args)
     except SpecError as err:

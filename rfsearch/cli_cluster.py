@@ -67,6 +67,13 @@ def process_of(args) -> tuple[int, int] | None:
 def summary(result) -> str:
     """The line ``rfsearch search -o`` ends with."""
     head = f"{result.space}: {result.candidates} candidates"
+    if result.process[1] == 1 and result.complete and result.resumed == result.chunks:
+        return f"{head}: {result.output} was already complete ({result.matches} rows); " \
+               "nothing to do"
+    if result.process[1] == 1 and result.complete and result.resumed:
+        return f"{head}, resumed ({result.resumed} of {result.chunks} chunks were done): " \
+               f"{result.output} is complete with {result.matches} rows after " \
+               f"{result.seconds:.1f} s"
     if result.process[1] == 1:
         return f"{head}, {result.matches} rows written to {result.output} in " \
                f"{result.seconds:.1f} s"

@@ -252,12 +252,26 @@ def _layer_rows(ctx: Context, raw: Raw, src: Source, found=None):
     return cols, order
 
 
+def _recorded_size(src: Source, sizes):
+    """The input size a table records: fitted to its networks' axes where they agree
+    (224 is [224, 224] for 2-D networks, [224] for 1-D ones), else as given (one value:
+    every axis). Chain tables and plain chain specs are 2-D."""
+    dims = {net.dims for net in src.networks} | (
+        {2} if src.plain is not None or src.batch is not None or not src.networks else set())
+    if sizes is None or len(dims) > 1:
+        return sizes
+    try:
+        return size_for(sizes, dims.pop())
+    except SpecError:  # a size these networks do not take: their rows say so
+        return sizes
+
+
 def source_frame(src: Source, sizes, per_layer: bool, chunk_size, progress: bool,
                  options: dict | None) -> pd.DataFrame:
     """One source's rows, in the source's order (``options``: the analysis options, or
     None without analysis)."""
     cols, order = _table(src, sizes, per_layer, chunk_size, progress, options)
-    df = frame(cols, per_layer, sizes if sizes is None or len(sizes) != 1 else sizes * 2)
+    df = frame(cols, per_layer, _recorded_size(src, sizes))
     if options is not None:
         df.attrs["analysis_rule"] = rule(options["exempt_1x1"])
     if len(order) < 2 or (order[1:] >= order[:-1]).all():  # already in the source's order

@@ -127,7 +127,9 @@ def _margin(batch: PeriodicBatch, sizes: np.ndarray) -> int:
 def _units(networks: list[Network], batch: PeriodicBatch, size) -> tuple[PeriodicBatch, dict]:
     """Unit by unit: sizes first (any period), then the boxes of every map's units and a
     margin of virtual units each side, as wide as the layers read beyond the borders."""
-    sizes = _propagate(batch, size, P=1)["size"]  # [L, A, N]
+    # [L, A, N]; a map below one unit makes its network an error row (its fault), and
+    # is read as one unit here, so that no read table is built from it
+    sizes = np.maximum(_propagate(batch, size, P=1)["size"], 1)
     first = np.clip(batch.preds[:, 0, :], 0, None)  # a node's map size is its first input's
     batch = encode_periodic(networks, np.take_along_axis(sizes, first[:, None, :], axis=0))
     M = pow2_bucket(_margin(batch, sizes))  # a power of two: fewer shapes to compile

@@ -69,13 +69,14 @@ def _layers(batch: PeriodicBatch, states: dict, geo: dict, live: np.ndarray,
     span = (batch.b0 - batch.a0).max(axis=2) + 1  # [L, A, N]: the units one output reads
     rf_min, null = geo["rf_min"]
     unbounded = (states["flags"] & R.UNBOUNDED) != 0
-    counted = valid & (batch.kind != WHOLE) & ~(unbounded | null).any(axis=1)
+    counted = valid & (batch.kind != WHOLE) & ~unbounded.any(axis=1)
     axes = AXES[networks[0].dims]
     return Layers(live, valid, counted, rf=geo["rf"][0], rf_min=rf_min, num=geo["stride"][0],
                   den=geo["stride_den"][0],
                   k_eff=np.where(resample, span, batch.fields["k_eff"]), preds=batch.preds,
                   name=lambda i, node: networks[i].layers[node - 1].name,
                   mixed=((states["flags"] & R.MIXED) != 0).any(axis=1),
+                  known=~null.any(axis=1),
                   axis=axes.index("h") if "h" in axes else 0)
 
 

@@ -13,16 +13,17 @@ Each writes a PNG or SVG of ``size`` = (width, height) pixels and returns the pa
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .axes import parse_input_sizes
 from .coords import ReceptiveField
 from .errors import SpecError
 from .evaluate import evaluate
+from .show import column
 from .sources import resolve
 from .spec import parse_input_size
 
@@ -76,17 +77,20 @@ def growth(specs, output, *, input_size=None, size=(900, 540)) -> Path:
                                    plt.rcParams["axes.prop_cycle"].by_key()["color"] * 10,
                                    strict=False):
         x = rows["layer"].to_numpy()
-        ax.plot(x, rows["rf_h"].to_numpy(dtype=float), color=color, label=f"{name} (h)")
-        if not rows["rf_h"].equals(rows["rf_w"]):
-            ax.plot(x, rows["rf_w"].to_numpy(dtype=float), color=color, ls="--",
-                    label=f"{name} (w)")
+        axes = [a for a in ("d", "h", "w") if f"rf_{a}" in rows and rows[f"rf_{a}"].notna().any()]
+        first = f"rf_{axes[0]}"  # the depth, the height, or a 1-D network's one axis
+        ax.plot(x, rows[first].to_numpy(dtype=float), color=color, label=f"{name} ({axes[0]})")
+        for a, style in zip(axes[1:], ("--", "-."), strict=False):
+            if not rows[f"rf_{a}"].equals(rows[first]):
+                ax.plot(x, rows[f"rf_{a}"].to_numpy(dtype=float), color=color, ls=style,
+                        label=f"{name} ({a})")
         if "border" in rows and rows["border"].fillna(False).any():
             b = rows[rows["border"].fillna(False).astype(bool)].iloc[0]
-            ax.plot([b["layer"]], [b["rf_h"]], "o", color=color, ms=8,
+            ax.plot([b["layer"]], [b[first]], "o", color=color, ms=8,
                     label=f"{name}: border {b['layer_name']}")
-    if input_size is not None:
-        h, _ = parse_input_size(input_size)
-        ax.axhline(h, color="grey", lw=1, ls=":", label=f"input {h} px")
+    if input_size is not None:  # along the first axis drawn (N: every axis)
+        first_size = parse_input_sizes(input_size)[0]
+        ax.axhline(first_size, color="grey", lw=1, ls=":", label=f"input {first_size} px")
     ax.set_yscale("log")
     ax.set_xlabel("layer (spec order)")
     ax.set_ylabel("receptive field (px)")
@@ -115,6 +119,29 @@ def _load_image(image):
     return img if img.ndim == 3 else np.stack([img] * 3, -1)
 
 
+def _stride_label(row) -> str:
+    """``stride 2`` (as ``show`` writes it: ``1/2x2`` per axis where they differ) from a
+    result row, or that it has none (the paths of a merge disagree: uneven centres)."""
+    stride = column(row, "stride", ("h", "w"))
+    return "no single stride: paths disagree" if stride == "-" else f"stride {stride}"
+
+
+def _one_plane(spec, h: int, w: int) -> pd.Series:
+    """The result row of ``spec``, one valid 2-D network at ``h`` x ``w`` (else one line)."""
+    src = resolve(spec, (h, w))[0]
+    if src.errors or src.total != 1:
+        raise SpecError(src.errors[0][2] if src.errors else
+                        f"{src.label}: holds {src.total} specs; boxes takes one")
+    dims = src.networks[0].dims if src.networks else 2  # a chain table's row is 2-D
+    if dims != 2:
+        raise SpecError(f"plot boxes draws 2-D networks over an image; "
+                        f"{src.networks[0].name!r} has {dims} {'axis' if dims == 1 else 'axes'}")
+    row = evaluate(spec, input_size=(h, w)).iloc[0]
+    if isinstance(row["error"], str):
+        raise SpecError(row["error"])
+    return row
+
+
 def boxes(spec, output, *, image=None, features=None, input_size=None, erf=False,
           size=(800, 800)) -> Path:
     """Receptive fields of ``features`` [(y, x), ...] over ``image`` (default: the output
@@ -125,13 +152,7 @@ def boxes(spec, output, *, image=None, features=None, input_size=None, erf=False
     else:
         h, w = parse_input_size(input_size) if input_size is not None else (224, 224)
         img = synthetic_image(h, w)
-    src = resolve(spec, (h, w))[0]
-    if src.errors or src.total != 1:
-        raise SpecError(src.errors[0][2] if src.errors else
-                        f"{src.label}: holds {src.total} specs; boxes takes one")
-    row = evaluate(spec, input_size=(h, w)).iloc[0]
-    if isinstance(row["error"], str):
-        raise SpecError(row["error"])
+    row = _one_plane(spec, h, w)
     rf = ReceptiveField.of(spec, (h, w))  # every unit's exact box (they may vary by unit)
     out_h, out_w = int(row["out_h"]), int(row["out_w"])
     if features is None:
@@ -146,10 +167,8 @@ def boxes(spec, output, *, image=None, features=None, input_size=None, erf=False
     ax.imshow(img, extent=(-0.5, w - 0.5, h - 0.5, -0.5))
     gy, gx = np.meshgrid(np.arange(out_h), np.arange(out_w), indexing="ij")
     centres = rf.center(gy.ravel(), gx.ravel())
-    strides = [f"{p.K // math.gcd(p.K, p.T)}" + (f"/{p.T // math.gcd(p.K, p.T)}" if
-               p.T // math.gcd(p.K, p.T) > 1 else "") for p in rf.phases]
     ax.plot(centres.x, centres.y, ".", color="white", ms=2, alpha=0.6,
-            label=f"feature centres (stride {'x'.join(strides)})")
+            label=f"feature centres ({_stride_label(row)})")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for (fy, fx), color in zip(feats, colors * 10, strict=False):
         box = rf.box(fy, fx)

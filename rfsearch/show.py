@@ -102,12 +102,22 @@ def show_table(spec, input_size) -> tuple[pd.DataFrame, pd.DataFrame]:
     layers = _batch_layers(src.batch) if src.batch is not None else src.networks[0].layers
     df = evaluate(src.batch if src.batch is not None else spec, input_size=input_size,
                   per_layer=True)
+    if len(df) != len(layers) or df["layer_name"].isna().any():
+        raise SpecError(str(df["error"].dropna().iloc[0]))  # the network's own row: why
     rows = []
+    shown = ("rf", "stride", *(("period",) if _periodic(df) else ()), "padding", "out")
     for layer, (_, r) in zip(layers, df.iterrows(), strict=True):
         axes = axes_of(r)
         rows.append({"layer": r["layer_name"], "op": r["op"], **_layer_columns(layer),
-                     **{c: column(r, c, axes) for c in ("rf", "stride", "padding", "out")}})
+                     **{c: column(r, c, axes) for c in shown}})
     return left_aligned(pd.DataFrame(rows), ["layer", "op"]), df
+
+
+def _periodic(rows: pd.DataFrame) -> bool:
+    """Whether some row's boxes repeat only after several units (period > 1): the table
+    then shows the period, after which the stride holds."""
+    return any(c in rows and (rows[c].fillna(1) > 1).any() for c in ("period_h", "period_w",
+                                                                     "period_d"))
 
 
 def summary_line(net: pd.Series, input_size) -> str:
@@ -121,6 +131,8 @@ def summary_line(net: pd.Series, input_size) -> str:
         return f"{net['name']}{size}: invalid"
     aligned = net["aligned"]
     alignment = "unknown" if pd.isna(aligned) else "yes" if aligned else "no"
+    period = ("period",) if _periodic(net.to_frame().T) else ()
     parts = [f"{c} {column(net, c, axes)}"
-             for c in ("rf", "rf_min", "stride", "padding", "out") if c != "out" or input_size]
+             for c in ("rf", "rf_min", "stride", *period, "padding", "out")
+             if c != "out" or input_size]
     return f"{net['name']}{size}: {', '.join(parts)}, aligned {alignment}"

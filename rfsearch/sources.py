@@ -377,5 +377,5 @@ def _read_or_error(path, input_size=None) -> Source:
         if is_model_file(path):
             return from_objects([import_file(path, input_size=input_size)], label=str(path))
         return read_source(path)
-    except SpecError as err:
-        return Source(str(path), [], [], [(0, None, str(err))], 1)
+    except SpecError as err:  # the row stands for the file: it is named by it
+        return Source(str(path), [], [], [(0, str(path), str(err))], 1)

@@ -76,7 +76,8 @@ COLUMNS: dict[str, tuple[pa.DataType, str]] = {
                                    "effective stride 8; null when none"),
     "rf_at_stride_16": (pa.int64(), "the same at effective stride 16"),
     "rf_at_stride_32": (pa.int64(), "the same at effective stride 32"),
-    "rf_ratio": (pa.float64(), "output receptive field over the input size (smaller axis)"),
+    "rf_ratio": (pa.float64(), "output receptive field over the input size (the smallest "
+                               "ratio over the axes)"),
 }
 ANALYSIS_LAYER = ["border", "unproductive", "critical"]
 RF_AT_STRIDES = (8, 16, 32)  # the rf_at_stride_K columns

@@ -123,3 +123,21 @@ def test_layer_rules_match_a_plain_python_application(spec, size, exempt):
         assert row["border"] == (i == first_border)
 
 
+
+
+def test_a_dead_branch_that_fails_at_this_size_takes_no_part():
+    """A branch the output does not read, whose map is gone at this size, left the row
+    valid but nulled every analysis column, against the per-layer rows' own flags. It now
+    takes no part; the row's counts are the per-layer sums."""
+    dead = {"name": "dead", "layers": [
+        {"name": "a", "op": "conv", "kernel": 3, "padding": 1},
+        {"name": "b", "op": "conv", "kernel": 3, "padding": 1},
+        {"name": "side", "op": "conv", "kernel": 5, "inputs": ["a"]}], "output": "b"}
+    row = rfsearch.evaluate(dead, input_size=3, analysis=True).iloc[0]
+    assert pd.isna(row["error"]) and row["rf_h"] == 5
+    assert (row["n_unproductive"], row["n_critical"], row["border_layer"],
+            row["feasible_min"], row["feasible_max"]) == (2, 1, "b", 5, 5)
+    layers = rfsearch.evaluate(dead, input_size=3, analysis=True, per_layer=True)
+    assert layers["unproductive"].tolist()[:2] == [True, True]
+    assert layers["critical"].tolist()[:2] == [False, True]
+    assert pd.isna(layers["unproductive"][2]) and "smaller than 1 pixel" in layers["error"][2]

@@ -70,9 +70,38 @@ def test_show_prints_per_layer_table(capsys):
     assert lines[4].split() == ["b", "conv", "3x1", "1", "2", "2x0", "27x11", "4", "11x3", "56"]
 
 
+def test_show_gives_the_period_where_boxes_repeat_after_several_units(tmp_path, capsys):
+    """A stride-2 conv then nearest x2: stride 1 but units 0 and 1 read one box (period 2);
+    show had no period, so the table read as if every unit stepped by one pixel."""
+    spec = tmp_path / "up.json"
+    spec.write_text(json.dumps({"name": "u", "layers": [
+        {"op": "conv", "kernel": 3, "stride": 2, "padding": 1},
+        {"op": "upsample", "factor": 2, "mode": "nearest"}]}))
+    assert main(["show", str(spec), "--input-size", "16"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "u at 16x16: rf 3, rf_min 3, stride 1, period 2, padding 1, out 16, " \
+                       "aligned yes"
+    assert lines[1].split() == ["layer", "op", "k", "s", "d", "p", "rf", "stride", "period",
+                                "padding", "out"]
+    assert lines[3].split()[-5:] == ["3", "1", "2", "1", "16"]
+
+
 def test_show_rejects_files_with_several_specs(capsys):
     assert main(["show", EXAMPLES]) == 1
     assert capsys.readouterr().err == f"rfsearch: {EXAMPLES}: holds 4 specs; show takes one\n"
+
+
+def test_show_with_an_input_size_of_other_axes_is_one_line(tmp_path, capsys):
+    """show (and zoo show --per-layer) raised a zip() ValueError with a traceback."""
+    vol = tmp_path / "vol.json"
+    vol.write_text(json.dumps({"name": "vol", "dims": 3, "layers": [
+        {"name": "c1", "op": "conv", "kernel": 3, "padding": 1}]}))
+    assert main(["show", str(vol), "--input-size", "8x8"]) == 1
+    assert capsys.readouterr().err == (f"rfsearch: {vol}: spec #0 'vol': input size 8x8 has "
+                                       "2 axes; this network has 3\n")
+    assert main(["zoo", "show", "resnet18", "--input-size", "8x8x8", "--per-layer"]) == 1
+    assert capsys.readouterr().err.endswith("input size 8x8x8 has 3 axes; this network has "
+                                            "2\n")
 
 
 @pytest.mark.parametrize("command", ["eval", "show", "zoo list", "zoo show", "zoo export", "import",
@@ -192,7 +221,7 @@ def test_cli_search_bad_where_is_one_line_exit_1(grid_file, capsys):
                                                    "column 'rf' (did you mean")
     assert main(["search", str(grid_file), "--where", "rf_h = 3"]) == 1
     assert "(use == to compare)" in capsys.readouterr().err
-    assert main(["search", str(grid_file), "--top", "3"]) == 1
+    assert main(["search", str(grid_file), "--top", "3", "--by", "nope"]) == 1
     assert capsys.readouterr().err.count("\n") == 1
 
 
@@ -213,3 +242,25 @@ def test_cli_spaces_lists_the_builtin_spaces(capsys):
     row = next(line for line in lines if line.startswith("nasbench201 "))
     assert "15,625" in row
     assert "21,924,480,357" in next(line for line in lines if line.startswith("ofa-mbv3 "))
+
+
+@pytest.mark.parametrize(("options", "words"), [
+    (["--top", "3"], "--top and --by go together"),
+    (["--by", "rf_h"], "--top and --by go together"),
+    (["--ascending"], "--ascending orders --top"),
+    (["--partition-by", "arch_str"], "--partition-by needs -o OUT_DIR and no --top"),
+])
+def test_search_options_that_do_not_go_together_are_usage_errors(options, words, capsys):
+    """They exited 1 with the Python API's words ('top and by go together')."""
+    with pytest.raises(SystemExit) as done:
+        main(["search", "nasbench201", *options])
+    assert done.value.code == 2
+    assert f"rfsearch search: error: {words}" in capsys.readouterr().err
+
+
+def test_bare_command_groups_name_their_choices(capsys):
+    for argv, choices in ((["zoo"], "{list,show,export}"), (["plot"], "{growth,boxes,results}")):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert capsys.readouterr().err.endswith(f"the following arguments are required: "
+                                                f"{choices}\n")

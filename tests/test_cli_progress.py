@@ -97,6 +97,7 @@ class Terminal(io.StringIO):
     ("out", True, False, False, True),  # asked for
     ("out", False, True, True, False),  # -q
     (None, False, False, True, False),  # printing the table: no bar
+    (None, True, False, False, True),  # unless asked for (it was ignored)
 ])
 def test_when_a_bar_is_drawn(monkeypatch, output, progress, quiet, terminal, bar):
     monkeypatch.setattr(sys, "stderr", Terminal() if terminal else io.StringIO())

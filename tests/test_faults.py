@@ -45,6 +45,28 @@ def test_output_smaller_than_one_pixel():
     assert rfsearch.evaluate(net, input_size=11)["error"].isna()[0]
 
 
+def test_a_map_below_one_unit_before_align_corners_is_an_error_row():
+    """align_corners reads depend on map sizes: a map of -1 or 0 units before one aborted
+    the whole process (an XLA extent of 2**62) or raised OverflowError; now that network
+    is one error row and the others keep theirs."""
+    up = {"op": "upsample", "factor": 2, "mode": "bilinear", "align_corners": True}
+    shrunk = {"name": "s", "layers": [{"name": "c", "op": "conv", "kernel": 5}, up]}
+    strided = {"name": "t", "layers": [{"name": "n0", "op": "conv", "kernel": 4, "stride": 2},
+                                       {"name": "n2", "op": "conv", "kernel": 4, "stride": 2},
+                                       up]}
+    fine = {"name": "f", "layers": [{"op": "conv", "kernel": 3}, up]}
+    for size in (1, 3, 4):
+        df = rfsearch.evaluate([shrunk, OK], input_size=size, analysis=True)
+        assert df["error"][0] == ("spec #0 's', layer #0 'c': output is smaller than 1 "
+                                  f"pixel at input size {size}x{size}")
+        assert df["error"].isna()[1] == (size >= 3)
+    df = rfsearch.evaluate([strided, fine], input_size=5)
+    assert df["error"][0].endswith("layer #1 'n2': output is smaller than 1 pixel at input "
+                                   "size 5x5")
+    assert df["error"].isna()[1] and df["rf_h"][1] == 4 and df["out_h"][1] == 6
+    assert rfsearch.evaluate(shrunk, input_size=5)["rf_h"][0] == 5
+
+
 def test_many_messages_word_each_row_as_one_location_would():
     """``faults.wheres`` (every row's location at once, used for empty maps and overflow)
     gives exactly ``str(faults.where(...))`` per row: default and given spec and layer

@@ -173,3 +173,35 @@ def test_a_grid_of_3d_blocks_has_depth_columns(tmp_path):
     rfsearch.search(grid, output=tmp_path / "out")
     written = pd.read_parquet(tmp_path / "out")
     assert {"rf_d", "stride_den_d", "out_d"} <= set(written.columns) and len(written) == 2
+
+
+def test_per_candidate_grids_take_constant_filters_and_chunks_of_one_kind():
+    """From the grid-search audit: a filter that reads no column ('true') raised
+    KeyError(np.True_) on a per-candidate grid (darts too); a chunk of a 1-D/3-D grid
+    holding no 3-D candidate raised KeyError('rf_d')."""
+    resampled = {"layers": [{"op": "conv", "kernel": [3, 5], "stride": [1, 2], "padding": 1},
+                            {"op": "upsample", "factor": [1, 2]}]}
+    assert len(search(resampled, where="true")) == 8
+    assert len(search(resampled, where="1 < 2 and not false", top=2, by="rf_h")) == 2
+    assert search(resampled, where="false").empty
+    assert len(search("darts", where="true", sample=3)) == 3
+    mixed = {"input_size": 8, "layers": [{"op": "conv", "kernel": [[3], [3, 3, 3]]}]}
+    whole = search(mixed)
+    assert whole["rf_d"].isna().tolist() == [True, False]
+    for kwargs in ({"ids": (0, 1)}, {"chunk": 1}):
+        part = search(mixed, **kwargs)
+        pd.testing.assert_frame_equal(part, whole.iloc[:len(part)])
+
+
+def test_a_block_of_scalar_fields_takes_the_axes_of_the_others():
+    """A 1-D slot beside a slot of plain ints made the grid 2-D: 100x100 was accepted and
+    every row was an error row ('has 2 axes; this network has 1')."""
+    grid = {"input_size": 100, "layers": [
+        {"op": "conv", "kernel": [[3], [5]], "stride": [[2]]},
+        {"op": "conv", "kernel": [3, 5], "stride": 2}]}
+    space = rfsearch.spaces.grid_space(grid)[0]
+    assert space.dims == 1
+    rows = search(grid)
+    assert rows["valid"].all() and rows["rf_w"].tolist() == [7, 11, 9, 13]
+    with pytest.raises(SpecError, match="input size 100x100 has 2 axes; this network has 1"):
+        search(grid, input_size="100x100")

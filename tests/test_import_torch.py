@@ -163,6 +163,15 @@ def test_unsupported_ops_are_listed_in_one_message():
     assert "outputs=" in message and "on_unsupported='identity'" in message
 
 
+def test_an_unmapped_bare_leaf_module_is_named_by_its_op():
+    """A model that is one leaf module named its unmapped op "identity" (its stand-in)."""
+    with pytest.raises(rfsearch.SpecError, match=r"1 unsupported op: im2col \(top level, "
+                       r"aten\.im2col"):
+        rfsearch.from_torch(nn.Unfold(3), torch.rand(1, 4, 8, 8))
+    assert [la["name"] for la in rfsearch.from_torch(nn.Conv2d(4, 4, 3),
+                                                     torch.rand(1, 4, 8, 8))["layers"]] == ["conv"]
+
+
 def test_unsupported_ops_read_as_identity_are_recorded():
     spec = rfsearch.from_torch(Unmapped(), torch.rand(1, 3, 16, 16), on_unsupported="identity")
     assert len(spec["source"]["identity"]) == 2
@@ -484,6 +493,24 @@ def test_repeating_padding_is_exact_or_refused(mode, pad, kernel, dilation):
         with pytest.raises(rfsearch.SpecError, match=rf"^torch import: {mode} padding '0' "
                            r"repeats input units beyond the window of '0:2'"):
             rfsearch.from_torch(build(), torch.rand(1, 1, 12, 12))
+
+
+class PaddedTwice(nn.Module):
+    """A reflect pad, then a zero pad, then a 3x3 window."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3)
+
+    def forward(self, x):
+        return self.conv(F.pad(F.pad(x, (1, 1, 1, 1), mode="reflect"), (1, 1, 1, 1)))
+
+
+def test_a_pad_after_reflect_padding_is_refused_as_a_pad():
+    """The message called the second pad a window (kernel [1, 1])."""
+    with pytest.raises(rfsearch.SpecError, match=r"reflect padding 'pad' repeats input units "
+                       r"into another padding, 'pad:2', before a window reads them"):
+        rfsearch.from_torch(PaddedTwice(), torch.rand(1, 1, 12, 12))
 
 
 def test_a_linear_layer_over_one_axis_of_a_map_is_refused():

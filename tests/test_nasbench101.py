@@ -111,3 +111,16 @@ def test_an_earlier_versions_cache_is_read_and_left_for_it(cells, tmp_path, monk
     with np.load(tmp_path / nb101.ENCODED) as z:
         assert (z["geometry"] == geometry).all() and len(batch) == geometry.max() + 1
     assert names[1].shape[0] == len(batch)
+
+
+def test_generating_the_cells_says_so_once(cells, tmp_path, monkeypatch, caplog):
+    """Generation takes about a minute with nothing else printed: one warning says why
+    (on standard error where logging is not configured)."""
+    monkeypatch.setattr(nb101, "generate", lambda: dict(cells))
+    path = tmp_path / "cells.npz"
+    with caplog.at_level("WARNING", logger="rfsearch"):
+        nb101.cells(path)
+        nb101.cells(path)
+    assert [r.getMessage() for r in caplog.records] == [
+        "rfsearch: generating the 423,624 NAS-Bench-101 cells (about a minute, once); "
+        f"cached in {tmp_path}"]

@@ -168,3 +168,32 @@ def test_fractional_strides_do_not_count_at_an_integer_stride():
         is False and row["rf_at_stride_16"] == 3
     assert pd.isna(row["rf_h"]) and row["rf_ratio"] == pytest.approx(
         int(layers["rf_w"].iloc[-1]) / 480)
+
+
+def _doubling(blocks: int) -> dict:
+    """A bilinear x2 upsample, then ``blocks`` residual 3x3 blocks: 2**blocks paths."""
+    layers, prev = [{"name": "up", "op": "upsample", "factor": 2, "mode": "bilinear"}], "up"
+    for i in range(blocks):
+        layers += [{"name": f"c{i}", "op": "conv", "kernel": 3, "padding": 1, "inputs": [prev]},
+                   {"name": f"a{i}", "op": "add", "inputs": [prev, f"c{i}"]}]
+        prev = f"a{i}"
+    return {"name": f"paths{blocks}", "layers": layers}
+
+
+def test_an_unknown_rf_min_makes_only_what_reads_it_unknown():
+    """Beyond the paths enumerated unit by unit rf_min is null; the counts it decides
+    were a definite 0 and the border, feasible_max and the map rule were lost with it.
+    Now the columns that read rf_min are null, and the others are what they are."""
+    known = rfsearch.evaluate(_doubling(6), input_size=2, analysis=True).iloc[0]
+    assert (known["n_unproductive"], known["n_critical"], known["border_layer"],
+            known["feasible_min"], known["feasible_max"]) == (7, 6, "c0", 3, 8)
+    row = rfsearch.evaluate(_doubling(7), input_size=2, analysis=True).iloc[0]
+    assert pd.isna(row["n_unproductive"]) and pd.isna(row["n_critical"])
+    assert pd.isna(row["feasible_min"])
+    assert (row["rf_h"], row["border_layer"], row["feasible_max"]) == (9, "c0", 9)
+    layers = rfsearch.evaluate(_doubling(7), input_size=2, analysis=True,
+                               per_layer=True).set_index("layer_name")
+    assert layers["rf_min_h"].isna().all()
+    assert layers.loc["up", "unproductive"] == True  # noqa: E712  the map rule: 2 // 1 <= 2
+    assert layers.drop("up")["unproductive"].isna().all() and layers["critical"].isna().all()
+    assert layers["border"].tolist() == [False, True] + [False] * 13

@@ -1,6 +1,8 @@
 """Pictures: every plot command writes a valid, non-blank image of the requested size
 (headless Agg backend); bad requests are one-line errors."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,46 @@ def test_results_read_the_partition_columns_of_a_hive_folder(tmp_path):
     out = plot.results(tmp_path / "run", tmp_path / "h.png", x="rf_h", y="rf_min_h",
                        hue="layer0.kernel", size=(400, 300))
     assert_image(out, 400, 300)
+
+
+def test_boxes_legend_gives_the_rows_stride_or_says_there_is_none(tmp_path):
+    """The legend read the stride off the period tables, so a misaligned network (its
+    row's stride null, its centres uneven) was labelled 'stride 2x2'."""
+    from rfsearch.plot import _stride_label
+
+    outmid = {"name": "outmid", "output": "m", "layers": [
+        {"op": "conv", "kernel": 3, "stride": 2, "padding": 1},
+        {"name": "side", "op": "conv", "kernel": 5, "padding": 2},
+        {"op": "conv", "kernel": 3, "stride": 2, "padding": 1, "inputs": "conv0"},
+        {"op": "upsample", "factor": 2, "mode": "bilinear", "align_corners": True},
+        {"name": "m", "op": "add", "inputs": ["side", "upsample3"]}]}
+    up = {"name": "up", "layers": [{"op": "upsample", "factor": 2, "mode": "nearest"},
+                                   {"op": "conv", "kernel": [3, 1], "stride": [1, 4]}]}
+    rows = rfsearch.evaluate([outmid, up], input_size=(20, 24))
+    assert _stride_label(rows.iloc[0]) == "no single stride: paths disagree"
+    assert _stride_label(rows.iloc[1]) == "stride 1/2x2"
+    assert _stride_label(rfsearch.evaluate(rfsearch.zoo.build("resnet18"),
+                                           input_size=224).iloc[0]) == "stride 32"
+    spec = tmp_path / "outmid.json"
+    spec.write_text(json.dumps(outmid))
+    assert main(["plot", "boxes", str(spec), "-o", str(tmp_path / "b.png"),
+                 "--input-size", "20x24"]) == 0
+    assert (tmp_path / "b.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(("dims", "words"), [(1, "1 axis"), (3, "3 axes")])
+def test_boxes_of_a_1d_or_3d_network_say_boxes_are_2d(tmp_path, dims, words):
+    """It said 'input size 30x30 has 2 axes; this network has 1' for --input-size 30."""
+    spec = {"name": "seq", "dims": dims, "layers": [{"op": "conv", "kernel": 3}]}
+    with pytest.raises(SpecError, match=f"^plot boxes draws 2-D networks over an image; 'seq' "
+                                        f"has {words}$"):
+        plot.boxes(spec, tmp_path / "b.png", input_size=30)
+
+
+def test_growth_takes_1d_and_3d_input_sizes(tmp_path):
+    """--input-size took N or HxW only (N became NxN): a 1-D network at 16000 samples and
+    a 3-D one at 16x112x112 were refused."""
+    for spec, size in (("zoo:tcn", "16000"), ("zoo:r3d_18", "16x112x112")):
+        out = tmp_path / f"{spec[4:]}.png"
+        assert main(["plot", "growth", spec, "-o", str(out), "--input-size", size]) == 0
+        assert_image(out, 900, 540)

@@ -119,7 +119,7 @@ def test_bad_arguments_are_spec_errors():
         search(12)
     with pytest.raises(SpecError, match="unknown space"):
         search("nasbench2O1")
-    with pytest.raises(SpecError, match="ascending orders --top"):
+    with pytest.raises(SpecError, match="ascending orders top"):
         search(space, ascending=True)
 
 

@@ -195,3 +195,29 @@ def test_option_classes_group_exactly_the_equal_rows(top):
     assert (cls[rep] == np.arange(len(rep))).all()
     firsts = rows[np.unique(cls, return_index=True)[1]]
     assert [tuple(r) for r in firsts] == sorted(tuple(r) for r in firsts)
+
+
+def test_a_block_whose_dead_branch_fails_counts_like_evaluate():
+    """A block whose output is not its last layer, with a branch that fails at small
+    sizes: the candidate stays valid and its analysis counts the layers that have maps,
+    as evaluate of its spec does (the spec of a candidate ending in such a block named
+    no output, so the failing branch was the output and the row an error)."""
+    from rfsearch.spaces.space import Slot, Space, Variable
+
+    forked = {"name": "forked", "layers": [
+        {"name": "a", "op": "conv", "kernel": 3, "padding": 1},
+        {"name": "b", "op": "conv", "kernel": 3, "padding": 1},
+        {"name": "side", "op": "conv", "kernel": 5, "inputs": ["a"]}], "output": "b"}
+    plain = {"name": "plain", "layers": [{"name": "a", "op": "conv", "kernel": 3, "padding": 1}]}
+    stem = {"name": "stem", "layers": [{"name": "s", "op": "conv", "kernel": 3, "stride": 2,
+                                        "padding": 1}]}
+    space = Space("forked", [Variable("x", ("f", "p")), Variable("y", ("f", "p"))],
+                  [Slot("stem", (), (stem,)), Slot("one", (0,), (forked, plain)),
+                   Slot("two", (1,), (forked, plain))], input_size=(8, 8))
+    assert space.spec(0)["output"] == "two/b" and "output" not in space.spec(3)
+    for size in (3, 8, 16):
+        got = rfsearch.search(space, where=EVERY, input_size=size)
+        ev = expected(space, range(space.size), size)
+        assert_analysis_equal(got, ev)
+        assert got["valid"].all()
+    assert got["n_unproductive"].notna().all()

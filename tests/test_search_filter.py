@@ -213,6 +213,8 @@ def test_text_columns_are_refused_by_name():
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("rf_h = 3", "where 'rf_h = 3': unexpected character '=' (use == to compare) at position 5"),
+    ('rf_h == "x"', "unexpected character '\"' (a filter compares numbers and booleans, "
+                    "not text) at position 8"),
     ("rf_h > 3 3", "where 'rf_h > 3 3': unexpected '3' at position 9"),
     ("(rf_h > 3", "where '(rf_h > 3': expected ')' at position 9"),
     ("rf_h > 3)", "where 'rf_h > 3)': unexpected ')' at position 8"),
@@ -299,6 +301,28 @@ def test_keywords_and_functions_are_not_columns():
     cols = {"min": col([1, 2]), "a": col([5, 0])}
     assert mask("min > 1", cols, schema) == [False, True]
     assert mask("min(min, a) == min", cols, schema) == [True, False]
+
+
+def test_any_column_name_can_be_written_between_backticks():
+    """Grid ties and slots may be named in ways the bare grammar cannot write (a space, a
+    keyword, a leading digit): between backticks they are columns, as in pandas' query."""
+    schema = dict(SCHEMA, **{"a b": "number", "true": "bool", "7": "number"})
+    cols = {"a b": col([1, 5]), "true": col([True, False]), "7": col([3, 2]), "a": col([1, 1])}
+    assert mask("`a b` >= 5", cols, schema) == [False, True]
+    assert mask("`true` and true", cols, schema) == [True, False]
+    assert mask("`7` * 2 == 6 or `a` == 2", cols, schema) == [True, False]
+    assert parse_filter("`a b` > 1", schema).columns() == {"a b"}
+    assert "unknown column 'a_b' (did you mean '`a b`'?)" in reject("a_b > 1", schema)
+    assert "unknown column 'nope'" in reject("`nope` > 1", schema)
+    assert "unexpected character '`'" in reject("`a b > 1", schema)
+    from rfsearch.search.filter import canonical
+
+    assert canonical("`a b`>=5") == canonical("`a b`  >=  5") != canonical("`a  b` >= 5")
+    grid = {"input_size": 32, "layers": [
+        {"op": "conv", "kernel": {"choices": [3, 5], "tie": "a b"}, "padding": "same"},
+        {"op": "conv", "kernel": {"choices": [3, 7], "tie": "true"}, "padding": "same"}]}
+    rows = search(grid, where="`a b` == 5 and `true` >= 7")
+    assert rows[["a b", "true", "rf_h"]].values.tolist() == [[5, 7, 11]]
 
 
 def test_whitespace_is_free_and_tokens_need_no_spaces():

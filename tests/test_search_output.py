@@ -13,6 +13,8 @@ import textwrap
 import time
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from search_cases import (
     BIG,
@@ -95,6 +97,12 @@ def test_rerun_changes_nothing_and_a_different_run_is_refused(tmp_path, monkeypa
     time.sleep(0.01)
     again = search(space, output=out, **kwargs)
     assert again.matches == first.matches
+    assert (first.resumed, again.resumed) == (0, 6)
+    from rfsearch.cli_cluster import summary
+
+    assert "rows written" in summary(first)
+    assert summary(again) == (f"{space.name}: {first.candidates} candidates: {out} was "
+                              f"already complete ({first.matches} rows); nothing to do")
     after = folder_state(out)
     assert {k: v[1] for k, v in after.items()} == {k: v[1] for k, v in state.items()}
     parts = [k for k in state if k.startswith("part-")]
@@ -292,6 +300,10 @@ def test_resume_after_sigkill_gives_the_uninterrupted_result(tmp_path):
     resumed = search(space, output=out, **kwargs)
     clean = search(space, output=tmp_path / "clean", **kwargs)
     assert resumed.matches == clean.matches > 0
+    assert resumed.resumed == len(done) and clean.resumed == 0
+    from rfsearch.cli_cluster import summary
+
+    assert f"resumed ({len(done)} of {resumed.chunks} chunks were done)" in summary(resumed)
     a, b = read_folder(out), read_folder(tmp_path / "clean")
     assert a["candidate_id"].is_unique
     pd.testing.assert_frame_equal(a, b)
@@ -352,3 +364,37 @@ def test_a_damaged_folder_is_one_line(tmp_path, top):
         part.write_bytes(b"garbage")
     with pytest.raises(SpecError, match=r"part-.*\.parquet: not a readable part file"):
         search(VALID, **kwargs)
+
+
+def test_bad_partition_by_and_a_file_as_output_are_one_line(tmp_path):
+    """partition_by=5 raised TypeError, a repeated name nested a=1/a=1/ folders, and an
+    existing file as the output folder raised FileExistsError (the CLI checked it)."""
+    space = space_of(BIG)
+    with pytest.raises(SpecError, match=r"^partition_by must be a column name or a list of "
+                                        r"them, got 5$"):
+        search(space, output=tmp_path / "p", partition_by=5)
+    column = space.variables[0].name
+    with pytest.raises(SpecError, match=f"^partition_by names '{column}' twice$"):
+        search(space, output=tmp_path / "p", partition_by=[column, column])
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    with pytest.raises(SpecError, match="cannot write the output: not a folder"):
+        search(space, output=taken, ids=(0, 10))
+
+
+def test_parts_declare_key_types_and_the_analysis_rule(tmp_path):
+    """A search with no match wrote ofa-mbv3's list keys (d, ks) as double, so its part and
+    a non-empty one could not be read together; parts with analysis columns lacked the
+    analysis_rule that eval's files carry."""
+    kwargs = {"sample": 300, "seed": 1}
+    none = search("ofa-mbv3", output=tmp_path / "none", where="rf_h > 100000", **kwargs)
+    some = search("ofa-mbv3", output=tmp_path / "some", where="rf_h > 300", **kwargs)
+    assert none.matches == 0 < some.matches
+    empty, full = (pq.read_schema(tmp_path / f / "part-000000.parquet")
+                   for f in ("none", "some"))
+    assert empty.field("d").type == full.field("d").type == pa.list_(pa.int64())
+    assert empty.remove_metadata() == full.remove_metadata()
+    assert b"analysis_rule" not in full.metadata
+    search("ofa-mbv3", output=tmp_path / "an", where="n_unproductive >= 0", **kwargs)
+    meta = pq.read_schema(tmp_path / "an" / "part-000000.parquet").metadata
+    assert meta[b"analysis_rule"].decode() == rfsearch.analysis.rule(False)

@@ -123,10 +123,10 @@ def test_read_chains_rejects_bad_tables(tmp_path):
     path = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"kernel": [[3, 3], [3]], "stride": [[1], [2]]}), path)
     df = rfsearch.evaluate(path)
-    assert df["error"][0] == f"{path}: spec #0: stride has 1 entries, kernel has 2"
+    assert df["error"][0] == f"{path}: spec #0 'chain0': stride has 1 entries, kernel has 2"
     pq.write_table(pa.table({"kernel": [[3, 0]]}), path)
     assert rfsearch.evaluate(path)["error"][0] == (
-        f"{path}: spec #0, layer #1 'layer1': kernel must be a positive integer at most "
+        f"{path}: spec #0 'chain0', layer #1 'layer1': kernel must be a positive integer at most "
         "1073741824, got 0")
     pq.write_table(pa.table({"kernal": [[3]]}), path)
     assert "needs a list column 'kernel'" in rfsearch.evaluate(path)["error"][0]
@@ -169,10 +169,10 @@ def test_a_frame_cell_arrow_cannot_read_costs_its_row_only():
         [5, 3, 7]
     assert df["name"][6] == "chain6"
     errors = df["error"].tolist()
-    assert errors[1] == "<table>: spec #1: kernel must hold integers, got '5'"
-    assert errors[2] == "<table>: spec #2: kernel must hold integers, got True"
+    assert errors[1] == "<table>: spec #1 'chain1': kernel must hold integers, got '5'"
+    assert errors[2] == "<table>: spec #2 'chain2': kernel must hold integers, got True"
     assert errors[3].endswith("got 1180591620717411303424 (beyond int64)")
-    assert errors[5] == "<table>: spec #5: stride must be a list of integers, got 2"
+    assert errors[5] == "<table>: spec #5 'chain5': stride must be a list of integers, got 2"
     named = rfsearch.chains(np.full((3, 2), 3), names=["a", None, "c"])
     assert rfsearch.evaluate(named)["name"].tolist() == ["a", "chain1", "c"]  # as tables do
 
@@ -335,9 +335,10 @@ def test_a_missing_file_is_one_error_row_with_a_one_line_message(tmp_path):
     assert len(sources) == 2
     gone = sources[1]
     assert (gone.label, gone.networks, gone.total) == (str(missing), [], 1)
-    assert gone.errors == [(0, None, f"{missing}: no such file")]
+    assert gone.errors == [(0, str(missing), f"{missing}: no such file")]
     df = rfsearch.evaluate([good, missing])
     assert df["error"].isna().tolist() == [True, False]
+    assert df["name"][1] == str(missing)  # the row stands for the file
     assert df["error"][1] == f"{missing}: no such file"
 
 

@@ -117,6 +117,33 @@ def test_nasbench201_rows_equal_the_zoo_network(nb201):
         rfsearch.zoo.build(f"nasbench201(arch={NB201_NONE})")
 
 
+def _window_blind(block: dict | None):
+    """A cell spec with the 3x3 average pool written as the 3x3 conv (same window)."""
+    if block is None:
+        return None
+    return [{**layer, "op": "conv"} if layer.get("op") == "avgpool" else layer
+            for layer in block["layers"]]
+
+
+def test_nasbench201_geometry_classes_fix_the_cell_up_to_its_window_op():
+    """Tabulation encodes one cell per class: every cell of a class must have the same
+    layers, names, inputs and windows as the class's own (conv3x3 and avg_pool_3x3 share
+    a 3x3 window), and no-path cells are the class -1 alone."""
+    from rfsearch.spaces.nas import NB201Cells, nb201_arch_strings
+
+    cells = NB201Cells(nb201_arch_strings())
+    assert len(cells.first) < len(cells) // 4  # the point: far fewer cells to encode
+    for i in range(len(cells)):
+        rep = cells.first[cells.geometry[i]]
+        assert _window_blind(cells[i]) == _window_blind(cells[int(rep)]), i
+    assert cells[int(cells.first[0])] is None and all(
+        cells[int(i)] is not None for i in cells.first[1:])
+    batch, column, usable = cells.encoded
+    assert len(batch.length) == len(cells.first)
+    assert len(column) == len(usable) == len(cells) and usable.sum() == sum(
+        cells[i] is not None for i in range(len(cells)))
+
+
 # --- NATS-Bench size space -----------------------------------------------------------------
 
 def test_natsbench_sss_keys_and_one_geometry():

@@ -27,6 +27,18 @@ def written(tmp_path_factory):
     return path, df
 
 
+def test_the_recorded_input_size_has_the_networks_axes():
+    """224 was recorded as [224, 224] whatever the networks: a 1-D network evaluated at 100
+    samples recorded [100, 100] (a 1-D search records [100])."""
+    one = {"name": "a", "dims": 1, "layers": [{"op": "conv", "kernel": 3}]}
+    two = {"name": "b", "layers": [{"op": "conv", "kernel": 3}]}
+    three = {"name": "c", "dims": 3, "layers": [{"op": "conv", "kernel": 3}]}
+    for specs, size, recorded in (([one], 100, [100]), ([two, two], 224, [224, 224]),
+                                  ([three], 16, [16, 16, 16]), ([two, three], 224, [224]),
+                                  ([two], (24, 32), [24, 32])):
+        assert rfsearch.evaluate(specs, input_size=size).attrs["input_size"] == recorded
+
+
 def test_schema_and_metadata(written):
     path, _ = written
     file = pq.ParquetFile(path)

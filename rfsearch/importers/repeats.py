@@ -54,6 +54,8 @@ def _unheld(net: Network, node: int, mode: str) -> str | None:
         for reader in (la for la in net.layers if at in la.inputs):
             if reader.code == ops.ELEMENTWISE:
                 todo.append(net.layers.index(reader) + 1)
+            elif reader.op == "pad":  # a window of 1: it reaches nothing, whatever it pads
+                return f"into another padding, {reader.name!r}, before a window reads them"
             elif reader.code in (ops.CONV, ops.MAXPOOL, ops.AVGPOOL):
                 if not _reaches(pad, reader, mode):
                     return (f"beyond the window of {reader.name!r} (kernel "

@@ -262,6 +262,7 @@ def _call(node, values, builder: SpecBuilder, leaves: set[str]):
                            _readers(node)))
         _check_sizes(result, shape, op)
     except Unsupported as why:
+        base = base or word  # a bare leaf module: name the op, not "identity"
         offender = Offender(base, path, f"aten.{op}", _shapes(tensors, shape),
                             _line(node), str(why))
         name = builder.offend(base, tensors, offender, shape)

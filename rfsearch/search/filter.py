@@ -12,6 +12,8 @@ Grammar (lowest precedence first)::
     term   := unary (("*" | "/" | "//" | "%") unary)*
     unary  := "-" unary | atom
     atom   := NUMBER | "true" | "false" | COLUMN | FUNC "(" expr ("," expr)* ")" | "(" expr ")"
+    COLUMN := a name of letters, digits, "_" and "." not starting with a digit, or any
+              column name between backticks (`a b`, `true`, `7`), as pandas' query takes
     FUNC   := abs | min | max
 
 Null values (padding without an input size, geometry of an invalid candidate) follow
@@ -29,7 +31,8 @@ from ..analysis import divisor
 from ..errors import SpecError
 
 _TOKEN = re.compile(r"\s*(?:(?P<num>\d+\.\d*|\.\d+|\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_.]*)"
-                    r"|(?P<op>//|<=|>=|==|!=|[-+*/%<>(),])|(?P<bad>\S))")
+                    r"|(?P<quoted>`[^`]+`)|(?P<op>//|<=|>=|==|!=|[-+*/%<>(),])|(?P<bad>\S))")
+PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 KEYWORDS = {"and", "or", "not", "true", "false"}
 LARGEST = 2**63 - 1  # integers are compared and computed in int64; a result beyond is unknown
 FUNCTIONS = {"abs": 1, "min": 2, "max": 2}
@@ -60,7 +63,9 @@ class _Parser:
             kind = m.lastgroup
             if kind == "bad":
                 char = m.group(kind)
-                hint = " (use == to compare)" if char == "=" else ""
+                hint = " (use == to compare)" if char == "=" else (
+                    " (a filter compares numbers and booleans, not text)"
+                    if char in "\"'" else "")
                 self.fail(f"unexpected character {char!r}{hint}", m.start(kind))
             self.tokens.append((kind, m.group(kind), m.start(kind)))
         self.i = 0
@@ -167,10 +172,11 @@ class _Parser:
                 self.fail(f"{text}() takes {FUNCTIONS[text]} argument(s)", pos)
             return Node("call", text, tuple(self.need(a, "number", f"{text}()", pos)
                                             for a in args), "number")
-        if kind == "name" and text not in KEYWORDS:
+        if kind == "quoted" or (kind == "name" and text not in KEYWORDS):
+            text = text[1:-1] if kind == "quoted" else text
             if text not in self.schema:
                 close = difflib.get_close_matches(text, self.schema, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = f" (did you mean {written(close[0])!r}?)" if close else ""
                 self.fail(f"unknown column {text!r}{hint}", pos)
             if self.schema[text] == "text":
                 self.fail(f"column {text!r} is text; a filter compares numbers and booleans",
@@ -184,6 +190,12 @@ class _Parser:
         self.i -= 1
         self.fail("expected a number, column or '('" + ("" if kind != "end" else ", got the end"),
                   pos)
+
+
+def written(column: str) -> str:
+    """``column`` as a filter writes it: bare, or between backticks."""
+    return column if PLAIN.fullmatch(column) and column not in KEYWORDS | set(FUNCTIONS) \
+        else f"`{column}`"
 
 
 def canonical(text: str | None) -> str | None:

@@ -108,9 +108,9 @@ class HostRun(Run):
             data.update(self.space.keys(ids))
         data.update(self.space.choice_columns(ids))
         df = pd.DataFrame(data)
-        for column in geometry(self.space.dims == 3):
-            df[column] = ev[column].array if ev is not None else typed_array(
-                column, np.zeros(0))
+        for column in geometry(self.space.dims == 3):  # a chunk without a 3-D network
+            df[column] = ev[column].array if ev is not None and column in ev else typed_array(
+                column, np.zeros(len(ids)), np.ones(len(ids), bool))  # has no _d columns
         df["valid"] = ev["error"].isna().to_numpy() if ev is not None else np.zeros(0, bool)
         ratio = _ratio(ev, self.input_size)
         df["rf_ratio"] = typed_array("rf_ratio", np.nan_to_num(ratio), np.isnan(ratio))
@@ -121,8 +121,9 @@ class HostRun(Run):
 
     def matches(self, c: int) -> np.ndarray:
         df = self._ahead.get(c) if self.batched else self.evaluate(self.ids_of(c))
-        if self.where is not None:
-            df = df[filter_mask(self.where, filter_columns(df, self.where.columns()), np)]
+        if self.where is not None:  # a constant filter ('true') gives one value: every row's
+            mask = filter_mask(self.where, filter_columns(df, self.where.columns()), np)
+            df = df[np.broadcast_to(mask, len(df))]
         if self.top is not None:
             df = top_rows(df, self.top).sort_values("candidate_id")
         self._rows = df.set_index("candidate_id", drop=False)

@@ -9,8 +9,9 @@ split in two kinds:
 * maxima and "last layer" values compose like the summaries (:func:`combine_analysis`):
   ``X`` the largest ``mu`` of a counted layer (feasible_min = X + 1 at the network
   input), ``W`` the largest span (feasible_max = W + 1), ``Rs[i]`` the height span of
-  the last counted layer whose jump factor is ``2**i`` (rf_at_stride_K = Rs[log2 K] + 1),
-  ``AV`` every layer fault-free (else the columns are null, as ``evaluate`` makes them);
+  the last counted layer whose jump factor is ``2**i`` (rf_at_stride_K = Rs[log2 K] + 1);
+  a layer that faults (a dead branch whose map is gone: an on-path one makes the
+  candidate invalid) is not counted, as ``evaluate`` counts it;
 * the counts (n_critical, n_unproductive) compare each layer with the input size
   ``res``. With ``t = res - 1 - m`` entering a block, a layer is critical when
   ``mu > q = floor(t / J)`` on every axis; unproductive when ``rho < theta`` on every
@@ -36,7 +37,7 @@ from .. import recurrence as R
 
 STRIDES = 6  # jump factors 1, 2, 4, ..., 32 tracked for rf_at_stride_K
 FAR = 1 << 40  # a threshold no key reaches (a layer without inputs)
-AN_FIELDS = ("X", "W", "Rs", "AV")
+AN_FIELDS = ("X", "W", "Rs")
 
 
 def _gather(values: np.ndarray, preds: np.ndarray) -> np.ndarray:
@@ -75,14 +76,14 @@ def _layers_of(batch, layers: dict) -> dict:
     span = (layers["v"][:, :axes] - layers["u"][:, :axes]).astype(np.int64)
     both = {f: np.broadcast_to(x, (depth, 2, x.shape[-1]))
             for f, x in (("mu", mu), ("pi", pi), ("th", theta), ("span", span), ("jump", jump))}
-    return both | {"cnt": live & clean & ~whole & bounded, "ok": clean | ~live}
+    return both | {"cnt": live & clean & ~whole & bounded}
 
 
 def _maxima(g: dict) -> dict:
-    """The composable fields of each block: X, W [2, N], Rs [STRIDES, N], AV [N]."""
+    """The composable fields of each block: X, W [2, N], Rs [STRIDES, N]."""
     cnt = g["cnt"][:, None]  # [L, 1, N]
     out = {"X": np.where(cnt, g["mu"], -1).max(axis=0),
-           "W": np.where(cnt, g["span"], -1).max(axis=0), "AV": g["ok"].all(axis=0)}
+           "W": np.where(cnt, g["span"], -1).max(axis=0)}
     depth = g["cnt"].shape[0]
     rs = []
     for i in range(STRIDES):
@@ -94,15 +95,14 @@ def _maxima(g: dict) -> dict:
     return out
 
 
-def block_analysis(batch, usable: np.ndarray, per_class: list) -> tuple:
+def block_analysis(batch, per_class: list) -> tuple:
     """(composable fields [.., K, N], layer thresholds) of the distinct blocks of
-    ``batch`` (``usable`` [N]: which are networks): ``per_class`` holds the kernel's
+    ``batch``: ``per_class`` holds the kernel's
     per-layer states at each incoming size class. The thresholds are [L, 2, K, N] (mu,
     pi, th, and span: v - u, for the border of :mod:`~.border`) and [L, K, N] (cnt)."""
     stats = [_layers_of(batch, layers) for layers in per_class]
     maxima = [_maxima(g) for g in stats]
     an = {f: np.stack([m[f] for m in maxima], axis=-2) for f in AN_FIELDS}
-    an["AV"] = an["AV"] & usable[None, :]
     reach = max(int(np.where(g[f] < FAR, g[f], 0).max(initial=0)) for g in stats
                 for f in ("mu", "pi", "th", "span"))
     kind = np.int32 if reach < 1 << 30 else np.int64
@@ -115,8 +115,7 @@ def block_analysis(batch, usable: np.ndarray, per_class: list) -> tuple:
 def identity_analysis(xp, shape: tuple, dtype) -> dict:
     """The composable fields at the network input (no layer yet)."""
     none = xp.full((2, *shape), -1, dtype)
-    return {"X": none, "W": none, "Rs": xp.full((STRIDES, *shape), -1, dtype),
-            "AV": xp.ones(shape, bool)}
+    return {"X": none, "W": none, "Rs": xp.full((STRIDES, *shape), -1, dtype)}
 
 
 def _stride_spans(xp, left: dict, right: dict, ok, span):
@@ -157,8 +156,7 @@ def combine_analysis(xp, left: dict, right: dict) -> dict:
     x = xp.where(ok[None] & (right["X"] >= 0), left["M"] + right["X"] * jump, -1)
     w = xp.where(ok[None] & (right["W"] >= 0), span + right["W"] * jump, -1)
     rs = (_stride_spans_np if xp is np else _stride_spans)(xp, left, right, ok, span[0])
-    return {"X": xp.maximum(left["X"], x), "W": xp.maximum(left["W"], w),
-            "Rs": rs, "AV": left["AV"] & right["AV"]}
+    return {"X": xp.maximum(left["X"], x), "W": xp.maximum(left["W"], w), "Rs": rs}
 
 
 # --- counting: n_critical and n_unproductive ---------------------------------------------

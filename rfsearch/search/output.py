@@ -25,9 +25,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..analysis import rule as analysis_rule
 from ..cache import write_atomic
 from ..errors import SpecError
-from ..table import file_metadata, search_result, search_schema
+from ..table import file_metadata, search_schema
 from .cluster import SINGLE, Process, barrier
 from .manifest import State, read_state, save
 
@@ -48,14 +49,15 @@ def to_arrow(df: pd.DataFrame, run) -> pa.Table:
     table = pa.Table.from_pandas(df, preserve_index=False)
     choices = {v.name: v.arrow_type for v in run.space.variables}
     depth = run.space.dims == 3
-    keys = {f.name: f.type for f in table.schema
-            if f.name not in choices and f.name not in search_result(depth)}
-    target = search_schema(keys, choices, run.with_analysis(), depth)
+    target = search_schema(run.space.key_types, choices, run.with_analysis(), depth)
     target = pa.schema([f for f in target if f.name in table.column_names])
+    rule = {"analysis_rule": analysis_rule(False)} if run.with_analysis() else {}
     meta = {**(table.schema.metadata or {}), **file_metadata(run.input_size, {
         "space": run.space.name, "space_fingerprint": run.space.fingerprint(),
         "space_definition": json.dumps(run.space.definition, default=str),
-        "search": json.dumps(run.params())})}
+        "search": json.dumps(run.params()), **rule})}
+    if not table.num_rows:  # pandas typed its empty columns as it could (a list as double)
+        table = target.empty_table()
     return table.select(target.names).cast(target).replace_schema_metadata(meta)
 
 

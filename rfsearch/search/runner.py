@@ -70,6 +70,7 @@ class SearchSummary:
     output: str | None
     process: tuple[int, int] = (0, 1)
     complete: bool = True
+    resumed: int = 0  # chunks of this share that an earlier run had finished
 
 
 def filter_schema(space: Space) -> dict[str, str]:
@@ -103,6 +104,37 @@ def _id_range(ids) -> tuple[int, int] | None:
     return int(ids[0]), int(ids[1])
 
 
+def _columns(partition_by) -> tuple[str, ...]:
+    """``partition_by`` as distinct column names (one name or a sequence of them)."""
+    if isinstance(partition_by, str):
+        return (partition_by,)
+    if not isinstance(partition_by, list | tuple) or not all(
+            isinstance(c, str) for c in partition_by):
+        raise SpecError(f"partition_by must be a column name or a list of them, got "
+                        f"{partition_by!r}")
+    twice = next((c for i, c in enumerate(partition_by) if c in partition_by[:i]), None)
+    if twice is not None:
+        raise SpecError(f"partition_by names {twice!r} twice")
+    return tuple(partition_by)
+
+
+API_NAMES = {"top": "top", "by": "by", "ascending": "ascending", "partition_by": "partition_by",
+             "output": "output"}
+
+
+def option_conflict(top, by, ascending, partition_by, output, names=API_NAMES) -> str | None:
+    """Options of :func:`search` that do not go together, in one line spelt with ``names``
+    (the command line spells them as its options), or None."""
+    t, b, a, p, o = (names[k] for k in ("top", "by", "ascending", "partition_by", "output"))
+    if (top is None) != (by is None):
+        return f"{t} and {b} go together: {t} K {b} COLUMN keeps the K best rows"
+    if ascending and top is None:
+        return f"{a} orders {t}: give {t} K {b} COLUMN with it"
+    if partition_by and (output is None or top is not None):
+        return f"{p} needs {o} and no {t}"
+    return None
+
+
 def prepare(space, *, output=None, where=None, sample=None, seed=0, input_size=None,
             chunk=None, top=None, by=None, ascending=False, ids=None,
             partition_by=()) -> Run:
@@ -120,10 +152,9 @@ def prepare(space, *, output=None, where=None, sample=None, seed=0, input_size=N
         raise SpecError(f"seed must be a non-negative integer, got {seed!r}")
     seed, ids = int(seed), _id_range(ids)
     chunk = default_chunk() if chunk is None else chunk
-    if (top is None) != (by is None):
-        raise SpecError("top and by go together: keep the K rows with the best 'by' column")
-    if ascending and top is None:
-        raise SpecError("ascending orders --top: give --top K --by COLUMN with it")
+    conflict = option_conflict(top, by, ascending, partition_by, output)
+    if conflict is not None:
+        raise SpecError(conflict)
     if by is not None and schema.get(by) != "number":
         raise SpecError(f"by must name a numeric column, got {by!r}")
     top_spec = None if top is None else (by, top, not ascending)
@@ -132,14 +163,12 @@ def prepare(space, *, output=None, where=None, sample=None, seed=0, input_size=N
         size = fitted_size(space_obj.name, space_obj.dims, input_size) if \
             space_obj.per_candidate else parse_input_size(size_for(parse_input_sizes(
                 input_size), 2))
-    partition = (partition_by,) if isinstance(partition_by, str) else tuple(partition_by)
+    partition = _columns(partition_by)
     choices = {v.name for v in space_obj.variables}
     for column in partition:
         if column not in choices:
             raise SpecError(f"partition_by: {column!r} is not a choice column of "
                             f"{space_obj.name!r} (choices: {', '.join(sorted(choices))})")
-    if partition and (output is None or top is not None):
-        raise SpecError("partition_by needs an output folder and no top")
     kind = HostRun if space_obj.per_candidate else DeviceRun
     return kind(space_obj, size, node, where_text, sample, seed, chunk, top_spec, ids,
                 partition)
@@ -198,10 +227,13 @@ def search(space, *, output=None, where: str | None = None, sample: int | None =
         chunk_loop(run, sink, progress)
         return sink.finish()
     folder, share = Path(output), proc.share(run.chunks)
+    if folder.exists() and not folder.is_dir():
+        raise SpecError(f"{output}: cannot write the output: not a folder")
     sink = Writer(folder, run, proc)
     t0 = time.perf_counter()
+    resumed = sum(c in sink.done for c in share)
     chunk_loop(run, sink, progress, share)
     rows, complete = sink.finish()
     return SearchSummary(run.space.name, sum(map(run.count_of, share)), rows, len(share),
                          time.perf_counter() - t0, str(folder), (proc.index, proc.count),
-                         complete)
+                         complete, resumed)

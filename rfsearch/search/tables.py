@@ -19,7 +19,7 @@ output size, so a :class:`Table` is indexed by (incoming size class, option) and
 names the outgoing size class: sizes then follow each candidate exactly.
 
 With ``analysis``, tables also carry the layer-wise analysis of their blocks
-(:mod:`rfsearch.search.layerwise`): the composable fields (X, W, Rs, AV), folded by the
+(:mod:`rfsearch.search.layerwise`): the composable fields (X, W, Rs), folded by the
 same :func:`combine`, and, for a slot's own table, every layer's thresholds.
 """
 
@@ -45,7 +45,7 @@ class Table:
 
     A, B, M, S, F: [2, K, C] (axis, incoming size class, option); V: [K, C] valid;
     nxt: [K, C] the outgoing size class; ``sizes_out[k]`` is its (h, w) or None.
-    With analysis: X, W [2, K, C], Rs [STRIDES, K, C], AV [K, C] (the composable
+    With analysis: X, W [2, K, C], Rs [STRIDES, K, C] (the composable
     fields of :mod:`~.layerwise`); a slot's own table also has ``lay``, its layers'
     thresholds (:func:`~.layerwise.block_analysis`); its columns are distinct blocks,
     and ``block`` names each option's column.
@@ -62,7 +62,6 @@ class Table:
     X: np.ndarray | None = None
     W: np.ndarray | None = None
     Rs: np.ndarray | None = None
-    AV: np.ndarray | None = None
     lay: dict | None = None
     block: np.ndarray | None = None  # a slot's table: the column of each option [options]
 
@@ -198,7 +197,7 @@ def block_table(blocks, sizes_in: list, analysis: bool = False) -> Table:
     usable = _column_usable(index, usable, len(batch.length))
     extra = {}
     if analysis:
-        an, lay = block_analysis(batch, usable, [r.layers for r in results])
+        an, lay = block_analysis(batch, [r.layers for r in results])
         extra = an | {"lay": lay}
     k, c = len(sizes_in), len(usable)
     fields = {f: np.stack([raw[src].astype(np.int64) for raw in raws], axis=1)  # [2, K, C]

@@ -90,7 +90,7 @@ def _typed(table: Table, axes: int, dtype) -> dict:
     for f in table.fields():
         value = getattr(table, f)
         value = value[:axes] if f in PER_AXIS else value
-        out[f] = value.astype(np.int32 if f == "F" else bool if f in ("V", "AV") else dtype)
+        out[f] = value.astype(np.int32 if f == "F" else bool if f == "V" else dtype)
     out["nxt"] = table.nxt.astype(np.int32)
     return out
 
@@ -194,7 +194,7 @@ class Columns:
             aligned, decided = R.alignment(flags)
             return aligned, valid & decided
         if name in LAYERWISE:
-            return self._layerwise(name, valid & s["AV"])
+            return self._layerwise(name, valid)
         if name in GEOMETRY:
             base, suffix = name.rsplit("_", 1)
             a = self._axis(suffix)

@@ -26,6 +26,7 @@ import itertools
 import json
 from pathlib import Path
 
+from ..axes import PER_AXIS_FIELDS, arity
 from ..errors import SpecError
 from ..sources import read_document
 from ..spec import GEOMETRIC_KEYS, parse_input_size, parse_network
@@ -181,16 +182,20 @@ def _entries(b: _Builder, raw_list, templates: dict, prefix: str, where: str, de
             yield name, raw, f"{where} #{i} {name!r}"
 
 
-def _kind(block: dict | None) -> tuple[bool, int, str | None]:
+def _kind(block: dict | None) -> tuple[bool, int | None, str | None]:
     """(whether a block needs the periodic program, so that the grid is searched candidate
-    by candidate through evaluate(); its axes; why it is invalid, or None)."""
+    by candidate through evaluate(); its axes, None when it fits any (scalar fields only:
+    a candidate takes the axes its other blocks state); why it is invalid, or None)."""
     if block is None:
-        return False, 2, None
+        return False, None, None
     try:
         net = parse_network({"name": "block", **block})
     except SpecError as err:  # a tabulated grid refuses it with its slot's name
-        return False, 2, str(err)
-    return net.periodic, net.dims, None
+        return False, None, str(err)
+    states = block.get("dims") is not None or any(
+        arity(layer.get(key)) is not None for layer in block.get("layers", ())
+        if isinstance(layer, dict) for key in PER_AXIS_FIELDS)
+    return net.periodic, net.dims if states else None, None
 
 
 def grid_space(grid: dict, label: str | None = None) -> tuple[Space, str | None]:
@@ -216,7 +221,8 @@ def grid_space(grid: dict, label: str | None = None) -> tuple[Space, str | None]
     if not slots:
         b.fail("top level", "layers is empty: a grid needs at least one layer")
     kinds = [(slot, *_kind(block)) for slot in slots for block in slot.blocks]
-    host, dims = any(k[1] for k in kinds), max((k[2] for k in kinds), default=2)
+    host = any(k[1] for k in kinds)
+    dims = max((k[2] for k in kinds if k[2] is not None), default=2)
     bad = next((k for k in kinds if k[3] is not None), None)
     if host and bad is not None:  # as a tabulated grid's slots are: before any candidate
         raise SpecError(f"space {str(name)!r}, slot {bad[0].name!r}: {bad[3]}")

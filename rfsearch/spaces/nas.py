@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import itertools
 import random
-from functools import cache
+from collections.abc import Sequence
+from functools import cache, cached_property
 
 import numpy as np
 
@@ -44,6 +45,63 @@ def nb201_arch_strings() -> tuple[str, ...]:
         archs.append("+".join(nodes))
     random.Random(88).shuffle(archs)
     return tuple(archs)
+
+
+def nb201_edge_ops() -> np.ndarray:
+    """[15,625, 6] op index (into NB201_OPS) of each edge (NB201_EDGES order), in official
+    index order: the shuffle of :func:`nb201_arch_strings` applied to product indices."""
+    order = list(range(nasbench201_size()))
+    random.Random(88).shuffle(order)  # the same permutation: it depends only on the length
+    return mixed_radix(np.array(order), [len(NB201_OPS)] * len(NB201_EDGES))
+
+
+WINDOW_CLASS = (0, 1, 2, 3, 3)  # per op: none, skip, 1x1, and the 3x3 window conv and pool share
+
+
+def nb201_geometry(ops: np.ndarray) -> np.ndarray:
+    """[N] geometry class of cells with edge ops [N, 6] (-1: no input-to-output path).
+    A class fixes each edge's op up to the shared 3x3 window and drops the edges that
+    ``_nb201_cell`` drops (``none``, or from a node that is zero), so cells of one class
+    have the same layers, names, inputs and windows."""
+    kind = np.asarray(WINDOW_CLASS)[ops]  # [N, 6]
+    live = {0: np.ones(len(ops), bool)}
+    kept = np.zeros_like(kind)
+    for e, (j, i) in enumerate(NB201_EDGES):
+        kept[:, e] = np.where(live[i], kind[:, e], 0)
+        live[j] = live.get(j, np.zeros(len(ops), bool)) | (kept[:, e] > 0)
+    code = kept @ (4 ** np.arange(len(NB201_EDGES)))
+    return np.where(live[3], code, -1)
+
+
+class NB201Cells(Sequence):
+    """The cells of :func:`nb201_arch_strings` as block specs (None: no path), built on
+    demand (``space.spec``); tabulation encodes one cell per geometry class
+    (:func:`nb201_geometry`), and rows name layers by that cell (the names agree)."""
+
+    def __init__(self, archs: tuple[str, ...]):
+        self.archs = archs
+        _, self.first, self.geometry = np.unique(nb201_geometry(nb201_edge_ops()),
+                                                 return_index=True, return_inverse=True)
+
+    def __len__(self) -> int:
+        return len(self.archs)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return _cell(self.archs[range(len(self))[i]])
+
+    @cached_property
+    def encoded(self) -> tuple:
+        """(Batch of one cell per class, the column of each cell, usable per cell)."""
+        from ..search.tables import encode_blocks
+
+        batch, column, usable = encode_blocks(tuple(self[int(i)] for i in self.first))
+        return batch, column[self.geometry], usable[self.geometry]
+
+    @cached_property
+    def layer_names(self) -> tuple:
+        return self.encoded[0].layer_name_codes()
 
 
 def _stem() -> dict:
@@ -85,9 +143,14 @@ def natsbench_sss_size() -> int:
     return len(SSS_CHANNELS) ** 5
 
 
+@cache
+def _nb201_cells() -> NB201Cells:
+    return NB201Cells(nb201_arch_strings())  # one per process: its encoding is kept
+
+
 def nasbench201() -> Space:
     archs = nb201_arch_strings()
-    blocks = tuple(_cell(a) for a in archs)
+    blocks = _nb201_cells()
     slots = [Slot("stem", (), (_stem(),))] + [
         Slot(name, (), (_reduction(),)) if red else Slot(name, (0,), blocks)
         for name, red in _positions(5)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from ..errors import SpecError
 OPS = ("conv3x3-bn-relu", "conv1x1-bn-relu", "maxpool3x3")
 MAX_VERTICES, MAX_EDGES = 7, 9
 COUNT = 423_624
+LOG = logging.getLogger("rfsearch")  # with no handler configured, warnings go to stderr
 
 
 def hash_module(matrix: np.ndarray, labeling: list[int]) -> str:
@@ -131,7 +133,10 @@ def cells(cache: Path | bool = True) -> dict[str, np.ndarray]:
     elif legacy is not None and legacy.exists():
         out = _read(legacy)
         _save(path, out)
-    else:
+    else:  # a minute or so once: say so, since nothing else is printed meanwhile
+        where = f"; cached in {path.parent}" if path is not None else ""
+        LOG.warning("rfsearch: generating the %s NAS-Bench-101 cells (about a minute, once)%s",
+                    f"{COUNT:,}", where)
         out = generate()
         if path is not None:
             _save(path, out)

@@ -138,6 +138,16 @@ class Space:
         """Whether candidates are evaluated one spec at a time (no block tables)."""
         return self.builder is not None or self.host
 
+    @cached_property
+    def key_types(self) -> dict[str, pa.DataType]:
+        """The Arrow type of each native key column, read off candidate 0's keys: a part
+        with no rows must not guess them (an empty list column reads as double)."""
+        if self.keys is None:
+            return {}
+        probe = pa.Table.from_pandas(pd.DataFrame(self.keys(np.zeros(1, np.int64))),
+                                     preserve_index=False)
+        return {f.name: f.type for f in probe.schema}
+
     def __post_init__(self):
         seen_names: set[str] = set()
         for var in self.variables:
@@ -208,7 +218,10 @@ class Space:
                 layers.append(dict(layer, name=name, inputs=inputs))
                 rename[layer["name"]] = last = name
             prev = rename[block.get("output", block["layers"][-1]["name"])]
-        return {"name": f"{self.name}#{int(candidate_id)}", "layers": layers}
+        spec = {"name": f"{self.name}#{int(candidate_id)}", "layers": layers}
+        if layers and prev != layers[-1]["name"]:  # the last block's output is not its last layer
+            spec["output"] = prev
+        return spec
 
     def choice_columns(self, ids: np.ndarray) -> dict[str, np.ndarray]:
         """One column per variable: the chosen option's label (text columns gathered in
