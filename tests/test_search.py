@@ -177,9 +177,28 @@ def test_id_ranges_restrict_walk_and_sample(full, lo, hi):
     assert_same(sampled, df.iloc[sampled["candidate_id"]])
 
 
+def test_a_sample_is_the_same_rows_in_the_same_order_whatever_the_chunk(tmp_path):
+    space = space_of(BIG)
+    args = {"sample": 5000, "seed": 7, "where": "rf_h >= 25"}
+    frames = [search(space, chunk=chunk, **args) for chunk in (BIG_WIDTH, 1 << 22)]
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+    ids = frames[0]["candidate_id"].to_numpy()
+    assert not (np.diff(ids) > 0).all()  # draw order, not sorted per chunk
+    assert frames[0]["rf_h"].tolist() == big_rows_of(space, ids).tolist()
+    for chunk in (BIG_WIDTH, 3 * BIG_WIDTH):
+        search(space, chunk=chunk, output=tmp_path / str(chunk), **args)
+        written = pd.read_parquet(tmp_path / str(chunk))
+        assert written["candidate_id"].tolist() == ids.tolist()
+
+
 def big_rows(space, lo, hi):
     """Expected rows of BIG ids [lo, hi): rf is 1 + sum(k - 1)."""
-    digits = space.digits(np.arange(lo, hi))
+    return big_rows_of(space, np.arange(lo, hi))
+
+
+def big_rows_of(space, ids):
+    """Expected rf of BIG ``ids``."""
+    digits = space.digits(ids)
     kernels = np.array([1, 3, 5, 7])[digits]
     return 1 + (kernels - 1).sum(axis=1)
 

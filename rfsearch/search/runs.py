@@ -54,7 +54,7 @@ class Run:
         return min(self.chunk_candidates, self.total - c * self.chunk_candidates)
 
     def sampled_ids(self, c: int) -> np.ndarray:
-        """The sorted ids of chunk c of the sample."""
+        """The ids of chunk c of the sample, in draw order."""
         return sample_ids(self.lo, self.hi, c * self.chunk_candidates, self.count_of(c),
                           self.seed)
 
@@ -86,7 +86,9 @@ class Run:
                 "sample": self.sample, "seed": self.seed,
                 "top": None if self.top is None else list(self.top), "ids": [self.lo, self.hi],
                 "chunk_candidates": self.chunk_candidates, "chunks": self.chunks,
-                "partition_by": list(self.partition_by)}
+                "partition_by": list(self.partition_by),
+                # a sample's rows in draw order (earlier versions sorted each chunk's)
+                **({"sample_order": "draw"} if self.sample is not None else {})}
 
 
 def uses_analysis(columns: set[str]) -> bool:

@@ -2,7 +2,9 @@
 
 A keyed Feistel network permutes [0, 2**(2*half)); cycle-walking maps it onto [0, n).
 Any chunk of positions can be computed alone, so chunks of a sample never overlap and
-a killed run resumes exactly.
+a killed run resumes exactly. Ids come in draw order (position order), never re-sorted
+per chunk: a seed gives the same rows in the same order whatever the chunk size, and so
+on every device.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ def _feistel(x: np.ndarray, half: int, keys: np.ndarray) -> np.ndarray:
 
 
 def sample_ids(lo: int, hi: int, start: int, count: int, seed: int) -> np.ndarray:
-    """Positions [start, start + count) of a seeded random permutation of [lo, hi), sorted:
-    chunks of a sample never share an id (sampling without replacement), and each chunk
-    can be recomputed alone."""
+    """Positions [start, start + count) of a seeded random permutation of [lo, hi), in
+    position order: chunks of a sample never share an id (sampling without replacement),
+    and each chunk can be recomputed alone."""
     n = hi - lo
     half = max(1, (max(n - 1, 1).bit_length() + 1) // 2)
     keys = np.random.default_rng([seed, 0x5EED]).integers(0, 2**63, 4, dtype=np.int64)
@@ -34,4 +36,4 @@ def sample_ids(lo: int, hi: int, start: int, count: int, seed: int) -> np.ndarra
     while out.any():  # cycle-walk back into [0, n): the domain is under 4n
         y[out] = _feistel(y[out], half, keys)
         out = y >= np.uint64(n)
-    return np.sort(y.astype(np.int64) + lo)
+    return y.astype(np.int64) + lo
