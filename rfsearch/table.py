@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from importlib.metadata import PackageNotFoundError, version
@@ -250,7 +251,10 @@ def file_metadata(input_size=None, extra: dict | None = None) -> dict[bytes, byt
 
 
 def to_arrow(df: pd.DataFrame) -> pa.Table:
-    """The DataFrame as an Arrow table with the declared schema and metadata."""
+    """The DataFrame as an Arrow table with the declared schema and metadata (a search's
+    rows: :func:`search_schema`, its keys and choices as they are typed)."""
+    if "candidate_id" in df.columns and "name" not in df.columns:
+        return _search_arrow(df)
     per_layer = "layer" in df.columns
     target = schema(per_layer, "feasible_max" in df.columns or "border" in df.columns,
                     "rf_d" in df.columns)
@@ -262,6 +266,39 @@ def to_arrow(df: pd.DataFrame) -> pa.Table:
     extra = {"analysis_rule": df.attrs["analysis_rule"]} if "analysis_rule" in df.attrs else {}
     meta = {**(table.schema.metadata or {}), **file_metadata(df.attrs.get("input_size"), extra)}
     return table.replace_schema_metadata(meta)
+
+
+def schema_text(target: pa.Schema) -> str:
+    """An Arrow schema as text, for a frame's ``attrs`` (which pyarrow keeps as JSON)."""
+    return base64.b64encode(target.serialize().to_pybytes()).decode()
+
+
+def schema_of_text(text: str | None) -> pa.Schema:
+    """The schema :func:`schema_text` wrote (an empty one for None)."""
+    return pa.schema([]) if not text else pa.ipc.read_schema(pa.py_buffer(
+        base64.b64decode(text)))
+
+
+def _search_arrow(df: pd.DataFrame) -> pa.Table:
+    """Rows of ``rfsearch.search`` (or a selection of them) as an Arrow table: the result
+    columns declared, the space's keys and choices as the search declared them
+    (``attrs["search_schema"]``), other columns as pandas holds them."""
+    depth, analysis = "rf_d" in df.columns, "n_unproductive" in df.columns
+    declared = search_result(depth)[:None if analysis else -len(SEARCH_ANALYSIS)]
+    missing = [c for c in declared if c not in df.columns]
+    if missing:
+        raise SpecError(f"search table lacks the result columns {missing}")
+    own = [c for c in df.columns if c not in declared]
+    own_types = pa.Schema.from_pandas(df[own], preserve_index=False) if own else []
+    text = {pa.large_string(): pa.string()}  # pandas' str dtype: as the search writes it
+    types = {f.name: text.get(f.type, f.type) for f in own_types}
+    known = schema_of_text(df.attrs.get("search_schema"))
+    types.update({n: known.field(n).type for n in types if n in known.names})
+    target = search_schema(types, {}, analysis, depth)
+    table = pa.Table.from_pandas(df[target.names], preserve_index=False)
+    extra = df.attrs.get("search") or {}
+    meta = {**(table.schema.metadata or {}), **file_metadata(df.attrs.get("input_size"), extra)}
+    return table.cast(target).replace_schema_metadata(meta)
 
 
 def write_parquet(data: pd.DataFrame | pa.Table, path, *, row_group_size: int = 1 << 20) -> None:

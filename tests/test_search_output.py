@@ -398,3 +398,35 @@ def test_parts_declare_key_types_and_the_analysis_rule(tmp_path):
     search("ofa-mbv3", output=tmp_path / "an", where="n_unproductive >= 0", **kwargs)
     meta = pq.read_schema(tmp_path / "an" / "part-000000.parquet").metadata
     assert meta[b"analysis_rule"].decode() == rfsearch.analysis.rule(False)
+
+
+@pytest.mark.parametrize("where", ["rf_h >= 20", "n_unproductive == 0 and rf_h >= 20",
+                                   "rf_h > 100000"])
+def test_write_parquet_of_a_search_frame_is_the_folder_as_one_file(tmp_path, where):
+    """rfsearch.write_parquet refused search() frames (it asked for 'name' and 'error')."""
+    df = search("nasbench201", where=where)
+    rfsearch.write_parquet(df, tmp_path / "one.parquet")
+    search("nasbench201", where=where, output=tmp_path / "dir")
+    one, folder = pq.read_table(tmp_path / "one.parquet"), pq.read_table(tmp_path / "dir")
+    assert one.schema.equals(folder.schema) and one.equals(folder)
+    for key in (b"space", b"search", b"input_size", b"analysis_rule"):
+        assert one.schema.metadata.get(key) == folder.schema.metadata.get(key)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "one.parquet"), df)
+
+
+def test_an_empty_search_frame_keeps_its_key_types(tmp_path):
+    """An empty in-memory result typed ofa-mbv3's list keys (d, ks) as double."""
+    kwargs = {"sample": 300, "seed": 1}
+    none = search("ofa-mbv3", where="rf_h > 100000", **kwargs)
+    some = search("ofa-mbv3", where="rf_h > 300", **kwargs)
+    assert len(none) == 0 < len(some)
+    assert (none.dtypes == some.dtypes).all()
+    schemas = []
+    rest = list(some.columns[some.columns.get_loc("rf_h"):])
+    for name, df in (("none", none), ("some", some), ("part", some[["candidate_id", "d", *rest]])):
+        rfsearch.write_parquet(df, tmp_path / f"{name}.parquet")
+        schemas.append(pq.read_schema(tmp_path / f"{name}.parquet").remove_metadata())
+    assert schemas[0] == schemas[1]
+    assert schemas[2].field("d").type == schemas[1].field("d").type == pa.list_(pa.int64())
+    with pytest.raises(SpecError, match="search table lacks the result columns"):
+        rfsearch.write_parquet(some.drop(columns="rf_w"), tmp_path / "bad.parquet")

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from ..analysis import rule as analysis_rule
 from ..cache import write_atomic
 from ..errors import SpecError
-from ..table import file_metadata, search_schema
+from ..table import file_metadata, schema_text, search_schema
 from .cluster import SINGLE, Process, barrier
 from .manifest import State, read_state, save
 
@@ -47,18 +47,27 @@ def to_arrow(df: pd.DataFrame, run) -> pa.Table:
     """Rows of ``run`` as an Arrow table in the declared search schema, with the run's
     parameters in the file metadata."""
     table = pa.Table.from_pandas(df, preserve_index=False)
-    choices = {v.name: v.arrow_type for v in run.space.variables}
-    depth = run.space.dims == 3
-    target = search_schema(run.space.key_types, choices, run.with_analysis(), depth)
-    target = pa.schema([f for f in target if f.name in table.column_names])
-    rule = {"analysis_rule": analysis_rule(False)} if run.with_analysis() else {}
-    meta = {**(table.schema.metadata or {}), **file_metadata(run.input_size, {
-        "space": run.space.name, "space_fingerprint": run.space.fingerprint(),
-        "space_definition": json.dumps(run.space.definition, default=str),
-        "search": json.dumps(run.params()), **rule})}
+    target = pa.schema([f for f in declared_schema(run) if f.name in table.column_names])
+    meta = {**(table.schema.metadata or {}), **file_metadata(run.input_size, run_metadata(run))}
     if not table.num_rows:  # pandas typed its empty columns as it could (a list as double)
         table = target.empty_table()
     return table.select(target.names).cast(target).replace_schema_metadata(meta)
+
+
+def declared_schema(run) -> pa.Schema:
+    """The Arrow schema of ``run``'s rows: its space's keys and choices as declared."""
+    choices = {v.name: v.arrow_type for v in run.space.variables}
+    return search_schema(run.space.key_types, choices, run.with_analysis(),
+                         run.space.dims == 3)
+
+
+def run_metadata(run) -> dict[str, str]:
+    """What a search's files record beside its rows (and its in-memory frame in
+    ``attrs["search"]``, for :func:`rfsearch.write_parquet`): the space and the run."""
+    rule = {"analysis_rule": analysis_rule(False)} if run.with_analysis() else {}
+    return {"space": run.space.name, "space_fingerprint": run.space.fingerprint(),
+            "space_definition": json.dumps(run.space.definition, default=str),
+            "search": json.dumps(run.params()), **rule}
 
 
 def write_table(path: Path, df: pd.DataFrame, run) -> None:
@@ -291,6 +300,14 @@ class Collector:
     def finish(self) -> pd.DataFrame:
         """Every matching row (the top K of them with ``top``)."""
         run = self.run
-        df = pd.concat(self.frames, ignore_index=True) if self.frames else run.rows(
-            np.zeros(0, np.int64))
-        return top_rows(df, run.top) if run.top is not None else df
+        target = declared_schema(run)
+        if self.frames:
+            df = pd.concat(self.frames, ignore_index=True)
+        else:  # keys typed as declared: pandas makes an empty list column double
+            df = run.rows(np.zeros(0, np.int64))
+            keys = list(run.space.key_types)
+            df[keys] = target.empty_table().select(keys).to_pandas()
+        df = top_rows(df, run.top) if run.top is not None else df
+        df.attrs.update(input_size=None if run.input_size is None else list(run.input_size),
+                        search=run_metadata(run), search_schema=schema_text(target))
+        return df
