@@ -303,8 +303,11 @@ def evaluate(specs, *, input_size=None, per_layer: bool = False, progress: bool 
     tables = []
     options = {"exempt_1x1": bool(exempt_1x1)} if analysis else None
     for src in resolve(specs, input_size):
-        tables.append(source_frame(src, sizes, per_layer, chunk_size, progress, options))
+        own = sizes if sizes is not None else src.size  # a fixed-size model file's own
+        tables.append(source_frame(src, own, per_layer, chunk_size, progress, options))
     df = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
     df = df.reset_index(drop=True)
     df.attrs.update(tables[0].attrs)
+    if any(t.attrs["input_size"] != df.attrs["input_size"] for t in tables):
+        df.attrs["input_size"] = None  # model files of different sizes: each row's own
     return df

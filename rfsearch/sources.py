@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import zoo
+from .axes import parse_input_sizes
 from .chain_table import chain_rows, frame_table
 from .encode import Batch
 from .errors import Location, SpecError
@@ -48,6 +49,7 @@ class Source:
     batch: Batch | None = None  # set instead of networks for columnar sources
     plain: Batch | None = None
     plain_index: list[int] = field(default_factory=list)
+    size: tuple[int, ...] | None = None  # a model file's own input size: used when none given
 
     def parsed(self) -> list[tuple[int, str]]:
         """(spec index, name) of every spec that parsed, in the source's order."""
@@ -368,6 +370,16 @@ def resolve(specs, input_size=None) -> list[Source]:
     return [from_objects(specs)]
 
 
+def _model_source(path, input_size) -> Source:
+    """An imported model file. One imported without ``input_size`` has a fixed one (an
+    importer refuses a dynamic size without it): its rows are computed at that size."""
+    spec = import_file(path, input_size=input_size)
+    src = from_objects([spec], label=str(path))
+    if input_size is None:
+        src.size = parse_input_sizes(spec["source"]["input_size"])
+    return src
+
+
 def _read_or_error(path, input_size=None) -> Source:
     """A file's specs (or a ``zoo:NAME`` network, or an imported model file); a file that
     cannot be read at all becomes one error row."""
@@ -375,7 +387,7 @@ def _read_or_error(path, input_size=None) -> Source:
         if isinstance(path, str) and path.startswith(zoo.PREFIX):
             return from_objects([zoo.build(path)], label=path)
         if is_model_file(path):
-            return from_objects([import_file(path, input_size=input_size)], label=str(path))
+            return _model_source(path, input_size)
         return read_source(path)
     except SpecError as err:  # the row stands for the file: it is named by it
         return Source(str(path), [], [], [(0, str(path), str(err))], 1)

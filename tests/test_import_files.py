@@ -111,6 +111,22 @@ def test_eval_show_and_plot_take_model_files(tmp_path, capsys):
     assert code == 0 and picture.stat().st_size > 0
 
 
+def test_fixed_size_model_files_are_evaluated_at_their_own_size(tmp_path, capsys):
+    """Without --input-size, a model file fixed at 32x32 gave null out_h and padding."""
+    files = [onnx_model(tmp_path / "a.onnx"), keras_model(tmp_path / "b.keras")]
+    alone = rfsearch.evaluate(files)
+    given = rfsearch.evaluate(files, input_size=32)
+    assert alone.equals(given) and alone["out_h"].notna().all()
+    assert alone.attrs["input_size"] == [32, 32]
+    code, out, _ = run(capsys, "eval", files[1])
+    assert code == 0 and out.split("\n")[1].split()[-1] == str(given["out_w"].iloc[1])
+    mixed = rfsearch.evaluate([files[1], "zoo:resnet18"])  # each row at its own size
+    assert mixed["out_h"].isna().tolist() == [False, True]
+    assert mixed.attrs["input_size"] is None
+    dynamic = onnx_model(tmp_path / "d.onnx", dynamic=True)  # still needs a size
+    assert "give input_size" in rfsearch.evaluate(dynamic)["error"].iloc[0]
+
+
 def test_saved_torch_programs_import_with_their_module_names(tmp_path, capsys):
     torch = pytest.importorskip("torch")
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, 2, 1), torch.nn.ReLU(),
