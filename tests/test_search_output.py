@@ -247,6 +247,37 @@ def test_partitioned_output_resumes_after_a_crash(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(a, b)
 
 
+
+def test_partitioned_output_flushes_by_time_and_resumes_with_other_groups(tmp_path,
+                                                                         monkeypatch):
+    """Partitioned runs flushed only every 512 chunks or 2^20 rows, so a slow
+    (per-candidate) run recorded nothing for hours; now they flush every few seconds as
+    other runs do, and a resume that groups its chunks otherwise gives the same rows."""
+    from rfsearch.search import output
+
+    grid, kwargs = PARTITIONED, dict(PARTITIONED_OPTIONS)
+    monkeypatch.setattr(output, "FLUSH_SECONDS", 0.0)  # time is up after every chunk
+    real, calls = output.write_atomic, []
+
+    def crash_later(path, write):
+        calls.append(path)
+        if len(calls) == 7:
+            raise KeyboardInterrupt("killed")
+        return real(path, write)
+
+    monkeypatch.setattr(output, "write_atomic", crash_later)
+    with pytest.raises(KeyboardInterrupt):
+        rfsearch.search(grid, output=tmp_path / "run", **kwargs)
+    assert json.loads((tmp_path / "run" / MANIFEST).read_text())["done"]  # recorded
+    monkeypatch.setattr(output, "write_atomic", real)
+    monkeypatch.setattr(output, "FLUSH_SECONDS", 3600.0)  # the rest in one group
+    rfsearch.search(grid, output=tmp_path / "run", **kwargs)
+    rfsearch.search(grid, output=tmp_path / "clean", **kwargs)
+    a, b = (pd.read_parquet(tmp_path / f).sort_values("candidate_id").reset_index(drop=True)
+            for f in ("run", "clean"))
+    assert a["candidate_id"].is_unique
+    pd.testing.assert_frame_equal(a, b)
+
 # --- resume after SIGKILL -------------------------------------------------------------------
 
 RESUME_ARGS = {"ids": [BIG_WIDTH, BIG_WIDTH * 41], "chunk": BIG_WIDTH,

@@ -248,8 +248,7 @@ class Writer:
         if df is not None:
             self.pending.append(df)
         if (sum(map(len, self.pending)) >= FLUSH_ROWS or len(self.chunks) >= FLUSH_CHUNKS
-                or (not self.run.partition_by  # partitioned groups must not depend on time
-                    and time.perf_counter() - self.last_flush >= FLUSH_SECONDS)):
+                or time.perf_counter() - self.last_flush >= FLUSH_SECONDS):
             self.flush()
 
     def flush(self) -> None:
