@@ -10,6 +10,9 @@ models, whose layer names come from their module paths.
 
 from __future__ import annotations
 
+from functools import partial
+
+import flax.linen as nn
 import flax_models as fm
 import jax
 import jax.numpy as jnp
@@ -208,8 +211,6 @@ def test_flax_resnet18_gives_the_published_geometry_with_torchvisions_names():
 # ---------------------------------------------------------------- other JAX libraries
 
 def test_linen_models_are_named_by_their_scope_paths():
-    import flax.linen as nn
-
     class Block(nn.Module):
         @nn.compact
         def __call__(self, x):
@@ -351,6 +352,136 @@ def test_a_pooled_summary_resized_over_the_map_reads_the_whole_map():
     assert (row["rf_h"], row["stride_h"], row["out_h"]) == (31, 2, 8)
     check(spec, positive(ImagePooling()), x, (1, 2))
 
+
+
+# ---------------------------------------------------------------- loops, softmax, products
+
+KERNEL = jnp.asarray(np.random.default_rng(1).uniform(0.1, 1.1, (3, 3, 3, 3)))
+
+
+def conv3(x):
+    return lax.conv_general_dilated(x, KERNEL.astype(x.dtype), (1, 1), "SAME",
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def fori(x):
+    return lax.fori_loop(0, 4, lambda i, h: conv3(h), x)
+
+
+def scanned(x):
+    return lax.scan(lambda h, _: (conv3(h), None), x, None, length=3)[0]
+
+
+class Block(nn.Module):
+    @nn.compact
+    def __call__(self, h, _):
+        return nn.Conv(3, (3, 3))(h), None
+
+
+class Stack(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.scan(Block, variable_axes={"params": 0}, split_rngs={"params": True},
+                       length=4)()(x, None)[0]
+
+
+@pytest.mark.parametrize("f, rf", [(fori, 9), (scanned, 7), ("linen", 9)])
+def test_loops_are_unrolled(f, rf):
+    """A scan's body was read once: fori_loop of four 3x3 convolutions gave rf 3."""
+    x = np.random.default_rng(0).uniform(0.1, 1, (1, 20, 18, 3))
+    args = (f,) if f != "linen" else (Stack().apply, jax.tree_util.tree_map(
+        jnp.abs, Stack().init(jax.random.PRNGKey(0), x)))
+    spec = rfsearch.from_jax(*args, x)
+    assert rfsearch.evaluate(spec, input_size=(20, 18)).iloc[0]["rf_h"] == rf
+    assert [layer["op"] for layer in spec["layers"]] == ["conv"] * ((rf - 1) // 2)
+    check(spec, partial(args[0], *args[1:]), x, (1, 2))
+
+
+def test_a_reduce_window_with_its_own_reducer_is_a_pool_and_odd_loops_are_refused():
+    """A custom reducer's jaxpr was walked as the model (an IndexError traceback)."""
+    x = np.zeros((1, 20, 18, 3))
+    spec = rfsearch.from_jax(lambda x: lax.reduce_window(
+        conv3(x), 0.0, lambda a, b: a + 2 * b, (1, 5, 5, 1), (1, 2, 2, 1), "SAME"), x)
+    row = rfsearch.evaluate(spec, input_size=(20, 18)).iloc[0]
+    assert (row["rf_h"], row["stride_h"], row["out_h"]) == (7, 2, 10)
+    for f, words in [(lambda x: lax.scan(lambda c, r: (c, conv3(r[None])[0]), 0.0, x)[1],
+                      "a loop over slices of the map"),
+                     (lambda x: lax.fori_loop(0, 5000, lambda i, h: conv3(h), x),
+                      "a loop of 5000 steps"),
+                     (lambda x: lax.scan(lambda h, _: (conv3(h), h), x, None, length=2)[1],
+                      "a loop that stacks maps")]:
+        with pytest.raises(rfsearch.SpecError, match=words):
+            rfsearch.from_jax(f, x)
+
+
+def test_a_softmax_over_the_map_reads_the_whole_map():
+    """jax.nn.softmax over the spatial axes was read as element-wise (rf 3)."""
+    x = np.random.default_rng(0).uniform(0.1, 1, (1, 12, 10, 3))
+    spec = rfsearch.from_jax(lambda x: jax.nn.softmax(conv3(x), axis=(1, 2)), x)
+    supports = gradient_supports(lambda x: jax.nn.softmax(conv3(x), axis=(1, 2)), x, (1, 2))
+    assert all(len(seen) == n for axis, n in zip(supports, (12, 10), strict=True)
+               for seen in axis)  # every unit reads every row and column
+    check_boxes(spec, supports, (12, 10))
+    over_channels = rfsearch.from_jax(lambda x: jax.nn.softmax(conv3(x), axis=-1), x)
+    assert rfsearch.evaluate(over_channels, input_size=(12, 10)).iloc[0]["rf_h"] == 3
+    with pytest.raises(rfsearch.SpecError, match="a softmax over some of the spatial axes"):
+        rfsearch.from_jax(lambda x: jax.nn.softmax(conv3(x), axis=1), x)
+
+
+def test_a_unit_by_unit_product_of_two_maps_merges_them():
+    """einsum('bhwc,bhwc->bhw') was read as attention on its first operand alone."""
+    x = np.random.default_rng(0).uniform(0.1, 1, (1, 12, 10, 3))
+    wide = jnp.asarray(np.random.default_rng(2).uniform(0.1, 1, (5, 5, 3, 3)))
+
+    def f(x):
+        other = lax.conv_general_dilated(x, wide.astype(x.dtype), (1, 1), "SAME",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return jnp.einsum("bhwc,bhwc->bhw", conv3(x), other)[..., None]
+
+    spec = rfsearch.from_jax(f, x)
+    assert sorted(layer["op"] for layer in spec["layers"]) == ["add", "conv", "conv"]
+    assert rfsearch.evaluate(spec, input_size=(12, 10)).iloc[0]["rf_h"] == 5
+    check(spec, f, x, (1, 2))
+
+
+def test_an_expanded_summary_concatenated_with_the_map_reads_the_whole_map():
+    """broadcast_to of a keepdims mean, or its resize, beside the map gave an invalid spec."""
+    x = np.random.default_rng(0).uniform(0.1, 1, (1, 12, 10, 3))
+
+    def broadcast(x):
+        y = conv3(x)
+        return jnp.concatenate([y, jnp.broadcast_to(y.mean((1, 2), keepdims=True),
+                                                    y.shape)], -1)
+
+    def resized(x):
+        y = conv3(x)
+        return jnp.concatenate([y, jax.image.resize(y.mean((1, 2), keepdims=True), y.shape,
+                                                    "linear")], -1)
+
+    for f in (broadcast, resized):
+        spec = rfsearch.from_jax(f, x)
+        row = rfsearch.evaluate(spec, input_size=(12, 10)).iloc[0]
+        assert pd.isna(row["error"]) and row["out_h"] == 12
+        check(spec, f, x, (1, 2))
+
+
+def test_a_first_pool_of_width_one_along_an_axis_keeps_both_axes():
+    """The layout came from the first window's dims wider than 1: a (1, 2) pool made a
+    2-D image 1-D, and a convolution after it failed."""
+    x = np.random.default_rng(0).uniform(0.1, 1, (1, 12, 10, 3))
+    spec = rfsearch.from_jax(lambda x: nn.avg_pool(x, (1, 2), (1, 2)).mean((1, 2)), x)
+    assert spec["dims"] == 2
+    spec = rfsearch.from_jax(lambda x: conv3(nn.max_pool(x, (1, 2), (1, 2))), x)
+    row = rfsearch.evaluate(spec, input_size=(12, 10)).iloc[0]
+    assert (row["rf_h"], row["rf_w"], row["out_w"]) == (3, 6, 5)
+
+
+def test_a_reshape_that_repeats_units_is_refused_not_flattened():
+    """jnp.repeat (a reshape merging a spatial axis with a new one) was read as a flatten
+    into a dense layer: out_h 1."""
+    x = np.zeros((1, 12, 10, 3))
+    with pytest.raises(rfsearch.SpecError, match="merges a spatial axis with another"):
+        rfsearch.from_jax(lambda x: jnp.repeat(conv3(x), 2, axis=1), x)
 
 # ---------------------------------------------------------------- errors and options
 

@@ -79,6 +79,9 @@ class SpecBuilder:
     assumptions: list[str] = field(default_factory=list)
     repeats: dict[str, str] = field(default_factory=dict)  # padding layers that copy units
     resized: dict[str, str] = field(default_factory=dict)  # offenders that resize the map
+    # global pools that are a softmax's statistics: whatever ``gates``, the map they are
+    # merged with reads the whole map (see :meth:`gate`)
+    softmax_summaries: set[str] = field(default_factory=set)
     _calls: Counter = field(default_factory=Counter)
     _taken: set = field(default_factory=set)
 
@@ -163,12 +166,14 @@ class SpecBuilder:
                           f"{list(sizes)}")
 
     def gate(self, base: str, x: Value, gate: Value) -> Value | None:
-        """``x`` scaled by a one-unit ``gate``: with gates='global' and a gate pooled from
-        a map of x's size, a merge of x with that map read whole; else None (the caller
-        keeps an element-wise layer)."""
-        if self.gates == "global" and gate.pooled is not None \
+        """``x`` scaled by a one-unit ``gate``: with gates='global' (or a softmax's
+        statistics) and a gate pooled from a map of x's size, a merge of x with that map
+        read whole; else None (the caller keeps an element-wise layer)."""
+        softmax = gate.node in self.softmax_summaries
+        if (self.gates == "global" or softmax) and gate.pooled is not None \
                 and gate.pooled.sizes == x.sizes:
-            spread = self.broadcast(base, gate.pooled, "a channel gate (gates='global')")
+            spread = self.broadcast(base, gate.pooled, "a softmax across the map" if softmax
+                                    else "a channel gate (gates='global')")
             node = self.add(base, "add", [x, Value(spread, x.axes, x.sizes, x.rank)],
                             comment="gated by a summary of the whole map")
             return Value(node, x.axes, x.sizes, x.rank)
@@ -245,6 +250,9 @@ def derived(node: str, first: Value, axes, sizes, rank: int) -> Value:
     return Value(node, tuple(axes), sizes, rank, first.pooled if summary else None)
 
 
+CASCADE = "an operand comes from an unsupported op"  # an op refused for its operand's sake
+
+
 def merge_operands(builder: SpecBuilder, base: str, values: list[Value], op: str, layer,
                    elementwise) -> Value:
     """An element-wise op of several operands (add, mul, max, where, ...): maps of one
@@ -268,7 +276,8 @@ def merge_operands(builder: SpecBuilder, base: str, values: list[Value], op: str
     unmapped = [builder.offenders[n] for n in builder.ancestors(
         [v.node for v in values if v is not keep]) if n in builder.offenders]
     if unmapped:
-        raise Unsupported(f"an operand comes from an unsupported op ({unmapped[0].node})")
+        root = next((o for o in unmapped if not o.reason.startswith(CASCADE)), unmapped[0])
+        raise Unsupported(f"{CASCADE} ({root.node}: {root.reason})")
     if len(values) >= 2:
         gated = builder.gate(base, keep, next(v for v in values if v is not keep))
         if gated is not None:

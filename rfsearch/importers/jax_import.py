@@ -27,7 +27,8 @@ from . import jax_layout, jax_ops
 from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy, chosen
 from .jax_layout import input_axes
 from .jax_models import (
-    SUBJAXPRS,
+    LOOP,
+    body_of,
     called_leaves,
     leaves_of,
     model_of,
@@ -54,6 +55,7 @@ WORDS = {"conv_general_dilated": "conv", "reduce_window_max": "max_pool",
          "reduce_window_sum": "avg_pool", "reduce_window": "pool", "concatenate": "cat",
          "dot_general": "dense", "reduce_sum": "sum", "reduce_max": "amax", "pad": "pad",
          "slice": "crop", "_resize": "interpolate"}
+MAX_STEPS = 1024  # the longest loop unrolled
 KIND_WORDS = ("batchnorm", "layernorm", "groupnorm", "instancenorm", "dropout", "rmsnorm")
 
 
@@ -69,8 +71,6 @@ class Ctx:
     stack: tuple[str, ...]  # enclosing name-stack entries
     fn: tuple | None = None  # (spec op, call number, name) of an enclosing named function
     line: str = ""  # the model's source line of the outermost enclosing call
-
-
 
 
 def from_jax(fn, *example_args, outputs=None, name: str | None = None,
@@ -97,7 +97,7 @@ def from_jax(fn, *example_args, outputs=None, name: str | None = None,
             raise SpecError(f"from_jax: the model cannot be traced at the example input "
                             f"({trace_error(err)})") from None
     jaxpr = closed.jaxpr
-    axes = input_axes(jaxpr, len(jaxpr.invars) - 1)
+    axes = input_axes(jaxpr, len(jaxpr.invars) - 1, batched=model.kind != "equinox")
     if axes is None and not 3 <= len(example) <= 5:
         raise SpecError(f"from_jax: cannot tell the spatial axes of the input {list(example)}:"
                         " no convolution or pool reads it")
@@ -116,27 +116,6 @@ def from_jax(fn, *example_args, outputs=None, name: str | None = None,
               "input_shape": list(example),
               "input_size": "x".join(str(example[a]) for a in axes)}
     return builder.spec(name or model.name, wanted, on_unsupported, source)
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # ---------------------------------------------------------------- the walk
@@ -165,12 +144,14 @@ class Walker:
         if not values:
             param = next((v for v in ins if isinstance(v, Param)), None)
             return [param] * len(eqn.outvars)
-        sub = next((eqn.params[k] for k in SUBJAXPRS if k in eqn.params), None)
+        sub = body_of(eqn)
         fn_name = eqn.params.get("name")
         if ctx.fn is None:  # a library function called from the model (jax.nn.gelu)
             call = _library_call(eqn)
             if call is not None and call[0] in NAMED:
                 ctx = Ctx(ctx.stack, (NAMED[call[0]], call, call[0]), ctx.line)
+        if eqn.primitive.name == LOOP:
+            return self._loop(eqn, ins, Ctx(stack, ctx.fn, ctx.line or _line(eqn)))
         if sub is not None and fn_name != "_resize":
             fn = ctx.fn
             if fn_name in NAMED and fn is None:
@@ -192,6 +173,31 @@ class Walker:
         for path in module_paths(stack, self.root):
             self.produced[path] = result
         return [result] + [None] * (len(eqn.outvars) - 1)
+
+    def _loop(self, eqn, ins: list, ctx: Ctx) -> list:
+        """A scan (``lax.scan``, ``fori_loop``, linen's ``nn.scan``), unrolled: its body
+        runs ``length`` times, each step's carry the next one's input. A loop over slices
+        of the map, or one stacking maps (its ``ys``), is refused."""
+        p = eqn.params
+        consts, split = ins[:p["num_consts"]], p["num_consts"] + p["num_carry"]
+        carry, xs = ins[p["num_consts"]:split], ins[split:]
+        body = p["jaxpr"]
+        why = ("a loop over slices of the map" if any(isinstance(v, Value) for v in xs)
+               else f"a loop of {p['length']} steps (at most {MAX_STEPS} are unrolled)"
+               if p["length"] > MAX_STEPS else None)
+        ys: list = [None] * (len(eqn.outvars) - len(carry))
+        for _ in range(p["length"] if why is None else 0):
+            outs = self.run(body.jaxpr, body.consts, [*consts, *carry, *xs], ctx)
+            carry, ys = outs[:len(carry)], outs[len(carry):]
+        if why is None and any(isinstance(v, Value) for v in ys):
+            why = "a loop that stacks maps (its ys)"
+        if why is None:
+            return [*carry, *ys]
+        e = self._eqn(eqn, LOOP, ins, ctx.stack, ctx)
+        maps = [i for i, v in enumerate([*carry, *ys]) if isinstance(v, Value)] or [0]
+        e.out = tuple(eqn.outvars[maps[0]].aval.shape)  # the first map it makes
+        off = self._offend(e, ctx.line, [v for v in ins if isinstance(v, Value)], why)
+        return [off if i in maps else None for i in range(len(eqn.outvars))]
 
     def _eqn(self, eqn, prim: str, ins: list, stack, ctx: Ctx) -> Eqn:
         path, call = module_at(stack, self.root)
@@ -238,14 +244,6 @@ def _read(env: dict, var):
     from jax.extend.core import Literal
 
     return None if isinstance(var, Literal) else env[var]
-
-
-
-
-
-
-
-
 
 
 def _kind(name: str) -> str:

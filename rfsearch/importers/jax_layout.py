@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .builder import Unsupported, Value, flattened
-from .jax_models import SUBJAXPRS
+from .jax_models import LOOP, body_of
 from .jax_ops import Eqn, alias
 from .shapes import carried, refuse_split
 
@@ -25,7 +25,27 @@ def reshape(e: Eqn) -> Value:
     if axes is not None:
         return Value(x.node, axes, x.sizes, len(e.out), x.pooled)
     refuse_split(e.shapes[0], e.out, x.axes)
+    where = _merged_into(e.shapes[0], e.out)
+    if where is not None and len({where[a] for a in x.axes}) == len(x.axes):
+        raise Unsupported("a reshape that merges a spatial axis with another dimension but "
+                          "keeps the map (jnp.repeat, a pixel shuffle): no spec op reads it")
     return flattened(e.builder, x, len(e.out), e.whole)
+
+
+def _merged_into(old, new) -> list[int] | None:
+    """The result dimension each dimension of ``old`` lands in, where the reshape only
+    merges runs of adjacent dimensions (else None)."""
+    where, j, acc = [], 0, 1
+    for n in old:
+        if j >= len(new):
+            return None
+        acc *= n
+        where.append(j)
+        if acc == new[j]:
+            j, acc = j + 1, 1
+        elif acc > new[j] or new[j] % acc:
+            return None
+    return where if j == len(new) else None
 
 
 def transpose(e: Eqn) -> Value:
@@ -62,46 +82,61 @@ def rev(e: Eqn) -> Value:
     return alias(e)
 
 
-def input_axes(jaxpr, index: int) -> tuple[int, ...] | None:
-    """The dimensions of input ``index`` that its first convolution or pool reads as
-    spatial, followed through transposes, reshapes, broadcasts and element-wise ops
-    (None if no window reads it)."""
+def input_axes(jaxpr, index: int, batched: bool = True) -> tuple[int, ...] | None:
+    """The dimensions of input ``index`` that its first convolution reads as spatial, else
+    those its first pool does, followed through transposes, reshapes, broadcasts and
+    element-wise ops (None if no window reads it). A pool's window of 1 along an axis does
+    not show that axis, so a pool's dims are widened to ``rank - 2`` of them (``batched``:
+    N, spatial..., C; else C, spatial...) where the input has more."""
     var = jaxpr.invars[index]
     origin = {var: tuple(range(len(var.aval.shape)))}  # var -> input dim per tensor dim
-    return _search(jaxpr, origin)
+    found: dict[str, tuple[int, ...]] = {}
+    _search(jaxpr, origin, found)
+    if "conv" in found or "pool" not in found:
+        return found.get("conv")
+    return _widened(found["pool"], len(var.aval.shape), batched)
 
 
-def _search(jaxpr, origin: dict):
+def _widened(dims: tuple[int, ...], rank: int, batched: bool) -> tuple[int, ...]:
+    """A pool's spatial dims, completed to the layout's block of spatial dims."""
+    block = tuple(range(1, rank - 1)) if batched else tuple(range(1, rank))
+    return block if dims and set(dims) <= set(block) else dims
+
+
+def _search(jaxpr, origin: dict, found: dict) -> None:
+    """Fill ``found['conv']`` (and ``found['pool']``, the first pool's window dims) from
+    the equations reading the tracked input; stops at the first convolution."""
     for eqn in jaxpr.eqns:
+        if "conv" in found:
+            return
         ins = [origin.get(v) if not hasattr(v, "val") else None for v in eqn.invars]
         tracked = next((o for o in ins if o is not None), None)
         if tracked is None:
             continue
         prim, params = eqn.primitive.name, eqn.params
-        sub = next((params[k] for k in SUBJAXPRS if k in params), None)
+        sub = body_of(eqn)
         if sub is not None:
             inner = getattr(sub, "jaxpr", sub)
-            found = _search(inner, {v: o for v, o in zip(inner.invars, ins, strict=True)
-                                    if o is not None})
-            if found is not None:
-                return found
+            kept = len(ins) if prim != LOOP else params["num_consts"] + params["num_carry"]
+            _search(inner, {v: o for v, o in zip(inner.invars[:kept], ins[:kept],
+                                                 strict=True) if o is not None}, found)
             for out in eqn.outvars:  # a call keeping the rank (a resize) keeps the dims
                 if len(out.aval.shape) == len(tracked):
                     origin[out] = tracked
             continue
         if prim == "conv_general_dilated" and ins[0] is not None:
-            return tuple(sorted(ins[0][d] for d in params["dimension_numbers"][0][2:]
-                                if ins[0][d] is not None))
-        if prim in WINDOW_PRIMITIVES:
+            found["conv"] = tuple(sorted(ins[0][d] for d in params["dimension_numbers"][0][2:]
+                                         if ins[0][d] is not None))
+            return
+        if prim in WINDOW_PRIMITIVES and "pool" not in found:
             window = [d for d, (w, s) in enumerate(zip(params["window_dimensions"],
                                                        params["window_strides"], strict=True))
                       if w > 1 or s > 1]
-            return tuple(sorted(tracked[d] for d in window if tracked[d] is not None))
+            found["pool"] = tuple(sorted(tracked[d] for d in window if tracked[d] is not None))
         for out in eqn.outvars:
             mapped = _follow(prim, params, eqn.invars[0].aval.shape, out.aval.shape, tracked)
             if mapped is not None:
                 origin[out] = mapped
-    return None
 
 
 def _follow(prim, params, old, new, tracked):
@@ -122,7 +157,8 @@ def _follow(prim, params, old, new, tracked):
         for d, w in zip(kept, where, strict=True):
             result[w] = tracked[d]
         return tuple(result)
-    if tuple(old) == tuple(new):  # element-wise
+    if tuple(old) == tuple(new) or (  # element-wise, or a window keeping the layout
+            prim in (*WINDOW_PRIMITIVES, "pad", "slice") and len(old) == len(new)):
         return tracked
     return None
 

@@ -19,6 +19,18 @@ from dataclasses import dataclass
 
 MARK = "rfsearch:"  # our name scopes: rfsearch:<module path>#<call number>
 SUBJAXPRS = ("jaxpr", "call_jaxpr", "fun_jaxpr")  # params holding a called jaxpr
+# Primitives that call their jaxpr once (followed inline), and the loop whose body is
+# unrolled; another primitive's jaxpr is not the model's (a reduce_window's reducer).
+CALLS = ("jit", "pjit", "closed_call", "core_call", "remat", "remat2", "checkpoint",
+         "custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr", "named_call")
+LOOP = "scan"
+
+
+def body_of(eqn):
+    """The jaxpr a call or a scan runs (a ClosedJaxpr or a Jaxpr), else None."""
+    if eqn.primitive.name not in (*CALLS, LOOP):
+        return None
+    return next((eqn.params[k] for k in SUBJAXPRS if k in eqn.params), None)
 
 
 @dataclass
@@ -219,9 +231,9 @@ def leaves_of(jaxpr, root: str) -> set[str]:
 def _equations(jaxpr):
     for eqn in jaxpr.eqns:
         yield eqn
-        for key in SUBJAXPRS:
-            if key in eqn.params:
-                yield from _equations(getattr(eqn.params[key], "jaxpr", eqn.params[key]))
+        sub = body_of(eqn)
+        if sub is not None:
+            yield from _equations(getattr(sub, "jaxpr", sub))
 
 
 def stack_entries(name_stack) -> tuple[str, ...]:

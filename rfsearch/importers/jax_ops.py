@@ -209,10 +209,15 @@ SPEC_MODES = ("nearest", "linear", "cubic")
 def resize(e: Eqn, method: str) -> Value:
     """jax.image.resize by an integer factor; ``method``: its method (RESIZE_METHODS)."""
     x = e.values[0]
-    out = [e.out[a] for a in x.axes]
-    if all(n == 1 for n in x.sizes) and x.pooled is not None and x.pooled.sizes == tuple(out):
-        node = e.builder.broadcast(e.base, x.pooled, "a global summary resized to the map")
-        return Value(node, x.axes, tuple(out), len(e.out))
+    source = x.pooled  # a global summary kept with its dims (keepdims) stands at the map's
+    axes = source.axes if not x.spatial and source is not None and \
+        len(e.out) == source.rank else x.axes
+    out = [e.out[a] for a in axes]
+    if all(n == 1 for n in x.sizes) and source is not None and source.sizes == tuple(out):
+        node = e.builder.broadcast(e.base, source, "a global summary resized to the map")
+        return Value(node, axes, tuple(out), len(e.out))
+    if not x.spatial:
+        raise Unsupported("a resize of features that are no map's summary")
     if any(m % n or m < n for n, m in zip(x.sizes, out, strict=True)):
         raise Unsupported(f"a resize from {list(x.sizes)} to {out} is not an integer "
                           "upsampling")
@@ -247,7 +252,8 @@ def concatenate(e: Eqn) -> Value:
     maps = [v for v in values if v.spatial]
     if maps:  # a pooled branch broadcast over the map (DeepLab's image pooling)
         sizes = max((v.sizes for v in maps), key=lambda s: max(s))
-        values = [e.builder.spread(e.base, v, sizes) if v.spatial else v for v in values]
+        values = [e.builder.spread(e.base, v, sizes) if v.spatial or v.pooled is not None
+                  else v for v in values]
     return e.layer("concat", values)
 
 
@@ -267,9 +273,12 @@ def reduce(e: Eqn) -> Value:
                          "convention)")
         return Value(x.node, (), (), len(e.out))
     if spatial != set(x.axes):
-        raise Unsupported("a reduction over some of the spatial axes")
+        raise Unsupported(f"a {'softmax' if e.kind == 'softmax' else 'reduction'} over some "
+                          "of the spatial axes")
     node = e.builder.add(e.base, "global_pool", [x])
     e.units[node] = (e.unit, False)
+    if e.kind == "softmax":  # jax.nn.softmax over the map: every unit reads all of it
+        e.builder.softmax_summaries.add(node)
     return Value(node, (), (), len(e.out), x)
 
 
@@ -279,7 +288,7 @@ def dot_general(e: Eqn) -> Value:
     (lc, rc), (lb, rb) = e.params["dimension_numbers"]
     lhs, rhs = e.ins[:2]
     if isinstance(lhs, Value) and isinstance(rhs, Value):
-        return e.whole(lhs, "a product of two maps (attention): every unit reads the map")
+        return _product_of_maps(e, lhs, rhs, list(lb), list(rb))
     x, contract, batch, first = (lhs, lc, lb, True) if isinstance(lhs, Value) else \
         (rhs, rc, rb, False)
     if not x.spatial:
@@ -293,6 +302,22 @@ def dot_general(e: Eqn) -> Value:
     order = list(batch) + ([] if first else [None] * other_free) + free
     axes = tuple(order.index(a) for a in x.axes)
     return elementwise(e, x, axes)
+
+
+def _product_of_maps(e: Eqn, lhs: Value, rhs: Value, lb: list, rb: list) -> Value:
+    """A product of two maps: unit by unit (every spatial axis a batch dimension of both,
+    in the same order: ``einsum('bhwc,bhwc->bhw')``) a merge of the two; otherwise
+    (attention) every unit reads both maps whole."""
+    if lhs.spatial and rhs.spatial and set(lhs.axes) <= set(lb) and set(rhs.axes) <= set(rb):
+        at = [lb.index(a) for a in lhs.axes]  # batch dimensions lead the result
+        if at == [rb.index(a) for a in rhs.axes] and lhs.sizes == rhs.sizes:
+            both = [Value(v.node, tuple(at), v.sizes, len(e.out), v.pooled)
+                    for v in (lhs, rhs)]
+            return merge_operands(e.builder, e.base, both, e.prim,
+                                  lambda op, ins, f: e.layer(op, ins, **f), e.elementwise)
+    note = "a product of two maps (attention): every unit reads the map"
+    whole = [e.whole(v, note) for v in (lhs, rhs)]
+    return e.layer("add", whole, comment=e.prim)
 
 
 def elementwise(e: Eqn, x: Value, axes=None) -> Value:
