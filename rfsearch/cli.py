@@ -118,7 +118,7 @@ def _eval_stream(args) -> int:
     rows, failed, messages = evaluate_parquet(
         args.specs[0], args.output, input_size=args.input_size, per_layer=args.per_layer,
         analysis=args.analysis, exempt_1x1=args.exempt_1x1, progress=_progress(args),
-        messages=MAX_MESSAGES)
+        messages=MAX_MESSAGES, chunk_size=args.chunk_size)
     if not args.quiet:
         print(f"wrote {rows} rows ({rows - failed} valid) to {args.output}", file=sys.stderr)
     for message in messages:

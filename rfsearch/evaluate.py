@@ -279,6 +279,13 @@ def source_frame(src: Source, sizes, per_layer: bool, chunk_size, progress: bool
     return df.iloc[np.argsort(order, kind="stable")]
 
 
+def check_chunk_size(chunk_size) -> None:
+    """``chunk_size`` (networks per kernel call) is None or a positive integer."""
+    if chunk_size is not None and (isinstance(chunk_size, bool)
+                                   or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise SpecError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+
+
 def evaluate(specs, *, input_size=None, per_layer: bool = False, progress: bool = False,
              chunk_size: int | None = None, analysis: bool = False,
              exempt_1x1: bool = False) -> pd.DataFrame:
@@ -297,9 +304,7 @@ def evaluate(specs, *, input_size=None, per_layer: bool = False, progress: bool 
     (:func:`rfsearch.driver.default_chunk`).
     """
     sizes = parse_input_sizes(input_size)
-    if chunk_size is not None and (isinstance(chunk_size, bool)
-                                   or not isinstance(chunk_size, int) or chunk_size < 1):
-        raise SpecError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    check_chunk_size(chunk_size)
     tables = []
     options = {"exempt_1x1": bool(exempt_1x1)} if analysis else None
     for src in resolve(specs, input_size):

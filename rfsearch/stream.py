@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from .axes import parse_input_sizes
 from .errors import SpecError
-from .evaluate import source_frame
+from .evaluate import check_chunk_size, source_frame
 from .sources import read_chain_source
 from .table import PARQUET, check_writable, to_arrow
 
@@ -24,10 +24,13 @@ BATCH_ROWS = 1 << 20  # chains per record batch: a few hundred MB of working mem
 def evaluate_parquet(source, output, *, input_size=None, per_layer: bool = False,
                      analysis: bool = False, exempt_1x1: bool = False,
                      batch_rows: int = BATCH_ROWS, progress: bool = False,
-                     messages: int = 20) -> tuple[int, int, list[str]]:
+                     messages: int = 20, chunk_size: int | None = None
+                     ) -> tuple[int, int, list[str]]:
     """Evaluate the chain table ``source`` (Parquet) into the Parquet file ``output`` one
-    record batch at a time; returns (rows written, rows with an error, the first
+    record batch of ``batch_rows`` at a time, ``chunk_size`` chains per kernel call (as in
+    :func:`~rfsearch.evaluate`); returns (rows written, rows with an error, the first
     ``messages`` distinct error messages)."""
+    check_chunk_size(chunk_size)
     label = str(source)
     check_writable(output, reads=[source], suffix=PARQUET)
     try:
@@ -43,7 +46,7 @@ def evaluate_parquet(source, output, *, input_size=None, per_layer: bool = False
         for batch in _batches(reader, batch_rows, label):
             src = read_chain_source(pa.Table.from_batches([batch]), label=label,
                                     offset=offset)
-            df = source_frame(src, sizes, per_layer, None, False, options)
+            df = source_frame(src, sizes, per_layer, chunk_size, False, options)
             table = to_arrow(df)
             if writer is None:
                 writer = pq.ParquetWriter(str(partial), table.schema, compression="zstd")

@@ -57,6 +57,27 @@ def test_eval_streams_a_chain_table_into_parquet(chain_file, tmp_path, capsys):
     assert pd.read_parquet(out)["name"].tolist()[:4] == ["net0", "chain1", "chain2", "net3"]
 
 
+
+def test_eval_streaming_takes_chunk_size(chain_file, tmp_path, monkeypatch):
+    """--chunk-size was ignored when eval streamed a chain table."""
+    import rfsearch.stream as stream
+
+    seen, real = [], stream.source_frame
+
+    def spy(src, sizes, per_layer, chunk_size, progress, options):
+        seen.append(chunk_size)
+        return real(src, sizes, per_layer, chunk_size, progress, options)
+
+    monkeypatch.setattr(stream, "source_frame", spy)
+    out = tmp_path / "out.parquet"
+    main(["eval", str(chain_file), "-o", str(out), "--input-size", "64", "--chunk-size",
+          "256"])
+    assert seen == [256]
+    want = rfsearch.evaluate(str(chain_file), input_size=64)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), want, check_dtype=False)
+    with pytest.raises(rfsearch.SpecError, match="chunk_size must be a positive integer"):
+        evaluate_parquet(chain_file, tmp_path / "x.parquet", chunk_size=0)
+
 def test_an_empty_table_gives_an_empty_result_and_an_unreadable_one_a_line(tmp_path):
     """As evaluate does: no rows is a table of no rows (with the result's columns), not an
     error; a file that breaks part way leaves no output that looks finished."""

@@ -53,7 +53,7 @@ def _entries() -> dict[str, Entry]:
           for d in torchvision.VGG_CONFIGS),
         Entry("alexnet", torchvision.alexnet, "torchvision"),
         Entry("mobilenet_v2", torchvision.mobilenet_v2, "torchvision"),
-        *(Entry(f"regnetx_{f.replace('.', '_')}", regnet.regnetx, "torchvision",
+        *(Entry(f"regnetx_{f.replace('.', '_')}", regnet.regnetx, "RegNet (pycls)",
                 {"flops": f}) for f in regnet.REGNETX),
         *(Entry(f"efficientnet_{v}", efficientnet, "EfficientNet (TF)",
                 {"variant": v}) for v in EFFICIENTNET_VARIANTS),

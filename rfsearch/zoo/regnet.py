@@ -1,4 +1,4 @@
-"""RegNet / AnyNet (Radosavovic et al. 2020, pycls and torchvision), as specs.
+"""RegNet / AnyNet (Radosavovic et al. 2020, pycls), as specs.
 
 The RegNet generator turns (w0, wa, wm, depth) into per-stage widths and depths; the
 AnyNetX body is a stem (3x3/2), then stages of X blocks (1x1, 3x3 group conv with the
@@ -79,7 +79,9 @@ def anynet(depths, widths=None, name: str = "anynet", description: str | None = 
 
 
 def regnetx(flops: str = "200mf") -> dict:
-    """RegNetX-200MF .. -1.6GF (pycls / torchvision) up to the last stage."""
+    """RegNetX-200MF .. -1.6GF as pycls defines them (its width rounding and layer
+    names; torchvision has 400MF, 800MF and 1.6GF with the same stage depths, strides and
+    so the same geometry) up to the last stage."""
     key = flops.lower()
     if key not in REGNETX:
         raise SpecError(f"flops must be one of {sorted(REGNETX)}, got {flops!r}")
