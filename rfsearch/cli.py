@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sys
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from . import __version__, zoo
 from .axes import parse_input_sizes
 from .cli_cluster import cluster_options, process_of, summary
 from .cli_import import import_parser
+from .cli_run import run_command
 from .driver import DAG_CHUNK, NATIVE_DAG_CHUNK, UNROLLED_CHUNK
 from .driver import DEFAULT_CHUNK as DEFAULT_CHUNK_ROWS
 from .errors import SpecError
@@ -373,18 +372,7 @@ def main(argv=None) -> int:
     misuse = getattr(args, "misuse", None)
     if misuse is not None and misuse(args) is not None:
         args.parser.error(misuse(args))  # exits 2, as argparse's own usage errors
-    try:
-        return args.func(args)
-    except SpecError as err:
-        print(f"rfsearch: {err}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:  # the reader left (`| head`): stop quietly, as Unix tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 128 + signal.SIGPIPE
-    except OSError as err:
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"rfsearch: {where}{err.strerror or err}", file=sys.stderr)
-        return 1
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

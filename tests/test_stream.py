@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -77,6 +80,30 @@ def test_eval_streaming_takes_chunk_size(chain_file, tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(pd.read_parquet(out), want, check_dtype=False)
     with pytest.raises(rfsearch.SpecError, match="chunk_size must be a positive integer"):
         evaluate_parquet(chain_file, tmp_path / "x.parquet", chunk_size=0)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_terminated_or_interrupted_eval_is_one_line_and_leaves_no_file(
+        chain_file, tmp_path, monkeypatch, capsys, signum):
+    """SIGTERM left the hidden partial output behind; Ctrl-C printed a traceback."""
+    import rfsearch.stream as stream
+
+    real, calls = stream.source_frame, []
+
+    def stopped_at_the_third_batch(*args):
+        calls.append(1)
+        if len(calls) == 3:  # two record batches written to the partial file
+            os.kill(os.getpid(), signum)
+        return real(*args)
+
+    monkeypatch.setattr(stream, "source_frame", stopped_at_the_third_batch)
+    monkeypatch.setitem(stream.evaluate_parquet.__kwdefaults__, "batch_rows", 128)
+    handler = signal.getsignal(signal.SIGTERM)
+    code = main(["eval", str(chain_file), "-o", str(tmp_path / "out.parquet"), "-q"])
+    assert code == 128 + signum
+    assert capsys.readouterr().err == "rfsearch: interrupted\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chains.parquet"]
+    assert signal.getsignal(signal.SIGTERM) is handler  # restored
 
 def test_an_empty_table_gives_an_empty_result_and_an_unreadable_one_a_line(tmp_path):
     """As evaluate does: no rows is a table of no rows (with the result's columns), not an
