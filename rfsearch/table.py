@@ -109,6 +109,8 @@ SEARCH_COLUMNS: dict[str, tuple[pa.DataType, str]] = {
     "valid": (pa.bool_(), "the candidate is a network: every choice is valid and its "
                           "geometry within the exact range"),
 }
+KEY_DESCRIPTION = "the candidate's key in the space's own numbering (e.g. its module hash)"
+CHOICE_DESCRIPTION = "the option the candidate takes for this choice of the space"
 # Declared result columns of a search, in order (the key and choice columns of the space
 # come between candidate_id and the geometry).
 def search_result(depth: bool = False) -> tuple[str, ...]:
@@ -147,10 +149,12 @@ def search_schema(keys: dict[str, pa.DataType], choices: dict[str, pa.DataType],
     def field(name):
         own = SEARCH_COLUMNS.get(name) or COLUMNS[name]
         return pa.field(name, own[0], metadata={"description": own[1]})
+    def described(columns, text):
+        return [pa.field(k, t, metadata={"description": text}) for k, t in columns.items()]
     result = search_result(depth)
     first, *tail = result[:len(result) - (0 if analysis else len(SEARCH_ANALYSIS))]
-    return pa.schema([field(first), *(pa.field(k, t) for k, t in {**keys, **choices}.items()),
-                      *map(field, tail)])
+    return pa.schema([field(first), *described(keys, KEY_DESCRIPTION),
+                      *described(choices, CHOICE_DESCRIPTION), *map(field, tail)])
 
 
 def pandas_dtype(name: str) -> str:
@@ -293,8 +297,10 @@ def _search_arrow(df: pd.DataFrame) -> pa.Table:
     text = {pa.large_string(): pa.string()}  # pandas' str dtype: as the search writes it
     types = {f.name: text.get(f.type, f.type) for f in own_types}
     known = schema_of_text(df.attrs.get("search_schema"))
-    types.update({n: known.field(n).type for n in types if n in known.names})
-    target = search_schema(types, {}, analysis, depth)
+    fields = search_schema(types, {}, analysis, depth)  # keys and choices as the search
+    target = pa.schema([known.field(f.name) if f.name in known.names  # declared them,
+                        else pa.field(f.name, f.type) if f.name in types else f  # others
+                        for f in fields])  # as pandas holds them
     table = pa.Table.from_pandas(df[target.names], preserve_index=False)
     extra = df.attrs.get("search") or {}
     meta = {**(table.schema.metadata or {}), **file_metadata(df.attrs.get("input_size"), extra)}
