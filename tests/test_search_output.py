@@ -425,9 +425,9 @@ def test_parts_declare_key_types_and_the_analysis_rule(tmp_path):
                    for f in ("none", "some"))
     assert empty.field("d").type == full.field("d").type == pa.list_(pa.int64())
     assert empty.remove_metadata() == full.remove_metadata()
-    from rfsearch.table import CHOICE_DESCRIPTION
-    assert all(full.field(c).metadata[b"description"].decode() == CHOICE_DESCRIPTION
-               for c in ("d", "ks", "stage1"))  # every column says what it holds
+    from rfsearch.table import CHOICE_DESCRIPTION, KEY_DESCRIPTION
+    described = {c: full.field(c).metadata[b"description"].decode() for c in ("d", "stage1")}
+    assert described == {"d": KEY_DESCRIPTION, "stage1": CHOICE_DESCRIPTION}
     assert b"analysis_rule" not in full.metadata
     search("ofa-mbv3", output=tmp_path / "an", where="n_unproductive >= 0", **kwargs)
     meta = pq.read_schema(tmp_path / "an" / "part-000000.parquet").metadata
