@@ -123,8 +123,6 @@ def test_layer_rules_match_a_plain_python_application(spec, size, exempt):
         assert row["border"] == (i == first_border)
 
 
-
-
 def test_a_dead_branch_that_fails_at_this_size_takes_no_part():
     """A branch the output does not read, whose map is gone at this size, left the row
     valid but nulled every analysis column, against the per-layer rows' own flags. It now

@@ -108,8 +108,6 @@ def test_input_size_spellings():
     assert pd.isna(row["error"][1]) and row["out_d"][1] == 6  # the good row is kept
 
 
-
-
 def test_pad_is_padding_alone_and_source_is_kept_for_people():
     """'pad' (F.pad's geometry) takes only padding, negative to crop; a network's
     'source' (where an importer took it from) is accepted and does not change rows."""
