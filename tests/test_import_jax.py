@@ -476,12 +476,33 @@ def test_a_first_pool_of_width_one_along_an_axis_keeps_both_axes():
     assert (row["rf_h"], row["rf_w"], row["out_w"]) == (3, 6, 5)
 
 
-def test_a_reshape_that_repeats_units_is_refused_not_flattened():
-    """jnp.repeat (a reshape merging a spatial axis with a new one) was read as a flatten
-    into a dense layer: out_h 1."""
-    x = np.zeros((1, 12, 10, 3))
-    with pytest.raises(rfsearch.SpecError, match="merges a spatial axis with another"):
-        rfsearch.from_jax(lambda x: jnp.repeat(conv3(x), 2, axis=1), x)
+def test_a_reshape_that_repeats_units_is_a_nearest_upsampling():
+    """jnp.repeat and a pixel shuffle written as reshapes (a spatial axis merged with the
+    dimensions after it) were read as a flatten into a dense layer: out_h 1."""
+    x = np.random.default_rng(0).uniform(0.1, 1, (1, 12, 10, 3))
+    wide = jnp.asarray(np.random.default_rng(3).uniform(0.1, 1, (3, 3, 3, 12)))
+
+    def repeat(x):
+        return conv3(jnp.repeat(jnp.repeat(x[:, ::2, ::2], 2, axis=1), 3, axis=2))
+
+    def shuffle(x):
+        y = lax.conv_general_dilated(x, wide.astype(x.dtype), (2, 2), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        n, h, w, _ = y.shape
+        y = y.reshape(n, h, w, 2, 2, 3).transpose(0, 1, 3, 2, 4, 5)
+        return conv3(y.reshape(n, 2 * h, 2 * w, 3))
+
+    for f, factors in ((repeat, [[2, 1], [1, 3]]), (shuffle, [[2, 2]])):
+        spec = rfsearch.from_jax(f, x)
+        assert [la["factor"] for la in spec["layers"] if la["op"] == "upsample"] == factors
+        check(spec, f, x, (1, 2))
+
+    def interleave(x):  # unit i * 12 + h holds unit h: not a local op
+        y = conv3(x)
+        return jnp.broadcast_to(y[:, None], (1, 2, 12, 10, 3)).reshape(1, 24, 10, 3)
+
+    with pytest.raises(rfsearch.SpecError, match="merges a spatial axis after another"):
+        rfsearch.from_jax(interleave, x)
 
 # ---------------------------------------------------------------- errors and options
 

@@ -4,6 +4,7 @@ through reshapes, transposes, broadcasts and squeezes."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from .builder import Unsupported, Value, flattened
@@ -27,9 +28,24 @@ def reshape(e: Eqn) -> Value:
     refuse_split(e.shapes[0], e.out, x.axes)
     where = _merged_into(e.shapes[0], e.out)
     if where is not None and len({where[a] for a in x.axes}) == len(x.axes):
-        raise Unsupported("a reshape that merges a spatial axis with another dimension but "
-                          "keeps the map (jnp.repeat, a pixel shuffle): no spec op reads it")
+        return _repeated(e, x, where)
     return flattened(e.builder, x, len(e.out), e.whole)
+
+
+def _repeated(e: Eqn, x: Value, where: list[int]) -> Value:
+    """A reshape merging each spatial axis with the dimensions after it (``jnp.repeat``, a
+    pixel shuffle written as reshapes): unit ``h * r + i`` of the result holds unit ``h``,
+    a nearest upsampling by ``r``; merged after another dimension, the axis interleaves."""
+    old, factors = e.shapes[0], []
+    for a in x.axes:
+        group = [d for d in range(len(old)) if where[d] == where[a]]
+        if any(old[d] > 1 for d in group if d < a):
+            raise Unsupported("a reshape that merges a spatial axis after another dimension "
+                              "(its units interleave)")
+        factors.append(math.prod(old[d] for d in group if d > a))
+    return e.layer("upsample", [x], axes=[where[a] for a in x.axes], factor=factors,
+                   mode="nearest", comment="a reshape repeating units (jnp.repeat, a pixel "
+                                           "shuffle)")
 
 
 def _merged_into(old, new) -> list[int] | None:
