@@ -184,7 +184,7 @@ def cmd_search(args) -> int:
         target = Path(args.output)
         if target.exists() and not target.is_dir():
             raise SpecError(f"{args.output}: cannot write the output: not a folder")
-        check_writable(str(target / "_manifest.json") if target.is_dir() else args.output)
+        check_writable(str(target / "_manifest.json") if target.is_dir() else str(target))
     result = search(args.space, output=args.output, where=args.where, sample=args.sample,
                     seed=args.seed, input_size=args.input_size, chunk=args.chunk,
                     top=args.top, by=args.by, ascending=args.ascending, ids=args.ids,

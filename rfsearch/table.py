@@ -264,7 +264,8 @@ def to_arrow(df: pd.DataFrame) -> pa.Table:
                     "rf_d" in df.columns)
     missing = [c for c in target.names if c not in df.columns]
     if missing:
-        raise SpecError(f"table lacks the result columns {missing}")
+        raise SpecError(f"table lacks the result columns {missing} (write_parquet writes "
+                        "whole result tables; pandas' to_parquet writes a selection)")
     table = pa.Table.from_pandas(df[target.names], schema=target, preserve_index=False)
     # Keep pyarrow's pandas metadata so pandas reads the nullable dtypes back as written.
     extra = {"analysis_rule": df.attrs["analysis_rule"]} if "analysis_rule" in df.attrs else {}
@@ -291,7 +292,8 @@ def _search_arrow(df: pd.DataFrame) -> pa.Table:
     declared = search_result(depth)[:None if analysis else -len(SEARCH_ANALYSIS)]
     missing = [c for c in declared if c not in df.columns]
     if missing:
-        raise SpecError(f"search table lacks the result columns {missing}")
+        raise SpecError(f"search table lacks the result columns {missing} (write_parquet "
+                        "writes whole result tables; pandas' to_parquet writes a selection)")
     own = [c for c in df.columns if c not in declared]
     own_types = pa.Schema.from_pandas(df[own], preserve_index=False) if own else []
     text = {pa.large_string(): pa.string()}  # pandas' str dtype: as the search writes it

@@ -208,6 +208,9 @@ def test_cli_search_where_ids_and_output(grid_file, tmp_path, capsys, full):
     out = tmp_path / "out"
     assert main(["search", str(grid_file), "--ids", "10:50", "-o", str(out), "-q"]) == 0
     pd.testing.assert_frame_equal(read_folder(out), df.iloc[10:50].reset_index(drop=True))
+    slash = f"{tmp_path / 'new'}/"  # a folder still to make, named as a folder (the docs'
+    assert main(["search", str(grid_file), "--ids", "10:50", "-o", slash, "-q"]) == 0  # -o out/)
+    pd.testing.assert_frame_equal(read_folder(tmp_path / "new"), read_folder(out))
     assert main(["search", str(grid_file), "--where", "valid", "--sample", "40", "--seed",
                  "1", "-q"]) == 0
     assert main(["search", str(grid_file), "--where", "not valid and valid", "-q"]) == 0

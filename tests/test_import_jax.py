@@ -409,7 +409,10 @@ def test_a_reduce_window_with_its_own_reducer_is_a_pool_and_odd_loops_are_refuse
                      (lambda x: lax.fori_loop(0, 5000, lambda i, h: conv3(h), x),
                       "a loop of 5000 steps"),
                      (lambda x: lax.scan(lambda h, _: (conv3(h), h), x, None, length=2)[1],
-                      "a loop that stacks maps")]:
+                      "a loop that stacks maps"),
+                     (lambda x: lax.while_loop(lambda c: c[0] < 3,  # refused for itself,
+                                               lambda c: (c[0] + 1, conv3(c[1])), (0, x))[1],
+                      "unsupported op: while")]:  # not 'the model returns nothing
         with pytest.raises(rfsearch.SpecError, match=words):
             rfsearch.from_jax(f, x)
 

@@ -161,6 +161,7 @@ class Walker:
                             Ctx(stack, fn, ctx.line or _line(eqn)))
         prim = fn_name if sub is not None else eqn.primitive.name
         e = self._eqn(eqn, prim, ins, stack, ctx)
+        at = 0  # the output the result stands for
         try:
             if sub is not None:
                 result = resize(e, _resize_method(sub, eqn))
@@ -168,11 +169,13 @@ class Walker:
                 result = RULES[prim](e)
             else:
                 raise Unsupported("no rule maps this primitive")
-        except Unsupported as why:
+        except Unsupported as why:  # the offender stands for the output shaped like the
+            at = _shaped_like(eqn, ins)  # map it reads (a while_loop's, not its counter)
+            e.out = tuple(eqn.outvars[at].aval.shape)
             result = self._offend(e, ctx.line or _line(eqn), values, str(why))
         for path in module_paths(stack, self.root):
             self.produced[path] = result
-        return [result] + [None] * (len(eqn.outvars) - 1)
+        return [result if i == at else None for i in range(len(eqn.outvars))]
 
     def _loop(self, eqn, ins: list, ctx: Ctx) -> list:
         """A scan (``lax.scan``, ``fori_loop``, linen's ``nn.scan``), unrolled: its body
@@ -244,6 +247,13 @@ def _read(env: dict, var):
     from jax.extend.core import Literal
 
     return None if isinstance(var, Literal) else env[var]
+
+
+def _shaped_like(eqn, ins: list) -> int:
+    """The output of ``eqn`` shaped as its first input from the model input (else 0)."""
+    shape = next(v.aval.shape for v, x in zip(eqn.invars, ins, strict=True)
+                 if isinstance(x, Value))
+    return next((i for i, v in enumerate(eqn.outvars) if v.aval.shape == shape), 0)
 
 
 def _kind(name: str) -> str:

@@ -119,15 +119,15 @@ def _trace(torch, model, example):
                 raise SpecError(f"from_torch: the model has data-dependent control flow "
                                 f"({reason}); its geometry could change with the input") from None
         from torch.fx.experimental.proxy_tensor import make_fx
-        warnings.warn(f"rfsearch.from_torch: torch.export failed ({reason}); traced with "
-                      "torch.fx's make_fx instead (layer names from op and position)",
-                      RuntimeWarning, stacklevel=3)
         try:
             with torch.no_grad():
                 module = make_fx(model, tracing_mode="real")(example)
         except Exception as err:
             raise SpecError(f"from_torch: the model cannot be traced: torch.export failed "
                             f"({reason}), and torch.fx ({_first_line(err)})") from None
+        warnings.warn(f"rfsearch.from_torch: torch.export failed ({reason}); traced with "
+                      "torch.fx's make_fx instead (layer names from op and position)",
+                      RuntimeWarning, stacklevel=3)  # said once the fallback worked
         placeholders = [n.name for n in module.graph.nodes if n.op == "placeholder"]
         return module.graph, f"torch.fx make_fx (torch.export failed: {reason})", \
             set(placeholders[:1])
