@@ -18,7 +18,7 @@ from .axes import parse_input_sizes
 from .cli_cluster import cluster_options, process_of, summary
 from .cli_import import import_parser
 from .cli_run import run_command
-from .driver import DAG_CHUNK, NATIVE_DAG_CHUNK, UNROLLED_CHUNK
+from .driver import DAG_CHUNK, NATIVE_CHAIN_CHUNK, NATIVE_DAG_CHUNK, UNROLLED_CHUNK
 from .driver import DEFAULT_CHUNK as DEFAULT_CHUNK_ROWS
 from .errors import SpecError
 from .evaluate import evaluate
@@ -347,8 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--exempt-1x1", action="store_true",
                     help="with --analysis: 1x1 layers are never unproductive by the rf_min rule")
     ev.add_argument("--chunk-size", type=_positive, default=None,
-                    help=f"candidates per kernel call (default: {UNROLLED_CHUNK:,} for plain "
-                         f"chains at an unknown input size, {DEFAULT_CHUNK_ROWS:,} for other "
+                    help=f"candidates per kernel call (default: {NATIVE_CHAIN_CHUNK:,} for "
+                         f"chains on the compiled CPU program, {UNROLLED_CHUNK:,} for other "
+                         f"plain chains, {DEFAULT_CHUNK_ROWS:,} for other "
                          f"chains, {NATIVE_DAG_CHUNK:,} for DAGs on the compiled CPU kernel, "
                          f"{DAG_CHUNK:,} for other DAGs, which it also caps, on CPUs; more "
                          f"on accelerators; chains round it down to a multiple of {TILE})")
