@@ -507,6 +507,17 @@ def test_a_reshape_that_repeats_units_is_a_nearest_upsampling():
     with pytest.raises(rfsearch.SpecError, match="merges a spatial axis after another"):
         rfsearch.from_jax(interleave, x)
 
+
+def test_strided_same_paddings_say_they_fit_the_traced_size():
+    """'SAME' is explicit in a jaxpr: a stride-2 window's pads at 20 are not those at 21,
+    and nothing said so."""
+    x = np.zeros((1, 20, 18, 3))
+    strided = rfsearch.from_jax(lambda x: nn.max_pool(conv3(x), (3, 3), (2, 2), "SAME"), x)
+    assert any("traced at the example's size" in a for a in strided["source"]["assumptions"])
+    for f in (conv3, lambda x: nn.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))):
+        spec = rfsearch.from_jax(f, x)  # stride 1 'SAME', or explicit pads: any size
+        assert not any("traced" in a for a in spec["source"]["assumptions"])
+
 # ---------------------------------------------------------------- errors and options
 
 class Unmapped(nnx.Module):

@@ -131,8 +131,27 @@ def conv(e: Eqn) -> Value:
     if any(s > 1 for s in lhs_dilation):
         return transposed(e, x, kernel, stride, dilation, pads, lhs_dilation, axes)
     groups = e.params.get("feature_group_count", 1)
+    note_traced_same(e, x, kernel, stride, dilation, pads)
     return e.layer("conv", [x], axes, kernel=kernel, stride=stride, dilation=dilation,
                    padding=pads, **({"groups": groups} if groups != 1 else {}))
+
+
+def note_traced_same(e: Eqn, x: Value, kernel, stride, dilation, pads) -> None:
+    """JAX traces 'SAME' as the explicit pads of the traced size; with a stride those fit
+    that size only (TensorFlow's rule puts the odd unit after, as the spec's 'same'
+    would at every size). A strided window padded as 'SAME' at this size is recorded."""
+    strided = [i for i, s in enumerate(stride) if s > 1]
+    if strided and all(pads[i] == _same_pads(x.sizes[i], kernel[i], stride[i], dilation[i])
+                       for i in strided):
+        e.builder.assume("strided windows padded as 'SAME' keep the pads JAX traced at the "
+                         "example's size (source.input_size): evaluate at that size, or "
+                         "import again at another")
+
+
+def _same_pads(n: int, k: int, s: int, d: int) -> list[int]:
+    """TensorFlow's 'SAME' pads (before, after) of a window on n units."""
+    total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+    return [total // 2, total - total // 2]
 
 
 def transposed(e, x, kernel, stride, dilation, pads, lhs_dilation, axes) -> Value:
@@ -166,6 +185,7 @@ def reduce_window(e: Eqn) -> Value:
     if any(b != 1 for b in e.params["base_dilation"]):
         raise Unsupported("a pool with base (input) dilation")
     fields = {"kernel": window, "stride": stride, "padding": [list(p) for p in pads]}
+    note_traced_same(e, x, window, stride, dilation, [list(p) for p in pads])
     if any(d != 1 for d in dilation):
         fields["dilation"] = dilation
     return e.layer(POOL_OPS[e.prim], [x], **fields)
