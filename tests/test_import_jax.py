@@ -518,6 +518,43 @@ def test_strided_same_paddings_say_they_fit_the_traced_size():
         spec = rfsearch.from_jax(f, x)  # stride 1 'SAME', or explicit pads: any size
         assert not any("traced" in a for a in spec["source"]["assumptions"])
 
+
+SEVEN = jnp.asarray(np.random.default_rng(4).uniform(0.1, 1, (7, 7, 3, 3)))
+
+
+def seven(x):
+    return lax.conv_general_dilated(x, SEVEN.astype(x.dtype), (1, 1), "VALID",
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("mode, pads", [("reflect", ((3, 3), (3, 2))),
+                                        ("symmetric", ((2, 1), (2, 2))),
+                                        ("edge", ((3, 3), (1, 0))),
+                                        ("constant", ((1, 2), (0, 1)))])
+def test_jnp_pad_copying_units_is_read_off_the_call(mode, pads):
+    """jnp.pad's reflect and edge modes (slices and flips inside one call; Flax's and
+    Equinox's REFLECT padding) were refused as a flip and a spatial concatenation."""
+    x = np.random.default_rng(0).uniform(0.1, 1, (1, 12, 10, 3))
+
+    def f(x):
+        return seven(jnp.pad(conv3(x), ((0, 0), *pads, (0, 0)), mode=mode))
+
+    spec = rfsearch.from_jax(f, x)
+    assert [la["padding"] for la in spec["layers"] if la["op"] == "pad"] == [
+        [list(p) for p in pads]]
+    check(spec, f, x, (1, 2))
+
+
+def test_jnp_pad_reading_the_far_side_or_a_statistic_is_refused():
+    x = np.zeros((1, 12, 10, 3))
+    for mode in ("wrap", "mean"):
+        with pytest.raises(rfsearch.SpecError, match=r"jax\.numpy\.pad.*not copies of the near"):
+            rfsearch.from_jax(lambda x, mode=mode: seven(jnp.pad(
+                conv3(x), ((0, 0), (3, 3), (3, 3), (0, 0)), mode=mode)), x)
+    with pytest.raises(rfsearch.SpecError, match="reflect padding 'pad' repeats input units"):
+        rfsearch.from_jax(lambda x: conv3(jnp.pad(conv3(x), ((0, 0), (2, 2), (2, 2), (0, 0)),
+                                                  mode="reflect")), x)
+
 # ---------------------------------------------------------------- errors and options
 
 class Unmapped(nnx.Module):

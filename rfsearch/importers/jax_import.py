@@ -38,7 +38,7 @@ from .jax_models import (
     stack_entries,
     trace_error,
 )
-from .jax_ops import RESIZE_METHODS, Eqn, resize
+from .jax_ops import RESIZE_METHODS, Eqn, copied_pad, resize
 
 RULES = {**jax_ops.RULES, **jax_layout.RULES}
 
@@ -54,8 +54,11 @@ PRIMITIVE_KINDS = {"logistic": "sigmoid", "tanh": "tanh"}
 WORDS = {"conv_general_dilated": "conv", "reduce_window_max": "max_pool",
          "reduce_window_sum": "avg_pool", "reduce_window": "pool", "concatenate": "cat",
          "dot_general": "dense", "reduce_sum": "sum", "reduce_max": "amax", "pad": "pad",
-         "slice": "crop", "_resize": "interpolate"}
+         "slice": "crop", "_resize": "interpolate", "_pad": "pad"}
 MAX_STEPS = 1024  # the longest loop unrolled
+# library calls read whole (what they do is read off the call), not followed into:
+# jax.image.resize, and jnp.pad (whose reflect and edge modes are slices and flips)
+OPAQUE_CALLS = {"_resize": "jax.image.resize", "_pad": "jax.numpy.pad"}
 KIND_WORDS = ("batchnorm", "layernorm", "groupnorm", "instancenorm", "dropout", "rmsnorm")
 
 
@@ -152,7 +155,7 @@ class Walker:
                 ctx = Ctx(ctx.stack, (NAMED[call[0]], call, call[0]), ctx.line)
         if eqn.primitive.name == LOOP:
             return self._loop(eqn, ins, Ctx(stack, ctx.fn, ctx.line or _line(eqn)))
-        if sub is not None and fn_name != "_resize":
+        if sub is not None and fn_name not in OPAQUE_CALLS:
             fn = ctx.fn
             if fn_name in NAMED and fn is None:
                 fn = (NAMED[fn_name], next(self.numbers), fn_name)
@@ -163,7 +166,9 @@ class Walker:
         e = self._eqn(eqn, prim, ins, stack, ctx)
         at = 0  # the output the result stands for
         try:
-            if sub is not None:
+            if sub is not None and fn_name == "_pad":
+                result = copied_pad(e, _pad_reading(sub, eqn, values[0]))
+            elif sub is not None:
                 result = resize(e, _resize_method(sub, eqn))
             elif prim in RULES:
                 result = RULES[prim](e)
@@ -227,8 +232,8 @@ class Walker:
         ins = ", ".join("x".join(map(str, v.sizes)) or "features" for v in values)
         path = e.base if e.unit and e.unit[0] == "leaf" else e.unit[1] if e.unit and \
             e.unit[0] == "path" else ""
-        offender = Offender(e.base, path, f"jax.lax.{e.prim}", f"in {ins} -> out "
-                            f"{list(e.out)}", line, why)
+        offender = Offender(e.base, path, OPAQUE_CALLS.get(e.prim, f"jax.lax.{e.prim}"),
+                            f"in {ins} -> out {list(e.out)}", line, why)
         node = self.builder.offend(e.base, values, offender, e.out)
         first = values[0]
         axes = first.axes if len(e.out) == first.rank else ()
@@ -292,6 +297,45 @@ def _library_call(eqn) -> tuple | None:
     return None
 
 
+def _pad_reading(sub, eqn, x: Value) -> list[tuple[int, int, str] | None]:
+    """Per spatial axis of ``x``, (before, after, mode) of a jnp.pad call: the call run on
+    a probe numbering the units along that axis 1..n (0 where the pad writes a constant);
+    None where a padded unit is no copy a mode makes (wrap's far side, a statistic)."""
+    from jax.extend.core import jaxpr_as_fun
+
+    data = eqn.invars[0].aval
+    rest = [np.zeros(v.aval.shape, v.aval.dtype) for v in eqn.invars[1:]]
+    readings = []
+    for a in x.axes:
+        n = data.shape[a]
+        numbers = np.arange(1, n + 1).reshape([n if d == a else 1 for d in range(x.rank)])
+        (got,) = jaxpr_as_fun(sub)(np.broadcast_to(numbers, data.shape).astype(data.dtype),
+                                   *rest)
+        lines = np.moveaxis(np.asarray(got, np.float64), a, -1).reshape(-1, got.shape[a])
+        line = lines[np.argmax(lines.sum(axis=1))]  # one through the map, not its padding
+        exact = np.array_equal(line, np.rint(line))
+        readings.append(_copies(np.rint(line).astype(np.int64) - 1, n) if exact else None)
+    return readings
+
+
+def _copies(src: np.ndarray, n: int) -> tuple[int, int, str] | None:
+    """(before, after, mode) of a padded line whose unit j copies input unit src[j] (-1: a
+    constant): the map's n units in order, padded by a mode's copies on both sides."""
+    start = next((b for b in range(len(src) - n + 1)
+                  if np.array_equal(src[b:b + n], np.arange(n))), None)
+    if start is None:
+        return None
+    left, right = src[:start][::-1], src[start + n:]  # nearest padded unit first
+    for mode, near, far in (("constant", lambda t: -1, lambda t: -1),
+                            ("reflect", lambda t: t + 1, lambda t: n - 2 - t),
+                            ("symmetric", lambda t: t, lambda t: n - 1 - t),
+                            ("edge", lambda t: 0, lambda t: n - 1)):
+        if all(v == near(t) for t, v in enumerate(left)) and \
+                all(v == far(t) for t, v in enumerate(right)):
+            return start, len(right), mode
+    return None
+
+
 def _resize_method(sub, eqn) -> str:
     """The method of a jax.image.resize call (an impulse's reach, cut by the border of a
     small map, would read a cubic as linear): the method whose own trace at the call's
@@ -320,5 +364,6 @@ def _resize_method(sub, eqn) -> str:
 
 
 def supported_ops() -> list[str]:
-    """The JAX primitives :func:`from_jax` maps (plus ``jax.image.resize``)."""
-    return sorted({*RULES, "jax.image.resize"})
+    """The JAX primitives :func:`from_jax` maps (plus the calls it reads whole:
+    ``jax.image.resize``, ``jax.numpy.pad``)."""
+    return sorted({*RULES, *OPAQUE_CALLS.values()})

@@ -204,6 +204,24 @@ def pad(e: Eqn) -> Value:
     return e.layer("pad", [x], padding=[list(p) for p in pads])
 
 
+def copied_pad(e: Eqn, readings: list) -> Value:
+    """A jnp.pad call, read off its (before, after, mode) per spatial axis: zero padding
+    in the spec; padding that copies units (reflect, symmetric, edge) is checked where a
+    window reads it (:mod:`.repeats`), and the far side (wrap) refused."""
+    x = e.values[0]
+    if any(r is None for r in readings):
+        raise Unsupported("a jnp.pad whose padded units are not copies of the near border "
+                          "(wrap reads the far side of the map; a statistic reads all of it)")
+    modes = {mode for _, _, mode in readings if mode != "constant"}
+    padding = [[before, after] for before, after, _ in readings]
+    if all(p == [0, 0] for p in padding):
+        return Value(x.node, x.axes, x.sizes, len(e.out), x.pooled)
+    out = e.layer("pad", [x], padding=padding)
+    mode = "reflect" if modes & {"reflect", "symmetric"} else "edge" if modes else "constant"
+    e.builder.padded(out.node, mode, ("reflect", "edge"))  # symmetric reaches no further
+    return out
+
+
 def slice_(e: Eqn) -> Value:
     """x[a:b:s] on spatial axes: a crop, or a window of 1 with stride s."""
     x = e.ins[0]
