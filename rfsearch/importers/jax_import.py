@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from functools import partial
 
 import jax
 import numpy as np
@@ -25,6 +24,7 @@ import numpy as np
 from ..errors import SpecError
 from . import jax_layout, jax_ops
 from .builder import INPUT, Offender, SpecBuilder, Unsupported, Value, check_policy, chosen
+from .jax_calls import OPAQUE_CALLS, read_call
 from .jax_layout import input_axes
 from .jax_models import (
     LOOP,
@@ -38,7 +38,7 @@ from .jax_models import (
     stack_entries,
     trace_error,
 )
-from .jax_ops import RESIZE_METHODS, Eqn, copied_pad, resize
+from .jax_ops import Eqn
 
 RULES = {**jax_ops.RULES, **jax_layout.RULES}
 
@@ -56,9 +56,6 @@ WORDS = {"conv_general_dilated": "conv", "reduce_window_max": "max_pool",
          "dot_general": "dense", "reduce_sum": "sum", "reduce_max": "amax", "pad": "pad",
          "slice": "crop", "_resize": "interpolate", "_pad": "pad"}
 MAX_STEPS = 1024  # the longest loop unrolled
-# library calls read whole (what they do is read off the call), not followed into:
-# jax.image.resize, and jnp.pad (whose reflect and edge modes are slices and flips)
-OPAQUE_CALLS = {"_resize": "jax.image.resize", "_pad": "jax.numpy.pad"}
 KIND_WORDS = ("batchnorm", "layernorm", "groupnorm", "instancenorm", "dropout", "rmsnorm")
 
 
@@ -166,10 +163,8 @@ class Walker:
         e = self._eqn(eqn, prim, ins, stack, ctx)
         at = 0  # the output the result stands for
         try:
-            if sub is not None and fn_name == "_pad":
-                result = copied_pad(e, _pad_reading(sub, eqn, values[0]))
-            elif sub is not None:
-                result = resize(e, _resize_method(sub, eqn))
+            if sub is not None:
+                result = read_call(e, sub, eqn)
             elif prim in RULES:
                 result = RULES[prim](e)
             else:
@@ -295,72 +290,6 @@ def _library_call(eqn) -> tuple | None:
                 return None
             return inner.function_name, outer.file_name, outer.line_num
     return None
-
-
-def _pad_reading(sub, eqn, x: Value) -> list[tuple[int, int, str] | None]:
-    """Per spatial axis of ``x``, (before, after, mode) of a jnp.pad call: the call run on
-    a probe numbering the units along that axis 1..n (0 where the pad writes a constant);
-    None where a padded unit is no copy a mode makes (wrap's far side, a statistic)."""
-    from jax.extend.core import jaxpr_as_fun
-
-    data = eqn.invars[0].aval
-    rest = [np.zeros(v.aval.shape, v.aval.dtype) for v in eqn.invars[1:]]
-    readings = []
-    for a in x.axes:
-        n = data.shape[a]
-        numbers = np.arange(1, n + 1).reshape([n if d == a else 1 for d in range(x.rank)])
-        (got,) = jaxpr_as_fun(sub)(np.broadcast_to(numbers, data.shape).astype(data.dtype),
-                                   *rest)
-        lines = np.moveaxis(np.asarray(got, np.float64), a, -1).reshape(-1, got.shape[a])
-        line = lines[np.argmax(lines.sum(axis=1))]  # one through the map, not its padding
-        exact = np.array_equal(line, np.rint(line))
-        readings.append(_copies(np.rint(line).astype(np.int64) - 1, n) if exact else None)
-    return readings
-
-
-def _copies(src: np.ndarray, n: int) -> tuple[int, int, str] | None:
-    """(before, after, mode) of a padded line whose unit j copies input unit src[j] (-1: a
-    constant): the map's n units in order, padded by a mode's copies on both sides."""
-    start = next((b for b in range(len(src) - n + 1)
-                  if np.array_equal(src[b:b + n], np.arange(n))), None)
-    if start is None:
-        return None
-    left, right = src[:start][::-1], src[start + n:]  # nearest padded unit first
-    for mode, near, far in (("constant", lambda t: -1, lambda t: -1),
-                            ("reflect", lambda t: t + 1, lambda t: n - 2 - t),
-                            ("symmetric", lambda t: t, lambda t: n - 1 - t),
-                            ("edge", lambda t: 0, lambda t: n - 1)):
-        if all(v == near(t) for t, v in enumerate(left)) and \
-                all(v == far(t) for t, v in enumerate(right)):
-            return start, len(right), mode
-    return None
-
-
-def _resize_method(sub, eqn) -> str:
-    """The method of a jax.image.resize call (an impulse's reach, cut by the border of a
-    small map, would read a cubic as linear): the method whose own trace at the call's
-    shapes is the call's program, else (another JAX's trace) whose result on a random map
-    is the call's."""
-    from jax.extend.core import jaxpr_as_fun
-
-    aval_in, aval_out = eqn.invars[0].aval, eqn.outvars[0].aval
-    probe = np.random.default_rng(0).uniform(1, 2, aval_in.shape).astype(aval_in.dtype)
-
-    def resized(method: str, antialias: bool):
-        return partial(jax.image.resize, shape=aval_out.shape, method=method,
-                       antialias=antialias)
-
-    program = str(sub)
-    for method, antialias in itertools.product(RESIZE_METHODS, (True, False)):
-        traced = jax.make_jaxpr(resized(method, antialias))(probe).jaxpr.eqns
-        if len(traced) == 1 and str(traced[0].params.get("jaxpr")) == program:
-            return method
-    (got,) = jaxpr_as_fun(sub)(probe)
-    for method in RESIZE_METHODS:
-        want = resized(method, True)(probe)
-        if np.allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6):
-            return method
-    return "unknown"
 
 
 def supported_ops() -> list[str]:

@@ -204,24 +204,6 @@ def pad(e: Eqn) -> Value:
     return e.layer("pad", [x], padding=[list(p) for p in pads])
 
 
-def copied_pad(e: Eqn, readings: list) -> Value:
-    """A jnp.pad call, read off its (before, after, mode) per spatial axis: zero padding
-    in the spec; padding that copies units (reflect, symmetric, edge) is checked where a
-    window reads it (:mod:`.repeats`), and the far side (wrap) refused."""
-    x = e.values[0]
-    if any(r is None for r in readings):
-        raise Unsupported("a jnp.pad whose padded units are not copies of the near border "
-                          "(wrap reads the far side of the map; a statistic reads all of it)")
-    modes = {mode for _, _, mode in readings if mode != "constant"}
-    padding = [[before, after] for before, after, _ in readings]
-    if all(p == [0, 0] for p in padding):
-        return Value(x.node, x.axes, x.sizes, len(e.out), x.pooled)
-    out = e.layer("pad", [x], padding=padding)
-    mode = "reflect" if modes & {"reflect", "symmetric"} else "edge" if modes else "constant"
-    e.builder.padded(out.node, mode, ("reflect", "edge"))  # symmetric reaches no further
-    return out
-
-
 def slice_(e: Eqn) -> Value:
     """x[a:b:s] on spatial axes: a crop, or a window of 1 with stride s."""
     x = e.ins[0]
@@ -235,35 +217,6 @@ def slice_(e: Eqn) -> Value:
     if all(s == 1 for s in step):
         return e.layer("crop", [x], crop=crop)
     return e.layer("pool", [x], kernel=1, stride=step, padding=[[-a, -b] for a, b in crop])
-
-
-# ---------------------------------------------------------------- resampling
-
-# jax.image.resize's methods; the spec has modes of the same names but for lanczos
-RESIZE_METHODS = ("nearest", "linear", "cubic", "lanczos3", "lanczos5")
-SPEC_MODES = ("nearest", "linear", "cubic")
-
-
-def resize(e: Eqn, method: str) -> Value:
-    """jax.image.resize by an integer factor; ``method``: its method (RESIZE_METHODS)."""
-    x = e.values[0]
-    source = x.pooled  # a global summary kept with its dims (keepdims) stands at the map's
-    axes = source.axes if not x.spatial and source is not None and \
-        len(e.out) == source.rank else x.axes
-    out = [e.out[a] for a in axes]
-    if all(n == 1 for n in x.sizes) and source is not None and source.sizes == tuple(out):
-        node = e.builder.broadcast(e.base, source, "a global summary resized to the map")
-        return Value(node, axes, tuple(out), len(e.out))
-    if not x.spatial:
-        raise Unsupported("a resize of features that are no map's summary")
-    if any(m % n or m < n for n, m in zip(x.sizes, out, strict=True)):
-        raise Unsupported(f"a resize from {list(x.sizes)} to {out} is not an integer "
-                          "upsampling")
-    if method not in SPEC_MODES:
-        raise Unsupported(f"a resize method no spec mode reads like ({method})")
-    return e.layer("upsample", [x], factor=[m // n for n, m in zip(x.sizes, out,
-                                                                   strict=True)],
-                   mode=method)
 
 
 # ---------------------------------------------------------------- merges and reductions
