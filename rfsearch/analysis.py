@@ -17,7 +17,10 @@ holds on every axis) and ``k_eff`` its window:
   ``rf(l) > res``;
 * feasible input range (rfa-toolbox README rule): from the largest rf_min of any layer
   (below it some layer is unproductive) to the largest receptive field of any layer
-  (above it no layer covers the input);
+  (above it no layer covers the input). rfa-toolbox 1.7's ``input_resolution_range``
+  also takes the largest kernel x stride after each layer into the minimum, which can put
+  it above the maximum (12..7 for two 3x3 stride-2 convolutions) and gives ResNet-50
+  96..427 where its README says 75..427: that term is left out;
 * ``rf_at_stride_K``: receptive field (height, or a 1-D network's sequence axis) of the
   last layer with effective stride exactly K/1;
 * ``rf_ratio``: the output's receptive field over the input size, the smallest ratio over the axes.
@@ -37,9 +40,9 @@ from .names import chain_layer
 from .table import RF_AT_STRIDES
 
 RULE = ("rfa-toolbox 1.7 is_border (feature-map rule, then rf_min rule; 1x1 layers "
-        "{exempt}); feasible range: largest rf_min .. largest rf (rfa-toolbox README); "
+        "{exempt}); feasible range: largest rf_min .. largest rf (rfa-toolbox README, "
+        "without 1.7's kernel x stride term); "
         "whole-map layers excluded")
-
 
 
 def rule(exempt_1x1: bool) -> str:
