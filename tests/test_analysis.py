@@ -4,7 +4,8 @@ Golden values: VGG-16 at input 32 (conv3_2 sees exactly 32 px, conv3_3 is the fi
 layer that sees more: the border is strict), torchvision ResNet-50's feasible input
 range 75..427 (rfa-toolbox README; rfa-toolbox 1.7's own input_resolution_range gives
 96..427 through a kernel x stride term that rfsearch leaves out, see rfsearch.analysis),
-EfficientNet-B0's 299..851 (rfa-toolbox tests with filter_all_inf_rf; 1.7 agrees). The layer rules are cross-checked against a plain-Python application
+EfficientNet-B0's 299..851 (rfa-toolbox tests with filter_all_inf_rf; 1.7 agrees). The
+layer rules are cross-checked against a plain-Python application
 of the same rules to the reference implementation's rows. Filters and top-K on analysis
 columns in ``search`` are tested in test_search_filter.py and test_search.py; coordinate
 maps in test_coords.py.
