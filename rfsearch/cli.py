@@ -129,8 +129,8 @@ def _eval_stream(args) -> int:
 
 def cmd_show(args) -> int:
     table, df = show_table(args.spec, args.input_size)
-    net = evaluate(args.spec, input_size=args.input_size).iloc[0]
-    print(summary_line(net, args.input_size))
+    nets = evaluate(args.spec, input_size=args.input_size)  # a model file: at its own size
+    print(summary_line(nets.iloc[0], args.input_size or nets.attrs["input_size"]))
     print(table.to_string(index=False))
     return _report_errors(df)
 

@@ -94,7 +94,8 @@ class ReceptiveField:
             raise SpecError(src.errors[0][2] if src.errors else
                             "ReceptiveField.of takes one network")
         dims = src.networks[0].dims
-        state = output_states(src.networks, size_for(parse_input_sizes(input_size), dims))
+        sizes = parse_input_sizes(input_size) if input_size is not None else src.size
+        state = output_states(src.networks, size_for(sizes, dims))  # a model file: its own
         if (state["fault"] != R.NO_FAULT).any():  # evaluate's own message says why
             from .evaluate import evaluate
 

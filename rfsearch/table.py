@@ -257,7 +257,7 @@ def file_metadata(input_size=None, extra: dict | None = None) -> dict[bytes, byt
 def to_arrow(df: pd.DataFrame) -> pa.Table:
     """The DataFrame as an Arrow table with the declared schema and metadata (a search's
     rows: :func:`search_schema`, its keys and choices as they are typed)."""
-    if "candidate_id" in df.columns and "name" not in df.columns:
+    if "search" in df.attrs or ("candidate_id" in df.columns and "error" not in df.columns):
         return _search_arrow(df)
     per_layer = "layer" in df.columns
     target = schema(per_layer, "feasible_max" in df.columns or "border" in df.columns,
@@ -299,14 +299,17 @@ def _search_arrow(df: pd.DataFrame) -> pa.Table:
     text = {pa.large_string(): pa.string()}  # pandas' str dtype: as the search writes it
     types = {f.name: text.get(f.type, f.type) for f in own_types}
     known = schema_of_text(df.attrs.get("search_schema"))
-    fields = search_schema(types, {}, analysis, depth)  # keys and choices as the search
-    target = pa.schema([known.field(f.name) if f.name in known.names  # declared them,
-                        else pa.field(f.name, f.type) if f.name in types else f  # others
-                        for f in fields])  # as pandas holds them
-    table = pa.Table.from_pandas(df[target.names], preserve_index=False)
+    fields = search_schema(types, {}, analysis, depth)
+    inferred = pa.schema([pa.field(f.name, f.type) if f.name in types else f for f in fields])
+    table = pa.Table.from_pandas(df[inferred.names], preserve_index=False)
     extra = df.attrs.get("search") or {}
     meta = {**(table.schema.metadata or {}), **file_metadata(df.attrs.get("input_size"), extra)}
-    return table.cast(target).replace_schema_metadata(meta)
+    try:  # keys and choices as the search declared them, unless the user retyped one
+        table = table.cast(pa.schema([known.field(f.name) if f.name in known.names else f
+                                      for f in inferred]))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        table = table.cast(inferred)
+    return table.replace_schema_metadata(meta)
 
 
 def write_parquet(data: pd.DataFrame | pa.Table, path, *, row_group_size: int = 1 << 20) -> None:

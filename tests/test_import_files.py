@@ -125,6 +125,11 @@ def test_fixed_size_model_files_are_evaluated_at_their_own_size(tmp_path, capsys
     assert mixed.attrs["input_size"] is None
     dynamic = onnx_model(tmp_path / "d.onnx", dynamic=True)  # still needs a size
     assert "give input_size" in rfsearch.evaluate(dynamic)["error"].iloc[0]
+    code, out, _ = run(capsys, "show", files[1])  # says the size it used
+    assert code == 0 and out.startswith("tiny at 32x32:") and " out " in out.splitlines()[0]
+    box = rfsearch.coords.ReceptiveField.of(files[1])
+    assert (box.rf, box.padding) == ((given["rf_h"].iloc[1],) * 2,
+                                     (given["padding_h"].iloc[1],) * 2)
 
 
 def test_saved_torch_programs_import_with_their_module_names(tmp_path, capsys):

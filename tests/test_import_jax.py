@@ -555,6 +555,47 @@ def test_jnp_pad_reading_the_far_side_or_a_statistic_is_refused():
         rfsearch.from_jax(lambda x: conv3(jnp.pad(conv3(x), ((0, 0), (2, 2), (2, 2), (0, 0)),
                                                   mode="reflect")), x)
 
+
+def test_review_fixes_pads_loops_softmax_and_reshapes():
+    """From a review: jnp.pad 'maximum' padded on one side read as edge, a 1-unit axis's
+    pads split wrongly, bf16 maps over 256 refused; a scan's summary ys refused; nested
+    loops unrolled without a bound; a softmax's two statistics counted twice; a VALID
+    stride-2 pool noted as 'SAME'; (N, H, W*C) before a dense read as upsampling."""
+    x = np.random.default_rng(0).uniform(0.1, 1, (1, 12, 10, 3))
+
+    def padded(mode, pads, y=None):
+        return lambda x: seven(jnp.pad(conv3(x) if y is None else y, ((0, 0), *pads, (0, 0)),
+                                       mode=mode))
+
+    for mode, pads in (("maximum", ((0, 3), (0, 3))), ("minimum", ((3, 0), (3, 0)))):
+        with pytest.raises(rfsearch.SpecError, match="not copies of the near border"):
+            rfsearch.from_jax(padded(mode, pads), x)
+    with pytest.raises(rfsearch.SpecError, match="on a one-unit axis"):
+        rfsearch.from_jax(lambda x: seven(jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)),
+                                                  mode="edge")), np.zeros((1, 1, 10, 3)))
+    wide = rfsearch.from_jax(lambda x: seven(jnp.pad(x, ((0, 0), (3, 3), (3, 3), (0, 0)),
+                                                     mode="reflect")),
+                             jnp.zeros((1, 300, 8, 3), jnp.bfloat16))
+    assert [la["padding"] for la in wide["layers"] if la["op"] == "pad"] == [[[3, 3], [3, 3]]]
+
+    def summaries(x):
+        return lax.scan(lambda h, _: (conv3(h), conv3(h).mean()), x, None, length=2)[0]
+
+    spec = rfsearch.from_jax(summaries, x)
+    assert rfsearch.evaluate(spec, input_size=(12, 10)).iloc[0]["rf_h"] == 5
+    with pytest.raises(rfsearch.SpecError, match="a loop over slices of the map"):
+        rfsearch.from_jax(lambda x: lax.scan(lambda c, r: (c + r, c + r), jnp.zeros((10, 3)),
+                                             conv3(x)[0])[1][None], x)  # ys alone reach it
+    with pytest.raises(rfsearch.SpecError, match="a loop of 1240 steps with the loops"):
+        rfsearch.from_jax(lambda x: lax.fori_loop(0, 40, lambda i, h: lax.fori_loop(
+            0, 30, lambda j, g: g * 2.0, h), x), x)
+    softmax = rfsearch.from_jax(lambda x: jax.nn.softmax(conv3(x), axis=(1, 2)), x)
+    assert rfsearch.evaluate(softmax, input_size=(12, 10)).iloc[0]["rf_h"] == 2 * 12 + 1
+    valid = rfsearch.from_jax(lambda x: nn.max_pool(x, (2, 2), (2, 2)), np.zeros((1, 20, 18, 3)))
+    assert not valid["source"]["assumptions"]
+    dense = rfsearch.from_jax(lambda x: conv3(x).reshape(1, 12, 30) @ jnp.ones((30, 4)), x)
+    assert [la["op"] for la in dense["layers"]] == ["conv", "dense", "dense"]
+
 # ---------------------------------------------------------------- errors and options
 
 class Unmapped(nnx.Module):

@@ -464,3 +464,20 @@ def test_an_empty_search_frame_keeps_its_key_types(tmp_path):
     assert schemas[2].field("d").type == schemas[1].field("d").type == pa.list_(pa.int64())
     with pytest.raises(SpecError, match="search table lacks the result columns"):
         rfsearch.write_parquet(some.drop(columns="rf_w"), tmp_path / "bad.parquet")
+
+
+def test_edited_and_read_back_search_frames_write(tmp_path):
+    """write_parquet of a search frame raised ArrowInvalid when a choice column was retyped,
+    took a frame with a user 'name' column for evaluate's, and wrote a frame read back
+    from a folder without the search's metadata."""
+    grid = {"name": "g", "input_size": 64, "layers": [{"op": "conv", "kernel": [3, 5, 7]}]}
+    df = search(grid)
+    halved = df.assign(**{"layer0.kernel": df["layer0.kernel"] / 2, "name": "mine"})
+    rfsearch.write_parquet(halved, tmp_path / "h.parquet")
+    assert pq.read_schema(tmp_path / "h.parquet").field("layer0.kernel").type == pa.float64()
+    search(grid, output=tmp_path / "dir")
+    back = pd.read_parquet(tmp_path / "dir")
+    rfsearch.write_parquet(back, tmp_path / "back.parquet")
+    one, folder = pq.read_table(tmp_path / "back.parquet"), pq.read_table(tmp_path / "dir")
+    assert one.equals(folder) and one.schema.equals(folder.schema)
+    assert one.schema.metadata[b"search"] == folder.schema.metadata[b"search"]

@@ -60,7 +60,8 @@ def copied_pad(e: Eqn, readings: list) -> Value:
     x = e.values[0]
     if any(r is None for r in readings):
         raise Unsupported("a jnp.pad whose padded units are not copies of the near border "
-                          "(wrap reads the far side of the map; a statistic reads all of it)")
+                          "(wrap reads the far side of the map; a statistic reads all of it; "
+                          "on a one-unit axis where the copies start is unknown)")
     modes = {mode for _, _, mode in readings if mode != "constant"}
     padding = [[before, after] for before, after, _ in readings]
     if all(p == [0, 0] for p in padding):
@@ -71,33 +72,62 @@ def copied_pad(e: Eqn, readings: list) -> Value:
     return out
 
 
+DIGIT = 64  # a probe's values stay within 1..DIGIT: exact in bfloat16 and in int8
+
+
 def pad_reading(sub, eqn, x: Value) -> list[tuple[int, int, str] | None]:
-    """Per spatial axis of ``x``, (before, after, mode) of a jnp.pad call: the call run on
-    a probe numbering the units along that axis 1..n (0 where the pad writes a constant);
-    None where a padded unit is no copy a mode makes (wrap's far side, a statistic)."""
+    """Per spatial axis of ``x``, (before, after, mode) of a jnp.pad call, read off the call
+    run on probes that number the units along that axis, once from each end (a statistic
+    such as maximum or minimum reads as the same copy from one end only); None where a
+    padded unit is no copy a mode makes (wrap's far side, a statistic)."""
     from jax.extend.core import jaxpr_as_fun
 
     data = eqn.invars[0].aval
     rest = [np.zeros(v.aval.shape, v.aval.dtype) for v in eqn.invars[1:]]
+
+    def run(probe: np.ndarray) -> np.ndarray:
+        (got,) = jaxpr_as_fun(sub)(probe.astype(data.dtype), *rest)
+        return np.asarray(got, np.float64)
+
     readings = []
     for a in x.axes:
-        n = data.shape[a]
-        numbers = np.arange(1, n + 1).reshape([n if d == a else 1 for d in range(x.rank)])
-        (got,) = jaxpr_as_fun(sub)(np.broadcast_to(numbers, data.shape).astype(data.dtype),
-                                   *rest)
-        lines = np.moveaxis(np.asarray(got, np.float64), a, -1).reshape(-1, got.shape[a])
-        line = lines[np.argmax(lines.sum(axis=1))]  # one through the map, not its padding
-        exact = np.array_equal(line, np.rint(line))
-        readings.append(_copies(np.rint(line).astype(np.int64) - 1, n) if exact else None)
+        ways = [_source_units(run, data.shape, a, reverse) for reverse in (False, True)]
+        agree = ways[0] is not None and ways[1] is not None and np.array_equal(*ways)
+        readings.append(_copies(ways[0], data.shape[a]) if agree else None)
     return readings
+
+
+def _source_units(run, shape: tuple, a: int, reverse: bool) -> np.ndarray | None:
+    """The input unit each unit of padded axis ``a`` holds (-1: the pad's constant), from
+    probes numbering the units (from the far end with ``reverse``) one base-DIGIT digit
+    at a time; None where a value is no digit (a statistic)."""
+    n = shape[a]
+    number = np.arange(n)[::-1] if reverse else np.arange(n)
+    held, constant, place = 0, None, 1
+    while place == 1 or place < n:
+        digit = (number // place) % DIGIT + 1  # 1..DIGIT: 0 is the pad's constant
+        got = run(np.broadcast_to(digit.reshape([-1 if d == a else 1
+                                                 for d in range(len(shape))]), shape))
+        lines = np.moveaxis(got, a, -1).reshape(-1, got.shape[a])
+        line = lines[np.argmax((lines != 0).sum(axis=1))]  # through the map, not a padding
+        values = np.rint(line).astype(np.int64)
+        if not np.array_equal(line, values) or values.min() < 0 or values.max() > DIGIT:
+            return None
+        if constant is not None and not np.array_equal(values == 0, constant):
+            return None
+        constant = values == 0
+        held, place = held + (values - 1) * place, place * DIGIT
+    units = (n - 1 - held) if reverse else held
+    return np.where(constant, -1, units)
 
 
 def _copies(src: np.ndarray, n: int) -> tuple[int, int, str] | None:
     """(before, after, mode) of a padded line whose unit j copies input unit src[j] (-1: a
-    constant): the map's n units in order, padded by a mode's copies on both sides."""
+    constant): the map's n units in order, padded by a mode's copies on both sides. On a
+    one-unit axis every copy is unit 0, so where they start is unknown: None."""
     start = next((b for b in range(len(src) - n + 1)
                   if np.array_equal(src[b:b + n], np.arange(n))), None)
-    if start is None:
+    if start is None or (n == 1 and (src >= 0).sum() > 1):
         return None
     left, right = src[:start][::-1], src[start + n:]  # nearest padded unit first
     for mode, near, far in (("constant", lambda t: -1, lambda t: -1),

@@ -29,6 +29,7 @@ from .jax_layout import input_axes
 from .jax_models import (
     LOOP,
     body_of,
+    loop_steps,
     called_leaves,
     leaves_of,
     model_of,
@@ -55,7 +56,7 @@ WORDS = {"conv_general_dilated": "conv", "reduce_window_max": "max_pool",
          "reduce_window_sum": "avg_pool", "reduce_window": "pool", "concatenate": "cat",
          "dot_general": "dense", "reduce_sum": "sum", "reduce_max": "amax", "pad": "pad",
          "slice": "crop", "_resize": "interpolate", "_pad": "pad"}
-MAX_STEPS = 1024  # the longest loop unrolled
+MAX_STEPS = 1024  # loop steps unrolled in one model, at most
 KIND_WORDS = ("batchnorm", "layernorm", "groupnorm", "instancenorm", "dropout", "rmsnorm")
 
 
@@ -108,6 +109,7 @@ def from_jax(fn, *example_args, outputs=None, name: str | None = None,
                        "channel-last with a batch axis (N, spatial..., C)")
     leaves = called_leaves(seen) if seen else leaves_of(jaxpr, model.root)
     walker = Walker(builder, leaves, seen or {}, model.root)
+    walker.input_rank = len(example)
     ins = [Param(p) for p in param_paths(model.args[:-1], model.strip)]
     ins.append(Value(INPUT, axes, tuple(example[a] for a in axes), len(example)))
     results = walker.run(jaxpr, closed.consts, ins, Ctx(()))
@@ -125,10 +127,12 @@ class Walker:
 
     def __init__(self, builder: SpecBuilder, leaves: set, kinds: dict, root: str):
         self.builder, self.leaves, self.kinds, self.root = builder, leaves, kinds, root
+        self.input_rank = 0  # the model input's (a tensor of this rank holding the map is one)
         self.units: dict = {}
         self.reused: dict = {}
         self.produced: dict[str, Value] = {}
         self.numbers = itertools.count(1)
+        self.steps, self.nested = 0, 0  # loop steps unrolled so far; loops entered
 
     def run(self, jaxpr, consts, args, ctx: Ctx) -> list:
         env = dict(zip(jaxpr.invars, args, strict=True))
@@ -180,25 +184,34 @@ class Walker:
     def _loop(self, eqn, ins: list, ctx: Ctx) -> list:
         """A scan (``lax.scan``, ``fori_loop``, linen's ``nn.scan``), unrolled: its body
         runs ``length`` times, each step's carry the next one's input. A loop over slices
-        of the map, or one stacking maps (its ``ys``), is refused."""
+        of the map, one stacking maps (its ``ys``), or more than MAX_STEPS steps in all
+        (nested loops multiply) is refused."""
         p = eqn.params
         consts, split = ins[:p["num_consts"]], p["num_consts"] + p["num_carry"]
         carry, xs = ins[p["num_consts"]:split], ins[split:]
-        body = p["jaxpr"]
+        # an outermost loop counts its steps with those of the loops inside it
+        steps = 0 if self.nested else p["length"] * (1 + loop_steps(p["jaxpr"].jaxpr))
         why = ("a loop over slices of the map" if any(isinstance(v, Value) for v in xs)
-               else f"a loop of {p['length']} steps (at most {MAX_STEPS} are unrolled)"
-               if p["length"] > MAX_STEPS else None)
+               else f"a loop of {steps} steps with the loops inside it (at most {MAX_STEPS} "
+               "are unrolled in a model)" if self.steps + steps > MAX_STEPS else None)
+        self.steps += steps if why is None else 0
         ys: list = [None] * (len(eqn.outvars) - len(carry))
-        for _ in range(p["length"] if why is None else 0):
-            outs = self.run(body.jaxpr, body.consts, [*consts, *carry, *xs], ctx)
-            carry, ys = outs[:len(carry)], outs[len(carry):]
-        if why is None and any(isinstance(v, Value) for v in ys):
+        self.nested += 1
+        try:
+            for _ in range(p["length"] if why is None else 0):
+                outs = self.run(p["jaxpr"].jaxpr, p["jaxpr"].consts, [*consts, *carry, *xs],
+                                ctx)
+                carry, ys = outs[:len(carry)], outs[len(carry):]
+        finally:
+            self.nested -= 1
+        if why is None and any(isinstance(v, Value) and v.spatial for v in ys):
             why = "a loop that stacks maps (its ys)"
         if why is None:
             return [*carry, *ys]
         e = self._eqn(eqn, LOOP, ins, ctx.stack, ctx)
-        maps = [i for i, v in enumerate([*carry, *ys]) if isinstance(v, Value)] or [0]
-        e.out = tuple(eqn.outvars[maps[0]].aval.shape)  # the first map it makes
+        maps = [i for i, v in enumerate(carry) if isinstance(v, Value)] + list(
+            range(len(carry), len(eqn.outvars)))  # what the map may reach: carries, ys
+        e.out = tuple(eqn.outvars[maps[0]].aval.shape)
         off = self._offend(e, ctx.line, [v for v in ins if isinstance(v, Value)], why)
         return [off if i in maps else None for i in range(len(eqn.outvars))]
 
@@ -221,7 +234,7 @@ class Walker:
         shapes = [tuple(getattr(v.aval, "shape", ())) for v in eqn.invars]
         out = tuple(getattr(eqn.outvars[0].aval, "shape", ()))
         return Eqn(prim, dict(eqn.params), ins, shapes, out, base, kind, unit, self.builder,
-                   self.units, self.reused)
+                   self.units, self.reused, input_rank=self.input_rank)
 
     def _offend(self, e: Eqn, line: str, values: list[Value], why: str) -> Value:
         ins = ", ".join("x".join(map(str, v.sizes)) or "features" for v in values)

@@ -27,7 +27,8 @@ def reshape(e: Eqn) -> Value:
         return Value(x.node, axes, x.sizes, len(e.out), x.pooled)
     refuse_split(e.shapes[0], e.out, x.axes)
     where = _merged_into(e.shapes[0], e.out)
-    if where is not None and len({where[a] for a in x.axes}) == len(x.axes):
+    if where is not None and len({where[a] for a in x.axes}) == len(x.axes) and \
+            len(e.out) == e.input_rank:  # a map again (N, H, W*C feeds a dense: a flatten)
         return _repeated(e, x, where)
     return flattened(e.builder, x, len(e.out), e.whole)
 

@@ -33,6 +33,19 @@ def body_of(eqn):
     return next((eqn.params[k] for k in SUBJAXPRS if k in eqn.params), None)
 
 
+def loop_steps(jaxpr) -> int:
+    """Loop steps unrolling ``jaxpr`` takes: each scan's length times one plus its body's
+    own (nested loops multiply), through calls."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        sub = body_of(eqn)
+        if sub is None:
+            continue
+        inner = loop_steps(getattr(sub, "jaxpr", sub))
+        total += eqn.params["length"] * (1 + inner) if eqn.primitive.name == LOOP else inner
+    return total
+
+
 @dataclass
 class Model:
     call: object  # the function traced

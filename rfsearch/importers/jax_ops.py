@@ -40,6 +40,7 @@ class Eqn:
     units: dict = field(default_factory=dict)  # node -> (unit, element-wise?)
     reused: dict = field(default_factory=dict)  # (unit, input node) -> element-wise layer
     consts: list = field(default_factory=list)  # concrete operand values, where known
+    input_rank: int = 0  # the model input's rank: a tensor of it holding the map is a map
 
     @property
     def values(self) -> list[Value]:
@@ -141,8 +142,9 @@ def note_traced_same(e: Eqn, x: Value, kernel, stride, dilation, pads) -> None:
     that size only (TensorFlow's rule puts the odd unit after, as the spec's 'same'
     would at every size). A strided window padded as 'SAME' at this size is recorded."""
     strided = [i for i, s in enumerate(stride) if s > 1]
-    if strided and all(pads[i] == _same_pads(x.sizes[i], kernel[i], stride[i], dilation[i])
-                       for i in strided):
+    same = {i: _same_pads(x.sizes[i], kernel[i], stride[i], dilation[i]) for i in strided}
+    if strided and all(pads[i] == same[i] for i in strided) and any(
+            any(same[i]) for i in strided):  # no pad at all reads as 'VALID' too
         e.builder.assume("strided windows padded as 'SAME' keep the pads JAX traced at the "
                          "example's size (source.input_size): evaluate at that size, or "
                          "import again at another")
@@ -268,8 +270,10 @@ def reduce(e: Eqn) -> Value:
                           "of the spatial axes")
     node = e.builder.add(e.base, "global_pool", [x])
     e.units[node] = (e.unit, False)
-    if e.kind == "softmax":  # jax.nn.softmax over the map: every unit reads all of it
-        e.builder.softmax_summaries.add(node)
+    if e.kind == "softmax" and e.units.get(x.node, (None,))[0] != e.unit:
+        e.builder.softmax_summaries.add(node)  # jax.nn.softmax over the map: every unit
+        # reads all of it; its second statistic (the sum of what already reads the whole
+        # map) adds nothing
     return Value(node, (), (), len(e.out), x)
 
 

@@ -46,8 +46,11 @@ def top_rows(df: pd.DataFrame, top) -> pd.DataFrame:
 def to_arrow(df: pd.DataFrame, run) -> pa.Table:
     """Rows of ``run`` as an Arrow table in the declared search schema, with the run's
     parameters in the file metadata."""
+    declared = declared_schema(run)
+    df = df.copy(deep=False)  # with the in-memory frame's attrs: pandas reads them back
+    df.attrs = frame_attrs(run, declared)
     table = pa.Table.from_pandas(df, preserve_index=False)
-    target = pa.schema([f for f in declared_schema(run) if f.name in table.column_names])
+    target = pa.schema([f for f in declared if f.name in table.column_names])
     meta = {**(table.schema.metadata or {}), **file_metadata(run.input_size, run_metadata(run))}
     if not table.num_rows:  # pandas typed its empty columns as it could (a list as double)
         table = target.empty_table()
@@ -59,6 +62,12 @@ def declared_schema(run) -> pa.Schema:
     choices = {v.name: v.arrow_type for v in run.space.variables}
     return search_schema(run.space.key_types, choices, run.with_analysis(),
                          run.space.dims == 3)
+
+
+def frame_attrs(run, declared: pa.Schema) -> dict:
+    """A search frame's ``attrs``: what :func:`rfsearch.write_parquet` writes it with."""
+    return {"input_size": None if run.input_size is None else list(run.input_size),
+            "search": run_metadata(run), "search_schema": schema_text(declared)}
 
 
 def run_metadata(run) -> dict[str, str]:
@@ -307,6 +316,5 @@ class Collector:
             keys = list(run.space.key_types)
             df[keys] = target.empty_table().select(keys).to_pandas()
         df = top_rows(df, run.top) if run.top is not None else df
-        df.attrs.update(input_size=None if run.input_size is None else list(run.input_size),
-                        search=run_metadata(run), search_schema=schema_text(target))
+        df.attrs.update(frame_attrs(run, target))
         return df
