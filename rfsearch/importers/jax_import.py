@@ -29,9 +29,9 @@ from .jax_layout import input_axes
 from .jax_models import (
     LOOP,
     body_of,
-    loop_steps,
     called_leaves,
     leaves_of,
+    loop_steps,
     model_of,
     module_at,
     module_paths,
