@@ -175,7 +175,8 @@ def cmd_zoo_export(args) -> int:
 def _id_range(text: str) -> tuple[int, int]:
     start, sep, stop = text.partition(":")
     if not sep or not all(p.strip().isdigit() for p in (start, stop)):
-        raise argparse.ArgumentTypeError(f"must be START:STOP, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be START:STOP, ids from 0 (e.g. 0:1000), "
+                                         f"got {text!r}")
     return int(start), int(stop)
 
 
@@ -368,7 +369,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ids_joined(argv: list[str]) -> list[str]:
+    """``--ids -1:3`` as ``--ids=-1:3``: argparse takes a value that starts with '-' for an
+    option, and would report the range missing instead of saying what is wrong with it."""
+    out = list(argv)
+    for i in range(len(out) - 1):
+        if out[i] == "--ids" and out[i + 1].startswith("-") and ":" in out[i + 1]:
+            out[i:i + 2] = [f"--ids={out[i + 1]}"]
+            break
+    return out
+
+
 def main(argv=None) -> int:
+    argv = _ids_joined(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(argv)
     misuse = getattr(args, "misuse", None)
     if misuse is not None and misuse(args) is not None:

@@ -228,12 +228,14 @@ def test_cli_search_bad_where_is_one_line_exit_1(grid_file, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
-def test_cli_search_usage_errors_exit_2(grid_file):
+def test_cli_search_usage_errors_exit_2(grid_file, capsys):
     for args in (["--top", "0"], ["--sample", "-1"], ["--ids", "3"], ["--chunk", "x"],
-                 ["--sample", "5", "--seed", "-1"]):
+                 ["--sample", "5", "--seed", "-1"], ["--ids", "-1:3"]):
         with pytest.raises(SystemExit) as info:
             main(["search", str(grid_file), *args])
         assert info.value.code == 2
+    # a negative start: said (argparse reported the range as missing)
+    assert "ids from 0 (e.g. 0:1000), got '-1:3'" in capsys.readouterr().err
 
 
 def test_cli_spaces_lists_the_builtin_spaces(capsys):
