@@ -304,11 +304,14 @@ def _search_arrow(df: pd.DataFrame) -> pa.Table:
     table = pa.Table.from_pandas(df[inferred.names], preserve_index=False)
     extra = df.attrs.get("search") or {}
     meta = {**(table.schema.metadata or {}), **file_metadata(df.attrs.get("input_size"), extra)}
-    try:  # keys and choices as the search declared them, unless the user retyped one
-        table = table.cast(pa.schema([known.field(f.name) if f.name in known.names else f
-                                      for f in inferred]))
+    declared = pa.schema([known.field(f.name) if f.name in known.names else f
+                          for f in inferred])  # keys and choices as the search declared them
+    if not table.num_rows:  # pandas typed its empty columns as it could (a list as double)
+        return declared.empty_table().replace_schema_metadata(meta)
+    try:
+        table = table.cast(declared)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        table = table.cast(inferred)
+        table = table.cast(inferred)  # the user retyped one
     return table.replace_schema_metadata(meta)
 
 

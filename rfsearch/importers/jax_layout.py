@@ -10,7 +10,7 @@ from collections.abc import Callable
 from .builder import Unsupported, Value, flattened
 from .jax_models import LOOP, body_of
 from .jax_ops import Eqn, alias
-from .shapes import carried, refuse_split
+from .shapes import carried, merged_into, refuse_split
 
 WINDOW_PRIMITIVES = ("reduce_window_max", "reduce_window_min", "reduce_window_sum",
                      "reduce_window")
@@ -26,7 +26,7 @@ def reshape(e: Eqn) -> Value:
     if axes is not None:
         return Value(x.node, axes, x.sizes, len(e.out), x.pooled)
     refuse_split(e.shapes[0], e.out, x.axes)
-    where = _merged_into(e.shapes[0], e.out)
+    where = merged_into(e.shapes[0], e.out)
     if where is not None and len({where[a] for a in x.axes}) == len(x.axes) and \
             len(e.out) == e.input_rank:  # a map again (N, H, W*C feeds a dense: a flatten)
         return _repeated(e, x, where)
@@ -47,22 +47,6 @@ def _repeated(e: Eqn, x: Value, where: list[int]) -> Value:
     return e.layer("upsample", [x], axes=[where[a] for a in x.axes], factor=factors,
                    mode="nearest", comment="a reshape repeating units (jnp.repeat, a pixel "
                                            "shuffle)")
-
-
-def _merged_into(old, new) -> list[int] | None:
-    """The result dimension each dimension of ``old`` lands in, where the reshape only
-    merges runs of adjacent dimensions (else None)."""
-    where, j, acc = [], 0, 1
-    for n in old:
-        if j >= len(new):
-            return None
-        acc *= n
-        where.append(j)
-        if acc == new[j]:
-            j, acc = j + 1, 1
-        elif acc > new[j] or new[j] % acc:
-            return None
-    return where if j == len(new) else None
 
 
 def transpose(e: Eqn) -> Value:

@@ -63,6 +63,22 @@ def refuse_split(old, new, axes) -> None:
                               "no box)")
 
 
+def merged_into(old, new) -> list[int] | None:
+    """The result dimension each dimension of ``old`` lands in, where the reshape only
+    merges runs of adjacent dimensions (else None)."""
+    where, j, acc = [], 0, 1
+    for n in old:
+        if j >= len(new):
+            return None
+        acc *= n
+        where.append(j)
+        if acc == new[j]:
+            j, acc = j + 1, 1
+        elif acc > new[j] or new[j] % acc:
+            return None
+    return where if j == len(new) else None
+
+
 def transposed_padding(kernel, stride, dilation, pads) -> dict | None:
     """The spec's ``padding`` and ``output_padding`` of a transposed convolution given as
     an input-dilated one with pads ``(lo, hi)`` per axis: it crops ``d(k-1) - lo`` units

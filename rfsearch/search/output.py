@@ -28,7 +28,8 @@ import pyarrow.parquet as pq
 from ..analysis import rule as analysis_rule
 from ..cache import write_atomic
 from ..errors import SpecError
-from ..table import file_metadata, schema_text, search_schema
+from ..table import schema_text, search_schema
+from ..table import to_arrow as frame_to_arrow
 from .cluster import SINGLE, Process, barrier
 from .manifest import State, read_state, save
 
@@ -44,17 +45,12 @@ def top_rows(df: pd.DataFrame, top) -> pd.DataFrame:
 
 
 def to_arrow(df: pd.DataFrame, run) -> pa.Table:
-    """Rows of ``run`` as an Arrow table in the declared search schema, with the run's
-    parameters in the file metadata."""
-    declared = declared_schema(run)
-    df = df.copy(deep=False)  # with the in-memory frame's attrs: pandas reads them back
-    df.attrs = frame_attrs(run, declared)
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    target = pa.schema([f for f in declared if f.name in table.column_names])
-    meta = {**(table.schema.metadata or {}), **file_metadata(run.input_size, run_metadata(run))}
-    if not table.num_rows:  # pandas typed its empty columns as it could (a list as double)
-        table = target.empty_table()
-    return table.select(target.names).cast(target).replace_schema_metadata(meta)
+    """Rows of ``run`` as an Arrow table: the frame with the run's attrs (which pandas
+    reads back), through :func:`rfsearch.to_arrow` (the declared search schema, the run's
+    parameters in the file metadata)."""
+    df = df.copy(deep=False)
+    df.attrs = frame_attrs(run, declared_schema(run))
+    return frame_to_arrow(df)
 
 
 def declared_schema(run) -> pa.Schema:
