@@ -16,7 +16,6 @@ RF columns join NATS-Bench tables on their native key.
 
 from __future__ import annotations
 
-import itertools
 import random
 from collections.abc import Sequence
 from functools import cache, cached_property
@@ -35,24 +34,23 @@ SSS_CELL = ("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
 
 
 @cache
+def nb201_edge_ops() -> np.ndarray:
+    """[15,625, 6] op index (into NB201_OPS) of each edge (NB201_EDGES order), in official
+    index order: the product of the ops over the edges, shuffled as the benchmark did."""
+    order = list(range(nasbench201_size()))
+    random.Random(88).shuffle(order)
+    return mixed_radix(np.array(order), [len(NB201_OPS)] * len(NB201_EDGES))
+
+
 def nb201_arch_strings() -> tuple[str, ...]:
     """The 15,625 NAS-Bench-201 arch strings in official index order."""
     archs = []
-    for ops in itertools.product(NB201_OPS, repeat=len(NB201_EDGES)):
-        edges = dict(zip(NB201_EDGES, ops, strict=True))
+    for ops in nb201_edge_ops().tolist():
+        edges = {edge: NB201_OPS[k] for edge, k in zip(NB201_EDGES, ops, strict=True)}
         nodes = ["|" + "|".join(f"{edges[(j, i)]}~{i}" for i in range(j)) + "|"
                  for j in (1, 2, 3)]
         archs.append("+".join(nodes))
-    random.Random(88).shuffle(archs)
     return tuple(archs)
-
-
-def nb201_edge_ops() -> np.ndarray:
-    """[15,625, 6] op index (into NB201_OPS) of each edge (NB201_EDGES order), in official
-    index order: the shuffle of :func:`nb201_arch_strings` applied to product indices."""
-    order = list(range(nasbench201_size()))
-    random.Random(88).shuffle(order)  # the same permutation: it depends only on the length
-    return mixed_radix(np.array(order), [len(NB201_OPS)] * len(NB201_EDGES))
 
 
 WINDOW_CLASS = (0, 1, 2, 3, 3)  # per op: none, skip, 1x1, and the 3x3 window conv and pool share
