@@ -447,6 +447,22 @@ def test_a_unit_by_unit_product_of_two_maps_merges_them():
     check(spec, f, x, (1, 2))
 
 
+
+def test_attention_over_the_rows_reads_the_keys_whole_and_keeps_the_map():
+    """Before: any product of two maps other than unit by unit made features (every
+    unit read both maps whole), so a conv after attention was refused."""
+    x = np.random.default_rng(0).uniform(0.1, 1, (1, 12, 10, 3))
+
+    def f(x):  # in every column, each row attends to every row
+        y = conv3(x)
+        scores = jax.nn.softmax(jnp.einsum("bhwc,bgwc->bwhg", y, y), axis=-1)
+        return conv3(jnp.einsum("bwhg,bgwc->bhwc", scores, y))
+
+    spec = rfsearch.from_jax(f, x)
+    row = rfsearch.evaluate(spec, input_size=(12, 10)).iloc[0]
+    assert row["rf_h"] >= 2 * 12 - 1 and row["rf_w"] == 5 and row["out_h"] == 12
+    check(spec, f, x, (1, 2))
+
 def test_an_expanded_summary_concatenated_with_the_map_reads_the_whole_map():
     """broadcast_to of a keepdims mean, or its resize, beside the map gave an invalid spec."""
     x = np.random.default_rng(0).uniform(0.1, 1, (1, 12, 10, 3))

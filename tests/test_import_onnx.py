@@ -36,6 +36,7 @@ from torch_models import (  # noqa: E402
     FPN,
     TCN,
     GlobalContext,
+    ManualAttention,
     MobileNetV2Blocks,
     ResNet18,
     UNet,
@@ -371,6 +372,23 @@ def test_a_summary_expanded_over_the_map_reads_the_whole_map(tmp_path, mode, bat
                                           tmp_path / "twin.onnx", batch=True)),
                 impulse_supports(str(tmp_path / "twin.onnx"), (1, 1, 32)), (32,))
 
+
+
+@pytest.mark.parametrize("build", [lambda: ManualAttention(1, 2), lambda: ManualAttention(2)],
+                         ids=["heads", "axial"])  # (3-D sdpa does not export to ONNX)
+def test_attention_between_maps_keeps_the_map_and_reads_the_keys_whole(tmp_path, build):
+    """Before: a MatMul of two maps made features, so the conv after attention was
+    refused. The rows are from_torch's."""
+    shape = (1, 1, 12) if build().dims == 1 else (1, 1, 8, 6)
+    spec = rfsearch.from_onnx(export(build(), shape, tmp_path / "attention.onnx"))
+    rows = rfsearch.evaluate(spec, input_size=shape[2:])
+    twin = rfsearch.evaluate(rfsearch.from_torch(build(), torch.rand(shape)),
+                             input_size=shape[2:])
+    columns = [c for c in rows.columns if c != "name"]
+    pd.testing.assert_frame_equal(rows[columns], twin[columns])
+    check_boxes(rfsearch.from_onnx(export(positive(build()), shape, tmp_path / "twin.onnx",
+                                          batch=True)),
+                impulse_supports(str(tmp_path / "twin.onnx"), shape), tuple(shape[2:]))
 
 def test_a_size_onnx_disagrees_with_is_an_error_naming_the_node():
     with pytest.raises(rfsearch.SpecError) as err:

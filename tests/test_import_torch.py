@@ -27,6 +27,7 @@ from torch_models import (  # noqa: E402
     FPN,
     TCN,
     GlobalContext,
+    ManualAttention,
     MobileNetV2Blocks,
     ResNet18,
     ResNet50,
@@ -364,6 +365,23 @@ def test_self_attention_over_time_reads_the_whole_clip():
     with pytest.raises(rfsearch.SpecError, match="masked attention along the map"):
         rfsearch.from_torch(TimeAttention(mask=True), torch.rand(1, 1, 24))
 
+
+
+@pytest.mark.parametrize(("dims", "heads"), [(1, 1), (1, 2), (2, 1), (2, 2)])
+def test_attention_written_with_matmul_reads_the_keys_and_values_whole(dims, heads):
+    """Before: a product of two maps kept its first operand alone (q @ k^T read q unit by
+    unit, so the clip's context was 5 samples where every output reads the whole clip),
+    and splitting the channels into heads flattened the map."""
+    shape = (1, 1, 12) if dims == 1 else (1, 1, 8, 6)
+    spec = rfsearch.from_torch(ManualAttention(dims, heads), torch.rand(shape))
+    row = rfsearch.evaluate(spec, input_size=shape[2:]).iloc[0]
+    along = 12 if dims == 1 else 8  # time, or the height of each column
+    assert row["rf_w" if dims == 1 else "rf_h"] >= 2 * along - 1
+    if dims == 2:
+        assert row["rf_w"] == 5  # two 3-wide convs across the columns
+    assert any("attention's scores" in a for a in spec["source"]["assumptions"])
+    check_boxes(spec, gradient_supports(positive(ManualAttention(dims, heads)), shape),
+                tuple(shape[2:]))
 
 class Shrink(nn.Module):
     def __init__(self, **interpolate):

@@ -279,3 +279,30 @@ class TimeAttention(nn.Module):
             band = (steps[:, None] - steps[None, :]).abs() <= 1
         mixed = F.scaled_dot_product_attention(self.query(t), t, t, attn_mask=band)
         return self.back(mixed.transpose(1, 2))
+
+
+class ManualAttention(nn.Module):
+    """Attention written out with matmul and softmax, as most audio and vision code
+    writes it: a conv front end, ``heads`` heads over time (or, 2-D, along the height of
+    each column: axial attention), a conv back end."""
+
+    def __init__(self, dims: int = 1, heads: int = 1):
+        super().__init__()
+        conv = nn.Conv1d if dims == 1 else nn.Conv2d
+        self.dims, self.heads = dims, heads
+        self.front, self.back = conv(1, 4, 3, padding=1), conv(4, 2, 3)
+        self.query, self.key, self.value = (nn.Linear(4, 4) for _ in range(3))
+
+    def split(self, t):
+        """(..., T, C) to (..., heads, T, C / heads)."""
+        *lead, steps, channels = t.shape
+        return t.reshape(*lead, steps, self.heads, channels // self.heads).transpose(-3, -2)
+
+    def forward(self, x):
+        h = self.front(x)
+        # (N, T, C), or (N, W, H, C): attention along H in every column
+        t = h.transpose(1, 2) if self.dims == 1 else h.permute(0, 3, 2, 1)
+        q, k, v = (self.split(f(t)) for f in (self.query, self.key, self.value))
+        mixed = torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v
+        mixed = mixed.transpose(-3, -2).flatten(-2)
+        return self.back(mixed.transpose(1, 2) if self.dims == 1 else mixed.permute(0, 3, 2, 1))

@@ -128,19 +128,20 @@ class SpecBuilder:
             self.resized[value.node] = f"{_size(value.sizes)} to {_size(sizes)}"
         return Value(value.node, value.axes, sizes, value.rank)
 
-    def broadcast(self, base: str, source: Value, why: str, along=None) -> str:
+    def broadcast(self, base: str, source: Value, why: str, along=None, sizes=None) -> str:
         """A layer each unit of which reads the whole of ``source``'s map (or the whole of
-        the tensor dimensions ``along``), its size kept (a pooled summary spread back over
-        the map, a softmax across an axis): per axis a window of 2n - 1 with n - 1
-        padding, n being the map's size at the traced input."""
+        the tensor dimensions ``along``), of ``source``'s size or of ``sizes`` (a pooled
+        summary spread back over the map, a softmax across an axis, the keys of attention):
+        per axis from n units to m a window of n + m - 1 with m - 1 padding, n being the
+        map's size at the traced input."""
+        sizes = source.sizes if sizes is None else sizes
         whole = [along is None or a in along for a in source.axes]
         self.assume(f"{why}: every unit reads the whole map along those axes, written as a "
-                    "window of 2n-1 at the traced size n")
+                    "window as wide as the map at the traced size")
         return self.add(f"{base}.whole_map", "conv", [source],
-                        kernel=[2 * n - 1 if w else 1 for n, w in zip(source.sizes, whole,
-                                                                       strict=True)],
-                        padding=[n - 1 if w else 0 for n, w in zip(source.sizes, whole,
-                                                                   strict=True)],
+                        kernel=[n + m - 1 if w else 1 for n, m, w in zip(
+                            source.sizes, sizes, whole, strict=True)],
+                        padding=[m - 1 if w else 0 for m, w in zip(sizes, whole, strict=True)],
                         comment=why)
 
     def across(self, base: str, x: Value, dims) -> Value | None:

@@ -20,6 +20,7 @@ from .builder import (
     derived,
     merge_operands,
 )
+from .products import dot_general_places, product_of_maps
 from .shapes import transposed_padding
 
 
@@ -283,7 +284,7 @@ def dot_general(e: Eqn) -> Value:
     (lc, rc), (lb, rb) = e.params["dimension_numbers"]
     lhs, rhs = e.ins[:2]
     if isinstance(lhs, Value) and isinstance(rhs, Value):
-        return _product_of_maps(e, lhs, rhs, list(lb), list(rb))
+        return _product_of_maps(e, lhs, rhs)
     x, contract, batch, first = (lhs, lc, lb, True) if isinstance(lhs, Value) else \
         (rhs, rc, rb, False)
     if not x.spatial:
@@ -299,18 +300,16 @@ def dot_general(e: Eqn) -> Value:
     return elementwise(e, x, axes)
 
 
-def _product_of_maps(e: Eqn, lhs: Value, rhs: Value, lb: list, rb: list) -> Value:
-    """A product of two maps: unit by unit (every spatial axis a batch dimension of both,
-    in the same order: ``einsum('bhwc,bhwc->bhw')``) a merge of the two; otherwise
-    (attention) every unit reads both maps whole."""
-    if lhs.spatial and rhs.spatial and set(lhs.axes) <= set(lb) and set(rhs.axes) <= set(rb):
-        at = [lb.index(a) for a in lhs.axes]  # batch dimensions lead the result
-        if at == [rb.index(a) for a in rhs.axes] and lhs.sizes == rhs.sizes:
-            both = [Value(v.node, tuple(at), v.sizes, len(e.out), v.pooled)
-                    for v in (lhs, rhs)]
-            return merge_operands(e.builder, e.base, both, e.prim,
-                                  lambda op, ins, f: e.layer(op, ins, **f), e.elementwise)
-    note = "a product of two maps (attention): every unit reads the map"
+def _product_of_maps(e: Eqn, lhs: Value, rhs: Value) -> Value:
+    """Two maps by :func:`product_of_maps` (a unit-by-unit ``einsum('bhwc,bhwc->bhw')``
+    merges them, attention reads the keys whole); a map with features (or two feature
+    vectors): every unit reads both whole."""
+    if lhs.spatial and rhs.spatial:
+        (lc, rc), batch = e.params["dimension_numbers"]
+        places = dot_general_places((lhs.rank, rhs.rank), (lc, rc), batch)
+        return product_of_maps(e.builder, e.base, [(lhs, places[0]), (rhs, places[1])],
+                               places[2], lambda op, ins, f: e.layer(op, ins, **f))
+    note = "a product of a map and features: every unit reads both whole"
     whole = [e.whole(v, note) for v in (lhs, rhs)]
     return e.layer("add", whole, comment=e.prim)
 

@@ -33,7 +33,7 @@ def reshape(n: Node) -> Value:
     axes = carried(old, new, x.axes)
     if axes is not None:
         return Value(x.node, axes, x.sizes, len(new), x.pooled)
-    regrouped = split(old, new, x.axes)
+    regrouped = split(old, new, x.axes) if x.axes == tuple(sorted(x.axes)) else None
     if regrouped is not None:  # space to depth: how exporters write pixel_unshuffle
         axes, factors = regrouped
         return n.layer("pixel_unshuffle", [x], [s // r for s, r in zip(x.sizes, factors,
@@ -64,9 +64,7 @@ def split(old, new, axes) -> tuple[tuple[int, ...], list[int]] | None:
 def transpose(n: Node) -> Value:
     x = n.ins[0]
     perm = list(n.attr("perm") or reversed(range(x.rank)))
-    axes = tuple(perm.index(a) for a in x.axes)
-    if axes != tuple(sorted(axes)):
-        raise Unsupported("a transpose that reorders the spatial axes")
+    axes = tuple(perm.index(a) for a in x.axes)  # possibly reordered (axial attention)
     return Value(x.node, axes, x.sizes, x.rank, x.pooled)
 
 

@@ -22,6 +22,7 @@ from .builder import (
     merge_operands,
     zero_padding,
 )
+from .products import matmul_places, product_of_maps
 from .shapes import standard_layout
 
 
@@ -307,12 +308,16 @@ def reduce(n: Node) -> Value:
 
 def dense(n: Node) -> Value:
     """Gemm / MatMul: on features a dense layer; over the channels of a channel-last map
-    element-wise; a product of two maps, or over a spatial axis (an NCHW map's last
-    dimension), whole-map."""
+    element-wise; over a spatial axis (an NCHW map's last dimension), whole-map; a MatMul
+    of two maps by :func:`product_of_maps`."""
     values = n.values
     x = values[0]
     if len(values) == 1 and x.spatial and x.rank - 1 not in x.axes:
         return elementwise(n, x)
+    if n.op == "MatMul" and len(values) == 2 and all(v.spatial for v in values):
+        lhs, rhs, rank = matmul_places(x.rank, values[1].rank)
+        return product_of_maps(n.builder, n.base, [(x, lhs), (values[1], rhs)], rank,
+                               lambda op, ins, f: n.layer(op, ins, **f))
     node = n.builder.add(n.base, "dense", values[:1] if len(values) == 1 else values)
     return Value(node, (), (), max(v.rank for v in values), x.pooled or (x if x.spatial
                                                                           else None))

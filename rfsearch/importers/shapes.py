@@ -30,19 +30,20 @@ def subsampled(factors, first, taps) -> dict:
 
 
 def carried(old, new, axes) -> tuple[int, ...] | None:
-    """Where a row-major reshape from ``old`` to ``new`` puts the dimensions ``axes``,
-    if it keeps each whole (size-1 dimensions come and go; others may merge or split)."""
+    """Where a row-major reshape from ``old`` to ``new`` puts the dimensions ``axes`` (in
+    any order: a permuted map's), if it keeps each whole (size-1 dimensions come and go;
+    others may merge or split)."""
     before = list(itertools.accumulate(old, operator.mul, initial=1))
     after = list(itertools.accumulate(new, operator.mul, initial=1))
-    used, result = set(), []
-    for a in axes:
+    used, where = set(), {}
+    for a in sorted(axes):  # a reshape keeps the dimensions' order
         found = [j for j in range(len(new)) if j not in used and new[j] == old[a]
                  and after[j] == before[a]]
-        if not found:
+        if not found or (where and found[0] < max(where.values())):
             return None
         used.add(found[0])
-        result.append(found[0])
-    return tuple(result) if result == sorted(result) else None
+        where[a] = found[0]
+    return tuple(where[a] for a in axes)
 
 
 def refuse_split(old, new, axes) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .builder import Value, flattened
-from .shapes import refuse_split
+from .shapes import carried, refuse_split
 from .torch_ops import Call
 
 
@@ -40,16 +40,19 @@ def narrow(c: Call) -> Value:
 
 
 def reshape(c: Call) -> Value:
-    """view / reshape / flatten: spatial axes kept at the end stay; a map of one unit
-    becomes features; flattening a larger map into features is read as a dense layer."""
+    """view / reshape / flatten: spatial axes each kept whole stay (wherever they land:
+    heads split off the channels); a map of one unit becomes features; flattening a
+    larger map into features is read as a dense layer."""
     x = c.value("self")
     if not x.spatial:
         return Value(x.node, (), (), len(c.shape), x.pooled)
     rank = len(c.shape)
     trailing = tuple(range(rank - len(x.axes), rank))
-    if (x.axes == tuple(range(x.rank - len(x.axes), x.rank)) and rank >= len(x.axes)
-            and tuple(c.shape[a] for a in trailing) == x.sizes):
-        return Value(x.node, trailing, x.sizes, rank, x.pooled)
+    axes = carried(c.in_shape, c.shape, x.axes) if c.in_shape is not None else \
+        trailing if (x.axes == tuple(range(x.rank - len(x.axes), x.rank)) and rank >= len(x.axes)
+                     and tuple(c.shape[a] for a in trailing) == x.sizes) else None
+    if axes is not None:
+        return Value(x.node, axes, x.sizes, rank, x.pooled)
     if c.in_shape is not None:
         refuse_split(c.in_shape, c.shape, x.axes)
     return flattened(c.builder, x, rank,

@@ -21,6 +21,7 @@ from .builder import (
     merge_operands,
     zero_padding,
 )
+from .products import matmul_places, product_of_maps
 from .shapes import standard_layout
 
 
@@ -221,10 +222,25 @@ def reduce(c: Call) -> Value:
 
 def dense(c: Call) -> Value:
     """linear / addmm / mm / matmul: over features (no map), a dense layer; over the last
-    dimension of a map whose spatial axes lie elsewhere, a 1 x 1 (element-wise) layer."""
+    dimension of a map whose spatial axes lie elsewhere, a 1 x 1 (element-wise) layer; a
+    product of two maps by :func:`product_of_maps`. A traced operand without a map (weights
+    computed from the input) joins as element-wise ops' operands do."""
     x = next(iter(tensors(c, "input", "mat1", "self")), None)
     if x is None:
         raise Unsupported("no traced input")
+    other = next(iter(tensors(c, "other", "mat2", "weight")), None)
+    if other is not None and x.spatial and other.spatial:
+        lhs, rhs, rank = matmul_places(x.rank, other.rank)
+        return product_of_maps(c.builder, c.base, [(x, lhs), (other, rhs)], rank,
+                               lambda op, ins, f: c.layer(op, ins, **f))
+    out = _dense_on(c, x)
+    if other is None or not out.spatial:
+        return out
+    return merge_operands(c.builder, c.base, [out, other], c.args["__op"],
+                          lambda op, ins, f: c.layer(op, ins, **f), lambda v: v)
+
+
+def _dense_on(c: Call, x: Value) -> Value:
     last = len(c.shape) - 1
     if x.spatial and last not in x.axes:
         return elementwise(c, x)

@@ -1,0 +1,105 @@
+"""Matrix products of two maps (attention's scores and its weighted sum, a Gram matrix over
+positions, a unit-by-unit einsum), one rule for every framework.
+
+Each operand's tensor dimensions either reach the product's output (a batch or a free
+dimension, at some output dimension) or are contracted. Per spatial axis of the input:
+
+* where one operand keeps the axis, the output keeps it there; an operand that keeps it at
+  the same output dimension is read unit by unit along it, and one that contracts it, or
+  keeps it at another output dimension, is read whole along it;
+* where both contract it, it is gone: once every axis is, the output is features read
+  from both maps whole (a dense layer).
+
+Attention ``softmax(Q K^T) V`` is exact under this rule: its scores keep Q's positions and
+read K whole (a score row reads one key per column; the softmax and the product with V
+read every column), and the weighted sum reads V whole. Only a score map kept as the
+network's output is over-approximated (its unit reads one key, not all), which is noted.
+"""
+
+from __future__ import annotations
+
+from .builder import SpecBuilder, Unsupported, Value
+
+Places = tuple[int | None, ...]  # per tensor dimension of an operand: its output dimension
+
+
+def matmul_places(lhs_rank: int, rhs_rank: int) -> tuple[Places, Places, int]:
+    """NumPy's matmul (``torch.matmul``, ``@``, ONNX MatMul): both operands' places and
+    the output's rank. Batch dimensions broadcast from the right; a 1-D operand is a
+    vector whose only dimension is contracted."""
+    batch = max(lhs_rank, rhs_rank, 2) - 2
+    rows = lhs_rank >= 2
+    rank = batch + rows + (rhs_rank >= 2)
+
+    def batch_place(d: int, r: int) -> int:
+        return batch - (r - 2) + d
+
+    lhs = tuple(None if d == lhs_rank - 1 else rank - 1 - (rhs_rank >= 2)
+                if d == lhs_rank - 2 else batch_place(d, lhs_rank) for d in range(lhs_rank))
+    rhs = tuple(None if d == max(rhs_rank - 2, 0) else rank - 1 if d == rhs_rank - 1
+                else batch_place(d, rhs_rank) for d in range(rhs_rank))
+    return lhs, rhs, rank
+
+
+def dot_general_places(ranks: tuple[int, int], contract, batch) -> tuple[Places, Places, int]:
+    """``jax.lax.dot_general`` with ``((lc, rc), (lb, rb))``: the output holds the batch
+    dimensions, then the left operand's free ones, then the right's."""
+    (lc, rc), (lb, rb) = contract, batch
+    lfree = [d for d in range(ranks[0]) if d not in lc and d not in lb]
+    rfree = [d for d in range(ranks[1]) if d not in rc and d not in rb]
+
+    def places(rank, own_batch, free, offset) -> Places:
+        return tuple(list(own_batch).index(d) if d in own_batch else
+                     offset + free.index(d) if d in free else None for d in range(rank))
+
+    return (places(ranks[0], lb, lfree, len(lb)),
+            places(ranks[1], rb, rfree, len(lb) + len(lfree)),
+            len(lb) + len(lfree) + len(rfree))
+
+
+def product_of_maps(builder: SpecBuilder, base: str, operands: list[tuple[Value, Places]],
+                    rank: int, layer) -> Value:
+    """The product of two (or more) operands that all carry a map, given each one's
+    places. ``layer(op, inputs, fields)`` makes the importer's layer; its output keeps
+    ``inputs[0]``'s axes."""
+    kept = [_kept_at(operands, i) for i in range(builder.dims)]
+    if all(p is None for p, _ in kept):
+        out = layer("dense", [v for v, _ in operands],
+                    {"comment": "a product of two maps over every spatial axis"})
+        return Value(out.node, (), (), rank, operands[0][0])
+    if any(p is None for p, _ in kept):
+        raise Unsupported("a product of two maps over some of their spatial axes (it reads "
+                          "those whole and keeps the others)")
+    axes = tuple(p for p, _ in kept)
+    sizes = tuple(size for _, size in kept)
+    inputs = [_placed(builder, base, v, places, axes, sizes, rank) for v, places in operands]
+    if any(places[v.axes[i]] not in (None, axes[i]) for v, places in operands
+           for i in range(builder.dims)):
+        builder.assume("a product of two maps that keeps both along one axis (attention's "
+                       "scores): each unit read as reading the second map whole along it")
+    return layer("add", inputs, {"comment": "a product of two maps"})
+
+
+def _kept_at(operands: list[tuple[Value, Places]], axis: int) -> tuple[int | None, int]:
+    """Where the output keeps spatial ``axis`` (the first operand keeping it decides) and
+    its size there; (None, 0) where every operand contracts it."""
+    for value, places in operands:
+        place = places[value.axes[axis]]
+        if place is not None:
+            return place, value.sizes[axis]
+    return None, 0
+
+
+def _placed(builder: SpecBuilder, base: str, value: Value, places: Places, axes, sizes,
+            rank: int) -> Value:
+    """``value`` as the output's map at ``axes``: unit by unit along the axes it keeps
+    there, read whole along the others."""
+    along = {d for d, out in zip(value.axes, axes, strict=True) if places[d] != out}
+    same = [s for d, s, t in zip(value.axes, value.sizes, sizes, strict=True)
+            if d not in along and s != t]
+    if same:
+        raise Unsupported(f"a product of two maps of sizes {list(value.sizes)} and "
+                          f"{list(sizes)} along the axes it keeps")
+    node = value.node if not along else builder.broadcast(
+        base, value, "a product of two maps", along=along, sizes=sizes)
+    return Value(node, axes, sizes, rank)
