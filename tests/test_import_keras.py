@@ -226,6 +226,39 @@ def test_an_unsupported_layer_that_resizes_the_map_is_named_as_such(resize, poli
         rfsearch.from_keras(model, on_unsupported=policy)
 
 
+
+def _attention_model(dims: int, causal: bool = False):
+    """A conv front end, attention, a conv back end: 1-D, multi-head self-attention over
+    time beside Attention() between two branches; 2-D, multi-head attention along the
+    height of every column (attention_axes=(1,))."""
+    conv = keras.layers.Conv1D if dims == 1 else keras.layers.Conv2D
+    inputs = keras.Input((16, 1) if dims == 1 else (8, 6, 1))
+    h = conv(4, 3, padding="same", name="front")(inputs)
+    axes = None if dims == 1 else (1,)
+    mixed = keras.layers.MultiHeadAttention(2, 2, attention_axes=axes, name="mha")(
+        h, h, use_causal_mask=causal)
+    if dims == 1:
+        other = conv(4, 5, padding="same", name="side")(inputs)
+        mixed = keras.layers.Add()([mixed, keras.layers.Attention(name="att")([h, other])])
+    return keras.Model(inputs, conv(2, 3, name="back")(mixed))
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_attention_layers_read_the_keys_and_values_whole_along_their_axes(dims):
+    """Before: MultiHeadAttention and Attention had no rule (the model was refused)."""
+    model = _attention_model(dims)
+    spec = rfsearch.from_keras(model)
+    size = 16 if dims == 1 else (8, 6)
+    row = rfsearch.evaluate(spec, input_size=size).iloc[0]
+    if dims == 1:
+        assert row["rf_w"] >= 2 * 16 - 1
+    else:  # whole along the height, two 3-wide convs across the columns
+        assert row["rf_h"] >= 2 * 8 - 1 and row["rf_w"] == 5
+    check(spec, model, np.random.default_rng(0).uniform(
+        0.1, 1, (1, 16, 1) if dims == 1 else (1, 8, 6, 1)))
+    with pytest.raises(rfsearch.SpecError, match="masked attention along the map"):
+        rfsearch.from_keras(_attention_model(dims, causal=True))
+
 # ---------------------------------------------------------------- nested models
 
 def _transfer(base, shape):

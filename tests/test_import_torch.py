@@ -366,6 +366,22 @@ def test_self_attention_over_time_reads_the_whole_clip():
         rfsearch.from_torch(TimeAttention(mask=True), torch.rand(1, 1, 24))
 
 
+def test_attention_of_a_map_with_itself_reads_it_whole():
+    """sdpa(t, t, t): the keys are the queries' own tensor and are still read whole."""
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.front, self.back = nn.Conv1d(1, 4, 3, padding=1), nn.Conv1d(4, 1, 3)
+
+        def forward(self, x):
+            t = self.front(x).transpose(1, 2)
+            return self.back(F.scaled_dot_product_attention(t, t, t).transpose(1, 2))
+
+    spec = rfsearch.from_torch(Plain(), torch.rand(1, 1, 16))
+    assert rfsearch.evaluate(spec, input_size=16).iloc[0]["rf_w"] >= 2 * 16 - 1
+    check_boxes(spec, gradient_supports(positive(Plain()), (1, 1, 16)), (16,))
+
+
 
 @pytest.mark.parametrize(("dims", "heads"), [(1, 1), (1, 2), (2, 1), (2, 2)])
 def test_attention_written_with_matmul_reads_the_keys_and_values_whole(dims, heads):

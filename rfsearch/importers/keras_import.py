@@ -27,7 +27,7 @@ from .builder import (
     chosen,
     input_sizes,
 )
-from .keras_ops import RULES, Layer
+from .keras_ops import ATTENTION, RULES, Layer
 
 FRAMEWORK = "keras"
 MODELS = ("Functional", "Model", "Sequential")
@@ -194,9 +194,9 @@ class Walker:
         while pending:
             waiting = []
             for layer, call, node in pending:
-                refs = _references(node, self.shift)
+                refs = _references(node, self.shift, layer.get("class_name") in ATTENTION)
                 if all(self.key(r) in self.values for r in refs):
-                    self._call(layer, call, refs)
+                    self._call(layer, call, refs, node)
                 else:
                     waiting.append((layer, call, node))
             if len(waiting) == len(pending):
@@ -204,7 +204,7 @@ class Walker:
                 raise SpecError(f"from_keras: layers {names[:8]} read tensors no layer makes")
             pending = waiting
 
-    def _call(self, layer: dict, call: int, refs: list[tuple]) -> None:
+    def _call(self, layer: dict, call: int, refs: list[tuple], node) -> None:
         name = self.prefix + (layer.get("name") or layer.get("config", {}).get("name", "layer"))
         ins = [self._stand_in(r, self.values[self.key(r)]) for r in refs]
         for ref, value in zip(refs, ins, strict=True):
@@ -213,7 +213,8 @@ class Walker:
             self._inline(layer, call, name, ins)
             return
         la = Layer(layer.get("class_name", "?"), layer.get("config", {}), ins, name,
-                   self.builder, tuple(r[3] for r in refs))
+                   self.builder, tuple(r[3] for r in refs),
+                   node.get("kwargs") or {} if isinstance(node, dict) else {})
         try:
             rule = RULES.get(la.kind)
             if rule is None:
@@ -311,10 +312,11 @@ def _input_names(layers: list[dict], body: dict) -> list[str]:
     return [la.get("name") for la in layers if la.get("class_name") == "InputLayer"]
 
 
-def _references(node, shift: dict | None = None) -> list[tuple]:
+def _references(node, shift: dict | None = None, keys: bool = False) -> list[tuple]:
     """(layer, call, tensor, shape) of every tensor a call reads, in order: Keras 3's
     ``{"args": [...]}`` with ``__keras_tensor__`` entries, or Keras 2's nested lists, whose
-    node indices are made calls by ``shift`` (:func:`_first_call` per layer name)."""
+    node indices are made calls by ``shift`` (:func:`_first_call` per layer name).
+    ``keys``: an attention layer's ``key=`` and ``value=`` keyword arguments too."""
     shift = shift or {}
     found: list[tuple] = []
 
@@ -334,6 +336,8 @@ def _references(node, shift: dict | None = None) -> list[tuple]:
             for value in item:
                 visit(value)
     visit(node.get("args", node) if isinstance(node, dict) else node)
+    if keys and isinstance(node, dict):
+        visit({k: v for k, v in (node.get("kwargs") or {}).items() if k in ("key", "value")})
     return found
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .builder import (
     SPATIAL_CONCAT,
@@ -20,6 +20,7 @@ from .builder import (
     flattened,
     merge_operands,
 )
+from .products import attend
 from .shapes import carried, refuse_split, transposed_padding
 
 
@@ -33,6 +34,7 @@ class Layer:
     name: str
     builder: SpecBuilder
     shapes: tuple = ()  # the input tensors' shapes Keras 3 records (None where it does not)
+    kwargs: dict = field(default_factory=dict)  # the call's keyword arguments (Keras 3)
 
     @property
     def dims(self) -> int:
@@ -210,6 +212,26 @@ def dense(la: Layer) -> Value:
     return Value(node, (), (), 2, x.pooled)
 
 
+def attention(la: Layer) -> Value:
+    """MultiHeadAttention over its ``attention_axes`` (by default every axis between the
+    batch and the features), Attention and AdditiveAttention over the sequence (axis 1):
+    unmasked, by :func:`attend` (each unit reads the keys and values whole along them)."""
+    values = [v for v in la.ins if isinstance(v, Value)]
+    if la.kwargs.get("use_causal_mask") or la.config.get("causal") or any(
+            la.kwargs.get(k) is not None for k in ("attention_mask", "mask")):
+        raise Unsupported("masked attention along the map (a unit reads a part of it that "
+                          "depends on the unit)")
+    if len(values) < 2:
+        raise Unsupported("its value tensor is not in the config (a keyword argument of a "
+                          "Keras 2 file)")
+    query = values[0]
+    axes = la.config.get("attention_axes") if la.kind == "MultiHeadAttention" else [1]
+    along = set(range(1, query.rank - 1)) if axes is None else \
+        {int(a) % query.rank for a in ([axes] if isinstance(axes, int) else axes)}
+    return attend(la.builder, la.name, query, values[1:], along,
+                  lambda op, ins, f: la.layer(op, ins, **f))
+
+
 def flatten(la: Layer) -> Value:
     return flattened(la.builder, la.ins[0], 2,
                      lambda x: Value(la.builder.add(la.name, "dense", [x]), (), (), 2))
@@ -285,6 +307,7 @@ ELEMENTWISE = {"BatchNormalization": "batchnorm", "LayerNormalization": "layerno
                "UnitNormalization": "identity",
                "LayerScale": "identity"}  # keras.applications ConvNeXt: a per-channel scale
 
+ATTENTION = ("MultiHeadAttention", "Attention", "AdditiveAttention")
 # data augmentation: identity at inference
 AUGMENTATION = ("RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
                 "RandomContrast", "RandomBrightness")
@@ -310,6 +333,7 @@ RULES: dict[str, Callable[[Layer], Value]] = {
     **dict.fromkeys(("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"),
                     merge_layer),
     "Concatenate": concatenate, "Dense": dense, "Flatten": flatten, "Reshape": reshape,
+    **dict.fromkeys(ATTENTION, attention),
     **dict.fromkeys(ELEMENTWISE, elementwise),
     **dict.fromkeys(("Identity", "InputSpec", "Masking", *AUGMENTATION), alias),
 }

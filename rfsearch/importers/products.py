@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from .builder import SpecBuilder, Unsupported, Value
 
-Places = tuple[int | None, ...]  # per tensor dimension of an operand: its output dimension
+# per tensor dimension of an operand (a tuple, or a mapping over its map's dimensions):
+# the output dimension it becomes, None where it is contracted
+Places = tuple[int | None, ...] | dict[int, int | None]
 
 
 def matmul_places(lhs_rank: int, rhs_rank: int) -> tuple[Places, Places, int]:
@@ -91,15 +93,34 @@ def _kept_at(operands: list[tuple[Value, Places]], axis: int) -> tuple[int | Non
 
 
 def _placed(builder: SpecBuilder, base: str, value: Value, places: Places, axes, sizes,
-            rank: int) -> Value:
+            rank: int, why: str = "a product of two maps") -> Value:
     """``value`` as the output's map at ``axes``: unit by unit along the axes it keeps
     there, read whole along the others."""
     along = {d for d, out in zip(value.axes, axes, strict=True) if places[d] != out}
     same = [s for d, s, t in zip(value.axes, value.sizes, sizes, strict=True)
             if d not in along and s != t]
     if same:
-        raise Unsupported(f"a product of two maps of sizes {list(value.sizes)} and "
-                          f"{list(sizes)} along the axes it keeps")
+        raise Unsupported(f"maps of sizes {list(value.sizes)} and {list(sizes)} read unit by "
+                          "unit along the same axes")
     node = value.node if not along else builder.broadcast(
-        base, value, "a product of two maps", along=along, sizes=sizes)
+        base, value, why, along=along, sizes=sizes)
     return Value(node, axes, sizes, rank)
+
+
+def attend(builder: SpecBuilder, base: str, query: Value, others: list[Value], along,
+           layer) -> Value:
+    """Attention of ``query`` over keys and values (``others``) along the tensor
+    dimensions ``along``: its output has the query's map; each unit reads the query at
+    its own place and the others whole along ``along`` (their lengths may differ from
+    the query's: cross-attention), unit by unit elsewhere. Without a map, a dense layer."""
+    if not query.spatial:
+        out = layer("dense", [query, *others], {"comment": "attention over features"})
+        return Value(out.node, (), (), query.rank, query.pooled)
+    inputs = [query]
+    for value in others:
+        if (value.axes, value.rank) != (query.axes, query.rank):
+            raise Unsupported("attention between maps of different layouts")
+        inputs.append(_placed(builder, base, value, {d: None if d in along else d
+                                                     for d in value.axes},
+                              query.axes, query.sizes, query.rank, "attention's keys"))
+    return layer("add", inputs, {"comment": "attention: queries, keys and values"})

@@ -21,7 +21,7 @@ from .builder import (
     merge_operands,
     zero_padding,
 )
-from .products import matmul_places, product_of_maps
+from .products import attend, matmul_places, product_of_maps
 from .shapes import standard_layout
 
 
@@ -253,8 +253,8 @@ def _dense_on(c: Call, x: Value) -> Value:
 
 def attention(c: Call) -> Value:
     """scaled_dot_product_attention: every query reads every key. Along a spatial axis
-    (the sequence of a map transposed to (N, T, C) or split into heads), unmasked, the
-    map read whole along it; over flattened tokens, a dense layer (the map is gone)."""
+    (the sequence of a map transposed to (N, T, C) or split into heads), unmasked, by
+    :func:`attend`; over flattened tokens, a dense layer (the map is gone)."""
     x = c.value("query")
     if not x.spatial or x.rank - 2 not in x.axes:
         node = c.builder.add(c.base, "dense", [x], comment="attention: every query reads "
@@ -263,12 +263,9 @@ def attention(c: Call) -> Value:
     if c.args.get("attn_mask") is not None or c.args.get("is_causal"):
         raise Unsupported("masked attention along the map (a unit reads a part of it that "
                           "depends on the unit)")
-    inputs = list({v.node: v for v in tensors(c, "query", "key", "value")}.values())
-    if any((v.axes, v.sizes) != (x.axes, x.sizes) for v in inputs):
-        raise Unsupported("attention between maps of different shapes")
-    merged = x if len(inputs) == 1 else c.layer("add", inputs, comment="query, key, value")
-    node = c.builder.broadcast(c.base, merged, "attention along the map", along={x.rank - 2})
-    return Value(node, x.axes, x.sizes, x.rank)
+    others = {v.node: v for v in tensors(c, "key", "value")}  # read whole, even if the query
+    return attend(c.builder, c.base, x, list(others.values()),
+                  {x.rank - 2}, lambda op, ins, f: c.layer(op, ins, **f))
 
 
 # ---------------------------------------------------------------- element-wise
