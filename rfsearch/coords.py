@@ -88,6 +88,7 @@ class ReceptiveField:
         from .axes import parse_input_sizes, size_for
         from .periodic_eval import geometry, output_states
         from .sources import resolve
+        from .spec import size_misfit
 
         src = resolve(spec, input_size)[0]
         if src.errors or len(src.networks) != 1:
@@ -95,6 +96,9 @@ class ReceptiveField:
                             "ReceptiveField.of takes one network")
         dims = src.networks[0].dims
         sizes = parse_input_sizes(input_size) if input_size is not None else src.size
+        misfit = size_misfit(src.networks[0], sizes)
+        if misfit:
+            raise SpecError(f"{src.networks[0].name}: {misfit}")
         state = output_states(src.networks, size_for(sizes, dims))  # a model file: its own
         if (state["fault"] != R.NO_FAULT).any():  # evaluate's own message says why
             from .evaluate import evaluate

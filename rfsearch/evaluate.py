@@ -6,6 +6,8 @@ batch; :mod:`rfsearch.faults` words the kernel's faults.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -22,6 +24,7 @@ from .ops import op_names
 from .periodic_eval import unit_by_unit
 from .periodic_table import group_columns
 from .sources import Source, resolve
+from .spec import size_misfit
 from .table import ANALYSIS_LAYER, frame
 from .threads import concurrently, in_background
 
@@ -161,10 +164,25 @@ def _misfits(part: Source, err: SpecError) -> list[tuple[int, str, str]]:
     return [(i, name, f"{Location(part.label, i, name)}: {err}") for i, name in part.parsed()]
 
 
+def _traced_elsewhere(src: Source, sizes) -> Source:
+    """``src`` with its networks imported for another input size (:func:`size_misfit`)
+    among its errors."""
+    misfits = {i: why for i, net in enumerate(src.networks) if (why := size_misfit(net, sizes))}
+    if not misfits:
+        return src
+    kept = [i for i in range(len(src.networks)) if i not in misfits]
+    errors = [(src.index[i], net.name, f"{Location(src.label, src.index[i], net.name)}: {why}")
+              for i, why in misfits.items() for net in [src.networks[i]]]
+    return replace(src, networks=[src.networks[i] for i in kept],
+                   index=[src.index[i] for i in kept], errors=[*src.errors, *errors])
+
+
 def _table(src: Source, sizes, per_layer: bool, chunk, progress: bool, analysis):
     """Columns and order for one source: the integer kernel computes the 2-D networks of
     integer ops, the periodic program the rest (:mod:`rfsearch.periodic`); a network the
-    input size does not fit (a DxHxW size for a 2-D network) gets an error row."""
+    input size does not fit (a DxHxW size for a 2-D network, another size than the one it
+    was imported for) gets an error row."""
+    src = _traced_elsewhere(src, sizes)
     if src.batch is not None:  # a chain table: 2-D
         try:
             size2 = size_for(sizes, 2)

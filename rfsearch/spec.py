@@ -18,11 +18,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import ops
-from .axes import MAX_PARAM, network_dims, parse_padding, per_axis
+from .axes import MAX_PARAM, network_dims, parse_input_sizes, parse_padding, per_axis, size_for
 from .errors import Location, SpecError
 
 # "source": where an importer took the spec from (framework, tracer, traced input size,
-# assumptions); kept in the spec for people, ignored by evaluation.
+# assumptions); kept in the spec for people. Evaluation reads one thing from it: layers
+# whose geometry holds at the traced input size only ("size_bound", with "input_size").
 NETWORK_KEYS = ("name", "layers", "output", "description", "dims", "source")
 COMMON_KEYS = ("name", "op", "inputs")
 WINDOW_KEYS = ("kernel", "stride", "dilation", "padding")
@@ -82,6 +83,10 @@ class Network:
     layers: tuple[Layer, ...]
     output: int  # node index of the output (1-based over layers)
     dims: int = 2  # 1, 2 or 3 axes
+    # an imported spec with layers whose geometry holds at the traced input size only:
+    # that size (per axis), and those layers (why)
+    traced_at: tuple[int, ...] | None = None
+    size_bound: tuple[str, ...] = ()
 
     @property
     def is_chain(self) -> bool:
@@ -304,7 +309,47 @@ def parse_network(raw, index: int = 0, file: str | None = None) -> Network:
     output = raw.get("output", layers[-1].name)
     if not isinstance(output, str) or output not in names or output == "input":
         raise SpecError(f"output {output!r} is not a layer name", where)
-    return Network(name=name, layers=tuple(layers), output=names[output], dims=dims)
+    try:
+        traced_at, bound = _size_bound(raw.get("source"), dims)
+    except SpecError as err:
+        raise err.at(where) from None
+    return Network(name=name, layers=tuple(layers), output=names[output], dims=dims,
+                   traced_at=traced_at, size_bound=bound)
+
+
+def _size_bound(source, dims: int) -> tuple[tuple[int, ...] | None, tuple[str, ...]]:
+    """The traced input size of an imported spec whose source lists ``size_bound``
+    layers, and those layers; (None, ()) for any other spec."""
+    bound = source.get("size_bound") if isinstance(source, Mapping) else None
+    if not bound:
+        return None, ()
+    if not isinstance(bound, list) or not all(isinstance(b, str) for b in bound):
+        raise SpecError(f"source.size_bound must be a list of strings, got {bound!r}")
+    try:
+        size = size_for(parse_input_sizes(source.get("input_size")), dims)
+    except SpecError as err:
+        raise SpecError(f"source.input_size: {err}") from None
+    if size is None:
+        raise SpecError("source.size_bound needs source.input_size, the size the layers were "
+                        "traced at")
+    return size, tuple(bound)
+
+
+def size_misfit(net: Network, sizes) -> str | None:
+    """Why ``net`` is not evaluated at input ``sizes``: it was imported with layers whose
+    geometry holds at the traced size only, and ``sizes`` is another; else None."""
+    if net.traced_at is None or sizes is None:
+        return None
+    try:
+        got = size_for(sizes, net.dims)
+    except SpecError:  # a size that does not fit the network at all: said elsewhere
+        return None
+    if got == net.traced_at:
+        return None
+    want, more = "x".join(map(str, net.traced_at)), len(net.size_bound) - 1
+    return (f"imported at {want}, and layer {net.size_bound[0]}"
+            f"{f' and {more} more hold' if more else ' holds'} at that size only: evaluate "
+            f"at {want}, or import the model again at {'x'.join(map(str, got))}")
 
 
 def parse_input_size(input_size) -> tuple[int, int] | None:

@@ -524,15 +524,28 @@ def test_a_reshape_that_repeats_units_is_a_nearest_upsampling():
         rfsearch.from_jax(interleave, x)
 
 
-def test_strided_same_paddings_say_they_fit_the_traced_size():
+def test_strided_same_paddings_are_same_at_every_size():
     """'SAME' is explicit in a jaxpr: a stride-2 window's pads at 20 are not those at 21,
-    and nothing said so."""
+    and the spec kept the pads of 20."""
+    def f(x):
+        return nn.max_pool(conv3(x), (3, 3), (2, 2), "SAME")
+
     x = np.zeros((1, 20, 18, 3))
-    strided = rfsearch.from_jax(lambda x: nn.max_pool(conv3(x), (3, 3), (2, 2), "SAME"), x)
-    assert any("traced at the example's size" in a for a in strided["source"]["assumptions"])
-    for f in (conv3, lambda x: nn.max_pool(x, (3, 3), (2, 2), ((1, 1), (1, 1)))):
-        spec = rfsearch.from_jax(f, x)  # stride 1 'SAME', or explicit pads: any size
-        assert not any("traced" in a for a in spec["source"]["assumptions"])
+    spec = rfsearch.from_jax(f, x)
+    assert [la["padding"] for la in spec["layers"] if la["op"] == "maxpool"] == ["same"]
+    odd = np.random.default_rng(0).uniform(0.1, 1, (1, 21, 19, 3))
+    rows = rfsearch.evaluate(spec, input_size=(21, 19))
+    again = rfsearch.evaluate(rfsearch.from_jax(f, odd), input_size=(21, 19))
+    pd.testing.assert_frame_equal(rows, again)
+    check(spec, f, odd, (1, 2))
+    for g in (conv3, lambda x: nn.max_pool(x, (3, 3), (2, 2), ((0, 1), (1, 1)))):
+        spec = rfsearch.from_jax(g, x)  # stride 1 'SAME', or other pads: kept
+        assert "same" not in [la.get("padding") for la in spec["layers"]]
+        assert not any("'SAME'" in a for a in spec["source"]["assumptions"])
+    # at 21, k3 s2 'SAME' pads (1, 1), as PyTorch-style code does: kept, noted
+    symmetric = rfsearch.from_jax(lambda x: nn.max_pool(x, (3, 3), (2, 2), "SAME"), odd)
+    assert [la["padding"] for la in symmetric["layers"]] == [[[1, 1], [1, 1]]]
+    assert any("symmetric pads" in a for a in symmetric["source"]["assumptions"])
 
 
 SEVEN = jnp.asarray(np.random.default_rng(4).uniform(0.1, 1, (7, 7, 3, 3)))

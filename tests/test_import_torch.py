@@ -556,3 +556,31 @@ def test_a_linear_layer_over_one_axis_of_a_map_is_refused():
     flat = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.Flatten(), nn.Linear(25, 5))
     spec = rfsearch.from_torch(flat, torch.rand(1, 1, 11, 11))
     assert spec["layers"][-1]["op"] == "dense"
+
+
+def test_a_spec_with_layers_read_off_the_traced_map_is_refused_at_another_size():
+    """An adaptive pool (or a whole-map window) was evaluated at any size, describing
+    another network there (AdaptiveAvgPool2d(7) on 28 units is kernel 4 stride 4; on 56,
+    kernel 8 stride 8)."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(7), nn.Conv2d(4, 4, 3))
+    spec = rfsearch.from_torch(model, torch.rand(1, 3, 30, 30))
+    assert spec["source"]["size_bound"] == ["1 (an adaptive pool from 28x28 to 7x7 units)"]
+    plain = {"name": "plain", "layers": [{"op": "conv", "kernel": 3}]}
+    rows = rfsearch.evaluate([spec, plain], input_size=58)
+    assert rows["error"].iloc[0] == (
+        "spec #0 'Sequential': imported at 30x30, and layer 1 (an adaptive pool from 28x28 "
+        "to 7x7 units) holds at that size only: evaluate at 30x30, or import the model "
+        "again at 58x58")
+    assert rows["rf_h"].tolist()[1] == 3  # the good row is kept
+    at_own = rfsearch.evaluate(spec, input_size=30).iloc[0]
+    again = rfsearch.from_torch(model, torch.rand(1, 3, 58, 58))
+    assert pd.isna(at_own["error"]) and (at_own["rf_h"], at_own["stride_h"]) == (14, 4)
+    assert rfsearch.evaluate(again, input_size=58).iloc[0]["stride_h"] == 8
+    with pytest.raises(rfsearch.SpecError, match="imported at 30x30"):
+        rfsearch.coords.ReceptiveField.of(spec, 58)
+    cut = rfsearch.from_torch(model, torch.rand(1, 3, 30, 30), outputs="0")
+    assert "size_bound" not in cut["source"]  # the pool is not in the cut spec
+    for broken, words in (({**spec["source"], "input_size": None}, "needs source.input_size"),
+                          ({**spec["source"], "size_bound": "pool"}, "a list of strings")):
+        row = rfsearch.evaluate({**spec, "source": broken}, input_size=30).iloc[0]
+        assert words in row["error"]

@@ -82,6 +82,9 @@ class SpecBuilder:
     # global pools that are a softmax's statistics: whatever ``gates``, the map they are
     # merged with reads the whole map (see :meth:`gate`)
     softmax_summaries: set[str] = field(default_factory=set)
+    # layers whose geometry was read off the traced map and holds at that input size only
+    # (a whole-map window, an adaptive pool, a resize to a size): why, by layer name
+    size_bound: dict[str, str] = field(default_factory=dict)
     _calls: Counter = field(default_factory=Counter)
     _taken: set = field(default_factory=set)
 
@@ -138,11 +141,17 @@ class SpecBuilder:
         whole = [along is None or a in along for a in source.axes]
         self.assume(f"{why}: every unit reads the whole map along those axes, written as a "
                     "window as wide as the map at the traced size")
-        return self.add(f"{base}.whole_map", "conv", [source],
+        name = self.add(f"{base}.whole_map", "conv", [source],
                         kernel=[n + m - 1 if w else 1 for n, m, w in zip(
                             source.sizes, sizes, whole, strict=True)],
                         padding=[m - 1 if w else 0 for m, w in zip(sizes, whole, strict=True)],
                         comment=why)
+        self.bound(name, f"{why}: the whole map read as a window as wide as the traced one")
+        return name
+
+    def bound(self, node: str, why: str) -> None:
+        """Layer ``node``'s geometry holds at the traced input size only (see :meth:`spec`)."""
+        self.size_bound.setdefault(node, why)
 
     def across(self, base: str, x: Value, dims) -> Value | None:
         """A softmax (or another normalisation) over the tensor dimensions ``dims``: where
@@ -215,6 +224,9 @@ class SpecBuilder:
                             "model before it with outputs=[...]")
         layers = [la for la in self.layers if la["name"] in needed]
         source = {**source, "gates": self.gates, "assumptions": list(self.assumptions)}
+        bound = [f"{node} ({why})" for node, why in self.size_bound.items() if node in needed]
+        if bound:  # evaluated at another input size, the spec is refused (spec.size_misfit)
+            source["size_bound"] = bound
         if offenders:
             source["identity"] = [str(o) for o in offenders]
             source["on_unsupported"] = on_unsupported

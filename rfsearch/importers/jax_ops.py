@@ -133,22 +133,30 @@ def conv(e: Eqn) -> Value:
     if any(s > 1 for s in lhs_dilation):
         return transposed(e, x, kernel, stride, dilation, pads, lhs_dilation, axes)
     groups = e.params.get("feature_group_count", 1)
-    note_traced_same(e, x, kernel, stride, dilation, pads)
     return e.layer("conv", [x], axes, kernel=kernel, stride=stride, dilation=dilation,
-                   padding=pads, **({"groups": groups} if groups != 1 else {}))
+                   padding=traced_same(e, x, kernel, stride, dilation, pads),
+                   **({"groups": groups} if groups != 1 else {}))
 
 
-def note_traced_same(e: Eqn, x: Value, kernel, stride, dilation, pads) -> None:
-    """JAX traces 'SAME' as the explicit pads of the traced size; with a stride those fit
-    that size only (TensorFlow's rule puts the odd unit after, as the spec's 'same'
-    would at every size). A strided window padded as 'SAME' at this size is recorded."""
+def traced_same(e: Eqn, x: Value, kernel, stride, dilation, pads):
+    """The padding of a window. JAX traces 'SAME' as the explicit pads of the traced size,
+    which with a stride fit that size only. Strided pads that are 'SAME''s with its odd
+    unit after (pads no one writes by hand) are the spec's 'same' (TensorFlow's rule, as
+    JAX's), which holds at every size; symmetric ones are also what PyTorch-style code
+    writes (k3 s2 p1), so they stay, noted. Else the pads."""
+    same = [_same_pads(n, k, s, d) for n, k, s, d in zip(x.sizes, kernel, stride, dilation,
+                                                         strict=True)]
     strided = [i for i, s in enumerate(stride) if s > 1]
-    same = {i: _same_pads(x.sizes[i], kernel[i], stride[i], dilation[i]) for i in strided}
-    if strided and all(pads[i] == same[i] for i in strided) and any(
-            any(same[i]) for i in strided):  # no pad at all reads as 'VALID' too
-        e.builder.assume("strided windows padded as 'SAME' keep the pads JAX traced at the "
-                         "example's size (source.input_size): evaluate at that size, or "
-                         "import again at another")
+    if not strided or pads != same or not any(any(same[i]) for i in strided):
+        return pads  # (no pad at all reads as 'VALID' too)
+    if any(same[i][0] != same[i][1] for i in strided):
+        e.builder.assume("strided windows padded as 'SAME' at the traced size (the odd unit "
+                         "after) read as 'SAME', which holds at every size")
+        return "same"
+    e.builder.assume("strided windows whose symmetric pads are also 'SAME''s at the traced "
+                     "size keep those pads; if the model asks for 'SAME', evaluate at the "
+                     "traced size (source.input_size) or import again at another")
+    return pads
 
 
 def _same_pads(n: int, k: int, s: int, d: int) -> list[int]:
@@ -187,8 +195,8 @@ def reduce_window(e: Eqn) -> Value:
     dilation = spatial_only(e, x, e.params["window_dilation"], "window dilation", 1)
     if any(b != 1 for b in e.params["base_dilation"]):
         raise Unsupported("a pool with base (input) dilation")
-    fields = {"kernel": window, "stride": stride, "padding": [list(p) for p in pads]}
-    note_traced_same(e, x, window, stride, dilation, [list(p) for p in pads])
+    fields = {"kernel": window, "stride": stride,
+              "padding": traced_same(e, x, window, stride, dilation, [list(p) for p in pads])}
     if any(d != 1 for d in dilation):
         fields["dilation"] = dilation
     return e.layer(POOL_OPS[e.prim], [x], **fields)

@@ -122,13 +122,18 @@ def adaptive_pool(op: str) -> Callable[[Call], Value]:
             return global_pool(c, x)
         out = [n if o is None else o for n, o in zip(x.sizes, out, strict=True)]
         if all(o % n == 0 for n, o in zip(x.sizes, out, strict=True)) and out != list(x.sizes):
-            return c.layer("upsample", [x], factor=[o // n for n, o in zip(  # mode="area"
+            pooled = c.layer("upsample", [x], factor=[o // n for n, o in zip(  # mode="area"
                 x.sizes, out, strict=True)], mode="nearest")  # x r: each unit r times
-        windows = [adaptive_window(n, o) for n, o in zip(x.sizes, out, strict=True)]
-        if None in windows:
-            raise Unsupported(f"an adaptive pool from {list(x.sizes)} to {out} is not one "
-                              "window (its windows overlap unevenly)")
-        return c.layer(op, [x], kernel=[k for k, _ in windows], stride=[s for _, s in windows])
+        else:
+            windows = [adaptive_window(n, o) for n, o in zip(x.sizes, out, strict=True)]
+            if None in windows:
+                raise Unsupported(f"an adaptive pool from {list(x.sizes)} to {out} is not "
+                                  "one window (its windows overlap unevenly)")
+            pooled = c.layer(op, [x], kernel=[k for k, _ in windows],
+                             stride=[s for _, s in windows])
+        c.builder.bound(pooled.node, f"an adaptive pool from {'x'.join(map(str, x.sizes))} "
+                        f"to {'x'.join(map(str, out))} units")
+        return pooled
     return rule
 
 
