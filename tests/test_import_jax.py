@@ -274,6 +274,53 @@ def test_equinox_models_are_named_by_their_attribute_paths():
     check(spec, lambda v: eqx.combine(params, static)(v), x, (1, 2))
 
 
+
+def test_equinox_adaptive_pools_and_reshaped_windows_are_pools():
+    """A reshape splitting the map into windows of r units (Equinox's adaptive pools, a
+    space-to-depth) was refused; it is a pixel unshuffle, and Equinox's adaptive pool is
+    bound to the traced size."""
+    eqx = pytest.importorskip("equinox")
+
+    class Net(eqx.Module):
+        conv: eqx.nn.Conv2d
+        pool: eqx.nn.AdaptiveAvgPool2d
+        head: eqx.nn.Conv2d
+
+        def __init__(self, key):
+            k1, k2 = jax.random.split(key)
+            self.conv = eqx.nn.Conv2d(1, 2, 3, key=k1)
+            self.pool = eqx.nn.AdaptiveAvgPool2d((7, 2))
+            self.head = eqx.nn.Conv2d(2, 2, (3, 1), key=k2)
+
+        def __call__(self, x):
+            return self.head(self.pool(self.conv(x)))
+
+    x = np.random.default_rng(0).uniform(size=(1, 16, 16))  # Equinox: [C, H, W]
+    net = Net(jax.random.PRNGKey(0))
+    spec = rfsearch.from_jax(net, x)
+    row = rfsearch.evaluate(spec, input_size=16).iloc[0]
+    assert (row["rf_h"], row["stride_h"], row["rf_w"], row["stride_w"]) == (8, 2, 9, 7)
+    assert spec["source"]["size_bound"][0].startswith("pool (AdaptiveAvgPool2d over 14x14")
+    params, static = eqx.partition(net, eqx.is_array)
+    params = jax.tree.map(lambda a: np.random.default_rng(1).uniform(0.1, 1.1, a.shape),
+                          params)
+    check(spec, lambda v: eqx.combine(params, static)(v), x, (1, 2))
+
+    deep = jnp.asarray(np.random.default_rng(3).uniform(0.1, 1, (3, 3, 12, 3)))
+
+    def space_to_depth(x):  # (N, H, W, C) -> (N, H/2, W/2, 4C), then a 3 x 3 conv
+        n, h, w, c = x.shape
+        y = x.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+        return lax.conv_general_dilated(y.reshape(n, h // 2, w // 2, 4 * c),
+                                        deep.astype(x.dtype), (1, 1), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    x = np.random.default_rng(0).uniform(0.1, 1, (1, 12, 10, 3))
+    spec = rfsearch.from_jax(space_to_depth, x)
+    assert "size_bound" not in spec["source"]
+    assert rfsearch.evaluate(spec, input_size=(12, 10)).iloc[0]["rf_h"] == 6
+    check(spec, space_to_depth, x, (1, 2))
+
 def test_haiku_models_are_named_by_their_module_names():
     hk = pytest.importorskip("haiku")
 

@@ -169,22 +169,25 @@ def test_reshapes_that_split_a_spatial_axis_are_refused_and_flattens_still_read_
         tmp_path):
     """Flax's circular transposed convolution folds its padded output back with a reshape
     that splits a spatial axis (24 into 3 x 8) and a sum over the 3: the wrapped window has
-    no box, so it is refused like a circular Conv; it was read as flatten + dense. Window
-    partitions (Swin) split too; a flatten only merges, and stays dense."""
+    no box, so it is refused like a circular Conv; it was read as flatten + dense. A split
+    into (n / r, r) is a pixel unshuffle (windows of r units), as in ONNX; into three
+    parts it is refused; a flatten only merges, and stays dense."""
     flax = pytest.importorskip("flax.linen")
     layer = flax.ConvTranspose(2, (3, 3), padding="CIRCULAR")
     x = np.ones((1, 8, 8, 1), np.float32)
     params = layer.init(jax.random.PRNGKey(0), x)
-    with pytest.raises(rfsearch.SpecError, match=r"splits a spatial axis of 24 units into "
-                                                 r"3 x 8 \(windows") as err:
+    with pytest.raises(rfsearch.SpecError, match=r"ConvTranspose.*a reduction over some of "
+                                                 r"the spatial axes") as err:
         rfsearch.from_jax(lambda v: layer.apply(params, v), x)
     assert "\n" not in str(err.value)
     def conv(v, k):
         return jax.lax.conv(v.transpose(0, 3, 1, 2), np.ones((1, 1, k, k), np.float32),
                             (1, 1), "VALID")
 
-    with pytest.raises(rfsearch.SpecError, match="of 8 units into 2 x 4"):
-        rfsearch.from_jax(lambda v: conv(v, 1).reshape(1, 1, 2, 4, 8), x)  # 2 windows of 4
+    windows = rfsearch.from_jax(lambda v: conv(v, 1).reshape(1, 1, 2, 4, 8), x)
+    assert [la.get("factor") for la in windows["layers"]] == [None, [4, 1]]
+    with pytest.raises(rfsearch.SpecError, match="of 8 units into 2 x 2 x 2"):
+        rfsearch.from_jax(lambda v: conv(v, 1).reshape(1, 1, 2, 2, 2, 8), x)
     flat = rfsearch.from_jax(lambda v: conv(v, 3).reshape(1, -1), x)
     assert [la["op"] for la in flat["layers"]] == ["conv", "dense"]
     shape = (1, 1, 8, 8)  # ONNX reads (n/r, r) as a pixel unshuffle; three parts are not

@@ -234,7 +234,8 @@ class Walker:
         shapes = [tuple(getattr(v.aval, "shape", ())) for v in eqn.invars]
         out = tuple(getattr(eqn.outvars[0].aval, "shape", ()))
         return Eqn(prim, dict(eqn.params), ins, shapes, out, base, kind, unit, self.builder,
-                   self.units, self.reused, input_rank=self.input_rank)
+                   self.units, self.reused, input_rank=self.input_rank,
+                   module=self.kinds.get(path, "") if leaf else "")
 
     def _offend(self, e: Eqn, line: str, values: list[Value], why: str) -> Value:
         ins = ", ".join("x".join(map(str, v.sizes)) or "features" for v in values)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from .builder import Unsupported, Value, flattened
 from .jax_models import LOOP, body_of
 from .jax_ops import Eqn, alias
-from .shapes import carried, merged_into, refuse_split
+from .shapes import carried, merged_into, refuse_split, split
 
 WINDOW_PRIMITIVES = ("reduce_window_max", "reduce_window_min", "reduce_window_sum",
                      "reduce_window")
@@ -25,6 +25,13 @@ def reshape(e: Eqn) -> Value:
     axes = carried(e.shapes[0], e.out, x.axes)
     if axes is not None:
         return Value(x.node, axes, x.sizes, len(e.out), x.pooled)
+    regrouped = split(e.shapes[0], e.out, x.axes)
+    if regrouped is not None:  # windows of r units along the map (Equinox's adaptive pool)
+        axes, factors = regrouped
+        out = e.layer("pixel_unshuffle", [x], axes, factor=factors)
+        if "adaptive" in e.module.lower():  # its windows follow the traced size
+            e.builder.bound(out.node, f"{e.module} over {'x'.join(map(str, x.sizes))} units")
+        return out
     refuse_split(e.shapes[0], e.out, x.axes)
     where = merged_into(e.shapes[0], e.out)
     if where is not None and len({where[a] for a in x.axes}) == len(x.axes) and \

@@ -42,6 +42,7 @@ class Eqn:
     reused: dict = field(default_factory=dict)  # (unit, input node) -> element-wise layer
     consts: list = field(default_factory=list)  # concrete operand values, where known
     input_rank: int = 0  # the model input's rank: a tensor of it holding the map is a map
+    module: str = ""  # the class of the module (a leaf of the model) it belongs to
 
     @property
     def values(self) -> list[Value]:

@@ -10,7 +10,7 @@ import numpy as np
 
 from .builder import Unsupported, Value, flattened
 from .onnx_ops import MERGES, Node
-from .shapes import carried, refuse_split
+from .shapes import carried, refuse_split, split
 
 
 def flatten(n: Node) -> Value:
@@ -33,7 +33,7 @@ def reshape(n: Node) -> Value:
     axes = carried(old, new, x.axes)
     if axes is not None:
         return Value(x.node, axes, x.sizes, len(new), x.pooled)
-    regrouped = split(old, new, x.axes) if x.axes == tuple(sorted(x.axes)) else None
+    regrouped = split(old, new, x.axes)
     if regrouped is not None:  # space to depth: how exporters write pixel_unshuffle
         axes, factors = regrouped
         return n.layer("pixel_unshuffle", [x], [s // r for s, r in zip(x.sizes, factors,
@@ -41,24 +41,6 @@ def reshape(n: Node) -> Value:
                        axes=axes, rank=len(new), factor=factors)
     refuse_split(old, new, x.axes)
     return flatten(n)  # a map merged into features: read as dense
-
-
-def split(old, new, axes) -> tuple[tuple[int, ...], list[int]] | None:
-    """Where a reshape that splits spatial axes of ``n`` units into ``(n / r, r)`` (and
-    keeps every other dimension) puts their ``n / r`` halves, and the factors ``r``."""
-    j, found, factors = 0, [], []
-    for i, size in enumerate(old):
-        if j >= len(new):
-            return None
-        pair = new[j] != size and j + 1 < len(new) and new[j] * new[j + 1] == size
-        if i in axes:
-            found.append(j)
-            factors.append(new[j + 1] if pair else 1)
-        if (not pair and new[j] != size) or (pair and i not in axes):
-            return None
-        j += 2 if pair else 1
-    return (tuple(found), factors) if j == len(new) and max(factors, default=1) > 1 \
-        else None
 
 
 def transpose(n: Node) -> Value:

@@ -46,6 +46,26 @@ def carried(old, new, axes) -> tuple[int, ...] | None:
     return tuple(where[a] for a in axes)
 
 
+def split(old, new, axes) -> tuple[tuple[int, ...], list[int]] | None:
+    """Where a row-major reshape that splits spatial axes of ``n`` units into
+    ``(n / r, r)`` (and keeps every other dimension) puts their ``n / r`` halves, and the
+    factors ``r``, both in the order of ``axes``: space to depth, a pixel unshuffle (unit
+    ``y`` of the half reads units ``r y .. r y + r - 1``, held along the ``r`` dimension)."""
+    j, found = 0, {}
+    for i, size in enumerate(old):
+        if j >= len(new):
+            return None
+        pair = new[j] != size and j + 1 < len(new) and new[j] * new[j + 1] == size
+        if (not pair and new[j] != size) or (pair and i not in axes):
+            return None
+        if i in axes:
+            found[i] = (j, new[j + 1] if pair else 1)
+        j += 2 if pair else 1
+    if j != len(new) or max((r for _, r in found.values()), default=1) == 1:
+        return None
+    return tuple(found[a][0] for a in axes), [found[a][1] for a in axes]
+
+
 def refuse_split(old, new, axes) -> None:
     """Refuse a row-major reshape from ``old`` to ``new`` that splits a spatial dimension
     among several (windows, tiles, a hand-written pixel shuffle, a circular transposed
