@@ -36,6 +36,7 @@ from torch_models import (  # noqa: E402
     FPN,
     TCN,
     GlobalContext,
+    Gram,
     ManualAttention,
     MobileNetV2Blocks,
     ResNet18,
@@ -389,6 +390,14 @@ def test_attention_between_maps_keeps_the_map_and_reads_the_keys_whole(tmp_path,
     check_boxes(rfsearch.from_onnx(export(positive(build()), shape, tmp_path / "twin.onnx",
                                           batch=True)),
                 impulse_supports(str(tmp_path / "twin.onnx"), shape), tuple(shape[2:]))
+
+
+def test_a_product_over_every_spatial_axis_is_features(tmp_path):
+    """A MatMul of two maps over their positions made one dense layer of two inputs: an
+    invalid spec."""
+    row = rfsearch.evaluate(rfsearch.from_onnx(export(Gram(), (1, 1, 16), tmp_path / "g.onnx")),
+                            input_size=16).iloc[0]
+    assert (row["rf_w"], row["out_w"]) == (16, 1) and pd.isna(row["error"])
 
 def test_a_size_onnx_disagrees_with_is_an_error_naming_the_node():
     with pytest.raises(rfsearch.SpecError) as err:

@@ -27,6 +27,7 @@ from torch_models import (  # noqa: E402
     FPN,
     TCN,
     GlobalContext,
+    Gram,
     ManualAttention,
     MobileNetV2Blocks,
     ResNet18,
@@ -365,6 +366,14 @@ def test_self_attention_over_time_reads_the_whole_clip():
     with pytest.raises(rfsearch.SpecError, match="masked attention along the map"):
         rfsearch.from_torch(TimeAttention(mask=True), torch.rand(1, 1, 24))
 
+
+
+def test_a_product_over_every_spatial_axis_is_features_of_the_whole_input():
+    """Before: the product kept its first operand as an element-wise layer (PyTorch), or
+    made one dense layer of two inputs, an invalid spec (ONNX)."""
+    spec = rfsearch.from_torch(Gram(), torch.rand(1, 1, 16))
+    row = rfsearch.evaluate(spec, input_size=16).iloc[0]
+    assert (row["rf_w"], row["out_w"]) == (16, 1) and pd.isna(row["error"])
 
 def test_attention_of_a_map_with_itself_reads_it_whole():
     """sdpa(t, t, t): the keys are the queries' own tensor and are still read whole."""

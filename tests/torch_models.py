@@ -306,3 +306,15 @@ class ManualAttention(nn.Module):
         mixed = torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v
         mixed = mixed.transpose(-3, -2).flatten(-2)
         return self.back(mixed.transpose(1, 2) if self.dims == 1 else mixed.permute(0, 3, 2, 1))
+
+
+class Gram(nn.Module):
+    """A Gram matrix over positions (bilinear pooling, a style loss): features."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(1, 4, 3)
+
+    def forward(self, x):
+        h = self.conv(x)
+        return (h @ h.transpose(1, 2)).flatten(1)

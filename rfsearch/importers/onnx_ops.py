@@ -22,7 +22,7 @@ from .builder import (
     merge_operands,
     zero_padding,
 )
-from .products import matmul_places, product_of_maps
+from .products import matmul_places, product_of_maps, read_whole
 from .shapes import standard_layout
 
 
@@ -318,9 +318,8 @@ def dense(n: Node) -> Value:
         lhs, rhs, rank = matmul_places(x.rank, values[1].rank)
         return product_of_maps(n.builder, n.base, [(x, lhs), (values[1], rhs)], rank,
                                lambda op, ins, f: n.layer(op, ins, **f))
-    node = n.builder.add(n.base, "dense", values[:1] if len(values) == 1 else values)
-    return Value(node, (), (), max(v.rank for v in values), x.pooled or (x if x.spatial
-                                                                          else None))
+    return read_whole(n.builder, n.base, values, max(v.rank for v in values),
+                      f"onnx {n.op}")
 
 
 # ---------------------------------------------------------------- element-wise

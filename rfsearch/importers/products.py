@@ -66,9 +66,8 @@ def product_of_maps(builder: SpecBuilder, base: str, operands: list[tuple[Value,
     ``inputs[0]``'s axes."""
     kept = [_kept_at(operands, i) for i in range(builder.dims)]
     if all(p is None for p, _ in kept):
-        out = layer("dense", [v for v, _ in operands],
-                    {"comment": "a product of two maps over every spatial axis"})
-        return Value(out.node, (), (), rank, operands[0][0])
+        return read_whole(builder, base, [v for v, _ in operands], rank,
+                          "a product of two maps over every spatial axis")
     if any(p is None for p, _ in kept):
         raise Unsupported("a product of two maps over some of their spatial axes (it reads "
                           "those whole and keeps the others)")
@@ -114,8 +113,7 @@ def attend(builder: SpecBuilder, base: str, query: Value, others: list[Value], a
     its own place and the others whole along ``along`` (their lengths may differ from
     the query's: cross-attention), unit by unit elsewhere. Without a map, a dense layer."""
     if not query.spatial:
-        out = layer("dense", [query, *others], {"comment": "attention over features"})
-        return Value(out.node, (), (), query.rank, query.pooled)
+        return read_whole(builder, base, [query, *others], query.rank, "attention over features")
     inputs = [query]
     for value in others:
         if (value.axes, value.rank) != (query.axes, query.rank):
@@ -124,3 +122,12 @@ def attend(builder: SpecBuilder, base: str, query: Value, others: list[Value], a
                                                      for d in value.axes},
                               query.axes, query.sizes, query.rank, "attention's keys"))
     return layer("add", inputs, {"comment": "attention: queries, keys and values"})
+
+
+def read_whole(builder: SpecBuilder, base: str, values: list[Value], rank: int,
+               why: str) -> Value:
+    """Features that read every operand whole: a dense layer on each, merged."""
+    dense = [builder.add(base, "dense", [v], comment=why) for v in values]
+    node = dense[0] if len(dense) == 1 else builder.add(
+        base, "add", [Value(d, (), (), rank) for d in dense], comment=why)
+    return Value(node, (), (), rank, values[0] if values[0].spatial else values[0].pooled)
