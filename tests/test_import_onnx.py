@@ -36,10 +36,13 @@ from torch_models import (  # noqa: E402
     FPN,
     TCN,
     GlobalContext,
+    GlobalQuery,
     Gram,
+    LeftWeight,
     ManualAttention,
     MobileNetV2Blocks,
     ResNet18,
+    TorchAttention,
     UNet,
 )
 from torch_random import C, Random, recipes  # noqa: E402
@@ -391,6 +394,23 @@ def test_attention_between_maps_keeps_the_map_and_reads_the_keys_whole(tmp_path,
                                           batch=True)),
                 impulse_supports(str(tmp_path / "twin.onnx"), shape), tuple(shape[2:]))
 
+
+
+@pytest.mark.parametrize("build", [TorchAttention, lambda: TorchAttention(encoder=True),
+                                   GlobalQuery, LeftWeight],
+                         ids=["mha", "encoder-layer", "global-query", "left-weight"])
+def test_attention_modules_and_products_with_the_map_on_the_right(tmp_path, build):
+    """Before: Split and Gather (q, k, v out of one projection) had no rule; a MatMul with
+    the map on the right read it whole (out_w 1), or dropped it (features @ map)."""
+    shape = (1, 1, 12)
+    rows = rfsearch.evaluate(rfsearch.from_onnx(export(build(), shape, tmp_path / "m.onnx")),
+                             input_size=12)
+    twin = rfsearch.evaluate(rfsearch.from_torch(build(), torch.rand(shape)), input_size=12)
+    columns = [c for c in rows.columns if c != "name"]
+    pd.testing.assert_frame_equal(rows[columns], twin[columns])
+    check_boxes(rfsearch.from_onnx(export(positive(build()), shape, tmp_path / "twin.onnx",
+                                          batch=True)),
+                impulse_supports(str(tmp_path / "twin.onnx"), shape), (12,))
 
 def test_a_product_over_every_spatial_axis_is_features(tmp_path):
     """A MatMul of two maps over their positions made one dense layer of two inputs: an

@@ -27,12 +27,15 @@ from torch_models import (  # noqa: E402
     FPN,
     TCN,
     GlobalContext,
+    GlobalQuery,
     Gram,
+    LeftWeight,
     ManualAttention,
     MobileNetV2Blocks,
     ResNet18,
     ResNet50,
     TimeAttention,
+    TorchAttention,
     UNet,
 )
 from torch_random import C, Random, recipes  # noqa: E402
@@ -374,6 +377,46 @@ def test_a_product_over_every_spatial_axis_is_features_of_the_whole_input():
     spec = rfsearch.from_torch(Gram(), torch.rand(1, 1, 16))
     row = rfsearch.evaluate(spec, input_size=16).iloc[0]
     assert (row["rf_w"], row["out_w"]) == (16, 1) and pd.isna(row["error"])
+
+
+@pytest.mark.parametrize("build", [TorchAttention, lambda: TorchAttention(batch_first=False),
+                                   lambda: TorchAttention(encoder=True), GlobalQuery,
+                                   LeftWeight],
+                         ids=["mha", "mha-seq-first", "encoder-layer", "global-query",
+                              "left-weight"])
+def test_torch_attention_modules_and_products_with_the_map_on_the_right(build):
+    """Before: nn.MultiheadAttention was refused (unflatten, select); features @ map
+    dropped the map (the softmax over positions then read as a gate: rf 5, not the clip);
+    weight @ map had 'no traced input'."""
+    spec = rfsearch.from_torch(build(), torch.rand(1, 1, 12))
+    row = rfsearch.evaluate(spec, input_size=12).iloc[0]
+    whole = not isinstance(build(), LeftWeight)
+    assert (row["rf_w"] >= 2 * 12 - 1) == whole and pd.isna(row["error"])
+    check_boxes(spec, gradient_supports(positive(build()), (1, 1, 12)), (12,))
+
+
+def test_a_map_merged_with_its_own_transpose_is_refused():
+    """h + h.transpose(2, 3) on a square map merged unit by unit: rf_h was 1 where a unit
+    reads a whole column (the transpose of a (1, 3) window)."""
+    class Swap(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, (1, 3), padding=(0, 1))
+
+        def forward(self, x):
+            h = self.conv(x)
+            return h + h.transpose(2, 3)
+
+    with pytest.raises(rfsearch.SpecError, match="a map and a transpose of it"):
+        rfsearch.from_torch(Swap(), torch.rand(1, 1, 6, 6))
+    class Transposed(nn.Module):  # an output whose tensor holds (w, h): noted
+        def forward(self, x):
+            return x.transpose(2, 3) * 2
+
+    for model, noted in ((Transposed(), True), (nn.Conv2d(1, 1, (1, 3)), False)):
+        spec = rfsearch.from_torch(model, torch.rand(1, 1, 6, 8))
+        assert any("other tensor dimensions" in a for a in spec["source"]["assumptions"]) \
+            == noted
 
 def test_attention_of_a_map_with_itself_reads_it_whole():
     """sdpa(t, t, t): the keys are the queries' own tensor and are still read whole."""

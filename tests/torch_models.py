@@ -318,3 +318,49 @@ class Gram(nn.Module):
     def forward(self, x):
         h = self.conv(x)
         return (h @ h.transpose(1, 2)).flatten(1)
+
+
+class TorchAttention(nn.Module):
+    """A conv front end, torch's own attention module over time (nn.MultiheadAttention,
+    batch-first or sequence-first, or a whole nn.TransformerEncoderLayer), a conv back
+    end: a conformer-style audio block."""
+
+    def __init__(self, batch_first: bool = True, encoder: bool = False):
+        super().__init__()
+        self.batch_first, self.encoder = batch_first, encoder
+        self.front, self.back = nn.Conv1d(1, 4, 3, padding=1), nn.Conv1d(4, 2, 3)
+        self.mix = (nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0, batch_first=batch_first)
+                    if encoder else nn.MultiheadAttention(4, 2, batch_first=batch_first))
+
+    def forward(self, x):
+        h = self.front(x)
+        t = h.transpose(1, 2) if self.batch_first else h.permute(2, 0, 1)
+        mixed = self.mix(t) if self.encoder else self.mix(t, t, t, need_weights=False)[0]
+        return self.back(mixed.transpose(1, 2) if self.batch_first else mixed.permute(1, 2, 0))
+
+
+class GlobalQuery(nn.Module):
+    """A query pooled from the map scores every position (``features @ map``); the
+    softmax over positions makes every unit read the whole clip."""
+
+    def __init__(self):
+        super().__init__()
+        self.front, self.query, self.back = nn.Conv1d(1, 4, 3, padding=1), nn.Linear(4, 4), \
+            nn.Conv1d(4, 2, 3)
+
+    def forward(self, x):
+        h = self.front(x)
+        weights = torch.softmax(self.query(h.mean(-1))[:, None, :] @ h, -1)
+        return self.back(h * weights)
+
+
+class LeftWeight(nn.Module):
+    """A 1 x 1 convolution written as a matrix product with the weight on the left."""
+
+    def __init__(self):
+        super().__init__()
+        self.front = nn.Conv1d(1, 4, 3, padding=1)
+        self.weight = nn.Parameter(torch.rand(2, 4))
+
+    def forward(self, x):
+        return self.weight @ self.front(x)

@@ -209,6 +209,10 @@ class SpecBuilder:
             raise SpecError(f"{self.framework} import: the model's output is its input; "
                             "there is no layer to evaluate")
         needed = self._needed([v.node for v in outputs])
+        if list(outputs[0].axes) != sorted(outputs[0].axes):
+            self.assume(f"the output holds the map's axes in other tensor dimensions "
+                        f"{list(outputs[0].axes)} (a transpose): each column describes the "
+                        "input's own axis")
         offenders = [o for n, o in self.offenders.items() if n in needed]
         if offenders and on_unsupported == "error":
             raise SpecError(
@@ -279,6 +283,7 @@ def merge_operands(builder: SpecBuilder, base: str, values: list[Value], op: str
                   for v in values]  # summarise, read whole
         maps = [v for v in values if v.spatial and any(s > 1 for s in v.sizes)]
     if len(maps) >= 2:
+        same_layout(maps)
         if len({v.sizes for v in maps}) > 1:
             raise Unsupported(f"an element-wise op on maps of sizes "
                               f"{[list(v.sizes) for v in maps]} (broadcast along a map)")
@@ -296,6 +301,14 @@ def merge_operands(builder: SpecBuilder, base: str, values: list[Value], op: str
         if gated is not None:
             return gated
     return elementwise(keep)
+
+
+def same_layout(values: list[Value]) -> None:
+    """Maps merged or concatenated unit by unit hold each spatial axis in the same tensor
+    dimension (a map and its own transpose do not: a unit reads other places of each)."""
+    if len({v.axes for v in values if v.spatial and any(s > 1 for s in v.sizes)}) > 1:
+        raise Unsupported("maps whose spatial axes lie in different tensor dimensions (a map "
+                          "and a transpose of it) merged unit by unit")
 
 
 def chosen(produced: dict, outputs, who: str, what: str) -> list[Value]:

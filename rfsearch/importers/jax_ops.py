@@ -19,6 +19,7 @@ from .builder import (
     Value,
     derived,
     merge_operands,
+    same_layout,
 )
 from .products import dot_general_places, product_of_maps
 from .shapes import transposed_padding
@@ -250,6 +251,7 @@ def concatenate(e: Eqn) -> Value:
     dim = e.params["dimension"]
     if any(dim in v.axes for v in values):
         raise Unsupported(SPATIAL_CONCAT)
+    same_layout(values)
     if len(values) == 1:
         return values[0]
     maps = [v for v in values if v.spatial]

@@ -19,6 +19,7 @@ from .builder import (
     derived,
     flattened,
     merge_operands,
+    same_layout,
 )
 from .products import attend
 from .shapes import carried, refuse_split, transposed_padding
@@ -200,6 +201,7 @@ def concatenate(la: Layer) -> Value:
     axis = int(la.config.get("axis", -1)) % values[0].rank
     if any(axis in v.axes for v in values):
         raise Unsupported(SPATIAL_CONCAT)
+    same_layout(values)
     return la.layer("concat", values)
 
 

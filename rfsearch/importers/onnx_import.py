@@ -10,6 +10,7 @@ ONNX's reference evaluator.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import numpy as np
 
@@ -241,13 +242,16 @@ class Walker:
                 if rule is None:
                     raise Unsupported("no rule maps this op")
                 result = rule(n)
+                parts = result if isinstance(result, list) else [result]  # (Split: several)
+                result = parts[0]
                 self._check(n, result)
             except Unsupported as why:  # its size is unknown: refused, not cross-checked
                 result = self._offend(n, str(why))
-            self.values[node.output[0]] = result
-            self.shapes[node.output[0]] = n.shape_of(result)
-            for extra in node.output[1:]:
-                self.values[extra] = None
+                parts = [result]
+            for k, t in enumerate(node.output):
+                part = parts[k] if k < len(parts) else None
+                self.values[t] = part
+                self.shapes[t] = replace(n, inferred=self.inference.get(t)).shape_of(part)
             self.produced[node.output[0]] = result
             if node.name:
                 self.produced[node.name] = result
@@ -290,9 +294,10 @@ class Walker:
                             f"in {ins} -> out {list(out) if out != '?' else out}", "", why)
         node = self.builder.offend(n.base, values, offender, n.inferred)
         first = values[0]
+        if n.inferred and len(n.inferred) != first.rank:  # it changed the rank: features
+            return Value(node, (), (), len(n.inferred))  # (refused anyway: the map is lost)
         sizes = first.sizes  # ONNX's where it knows them: what follows sees the right map
-        if n.inferred and len(n.inferred) == first.rank \
-                and None not in (theirs := tuple(n.inferred[a] for a in first.axes)):
+        if n.inferred and None not in (theirs := tuple(n.inferred[a] for a in first.axes)):
             sizes = theirs
         return Value(node, first.axes, sizes, first.rank)
 

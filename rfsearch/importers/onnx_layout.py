@@ -1,6 +1,6 @@
 """Layout ops of an ONNX graph: where the map's axes go through reshapes, transposes,
-squeezes and broadcasts (a reshape that splits each spatial axis n into (n/r, r) is a
-pixel unshuffle, as the exporter writes it)."""
+squeezes, broadcasts, slices and splits (a reshape that splits each spatial axis n into
+(n/r, r) is a pixel unshuffle, as the exporter writes it)."""
 
 from __future__ import annotations
 
@@ -97,7 +97,57 @@ def expand(n: Node) -> Value:
     return n.builder.spread(n.base, x, sizes)
 
 
-RULES: dict[str, Callable[[Node], Value]] = {
+def slice_(n: Node) -> Value:
+    x = n.ins[0]
+    starts, ends = n.const(1, "starts"), n.const(2, "ends")
+    axes, steps = n.const(3, "axes"), n.const(4, "steps")
+    axes = [int(a) % x.rank for a in axes] if axes is not None else list(range(len(starts)))
+    steps = [int(s) for s in steps] if steps is not None else [1] * len(axes)
+    crop, stride, sizes = [[0, 0] for _ in x.axes], [1] * len(x.axes), list(x.sizes)
+    for a, start, end, step in zip(axes, starts, ends, steps, strict=True):
+        if a not in x.axes:
+            continue
+        i = x.axes.index(a)
+        if step < 1:
+            raise Unsupported("a slice with a negative step (a flip)")
+        lo, hi, _ = slice(int(start), int(end), step).indices(x.sizes[i])
+        crop[i], stride[i] = [lo, x.sizes[i] - max(hi, lo)], step
+        sizes[i] = len(range(lo, hi, step))
+    if all(c == [0, 0] for c in crop) and all(s == 1 for s in stride):
+        return x
+    if all(s == 1 for s in stride):
+        return n.layer("crop", [x], sizes, crop=crop)
+    return n.layer("pool", [x], sizes, kernel=1, stride=stride,
+                   padding=[[-a, -b] for a, b in crop])
+
+
+def gather(n: Node) -> Value:
+    """Entries of a dimension that holds no spatial axis (query, key and value out of one
+    projection, a batch element): the map stays; along a spatial axis, refused."""
+    x, indices = n.ins[0], n.const(1, "indices")
+    if not isinstance(x, Value):
+        raise Unsupported("a lookup indexed by the input (an embedding)")
+    d = int(n.attr("axis", 0)) % x.rank
+    if d in x.axes:
+        raise Unsupported("positions of the map picked by index (a gather along a spatial "
+                          "axis)")
+    shift = np.ndim(indices) - 1
+    return Value(x.node, tuple(a + shift * (a > d) for a in x.axes), x.sizes,
+                 x.rank + shift, x.pooled)
+
+
+def split_outputs(n: Node) -> list[Value]:
+    """Split along a non-spatial dimension (query, key and value out of one projection):
+    every part holds the whole map. Along a spatial axis the parts are tiles: refused."""
+    x = n.ins[0]
+    if int(n.attr("axis", 0)) % x.rank in x.axes:
+        raise Unsupported("a split along a spatial axis (tiles): its parts' units come from "
+                          "different places, so no box describes them")
+    return [x] * len(n.node.output)
+
+
+RULES: dict[str, Callable[[Node], Value | list[Value]]] = {
     "Flatten": flatten, "Reshape": reshape, "Transpose": transpose, "Squeeze": squeeze,
-    "Unsqueeze": unsqueeze, "Expand": expand,
+    "Unsqueeze": unsqueeze, "Expand": expand, "Slice": slice_, "Split": split_outputs,
+    "Gather": gather,
 }

@@ -20,9 +20,10 @@ from .builder import (
     Value,
     derived,
     merge_operands,
+    same_layout,
     zero_padding,
 )
-from .products import matmul_places, product_of_maps, read_whole
+from .products import matmul_places, product_of_maps, product_with_map, read_whole
 from .shapes import standard_layout
 
 
@@ -237,30 +238,6 @@ def pad(n: Node) -> Value:
     return padded
 
 
-def slice_(n: Node) -> Value:
-    x = n.ins[0]
-    starts, ends = n.const(1, "starts"), n.const(2, "ends")
-    axes, steps = n.const(3, "axes"), n.const(4, "steps")
-    axes = [int(a) % x.rank for a in axes] if axes is not None else list(range(len(starts)))
-    steps = [int(s) for s in steps] if steps is not None else [1] * len(axes)
-    crop, stride, sizes = [[0, 0] for _ in x.axes], [1] * len(x.axes), list(x.sizes)
-    for a, start, end, step in zip(axes, starts, ends, steps, strict=True):
-        if a not in x.axes:
-            continue
-        i = x.axes.index(a)
-        if step < 1:
-            raise Unsupported("a slice with a negative step (a flip)")
-        lo, hi, _ = slice(int(start), int(end), step).indices(x.sizes[i])
-        crop[i], stride[i] = [lo, x.sizes[i] - max(hi, lo)], step
-        sizes[i] = len(range(lo, hi, step))
-    if all(c == [0, 0] for c in crop) and all(s == 1 for s in stride):
-        return x
-    if all(s == 1 for s in stride):
-        return n.layer("crop", [x], sizes, crop=crop)
-    return n.layer("pool", [x], sizes, kernel=1, stride=stride,
-                   padding=[[-a, -b] for a, b in crop])
-
-
 # ---------------------------------------------------------------- merges and reductions
 
 MERGES = ("Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "Pow", "Where", "And", "Or",
@@ -279,6 +256,7 @@ def concat(n: Node) -> Value:
     axis = int(n.attr("axis", 1)) % values[0].rank
     if any(axis in v.axes for v in values):
         raise Unsupported(SPATIAL_CONCAT)
+    same_layout(values)
     return values[0] if len(values) == 1 else n.layer("concat", values)
 
 
@@ -308,18 +286,50 @@ def reduce(n: Node) -> Value:
 
 def dense(n: Node) -> Value:
     """Gemm / MatMul: on features a dense layer; over the channels of a channel-last map
-    element-wise; over a spatial axis (an NCHW map's last dimension), whole-map; a MatMul
-    of two maps by :func:`product_of_maps`."""
+    element-wise; over a spatial axis (an NCHW map's last dimension), whole-map. A MatMul
+    places its operands as NumPy's matmul does (:func:`matmul`)."""
     values = n.values
     x = values[0]
+    ranks = [_rank(n, k) for k in range(2)]
+    if n.op == "MatMul" and None not in ranks:
+        return matmul(n, *matmul_places(*ranks))
     if len(values) == 1 and x.spatial and x.rank - 1 not in x.axes:
         return elementwise(n, x)
-    if n.op == "MatMul" and len(values) == 2 and all(v.spatial for v in values):
-        lhs, rhs, rank = matmul_places(x.rank, values[1].rank)
-        return product_of_maps(n.builder, n.base, [(x, lhs), (values[1], rhs)], rank,
-                               lambda op, ins, f: n.layer(op, ins, **f))
     return read_whole(n.builder, n.base, values, max(v.rank for v in values),
                       f"onnx {n.op}")
+
+
+def matmul(n: Node, lhs, rhs, rank: int) -> Value:
+    """A MatMul: of two maps by :func:`product_of_maps`; of one map (on either side) with
+    weights by :func:`product_with_map`, any traced features joining as element-wise ops'
+    operands do; of features, read whole."""
+    def layer(op, ins, f):
+        return n.layer(op, ins, **f)
+
+    placed = [(v, p) for v, p in zip(n.ins[:2], (lhs, rhs), strict=True)
+              if isinstance(v, Value)]
+    maps = [(v, p) for v, p in placed if v.spatial]
+    if len(maps) == 2:
+        return product_of_maps(n.builder, n.base, maps, rank, layer)
+    if not maps:
+        return read_whole(n.builder, n.base, n.values, rank, "onnx MatMul")
+    value, places = maps[0]
+    out = product_with_map(n.builder, n.base, value, places, rank, layer, "onnx MatMul")
+    others = [v for v, _ in placed if v is not value]
+    if not others or not out.spatial:
+        return out
+    return merge_operands(n.builder, n.base, [out, *others], n.op, layer, lambda v: v)
+
+
+def _rank(n: Node, k: int) -> int | None:
+    """The rank of input ``k`` (a traced value, a constant, or one of known shape)."""
+    v = n.ins[k] if k < len(n.ins) else None
+    if isinstance(v, Value):
+        return v.rank
+    if isinstance(v, np.ndarray):
+        return v.ndim
+    shape = n.shapes[k] if k < len(n.shapes) else None
+    return None if shape is None else len(shape)
 
 
 # ---------------------------------------------------------------- element-wise
@@ -370,7 +380,7 @@ RULES: dict[str, Callable[[Node], Value]] = {
     "MaxPool": pool("maxpool"), "AveragePool": pool("avgpool"), "LpPool": pool("avgpool"),
     **dict.fromkeys(("GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"),
                     lambda n: global_pool(n, n.values[0])),
-    "Pad": pad, "Slice": slice_,
+    "Pad": pad,
     **dict.fromkeys(MERGES, merge),
     "Concat": concat,
     **dict.fromkeys(("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd",

@@ -77,8 +77,24 @@ def product_of_maps(builder: SpecBuilder, base: str, operands: list[tuple[Value,
     if any(places[v.axes[i]] not in (None, axes[i]) for v, places in operands
            for i in range(builder.dims)):
         builder.assume("a product of two maps that keeps both along one axis (attention's "
-                       "scores): each unit read as reading the second map whole along it")
+                       "scores): each unit read as reading the second map whole along it; a "
+                       "mask on the scores (causal attention) is not seen, so masked units' "
+                       "boxes are upper bounds")
     return layer("add", inputs, {"comment": "a product of two maps"})
+
+
+def product_with_map(builder: SpecBuilder, base: str, value: Value, places: Places,
+                     rank: int, layer, why: str) -> Value:
+    """A product of one map (``value``, placed by ``places``) with weights or features:
+    where the map's axes all reach the output, an element-wise layer that moves them
+    there; where all are contracted, features read from the whole map."""
+    axes = tuple(places[a] for a in value.axes)
+    if all(a is None for a in axes):
+        return read_whole(builder, base, [value], rank, why)
+    if None in axes:
+        raise Unsupported("a product over some of the spatial axes of a map (it mixes those "
+                          "only, and keeps the others)")
+    return layer("identity", [Value(value.node, axes, value.sizes, rank)], {"comment": why})
 
 
 def _kept_at(operands: list[tuple[Value, Places]], axis: int) -> tuple[int | None, int]:
@@ -114,6 +130,8 @@ def attend(builder: SpecBuilder, base: str, query: Value, others: list[Value], a
     the query's: cross-attention), unit by unit elsewhere. Without a map, a dense layer."""
     if not query.spatial:
         return read_whole(builder, base, [query, *others], query.rank, "attention over features")
+    if not others:  # constant keys and values (a learned memory): the query unit by unit
+        return query
     inputs = [query]
     for value in others:
         if (value.axes, value.rank) != (query.axes, query.rank):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .builder import Value, flattened
+from .builder import Unsupported, Value, flattened
 from .shapes import carried, refuse_split
 from .torch_ops import Call
 
@@ -73,6 +73,16 @@ def transpose(c: Call) -> Value:
     return Value(x.node, tuple(swap.get(d, d) for d in x.axes), x.sizes, len(c.shape), x.pooled)
 
 
+def select(c: Call) -> Value:
+    """One index of a dimension that holds no spatial axis (query, key or value out of one
+    projection, a batch element): the map stays; along a spatial axis, one position."""
+    x = c.value("self")
+    d = c.args["dim"] % x.rank
+    if d in x.axes:
+        raise Unsupported("one position of the map (an index along a spatial axis)")
+    return Value(x.node, tuple(a - (a > d) for a in x.axes), x.sizes, len(c.shape), x.pooled)
+
+
 def unsqueeze(c: Call) -> Value:
     x = c.value("self")
     d = c.args["dim"] % len(c.shape)
@@ -81,6 +91,8 @@ def unsqueeze(c: Call) -> Value:
 
 RULES: dict[str, Callable[[Call], Value]] = {
     "slice": slice_, "narrow": narrow,
-    **dict.fromkeys(("view", "reshape", "_unsafe_view", "flatten", "squeeze"), reshape),
+    **dict.fromkeys(("view", "reshape", "_unsafe_view", "flatten", "squeeze", "unflatten"),
+                    reshape),
+    "select": select,
     "permute": permute, "transpose": transpose, "unsqueeze": unsqueeze,
 }

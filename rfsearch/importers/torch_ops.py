@@ -19,9 +19,10 @@ from .builder import (
     Value,
     derived,
     merge_operands,
+    same_layout,
     zero_padding,
 )
-from .products import attend, matmul_places, product_of_maps
+from .products import attend, matmul_places, product_of_maps, product_with_map
 from .shapes import standard_layout
 
 
@@ -200,6 +201,7 @@ def cat(c: Call) -> Value:
     dim = dim + rank if dim < 0 else dim
     if any(dim in v.axes for v in values):
         raise Unsupported(SPATIAL_CONCAT)
+    same_layout(values)
     if len(values) == 1:
         return values[0]
     return c.layer("concat", values)
@@ -228,17 +230,26 @@ def reduce(c: Call) -> Value:
 def dense(c: Call) -> Value:
     """linear / addmm / mm / matmul: over features (no map), a dense layer; over the last
     dimension of a map whose spatial axes lie elsewhere, a 1 x 1 (element-wise) layer; a
-    product of two maps by :func:`product_of_maps`. A traced operand without a map (weights
-    computed from the input) joins as element-wise ops' operands do."""
+    map on the right (``w @ x``, ``features @ x``) by :func:`product_with_map`; a product of
+    two maps by :func:`product_of_maps`. A traced operand without a map (weights computed
+    from the input) joins as element-wise ops' operands do."""
     x = next(iter(tensors(c, "input", "mat1", "self")), None)
-    if x is None:
-        raise Unsupported("no traced input")
     other = next(iter(tensors(c, "other", "mat2", "weight")), None)
-    if other is not None and x.spatial and other.spatial:
+    if x is None and other is None:
+        raise Unsupported("no traced input")
+    if other is not None and other.spatial and (x is None or not x.spatial):
+        left = next(c.args[k] for k in ("input", "mat1", "self") if k in c.args)
+        rank = left.rank if isinstance(left, Value) else len(getattr(left, "shape", ()))
+        _, places, rank = matmul_places(rank, other.rank)
+        out = product_with_map(c.builder, c.base, other, places, rank,
+                               lambda op, ins, f: c.layer(op, ins, **f), f"aten.{c.args['__op']}")
+        x, other = other, x  # the traced operand left, if any, is features
+    elif other is not None and x.spatial and other.spatial:
         lhs, rhs, rank = matmul_places(x.rank, other.rank)
         return product_of_maps(c.builder, c.base, [(x, lhs), (other, rhs)], rank,
                                lambda op, ins, f: c.layer(op, ins, **f))
-    out = _dense_on(c, x)
+    else:
+        out = _dense_on(c, x)
     if other is None or not out.spatial:
         return out
     return merge_operands(c.builder, c.base, [out, other], c.args["__op"],
