@@ -321,6 +321,15 @@ def test_equinox_adaptive_pools_and_reshaped_windows_are_pools():
     assert rfsearch.evaluate(spec, input_size=(12, 10)).iloc[0]["rf_h"] == 6
     check(spec, space_to_depth, x, (1, 2))
 
+    def mean_pool(x):  # channel-first: a 2 x 2 mean pool written as reshape + mean (crashed)
+        y = conv3(x).transpose(0, 3, 1, 2)
+        n, c, h, w = y.shape
+        return y.reshape(n, c, h // 2, 2, w // 2, 2).mean((3, 5)).transpose(0, 2, 3, 1)
+
+    spec = rfsearch.from_jax(mean_pool, x)
+    assert rfsearch.evaluate(spec, input_size=(12, 10)).iloc[0]["rf_h"] == 4
+    check(spec, mean_pool, x, (1, 2))
+
 def test_haiku_models_are_named_by_their_module_names():
     hk = pytest.importorskip("haiku")
 
@@ -508,6 +517,22 @@ def test_attention_over_the_rows_reads_the_keys_whole_and_keeps_the_map():
     spec = rfsearch.from_jax(f, x)
     row = rfsearch.evaluate(spec, input_size=(12, 10)).iloc[0]
     assert row["rf_h"] >= 2 * 12 - 1 and row["rf_w"] == 5 and row["out_h"] == 12
+    check(spec, f, x, (1, 2))
+
+
+def test_tokens_put_back_on_the_map_read_it_whole():
+    """Attention over all positions as tokens, reshaped back and added to the map, was a
+    1 x 1 gate: the attention vanished (rf 5 where every unit reads the whole map)."""
+    x = np.random.default_rng(0).uniform(0.1, 1, (1, 10, 10, 3))
+
+    def f(x):
+        y = conv3(x)
+        t = y.reshape(1, 100, 3)
+        t = jax.nn.softmax(t @ t.transpose(0, 2, 1), -1) @ t
+        return conv3(t.reshape(1, 10, 10, 3) + y)
+
+    spec = rfsearch.from_jax(f, x)
+    assert rfsearch.evaluate(spec, input_size=(10, 10)).iloc[0]["rf_h"] >= 10
     check(spec, f, x, (1, 2))
 
 def test_an_expanded_summary_concatenated_with_the_map_reads_the_whole_map():

@@ -42,6 +42,7 @@ from torch_models import (  # noqa: E402
     ManualAttention,
     MobileNetV2Blocks,
     ResNet18,
+    TokenAttention,
     TorchAttention,
     UNet,
 )
@@ -411,6 +412,33 @@ def test_attention_modules_and_products_with_the_map_on_the_right(tmp_path, buil
     check_boxes(rfsearch.from_onnx(export(positive(build()), shape, tmp_path / "twin.onnx",
                                           batch=True)),
                 impulse_supports(str(tmp_path / "twin.onnx"), shape), (12,))
+
+
+def test_tokens_put_back_on_the_map_and_windows_no_rule_follows(tmp_path):
+    """Tokens after attention, reshaped back and added to the map, were a 1 x 1 gate (the
+    attention vanished); Swin's window partition merges the windows into the batch, which
+    no rule follows back: refused, no longer silently dropped."""
+    shape = (1, 1, 12, 12)
+    spec = rfsearch.from_onnx(export(TokenAttention(), shape, tmp_path / "t.onnx"))
+    assert rfsearch.evaluate(spec, input_size=(12, 12)).iloc[0]["rf_h"] >= 12
+    check_boxes(rfsearch.from_onnx(export(positive(TokenAttention()), shape,
+                                          tmp_path / "twin.onnx", batch=True)),
+                impulse_supports(str(tmp_path / "twin.onnx"), shape), (12, 12))
+
+    class Windows(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.front, self.back = nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3)
+
+        def forward(self, x):
+            h = self.front(x).permute(0, 2, 3, 1)  # (N, H, W, C), windows of 4 x 4
+            t = h.reshape(1, 3, 4, 3, 4, 2).permute(0, 1, 3, 2, 4, 5).reshape(-1, 16, 2)
+            t = torch.softmax(t @ t.transpose(1, 2), -1) @ t
+            back = t.reshape(1, 3, 3, 4, 4, 2).permute(0, 1, 3, 2, 4, 5).reshape(1, 12, 12, 2)
+            return self.back((back + h).permute(0, 3, 1, 2))
+
+    with pytest.raises(rfsearch.SpecError, match="features as large as the map"):
+        rfsearch.from_onnx(export(Windows(), shape, tmp_path / "w.onnx"))
 
 def test_a_product_over_every_spatial_axis_is_features(tmp_path):
     """A MatMul of two maps over their positions made one dense layer of two inputs: an

@@ -35,6 +35,7 @@ from torch_models import (  # noqa: E402
     ResNet18,
     ResNet50,
     TimeAttention,
+    TokenAttention,
     TorchAttention,
     UNet,
 )
@@ -394,6 +395,18 @@ def test_torch_attention_modules_and_products_with_the_map_on_the_right(build):
     assert (row["rf_w"] >= 2 * 12 - 1) == whole and pd.isna(row["error"])
     check_boxes(spec, gradient_supports(positive(build()), (1, 1, 12)), (12,))
 
+
+
+@pytest.mark.parametrize("bottleneck", [False, True], ids=["tokens", "bottleneck"])
+def test_features_put_back_on_the_map_read_it_whole(bottleneck):
+    """Tokens after attention over all positions, reshaped back onto the grid and added to
+    the map, were read as a 1 x 1 gate (the attention vanished: rf 7 where every unit reads
+    the whole image); a dense bottleneck reshaped to a map was refused at the next conv."""
+    spec = rfsearch.from_torch(TokenAttention(bottleneck), torch.rand(1, 1, 12, 12))
+    row = rfsearch.evaluate(spec, input_size=12).iloc[0]
+    assert row["rf_h"] >= 12 and pd.isna(row["error"])
+    check_boxes(spec, gradient_supports(positive(TokenAttention(bottleneck)), (1, 1, 12, 12)),
+                (12, 12))
 
 def test_a_map_merged_with_its_own_transpose_is_refused():
     """h + h.transpose(2, 3) on a square map merged unit by unit: rf_h was 1 where a unit

@@ -364,3 +364,25 @@ class LeftWeight(nn.Module):
 
     def forward(self, x):
         return self.weight @ self.front(x)
+
+
+class TokenAttention(nn.Module):
+    """Self-attention over all H x W positions as tokens (BoTNet, ViT hybrids): flatten,
+    attend, put the tokens back on the grid, a residual add and a conv; ``bottleneck``:
+    a dense bottleneck instead of attention (an autoencoder's)."""
+
+    def __init__(self, bottleneck: bool = False):
+        super().__init__()
+        self.bottleneck = bottleneck
+        self.front, self.back = nn.Conv2d(1, 3, 3, stride=2, padding=1), nn.Conv2d(3, 2, 3)
+        self.mix = nn.Linear(3 * 6 * 6, 3 * 6 * 6)
+
+    def forward(self, x):
+        h = self.front(x)
+        n, c, height, width = h.shape
+        if self.bottleneck:
+            back = self.mix(h.flatten(1)).reshape(n, c, height, width)
+            return self.back(back)
+        t = h.flatten(2).transpose(1, 2)  # (N, HW, C)
+        mixed = torch.softmax(t @ t.transpose(1, 2), -1) @ t
+        return self.back(mixed.transpose(1, 2).reshape(n, c, height, width) + h)

@@ -12,7 +12,7 @@ which is then recorded in the spec's ``source``).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import SpecError
 from .repeats import check_repeating
@@ -149,6 +149,25 @@ class SpecBuilder:
         self.bound(name, f"{why}: the whole map read as a window as wide as the traced one")
         return name
 
+    def unflattened(self, base: str, x: Value, shape) -> Value | None:
+        """Features that summarise a map (``x.pooled``: tokens, a bottleneck) reshaped into
+        a tensor that holds that map's sizes again, in one place: the map read whole there
+        (attention over the tokens, a dense layer, mixes them all); else None."""
+        source, shape = x.pooled, [int(s) for s in shape]
+        if x.spatial or source is None or not any(s > 1 for s in source.sizes):
+            return None
+        k = len(source.sizes)
+        starts = [j for j in range(len(shape) - k + 1) if tuple(shape[j:j + k]) == source.sizes]
+        own = source.axes[0]  # where the map was, in a tensor of this rank: there first
+        if len(shape) == source.rank and own in starts and \
+                source.axes == tuple(range(own, own + k)):
+            starts = [own]
+        if len(starts) != 1:
+            return None
+        node = self.broadcast(base, source, "features put back on the map (tokens after "
+                                            "attention, a dense bottleneck)")
+        return Value(node, tuple(range(starts[0], starts[0] + k)), source.sizes, len(shape))
+
     def bound(self, node: str, why: str) -> None:
         """Layer ``node``'s geometry holds at the traced input size only (see :meth:`spec`)."""
         self.size_bound.setdefault(node, why)
@@ -271,12 +290,13 @@ CASCADE = "an operand comes from an unsupported op"  # an op refused for its ope
 
 
 def merge_operands(builder: SpecBuilder, base: str, values: list[Value], op: str, layer,
-                   elementwise) -> Value:
+                   elementwise, shapes=None) -> Value:
     """An element-wise op of several operands (add, mul, max, where, ...): maps of one
     size merge (a layer ``add``, the op in a comment); with one map, the other operands
     (a bias, a 1 x 1 channel gate) leave an element-wise op on it (``elementwise``), or
     with gates='global' read the whole map the gate pooled. ``layer(op, inputs, fields)``
-    makes the importer's layer."""
+    makes the importer's layer; ``shapes``, the operands' tensor shapes where the
+    framework gives them, tell a gate from features as large as the map (refused)."""
     maps = [v for v in values if v.spatial and any(s > 1 for s in v.sizes)]
     if not maps and any(v.broadcast for v in values):  # no map beside expanded summaries:
         values = [builder.spread(base, v, v.broadcast) if v.broadcast else v  # the map they
@@ -296,11 +316,27 @@ def merge_operands(builder: SpecBuilder, base: str, values: list[Value], op: str
     if unmapped:
         root = next((o for o in unmapped if not o.reason.startswith(CASCADE)), unmapped[0])
         raise Unsupported(f"{CASCADE} ({root.node}: {root.reason})")
+    if maps and shapes is not None:
+        _no_full_features(keep, values, shapes)
     if len(values) >= 2:
         gated = builder.gate(base, keep, next(v for v in values if v is not keep))
         if gated is not None:
             return gated
     return elementwise(keep)
+
+
+def _no_full_features(keep: Value, values: list[Value], shapes) -> None:
+    """Refuse an operand without a map whose tensor is as large as ``keep``'s map along
+    a spatial axis: features put back on the map by a reshape no rule follows (tokens
+    after attention); read as a gate, what they read would be dropped."""
+    for value, shape in zip(values, shapes, strict=True):
+        if value.spatial or value.broadcast or shape is None or len(shape) > keep.rank:
+            continue
+        aligned = [1] * (keep.rank - len(shape)) + [s or 1 for s in shape]
+        if any(aligned[a] > 1 for a in keep.axes):
+            raise Unsupported("features as large as the map merged with it unit by unit "
+                              "(tokens put back on the map by a reshape no rule follows): "
+                              "what each unit reads is not known")
 
 
 def same_layout(values: list[Value]) -> None:
@@ -335,7 +371,8 @@ def flattened(builder: SpecBuilder, x: Value, rank: int, dense) -> Value:
         return Value(x.node, (), (), rank, x.pooled)
     builder.assume(f"flattening a {'x'.join(map(str, x.sizes))} map into features read "
                    "as a dense layer (every feature after it reads the whole map)")
-    return dense(x)
+    out = dense(x)
+    return out if out.pooled is not None else replace(out, pooled=x)  # (see unflattened)
 
 
 def zero_padding(builder: SpecBuilder, x: Value, pairs: dict, mode: str,

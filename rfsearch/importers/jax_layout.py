@@ -19,7 +19,7 @@ WINDOW_PRIMITIVES = ("reduce_window_max", "reduce_window_min", "reduce_window_su
 def reshape(e: Eqn) -> Value:
     x = e.ins[0]
     if not x.spatial:
-        return alias(e)
+        return e.builder.unflattened(e.base, x, e.out) or alias(e)
     if e.params.get("dimensions") is not None:
         raise Unsupported("a reshape with a dimension order")
     axes = carried(e.shapes[0], e.out, x.axes)

@@ -243,7 +243,9 @@ def merge(e: Eqn) -> Value:
     if inside is not None:  # x * sigmoid(x) inside one call: still element-wise of x
         return e.elementwise(inside)
     return merge_operands(e.builder, e.base, values, e.prim,
-                          lambda op, ins, f: e.layer(op, ins, **f), e.elementwise)
+                          lambda op, ins, f: e.layer(op, ins, **f), e.elementwise,
+                          [s for v, s in zip(e.ins, e.shapes, strict=False)
+                           if isinstance(v, Value)])
 
 
 def concatenate(e: Eqn) -> Value:
@@ -326,11 +328,10 @@ def _product_of_maps(e: Eqn, lhs: Value, rhs: Value) -> Value:
 
 
 def elementwise(e: Eqn, x: Value, axes=None) -> Value:
-    """An element-wise op whose output holds the map at ``axes``."""
-    out = e.elementwise(x)
-    if axes is None or axes == out.axes:
-        return out
-    return Value(out.node, axes, tuple(e.out[a] for a in axes), len(e.out), out.pooled)
+    """An element-wise op whose output holds the map at ``axes`` (default: x's)."""
+    if axes is not None and tuple(axes) != x.axes:  # (a reduction or product moved them)
+        x = Value(x.node, tuple(axes), x.sizes, len(e.out), x.pooled)
+    return e.elementwise(x)
 
 
 def unary(e: Eqn) -> Value:

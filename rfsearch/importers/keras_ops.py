@@ -191,9 +191,11 @@ def upsampling(la: Layer) -> Value:
 def merge_layer(la: Layer) -> Value:
     """Add/Multiply/Maximum/... (:func:`builder.merge`)."""
     values = [v for v in la.ins if isinstance(v, Value)]
+    shapes = [s for v, s in zip(la.ins, la.shapes or [None] * len(la.ins), strict=False)
+              if isinstance(v, Value)]
     return merge_operands(la.builder, la.name, values, la.kind,
                           lambda op, ins, f: la.layer(op, ins, **f),
-                          lambda x: la.layer("mul", [x], comment=la.kind))
+                          lambda x: la.layer("mul", [x], comment=la.kind), shapes)
 
 
 def concatenate(la: Layer) -> Value:
@@ -247,7 +249,8 @@ def reshape(la: Layer) -> Value:
         if summary is not None and 1 + len(target) == summary.rank and all(
                 target[a - 1] == 1 for a in summary.axes):  # pooled features as a 1x1 map
             return Value(x.node, summary.axes, (1,) * len(summary.axes), summary.rank, summary)
-        return Value(x.node, (), (), 1 + len(target), x.pooled)
+        return la.builder.unflattened(la.name, x, [1, *target]) or \
+            Value(x.node, (), (), 1 + len(target), x.pooled)
     old = _input_shape(la, x)
     if old is None:
         return flatten(la)

@@ -22,14 +22,16 @@ def reshape(n: Node) -> Value:
     x = n.ins[0]
     target = n.const(1, "shape")
     old = n.shapes[0]
+    known = old is not None and None not in old
+    new = _resolved(old, target) if known else None
     if not x.spatial:
-        return Value(x.node, (), (), len(target), x.pooled)
-    if old is None or None in old:
+        if new is not None and not n.inferred:  # (what follows sees its shape)
+            n.inferred = tuple(new)
+        shape = n.inferred if n.inferred and None not in n.inferred else None
+        return (shape and n.builder.unflattened(n.base, x, shape)) or \
+            Value(x.node, (), (), len(target), x.pooled)
+    if not known:
         raise Unsupported("a reshape of a tensor of unknown shape")
-    new = [int(d) if d != 0 else old[i] for i, d in enumerate(target)]
-    if -1 in new:
-        rest = int(np.prod([d for d in new if d != -1]))
-        new[new.index(-1)] = int(np.prod(old)) // max(rest, 1)
     axes = carried(old, new, x.axes)
     if axes is not None:
         return Value(x.node, axes, x.sizes, len(new), x.pooled)
@@ -40,13 +42,27 @@ def reshape(n: Node) -> Value:
                                                                       strict=True)],
                        axes=axes, rank=len(new), factor=factors)
     refuse_split(old, new, x.axes)
-    return flatten(n)  # a map merged into features: read as dense
+    if not n.inferred:
+        n.inferred = tuple(new)
+    return flattened(n.builder, x, len(new),  # a map merged into features: read as dense
+                     lambda v: Value(n.builder.add(n.base, "dense", [v]), (), (), len(new)))
+
+
+def _resolved(old, target) -> list[int]:
+    """A Reshape's target shape with its 0s (copy) and -1 (the rest) filled in."""
+    new = [int(d) if d != 0 else old[i] for i, d in enumerate(target)]
+    if -1 in new:
+        rest = int(np.prod([d for d in new if d != -1]))
+        new[new.index(-1)] = int(np.prod(old)) // max(rest, 1)
+    return new
 
 
 def transpose(n: Node) -> Value:
     x = n.ins[0]
     perm = list(n.attr("perm") or reversed(range(x.rank)))
     axes = tuple(perm.index(a) for a in x.axes)  # possibly reordered (axial attention)
+    if not n.inferred and n.shapes[0] is not None:  # (what follows sees its shape)
+        n.inferred = tuple(n.shapes[0][p] for p in perm)
     return Value(x.node, axes, x.sizes, x.rank, x.pooled)
 
 

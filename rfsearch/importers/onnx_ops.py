@@ -248,7 +248,9 @@ def merge(n: Node) -> Value:
     """Add/Sub/Mul/... (:func:`builder.merge`)."""
     return merge_operands(n.builder, n.base, n.values, n.op,
                           lambda op, ins, f: n.layer(op, ins, **f),
-                          lambda x: elementwise(n, x))
+                          lambda x: elementwise(n, x),
+                          [s for v, s in zip(n.ins, n.shapes, strict=False)
+                           if isinstance(v, Value)])
 
 
 def concat(n: Node) -> Value:

@@ -222,21 +222,30 @@ def _resolve(arg, values):
 
 def _bind(node, values) -> dict:
     """The op's arguments by its schema's names (defaults filled in), resolved."""
-    target = node.target
-    schema = getattr(target, "_schema", None)
-    args = [_resolve(a, values) for a in node.args]
-    kwargs = {k: _resolve(v, values) for k, v in node.kwargs.items()}
+    return {k: _resolve(v, values) for k, v in _bound(node).items()}
+
+
+def _bound(node) -> dict:
+    """The op's arguments by its schema's names (defaults filled in), as the graph has
+    them."""
+    schema = getattr(node.target, "_schema", None)
     if schema is None:
-        return {**{f"arg{i}": a for i, a in enumerate(args)}, **kwargs}
+        return {**{f"arg{i}": a for i, a in enumerate(node.args)}, **node.kwargs}
     bound = {}
     for i, spec in enumerate(schema.arguments):
-        if i < len(args):
-            bound[spec.name] = args[i]
-        elif spec.name in kwargs:
-            bound[spec.name] = kwargs[spec.name]
+        if i < len(node.args):
+            bound[spec.name] = node.args[i]
+        elif spec.name in node.kwargs:
+            bound[spec.name] = node.kwargs[spec.name]
         elif spec.has_default_value():
             bound[spec.name] = spec.default_value
     return bound
+
+
+def _arg_shapes(node) -> dict:
+    """The shapes of the op's tensor arguments, by name."""
+    return {k: tuple(v.meta["val"].shape) for k, v in _bound(node).items()
+            if hasattr(getattr(v, "meta", {}).get("val"), "shape")}
 
 
 def _call(node, values, builder: SpecBuilder, leaves: set[str]):
@@ -259,7 +268,7 @@ def _call(node, values, builder: SpecBuilder, leaves: set[str]):
         if rule is None:
             raise Unsupported("no rule maps this op")
         result = rule(Call({**args, "__op": op}, shape, base, builder, _in_shape(node),
-                           _readers(node)))
+                           _readers(node), _arg_shapes(node)))
         _check_sizes(result, shape, op)
     except Unsupported as why:
         base = base or word  # a bare leaf module: name the op, not "identity"

@@ -45,7 +45,8 @@ def reshape(c: Call) -> Value:
     larger map into features is read as a dense layer."""
     x = c.value("self")
     if not x.spatial:
-        return Value(x.node, (), (), len(c.shape), x.pooled)
+        return c.builder.unflattened(c.base, x, c.shape) or \
+            Value(x.node, (), (), len(c.shape), x.pooled)
     rank = len(c.shape)
     trailing = tuple(range(rank - len(x.axes), rank))
     axes = carried(c.in_shape, c.shape, x.axes) if c.in_shape is not None else \

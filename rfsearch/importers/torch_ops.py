@@ -10,7 +10,7 @@ of what it returned. Both ``torch.export``'s graph (``conv2d``, ``max_pool2d``, 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .builder import (
     SPATIAL_CONCAT,
@@ -37,6 +37,7 @@ class Call:
     builder: SpecBuilder
     in_shape: tuple[int, ...] | None = None
     readers: tuple[str, ...] = ()  # the ops that read the result (through aliases)
+    shapes: dict = field(default_factory=dict)  # the tensor arguments' shapes, by name
 
     @property
     def dims(self) -> int:
@@ -189,9 +190,10 @@ def tensors(c: Call, *names: str) -> list[Value]:
 def binary(c: Call) -> Value:
     """add/sub/mul/div/...: two maps of one size merge; a broadcast operand (a bias, a
     scale, a channel gate of 1 x 1) leaves an element-wise layer on the map."""
-    return merge_operands(c.builder, c.base, tensors(c, "self", "other", "input"),
+    names = [n for n in ("self", "other", "input") if isinstance(c.args.get(n), Value)]
+    return merge_operands(c.builder, c.base, [c.args[n] for n in names],
                           c.args["__op"].rstrip("_"), lambda op, ins, f: c.layer(op, ins, **f),
-                          lambda x: elementwise(c, x))
+                          lambda x: elementwise(c, x), [c.shapes.get(n) for n in names])
 
 
 def cat(c: Call) -> Value:
