@@ -18,9 +18,8 @@ from .builder import (
     Unsupported,
     Value,
     derived,
-    merge_operands,
-    same_layout,
 )
+from .merges import merge_operands, same_layout
 from .products import dot_general_places, product_of_maps
 from .shapes import transposed_padding
 

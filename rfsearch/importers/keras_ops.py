@@ -18,9 +18,8 @@ from .builder import (
     Value,
     derived,
     flattened,
-    merge_operands,
-    same_layout,
 )
+from .merges import merge_operands, same_layout
 from .products import attend
 from .shapes import carried, refuse_split, transposed_padding
 
@@ -189,7 +188,7 @@ def upsampling(la: Layer) -> Value:
 # ---------------------------------------------------------------- merges and features
 
 def merge_layer(la: Layer) -> Value:
-    """Add/Multiply/Maximum/... (:func:`builder.merge`)."""
+    """Add/Multiply/Maximum/... (:func:`merges.merge_operands`)."""
     values = [v for v in la.ins if isinstance(v, Value)]
     shapes = [s for v, s in zip(la.ins, la.shapes or [None] * len(la.ins), strict=False)
               if isinstance(v, Value)]

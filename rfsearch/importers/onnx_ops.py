@@ -19,10 +19,9 @@ from .builder import (
     Unsupported,
     Value,
     derived,
-    merge_operands,
-    same_layout,
     zero_padding,
 )
+from .merges import merge_operands, same_layout
 from .products import matmul_places, product_of_maps, product_with_map, read_whole
 from .shapes import standard_layout
 
@@ -245,7 +244,7 @@ MERGES = ("Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean", "Pow", "Where
 
 
 def merge(n: Node) -> Value:
-    """Add/Sub/Mul/... (:func:`builder.merge`)."""
+    """Add/Sub/Mul/... (:func:`merges.merge_operands`)."""
     return merge_operands(n.builder, n.base, n.values, n.op,
                           lambda op, ins, f: n.layer(op, ins, **f),
                           lambda x: elementwise(n, x),

@@ -18,10 +18,9 @@ from .builder import (
     Unsupported,
     Value,
     derived,
-    merge_operands,
-    same_layout,
     zero_padding,
 )
+from .merges import merge_operands, same_layout
 from .products import attend, matmul_places, product_of_maps, product_with_map
 from .shapes import standard_layout
 
