@@ -535,6 +535,19 @@ def test_tokens_put_back_on_the_map_read_it_whole():
     assert rfsearch.evaluate(spec, input_size=(10, 10)).iloc[0]["rf_h"] >= 10
     check(spec, f, x, (1, 2))
 
+
+def test_resizes_and_end_crops_are_bound_to_the_traced_size():
+    """A jaxpr holds a resize's target shape and a slice's end as units: the spec holds at
+    the traced size only (a strided slice to the end, or a crop at the start, at any)."""
+    x = np.random.default_rng(0).uniform(0.1, 1, (1, 12, 10, 3))
+    cases = {lambda x: jax.image.resize(conv3(x), (1, 24, 20, 3), "nearest"): True,
+             lambda x: conv3(x)[:, 1:-1, 1:-1]: True,
+             lambda x: conv3(x)[:, 2:, ::2]: False}
+    for f, bound in cases.items():
+        spec = rfsearch.from_jax(f, x)
+        assert ("size_bound" in spec["source"]) == bound
+        check(spec, f, x, (1, 2))
+
 def test_an_expanded_summary_concatenated_with_the_map_reads_the_whole_map():
     """broadcast_to of a keepdims mean, or its resize, beside the map gave an invalid spec."""
     x = np.random.default_rng(0).uniform(0.1, 1, (1, 12, 10, 3))
@@ -614,10 +627,11 @@ def test_strided_same_paddings_are_same_at_every_size():
         spec = rfsearch.from_jax(g, x)  # stride 1 'SAME', or other pads: kept
         assert "same" not in [la.get("padding") for la in spec["layers"]]
         assert not any("'SAME'" in a for a in spec["source"]["assumptions"])
-    # at 21, k3 s2 'SAME' pads (1, 1), as PyTorch-style code does: kept, noted
+    # at 21, k3 s2 'SAME' pads (1, 1), as PyTorch-style code does: kept, bound to 21
     symmetric = rfsearch.from_jax(lambda x: nn.max_pool(x, (3, 3), (2, 2), "SAME"), odd)
     assert [la["padding"] for la in symmetric["layers"]] == [[[1, 1], [1, 1]]]
-    assert any("symmetric pads" in a for a in symmetric["source"]["assumptions"])
+    assert "also 'SAME''s" in symmetric["source"]["size_bound"][0]
+    assert "imported at 21x19" in rfsearch.evaluate(symmetric, input_size=20).iloc[0]["error"]
 
 
 SEVEN = jnp.asarray(np.random.default_rng(4).uniform(0.1, 1, (7, 7, 3, 3)))

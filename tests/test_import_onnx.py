@@ -42,6 +42,7 @@ from torch_models import (  # noqa: E402
     ManualAttention,
     MobileNetV2Blocks,
     ResNet18,
+    Sized,
     TokenAttention,
     TorchAttention,
     UNet,
@@ -439,6 +440,15 @@ def test_tokens_put_back_on_the_map_and_windows_no_rule_follows(tmp_path):
 
     with pytest.raises(rfsearch.SpecError, match="features as large as the map"):
         rfsearch.from_onnx(export(Windows(), shape, tmp_path / "w.onnx"))
+
+
+@pytest.mark.parametrize(("how", "bound"), [("size", True), ("scale", False),
+                                            ("slice", True), ("relative", False)])
+def test_resizes_to_sizes_and_fixed_slices_are_bound(tmp_path, how, bound):
+    """ONNX Resize with sizes, and Slice ends counted from the start, hold at the traced
+    size only."""
+    spec = rfsearch.from_onnx(export(Sized(how), (1, 1, 32, 32), tmp_path / "s.onnx"))
+    assert ("size_bound" in spec["source"]) == bound
 
 def test_a_product_over_every_spatial_axis_is_features(tmp_path):
     """A MatMul of two maps over their positions made one dense layer of two inputs: an

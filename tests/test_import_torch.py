@@ -34,6 +34,7 @@ from torch_models import (  # noqa: E402
     MobileNetV2Blocks,
     ResNet18,
     ResNet50,
+    Sized,
     TimeAttention,
     TokenAttention,
     TorchAttention,
@@ -649,3 +650,20 @@ def test_a_spec_with_layers_read_off_the_traced_map_is_refused_at_another_size()
                           ({**spec["source"], "size_bound": "pool"}, "a list of strings")):
         row = rfsearch.evaluate({**spec, "source": broken}, input_size=30).iloc[0]
         assert words in row["error"]
+
+
+@pytest.mark.parametrize(("how", "bound"), [("size", True), ("scale", False),
+                                            ("slice", True), ("relative", False)])
+def test_resizes_and_slices_given_in_units_are_bound_to_the_traced_size(how, bound):
+    """F.interpolate(size=16) imported at 32 and evaluated at 48 gave stride 2 and 24 units
+    (the model gives stride 3 and 16); x[..., 2:20] gave 32 units (18)."""
+    spec = rfsearch.from_torch(Sized(how), torch.rand(1, 1, 32, 32))
+    assert ("size_bound" in spec["source"]) == bound
+    at_48 = rfsearch.evaluate(spec, input_size=48).iloc[0]
+    fresh = rfsearch.evaluate(rfsearch.from_torch(Sized(how), torch.rand(1, 1, 48, 48)),
+                              input_size=48).iloc[0]
+    if bound:
+        assert "imported at 32x32" in at_48["error"]
+    else:
+        assert at_48.drop("name").equals(fresh.drop("name"))
+

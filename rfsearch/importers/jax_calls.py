@@ -48,9 +48,10 @@ def resize(e: Eqn, method: str) -> Value:
                           "upsampling")
     if method not in SPEC_MODES:
         raise Unsupported(f"a resize method no spec mode reads like ({method})")
-    return e.layer("upsample", [x], factor=[m // n for n, m in zip(x.sizes, out,
-                                                                   strict=True)],
-                   mode=method)
+    up = e.layer("upsample", [x], factor=[m // n for n, m in zip(x.sizes, out, strict=True)],
+                 mode=method)
+    e.builder.bound(up.node, f"a resize to {'x'.join(map(str, out))} units")  # (a shape)
+    return up
 
 
 def copied_pad(e: Eqn, readings: list) -> Value:

@@ -134,30 +134,36 @@ def conv(e: Eqn) -> Value:
     if any(s > 1 for s in lhs_dilation):
         return transposed(e, x, kernel, stride, dilation, pads, lhs_dilation, axes)
     groups = e.params.get("feature_group_count", 1)
-    return e.layer("conv", [x], axes, kernel=kernel, stride=stride, dilation=dilation,
-                   padding=traced_same(e, x, kernel, stride, dilation, pads),
-                   **({"groups": groups} if groups != 1 else {}))
+    padding, why = traced_same(e, x, kernel, stride, dilation, pads)
+    return bound(e, why, e.layer("conv", [x], axes, kernel=kernel, stride=stride,
+                                 dilation=dilation, padding=padding,
+                                 **({"groups": groups} if groups != 1 else {})))
+
+
+def bound(e: Eqn, why: str | None, out: Value) -> Value:
+    """``out``, its layer listed as bound to the traced size where ``why`` says so."""
+    if why:
+        e.builder.bound(out.node, why)
+    return out
 
 
 def traced_same(e: Eqn, x: Value, kernel, stride, dilation, pads):
-    """The padding of a window. JAX traces 'SAME' as the explicit pads of the traced size,
-    which with a stride fit that size only. Strided pads that are 'SAME''s with its odd
-    unit after (pads no one writes by hand) are the spec's 'same' (TensorFlow's rule, as
-    JAX's), which holds at every size; symmetric ones are also what PyTorch-style code
-    writes (k3 s2 p1), so they stay, noted. Else the pads."""
+    """The padding of a window, and why it holds at the traced size only (or None). JAX
+    traces 'SAME' as the explicit pads of the traced size, which with a stride fit that
+    size only. Strided pads that are 'SAME''s with its odd unit after (pads no one writes
+    by hand but to copy 'SAME') are the spec's 'same' (TensorFlow's rule, as JAX's), which
+    holds at every size; symmetric nonzero ones are also what PyTorch-style code writes
+    (k3 s2 p1): they stay, bound to the traced size. Zero pads stay ('VALID')."""
     same = [_same_pads(n, k, s, d) for n, k, s, d in zip(x.sizes, kernel, stride, dilation,
                                                          strict=True)]
     strided = [i for i, s in enumerate(stride) if s > 1]
     if not strided or pads != same or not any(any(same[i]) for i in strided):
-        return pads  # (no pad at all reads as 'VALID' too)
+        return pads, None
     if any(same[i][0] != same[i][1] for i in strided):
         e.builder.assume("strided windows padded as 'SAME' at the traced size (the odd unit "
                          "after) read as 'SAME', which holds at every size")
-        return "same"
-    e.builder.assume("strided windows whose symmetric pads are also 'SAME''s at the traced "
-                     "size keep those pads; if the model asks for 'SAME', evaluate at the "
-                     "traced size (source.input_size) or import again at another")
-    return pads
+        return "same", None
+    return pads, "strided pads that are also 'SAME''s at the traced size"
 
 
 def _same_pads(n: int, k: int, s: int, d: int) -> list[int]:
@@ -196,11 +202,11 @@ def reduce_window(e: Eqn) -> Value:
     dilation = spatial_only(e, x, e.params["window_dilation"], "window dilation", 1)
     if any(b != 1 for b in e.params["base_dilation"]):
         raise Unsupported("a pool with base (input) dilation")
-    fields = {"kernel": window, "stride": stride,
-              "padding": traced_same(e, x, window, stride, dilation, [list(p) for p in pads])}
+    padding, why = traced_same(e, x, window, stride, dilation, [list(p) for p in pads])
+    fields = {"kernel": window, "stride": stride, "padding": padding}
     if any(d != 1 for d in dilation):
         fields["dilation"] = dilation
-    return e.layer(POOL_OPS[e.prim], [x], **fields)
+    return bound(e, why, e.layer(POOL_OPS[e.prim], [x], **fields))
 
 
 def pad(e: Eqn) -> Value:
@@ -226,9 +232,11 @@ def slice_(e: Eqn) -> Value:
     step = [strides[a] for a in x.axes]
     if all(c == [0, 0] for c in crop) and all(s == 1 for s in step):
         return Value(x.node, x.axes, x.sizes, len(e.out), x.pooled)
-    if all(s == 1 for s in step):
-        return e.layer("crop", [x], crop=crop)
-    return e.layer("pool", [x], kernel=1, stride=step, padding=[[-a, -b] for a, b in crop])
+    out = e.layer("crop", [x], crop=crop) if all(s == 1 for s in step) else \
+        e.layer("pool", [x], kernel=1, stride=step, padding=[[-a, -b] for a, b in crop])
+    # a jaxpr's limits are units counted from the start, whatever the code wrote
+    return bound(e, "a slice ending at a fixed unit" if any(b for _, b in crop) else None,
+                 out)
 
 
 # ---------------------------------------------------------------- merges and reductions

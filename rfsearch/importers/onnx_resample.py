@@ -44,6 +44,13 @@ def resize(n: Node) -> Value:
     if all(s == 1 for s in x.sizes) and x.pooled is not None:  # a pooled summary spread
         target = tuple(round(f * s) for f, s in zip(factors, x.sizes, strict=True))
         return n.builder.spread(n.base, x, target)
+    out = _resized(n, x, factors)
+    if sizes is not None and len(sizes):  # to a size: it holds at the traced one
+        n.builder.bound(out.node, f"a resize to {'x'.join(map(str, out.sizes))} units")
+    return out
+
+
+def _resized(n: Node, x: Value, factors) -> Value:
     if any(f < 1 for f in factors) and all(f <= 1 for f in factors):
         return _downsample(n, x, factors)
     if any(f != int(f) or f < 1 for f in factors):

@@ -19,18 +19,20 @@ def slice_(c: Call) -> Value:
         return x
     n = x.sizes[x.axes.index(dim)]
     start, end, step = c.args.get("start") or 0, c.args.get("end"), c.args.get("step", 1)
+    absolute = end is not None and 0 <= end < n  # counted from the start: x[..., :100]
     start = max(0, start + n if start < 0 else start)
     end = n if end is None else min(n, end + n if end < 0 else end)
     if (start, end, step) == (0, n, 1):
         return x
     crop = [[0, 0] for _ in x.axes]
     crop[x.axes.index(dim)] = [start, n - end]
-    if step == 1:
-        return c.layer("crop", [x], crop=crop)
     stride = [1] * len(x.axes)
     stride[x.axes.index(dim)] = step
-    padding = [[-a, -b] for a, b in crop]
-    return c.layer("pool", [x], kernel=1, stride=stride, padding=padding)
+    out = c.layer("crop", [x], crop=crop) if step == 1 else \
+        c.layer("pool", [x], kernel=1, stride=stride, padding=[[-a, -b] for a, b in crop])
+    if absolute:
+        c.builder.bound(out.node, "a slice ending at a fixed unit")
+    return out
 
 
 def narrow(c: Call) -> Value:

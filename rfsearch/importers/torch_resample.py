@@ -19,22 +19,35 @@ def upsample(mode: str) -> Callable[[Call], Value]:
             return c.builder.spread(c.base, x, tuple(out))
         scales = c.args.get("scale_factors") or [c.args.get(k) for k in (
             "scales_d", "scales_h", "scales_w", "scales") if c.args.get(k) is not None]
-        if any(m < n for n, m in zip(x.sizes, out, strict=True)):
-            return downsample(c, x, tuple(out), mode, scales)
-        factors = []
-        for n, m in zip(x.sizes, out, strict=True):
-            if m % n:
-                raise Unsupported(f"a resize from {list(x.sizes)} to {list(out)} is not an "
-                                  "integer factor")
-            factors.append(m // n)
-        if scales and [float(v) for v in scales][-len(factors):] != [float(f) for f in factors]:
-            raise Unsupported(f"a scale factor {list(scales)} that is not the sizes' ratio "
-                              f"{factors}: PyTorch maps coordinates by 1/scale")
-        fields = {"factor": factors, "mode": mode}
-        if mode != "nearest" and c.args.get("align_corners"):
-            fields["align_corners"] = True
-        return c.layer("upsample", [x], **fields)
+        if not scales:  # to a size (F.interpolate(size=...)): it holds at the traced one
+            return sized(c, upsample_to(c, x, out, mode, scales), out)
+        return upsample_to(c, x, out, mode, scales)
     return rule
+
+
+def sized(c: Call, out: Value, sizes) -> Value:
+    """A resize to a size given in units: bound to the traced size."""
+    c.builder.bound(out.node, f"a resize to {'x'.join(map(str, sizes))} units")
+    return out
+
+
+def upsample_to(c: Call, x: Value, out, mode: str, scales) -> Value:
+    """An interpolation of ``x`` onto ``out`` units per axis, by integer factors."""
+    if any(m < n for n, m in zip(x.sizes, out, strict=True)):
+        return downsample(c, x, tuple(out), mode, scales)
+    factors = []
+    for n, m in zip(x.sizes, out, strict=True):
+        if m % n:
+            raise Unsupported(f"a resize from {list(x.sizes)} to {list(out)} is not an "
+                              "integer factor")
+        factors.append(m // n)
+    if scales and [float(v) for v in scales][-len(factors):] != [float(f) for f in factors]:
+        raise Unsupported(f"a scale factor {list(scales)} that is not the sizes' ratio "
+                          f"{factors}: PyTorch maps coordinates by 1/scale")
+    fields = {"factor": factors, "mode": mode}
+    if mode != "nearest" and c.args.get("align_corners"):
+        fields["align_corners"] = True
+    return c.layer("upsample", [x], **fields)
 
 
 def downsample(c: Call, x: Value, out: tuple, mode: str, scales) -> Value:
