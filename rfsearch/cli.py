@@ -290,7 +290,8 @@ def _plot_parser(sub) -> None:
     bx.add_argument("spec", help="a spec file or zoo:NAME")
     bx.add_argument("--image", help="PNG/JPEG (default: a synthetic image)")
     bx.add_argument("--features", type=_feature, nargs="+", help="output features Y,X")
-    bx.add_argument("--input-size", type=_input_size, help="without --image (default 224)")
+    bx.add_argument("--input-size", type=_input_size,
+                    help="without --image (default: an imported model's own size, else 224)")
     bx.add_argument("--erf", action="store_true", help="overlay a Gaussian effective-RF proxy")
     rs = psub.add_parser("results", parents=[common], help="columns of a search result")
     rs.add_argument("folder", help="a search output folder (or Parquet file)")

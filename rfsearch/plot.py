@@ -142,15 +142,23 @@ def _one_plane(spec, h: int, w: int) -> pd.Series:
     return row
 
 
+def _own_size(spec) -> tuple[int, int]:
+    """The input size a model file or a size-bound imported spec holds at, else 224."""
+    src = resolve(spec)[0]
+    own = src.size or (src.networks[0].traced_at if len(src.networks) == 1 else None)
+    return (own[0], own[1]) if own is not None and len(own) == 2 else (224, 224)
+
+
 def boxes(spec, output, *, image=None, features=None, input_size=None, erf=False,
           size=(800, 800)) -> Path:
     """Receptive fields of ``features`` [(y, x), ...] over ``image`` (default: the output
-    corners and centre) at the image's size (or ``input_size``, or 224)."""
+    corners and centre) at the image's size (or ``input_size``, or the size an imported
+    model was traced at, or 224)."""
     img = _load_image(image) if image is not None else None
     if img is not None:
         h, w = img.shape[:2]
     else:
-        h, w = parse_input_size(input_size) if input_size is not None else (224, 224)
+        h, w = parse_input_size(input_size) if input_size is not None else _own_size(spec)
         img = synthetic_image(h, w)
     row = _one_plane(spec, h, w)
     rf = ReceptiveField.of(spec, (h, w))  # every unit's exact box (they may vary by unit)

@@ -151,3 +151,15 @@ def test_growth_takes_1d_and_3d_input_sizes(tmp_path):
         out = tmp_path / f"{spec[4:]}.png"
         assert main(["plot", "growth", spec, "-o", str(out), "--input-size", size]) == 0
         assert_image(out, 900, 540)
+
+
+def test_boxes_of_a_size_bound_spec_default_to_its_traced_size(tmp_path):
+    """A spec imported at 30 x 30 with an adaptive pool holds there only: without
+    --input-size, boxes drew it at 224 and the import's own rule refused it."""
+    spec = {"name": "bound", "layers": [{"name": "c", "op": "conv", "kernel": 3},
+                                        {"name": "p", "op": "avgpool", "kernel": 4,
+                                         "stride": 4}],
+            "source": {"input_size": "30x30", "size_bound": ["p (an adaptive pool)"]}}
+    assert_image(plot.boxes(spec, tmp_path / "b.png", size=(300, 300)), 300, 300)
+    with pytest.raises(SpecError, match="imported at 30x30"):
+        plot.boxes(spec, tmp_path / "c.png", input_size=64)
