@@ -380,8 +380,9 @@ def test_a_summary_expanded_over_the_map_reads_the_whole_map(tmp_path, mode, bat
 
 
 
-@pytest.mark.parametrize("build", [lambda: ManualAttention(1, 2), lambda: ManualAttention(2)],
-                         ids=["heads", "axial"])  # (3-D sdpa does not export to ONNX)
+@pytest.mark.parametrize("build", [lambda: ManualAttention(1, 2), lambda: ManualAttention(2),
+                                   lambda: ManualAttention(2, 2, einsum=True)],
+                         ids=["heads", "axial", "einsum"])  # (3-D sdpa does not export)
 def test_attention_between_maps_keeps_the_map_and_reads_the_keys_whole(tmp_path, build):
     """Before: a MatMul of two maps made features, so the conv after attention was
     refused. The rows are from_torch's."""

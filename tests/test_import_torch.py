@@ -449,20 +449,22 @@ def test_attention_of_a_map_with_itself_reads_it_whole():
 
 
 
-@pytest.mark.parametrize(("dims", "heads"), [(1, 1), (1, 2), (2, 1), (2, 2)])
-def test_attention_written_with_matmul_reads_the_keys_and_values_whole(dims, heads):
+@pytest.mark.parametrize(("dims", "heads", "einsum"), [(1, 1, False), (1, 2, False),
+                                                     (2, 1, False), (2, 2, False),
+                                                     (1, 2, True), (2, 2, True)])
+def test_attention_written_with_matmul_reads_the_keys_and_values_whole(dims, heads, einsum):
     """Before: a product of two maps kept its first operand alone (q @ k^T read q unit by
     unit, so the clip's context was 5 samples where every output reads the whole clip),
-    and splitting the channels into heads flattened the map."""
+    and splitting the channels into heads flattened the map; torch.einsum had no rule."""
     shape = (1, 1, 12) if dims == 1 else (1, 1, 8, 6)
-    spec = rfsearch.from_torch(ManualAttention(dims, heads), torch.rand(shape))
+    spec = rfsearch.from_torch(ManualAttention(dims, heads, einsum), torch.rand(shape))
     row = rfsearch.evaluate(spec, input_size=shape[2:]).iloc[0]
     along = 12 if dims == 1 else 8  # time, or the height of each column
     assert row["rf_w" if dims == 1 else "rf_h"] >= 2 * along - 1
     if dims == 2:
         assert row["rf_w"] == 5  # two 3-wide convs across the columns
     assert any("attention's scores" in a for a in spec["source"]["assumptions"])
-    check_boxes(spec, gradient_supports(positive(ManualAttention(dims, heads)), shape),
+    check_boxes(spec, gradient_supports(positive(ManualAttention(dims, heads, einsum)), shape),
                 tuple(shape[2:]))
 
 class Shrink(nn.Module):
@@ -617,7 +619,7 @@ def test_a_linear_layer_over_one_axis_of_a_map_is_refused():
     """nn.Linear on an NCHW map mixes W only (torch's output is 5 x 5); read as a dense
     layer it gave 1 x 1. Over flattened features it stays a dense layer."""
     along_w = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.Linear(5, 5))
-    with pytest.raises(rfsearch.SpecError, match="a linear layer over one spatial axis"):
+    with pytest.raises(rfsearch.SpecError, match="a product over some of the spatial axes"):
         rfsearch.from_torch(along_w, torch.rand(1, 1, 11, 11))
     flat = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2), nn.Flatten(), nn.Linear(25, 5))
     spec = rfsearch.from_torch(flat, torch.rand(1, 1, 11, 11))

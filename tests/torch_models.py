@@ -284,12 +284,13 @@ class TimeAttention(nn.Module):
 class ManualAttention(nn.Module):
     """Attention written out with matmul and softmax, as most audio and vision code
     writes it: a conv front end, ``heads`` heads over time (or, 2-D, along the height of
-    each column: axial attention), a conv back end."""
+    each column: axial attention), a conv back end; ``einsum``: the products written as
+    torch.einsum."""
 
-    def __init__(self, dims: int = 1, heads: int = 1):
+    def __init__(self, dims: int = 1, heads: int = 1, einsum: bool = False):
         super().__init__()
         conv = nn.Conv1d if dims == 1 else nn.Conv2d
-        self.dims, self.heads = dims, heads
+        self.dims, self.heads, self.einsum = dims, heads, einsum
         self.front, self.back = conv(1, 4, 3, padding=1), conv(4, 2, 3)
         self.query, self.key, self.value = (nn.Linear(4, 4) for _ in range(3))
 
@@ -303,7 +304,11 @@ class ManualAttention(nn.Module):
         # (N, T, C), or (N, W, H, C): attention along H in every column
         t = h.transpose(1, 2) if self.dims == 1 else h.permute(0, 3, 2, 1)
         q, k, v = (self.split(f(t)) for f in (self.query, self.key, self.value))
-        mixed = torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v
+        if self.einsum:  # heads written as einsum: (N, heads, T, D)
+            scores = torch.einsum("...id,...jd->...ij", q, k)
+            mixed = torch.einsum("...ij,...jd->...id", torch.softmax(scores, -1), v)
+        else:
+            mixed = torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v
         mixed = mixed.transpose(-3, -2).flatten(-2)
         return self.back(mixed.transpose(1, 2) if self.dims == 1 else mixed.permute(0, 3, 2, 1))
 

@@ -22,7 +22,7 @@ from .builder import (
     zero_padding,
 )
 from .merges import merge_operands, same_layout
-from .products import matmul_places, product_of_maps, product_with_map, read_whole
+from .products import einsum, matmul_places, placed_product, read_whole
 from .shapes import standard_layout
 
 
@@ -288,38 +288,27 @@ def reduce(n: Node) -> Value:
 def dense(n: Node) -> Value:
     """Gemm / MatMul: on features a dense layer; over the channels of a channel-last map
     element-wise; over a spatial axis (an NCHW map's last dimension), whole-map. A MatMul
-    places its operands as NumPy's matmul does (:func:`matmul`)."""
+    places its operands as NumPy's matmul does (:func:`products.placed_product`)."""
     values = n.values
     x = values[0]
     ranks = [_rank(n, k) for k in range(2)]
     if n.op == "MatMul" and None not in ranks:
-        return matmul(n, *matmul_places(*ranks))
+        lhs, rhs, rank = matmul_places(*ranks)
+        return placed_product(n.builder, n.base, list(zip(n.ins[:2], (lhs, rhs), strict=True)),
+                              rank, lambda op, ins, f: n.layer(op, ins, **f), "onnx MatMul")
     if len(values) == 1 and x.spatial and x.rank - 1 not in x.axes:
         return elementwise(n, x)
     return read_whole(n.builder, n.base, values, max(v.rank for v in values),
                       f"onnx {n.op}")
 
 
-def matmul(n: Node, lhs, rhs, rank: int) -> Value:
-    """A MatMul: of two maps by :func:`product_of_maps`; of one map (on either side) with
-    weights by :func:`product_with_map`, any traced features joining as element-wise ops'
-    operands do; of features, read whole."""
-    def layer(op, ins, f):
-        return n.layer(op, ins, **f)
-
-    placed = [(v, p) for v, p in zip(n.ins[:2], (lhs, rhs), strict=True)
-              if isinstance(v, Value)]
-    maps = [(v, p) for v, p in placed if v.spatial]
-    if len(maps) == 2:
-        return product_of_maps(n.builder, n.base, maps, rank, layer)
-    if not maps:
-        return read_whole(n.builder, n.base, n.values, rank, "onnx MatMul")
-    value, places = maps[0]
-    out = product_with_map(n.builder, n.base, value, places, rank, layer, "onnx MatMul")
-    others = [v for v, _ in placed if v is not value]
-    if not others or not out.spatial:
-        return out
-    return merge_operands(n.builder, n.base, [out, *others], n.op, layer, lambda v: v)
+def einsum_(n: Node) -> Value:
+    """Einsum (:func:`products.einsum`); a weight's shape from the graph."""
+    operands = [v if isinstance(v, Value | np.ndarray) else None for v in n.ins]
+    if any(v is None for v in operands):
+        raise Unsupported("an einsum operand of unknown shape")
+    return einsum(n.builder, n.base, n.attr("equation"), operands,
+                  lambda op, ins, f: n.layer(op, ins, **f))
 
 
 def _rank(n: Node, k: int) -> int | None:
@@ -386,7 +375,7 @@ RULES: dict[str, Callable[[Node], Value]] = {
     "Concat": concat,
     **dict.fromkeys(("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd",
                      "ReduceL1", "ReduceL2", "ReduceLogSumExp", "ArgMax", "ArgMin"), reduce),
-    "Gemm": dense, "MatMul": dense,
+    "Gemm": dense, "MatMul": dense, "Einsum": einsum_,
     "Softmax": softmax, "LogSoftmax": softmax,
     **dict.fromkeys((k for k in ELEMENTWISE if k not in ("Softmax", "LogSoftmax")),
                     elementwise),

@@ -89,7 +89,8 @@ def product_with_map(builder: SpecBuilder, base: str, value: Value, places: Plac
     where the map's axes all reach the output, an element-wise layer that moves them
     there; where all are contracted, features read from the whole map."""
     axes = tuple(places[a] for a in value.axes)
-    if all(a is None for a in axes):
+    large = [a for a, n in zip(axes, value.sizes, strict=True) if n > 1]
+    if all(a is None for a in large):  # (a map of one unit is its summary's features)
         return read_whole(builder, base, [value], rank, why)
     if None in axes:
         raise Unsupported("a product over some of the spatial axes of a map (it mixes those "
@@ -149,3 +150,70 @@ def read_whole(builder: SpecBuilder, base: str, values: list[Value], rank: int,
     node = dense[0] if len(dense) == 1 else builder.add(
         base, "add", [Value(d, (), (), rank) for d in dense], comment=why)
     return Value(node, (), (), rank, values[0] if values[0].spatial else values[0].pooled)
+
+
+def einsum_places(equation: str, ranks: list[int]) -> tuple[list[Places], int]:
+    """An einsum's operands placed (a letter kept in the output goes where the output has
+    it; one missing there is contracted) and the output's rank. ``...`` stands for the
+    leading dimensions an operand has beyond its letters; a letter repeated within an
+    operand (a diagonal) is refused."""
+    spec = equation.replace(" ", "")
+    inputs, _, output = spec.partition("->")
+    terms = inputs.split(",")
+    if len(terms) != len(ranks):
+        raise Unsupported(f"an einsum of {len(terms)} terms on {len(ranks)} operands")
+    width = max((r - len(t.replace("...", "")) for t, r in zip(terms, ranks, strict=True)
+                 if "..." in t), default=0)
+    letters = [_expanded(t, r, width) for t, r in zip(terms, ranks, strict=True)]
+    if not _:  # implicit output: the ellipsis, then the letters used once, sorted
+        counts = [c for term in letters for c in term]
+        output = "".join(c for c in counts if c.isdigit()) + "".join(
+            sorted(c for c in set(counts) if not c.isdigit() and counts.count(c) == 1))
+        out = list(dict.fromkeys(output))
+    else:
+        out = _expanded(output, width + len(output.replace("...", "")), width)
+    if any(len(set(term)) != len(term) for term in letters):
+        raise Unsupported("an einsum that takes a diagonal (a letter twice in one operand)")
+    return [tuple(out.index(c) if c in out else None for c in term) for term in letters], \
+        len(out)
+
+
+def _expanded(term: str, rank: int, width: int) -> list[str]:
+    """An einsum term's letters, its ``...`` as digits for the last ``width`` broadcast
+    dimensions it holds."""
+    if "..." not in term:
+        return list(term)
+    before, after = term.split("...")
+    held = rank - len(before) - len(after)
+    return [*before, *(str(width - held + i) for i in range(held)), *after]
+
+
+def einsum(builder: SpecBuilder, base: str, equation: str, operands: list, layer) -> Value:
+    """An einsum of traced values and weights (``operands``, in order; a weight needs only
+    a ``shape``), by :func:`placed_product`."""
+    ranks = [v.rank if isinstance(v, Value) else len(v.shape) for v in operands]
+    places, rank = einsum_places(equation, ranks)
+    return placed_product(builder, base, list(zip(operands, places, strict=True)), rank,
+                          layer, f"einsum {equation}")
+
+
+def placed_product(builder: SpecBuilder, base: str, placed: list, rank: int, layer,
+                   why: str) -> Value:
+    """A product of operands placed in its output (traced values and weights): of maps by
+    :func:`product_of_maps`, of one map by :func:`product_with_map` (traced features
+    joining as element-wise ops' operands do), of features read whole."""
+    from .merges import merge_operands
+
+    traced = [(v, p) for v, p in placed if isinstance(v, Value)]
+    if not traced:
+        raise Unsupported("no traced input")
+    maps = [(v, p) for v, p in traced if v.spatial]
+    if len(maps) >= 2:
+        return product_of_maps(builder, base, maps, rank, layer)
+    if not maps:
+        return read_whole(builder, base, [v for v, _ in traced], rank, why)
+    out = product_with_map(builder, base, *maps[0], rank, layer, why)
+    others = [v for v, _ in traced if v is not maps[0][0]]
+    if not others or not out.spatial:
+        return out
+    return merge_operands(builder, base, [out, *others], why, layer, lambda v: v)

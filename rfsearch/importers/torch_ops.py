@@ -21,7 +21,7 @@ from .builder import (
     zero_padding,
 )
 from .merges import merge_operands, same_layout
-from .products import attend, matmul_places, product_of_maps, product_with_map
+from .products import attend, einsum, matmul_places, placed_product
 from .shapes import standard_layout
 
 
@@ -228,44 +228,32 @@ def reduce(c: Call) -> Value:
     return global_pool(c, x)
 
 
+# the operands of each matrix product, left and right (linear's weight is transposed)
+PRODUCT_OPERANDS = {"linear": ("input", "weight"), "addmm": ("mat1", "mat2"),
+                    "matmul": ("self", "other")}
+
+
 def dense(c: Call) -> Value:
-    """linear / addmm / mm / matmul: over features (no map), a dense layer; over the last
-    dimension of a map whose spatial axes lie elsewhere, a 1 x 1 (element-wise) layer; a
-    map on the right (``w @ x``, ``features @ x``) by :func:`product_with_map`; a product of
-    two maps by :func:`product_of_maps`. A traced operand without a map (weights computed
-    from the input) joins as element-wise ops' operands do."""
-    x = next(iter(tensors(c, "input", "mat1", "self")), None)
-    other = next(iter(tensors(c, "other", "mat2", "weight")), None)
-    if x is None and other is None:
-        raise Unsupported("no traced input")
-    if other is not None and other.spatial and (x is None or not x.spatial):
-        left = next(c.args[k] for k in ("input", "mat1", "self") if k in c.args)
-        rank = left.rank if isinstance(left, Value) else len(getattr(left, "shape", ()))
-        _, places, rank = matmul_places(rank, other.rank)
-        out = product_with_map(c.builder, c.base, other, places, rank,
-                               lambda op, ins, f: c.layer(op, ins, **f), f"aten.{c.args['__op']}")
-        x, other = other, x  # the traced operand left, if any, is features
-    elif other is not None and x.spatial and other.spatial:
-        lhs, rhs, rank = matmul_places(x.rank, other.rank)
-        return product_of_maps(c.builder, c.base, [(x, lhs), (other, rhs)], rank,
-                               lambda op, ins, f: c.layer(op, ins, **f))
-    else:
-        out = _dense_on(c, x)
-    if other is None or not out.spatial:
-        return out
-    return merge_operands(c.builder, c.base, [out, other], c.args["__op"],
-                          lambda op, ins, f: c.layer(op, ins, **f), lambda v: v)
+    """linear / addmm / mm / bmm / matmul: the operands placed as matmul places them
+    (:func:`products.placed_product`): over features a dense layer, over the channels of a
+    channel-last map an element-wise layer, two maps by :func:`product_of_maps`."""
+    op = c.args["__op"]
+    left, right = (c.args.get(k) for k in PRODUCT_OPERANDS.get(op, ("self", "mat2")))
+    ranks = [v.rank if isinstance(v, Value) else len(getattr(v, "shape", ()))
+             for v in (left, right)]
+    lhs, rhs, rank = matmul_places(*ranks)
+    if op == "linear" and isinstance(right, Value):  # x @ weight.T
+        rhs = rhs[::-1]
+    return placed_product(c.builder, c.base, [(left, lhs), (right, rhs)], rank,
+                          lambda op, ins, f: c.layer(op, ins, **f), f"aten.{op}")
 
 
-def _dense_on(c: Call, x: Value) -> Value:
-    last = len(c.shape) - 1
-    if x.spatial and last not in x.axes:
-        return elementwise(c, x)
-    if any(a != last and n > 1 for a, n in zip(x.axes, x.sizes, strict=True)):
-        raise Unsupported("a linear layer over one spatial axis of a map (it mixes that axis "
-                          "only, and keeps the others)")
-    node = c.builder.add(c.base, "dense", [x])
-    return Value(node, (), (), len(c.shape), x.pooled)
+def einsum_(c: Call) -> Value:
+    """torch.einsum (:func:`products.einsum`)."""
+    operands = [v for v in c.args.get("tensors", ()) if hasattr(v, "shape") or
+                isinstance(v, Value)]
+    return einsum(c.builder, c.base, c.args["equation"], operands,
+                  lambda op, ins, f: c.layer(op, ins, **f))
 
 
 def attention(c: Call) -> Value:
@@ -386,6 +374,7 @@ RULES: dict[str, Callable[[Call], Value]] = {
     "cat": cat, "concat": cat,
     **dict.fromkeys(("mean", "sum", "amax", "amin", "max", "min"), reduce),
     **dict.fromkeys(("linear", "addmm", "mm", "matmul", "bmm"), dense),
+    "einsum": einsum_,
     "scaled_dot_product_attention": attention,
     **dict.fromkeys(ELEMENTWISE, elementwise),
     **dict.fromkeys(ALIASES, alias),
