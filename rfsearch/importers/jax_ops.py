@@ -20,7 +20,7 @@ from .builder import (
     derived,
 )
 from .merges import merge_operands, same_layout
-from .products import dot_general_places, product_of_maps
+from .products import dot_general_places, placed_product
 from .shapes import transposed_padding
 
 
@@ -321,17 +321,14 @@ def dot_general(e: Eqn) -> Value:
 
 
 def _product_of_maps(e: Eqn, lhs: Value, rhs: Value) -> Value:
-    """Two maps by :func:`product_of_maps` (a unit-by-unit ``einsum('bhwc,bhwc->bhw')``
-    merges them, attention reads the keys whole); a map with features (or two feature
-    vectors): every unit reads both whole."""
-    if lhs.spatial and rhs.spatial:
-        (lc, rc), batch = e.params["dimension_numbers"]
-        places = dot_general_places((lhs.rank, rhs.rank), (lc, rc), batch)
-        return product_of_maps(e.builder, e.base, [(lhs, places[0]), (rhs, places[1])],
-                               places[2], lambda op, ins, f: e.layer(op, ins, **f))
-    note = "a product of a map and features: every unit reads both whole"
-    whole = [e.whole(v, note) for v in (lhs, rhs)]
-    return e.layer("add", whole, comment=e.prim)
+    """Two traced operands placed by :func:`products.placed_product`: two maps by
+    :func:`product_of_maps` (a unit-by-unit ``einsum('bhwc,bhwc->bhw')`` merges them,
+    attention reads the keys whole), a map with features (a global token) keeps the map,
+    two feature vectors are read whole."""
+    (lc, rc), batch = e.params["dimension_numbers"]
+    lhs_places, rhs_places, rank = dot_general_places((lhs.rank, rhs.rank), (lc, rc), batch)
+    return placed_product(e.builder, e.base, [(lhs, lhs_places), (rhs, rhs_places)], rank,
+                          lambda op, ins, f: e.layer(op, ins, **f), f"jax.lax.{e.prim}")
 
 
 def elementwise(e: Eqn, x: Value, axes=None) -> Value:
