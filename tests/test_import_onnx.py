@@ -451,6 +451,28 @@ def test_resizes_to_sizes_and_fixed_slices_are_bound(tmp_path, how, bound):
     spec = rfsearch.from_onnx(export(Sized(how), (1, 1, 32, 32), tmp_path / "s.onnx"))
     assert ("size_bound" in spec["source"]) == bound
 
+
+def test_depth_to_space_written_as_reshapes_is_a_nearest_upsampling(tmp_path):
+    """(N, C r r, H, W) -> (N, C, r, r, H, W) -> (N, C, H, r, W, r) -> (N, C, H r, W r):
+    was refused in ONNX (a flatten, then a window over features); JAX read it already."""
+    class Shuffle(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.front, self.back = nn.Conv2d(1, 8, 3), nn.Conv2d(2, 1, 3)
+
+        def forward(self, x):
+            h = self.front(x)
+            n, _, height, width = h.shape
+            y = h.reshape(n, 2, 2, 2, height, width).permute(0, 1, 4, 2, 5, 3)
+            return self.back(y.reshape(n, 2, 2 * height, 2 * width))
+
+    shape = (1, 1, 8, 8)
+    spec = rfsearch.from_onnx(export(Shuffle(), shape, tmp_path / "d2s.onnx"))
+    assert [la["op"] for la in spec["layers"]] == ["conv", "upsample", "conv"]
+    check_boxes(rfsearch.from_onnx(export(positive(Shuffle()), shape, tmp_path / "twin.onnx",
+                                          batch=True)),
+                impulse_supports(str(tmp_path / "twin.onnx"), shape), (8, 8))
+
 def test_a_product_over_every_spatial_axis_is_features(tmp_path):
     """A MatMul of two maps over their positions made one dense layer of two inputs: an
     invalid spec."""

@@ -4,13 +4,12 @@ through reshapes, transposes, broadcasts and squeezes."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 from .builder import Unsupported, Value, flattened
 from .jax_models import LOOP, body_of
 from .jax_ops import Eqn, alias
-from .shapes import carried, merged_into, refuse_split, split
+from .shapes import carried, merged_into, refuse_split, repeat_factors, split
 
 WINDOW_PRIMITIVES = ("reduce_window_max", "reduce_window_min", "reduce_window_sum",
                      "reduce_window")
@@ -33,27 +32,14 @@ def reshape(e: Eqn) -> Value:
             e.builder.bound(out.node, f"{e.module} over {'x'.join(map(str, x.sizes))} units")
         return out
     refuse_split(e.shapes[0], e.out, x.axes)
-    where = merged_into(e.shapes[0], e.out)
-    if where is not None and len({where[a] for a in x.axes}) == len(x.axes) and \
-            len(e.out) == e.input_rank:  # a map again (N, H, W*C feeds a dense: a flatten)
-        return _repeated(e, x, where)
+    factors = repeat_factors(e.shapes[0], e.out, x.axes) if len(e.out) == e.input_rank \
+        else None  # (a map again: N, H, W*C feeding a dense is a flatten)
+    if factors is not None:
+        where = merged_into(e.shapes[0], e.out)
+        return e.layer("upsample", [x], axes=[where[a] for a in x.axes], factor=factors,
+                       mode="nearest", comment="a reshape repeating units (jnp.repeat, a "
+                                               "pixel shuffle)")
     return flattened(e.builder, x, len(e.out), e.whole)
-
-
-def _repeated(e: Eqn, x: Value, where: list[int]) -> Value:
-    """A reshape merging each spatial axis with the dimensions after it (``jnp.repeat``, a
-    pixel shuffle written as reshapes): unit ``h * r + i`` of the result holds unit ``h``,
-    a nearest upsampling by ``r``; merged after another dimension, the axis interleaves."""
-    old, factors = e.shapes[0], []
-    for a in x.axes:
-        group = [d for d in range(len(old)) if where[d] == where[a]]
-        if any(old[d] > 1 for d in group if d < a):
-            raise Unsupported("a reshape that merges a spatial axis after another dimension "
-                              "(its units interleave)")
-        factors.append(math.prod(old[d] for d in group if d > a))
-    return e.layer("upsample", [x], axes=[where[a] for a in x.axes], factor=factors,
-                   mode="nearest", comment="a reshape repeating units (jnp.repeat, a pixel "
-                                           "shuffle)")
 
 
 def transpose(e: Eqn) -> Value:

@@ -10,7 +10,7 @@ import numpy as np
 
 from .builder import Unsupported, Value, flattened
 from .onnx_ops import MERGES, Node
-from .shapes import carried, refuse_split, split
+from .shapes import carried, merged_into, refuse_split, repeat_factors, split
 
 
 def flatten(n: Node) -> Value:
@@ -44,6 +44,12 @@ def reshape(n: Node) -> Value:
     refuse_split(old, new, x.axes)
     if not n.inferred:
         n.inferred = tuple(new)
+    factors = repeat_factors(old, new, x.axes) if len(new) == n.dims + 2 else None
+    if factors is not None:  # depth to space written as reshapes: a nearest upsampling
+        where = merged_into(old, new)
+        return n.layer("upsample", [x], [s * f for s, f in zip(x.sizes, factors, strict=True)],
+                       axes=tuple(where[a] for a in x.axes), rank=len(new), factor=factors,
+                       mode="nearest", comment="a reshape repeating units (a pixel shuffle)")
     return flattened(n.builder, x, len(new),  # a map merged into features: read as dense
                      lambda v: Value(n.builder.add(n.base, "dense", [v]), (), (), len(new)))
 

@@ -5,6 +5,7 @@ window, and the layout windows run over."""
 from __future__ import annotations
 
 import itertools
+import math
 import operator
 
 from .builder import Unsupported, Value
@@ -98,6 +99,25 @@ def merged_into(old, new) -> list[int] | None:
         elif acc > new[j] or new[j] % acc:
             return None
     return where if j == len(new) else None
+
+
+def repeat_factors(old, new, axes) -> list[int] | None:
+    """A reshape merging each spatial axis (``axes``) with the dimensions after it, each
+    into its own dimension (``jnp.repeat``, a pixel shuffle written as reshapes): unit
+    ``h * r + i`` of the result holds unit ``h``, a nearest upsampling by ``r`` (the
+    factors, in the order of ``axes``); None if the reshape does not only merge that way.
+    Merged after another dimension, the axis interleaves: refused."""
+    where = merged_into(old, new)
+    if where is None or len({where[a] for a in axes}) != len(axes):
+        return None
+    factors = []
+    for a in axes:
+        group = [d for d in range(len(old)) if where[d] == where[a]]
+        if any(old[d] > 1 for d in group if d < a):
+            raise Unsupported("a reshape that merges a spatial axis after another dimension "
+                              "(its units interleave)")
+        factors.append(math.prod(old[d] for d in group if d > a))
+    return factors
 
 
 def transposed_padding(kernel, stride, dilation, pads) -> dict | None:
