@@ -58,8 +58,9 @@ def gradient_supports(f, x: np.ndarray, axes: tuple[int, ...]) -> list[list[np.n
             shape[1 + a] = n
             cts.append(jnp.broadcast_to(jnp.eye(n, dtype=y.dtype).reshape(shape),
                                         (n, *y.shape)))
-        # one compiled program (op by op, every primitive would compile on its own)
-        grads = jax.jit(lambda x, c: jax.vmap(jax.vjp(f, x)[1])(c)[0])(x, jnp.concatenate(cts))
+        # not under jit: XLA (seen with jax 0.10.2 on CPU) compiles the transpose of a slice of a
+        # strided reduce_window wrongly (the gradient of a unit lands on every other row)
+        grads = jax.vmap(jax.vjp(f, x)[1])(jnp.concatenate(cts))[0]
         out, start = [], 0
         for a in axes:
             other = tuple(d for d in range(1, grads.ndim) if d != 1 + a)
