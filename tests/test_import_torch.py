@@ -669,3 +669,52 @@ def test_resizes_and_slices_given_in_units_are_bound_to_the_traced_size(how, bou
     else:
         assert at_48.drop("name").equals(fresh.drop("name"))
 
+
+
+def test_einsum_implicit_outputs_and_small_operands_follow_numpy():
+    """The implicit output of '...ij,...jk' put the broadcast dimensions in the order they
+    were met (a rank-3 operand first): the map came out transposed."""
+    from rfsearch.importers.products import einsum_places
+
+    assert einsum_places("...ij,...jk", [3, 4]) == ([(1, 2, None), (0, 1, None, 3)], 4)
+    assert einsum_places("ij,jk", [2, 2]) == ([(0, None), (None, 1)], 2)
+
+
+class Gated1d(nn.Module):
+    """A 1-D squeeze-and-excitation gate viewed as (N, C, 1), its channels as many as the
+    clip is long; ``bias``: a linear layer whose bias comes from the clip; ``transposed``:
+    a 2-D map product written with .t()."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.how, self.conv, self.fc = how, nn.Conv1d(1, 4, 3, padding=1), nn.Linear(4, 4)
+
+    def forward(self, x):
+        h = self.conv(x)  # (1, 4, 4): C == T
+        if self.how == "gate":
+            return h * torch.sigmoid(self.fc(h.mean(-1))).view(1, 4, 1)
+        if self.how == "bias":
+            return F.linear(h.transpose(1, 2), self.fc.weight, h.mean(-1)).transpose(1, 2)
+        q = h[0]  # (C, T)
+        return (q.t() @ q).sum(1).view(1, 1, 4)
+
+
+@pytest.mark.parametrize("how", ["gate", "bias", "transposed"])
+def test_gates_biases_and_t_read_by_their_shapes(how):
+    """A (N, C, 1) gate with C == T was taken for the map put back (refused); a bias of
+    F.linear computed from the clip was dropped; x.t() lost the value (it was ignored).
+    Each reads the whole clip (gates='global')."""
+    spec = rfsearch.from_torch(Gated1d(how), torch.rand(1, 1, 4), gates="global")
+    row = rfsearch.evaluate(spec, input_size=4).iloc[0]
+    assert pd.isna(row["error"]) and row["rf_w"] >= 2 * 4 - 1
+    check_boxes(spec, gradient_supports(positive(Gated1d(how)), (1, 1, 4)), (4,))
+
+
+def test_a_slice_from_the_end_is_bound_to_the_traced_size():
+    """x[..., -5:] kept 21 units at 48 where the model keeps 5."""
+    class Tail(nn.Module):
+        def forward(self, x):
+            return x[:, :, -5:] * 2
+
+    spec = rfsearch.from_torch(Tail(), torch.rand(1, 1, 32))
+    assert "imported at 32" in rfsearch.evaluate(spec, input_size=48).iloc[0]["error"]

@@ -151,22 +151,17 @@ class SpecBuilder:
 
     def unflattened(self, base: str, x: Value, shape) -> Value | None:
         """Features that summarise a map (``x.pooled``: tokens, a bottleneck) reshaped into
-        a tensor that holds that map's sizes again, in one place: the map read whole there
-        (attention over the tokens, a dense layer, mixes them all); else None."""
+        a tensor of the map's rank that holds its sizes where it held them: the map read
+        whole there (attention over the tokens, a dense layer, mixes them all); else None
+        (a channel of the same length is not the map: a 1-D gate viewed as (N, C, 1))."""
         source, shape = x.pooled, [int(s) for s in shape]
-        if x.spatial or source is None or not any(s > 1 for s in source.sizes):
-            return None
-        k = len(source.sizes)
-        starts = [j for j in range(len(shape) - k + 1) if tuple(shape[j:j + k]) == source.sizes]
-        own = source.axes[0]  # where the map was, in a tensor of this rank: there first
-        if len(shape) == source.rank and own in starts and \
-                source.axes == tuple(range(own, own + k)):
-            starts = [own]
-        if len(starts) != 1:
-            return None
+        if x.spatial or source is None or not any(s > 1 for s in source.sizes) or \
+                len(shape) != source.rank or \
+                tuple(shape[a] for a in source.axes) != source.sizes:
+            return None  # (only where the map was, in a tensor of its rank)
         node = self.broadcast(base, source, "features put back on the map (tokens after "
                                             "attention, a dense bottleneck)")
-        return Value(node, tuple(range(starts[0], starts[0] + k)), source.sizes, len(shape))
+        return Value(node, source.axes, source.sizes, len(shape))
 
     def bound(self, node: str, why: str) -> None:
         """Layer ``node``'s geometry holds at the traced input size only (see :meth:`spec`)."""

@@ -126,7 +126,7 @@ def slice_(n: Node) -> Value:
     axes = [int(a) % x.rank for a in axes] if axes is not None else list(range(len(starts)))
     steps = [int(s) for s in steps] if steps is not None else [1] * len(axes)
     crop, stride, sizes = [[0, 0] for _ in x.axes], [1] * len(x.axes), list(x.sizes)
-    absolute = False  # an end counted from the start: x[..., :100]
+    absolute = False  # an end counted from the start (x[..., :100]), a start from the end
     for a, start, end, step in zip(axes, starts, ends, steps, strict=True):
         if a not in x.axes:
             continue
@@ -136,7 +136,7 @@ def slice_(n: Node) -> Value:
         lo, hi, _ = slice(int(start), int(end), step).indices(x.sizes[i])
         crop[i], stride[i] = [lo, x.sizes[i] - max(hi, lo)], step
         sizes[i] = len(range(lo, hi, step))
-        absolute |= 0 <= int(end) < x.sizes[i]
+        absolute |= 0 <= int(end) < x.sizes[i] or int(start) < 0
     if all(c == [0, 0] for c in crop) and all(s == 1 for s in stride):
         return x
     out = n.layer("crop", [x], sizes, crop=crop) if all(s == 1 for s in stride) else \

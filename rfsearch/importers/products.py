@@ -149,7 +149,9 @@ def read_whole(builder: SpecBuilder, base: str, values: list[Value], rank: int,
     dense = [builder.add(base, "dense", [v], comment=why) for v in values]
     node = dense[0] if len(dense) == 1 else builder.add(
         base, "add", [Value(d, (), (), rank) for d in dense], comment=why)
-    return Value(node, (), (), rank, values[0] if values[0].spatial else values[0].pooled)
+    first = values[0]  # the map the features summarise (a one-unit map's own summary)
+    one_unit = first.spatial and all(s == 1 for s in first.sizes) and first.pooled is not None
+    return Value(node, (), (), rank, first if first.spatial and not one_unit else first.pooled)
 
 
 def einsum_places(equation: str, ranks: list[int]) -> tuple[list[Places], int]:
@@ -167,9 +169,8 @@ def einsum_places(equation: str, ranks: list[int]) -> tuple[list[Places], int]:
     letters = [_expanded(t, r, width) for t, r in zip(terms, ranks, strict=True)]
     if not _:  # implicit output: the ellipsis, then the letters used once, sorted
         counts = [c for term in letters for c in term]
-        output = "".join(c for c in counts if c.isdigit()) + "".join(
-            sorted(c for c in set(counts) if not c.isdigit() and counts.count(c) == 1))
-        out = list(dict.fromkeys(output))
+        out = sorted({c for c in counts if c.isdigit()}, key=int) + sorted(
+            c for c in set(counts) if not c.isdigit() and counts.count(c) == 1)
     else:
         out = _expanded(output, width + len(output.replace("...", "")), width)
     if any(len(set(term)) != len(term) for term in letters):

@@ -35,7 +35,7 @@ FRAMEWORK = "torch"
 # ATen ops that only carry shapes or asserts: no value to map
 IGNORED = ("sym_size", "sym_numel", "sym_stride", "_assert_async", "_assert_scalar",
            "scalar_tensor", "empty", "zeros", "ones", "full", "arange", "lift_fresh_copy",
-           "t", "_check_is_size", "sym_constrain_range_for_size", "detach_")
+           "_check_is_size", "sym_constrain_range_for_size", "detach_")
 # Layer names for functional ops (module path + this); other ops use their ATen name.
 FRIENDLY = {"slice": "crop", "narrow": "crop", "constant_pad_nd": "pad", "cat": "cat",
             **{f"upsample_{m}{d}d": "interpolate" for m in ("nearest", "linear", "bilinear",

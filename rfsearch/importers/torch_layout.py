@@ -19,7 +19,8 @@ def slice_(c: Call) -> Value:
         return x
     n = x.sizes[x.axes.index(dim)]
     start, end, step = c.args.get("start") or 0, c.args.get("end"), c.args.get("step", 1)
-    absolute = end is not None and 0 <= end < n  # counted from the start: x[..., :100]
+    # an end counted from the start (x[..., :100]) or a start from the end (x[..., -5:])
+    absolute = (end is not None and 0 <= end < n) or start < 0
     start = max(0, start + n if start < 0 else start)
     end = n if end is None else min(n, end + n if end < 0 else end)
     if (start, end, step) == (0, n, 1):
@@ -86,6 +87,13 @@ def select(c: Call) -> Value:
     return Value(x.node, tuple(a - (a > d) for a in x.axes), x.sizes, len(c.shape), x.pooled)
 
 
+def t(c: Call) -> Value:
+    """x.t(): a transpose of a tensor of at most two dimensions."""
+    x = c.value("self")
+    swap = {0: 1, 1: 0} if x.rank == 2 else {}
+    return Value(x.node, tuple(swap.get(d, d) for d in x.axes), x.sizes, x.rank, x.pooled)
+
+
 def unsqueeze(c: Call) -> Value:
     x = c.value("self")
     d = c.args["dim"] % len(c.shape)
@@ -96,6 +104,6 @@ RULES: dict[str, Callable[[Call], Value]] = {
     "slice": slice_, "narrow": narrow,
     **dict.fromkeys(("view", "reshape", "_unsafe_view", "flatten", "squeeze", "unflatten"),
                     reshape),
-    "select": select,
+    "select": select, "t": t,
     "permute": permute, "transpose": transpose, "unsqueeze": unsqueeze,
 }

@@ -244,8 +244,13 @@ def dense(c: Call) -> Value:
     lhs, rhs, rank = matmul_places(*ranks)
     if op == "linear" and isinstance(right, Value):  # x @ weight.T
         rhs = rhs[::-1]
-    return placed_product(c.builder, c.base, [(left, lhs), (right, rhs)], rank,
-                          lambda op, ins, f: c.layer(op, ins, **f), f"aten.{op}")
+    out = placed_product(c.builder, c.base, [(left, lhs), (right, rhs)], rank,
+                         lambda op, ins, f: c.layer(op, ins, **f), f"aten.{op}")
+    bias = c.args.get("bias" if op == "linear" else "self" if op == "addmm" else "")
+    if not isinstance(bias, Value):
+        return out
+    return merge_operands(c.builder, c.base, [out, bias], op,  # a bias computed from the input
+                          lambda op, ins, f: c.layer(op, ins, **f), lambda v: v)
 
 
 def einsum_(c: Call) -> Value:
