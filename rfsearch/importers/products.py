@@ -209,12 +209,18 @@ def placed_product(builder: SpecBuilder, base: str, placed: list, rank: int, lay
     if not traced:
         raise Unsupported("no traced input")
     maps = [(v, p) for v, p in traced if v.spatial]
-    if len(maps) >= 2:
-        return product_of_maps(builder, base, maps, rank, layer)
-    if not maps:
+    others = [v for v, _ in traced if not v.spatial]
+    if not maps or (others and not _keeps_a_map(maps)):
         return read_whole(builder, base, [v for v, _ in traced], rank, why)
-    out = product_with_map(builder, base, *maps[0], rank, layer, why)
-    others = [v for v, _ in traced if v is not maps[0][0]]
+    out = product_of_maps(builder, base, maps, rank, layer) if len(maps) >= 2 else \
+        product_with_map(builder, base, *maps[0], rank, layer, why)
     if not others or not out.spatial:
         return out
     return merge_operands(builder, base, [out, *others], why, layer, lambda v: v)
+
+
+def _keeps_a_map(maps: list) -> bool:
+    """Whether a product of these placed maps keeps a spatial axis of size > 1 (else it
+    reads them whole, and every traced operand with them)."""
+    return any(places[a] is not None for v, places in maps
+               for a, n in zip(v.axes, v.sizes, strict=True) if n > 1)
