@@ -137,11 +137,14 @@ def parse_input_sizes(input_size) -> tuple[int, ...] | None:
     values = [input_size] if not _is_list(input_size) and not hasattr(
         input_size, "__len__") else list(input_size)
     if not 1 <= len(values) <= 3 or any(
-            isinstance(v, bool) or (not isinstance(v, int) and not (
-                hasattr(v, "dtype") and v.dtype.kind in "iu")) or not 1 <= v <= MAX_PARAM
+            isinstance(v, bool) or (not isinstance(v, int) and getattr(  # a numpy integer
+                getattr(v, "dtype", None), "kind", None) not in ("i", "u"))
+            or not 1 <= v <= MAX_PARAM
             for v in values):
+        shown = f"a {type(text).__name__} of shape {tuple(text.shape)}" if hasattr(
+            text, "shape") and np.ndim(text) > 1 else repr(text)  # (one line, not its values)
         raise SpecError(f"input size must be a positive integer, (H, W) or (D, H, W), each "
-                        f"at most {MAX_PARAM}, got {text!r}")
+                        f"at most {MAX_PARAM}, got {shown}")
     return tuple(int(v) for v in values)
 
 

@@ -718,3 +718,13 @@ def test_a_slice_from_the_end_is_bound_to_the_traced_size():
 
     spec = rfsearch.from_torch(Tail(), torch.rand(1, 1, 32))
     assert "imported at 32" in rfsearch.evaluate(spec, input_size=48).iloc[0]["error"]
+
+
+def test_an_exported_program_takes_an_example_tensor_as_its_size():
+    """from_torch(program, tensor) raised AttributeError inside the input-size parser (a
+    torch dtype has no .kind); an array given as an input size printed its values."""
+    program = torch.export.export(nn.Conv2d(3, 4, 3), (torch.rand(1, 3, 32, 32),))
+    spec = rfsearch.from_torch(program, torch.rand(1, 3, 32, 32))
+    assert rfsearch.evaluate(spec, input_size=32).iloc[0]["out_h"] == 30
+    with pytest.raises(rfsearch.SpecError, match=r"got a ndarray of shape \(2, 2\)$"):
+        rfsearch.evaluate(spec, input_size=np.zeros((2, 2)))

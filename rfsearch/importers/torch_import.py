@@ -84,7 +84,10 @@ def from_torch(model, example_input=None, *, outputs=None, name: str | None = No
 
 
 def _program(torch, program, input_size):
-    """A saved program as itself (static sizes) or re-exported at ``input_size``."""
+    """A saved program as itself (static sizes) or re-exported at ``input_size`` (an
+    example tensor stands for its spatial size)."""
+    if isinstance(input_size, torch.Tensor):
+        input_size = tuple(input_size.shape[2:])
     placeholder = next(n for n in program.graph.nodes if n.op == "placeholder"
                        and n.name in program.graph_signature.user_inputs)
     shape = list(placeholder.meta["val"].shape)
