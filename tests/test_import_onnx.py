@@ -446,7 +446,8 @@ def test_tokens_put_back_on_the_map_and_windows_no_rule_follows(tmp_path):
 
 
 @pytest.mark.parametrize(("how", "bound"), [("size", True), ("scale", False),
-                                            ("slice", True), ("relative", False)])
+                                            ("slice", True), ("relative", False),
+                                            ("skip", False)])
 def test_resizes_to_sizes_and_fixed_slices_are_bound(tmp_path, how, bound):
     """ONNX Resize with sizes, and Slice ends counted from the start, hold at the traced
     size only."""

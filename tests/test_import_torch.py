@@ -655,10 +655,12 @@ def test_a_spec_with_layers_read_off_the_traced_map_is_refused_at_another_size()
 
 
 @pytest.mark.parametrize(("how", "bound"), [("size", True), ("scale", False),
-                                            ("slice", True), ("relative", False)])
+                                            ("slice", True), ("relative", False),
+                                            ("skip", False)])
 def test_resizes_and_slices_given_in_units_are_bound_to_the_traced_size(how, bound):
     """F.interpolate(size=16) imported at 32 and evaluated at 48 gave stride 2 and 24 units
-    (the model gives stride 3 and 16); x[..., 2:20] gave 32 units (18)."""
+    (the model gives stride 3 and 16); x[..., 2:20] gave 32 units (18). A resize to the
+    size of the map it joins is checked by the join at any size: free."""
     spec = rfsearch.from_torch(Sized(how), torch.rand(1, 1, 32, 32))
     assert ("size_bound" in spec["source"]) == bound
     at_48 = rfsearch.evaluate(spec, input_size=48).iloc[0]

@@ -403,6 +403,9 @@ class Sized(nn.Module):
 
     def forward(self, x):
         h = self.conv(x)
+        if self.how == "skip":  # the size of the map it joins (a U-Net's, an FPN's)
+            small = F.max_pool2d(h, 2)
+            return torch.cat([h, F.interpolate(small, size=h.shape[2:])], 1)
         return {"size": lambda: F.interpolate(h, size=(16, 16)),
                 "scale": lambda: F.interpolate(h, scale_factor=2.0),
                 "slice": lambda: h[:, :, 2:20, 2:20],

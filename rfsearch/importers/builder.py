@@ -85,6 +85,7 @@ class SpecBuilder:
     # layers whose geometry was read off the traced map and holds at that input size only
     # (a whole-map window, an adaptive pool, a resize to a size): why, by layer name
     size_bound: dict[str, str] = field(default_factory=dict)
+    guardable: set[str] = field(default_factory=set)  # of those, resizes a merge can check
     _calls: Counter = field(default_factory=Counter)
     _taken: set = field(default_factory=set)
 
@@ -163,9 +164,21 @@ class SpecBuilder:
                                             "attention, a dense bottleneck)")
         return Value(node, source.axes, source.sizes, len(shape))
 
-    def bound(self, node: str, why: str) -> None:
-        """Layer ``node``'s geometry holds at the traced input size only (see :meth:`spec`)."""
+    def bound(self, node: str, why: str, guarded: bool = False) -> None:
+        """Layer ``node``'s geometry holds at the traced input size only (see :meth:`spec`);
+        ``guarded``: unless a merge with another map of its size checks it (:meth:`merged`)."""
         self.size_bound.setdefault(node, why)
+        if guarded:
+            self.guardable.add(node)
+
+    def merged(self, maps: list[Value]) -> None:
+        """``maps`` merged unit by unit: a resize to a size among them holds at any size,
+        as the merge itself is checked there (``skip + interpolate(x, size=skip.shape)``:
+        where the factor would change, the sizes differ and the row says so)."""
+        if len(maps) >= 2 and len({v.sizes for v in maps}) == 1:
+            for v in maps:
+                if v.node in self.guardable:
+                    self.size_bound.pop(v.node, None)
 
     def across(self, base: str, x: Value, dims) -> Value | None:
         """A softmax (or another normalisation) over the tensor dimensions ``dims``: where

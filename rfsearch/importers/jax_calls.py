@@ -50,7 +50,8 @@ def resize(e: Eqn, method: str) -> Value:
         raise Unsupported(f"a resize method no spec mode reads like ({method})")
     up = e.layer("upsample", [x], factor=[m // n for n, m in zip(x.sizes, out, strict=True)],
                  mode=method)
-    e.builder.bound(up.node, f"a resize to {'x'.join(map(str, out))} units")  # (a shape)
+    e.builder.bound(up.node, f"a resize to {'x'.join(map(str, out))} units",  # (a shape)
+                    guarded=True)
     return up
 
 

@@ -268,6 +268,7 @@ def concatenate(e: Eqn) -> Value:
         sizes = max((v.sizes for v in maps), key=lambda s: max(s))
         values = [e.builder.spread(e.base, v, sizes) if v.spatial or v.pooled is not None
                   else v for v in values]
+        e.builder.merged([v for v in values if v.spatial])
     return e.layer("concat", values)
 
 

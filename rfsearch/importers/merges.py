@@ -27,6 +27,7 @@ def merge_operands(builder: SpecBuilder, base: str, values: list[Value], op: str
         if len({v.sizes for v in maps}) > 1:
             raise Unsupported(f"an element-wise op on maps of sizes "
                               f"{[list(v.sizes) for v in maps]} (broadcast along a map)")
+        builder.merged(maps)
         return layer("add", maps, {} if op.lower() == "add" else {"comment": op})
     if len(values) >= 2 and not maps:  # maps of one unit, or features: still a merge
         return layer("add", values, {})

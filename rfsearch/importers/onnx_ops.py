@@ -258,6 +258,7 @@ def concat(n: Node) -> Value:
     if any(axis in v.axes for v in values):
         raise Unsupported(SPATIAL_CONCAT)
     same_layout(values)
+    n.builder.merged([v for v in values if v.spatial])
     return values[0] if len(values) == 1 else n.layer("concat", values)
 
 

@@ -46,7 +46,8 @@ def resize(n: Node) -> Value:
         return n.builder.spread(n.base, x, target)
     out = _resized(n, x, factors)
     if sizes is not None and len(sizes):  # to a size: it holds at the traced one
-        n.builder.bound(out.node, f"a resize to {'x'.join(map(str, out.sizes))} units")
+        n.builder.bound(out.node, f"a resize to {'x'.join(map(str, out.sizes))} units",
+                        guarded=True)
     return out
 
 

@@ -203,6 +203,7 @@ def cat(c: Call) -> Value:
     if any(dim in v.axes for v in values):
         raise Unsupported(SPATIAL_CONCAT)
     same_layout(values)
+    c.builder.merged([v for v in values if v.spatial])
     if len(values) == 1:
         return values[0]
     return c.layer("concat", values)

@@ -27,7 +27,7 @@ def upsample(mode: str) -> Callable[[Call], Value]:
 
 def sized(c: Call, out: Value, sizes) -> Value:
     """A resize to a size given in units: bound to the traced size."""
-    c.builder.bound(out.node, f"a resize to {'x'.join(map(str, sizes))} units")
+    c.builder.bound(out.node, f"a resize to {'x'.join(map(str, sizes))} units", guarded=True)
     return out
 
 
