@@ -235,7 +235,7 @@ def slice_(e: Eqn) -> Value:
     out = e.layer("crop", [x], crop=crop) if all(s == 1 for s in step) else \
         e.layer("pool", [x], kernel=1, stride=step, padding=[[-a, -b] for a, b in crop])
     # a jaxpr's limits are units counted from the start, whatever the code wrote
-    return bound(e, "a slice ending at a fixed unit" if any(b for _, b in crop) else None,
+    return bound(e, "a slice at a fixed unit index" if any(b for _, b in crop) else None,
                  out)
 
 

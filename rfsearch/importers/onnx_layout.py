@@ -143,7 +143,7 @@ def slice_(n: Node) -> Value:
         n.layer("pool", [x], sizes, kernel=1, stride=stride,
                 padding=[[-a, -b] for a, b in crop])
     if absolute:
-        n.builder.bound(out.node, "a slice ending at a fixed unit")
+        n.builder.bound(out.node, "a slice at a fixed unit index")
     return out
 
 

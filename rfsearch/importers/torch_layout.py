@@ -32,7 +32,7 @@ def slice_(c: Call) -> Value:
     out = c.layer("crop", [x], crop=crop) if step == 1 else \
         c.layer("pool", [x], kernel=1, stride=stride, padding=[[-a, -b] for a, b in crop])
     if absolute:
-        c.builder.bound(out.node, "a slice ending at a fixed unit")
+        c.builder.bound(out.node, "a slice at a fixed unit index")
     return out
 
 
