@@ -19,6 +19,7 @@ network's output is over-approximated (its unit reads one key, not all), which i
 from __future__ import annotations
 
 from .builder import SpecBuilder, Unsupported, Value
+from .merges import merge_operands
 
 # per tensor dimension of an operand (a tuple, or a mapping over its map's dimensions):
 # the output dimension it becomes, None where it is contracted
@@ -203,8 +204,6 @@ def placed_product(builder: SpecBuilder, base: str, placed: list, rank: int, lay
     """A product of operands placed in its output (traced values and weights): of maps by
     :func:`product_of_maps`, of one map by :func:`product_with_map` (traced features
     joining as element-wise ops' operands do), of features read whole."""
-    from .merges import merge_operands
-
     traced = [(v, p) for v, p in placed if isinstance(v, Value)]
     if not traced:
         raise Unsupported("no traced input")
